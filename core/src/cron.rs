@@ -1,0 +1,1 @@
+//! Cron schedule maths (being written).

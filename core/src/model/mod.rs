@@ -1,0 +1,26 @@
+//! The domain model shared by the control plane and the data plane.
+//!
+//! These are plain `serde` types: every boundary (store, transport, HTTP) speaks them.
+
+mod allocation;
+mod api_key;
+mod audit;
+mod backup;
+mod egg;
+mod node;
+mod schedule;
+mod server;
+mod user;
+
+pub use allocation::Allocation;
+pub use api_key::{ApiKey, ApiKeyScope};
+pub use audit::{AuditEvent, AuditSubject};
+pub use backup::{Backup, BackupState};
+pub use egg::{
+    ConfigFile, ConfigParser, DoneMatcher, Egg, EggFeatures, EggImage, EggScript, EggSourceFormat, EggStartup,
+    EggVariable, FindValue, StopMethod, StopSignal,
+};
+pub use node::{Location, Node, NodeCapacity, NodeStatus, Overallocation};
+pub use schedule::{Schedule, Task, TaskAction};
+pub use server::{Server, ServerLimits};
+pub use user::{Permission, Role, User};

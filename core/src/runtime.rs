@@ -1,0 +1,240 @@
+//! The container runtime a node runs servers with.
+//!
+//! One small trait, [`Runtime`], implemented by `nexus-runtime-docker` and
+//! `nexus-runtime-podman`; the node agent is written against it alone.
+
+use crate::console::ConsoleLine;
+use crate::ids::ServerId;
+use crate::model::{ServerLimits, StopMethod, StopSignal};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use futures::stream::BoxStream;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::time::Duration;
+use tokio::io::AsyncWrite;
+
+/// Label carrying the server id on every container Nexus creates.
+pub const SERVER_LABEL: &str = "io.nexus.server";
+/// Label marking a container as managed by Nexus.
+pub const MANAGED_LABEL: &str = "io.nexus.managed";
+
+/// Container name for a server: `nexus-server-<uuid>`.
+pub fn container_name(server: ServerId) -> String {
+    format!("nexus-server-{server}")
+}
+
+/// Runtime-assigned container identifier.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ContainerId(pub String);
+
+impl std::fmt::Display for ContainerId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Everything needed to create a server's container.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerSpec {
+    /// The server; gives the name and the label.
+    pub server: ServerId,
+    /// Image reference; never pulled.
+    pub image: String,
+    /// Command to run; `None` keeps the image's default.
+    pub command: Option<Vec<String>>,
+    /// Environment.
+    pub env: BTreeMap<String, String>,
+    /// Host directory bind-mounted at `/home/container`.
+    pub data_dir: PathBuf,
+    /// Resource limits.
+    pub limits: ServerLimits,
+    /// Addresses published for TCP and UDP.
+    pub ports: Vec<PortBinding>,
+    /// Extra labels (the server and managed labels are always added).
+    pub labels: BTreeMap<String, String>,
+}
+
+/// One published `ip:port`, same port inside and outside.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PortBinding {
+    /// Host address.
+    pub ip: IpAddr,
+    /// Port.
+    pub port: u16,
+}
+
+/// An egg installation run in a throwaway container.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstallSpec {
+    /// The server being installed.
+    pub server: ServerId,
+    /// Image the script runs in.
+    pub image: String,
+    /// Interpreter (`bash`, `ash`); the script is at `/mnt/install/install.sh`.
+    pub entrypoint: String,
+    /// Script body.
+    pub script: String,
+    /// Server environment.
+    pub env: BTreeMap<String, String>,
+    /// Host directory mounted at `/mnt/server`.
+    pub data_dir: PathBuf,
+    /// Limits during installation.
+    pub limits: ServerLimits,
+}
+
+/// How an installation ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstallOutcome {
+    /// Exit code of the script.
+    pub exit_code: i64,
+    /// Combined output of the script.
+    pub log: String,
+}
+
+/// How a container's main process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitStatus {
+    /// Exit code (128 + signal for signal deaths).
+    pub code: i64,
+    /// Killed by the kernel's OOM killer.
+    pub oom_killed: bool,
+}
+
+/// How a stop went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StopOutcome {
+    /// The exit status.
+    pub exit: ExitStatus,
+    /// False if the process ignored the stop and was killed after the timeout.
+    pub graceful: bool,
+}
+
+/// A point-in-time resource sample of one container.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ResourceStats {
+    /// CPU, percent of one core.
+    pub cpu_percent: f64,
+    /// Memory in use.
+    pub memory_bytes: u64,
+    /// Memory limit.
+    pub memory_limit_bytes: u64,
+    /// Bytes received on all interfaces.
+    pub network_rx_bytes: u64,
+    /// Bytes sent on all interfaces.
+    pub network_tx_bytes: u64,
+    /// Bytes read from block devices.
+    pub disk_read_bytes: u64,
+    /// Bytes written to block devices.
+    pub disk_write_bytes: u64,
+    /// Processes and threads.
+    pub pids: u64,
+    /// Sample time.
+    pub at: Option<DateTime<Utc>>,
+}
+
+/// A container found on the engine carrying the Nexus labels.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManagedContainer {
+    /// Container id.
+    pub id: ContainerId,
+    /// Server it belongs to (from its label).
+    pub server: ServerId,
+    /// Image it runs.
+    pub image: String,
+    /// Whether its process is running.
+    pub running: bool,
+}
+
+/// Writable console input of a container.
+pub type ConsoleInput = Pin<Box<dyn AsyncWrite + Send>>;
+
+/// An attached console: write to `input`, read lines from `output`.
+pub struct ConsoleIo {
+    /// Bytes written here reach the process's stdin.
+    pub input: ConsoleInput,
+    /// The process's stdout and stderr, line by line, in order.
+    pub output: BoxStream<'static, Result<ConsoleLine, RuntimeError>>,
+}
+
+impl std::fmt::Debug for ConsoleIo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsoleIo").finish_non_exhaustive()
+    }
+}
+
+/// Failures of a runtime, mapped from engine errors.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The image is not present locally (Nexus never pulls).
+    #[error("image `{image}` is not available on this node; import or build it first (images are never pulled)")]
+    ImageNotFound {
+        /// The missing image.
+        image: String,
+    },
+    /// No such container.
+    #[error("container `{0}` does not exist")]
+    ContainerNotFound(String),
+    /// The container exists already or is in the wrong state.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The spec cannot be applied.
+    #[error("invalid container spec: {0}")]
+    InvalidSpec(String),
+    /// The engine cannot be reached.
+    #[error("container engine unavailable: {0}")]
+    Unavailable(String),
+    /// Waited too long.
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    /// Any other engine failure.
+    #[error("container engine error: {0}")]
+    Engine(String),
+    /// Local I/O failure (console pipes, install files).
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A container engine on one node.
+#[async_trait]
+pub trait Runtime: Send + Sync {
+    /// Short name for logs (`docker`, `podman`).
+    fn name(&self) -> &'static str;
+
+    /// Whether `image` is present locally.
+    async fn image_exists(&self, image: &str) -> Result<bool, RuntimeError>;
+
+    /// Creates (but does not start) the server's container.
+    async fn create(&self, spec: &ContainerSpec) -> Result<ContainerId, RuntimeError>;
+
+    /// Starts a created or exited container.
+    async fn start(&self, id: &ContainerId) -> Result<(), RuntimeError>;
+
+    /// Asks the process to stop (console command or signal); kills it after `timeout`.
+    async fn stop(&self, id: &ContainerId, method: &StopMethod, timeout: Duration) -> Result<StopOutcome, RuntimeError>;
+
+    /// Sends a signal now.
+    async fn kill(&self, id: &ContainerId, signal: StopSignal) -> Result<(), RuntimeError>;
+
+    /// Removes the container (forcefully if running). Idempotent.
+    async fn destroy(&self, id: &ContainerId) -> Result<(), RuntimeError>;
+
+    /// Attaches to the console.
+    async fn attach(&self, id: &ContainerId) -> Result<ConsoleIo, RuntimeError>;
+
+    /// A stream of resource samples until the container stops.
+    async fn stats(&self, id: &ContainerId) -> Result<BoxStream<'static, Result<ResourceStats, RuntimeError>>, RuntimeError>;
+
+    /// Waits for the main process to exit.
+    async fn wait(&self, id: &ContainerId) -> Result<ExitStatus, RuntimeError>;
+
+    /// Runs an install script to completion in a throwaway container, then removes it.
+    async fn run_install(&self, spec: &InstallSpec) -> Result<InstallOutcome, RuntimeError>;
+
+    /// Every container carrying the Nexus labels, for re-attaching after a daemon restart.
+    async fn list_managed(&self) -> Result<Vec<ManagedContainer>, RuntimeError>;
+}

@@ -1,0 +1,315 @@
+//! Persistence of the control plane.
+//!
+//! One small repository trait per aggregate; [`Repositories`] bundles them; a [`Store`] is
+//! repositories (each call atomic on its own) plus [`Store::begin`] for a
+//! [`StoreTransaction`] spanning several calls. Implemented by `nexus-store-postgres`,
+//! `-mysql`, `-sqlite` and by [`MemoryStore`](crate::memory::MemoryStore).
+
+use crate::ids::*;
+use crate::lifecycle::LifecycleEvent;
+use crate::model::*;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Failures of a store.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// No such record.
+    #[error("{entity} `{id}` not found")]
+    NotFound {
+        /// Kind of record.
+        entity: &'static str,
+        /// Its key.
+        id: String,
+    },
+    /// A uniqueness rule was violated (same username, same `ip:port` on a node, ...).
+    #[error("{entity} already exists: {detail}")]
+    Duplicate {
+        /// Kind of record.
+        entity: &'static str,
+        /// Which value collided.
+        detail: String,
+    },
+    /// Optimistic concurrency: the server changed since it was read.
+    #[error("server `{server}` was modified concurrently (expected version {expected}, found {actual})")]
+    VersionConflict {
+        /// The server.
+        server: ServerId,
+        /// Version the writer read.
+        expected: u64,
+        /// Version in the store.
+        actual: u64,
+    },
+    /// An allocation is used by another server or belongs to another node.
+    #[error("allocation `{allocation}` is not available: {reason}")]
+    AllocationUnavailable {
+        /// The allocation.
+        allocation: AllocationId,
+        /// Why.
+        reason: String,
+    },
+    /// A reference to a missing or unsuitable record.
+    #[error("invalid reference: {0}")]
+    InvalidReference(String),
+    /// The schema is newer than this binary understands.
+    #[error("database schema version {found} is newer than this build supports ({supported}); upgrade Nexus")]
+    SchemaTooNew {
+        /// Version found in the database.
+        found: String,
+        /// Newest version this build knows.
+        supported: String,
+    },
+    /// The transaction was already finished, or the backend aborted it.
+    #[error("transaction aborted: {0}")]
+    Transaction(String),
+    /// The backend failed (connection, SQL, I/O).
+    #[error("store backend error: {0}")]
+    Backend(String),
+}
+
+impl StoreError {
+    /// Shorthand for [`StoreError::NotFound`].
+    pub fn not_found(entity: &'static str, id: impl ToString) -> Self {
+        Self::NotFound { entity, id: id.to_string() }
+    }
+}
+
+/// Result of store calls.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A page of a listing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Page {
+    /// Rows to skip.
+    pub offset: u64,
+    /// Rows to return at most.
+    pub limit: u64,
+}
+
+impl Page {
+    /// The first `limit` rows.
+    pub fn first(limit: u64) -> Self {
+        Self { offset: 0, limit }
+    }
+
+    /// Everything (for small tables and tests).
+    pub fn all() -> Self {
+        Self { offset: 0, limit: u64::MAX }
+    }
+}
+
+/// Which servers to list. Empty fields do not filter.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerFilter {
+    /// Owned by this user.
+    pub owner: Option<UserId>,
+    /// Placed on this node.
+    pub node: Option<NodeId>,
+    /// Created from this egg.
+    pub egg: Option<EggId>,
+}
+
+/// Resources booked on a node by its servers, for placement.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeUsage {
+    /// The node.
+    pub node: Option<NodeId>,
+    /// Servers placed on it.
+    pub servers: u64,
+    /// Sum of memory limits, MiB.
+    pub memory_mb: u64,
+    /// Sum of disk limits, MiB.
+    pub disk_mb: u64,
+    /// Sum of CPU limits, percent.
+    pub cpu_percent: u64,
+    /// Allocations not used by any server.
+    pub free_allocations: u64,
+}
+
+/// Users.
+#[async_trait]
+pub trait UserRepo: Send + Sync {
+    /// Inserts; username and e-mail are unique.
+    async fn create_user(&self, user: &User) -> StoreResult<()>;
+    /// By id.
+    async fn get_user(&self, id: UserId) -> StoreResult<User>;
+    /// By username or e-mail, case-insensitively.
+    async fn find_user_by_login(&self, login: &str) -> StoreResult<Option<User>>;
+    /// Ordered by username.
+    async fn list_users(&self, page: Page) -> StoreResult<Vec<User>>;
+    /// Replaces every field but the id.
+    async fn update_user(&self, user: &User) -> StoreResult<()>;
+    /// Removes; fails while the user owns servers.
+    async fn delete_user(&self, id: UserId) -> StoreResult<()>;
+}
+
+/// Locations.
+#[async_trait]
+pub trait LocationRepo: Send + Sync {
+    /// Inserts; the short code is unique.
+    async fn create_location(&self, location: &Location) -> StoreResult<()>;
+    /// Ordered by short code.
+    async fn list_locations(&self) -> StoreResult<Vec<Location>>;
+    /// Removes; fails while nodes use it.
+    async fn delete_location(&self, id: LocationId) -> StoreResult<()>;
+}
+
+/// Nodes.
+#[async_trait]
+pub trait NodeRepo: Send + Sync {
+    /// Inserts; the name is unique.
+    async fn create_node(&self, node: &Node) -> StoreResult<()>;
+    /// By id.
+    async fn get_node(&self, id: NodeId) -> StoreResult<Node>;
+    /// Ordered by name.
+    async fn list_nodes(&self) -> StoreResult<Vec<Node>>;
+    /// Replaces every field but the id.
+    async fn update_node(&self, node: &Node) -> StoreResult<()>;
+    /// Removes; fails while servers are placed on it.
+    async fn delete_node(&self, id: NodeId) -> StoreResult<()>;
+    /// Records a heartbeat and marks the node online.
+    async fn record_heartbeat(&self, id: NodeId, at: DateTime<Utc>) -> StoreResult<()>;
+    /// Marks online nodes whose last heartbeat is older than `cutoff` offline; returns them.
+    async fn mark_stale_nodes_offline(&self, cutoff: DateTime<Utc>) -> StoreResult<Vec<NodeId>>;
+    /// Booked resources per node, for placement.
+    async fn node_usage(&self) -> StoreResult<Vec<NodeUsage>>;
+}
+
+/// Allocations (`ip:port` on a node).
+#[async_trait]
+pub trait AllocationRepo: Send + Sync {
+    /// Inserts all or none; `ip:port` is unique per node.
+    async fn create_allocations(&self, allocations: &[Allocation]) -> StoreResult<()>;
+    /// By id.
+    async fn get_allocation(&self, id: AllocationId) -> StoreResult<Allocation>;
+    /// A node's allocations ordered by ip, port.
+    async fn list_allocations(&self, node: NodeId) -> StoreResult<Vec<Allocation>>;
+    /// Atomically assigns a free allocation of `node` to `server` (lowest ip, port first);
+    /// `None` if the node has none free. Safe under concurrent callers.
+    async fn claim_free_allocation(&self, node: NodeId, server: ServerId) -> StoreResult<Option<Allocation>>;
+    /// Removes an unassigned allocation.
+    async fn delete_allocation(&self, id: AllocationId) -> StoreResult<()>;
+}
+
+/// Eggs.
+#[async_trait]
+pub trait EggRepo: Send + Sync {
+    /// Inserts.
+    async fn create_egg(&self, egg: &Egg) -> StoreResult<()>;
+    /// By id.
+    async fn get_egg(&self, id: EggId) -> StoreResult<Egg>;
+    /// Ordered by name.
+    async fn list_eggs(&self) -> StoreResult<Vec<Egg>>;
+    /// Replaces every field but the id.
+    async fn update_egg(&self, egg: &Egg) -> StoreResult<()>;
+    /// Removes; fails while servers use it.
+    async fn delete_egg(&self, id: EggId) -> StoreResult<()>;
+}
+
+/// Servers and their lifecycle events.
+#[async_trait]
+pub trait ServerRepo: Send + Sync {
+    /// Inserts and assigns the server's allocations in one step; fails with
+    /// [`StoreError::AllocationUnavailable`] if any is taken or on another node.
+    async fn create_server(&self, server: &Server) -> StoreResult<()>;
+    /// By id.
+    async fn get_server(&self, id: ServerId) -> StoreResult<Server>;
+    /// Ordered by creation time, then id.
+    async fn list_servers(&self, filter: &ServerFilter, page: Page) -> StoreResult<Vec<Server>>;
+    /// Writes `server` if the stored version equals `server.version`; returns it with the
+    /// version bumped. Allocations are not changed here.
+    async fn update_server(&self, server: &Server) -> StoreResult<Server>;
+    /// Applies a lifecycle event if the stored version is `expected_version`: sets the state,
+    /// bumps the version and appends the event, atomically.
+    async fn transition_server(&self, expected_version: u64, event: &LifecycleEvent) -> StoreResult<Server>;
+    /// The newest `limit` events of a server, newest first.
+    async fn server_events(&self, id: ServerId, limit: u64) -> StoreResult<Vec<LifecycleEvent>>;
+    /// Removes the server, its events, schedules and backups, and frees its allocations.
+    async fn delete_server(&self, id: ServerId) -> StoreResult<()>;
+}
+
+/// Schedules with their tasks.
+#[async_trait]
+pub trait ScheduleRepo: Send + Sync {
+    /// Inserts.
+    async fn create_schedule(&self, schedule: &Schedule) -> StoreResult<()>;
+    /// By id.
+    async fn get_schedule(&self, id: ScheduleId) -> StoreResult<Schedule>;
+    /// A server's schedules by name.
+    async fn list_schedules(&self, server: ServerId) -> StoreResult<Vec<Schedule>>;
+    /// Replaces every field but the id.
+    async fn update_schedule(&self, schedule: &Schedule) -> StoreResult<()>;
+    /// Removes.
+    async fn delete_schedule(&self, id: ScheduleId) -> StoreResult<()>;
+    /// Enabled schedules with `next_run_at <= now`, soonest first.
+    async fn due_schedules(&self, now: DateTime<Utc>) -> StoreResult<Vec<Schedule>>;
+}
+
+/// API keys.
+#[async_trait]
+pub trait ApiKeyRepo: Send + Sync {
+    /// Inserts; the prefix is unique.
+    async fn create_api_key(&self, key: &ApiKey) -> StoreResult<()>;
+    /// By lookup prefix.
+    async fn find_api_key(&self, prefix: &str) -> StoreResult<Option<ApiKey>>;
+    /// A user's keys, newest first.
+    async fn list_api_keys(&self, user: UserId) -> StoreResult<Vec<ApiKey>>;
+    /// Sets `last_used_at`.
+    async fn touch_api_key(&self, id: ApiKeyId, at: DateTime<Utc>) -> StoreResult<()>;
+    /// Removes.
+    async fn delete_api_key(&self, id: ApiKeyId) -> StoreResult<()>;
+}
+
+/// Backups.
+#[async_trait]
+pub trait BackupRepo: Send + Sync {
+    /// Inserts.
+    async fn create_backup(&self, backup: &Backup) -> StoreResult<()>;
+    /// By id.
+    async fn get_backup(&self, id: BackupId) -> StoreResult<Backup>;
+    /// A server's backups, newest first.
+    async fn list_backups(&self, server: ServerId) -> StoreResult<Vec<Backup>>;
+    /// Replaces every field but the id.
+    async fn update_backup(&self, backup: &Backup) -> StoreResult<()>;
+    /// Removes; fails if locked.
+    async fn delete_backup(&self, id: BackupId) -> StoreResult<()>;
+}
+
+/// The append-only audit log.
+#[async_trait]
+pub trait AuditRepo: Send + Sync {
+    /// Appends.
+    async fn append_audit(&self, event: &AuditEvent) -> StoreResult<()>;
+    /// Newest first, optionally about one subject only.
+    async fn list_audit(&self, subject: Option<&AuditSubject>, page: Page) -> StoreResult<Vec<AuditEvent>>;
+}
+
+/// Every repository.
+pub trait Repositories:
+    UserRepo + LocationRepo + NodeRepo + AllocationRepo + EggRepo + ServerRepo + ScheduleRepo + ApiKeyRepo + BackupRepo + AuditRepo
+{
+}
+
+impl<T> Repositories for T where
+    T: UserRepo + LocationRepo + NodeRepo + AllocationRepo + EggRepo + ServerRepo + ScheduleRepo + ApiKeyRepo + BackupRepo + AuditRepo
+{
+}
+
+/// Several repository calls that take effect together or not at all.
+#[async_trait]
+pub trait StoreTransaction: Repositories {
+    /// Makes every write visible.
+    async fn commit(self: Box<Self>) -> StoreResult<()>;
+    /// Discards every write (also what dropping does).
+    async fn rollback(self: Box<Self>) -> StoreResult<()>;
+}
+
+/// A control-plane store.
+#[async_trait]
+pub trait Store: Repositories {
+    /// Backend name for logs (`postgres`, `sqlite`, `memory`).
+    fn backend(&self) -> &'static str;
+    /// Begins a transaction.
+    async fn begin(&self) -> StoreResult<Box<dyn StoreTransaction>>;
+}

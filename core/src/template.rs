@@ -1,0 +1,39 @@
+//! Where egg templates come from (a folder, an object store, a URL list).
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// A template file as stored, not yet parsed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TemplateRef {
+    /// Key within the source (`minecraft/paper.json`).
+    pub key: String,
+    /// Content tag for cache validation, if the source has one.
+    pub etag: Option<String>,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// Failures of a template source.
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    /// No template under that key.
+    #[error("template `{0}` not found")]
+    NotFound(String),
+    /// The key is not allowed (absolute, `..`).
+    #[error("invalid template key `{0}`")]
+    InvalidKey(String),
+    /// The source failed.
+    #[error("template source error: {0}")]
+    Source(String),
+}
+
+/// A read-only collection of template files.
+#[async_trait]
+pub trait TemplateSource: Send + Sync {
+    /// Every template, ordered by key.
+    async fn list(&self) -> Result<Vec<TemplateRef>, TemplateError>;
+    /// The bytes of one template.
+    async fn fetch(&self, key: &str) -> Result<Bytes, TemplateError>;
+}

@@ -1,0 +1,183 @@
+//! How the two planes talk.
+//!
+//! Panel → node: [`NodeTransport::send`] carries a [`NodeCommand`] to one node, whose
+//! [`NodeHandler`] answers. Node → panel: [`PanelTransport::publish`] carries heartbeats and
+//! lifecycle events. The reference implementations are JSON over HTTPS (in the daemon and
+//! panel crates) and [`InProcessTransport`](crate::memory::InProcessTransport) for a single
+//! binary holding both planes.
+
+use crate::ids::{NodeId, ServerId};
+use crate::lifecycle::{LifecycleEvent, ServerState};
+use crate::model::{ConfigFile, DoneMatcher, ServerLimits, StopMethod};
+use crate::runtime::PortBinding;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// What a node needs to run one server. Built by the panel from the server and its egg.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ServerSpec {
+    /// The server.
+    pub id: ServerId,
+    /// Container image.
+    pub image: String,
+    /// Startup command template (`{{VAR}}` placeholders).
+    pub startup: String,
+    /// Variable values and panel-provided environment.
+    pub environment: BTreeMap<String, String>,
+    /// Limits.
+    pub limits: ServerLimits,
+    /// Primary allocation first.
+    pub allocations: Vec<PortBinding>,
+    /// Console lines meaning "up".
+    pub done: Vec<DoneMatcher>,
+    /// How to stop it.
+    pub stop: StopMethod,
+    /// Files patched before each start.
+    pub config_files: Vec<ConfigFile>,
+    /// Install script, image and interpreter.
+    pub install: crate::model::EggScript,
+    /// Paths users may not touch.
+    pub file_denylist: Vec<String>,
+    /// Suspended servers cannot start.
+    pub suspended: bool,
+}
+
+/// A power action.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PowerAction {
+    /// Start.
+    Start,
+    /// Stop gracefully (egg stop method, then kill after the timeout).
+    Stop,
+    /// Stop, then start.
+    Restart,
+    /// Kill now.
+    Kill,
+}
+
+/// Panel → node request.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data", rename_all = "snake_case")]
+pub enum NodeCommand {
+    /// Create (or update) a server from a spec; installs it unless told not to.
+    CreateServer {
+        /// What to run.
+        spec: Box<ServerSpec>,
+        /// Run the install script right away.
+        install: bool,
+    },
+    /// Remove a server's container and files.
+    DestroyServer {
+        /// Which.
+        server: ServerId,
+    },
+    /// A power action.
+    Power {
+        /// Which server.
+        server: ServerId,
+        /// What to do.
+        action: PowerAction,
+    },
+    /// Run (or re-run) the install script.
+    Install {
+        /// Which server.
+        server: ServerId,
+    },
+    /// Write a line to the console.
+    SendCommand {
+        /// Which server.
+        server: ServerId,
+        /// The line, without newline.
+        line: String,
+    },
+    /// States of every server on the node.
+    ListServers,
+}
+
+/// The state of one server on a node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerStatus {
+    /// Which server.
+    pub server: ServerId,
+    /// Its lifecycle state.
+    pub state: ServerState,
+}
+
+/// Node → panel answer to a [`NodeCommand`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data", rename_all = "snake_case")]
+pub enum NodeResponse {
+    /// Done, nothing to return.
+    Ok,
+    /// Answer to [`NodeCommand::ListServers`].
+    Servers(Vec<ServerStatus>),
+}
+
+/// A node's periodic sign of life.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// Sender.
+    pub node: NodeId,
+    /// When it was sent.
+    pub at: DateTime<Utc>,
+    /// Daemon version.
+    pub version: String,
+    /// Servers it runs, with their states.
+    pub servers: Vec<ServerStatus>,
+}
+
+/// Node → panel message.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data", rename_all = "snake_case")]
+pub enum NodeMessage {
+    /// Sign of life.
+    Heartbeat(Heartbeat),
+    /// A server changed state.
+    Lifecycle(LifecycleEvent),
+}
+
+/// Failures crossing the wire.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransportError {
+    /// The node (or panel) cannot be reached; retrying may help.
+    #[error("{0} unreachable: {1}")]
+    Unreachable(String, String),
+    /// Credentials refused.
+    #[error("unauthorized")]
+    Unauthorized,
+    /// The other side understood and refused the request.
+    #[error("rejected ({status}): {message}")]
+    Rejected {
+        /// HTTP-like status code.
+        status: u16,
+        /// Why.
+        message: String,
+    },
+    /// The reply could not be read.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+}
+
+/// Panel side: sends commands to nodes.
+#[async_trait]
+pub trait NodeTransport: Send + Sync {
+    /// Delivers `command` to `node` and returns its answer.
+    async fn send(&self, node: NodeId, command: NodeCommand) -> Result<NodeResponse, TransportError>;
+}
+
+/// Node side: what answers [`NodeCommand`]s (the node agent).
+#[async_trait]
+pub trait NodeHandler: Send + Sync {
+    /// Carries out one command.
+    async fn handle(&self, command: NodeCommand) -> Result<NodeResponse, TransportError>;
+}
+
+/// Node side: sends heartbeats and events to the panel.
+#[async_trait]
+pub trait PanelTransport: Send + Sync {
+    /// Delivers one message from `node`.
+    async fn publish(&self, node: NodeId, message: NodeMessage) -> Result<(), TransportError>;
+}
