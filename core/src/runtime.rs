@@ -215,7 +215,8 @@ pub trait Runtime: Send + Sync {
     async fn start(&self, id: &ContainerId) -> Result<(), RuntimeError>;
 
     /// Asks the process to stop (console command or signal); kills it after `timeout`.
-    async fn stop(&self, id: &ContainerId, method: &StopMethod, timeout: Duration) -> Result<StopOutcome, RuntimeError>;
+    async fn stop(&self, id: &ContainerId, method: &StopMethod, timeout: Duration)
+    -> Result<StopOutcome, RuntimeError>;
 
     /// Sends a signal now.
     async fn kill(&self, id: &ContainerId, signal: StopSignal) -> Result<(), RuntimeError>;
@@ -227,7 +228,10 @@ pub trait Runtime: Send + Sync {
     async fn attach(&self, id: &ContainerId) -> Result<ConsoleIo, RuntimeError>;
 
     /// A stream of resource samples until the container stops.
-    async fn stats(&self, id: &ContainerId) -> Result<BoxStream<'static, Result<ResourceStats, RuntimeError>>, RuntimeError>;
+    async fn stats(
+        &self,
+        id: &ContainerId,
+    ) -> Result<BoxStream<'static, Result<ResourceStats, RuntimeError>>, RuntimeError>;
 
     /// Waits for the main process to exit.
     async fn wait(&self, id: &ContainerId) -> Result<ExitStatus, RuntimeError>;

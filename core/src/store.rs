@@ -287,12 +287,30 @@ pub trait AuditRepo: Send + Sync {
 
 /// Every repository.
 pub trait Repositories:
-    UserRepo + LocationRepo + NodeRepo + AllocationRepo + EggRepo + ServerRepo + ScheduleRepo + ApiKeyRepo + BackupRepo + AuditRepo
+    UserRepo
+    + LocationRepo
+    + NodeRepo
+    + AllocationRepo
+    + EggRepo
+    + ServerRepo
+    + ScheduleRepo
+    + ApiKeyRepo
+    + BackupRepo
+    + AuditRepo
 {
 }
 
 impl<T> Repositories for T where
-    T: UserRepo + LocationRepo + NodeRepo + AllocationRepo + EggRepo + ServerRepo + ScheduleRepo + ApiKeyRepo + BackupRepo + AuditRepo
+    T: UserRepo
+        + LocationRepo
+        + NodeRepo
+        + AllocationRepo
+        + EggRepo
+        + ServerRepo
+        + ScheduleRepo
+        + ApiKeyRepo
+        + BackupRepo
+        + AuditRepo
 {
 }
 
