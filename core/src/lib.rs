@@ -13,6 +13,8 @@
 //!
 //! This crate depends on nothing else in the workspace.
 
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
 pub mod console;
 pub mod cron;
 pub mod ids;
