@@ -1,1 +1,0 @@
-//! config_files (being written).

@@ -1,0 +1,281 @@
+//! Rendering an egg's startup command and the environment a server runs with.
+//!
+//! [`render_startup`] turns a template such as `java -Xmx{{SERVER_MEMORY}}M -jar {{SERVER_JARFILE}}`
+//! into a [`RenderedStartup`]:
+//!
+//! - `command`, for `/bin/sh -c`: every placeholder becomes a reference to an environment
+//!   variable, so the shell expands the value but never parses it. A value cannot add commands,
+//!   redirections, substitutions or quotes, whatever it contains. How the reference is written
+//!   depends on where the placeholder sits in the author's template:
+//!
+//!   | placeholder in          | written as       |
+//!   |-------------------------|------------------|
+//!   | no quotes               | `${VAR}`         |
+//!   | `"..."`                 | `${VAR}`         |
+//!   | `'...'`                 | `'"${VAR}"'`     |
+//!   | `$'...'` (bash)         | `'"${VAR}"$'`    |
+//!
+//!   Inside `$(...)` and backticks quoting starts afresh, as in the shell. Unquoted references
+//!   keep the shell's word splitting and pathname expansion on purpose: authors write
+//!   `{{ADDITIONAL_ARGS}}` bare to pass several arguments, and quote placeholders they want
+//!   kept whole. A backslash written right before a placeholder (`\{{VAR}}`) is dropped outside
+//!   quotes (it would only escape the value's first character) and kept literal inside quotes.
+//!   `${VAR}` references written by the author pass through untouched.
+//! - `display`: the template with values pasted in literally, for people to read. Never run it.
+//! - `env`: everything the server process gets (see below), `STARTUP` included.
+//!
+//! # Placeholders
+//!
+//! `{{NAME}}`, with optional blanks inside the braces (`{{ NAME }}`), where `NAME` matches
+//! `[A-Za-z_][A-Za-z0-9_]*`; anything else between braces is left as text. A placeholder
+//! resolves against the environment: the egg's variables, the built-ins `SERVER_MEMORY`,
+//! `SERVER_IP`, `SERVER_PORT`, and the other platform names (`P_SERVER_UUID`, `TZ`, `HOME`,
+//! `USER`).
+//!
+//! **A placeholder naming nothing renders empty**, and is listed in
+//! [`RenderedStartup::unresolved`] so callers can warn. This is what Pterodactyl does: the yolks
+//! entrypoints rewrite `{{X}}` to `${X}` and the shell expands an unset variable to nothing.
+//! A real egg relies on it: the Arma 3 egg's startup passes `-mod=\"{{CLIENT_MODS}}\"` but
+//! defines no `CLIENT_MODS` variable. An error would make that egg unstartable. (Dropping the
+//! text is exactly equivalent to referencing an unset variable, in every quoting context, and
+//! does not depend on what the image's own environment happens to define.)
+//!
+//! # Environment
+//!
+//! In this order: `SERVER_MEMORY` (MiB), `SERVER_IP`, `SERVER_PORT`, `P_SERVER_UUID`, `TZ`
+//! (when the platform has one), `HOME=/home/container`, `USER=container`, then every variable
+//! in the given order, then `STARTUP` (the rendered `command`, which Pterodactyl images read and
+//! evaluate; it is the template with each placeholder turned into a `${X}` reference). Variable
+//! names keep their case (Wings upper-cases them; the corpus has `srv_name`, referenced as
+//! `{{srv_name}}`).
+//!
+//! # Reserved names
+//!
+//! [`is_reserved`] names may not be egg variables, so the importer refuses them:
+//! - set by the platform for every server: `SERVER_MEMORY`, `SERVER_IP`, `SERVER_PORT`,
+//!   `STARTUP`, `HOME`, `USER`, and every `P_SERVER_*` name (Pterodactyl sets
+//!   `P_SERVER_UUID`, `P_SERVER_LOCATION`, `P_SERVER_ALLOCATION_LIMIT`);
+//! - read by the shell that runs the command and able to change what it does: `IFS` (how
+//!   values are split), `BASH_ENV` and `ENV` (a file sourced before the command), `SHELLOPTS`,
+//!   `BASHOPTS`.
+//!
+//! `TZ` is **not** reserved: eggs in the wild define a `TZ` variable for users to pick a time
+//! zone. A non-empty `TZ` variable wins over the platform's zone (the server owner chose it);
+//! an empty one leaves the platform's. None of the 77 corpus eggs uses a reserved name.
+//!
+//! # Shell notes
+//!
+//! Many real templates use bash syntax (`[[ ]]`, `$'...'`, `<(...)`, `compgen`); runtimes
+//! should run the command with bash where the image has it. The quoting written here is valid
+//! for both POSIX `sh` and bash. A template that hands a value to `eval`, `trap "{{STOP}}"` or
+//! `sh -c` runs it as code by the author's choice; rendering cannot and does not change that.
+
+mod scan;
+#[cfg(test)]
+mod tests;
+
+use indexmap::IndexMap;
+use scan::{Piece, Quoting, scan};
+
+/// Placeholders every template may use besides the egg's variables.
+pub const BUILTIN_PLACEHOLDERS: &[&str] = &["SERVER_MEMORY", "SERVER_IP", "SERVER_PORT"];
+
+/// Names an egg variable may not use (see the module docs). `P_SERVER_*` is reserved as a
+/// prefix, see [`RESERVED_PREFIXES`].
+pub const RESERVED_VARIABLES: &[&str] = &[
+    "SERVER_MEMORY",
+    "SERVER_IP",
+    "SERVER_PORT",
+    "STARTUP",
+    "HOME",
+    "USER",
+    "P_SERVER_UUID",
+    "P_SERVER_LOCATION",
+    "P_SERVER_ALLOCATION_LIMIT",
+    "IFS",
+    "BASH_ENV",
+    "ENV",
+    "SHELLOPTS",
+    "BASHOPTS",
+];
+
+/// Name prefixes an egg variable may not use.
+pub const RESERVED_PREFIXES: &[&str] = &["P_SERVER_"];
+
+/// The home directory every server gets.
+pub const HOME_DIR: &str = "/home/container";
+
+/// The user name every server gets.
+pub const USER_NAME: &str = "container";
+
+/// Whether an egg variable may not be called `name` (case-sensitive, like the environment).
+pub fn is_reserved(name: &str) -> bool {
+    RESERVED_VARIABLES.contains(&name) || RESERVED_PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
+/// Whether `name` matches `[A-Za-z_][A-Za-z0-9_]*`, the names the shell can reference.
+pub fn is_valid_variable_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes.next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// What the platform knows about the server, for the built-in variables.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerFacts {
+    /// Memory limit in MiB (`SERVER_MEMORY`).
+    pub memory_mib: u64,
+    /// Primary allocation's IP (`SERVER_IP`).
+    pub ip: String,
+    /// Primary allocation's port (`SERVER_PORT`).
+    pub port: u16,
+    /// The server's UUID (`P_SERVER_UUID`).
+    pub uuid: String,
+    /// Time zone for `TZ`, e.g. `Europe/Berlin`; `None` sets no `TZ` (unless the egg does).
+    pub timezone: Option<String>,
+}
+
+/// A rendered startup command with its environment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RenderedStartup {
+    /// Shell-safe command for `/bin/sh -c`, run with [`Self::env`].
+    pub command: String,
+    /// The command with values pasted in, for people to read. Not safe to run.
+    pub display: String,
+    /// The complete environment of the server process.
+    pub env: IndexMap<String, String>,
+    /// Placeholders that named no variable and no built-in, in order of first use; they
+    /// rendered empty.
+    pub unresolved: Vec<String>,
+}
+
+/// Why a startup command cannot be rendered.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StartupError {
+    /// A variable name the shell could not reference.
+    #[error("variable `{name}`: environment name must match [A-Za-z_][A-Za-z0-9_]*")]
+    InvalidVariableName {
+        /// The name given.
+        name: String,
+    },
+    /// A variable uses a name the platform or the shell owns.
+    #[error("variable `{name}` uses a reserved name")]
+    ReservedVariable {
+        /// The name given.
+        name: String,
+    },
+    /// A value contains a NUL byte, which no environment can carry.
+    #[error("value of `{name}` contains a NUL byte")]
+    NulByte {
+        /// The variable (or built-in) whose value it is.
+        name: String,
+    },
+    /// The template leaves a quote or substitution open.
+    #[error("startup command: unterminated {construct} opened at byte {offset}")]
+    Unterminated {
+        /// What is left open.
+        construct: &'static str,
+        /// Byte offset of the opening character.
+        offset: usize,
+    },
+}
+
+/// Renders `template` with the variable `values` (environment name → value) and the server's
+/// `facts`. See the module docs for the rules.
+pub fn render_startup<I, K, V>(template: &str, values: I, facts: &ServerFacts) -> Result<RenderedStartup, StartupError>
+where
+    I: IntoIterator<Item = (K, V)>,
+    K: AsRef<str>,
+    V: AsRef<str>,
+{
+    let mut env: IndexMap<String, String> = IndexMap::new();
+    env.insert("SERVER_MEMORY".into(), facts.memory_mib.to_string());
+    env.insert("SERVER_IP".into(), facts.ip.clone());
+    env.insert("SERVER_PORT".into(), facts.port.to_string());
+    env.insert("P_SERVER_UUID".into(), facts.uuid.clone());
+    if let Some(tz) = &facts.timezone {
+        env.insert("TZ".into(), tz.clone());
+    }
+    env.insert("HOME".into(), HOME_DIR.into());
+    env.insert("USER".into(), USER_NAME.into());
+    for (name, value) in &env {
+        if value.contains('\0') {
+            return Err(StartupError::NulByte { name: name.clone() });
+        }
+    }
+    for (name, value) in values {
+        let (name, value) = (name.as_ref(), value.as_ref());
+        if !is_valid_variable_name(name) {
+            return Err(StartupError::InvalidVariableName { name: name.into() });
+        }
+        if is_reserved(name) {
+            return Err(StartupError::ReservedVariable { name: name.into() });
+        }
+        if value.contains('\0') {
+            return Err(StartupError::NulByte { name: name.into() });
+        }
+        if name == "TZ" && value.is_empty() && env.contains_key("TZ") {
+            continue;
+        }
+        env.insert(name.into(), value.into());
+    }
+
+    let mut command = String::with_capacity(template.len());
+    let mut display = String::with_capacity(template.len());
+    let mut unresolved: Vec<String> = Vec::new();
+    for piece in scan(template)? {
+        match piece {
+            Piece::Text { command: c, display: d } => {
+                command.push_str(c);
+                display.push_str(d);
+            }
+            Piece::Placeholder { name, quoting } => match env.get(name) {
+                Some(value) => {
+                    push_reference(&mut command, name, quoting);
+                    display.push_str(value);
+                }
+                None => {
+                    if !unresolved.iter().any(|u| u == name) {
+                        unresolved.push(name.into());
+                    }
+                }
+            },
+        }
+    }
+    env.insert("STARTUP".into(), command.clone());
+    Ok(RenderedStartup { command, display, env, unresolved })
+}
+
+/// The names of all placeholders in `template`, in order of first use.
+pub fn placeholders(template: &str) -> Result<Vec<String>, StartupError> {
+    let mut names: Vec<String> = Vec::new();
+    for piece in scan(template)? {
+        if let Piece::Placeholder { name, .. } = piece {
+            if !names.iter().any(|n| n == name) {
+                names.push(name.into());
+            }
+        }
+    }
+    Ok(names)
+}
+
+fn push_reference(out: &mut String, name: &str, quoting: Quoting) {
+    match quoting {
+        Quoting::Unquoted | Quoting::Double => {
+            out.push_str("${");
+            out.push_str(name);
+            out.push('}');
+        }
+        // Close the author's quote, expand in double quotes, reopen.
+        Quoting::Single => {
+            out.push_str("'\"${");
+            out.push_str(name);
+            out.push_str("}\"'");
+        }
+        Quoting::AnsiC => {
+            out.push_str("'\"${");
+            out.push_str(name);
+            out.push_str("}\"$'");
+        }
+    }
+}

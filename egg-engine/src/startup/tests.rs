@@ -1,0 +1,423 @@
+use super::*;
+use crate::rules::test_corpus;
+use proptest::prelude::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+fn facts() -> ServerFacts {
+    ServerFacts {
+        memory_mib: 2048,
+        ip: "10.0.0.2".into(),
+        port: 25565,
+        uuid: "7a3f9c1e-0b6d-4e52-9d1a-5c2e8f4b7a10".into(),
+        timezone: Some("Europe/Berlin".into()),
+    }
+}
+
+fn render(template: &str, values: &[(&str, &str)]) -> RenderedStartup {
+    render_startup(template, values.iter().copied(), &facts()).unwrap_or_else(|e| panic!("{template}: {e}"))
+}
+
+fn cmd(template: &str, values: &[(&str, &str)]) -> String {
+    render(template, values).command
+}
+
+// ---- quoting contexts (command text)
+
+#[test]
+fn unquoted_and_double_quoted_become_references() {
+    assert_eq!(cmd("java -jar {{JAR}}", &[("JAR", "x")]), "java -jar ${JAR}");
+    assert_eq!(cmd(r#"run "--motd={{M}}!""#, &[("M", "x")]), r#"run "--motd=${M}!""#);
+    assert_eq!(cmd("-Xmx{{SERVER_MEMORY}}M", &[]), "-Xmx${SERVER_MEMORY}M");
+    assert_eq!(cmd("{{A}}{{B}}", &[("A", "1"), ("B", "2")]), "${A}${B}");
+}
+
+#[test]
+fn single_quotes_are_closed_and_reopened() {
+    assert_eq!(cmd("redis --requirepass '{{P}}'", &[("P", "x")]), r#"redis --requirepass ''"${P}"''"#);
+    assert_eq!(cmd("echo 'a {{P}} b'", &[("P", "x")]), r#"echo 'a '"${P}"' b'"#);
+}
+
+#[test]
+fn ansi_c_quotes_are_closed_and_reopened() {
+    assert_eq!(cmd("echo $'a\\t{{P}}b'", &[("P", "x")]), r#"echo $'a\t'"${P}"$'b'"#);
+    // An escaped quote inside `$'...'` does not end it.
+    assert_eq!(cmd(r"echo $'it\'s {{P}}'", &[("P", "x")]), r#"echo $'it\'s '"${P}"$''"#);
+}
+
+#[test]
+fn placeholders_tolerate_blanks() {
+    assert_eq!(cmd("a {{ JAR }} {{\tJAR}}", &[("JAR", "x")]), "a ${JAR} ${JAR}");
+    assert_eq!(render("a {{ JAR }}", &[("JAR", "x")]).display, "a x");
+}
+
+#[test]
+fn non_placeholders_stay_text() {
+    for t in ["{{a-b}}", "{{1A}}", "{{}}", "{{ }}", "{A}", "{{A}", "{{A B}}", "awk '{{print}}'"] {
+        let r = render(t, &[("A", "x")]);
+        assert!(r.unresolved.is_empty() || t.contains("print"), "{t}");
+    }
+    assert_eq!(cmd("{{a-b}}", &[]), "{{a-b}}");
+    assert_eq!(cmd("{{{A}}}", &[("A", "x")]), "{${A}}");
+}
+
+#[test]
+fn author_references_pass_through() {
+    let t = r#"mongod --port ${SERVER_PORT} $A "$B" '${C}' {{A}}"#;
+    assert_eq!(cmd(t, &[("A", "1")]), r#"mongod --port ${SERVER_PORT} $A "$B" '${C}' ${A}"#);
+}
+
+#[test]
+fn escapes_and_nested_quote_kinds() {
+    // Escaped double quotes outside quotes (the Rust egg).
+    assert_eq!(cmd(r#"+server.hostname \"{{H}}\""#, &[("H", "x")]), r#"+server.hostname \"${H}\""#);
+    // An escaped single quote outside quotes opens nothing.
+    assert_eq!(cmd(r"echo \'{{H}}", &[("H", "x")]), r"echo \'${H}");
+    // An apostrophe inside double quotes is literal.
+    assert_eq!(cmd(r#"echo "it's {{H}}""#, &[("H", "x")]), r#"echo "it's ${H}""#);
+    // Double quotes inside single quotes are literal.
+    assert_eq!(cmd(r#"echo 'say "{{H}}"'"#, &[("H", "x")]), r#"echo 'say "'"${H}"'"'"#);
+    // An escaped double quote inside double quotes does not end them.
+    assert_eq!(cmd(r#"echo "a \" '{{H}}' b""#, &[("H", "x")]), r#"echo "a \" '${H}' b""#);
+    // Command substitution restarts quoting, even inside double quotes.
+    assert_eq!(cmd(r#"echo "$(printf %s '{{H}}')""#, &[("H", "x")]), r#"echo "$(printf %s ''"${H}"'')""#);
+    assert_eq!(cmd(r#"echo "`printf %s '{{H}}'`""#, &[("H", "x")]), r#"echo "`printf %s ''"${H}"''`""#);
+    assert_eq!(
+        cmd(r#"x $( [ "$V" == "1" ] || printf %s ' -a {{H}}' ) '{{H}}'"#, &[("H", "x")]).matches("'\"${H}\"'").count(),
+        2
+    );
+    // Nested parentheses inside a command substitution.
+    assert_eq!(cmd("$( (echo a) ) '{{H}}'", &[("H", "x")]), r#"$( (echo a) ) ''"${H}"''"#);
+    assert_eq!(cmd("$((1+(2))) '{{H}}'", &[("H", "x")]), r#"$((1+(2))) ''"${H}"''"#);
+    // Process substitution (bash).
+    assert_eq!(cmd(r#"x > >(sed -uE "{{F}}") '{{F}}'"#, &[("F", "x")]), r#"x > >(sed -uE "${F}") ''"${F}"''"#);
+    // Parameter expansion containing a placeholder.
+    assert_eq!(cmd("${R:+-p 0.0.0.0:{{R}}} '{{R}}'", &[("R", "1")]), r#"${R:+-p 0.0.0.0:${R}} ''"${R}"''"#);
+    // A comment may contain an apostrophe.
+    assert_eq!(
+        cmd("echo '{{H}}' # don't\necho '{{H}}'", &[("H", "x")]),
+        "echo ''\"${H}\"'' # don't\necho ''\"${H}\"''"
+    );
+    // `#` inside a word is not a comment.
+    assert_eq!(cmd("echo a#'{{H}}'", &[("H", "x")]), r#"echo a#''"${H}"''"#);
+}
+
+#[test]
+fn backslash_right_before_a_placeholder() {
+    let r = render(r#"a \{{H}} "\{{H}}" '\{{H}}' $'\{{H}}'"#, &[("H", "v")]);
+    assert_eq!(r.command, r#"a ${H} "\\${H}" '\'"${H}"'' $'\\'"${H}"$''"#);
+    assert_eq!(r.display, r#"a \v "\v" '\v' $'\v'"#);
+}
+
+#[test]
+fn unterminated_constructs_are_errors() {
+    for (t, what) in [
+        ("echo 'abc", "single quote"),
+        ("echo \"abc", "double quote"),
+        ("echo $(abc", "command substitution"),
+        ("echo `abc", "backtick"),
+        ("echo ${abc", "parameter expansion"),
+        ("echo $'abc", "`$'` quote"),
+        ("echo \"$(echo ')\"", "single quote"),
+    ] {
+        match render_startup(t, std::iter::empty::<(&str, &str)>(), &facts()) {
+            Err(StartupError::Unterminated { construct, .. }) => assert!(construct.contains(what), "{t}: {construct}"),
+            other => panic!("{t}: {other:?}"),
+        }
+    }
+    // A comment may run to the end.
+    assert!(render_startup("echo # it's", std::iter::empty::<(&str, &str)>(), &facts()).is_ok());
+}
+
+// ---- placeholders, display, environment
+
+#[test]
+fn builtins_and_display() {
+    let r = render(
+        "java -Xmx{{SERVER_MEMORY}}M --ip {{SERVER_IP}} --port {{SERVER_PORT}} -jar {{JAR}}",
+        &[("JAR", "paper.jar")],
+    );
+    assert_eq!(r.command, "java -Xmx${SERVER_MEMORY}M --ip ${SERVER_IP} --port ${SERVER_PORT} -jar ${JAR}");
+    assert_eq!(r.display, "java -Xmx2048M --ip 10.0.0.2 --port 25565 -jar paper.jar");
+    assert!(r.unresolved.is_empty());
+    let r = render("echo {{P_SERVER_UUID}} {{HOME}} {{TZ}}", &[]);
+    assert_eq!(r.display, "echo 7a3f9c1e-0b6d-4e52-9d1a-5c2e8f4b7a10 /home/container Europe/Berlin");
+}
+
+#[test]
+fn unknown_placeholders_render_empty_and_are_reported() {
+    let t = r#"./{{SERVER_BINARY}} -mod=\"{{CLIENT_MODS}}\" '{{NOPE}}' {{CLIENT_MODS}}"#;
+    let r = render(t, &[("SERVER_BINARY", "arma3server")]);
+    assert_eq!(r.command, r#"./${SERVER_BINARY} -mod=\"\" '' "#);
+    assert_eq!(r.display, r#"./arma3server -mod=\"\" '' "#);
+    assert_eq!(r.unresolved, ["CLIENT_MODS", "NOPE"]);
+    assert_eq!(placeholders(t).unwrap(), ["SERVER_BINARY", "CLIENT_MODS", "NOPE"]);
+}
+
+#[test]
+fn environment_is_complete() {
+    let r = render("run {{A}}", &[("A", "1"), ("B", "two words")]);
+    let keys: Vec<&str> = r.env.keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        ["SERVER_MEMORY", "SERVER_IP", "SERVER_PORT", "P_SERVER_UUID", "TZ", "HOME", "USER", "A", "B", "STARTUP"]
+    );
+    assert_eq!(r.env["SERVER_MEMORY"], "2048");
+    assert_eq!(r.env["SERVER_IP"], "10.0.0.2");
+    assert_eq!(r.env["SERVER_PORT"], "25565");
+    assert_eq!(r.env["HOME"], "/home/container");
+    assert_eq!(r.env["USER"], "container");
+    assert_eq!(r.env["B"], "two words");
+    assert_eq!(r.env["STARTUP"], r.command);
+    assert_eq!(r.env["STARTUP"], "run ${A}");
+}
+
+#[test]
+fn timezone_rules() {
+    let no_tz = ServerFacts { timezone: None, ..facts() };
+    let r = render_startup("x", [("A", "1")], &no_tz).unwrap();
+    assert!(!r.env.contains_key("TZ"));
+    // A non-empty egg TZ wins; an empty one keeps the platform's.
+    assert_eq!(render("x", &[("TZ", "Asia/Tokyo")]).env["TZ"], "Asia/Tokyo");
+    assert_eq!(render("x", &[("TZ", "")]).env["TZ"], "Europe/Berlin");
+    assert_eq!(render_startup("x", [("TZ", "")], &no_tz).unwrap().env["TZ"], "");
+}
+
+#[test]
+fn bad_names_and_values_are_errors() {
+    let f = facts();
+    let err = |vals: Vec<(&str, &str)>| render_startup("x", vals, &f).unwrap_err();
+    assert_eq!(err(vec![("SERVER_PORT", "1")]), StartupError::ReservedVariable { name: "SERVER_PORT".into() });
+    assert_eq!(err(vec![("P_SERVER_FOO", "1")]), StartupError::ReservedVariable { name: "P_SERVER_FOO".into() });
+    assert_eq!(err(vec![("IFS", "x")]), StartupError::ReservedVariable { name: "IFS".into() });
+    assert_eq!(err(vec![("A-B", "1")]), StartupError::InvalidVariableName { name: "A-B".into() });
+    assert_eq!(err(vec![("", "1")]), StartupError::InvalidVariableName { name: String::new() });
+    assert_eq!(err(vec![("A", "a\0b")]), StartupError::NulByte { name: "A".into() });
+    let bad_facts = ServerFacts { ip: "1\0".into(), ..facts() };
+    assert_eq!(
+        render_startup("x", std::iter::empty::<(&str, &str)>(), &bad_facts).unwrap_err(),
+        StartupError::NulByte { name: "SERVER_IP".into() }
+    );
+}
+
+#[test]
+fn reserved_and_valid_names() {
+    for name in ["SERVER_MEMORY", "SERVER_IP", "SERVER_PORT", "STARTUP", "HOME", "USER", "P_SERVER_UUID", "P_SERVER_X"]
+    {
+        assert!(is_reserved(name), "{name}");
+    }
+    for name in ["TZ", "SERVER_JARFILE", "HOSTNAME", "USERNAME", "LD_LIBRARY_PATH", "home", "srv_name", "STOP"] {
+        assert!(!is_reserved(name), "{name}");
+    }
+    for name in ["A", "_", "a_1", "SERVER_JARFILE", "srv_name"] {
+        assert!(is_valid_variable_name(name), "{name}");
+    }
+    for name in ["", "1A", "A-B", "A B", "Ä", "A=B", "A$"] {
+        assert!(!is_valid_variable_name(name), "{name}");
+    }
+}
+
+// ---- running the command for real
+
+static DIRS: AtomicUsize = AtomicUsize::new(0);
+
+/// A fresh, empty directory, so globs in unquoted values match nothing.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        let n = DIRS.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("nexus-startup-test-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    fn is_empty(&self) -> bool {
+        std::fs::read_dir(&self.0).unwrap().next().is_none()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs the rendered command with `shell -c` in `dir` and returns the NUL-separated output.
+fn run(shell: &str, r: &RenderedStartup, dir: &Path) -> Vec<String> {
+    let out = Command::new(shell)
+        .arg("-c")
+        .arg(&r.command)
+        .env_clear()
+        .envs(&r.env)
+        .env("PATH", std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()))
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {shell}: {e}"));
+    assert!(out.status.success(), "{shell} failed: {}\ncommand: {}", String::from_utf8_lossy(&out.stderr), r.command);
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut fields: Vec<String> = text.split('\0').map(String::from).collect();
+    assert_eq!(fields.pop().as_deref(), Some(""), "output must end with NUL: {text:?}");
+    fields
+}
+
+fn shells() -> Vec<&'static str> {
+    ["/bin/sh", "/bin/bash", "/usr/bin/bash"].into_iter().filter(|s| Path::new(s).exists()).take(2).collect()
+}
+
+/// How the shell splits an unquoted expansion with the default IFS.
+fn ifs_split(value: &str) -> Vec<String> {
+    value.split([' ', '\t', '\n']).filter(|s| !s.is_empty()).map(String::from).collect()
+}
+
+#[test]
+fn hostile_values_never_execute() {
+    let dir = TempDir::new();
+    let pwned = std::env::temp_dir().join(format!("nexus-pwned-{}", std::process::id()));
+    let p = pwned.display().to_string();
+    let hostile = [
+        format!("; touch {p}"),
+        format!("$(touch {p})"),
+        format!("`touch {p}`"),
+        format!("&& touch {p}"),
+        format!("|| touch {p}"),
+        format!("| touch {p}"),
+        format!("> {p}"),
+        format!("< /etc/passwd > {p}"),
+        format!("'; touch {p}; '"),
+        format!("\"; touch {p}; \""),
+        format!("'\"$(touch {p})\"'"),
+        format!("\ntouch {p}\n"),
+        format!("$'\\n'touch {p}"),
+        format!("${{IFS}}touch${{IFS}}{p}"),
+        format!("x & touch {p} &"),
+        "\"".into(),
+        "'".into(),
+        "\\".into(),
+        "\\'".into(),
+        "a\\nb".into(),
+        "line1\nline2".into(),
+        "*".into(),
+        "?".into(),
+        "[a-z]*".into(),
+        "{a,b}".into(),
+        "~".into(),
+        "$HOME ${PATH} $0 $$".into(),
+        "".into(),
+        "  spaced   out  ".into(),
+        "ünï cödé ✓".into(),
+        "-n".into(),
+    ];
+    let template = r#"printf '%s\0' {{A}} "{{B}}" '{{C}}'"#;
+    for shell in shells() {
+        for value in &hostile {
+            let r = render(template, &[("A", value), ("B", value), ("C", value)]);
+            assert_eq!(r.command, r#"printf '%s\0' ${A} "${B}" ''"${C}"''"#);
+            let mut expected = ifs_split(value);
+            expected.push(value.clone());
+            expected.push(value.clone());
+            assert_eq!(run(shell, &r, &dir.0), expected, "{shell}, value {value:?}");
+            assert!(!pwned.exists(), "{shell}: value {value:?} executed a command");
+            assert!(dir.is_empty(), "{shell}: value {value:?} wrote a file");
+        }
+    }
+}
+
+#[test]
+fn every_quoting_context_yields_the_exact_value() {
+    let dir = TempDir::new();
+    let value = r#"it's "q" $x `id` $(id) \ ; | & > * ${HOME}"#;
+    let posix = r#"printf '%s\0' "a{{V}}b" 'c{{V}}d' "$(printf %s '{{V}}')" "`printf %s '{{V}}'`" e\"{{V}}\"f"#;
+    for shell in shells() {
+        let r = render(posix, &[("V", value)]);
+        let got = run(shell, &r, &dir.0);
+        let expected_last = format!("e\"{}\"f", ifs_split(value).join(" "));
+        assert_eq!(
+            got[..4],
+            [format!("a{value}b"), format!("c{value}d"), value.to_string(), value.to_string()],
+            "{shell}"
+        );
+        // The last argument is unquoted: word splitting applies.
+        assert_eq!(got[4..].join(" "), expected_last, "{shell}");
+    }
+    if Path::new("/bin/bash").exists() {
+        let r = render(r#"printf '%s\0' $'x\t{{V}}y' "${UNSET:-{{V}}}""#, &[("V", value)]);
+        assert_eq!(run("/bin/bash", &r, &dir.0), [format!("x\t{value}y"), value.to_string()]);
+    }
+    assert!(dir.is_empty());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn arbitrary_values_round_trip_through_the_shell(
+        quoted in "[^\\x00]{0,24}",
+        bare in "[^\\x00*?\\[]{0,24}",
+    ) {
+        let dir = TempDir::new();
+        let r = render(r#"printf '%s\0' "{{B}}" '{{C}}' {{A}}"#, &[("A", &bare), ("B", &quoted), ("C", &quoted)]);
+        let mut expected = vec![quoted.clone(), quoted.clone()];
+        expected.extend(ifs_split(&bare));
+        prop_assert_eq!(run("/bin/sh", &r, &dir.0), expected);
+        prop_assert!(dir.is_empty());
+    }
+}
+
+// ---- corpus
+
+#[test]
+fn corpus_startup_commands_render_with_defaults() {
+    let mut rendered = 0;
+    let mut unresolved = Vec::new();
+    let mut failures = Vec::new();
+    let bash = Path::new("/bin/bash").exists();
+    for egg in test_corpus::eggs() {
+        let vars = egg.variables();
+        let values: Vec<(String, String)> =
+            vars.iter().map(|v| (v.env_variable.clone(), v.default_value.clone())).collect();
+        for template in egg.startup_commands() {
+            let r = match render_startup(&template, values.iter().map(|(k, v)| (k, v)), &facts()) {
+                Ok(r) => r,
+                Err(e) => {
+                    failures.push(format!("{}: {e}", egg.file));
+                    continue;
+                }
+            };
+            rendered += 1;
+            for name in &r.unresolved {
+                unresolved.push(format!("{}: {{{{{name}}}}}", egg.file));
+            }
+            // The command is still valid shell wherever the template was.
+            if bash {
+                let neutral = scan::scan(&template)
+                    .unwrap()
+                    .iter()
+                    .map(|p| match p {
+                        Piece::Text { command, .. } => command.to_string(),
+                        Piece::Placeholder { .. } => "x".into(),
+                    })
+                    .collect::<String>();
+                let ok = |c: &str| Command::new("/bin/bash").args(["-n", "-c", c]).output().unwrap().status.success();
+                if ok(&neutral) && !ok(&r.command) {
+                    failures.push(format!("{}: rendered command is not valid shell: {}", egg.file, r.command));
+                }
+            }
+        }
+    }
+    println!("rendered {rendered} corpus startup commands; unresolved placeholders:\n  {}", unresolved.join("\n  "));
+    assert!(rendered >= 77, "only {rendered} startup commands found");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn corpus_variable_names_are_valid_and_not_reserved() {
+    for egg in test_corpus::eggs() {
+        for v in egg.variables() {
+            assert!(is_valid_variable_name(&v.env_variable), "{}: {}", egg.file, v.env_variable);
+            assert!(!is_reserved(&v.env_variable), "{}: {}", egg.file, v.env_variable);
+        }
+    }
+}
