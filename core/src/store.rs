@@ -6,7 +6,7 @@
 //! `-mysql`, `-sqlite` and by [`MemoryStore`](crate::memory::MemoryStore).
 
 use crate::ids::*;
-use crate::lifecycle::LifecycleEvent;
+use crate::lifecycle::{LifecycleEvent, ServerState, Trigger};
 use crate::model::*;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -48,6 +48,32 @@ pub enum StoreError {
         allocation: AllocationId,
         /// Why.
         reason: String,
+    },
+    /// The record is still referenced (a user owning servers, a node with servers, a locked
+    /// backup, ...) and cannot be deleted.
+    #[error("{entity} `{id}` is in use: {reason}")]
+    InUse {
+        /// Kind of record.
+        entity: &'static str,
+        /// Its key.
+        id: String,
+        /// What still refers to it.
+        reason: String,
+    },
+    /// A lifecycle event does not apply: the server is not in the event's `from` state, or the
+    /// lifecycle table does not allow `from --trigger--> to`.
+    #[error("server `{server}` is {actual:?}; cannot apply {trigger:?} from {from:?} to {to:?}")]
+    StateMismatch {
+        /// The server.
+        server: ServerId,
+        /// Its stored state.
+        actual: ServerState,
+        /// The event's `from`.
+        from: ServerState,
+        /// The event's trigger.
+        trigger: Trigger,
+        /// The event's `to`.
+        to: ServerState,
     },
     /// A reference to a missing or unsuitable record.
     #[error("invalid reference: {0}")]

@@ -26,10 +26,11 @@
 //! # Rules pinned by the suite where the trait docs leave room
 //!
 //! * Delete guards (user owning servers, node with servers, egg or location in use, locked
-//!   backup, assigned allocation) and references to missing records on create/update fail with
+//!   backup, assigned allocation) fail with [`StoreError::InUse`](crate::store::StoreError::InUse);
+//!   references to missing records on create/update with
 //!   [`StoreError::InvalidReference`](crate::store::StoreError::InvalidReference); a
 //!   `transition_server` event whose `from` is not the stored state, or that the lifecycle
-//!   table forbids, too.
+//!   table forbids, with [`StoreError::StateMismatch`](crate::store::StoreError::StateMismatch).
 //! * Listings scoped to a parent (`list_allocations`, `server_events`, `list_schedules`,
 //!   `list_backups`, `list_api_keys`) fail with `NotFound` for an unknown parent.
 //! * Ties: users by lower-cased username; nodes, eggs, schedules, locations by name/code then

@@ -161,6 +161,10 @@ fn duplicate(entity: &'static str, detail: impl Into<String>) -> StoreError {
     StoreError::Duplicate { entity, detail: detail.into() }
 }
 
+fn in_use(entity: &'static str, id: impl ToString, reason: impl Into<String>) -> StoreError {
+    StoreError::InUse { entity, id: id.to_string(), reason: reason.into() }
+}
+
 fn invalid(message: impl Into<String>) -> StoreError {
     StoreError::InvalidReference(message.into())
 }
@@ -258,7 +262,7 @@ impl State {
         found(&self.users, &id, "user", id)?;
         let owned = self.servers.values().filter(|s| s.owner == id).count();
         if owned > 0 {
-            return Err(invalid(format!("user `{id}` still owns {owned} server(s)")));
+            return Err(in_use("user", id, format!("owns {owned} server(s)")));
         }
         self.users.remove(&id);
         // Keys act with their owner's rights; they cannot outlive the owner.
@@ -285,7 +289,7 @@ impl State {
         found(&self.locations, &id, "location", id)?;
         let used = self.nodes.values().filter(|n| n.location == Some(id)).count();
         if used > 0 {
-            return Err(invalid(format!("location `{id}` is still used by {used} node(s)")));
+            return Err(in_use("location", id, format!("used by {used} node(s)")));
         }
         self.locations.remove(&id);
         Ok(())
@@ -333,7 +337,7 @@ impl State {
         found(&self.nodes, &id, "node", id)?;
         let placed = self.servers.values().filter(|s| s.node == id).count();
         if placed > 0 {
-            return Err(invalid(format!("node `{id}` still has {placed} server(s)")));
+            return Err(in_use("node", id, format!("has {placed} server(s)")));
         }
         self.nodes.remove(&id);
         // With no servers, all of the node's allocations are free and go with it.
@@ -448,7 +452,7 @@ impl State {
     fn delete_allocation(&mut self, id: AllocationId) -> StoreResult<()> {
         let allocation = found(&self.allocations, &id, "allocation", id)?;
         if let Some(server) = allocation.server {
-            return Err(invalid(format!("allocation `{id}` is assigned to server `{server}`")));
+            return Err(in_use("allocation", id, format!("assigned to server `{server}`")));
         }
         self.allocations.remove(&id);
         Ok(())
@@ -479,7 +483,7 @@ impl State {
         found(&self.eggs, &id, "egg", id)?;
         let used = self.servers.values().filter(|s| s.egg == id).count();
         if used > 0 {
-            return Err(invalid(format!("egg `{id}` is still used by {used} server(s)")));
+            return Err(in_use("egg", id, format!("used by {used} server(s)")));
         }
         self.eggs.remove(&id);
         Ok(())
@@ -579,17 +583,14 @@ impl State {
         let id = event.server;
         let stored = found_mut(&mut self.servers, &id, "server", id)?;
         Self::check_version(stored, expected_version)?;
-        if stored.state != event.from {
-            return Err(invalid(format!(
-                "server `{id}` is {:?}, but the event starts from {:?}",
-                stored.state, event.from
-            )));
-        }
-        if next_state(event.from, event.trigger) != Some(event.to) {
-            return Err(invalid(format!(
-                "server `{id}`: {:?} --{:?}--> {:?} is not an allowed transition",
-                event.from, event.trigger, event.to
-            )));
+        if stored.state != event.from || next_state(event.from, event.trigger) != Some(event.to) {
+            return Err(StoreError::StateMismatch {
+                server: id,
+                actual: stored.state,
+                from: event.from,
+                trigger: event.trigger,
+                to: event.to,
+            });
         }
         stored.state = event.to;
         stored.version += 1;
@@ -725,7 +726,7 @@ impl State {
 
     fn delete_backup(&mut self, id: BackupId) -> StoreResult<()> {
         if found(&self.backups, &id, "backup", id)?.locked {
-            return Err(invalid(format!("backup `{id}` is locked; unlock it before deleting")));
+            return Err(in_use("backup", id, "locked; unlock it before deleting"));
         }
         self.backups.remove(&id);
         Ok(())

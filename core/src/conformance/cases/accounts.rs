@@ -79,7 +79,7 @@ pub async fn users_listed_by_username_and_paged(store: Arc<dyn Store>) {
     assert_eq!(names(store.list_users(Page::first(1)).await.expect("list")), ["alpha"], "first(1)");
 }
 
-/// A user who owns servers cannot be deleted (`InvalidReference`); once free, deleting removes
+/// A user who owns servers cannot be deleted (`InUse`); once free, deleting removes
 /// the user's API keys too.
 pub async fn user_delete_guarded_by_servers_and_removes_keys(store: Arc<dyn Store>) {
     let world = World::seed(&*store, 1).await;
@@ -87,7 +87,7 @@ pub async fn user_delete_guarded_by_servers_and_removes_keys(store: Arc<dyn Stor
     let key = api_key(world.user.id, "nxk_owner001", ts(0));
     store.create_api_key(&key).await.expect("create key");
 
-    assert_err!(store.delete_user(world.user.id).await, StoreError::InvalidReference(_), "user owns a server");
+    assert_err!(store.delete_user(world.user.id).await, StoreError::InUse { .. }, "user owns a server");
     assert_eq!(store.get_user(world.user.id).await.expect("get"), world.user, "blocked delete changes nothing");
 
     store.delete_server(server.id).await.expect("delete server");

@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
 /// Location short codes are unique; listing is ordered by short code; a location used by a
-/// node cannot be deleted (`InvalidReference`); unknown ones are `NotFound`.
+/// node cannot be deleted (`InUse`); unknown ones are `NotFound`.
 pub async fn locations_unique_ordered_and_guarded(store: Arc<dyn Store>) {
     let fra = location("fra1");
     let ams = location("ams1");
@@ -24,7 +24,7 @@ pub async fn locations_unique_ordered_and_guarded(store: Arc<dyn Store>) {
 
     let node = Node { location: Some(fra.id), ..node("fra-node") };
     store.create_node(&node).await.expect("create node in fra1");
-    assert_err!(store.delete_location(fra.id).await, StoreError::InvalidReference(_), "location used by a node");
+    assert_err!(store.delete_location(fra.id).await, StoreError::InUse { .. }, "location used by a node");
     store.delete_location(ams.id).await.expect("delete unused location");
     assert_eq!(store.list_locations().await.expect("list"), std::slice::from_ref(&fra), "ams1 gone, fra1 kept");
     assert_err!(store.delete_location(ams.id).await, StoreError::NotFound { .. }, "delete twice");
@@ -89,12 +89,12 @@ pub async fn nodes_unique_and_checked(store: Arc<dyn Store>) {
     assert_eq!(store.list_nodes().await.expect("list").len(), 2);
 }
 
-/// A node with servers cannot be deleted (`InvalidReference`); deleting an empty node removes
+/// A node with servers cannot be deleted (`InUse`); deleting an empty node removes
 /// its allocations.
 pub async fn node_delete_guarded_by_servers(store: Arc<dyn Store>) {
     let world = World::seed(&*store, 2).await;
     let server = world.create_server(&*store, &[0]).await;
-    assert_err!(store.delete_node(world.node.id).await, StoreError::InvalidReference(_), "node has a server");
+    assert_err!(store.delete_node(world.node.id).await, StoreError::InUse { .. }, "node has a server");
     assert_eq!(store.get_node(world.node.id).await.expect("get"), world.node, "blocked delete changes nothing");
 
     store.delete_server(server.id).await.expect("delete server");
@@ -249,13 +249,13 @@ pub async fn allocations_unique_per_node_all_or_nothing(store: Arc<dyn Store>) {
     assert_eq!(store.list_allocations(n.id).await.expect("list"), [taken], "only the first allocation on node one");
 }
 
-/// An assigned allocation cannot be deleted (`InvalidReference`); a free one can.
+/// An assigned allocation cannot be deleted (`InUse`); a free one can.
 pub async fn allocation_delete_guarded_when_assigned(store: Arc<dyn Store>) {
     let world = World::seed(&*store, 2).await;
     world.create_server(&*store, &[0]).await;
     assert_err!(
         store.delete_allocation(world.allocation(0)).await,
-        StoreError::InvalidReference(_),
+        StoreError::InUse { .. },
         "allocation assigned to a server"
     );
     assert!(store.get_allocation(world.allocation(0)).await.is_ok(), "blocked delete keeps it");
@@ -346,11 +346,11 @@ pub async fn eggs_round_trip(store: Arc<dyn Store>) {
     assert_eq!(store.list_eggs().await.expect("list").len(), 2);
 }
 
-/// An egg used by servers cannot be deleted (`InvalidReference`).
+/// An egg used by servers cannot be deleted (`InUse`).
 pub async fn egg_delete_guarded_by_servers(store: Arc<dyn Store>) {
     let world = World::seed(&*store, 1).await;
     let server = world.create_server(&*store, &[0]).await;
-    assert_err!(store.delete_egg(world.egg.id).await, StoreError::InvalidReference(_), "egg used by a server");
+    assert_err!(store.delete_egg(world.egg.id).await, StoreError::InUse { .. }, "egg used by a server");
     assert_eq!(store.get_egg(world.egg.id).await.expect("get"), world.egg, "blocked delete changes nothing");
     store.delete_server(server.id).await.expect("delete server");
     store.delete_egg(world.egg.id).await.expect("delete unused egg");

@@ -172,7 +172,7 @@ pub async fn server_update_checks_version(store: Arc<dyn Store>) {
 }
 
 /// `transition_server` applies an event at the expected version (else `VersionConflict`),
-/// only from the stored state and only along the lifecycle table (else `InvalidReference`),
+/// only from the stored state and only along the lifecycle table (else `StateMismatch`),
 /// bumping the version and appending the event; unknown servers are `NotFound`.
 pub async fn server_transition_checks_version_and_state(store: Arc<dyn Store>) {
     let world = World::seed(&*store, 1).await;
@@ -190,13 +190,13 @@ pub async fn server_transition_checks_version_and_state(store: Arc<dyn Store>) {
     );
     assert_err!(
         store.transition_server(after.version, &install).await,
-        StoreError::InvalidReference(_),
+        StoreError::StateMismatch { .. },
         "event from a state the server is not in"
     );
     let forbidden = LifecycleEvent { to: ServerState::Running, ..done.clone() };
     assert_err!(
         store.transition_server(after.version, &forbidden).await,
-        StoreError::InvalidReference(_),
+        StoreError::StateMismatch { .. },
         "transition not in the lifecycle table"
     );
     assert_eq!(store.get_server(server.id).await.expect("get"), after, "rejected transitions change nothing");
@@ -341,7 +341,7 @@ pub async fn due_schedules_soonest_first(store: Arc<dyn Store>) {
 }
 
 /// Backups round-trip, list newest first per server, update, and a locked backup cannot be
-/// deleted (`InvalidReference`) until unlocked; the server must exist.
+/// deleted (`InUse`) until unlocked; the server must exist.
 pub async fn backups_round_trip_and_lock(store: Arc<dyn Store>) {
     let world = World::seed(&*store, 2).await;
     let server = world.create_server(&*store, &[0]).await;
@@ -366,7 +366,7 @@ pub async fn backups_round_trip_and_lock(store: Arc<dyn Store>) {
     store.update_backup(&old).await.expect("update");
     assert_eq!(store.get_backup(old.id).await.expect("get"), old, "update replaces every field");
 
-    assert_err!(store.delete_backup(old.id).await, StoreError::InvalidReference(_), "locked");
+    assert_err!(store.delete_backup(old.id).await, StoreError::InUse { .. }, "locked");
     assert_eq!(store.get_backup(old.id).await.expect("get"), old, "still there");
     old.locked = false;
     store.update_backup(&old).await.expect("unlock");
