@@ -9,6 +9,34 @@
 //! - [`config_files`]: patching a server's config files before start, byte-exact on
 //!   everything not patched.
 //! - [`stop`]: how egg stop strings map to console commands and signals.
+//!
+//! ```
+//! use nexus_eggs::export::{ExportFormat, export_egg};
+//! use nexus_eggs::import::import_egg;
+//! use nexus_eggs::rules::{parse_rules, validate};
+//! use nexus_eggs::startup::{ServerFacts, render_startup};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/eggs/parkervcp__game_eggs__teeworlds__egg-teeworlds.json");
+//! let egg = import_egg(&std::fs::read(path)?)?;
+//!
+//! // Check a user's value against the variable's rules before saving it.
+//! let variable = &egg.variables[0];
+//! let rules = parse_rules(&variable.rules)?;
+//! validate(variable, &rules, Some(&variable.default_value))?;
+//!
+//! // Render the startup command: values travel in the environment, never inside the command.
+//! let values = egg.variables.iter().map(|v| (v.env_variable.as_str(), v.default_value.as_str()));
+//! let facts = ServerFacts { memory_mib: 1024, ip: "0.0.0.0".into(), port: 8303, uuid: "d3b0…".into(), timezone: None };
+//! let rendered = render_startup(egg.default_startup().unwrap_or_default(), values, &facts)?;
+//! assert_eq!(rendered.env.get("SERVER_PORT").map(String::as_str), Some("8303"));
+//!
+//! // And back out as a Pelican egg.
+//! let yaml = export_egg(&egg, ExportFormat::PlcnV3Yaml)?;
+//! assert!(yaml.contains("PLCN_v3"));
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod config_files;
 pub mod export;

@@ -1,4 +1,5 @@
 //! Imports every real egg in `../shared/eggs/` and checks what came out against the raw file,
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 //! then round-trips each through every export format.
 
 use nexus_core::model::{DoneMatcher, Egg, StopMethod};

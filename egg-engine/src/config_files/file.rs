@@ -1,0 +1,66 @@
+//! The `file` parser: plain text, where each `find` key is a line prefix and every line that
+//! starts with it is replaced whole by the value. Nothing is ever added.
+
+use super::lines::split_lines;
+use super::{Edit, PatchError};
+
+/// Replaces matching lines. A line is compared with each key in the egg's order and replaced by
+/// the first that applies (for a match value: whose rule matches the whole line). Keys are
+/// compared with the raw line, leading spaces included (the Krypton egg relies on `"  port"`).
+/// Line terminators are kept; the value is written as given, even with newlines inside.
+pub(super) fn patch(text: &str, edits: &[Edit<'_>]) -> Result<String, PatchError> {
+    if let Some(edit) = edits.iter().find(|edit| edit.key.is_empty()) {
+        return Err(PatchError::invalid_key(edit.key, "an empty prefix would replace every line"));
+    }
+    let mut out = String::with_capacity(text.len());
+    for line in split_lines(text) {
+        let replacement = edits
+            .iter()
+            .filter(|edit| line.content.starts_with(edit.key))
+            .find_map(|edit| edit.replacement.next_value(line.content));
+        match replacement {
+            Some(value) => out.push_str(&value.text()),
+            None => out.push_str(line.content),
+        }
+        out.push_str(&text[line.end..line.next]);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config_files::replacement::{NewValue, Replacement};
+    use nexus_core::model::FindValue;
+
+    fn edit<'a>(key: &'a str, value: &str) -> Edit<'a> {
+        Edit { key, replacement: Replacement::Set(NewValue::Text(value.to_owned())) }
+    }
+
+    #[test]
+    fn replaces_prefixed_lines_and_keeps_terminators() {
+        let text = "sv_port 8303\r\nsv_name \"old\"\r\n# sv_port is the port\r\nsv_port_extra 1";
+        let out = patch(text, &[edit("sv_port", "sv_port 8304"), edit("sv_name", "sv_name \"new\"")]).unwrap();
+        assert_eq!(out, "sv_port 8304\r\nsv_name \"new\"\r\n# sv_port is the port\r\nsv_port 8304");
+    }
+
+    #[test]
+    fn first_applicable_key_wins_and_nothing_is_added() {
+        let text = "port = 1\nbind-address = x\n";
+        let out = patch(text, &[edit("port", "port = 2"), edit("port", "port = 3"), edit("missing", "x")]).unwrap();
+        assert_eq!(out, "port = 2\nbind-address = x\n");
+    }
+
+    #[test]
+    fn match_values_compare_the_whole_line() {
+        let ctx = crate::config_files::ConfigContext::new("127.0.0.1:1".parse().unwrap(), 0);
+        let rule = FindValue::Match(vec![("regex:^level=(\\d+)$".into(), "level=$1$1".into())]);
+        let edits = [Edit { key: "level", replacement: Replacement::resolve(&rule, &ctx).unwrap() }];
+        assert_eq!(patch("level=4\nlevel=x\n", &edits).unwrap(), "level=44\nlevel=x\n");
+    }
+
+    #[test]
+    fn empty_prefix_is_rejected() {
+        assert!(matches!(patch("a\n", &[edit("", "x")]), Err(PatchError::InvalidKey { .. })));
+    }
+}

@@ -1,0 +1,231 @@
+//! Patching a server's config files before each start, the way Wings does for the egg's
+//! `config.files` block, but byte-exact on everything that is not patched.
+//!
+//! [`apply`] takes one [`ConfigFile`] of an egg, the file's current text and a
+//! [`ConfigContext`] (the facts placeholders resolve to) and returns the patched text. It is
+//! pure: reading and writing the file is the caller's business, and an error means "write
+//! nothing".
+//!
+//! Every parser edits the original text in place: it locates the byte range of each targeted
+//! value and replaces only that range. Comments, key order, blank lines, indentation, quoting
+//! style, line endings (CRLF or LF) and the presence of a final newline all survive. Nothing is
+//! parsed and re-serialized.
+//!
+//! # Keys
+//!
+//! | parser | key syntax |
+//! |---|---|
+//! | `json`, `yaml`, `toml`, `xml` | dot path (`servers.lobby.address`), `[N]` indices (`listeners[0].host`), `*` for every child (`servers.*.address`); in XML the first segment is the root element |
+//! | `properties` | the whole key, dots included (`query.port`) |
+//! | `ini` | `section.key`; a key without a dot lives before the first section header; `[a.b].key` for section names with dots |
+//! | `file` | a line prefix: every line starting with it is replaced whole |
+//!
+//! # Values
+//!
+//! - [`FindValue::Text`](nexus_core::model::FindValue::Text) may hold placeholders (see
+//!   [`ConfigContext`]). In typed formats the text keeps the type of the value it replaces
+//!   where it can (a port stays a number, a string stays a string); a key that is created gets
+//!   a number when the text is an integer, like Wings does, and a string otherwise.
+//! - [`FindValue::Scalar`](nexus_core::model::FindValue::Scalar) is written as a number or a
+//!   boolean in JSON, YAML and TOML, and as its text elsewhere.
+//! - [`FindValue::Match`](nexus_core::model::FindValue::Match) (Pterodactyl's `if_value`)
+//!   replaces a value only when it equals a literal, or matches `regex:<pattern>` (then every
+//!   match in the value is replaced, `$1` naming groups). The first matching rule wins. It
+//!   never creates a key. With the `file` parser it is compared with the whole line.
+//!
+//! # Missing keys
+//!
+//! `Text` and `Scalar` values create missing keys: at the end of their table, object, mapping
+//! or section (INI creates the section at the end of the file if needed; XML creates missing
+//! child elements). Keys are never created through an index (`[N]`) or a wildcard (`*`): those
+//! only address what exists. The `file` parser never adds lines.
+//!
+//! # Where this differs from Wings, on purpose
+//!
+//! - Typed values keep their type: Wings turns any integer-looking text into a number, which
+//!   breaks string settings such as a numeric password; here only created keys get that.
+//! - `Match` rules are honoured by every parser (Wings ignores `if_value` outside JSON and
+//!   YAML), and an invalid `regex:` is an error instead of a logged no-op.
+//! - With `file`, a line matching several keys gets the first key's value (Wings writes them
+//!   all, run together).
+//! - XML indices are 0-based like everywhere else; Wings' `[attr='value']` attribute values are
+//!   not supported.
+
+mod file;
+mod ini;
+mod json;
+mod key_path;
+mod lines;
+mod placeholders;
+mod properties;
+mod replacement;
+mod toml;
+mod xml;
+mod yaml;
+
+#[cfg(test)]
+mod tests;
+
+use nexus_core::model::{ConfigFile, ConfigParser};
+use replacement::{Replacement, ResolveError};
+
+pub use placeholders::ConfigContext;
+
+/// Why a config file could not be patched. Each variant names the file; those about one
+/// `find` entry also name its key.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The original file is not valid in the egg's format.
+    #[error("config file `{path}` is not valid {parser}: {reason}")]
+    Malformed {
+        /// The file, relative to the server root.
+        path: String,
+        /// The parser named by the egg.
+        parser: &'static str,
+        /// What is wrong, with a position where known.
+        reason: String,
+    },
+    /// A value names a placeholder this node cannot resolve.
+    #[error("config file `{path}`, key `{key}`: unknown placeholder `{{{{{placeholder}}}}}`")]
+    UnknownPlaceholder {
+        /// The file, relative to the server root.
+        path: String,
+        /// The `find` key whose value holds the placeholder.
+        key: String,
+        /// The placeholder's name, without braces.
+        placeholder: String,
+    },
+    /// A `regex:` match key is not a valid regular expression.
+    #[error("config file `{path}`, key `{key}`: invalid regex `{pattern}`: {reason}")]
+    InvalidRegex {
+        /// The file, relative to the server root.
+        path: String,
+        /// The `find` key whose value holds the pattern.
+        key: String,
+        /// The pattern, without its `regex:` prefix.
+        pattern: String,
+        /// The regex engine's complaint.
+        reason: String,
+    },
+    /// A value cannot be written in this format (an object in TOML, a newline in INI).
+    #[error("config file `{path}`, key `{key}`: value cannot be written: {reason}")]
+    UnwritableValue {
+        /// The file, relative to the server root.
+        path: String,
+        /// The `find` key.
+        key: String,
+        /// Why.
+        reason: String,
+    },
+    /// The key is not a valid path for this parser.
+    #[error("config file `{path}`: invalid key `{key}`: {reason}")]
+    InvalidKey {
+        /// The file, relative to the server root.
+        path: String,
+        /// The `find` key.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The key addresses something that cannot be patched in place: a path through a scalar,
+    /// a whole mapping, a flow-style YAML collection, an XML element with child elements.
+    #[error("config file `{path}`, key `{key}`: cannot patch: {reason}")]
+    CannotPatch {
+        /// The file, relative to the server root.
+        path: String,
+        /// The `find` key.
+        key: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Patches `original`, the current text of `file.path`, with the file's `find` entries, in
+/// the egg author's order (a later entry sees what an earlier one wrote).
+///
+/// Returns the new text; bytes outside the patched values are kept as they were. A leading
+/// UTF-8 byte order mark is kept too.
+///
+/// # Errors
+///
+/// [`ConfigError`]: the original does not parse in the egg's format, a placeholder or regex is
+/// invalid, or a key cannot be located or written. Nothing is partially applied.
+pub fn apply(file: &ConfigFile, original: &str, ctx: &ConfigContext) -> Result<String, ConfigError> {
+    let edits = file
+        .find
+        .iter()
+        .map(|(key, value)| {
+            Replacement::resolve(value, ctx)
+                .map(|replacement| Edit { key, replacement })
+                .map_err(|error| resolve_error(&file.path, key, error))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+
+    // Windows-made files (Space Engineers, ARK) often start with a BOM; no parser wants it.
+    const BOM: &str = "\u{feff}";
+    let (bom, body) = match original.strip_prefix(BOM) {
+        Some(body) => (BOM, body),
+        None => ("", original),
+    };
+
+    let patched = match file.parser {
+        ConfigParser::File => file::patch(body, &edits),
+        ConfigParser::Properties => properties::patch(body, &edits),
+        ConfigParser::Ini => ini::patch(body, &edits),
+        ConfigParser::Json => json::patch(body, &edits),
+        ConfigParser::Yaml => yaml::patch(body, &edits),
+        ConfigParser::Xml => xml::patch(body, &edits),
+        ConfigParser::Toml => toml::patch(body, &edits),
+    }
+    .map_err(|error| patch_error(file, error))?;
+
+    Ok(format!("{bom}{patched}"))
+}
+
+/// One resolved `find` entry.
+struct Edit<'a> {
+    key: &'a str,
+    replacement: Replacement,
+}
+
+/// What a parser reports; [`apply`] adds the file's path.
+#[derive(Debug)]
+enum PatchError {
+    Malformed(String),
+    InvalidKey { key: String, reason: String },
+    CannotPatch { key: String, reason: String },
+    UnwritableValue { key: String, reason: String },
+}
+
+impl PatchError {
+    fn invalid_key(key: &str, reason: impl Into<String>) -> Self {
+        Self::InvalidKey { key: key.to_owned(), reason: reason.into() }
+    }
+
+    fn cannot_patch(key: &str, reason: impl Into<String>) -> Self {
+        Self::CannotPatch { key: key.to_owned(), reason: reason.into() }
+    }
+
+    fn unwritable(key: &str, reason: impl Into<String>) -> Self {
+        Self::UnwritableValue { key: key.to_owned(), reason: reason.into() }
+    }
+}
+
+fn patch_error(file: &ConfigFile, error: PatchError) -> ConfigError {
+    let path = file.path.clone();
+    match error {
+        PatchError::Malformed(reason) => ConfigError::Malformed { path, parser: file.parser.as_str(), reason },
+        PatchError::InvalidKey { key, reason } => ConfigError::InvalidKey { path, key, reason },
+        PatchError::CannotPatch { key, reason } => ConfigError::CannotPatch { path, key, reason },
+        PatchError::UnwritableValue { key, reason } => ConfigError::UnwritableValue { path, key, reason },
+    }
+}
+
+fn resolve_error(path: &str, key: &str, error: ResolveError) -> ConfigError {
+    let (path, key) = (path.to_owned(), key.to_owned());
+    match error {
+        ResolveError::UnknownPlaceholder(placeholder) => ConfigError::UnknownPlaceholder { path, key, placeholder },
+        ResolveError::InvalidRegex { pattern, reason } => ConfigError::InvalidRegex { path, key, pattern, reason },
+        ResolveError::UnsupportedValue(reason) => ConfigError::UnwritableValue { path, key, reason },
+    }
+}
