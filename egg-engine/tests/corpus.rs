@@ -1,6 +1,8 @@
 //! Imports every real egg in `../shared/eggs/` and checks what came out against the raw file,
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 //! then round-trips each through every export format.
+
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use nexus_core::model::{DoneMatcher, Egg, StopMethod};
 use nexus_eggs::export::{ExportFormat, export_egg};
@@ -102,7 +104,13 @@ fn every_corpus_egg_imports_with_its_variables_images_stop_and_done() {
         assert!(!egg.install.script.contains("\r\n"), "{name}: CRLF left in install script");
         assert!(!egg.startup_commands.is_empty(), "{name}: no startup command");
     }
-    assert!(failures.is_empty(), "{} of {} eggs failed to import:\n{}", failures.len(), files.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} eggs failed to import:\n{}",
+        failures.len(),
+        files.len(),
+        failures.join("\n")
+    );
     println!("{} eggs imported", files.len());
 }
 

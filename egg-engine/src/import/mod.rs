@@ -40,7 +40,8 @@ pub fn import_egg(bytes: &[u8]) -> Result<Egg, ImportError> {
     if bytes.len() > MAX_EGG_BYTES {
         return Err(invalid("<file>", format!("larger than {MAX_EGG_BYTES} bytes")));
     }
-    let text = std::str::from_utf8(bytes).map_err(|e| ImportError::Syntax { format: "UTF-8", message: e.to_string() })?;
+    let text =
+        std::str::from_utf8(bytes).map_err(|e| ImportError::Syntax { format: "UTF-8", message: e.to_string() })?;
     import_value(parse_document(text)?)
 }
 
@@ -50,8 +51,8 @@ fn parse_document(text: &str) -> Result<Value, ImportError> {
     if trimmed.starts_with('{') {
         serde_json::from_str(trimmed).map_err(|e| ImportError::Syntax { format: "JSON", message: e.to_string() })
     } else {
-        let yaml: serde_yaml::Value =
-            serde_yaml::from_str(trimmed).map_err(|e| ImportError::Syntax { format: "YAML", message: e.to_string() })?;
+        let yaml: serde_yaml::Value = serde_yaml::from_str(trimmed)
+            .map_err(|e| ImportError::Syntax { format: "YAML", message: e.to_string() })?;
         serde_json::to_value(yaml).map_err(|e| ImportError::Syntax { format: "YAML", message: e.to_string() })
     }
 }
@@ -69,7 +70,8 @@ pub fn import_value(document: Value) -> Result<Egg, ImportError> {
         "PLCN_v3" => EggSourceFormat::PlcnV3,
         other => return Err(ImportError::UnsupportedVersion(other.to_string())),
     };
-    let name = text(root.get("name"), "name")?.filter(|n| !n.trim().is_empty()).ok_or(ImportError::MissingField("name"))?;
+    let name =
+        text(root.get("name"), "name")?.filter(|n| !n.trim().is_empty()).ok_or(ImportError::MissingField("name"))?;
     let config = root.get("config").and_then(Value::as_object).cloned().unwrap_or_default();
     let startup_block = embedded_object(config.get("startup"), "config.startup")?;
 
@@ -164,7 +166,9 @@ fn config_files(files: &Map<String, Value>) -> Result<Vec<ConfigFile>, ImportErr
                     .iter()
                     .map(|(key, value)| Ok((key.clone(), find_value(value, &format!("{field}.find.{key}"))?)))
                     .collect::<Result<_, ImportError>>()?,
-                Some(other) => return Err(invalid(format!("{field}.find"), format!("expected an object, found {}", kind(other)))),
+                Some(other) => {
+                    return Err(invalid(format!("{field}.find"), format!("expected an object, found {}", kind(other))));
+                }
             };
             Ok(ConfigFile { path: path.clone(), parser, find })
         })
@@ -179,7 +183,9 @@ fn find_value(value: &Value, field: &str) -> Result<FindValue, ImportError> {
         Value::Object(cases) => FindValue::Match(
             cases
                 .iter()
-                .map(|(when, then)| Ok((when.clone(), text(Some(then), &format!("{field}.{when}"))?.unwrap_or_default())))
+                .map(|(when, then)| {
+                    Ok((when.clone(), text(Some(then), &format!("{field}.{when}"))?.unwrap_or_default()))
+                })
                 .collect::<Result<_, ImportError>>()?,
         ),
         Value::Array(_) => return Err(invalid(field, "a list is not a valid replacement value")),

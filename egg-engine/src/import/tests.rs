@@ -100,8 +100,10 @@ fn file_denylist_shapes() {
 
 #[test]
 fn crlf_scripts_are_normalized() {
-    let e = import(egg(json!({ "scripts": { "installation": { "script": "a\r\nb\r\n", "container": "c", "entrypoint": "ash" } } })))
-        .unwrap();
+    let e = import(egg(
+        json!({ "scripts": { "installation": { "script": "a\r\nb\r\n", "container": "c", "entrypoint": "ash" } } }),
+    ))
+    .unwrap();
     assert_eq!(e.install.script, "a\nb\n");
     assert_eq!(e.install.entrypoint, "ash");
 }
@@ -125,10 +127,19 @@ fn errors_name_what_is_wrong() {
         (json!({ "variables": [{ "env_variable": "X", "rules": "required|frobnicate" }] }), "variable `X`"),
         (json!({ "variables": [{ "env_variable": "SERVER_PORT", "rules": "" }] }), "reserved"),
         (json!({ "variables": [{ "env_variable": "BAD-NAME", "rules": "" }] }), "BAD-NAME"),
-        (json!({ "variables": [{ "env_variable": "A", "rules": "" }, { "env_variable": "A", "rules": "" }] }), "defined twice"),
-        (json!({ "config": { "files": { "a.cfg": { "parser": "hcl", "find": {} } }, "startup": "{}", "stop": "x" } }), "unknown parser `hcl`"),
+        (
+            json!({ "variables": [{ "env_variable": "A", "rules": "" }, { "env_variable": "A", "rules": "" }] }),
+            "defined twice",
+        ),
+        (
+            json!({ "config": { "files": { "a.cfg": { "parser": "hcl", "find": {} } }, "startup": "{}", "stop": "x" } }),
+            "unknown parser `hcl`",
+        ),
         (json!({ "config": { "files": "{not json", "startup": "{}", "stop": "x" } }), "config.files"),
-        (json!({ "config": { "files": "{}", "startup": "{\"done\": \"regex:(unclosed\"}", "stop": "x" } }), "(unclosed"),
+        (
+            json!({ "config": { "files": "{}", "startup": "{\"done\": \"regex:(unclosed\"}", "stop": "x" } }),
+            "(unclosed",
+        ),
         (json!({ "variables": "nope" }), "variables"),
     ];
     for (overrides, needle) in cases {
