@@ -960,6 +960,6 @@ mod tests {
     /// The same suite through `run_all`, on a single-threaded runtime.
     #[tokio::test]
     async fn conformance_run_all_on_current_thread() {
-        crate::conformance::run_all(|| async { MemoryStore::new() }).await;
+        crate::conformance::store::run_all(|| async { MemoryStore::new() }).await;
     }
 }

@@ -1,6 +1,6 @@
 //! Locations, nodes, allocations, eggs.
 
-use crate::conformance::fixtures::*;
+use crate::conformance::store::fixtures::*;
 use crate::ids::*;
 use crate::model::*;
 use crate::store::*;

@@ -1,6 +1,6 @@
 //! Users, API keys, the audit log.
 
-use crate::conformance::fixtures::*;
+use crate::conformance::store::fixtures::*;
 use crate::ids::*;
 use crate::model::*;
 use crate::store::*;

@@ -1,6 +1,6 @@
 //! Transactions and concurrent callers.
 
-use crate::conformance::fixtures::*;
+use crate::conformance::store::fixtures::*;
 use crate::ids::*;
 use crate::lifecycle::{ServerState, Trigger};
 use crate::model::*;

@@ -1,6 +1,6 @@
 //! Servers, their lifecycle events, schedules and backups.
 
-use crate::conformance::fixtures::*;
+use crate::conformance::store::fixtures::*;
 use crate::ids::*;
 use crate::lifecycle::{LifecycleEvent, ServerState, Trigger};
 use crate::model::*;
