@@ -23,6 +23,19 @@ if [ ! -d ../shared/eggs ]; then
   exit 1
 fi
 
+# Every service the tests use (databases, container engines) and every test image has an
+# idempotent setup script; each is quick when its service already runs.
+for setup in scripts/services/*.sh scripts/images/*.sh; do
+  [ -e "$setup" ] || continue
+  step "setup: $setup"
+  "$setup"
+done
+# Connection settings the setup scripts exported for the tests.
+if [ -f "$CARGO_TARGET_DIR/nexus-test-env.sh" ]; then
+  # shellcheck disable=SC1091
+  . "$CARGO_TARGET_DIR/nexus-test-env.sh"
+fi
+
 step "rustfmt"
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 cargo fmt --all -- --check
