@@ -24,17 +24,18 @@ if [ ! -d ../shared/eggs ]; then
 fi
 
 # Every service the tests use (databases, container engines) and every test image has an
-# idempotent setup script; each is quick when its service already runs.
+# idempotent setup script; each is quick when its service already runs. A script that has
+# connection settings for the tests appends `export NAME=value` lines to $NEXUS_TEST_ENV.
+export NEXUS_TEST_ENV="$CARGO_TARGET_DIR/nexus-test-env.sh"
+mkdir -p "$CARGO_TARGET_DIR"
+: > "$NEXUS_TEST_ENV"
 for setup in scripts/services/*.sh scripts/images/*.sh; do
   [ -e "$setup" ] || continue
   step "setup: $setup"
   "$setup"
 done
-# Connection settings the setup scripts exported for the tests.
-if [ -f "$CARGO_TARGET_DIR/nexus-test-env.sh" ]; then
-  # shellcheck disable=SC1091
-  . "$CARGO_TARGET_DIR/nexus-test-env.sh"
-fi
+# shellcheck disable=SC1090
+. "$NEXUS_TEST_ENV"
 
 step "rustfmt"
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
