@@ -30,24 +30,21 @@ pub(super) fn patch(text: &str, edits: &[Edit<'_>]) -> Result<String, PatchError
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config_files::replacement::{NewValue, Replacement};
+    use crate::config_files::replacement::Replacement;
+    use crate::config_files::test_support::set;
     use nexus_core::model::FindValue;
-
-    fn edit<'a>(key: &'a str, value: &str) -> Edit<'a> {
-        Edit { key, replacement: Replacement::Set(NewValue::Text(value.to_owned())) }
-    }
 
     #[test]
     fn replaces_prefixed_lines_and_keeps_terminators() {
         let text = "sv_port 8303\r\nsv_name \"old\"\r\n# sv_port is the port\r\nsv_port_extra 1";
-        let out = patch(text, &[edit("sv_port", "sv_port 8304"), edit("sv_name", "sv_name \"new\"")]).unwrap();
+        let out = patch(text, &[set("sv_port", "sv_port 8304"), set("sv_name", "sv_name \"new\"")]).unwrap();
         assert_eq!(out, "sv_port 8304\r\nsv_name \"new\"\r\n# sv_port is the port\r\nsv_port 8304");
     }
 
     #[test]
     fn first_applicable_key_wins_and_nothing_is_added() {
         let text = "port = 1\nbind-address = x\n";
-        let out = patch(text, &[edit("port", "port = 2"), edit("port", "port = 3"), edit("missing", "x")]).unwrap();
+        let out = patch(text, &[set("port", "port = 2"), set("port", "port = 3"), set("missing", "x")]).unwrap();
         assert_eq!(out, "port = 2\nbind-address = x\n");
     }
 
@@ -61,6 +58,6 @@ mod tests {
 
     #[test]
     fn empty_prefix_is_rejected() {
-        assert!(matches!(patch("a\n", &[edit("", "x")]), Err(PatchError::InvalidKey { .. })));
+        assert!(matches!(patch("a\n", &[set("", "x")]), Err(PatchError::InvalidKey { .. })));
     }
 }

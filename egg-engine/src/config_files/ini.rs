@@ -201,11 +201,7 @@ fn read_value(rest: &str) -> (&str, usize, bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config_files::replacement::{NewValue, Replacement};
-
-    fn set<'a>(key: &'a str, value: &str) -> Edit<'a> {
-        Edit { key, replacement: Replacement::Set(NewValue::Text(value.to_owned())) }
-    }
+    use crate::config_files::test_support::set;
 
     #[test]
     fn splits_keys_like_wings() {

@@ -5,7 +5,8 @@
 //! commented JSON. Text replacing a number or boolean is written unquoted when it is one;
 //! text replacing a string stays a string.
 
-use super::key_path::{self, Segment};
+use super::escape::DoubleQuoted;
+use super::key_path::{self, Shape, Target, Tree};
 use super::lines::{Splices, line_ending, position};
 use super::replacement::{NewValue, Replacement, Scalar, is_integer};
 use super::{Edit, PatchError};
@@ -44,14 +45,25 @@ impl Node {
     }
 }
 
-/// What a key path leads to.
-enum Target<'n> {
-    Found(&'n Node),
-    /// `object` lacks `keys[0]`; `keys` is the whole missing tail.
-    Missing {
-        object: &'n Node,
-        keys: Vec<&'n str>,
-    },
+impl Tree for Node {
+    type Entry = Member;
+    const NAMES: (&'static str, &'static str) = ("an object", "an array");
+
+    fn shape(&self) -> Shape<'_, Self> {
+        match self {
+            Self::Object { members, .. } => Shape::Map(members),
+            Self::Array { items, .. } => Shape::List(items),
+            Self::Scalar { .. } => Shape::Scalar,
+        }
+    }
+
+    fn key(member: &Member) -> &str {
+        &member.key
+    }
+
+    fn value(member: &Member) -> &Self {
+        &member.value
+    }
 }
 
 /// Applies the edits one after the other.
@@ -60,18 +72,17 @@ pub(super) fn patch(text: &str, edits: &[Edit<'_>]) -> Result<String, PatchError
     let mut text = text.to_owned();
     parse(&text).map_err(PatchError::Malformed)?;
     for edit in edits {
-        let path = key_path::parse(edit.key).map_err(|reason| PatchError::invalid_key(edit.key, reason))?;
+        let path = edit.path()?;
         let root = parse(&text).map_err(PatchError::Malformed)?;
-        let mut targets = Vec::new();
-        locate(&root, &path, 0, false, &mut targets).map_err(|reason| PatchError::cannot_patch(edit.key, reason))?;
+        let targets = key_path::locate(&root, &path).map_err(|reason| PatchError::cannot_patch(edit.key, reason))?;
         let mut splices = Splices::default();
         for target in targets {
             match target {
                 Target::Found(node) => rewrite(&text, node, &edit.replacement, &mut splices),
-                Target::Missing { object, keys } => {
+                Target::Missing { parent, keys } => {
                     if let Some(value) = edit.replacement.value_for_missing() {
                         let style = Style::of(&text, &root, eol);
-                        insert_member(&text, object, &keys, value, &style, &mut splices);
+                        insert_member(&text, parent, &keys, value, &style, &mut splices);
                     }
                 }
             }
@@ -81,59 +92,6 @@ pub(super) fn patch(text: &str, edits: &[Edit<'_>]) -> Result<String, PatchError
         }
     }
     Ok(text)
-}
-
-fn locate<'n>(
-    node: &'n Node,
-    path: &'n [Segment],
-    depth: usize,
-    under_wildcard: bool,
-    out: &mut Vec<Target<'n>>,
-) -> Result<(), String> {
-    let Some(segment) = path.get(depth) else {
-        out.push(Target::Found(node));
-        return Ok(());
-    };
-    let prefix = || key_path::display(&path[..depth]);
-    match (segment, node) {
-        (Segment::Key(name), Node::Object { members, .. }) => {
-            // Duplicate keys: parsers keep the last one, so that is the one to change.
-            match members.iter().rev().find(|member| &member.key == name) {
-                Some(member) => locate(&member.value, path, depth + 1, under_wildcard, out)?,
-                None if !under_wildcard && key_path::creatable(&path[depth..]) => {
-                    let keys = path[depth..]
-                        .iter()
-                        .filter_map(|segment| match segment {
-                            Segment::Key(name) => Some(name.as_str()),
-                            Segment::Index(_) | Segment::Wildcard => None,
-                        })
-                        .collect();
-                    out.push(Target::Missing { object: node, keys });
-                }
-                None => {}
-            }
-        }
-        (Segment::Index(index), Node::Array { items, .. }) => {
-            if let Some(item) = items.get(*index) {
-                locate(item, path, depth + 1, under_wildcard, out)?;
-            }
-        }
-        (Segment::Wildcard, Node::Object { members, .. }) => {
-            for member in members {
-                locate(&member.value, path, depth + 1, true, out)?;
-            }
-        }
-        (Segment::Wildcard, Node::Array { items, .. }) => {
-            for item in items {
-                locate(item, path, depth + 1, true, out)?;
-            }
-        }
-        _ if under_wildcard => {}
-        (Segment::Key(_), _) => return Err(format!("`{}` is not an object", prefix())),
-        (Segment::Index(_), _) => return Err(format!("`{}` is not an array", prefix())),
-        (Segment::Wildcard, _) => return Err(format!("`{}` is neither an object nor an array", prefix())),
-    }
-    Ok(())
 }
 
 fn rewrite(text: &str, node: &Node, replacement: &Replacement, splices: &mut Splices) {
@@ -182,31 +140,16 @@ fn encode(value: &NewValue, existing: Option<&ScalarKind>) -> String {
         // Wings writes integers as numbers into new or null values; everything else as text.
         Some(ScalarKind::Null) | None => is_integer(text) && is_number(text),
     };
-    if unquoted { text.clone() } else { quote(text) }
+    if unquoted { text.clone() } else { STRING.quote(text) }
 }
 
-fn quote(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\x08' => out.push_str("\\b"),
-            '\x0c' => out.push_str("\\f"),
-            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
+/// JSON strings: `\b` and `\f` have letters; the other characters below U+0020 must be
+/// `\u00xx` escapes (written in lower case); everything else is written as is.
+const STRING: DoubleQuoted =
+    DoubleQuoted { short: &[('\x08', 'b'), ('\x0c', 'f')], unicode: |c| u32::from(c) < 0x20, upper_hex: false };
 
 fn is_number(text: &str) -> bool {
-    let mut parser = Parser { text, bytes: text.as_bytes(), pos: 0, depth: 0 };
+    let mut parser = Parser::new(text);
     parser.number().is_ok() && parser.pos == text.len()
 }
 
@@ -244,7 +187,7 @@ impl<'a> Style<'a> {
         } else {
             format!("{{{}}}", self.member(rest, value, indent))
         };
-        format!("{}{}{value}", quote(first), self.colon)
+        format!("{}{}{value}", STRING.quote(first), self.colon)
     }
 }
 
@@ -335,7 +278,7 @@ fn find_colon(text: &str, node: &Node) -> Option<String> {
 }
 
 fn parse(text: &str) -> Result<Node, String> {
-    let mut parser = Parser { text, bytes: text.as_bytes(), pos: 0, depth: 0 };
+    let mut parser = Parser::new(text);
     parser.skip_whitespace()?;
     let root = parser.value()?;
     parser.skip_whitespace()?;
@@ -352,7 +295,11 @@ struct Parser<'a> {
     depth: usize,
 }
 
-impl Parser<'_> {
+impl<'a> Parser<'a> {
+    fn new(text: &'a str) -> Self {
+        Self { text, bytes: text.as_bytes(), pos: 0, depth: 0 }
+    }
+
     fn error(&self, what: &str) -> String {
         format!("{what} ({})", position(self.text, self.pos))
     }
@@ -415,66 +362,59 @@ impl Parser<'_> {
 
     fn object(&mut self) -> Result<Node, String> {
         let start = self.pos;
-        self.enter()?;
-        self.pos += 1;
         let mut members = Vec::new();
-        self.skip_whitespace()?;
-        if self.peek() == Some(b'}') {
-            self.pos += 1;
-        } else {
-            loop {
-                self.skip_whitespace()?;
-                if self.peek() != Some(b'"') {
-                    return Err(self.error("expected a string key"));
-                }
-                let key_start = self.pos;
-                let key = self.string()?;
-                let key_span = key_start..self.pos;
-                self.skip_whitespace()?;
-                self.consume(b':')?;
-                self.skip_whitespace()?;
-                let value = self.value()?;
-                members.push(Member { key, key_span, value });
-                self.skip_whitespace()?;
-                match self.peek() {
-                    Some(b',') => self.pos += 1,
-                    Some(b'}') => {
-                        self.pos += 1;
-                        break;
-                    }
-                    _ => return Err(self.error("expected `,` or `}`")),
-                }
+        self.delimited(b'}', |parser| {
+            if parser.peek() != Some(b'"') {
+                return Err(parser.error("expected a string key"));
             }
-        }
-        self.depth -= 1;
+            let key_start = parser.pos;
+            let key = parser.string()?;
+            let key_span = key_start..parser.pos;
+            parser.skip_whitespace()?;
+            parser.consume(b':')?;
+            parser.skip_whitespace()?;
+            let value = parser.value()?;
+            members.push(Member { key, key_span, value });
+            Ok(())
+        })?;
         Ok(Node::Object { span: start..self.pos, members })
     }
 
     fn array(&mut self) -> Result<Node, String> {
         let start = self.pos;
+        let mut items = Vec::new();
+        self.delimited(b']', |parser| {
+            items.push(parser.value()?);
+            Ok(())
+        })?;
+        Ok(Node::Array { span: start..self.pos, items })
+    }
+
+    /// The comma-separated items of an object or array, `pos` at its opening bracket; `item`
+    /// reads one item from its first character. Leaves `pos` past the `close` bracket.
+    fn delimited(&mut self, close: u8, mut item: impl FnMut(&mut Self) -> Result<(), String>) -> Result<(), String> {
         self.enter()?;
         self.pos += 1;
-        let mut items = Vec::new();
         self.skip_whitespace()?;
-        if self.peek() == Some(b']') {
+        if self.peek() == Some(close) {
             self.pos += 1;
         } else {
             loop {
                 self.skip_whitespace()?;
-                items.push(self.value()?);
+                item(self)?;
                 self.skip_whitespace()?;
                 match self.peek() {
                     Some(b',') => self.pos += 1,
-                    Some(b']') => {
+                    Some(byte) if byte == close => {
                         self.pos += 1;
                         break;
                     }
-                    _ => return Err(self.error("expected `,` or `]`")),
+                    _ => return Err(self.error(&format!("expected `,` or `{}`", char::from(close)))),
                 }
             }
         }
         self.depth -= 1;
-        Ok(Node::Array { span: start..self.pos, items })
+        Ok(())
     }
 
     fn literal(&mut self, word: &str, kind: ScalarKind) -> Result<Node, String> {
@@ -594,10 +534,7 @@ impl Parser<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn set<'a>(key: &'a str, value: &str) -> Edit<'a> {
-        Edit { key, replacement: Replacement::Set(NewValue::Text(value.to_owned())) }
-    }
+    use crate::config_files::test_support::set;
 
     #[test]
     fn keeps_types_and_formatting() {

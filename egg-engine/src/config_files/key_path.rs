@@ -1,5 +1,6 @@
 //! Dot-path keys of the structured parsers (json, yaml, toml, xml): `servers.lobby.address`,
-//! `listeners[0].host`, `servers.*.address`.
+//! `listeners[0].host`, `servers.*.address`; and [`locate`], which walks one over a [`Tree`]
+//! (the JSON and YAML node trees).
 
 /// One step of a key path.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,6 +51,18 @@ pub(super) fn creatable(segments: &[Segment]) -> bool {
     segments.iter().all(|segment| matches!(segment, Segment::Key(_)))
 }
 
+/// The names of the keys in `segments`, indices and wildcards left out: what a missing
+/// [`creatable`] tail creates, one level per name.
+pub(super) fn key_names(segments: &[Segment]) -> Vec<&str> {
+    segments
+        .iter()
+        .filter_map(|segment| match segment {
+            Segment::Key(name) => Some(name.as_str()),
+            Segment::Index(_) | Segment::Wildcard => None,
+        })
+        .collect()
+}
+
 /// Shows a path prefix back in key syntax, for error messages.
 pub(super) fn display(segments: &[Segment]) -> String {
     let mut out = String::new();
@@ -66,6 +79,108 @@ pub(super) fn display(segments: &[Segment]) -> String {
         }
     }
     if out.is_empty() { "(root)".to_owned() } else { out }
+}
+
+/// A parsed document whose nodes a key path can walk.
+pub(super) trait Tree: Sized {
+    /// One member of a map: a key and its value.
+    type Entry;
+    /// What the format calls a map and a list, with their article (`an object`, `an array`), for
+    /// error messages.
+    const NAMES: (&'static str, &'static str);
+    /// What this node is to a path.
+    fn shape(&self) -> Shape<'_, Self>;
+    /// An entry's key.
+    fn key(entry: &Self::Entry) -> &str;
+    /// An entry's value.
+    fn value(entry: &Self::Entry) -> &Self;
+}
+
+/// What a [`Tree`] node is to a path.
+pub(super) enum Shape<'n, N: Tree> {
+    /// Keyed children, in file order.
+    Map(&'n [N::Entry]),
+    /// Indexed children.
+    List(&'n [N]),
+    /// Nothing yet (YAML's `key:` with no value): keys can be created below it; an index or
+    /// wildcard finds nothing in it.
+    Empty,
+    /// A value that cannot be walked into, with why (`a flow-style collection, ...`).
+    Opaque(&'static str),
+    /// Any other value.
+    Scalar,
+}
+
+/// What a key path leads to.
+pub(super) enum Target<'n, N> {
+    /// An existing node.
+    Found(&'n N),
+    /// `parent` (a map, or an empty value) lacks `keys[0]`; `keys` is the whole missing tail.
+    Missing {
+        /// The deepest node the path reaches.
+        parent: &'n N,
+        /// The keys to create below it, outermost first.
+        keys: Vec<&'n str>,
+    },
+}
+
+/// Every node `path` leads to from `root`, in document order. A `*` visits every child; a
+/// missing key becomes a [`Target::Missing`] when the rest of the path could be created (never
+/// below a wildcard: `*` only addresses what exists). An index or wildcard that finds nothing
+/// is no error; a path through a value of the wrong kind is, except below a wildcard, whose
+/// children need not all be alike.
+pub(super) fn locate<'n, N: Tree>(root: &'n N, path: &'n [Segment]) -> Result<Vec<Target<'n, N>>, String> {
+    let mut targets = Vec::new();
+    walk(root, path, 0, false, &mut targets)?;
+    Ok(targets)
+}
+
+fn walk<'n, N: Tree>(
+    node: &'n N,
+    path: &'n [Segment],
+    depth: usize,
+    under_wildcard: bool,
+    out: &mut Vec<Target<'n, N>>,
+) -> Result<(), String> {
+    let Some(segment) = path.get(depth) else {
+        out.push(Target::Found(node));
+        return Ok(());
+    };
+    let prefix = || display(&path[..depth]);
+    let can_create = !under_wildcard && creatable(&path[depth..]);
+    let missing = || Target::Missing { parent: node, keys: key_names(&path[depth..]) };
+    let (map, list) = N::NAMES;
+    match (segment, node.shape()) {
+        // Duplicate keys: parsers keep the last one, so that is the one to change.
+        (Segment::Key(name), Shape::Map(entries)) => match entries.iter().rev().find(|entry| N::key(entry) == name) {
+            Some(entry) => walk(N::value(entry), path, depth + 1, under_wildcard, out)?,
+            None if can_create => out.push(missing()),
+            None => {}
+        },
+        (Segment::Key(_), Shape::Empty) if can_create => out.push(missing()),
+        (Segment::Index(index), Shape::List(items)) => {
+            if let Some(item) = items.get(*index) {
+                walk(item, path, depth + 1, under_wildcard, out)?;
+            }
+        }
+        (Segment::Wildcard, Shape::Map(entries)) => {
+            for entry in entries {
+                walk(N::value(entry), path, depth + 1, true, out)?;
+            }
+        }
+        (Segment::Wildcard, Shape::List(items)) => {
+            for item in items {
+                walk(item, path, depth + 1, true, out)?;
+            }
+        }
+        _ if under_wildcard => {}
+        (_, Shape::Opaque(what)) => return Err(format!("`{}` is {what}", prefix())),
+        (Segment::Key(_), _) => return Err(format!("`{}` is not {map}", prefix())),
+        (Segment::Index(_) | Segment::Wildcard, Shape::Empty) => {}
+        (Segment::Index(_), _) => return Err(format!("`{}` is not {list}", prefix())),
+        (Segment::Wildcard, _) => return Err(format!("`{}` is neither {map} nor {list}", prefix())),
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -51,6 +51,7 @@
 //! - XML indices are 0-based like everywhere else; Wings' `[attr='value']` attribute values are
 //!   not supported.
 
+mod escape;
 mod file;
 mod ini;
 mod json;
@@ -63,6 +64,8 @@ mod toml;
 mod xml;
 mod yaml;
 
+#[cfg(test)]
+mod test_support;
 #[cfg(test)]
 mod tests;
 
@@ -186,6 +189,13 @@ pub fn apply(file: &ConfigFile, original: &str, ctx: &ConfigContext) -> Result<S
 struct Edit<'a> {
     key: &'a str,
     replacement: Replacement,
+}
+
+impl Edit<'_> {
+    /// The key as a dot path, for the parsers that take one (json, yaml, toml, xml).
+    fn path(&self) -> Result<Vec<key_path::Segment>, PatchError> {
+        key_path::parse(self.key).map_err(|reason| PatchError::invalid_key(self.key, reason))
+    }
 }
 
 /// What a parser reports; [`apply`] adds the file's path.

@@ -177,43 +177,36 @@ fn unescape(chars: &[(usize, char)]) -> Result<String, String> {
     Ok(out)
 }
 
-fn escape_common(out: &mut String, c: char) {
-    match c {
-        '\\' => out.push_str("\\\\"),
-        '\n' => out.push_str("\\n"),
-        '\r' => out.push_str("\\r"),
-        '\t' => out.push_str("\\t"),
-        '\x0c' => out.push_str("\\f"),
-        c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
-        c => out.push(c),
-    }
-}
-
 /// Escapes a value so Java reads it back unchanged. Non-ASCII text is written as UTF-8, which
 /// current servers read; only what would change the meaning is escaped.
 fn escape_value(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for (at, c) in value.chars().enumerate() {
-        // Leading whitespace would be skipped, and with a `key value` separator a leading `=`
-        // or `:` would be taken for the separator.
-        if at == 0 && (c == ' ' || c == '=' || c == ':') {
-            out.push('\\');
-            out.push(c);
-        } else {
-            escape_common(&mut out, c);
-        }
-    }
-    out
+    // Leading whitespace would be skipped, and with a `key value` separator a leading `=` or `:`
+    // would be taken for the separator.
+    escape(value, |at, c| at == 0 && (c == ' ' || c == '=' || c == ':'))
 }
 
 fn escape_key(key: &str) -> String {
-    let mut out = String::with_capacity(key.len());
-    for (at, c) in key.chars().enumerate() {
-        if c == ' ' || c == '=' || c == ':' || (at == 0 && (c == '#' || c == '!')) {
-            out.push('\\');
-            out.push(c);
-        } else {
-            escape_common(&mut out, c);
+    // A separator character anywhere would end the key; a leading `#` or `!` starts a comment.
+    escape(key, |at, c| c == ' ' || c == '=' || c == ':' || (at == 0 && (c == '#' || c == '!')))
+}
+
+/// `text` with the escapes Java needs; `literal(at, c)` picks the characters (by index) that
+/// are written with a backslash before them because they would be read as syntax.
+fn escape(text: &str, literal: impl Fn(usize, char) -> bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    for (at, c) in text.chars().enumerate() {
+        match c {
+            c if literal(at, c) => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\x0c' => out.push_str("\\f"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
+            c => out.push(c),
         }
     }
     out
@@ -222,11 +215,7 @@ fn escape_key(key: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config_files::replacement::{NewValue, Replacement};
-
-    fn set<'a>(key: &'a str, value: &str) -> Edit<'a> {
-        Edit { key, replacement: Replacement::Set(NewValue::Text(value.to_owned())) }
-    }
+    use crate::config_files::test_support::set;
 
     fn values(text: &str) -> Vec<(String, String)> {
         parse(text).unwrap().into_iter().map(|e| (e.key, e.value)).collect()

@@ -8,6 +8,7 @@
 //! for tables that do not exist yet); a table that exists only implicitly (`a` of `[a.b]`) gets
 //! a `[a]` header at the end of the file.
 
+use super::escape::DoubleQuoted;
 use super::key_path::{self, Segment};
 use super::lines::{Splices, line_ending, split_lines};
 use super::replacement::{NewValue, Scalar, is_integer};
@@ -47,7 +48,7 @@ pub(super) fn patch(text: &str, edits: &[Edit<'_>]) -> Result<String, PatchError
     let mut text = text.to_owned();
     parse(&text)?;
     for edit in edits {
-        let path = key_path::parse(edit.key).map_err(|reason| PatchError::invalid_key(edit.key, reason))?;
+        let path = edit.path()?;
         let document = parse(&text)?;
         let root = document.as_table();
         let mut targets = Vec::new();
@@ -102,13 +103,7 @@ fn walk<'d>(
     let missing = |anchor: Anchor<'d>, out: &mut Vec<Target<'d>>| {
         let tail = &path[depth..];
         if !under_wildcard && key_path::creatable(tail) {
-            let keys = tail
-                .iter()
-                .filter_map(|segment| match segment {
-                    Segment::Key(name) => Some(name.clone()),
-                    Segment::Index(_) | Segment::Wildcard => None,
-                })
-                .collect();
+            let keys = key_path::key_names(tail).into_iter().map(str::to_owned).collect();
             out.push(Target::Missing { anchor, keys });
         }
     };
@@ -261,34 +256,19 @@ fn encode(value: &NewValue, existing: Option<(&Value, &str)>) -> Result<String, 
     if literal && !text.chars().any(|c| c == '\'' || (c.is_control() && c != '\t')) {
         return Ok(format!("'{text}'"));
     }
-    Ok(basic_string(text))
+    Ok(BASIC_STRING.quote(text))
 }
 
-fn basic_string(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\x08' => out.push_str("\\b"),
-            '\x0c' => out.push_str("\\f"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
+/// Basic strings: `\b` and `\f` have letters; every other control character must be a
+/// `\uXXXX` escape.
+const BASIC_STRING: DoubleQuoted =
+    DoubleQuoted { short: &[('\x08', 'b'), ('\x0c', 'f')], unicode: char::is_control, upper_hex: true };
 
 fn bare_or_quoted_key(key: &str) -> String {
     if !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
         key.to_owned()
     } else {
-        basic_string(key)
+        BASIC_STRING.quote(key)
     }
 }
 
@@ -379,10 +359,7 @@ fn create(
 mod tests {
     use super::*;
     use crate::config_files::replacement::Replacement;
-
-    fn set<'a>(key: &'a str, value: &str) -> Edit<'a> {
-        Edit { key, replacement: Replacement::Set(NewValue::Text(value.to_owned())) }
-    }
+    use crate::config_files::test_support::set;
 
     #[test]
     fn keeps_types_styles_and_line_endings() {

@@ -31,7 +31,7 @@ pub(super) fn patch(text: &str, edits: &[Edit<'_>]) -> Result<String, PatchError
     let mut text = text.to_owned();
     parse(&text).map_err(PatchError::Malformed)?;
     for edit in edits {
-        let path = key_path::parse(edit.key).map_err(|reason| PatchError::invalid_key(edit.key, reason))?;
+        let path = edit.path()?;
         let Some((Segment::Key(root_name), below_root)) = path.split_first() else {
             return Err(PatchError::invalid_key(edit.key, "the first segment must name the root element"));
         };
@@ -58,7 +58,7 @@ pub(super) fn patch(text: &str, edits: &[Edit<'_>]) -> Result<String, PatchError
             }
             None => {
                 if let Some(value) = edit.replacement.value_for_missing().filter(|_| key_path::creatable(&path)) {
-                    let names: Vec<&str> = key_names(&path);
+                    let names = key_path::key_names(&path);
                     splices.append_lines(&text, &chain(&names, &escape(&value.text())), eol);
                 }
             }
@@ -68,15 +68,6 @@ pub(super) fn patch(text: &str, edits: &[Edit<'_>]) -> Result<String, PatchError
         }
     }
     Ok(text)
-}
-
-fn key_names(path: &[Segment]) -> Vec<&str> {
-    path.iter()
-        .filter_map(|segment| match segment {
-            Segment::Key(name) => Some(name.as_str()),
-            Segment::Index(_) | Segment::Wildcard => None,
-        })
-        .collect()
 }
 
 fn collect<'e>(element: &'e Element, path: &[Segment], out: &mut Vec<&'e Element>) {
@@ -144,7 +135,7 @@ fn create(
     key: &str,
     splices: &mut Splices,
 ) -> Result<(), PatchError> {
-    let names = key_names(path);
+    let names = key_path::key_names(path);
     // The deepest existing element along the path (first of each name).
     let mut parent = root;
     let mut depth = 0;
@@ -319,11 +310,7 @@ fn parse(text: &str) -> Result<Option<Element>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config_files::replacement::{NewValue, Replacement};
-
-    fn set<'a>(key: &'a str, value: &str) -> Edit<'a> {
-        Edit { key, replacement: Replacement::Set(NewValue::Text(value.to_owned())) }
-    }
+    use crate::config_files::test_support::set;
 
     #[test]
     fn sets_text_in_place() {

@@ -10,7 +10,8 @@
 //! text as written (`25565`). Created keys follow Wings: integers become numbers, other text
 //! strings.
 
-use super::key_path::{self, Segment};
+use super::escape::DoubleQuoted;
+use super::key_path::{self, Segment, Shape, Target, Tree};
 use super::lines::{Line, Splices, line_ending, position, split_lines};
 use super::replacement::{NewValue, Replacement, Scalar, is_integer};
 use super::{Edit, PatchError};
@@ -62,14 +63,29 @@ enum Style {
     Flow,
 }
 
-/// What a key path leads to.
-enum Target<'n> {
-    Found(&'n Node),
-    /// `parent` (a mapping, or an empty value) lacks `keys[0]`; `keys` is the missing tail.
-    Missing {
-        parent: &'n Node,
-        keys: Vec<&'n str>,
-    },
+impl Tree for Node {
+    type Entry = (String, Node);
+    const NAMES: (&'static str, &'static str) = ("a mapping", "a sequence");
+
+    fn shape(&self) -> Shape<'_, Self> {
+        match self {
+            Self::Mapping(mapping) => Shape::Map(&mapping.entries),
+            Self::Sequence(sequence) => Shape::List(&sequence.items),
+            Self::Scalar(ScalarNode { style: Style::Flow, .. }) => {
+                Shape::Opaque("a flow-style collection, which cannot be navigated")
+            }
+            Self::Scalar(_) => Shape::Scalar,
+            Self::Empty { .. } => Shape::Empty,
+        }
+    }
+
+    fn key((key, _): &(String, Node)) -> &str {
+        key
+    }
+
+    fn value((_, value): &(String, Node)) -> &Self {
+        value
+    }
 }
 
 /// Applies the edits one after the other.
@@ -78,12 +94,11 @@ pub(super) fn patch(text: &str, edits: &[Edit<'_>]) -> Result<String, PatchError
     let eol = line_ending(text);
     let mut text = text.to_owned();
     for edit in edits {
-        let path = key_path::parse(edit.key).map_err(|reason| PatchError::invalid_key(edit.key, reason))?;
+        let path = edit.path()?;
         let lines = split_lines(&text);
         let root =
             Locator::new(&text, &lines).document().map_err(|reason| PatchError::cannot_patch(edit.key, reason))?;
-        let mut targets = Vec::new();
-        locate(&root, &path, 0, false, &mut targets).map_err(|reason| PatchError::cannot_patch(edit.key, reason))?;
+        let targets = key_path::locate(&root, &path).map_err(|reason| PatchError::cannot_patch(edit.key, reason))?;
         let mut splices = Splices::default();
         for target in targets {
             match target {
@@ -108,67 +123,6 @@ pub(super) fn patch(text: &str, edits: &[Edit<'_>]) -> Result<String, PatchError
 
 fn validate(text: &str) -> Result<(), PatchError> {
     serde_yaml::from_str::<serde_yaml::Value>(text).map(drop).map_err(|error| PatchError::Malformed(error.to_string()))
-}
-
-fn locate<'n>(
-    node: &'n Node,
-    path: &'n [Segment],
-    depth: usize,
-    under_wildcard: bool,
-    out: &mut Vec<Target<'n>>,
-) -> Result<(), String> {
-    let Some(segment) = path.get(depth) else {
-        out.push(Target::Found(node));
-        return Ok(());
-    };
-    let prefix = || key_path::display(&path[..depth]);
-    let missing_tail = || -> Vec<&'n str> {
-        path[depth..]
-            .iter()
-            .filter_map(|segment| match segment {
-                Segment::Key(name) => Some(name.as_str()),
-                Segment::Index(_) | Segment::Wildcard => None,
-            })
-            .collect()
-    };
-    let can_create = !under_wildcard && key_path::creatable(&path[depth..]);
-    match (segment, node) {
-        (Segment::Key(name), Node::Mapping(mapping)) => {
-            match mapping.entries.iter().rev().find(|(key, _)| key == name) {
-                Some((_, value)) => locate(value, path, depth + 1, under_wildcard, out)?,
-                None if can_create => out.push(Target::Missing { parent: node, keys: missing_tail() }),
-                None => {}
-            }
-        }
-        (Segment::Key(_), Node::Empty { .. }) if can_create => {
-            out.push(Target::Missing { parent: node, keys: missing_tail() });
-        }
-        (Segment::Index(index), Node::Sequence(sequence)) => {
-            if let Some(item) = sequence.items.get(*index) {
-                locate(item, path, depth + 1, under_wildcard, out)?;
-            }
-        }
-        (Segment::Wildcard, Node::Mapping(mapping)) => {
-            for (_, value) in &mapping.entries {
-                locate(value, path, depth + 1, true, out)?;
-            }
-        }
-        (Segment::Wildcard, Node::Sequence(sequence)) => {
-            for item in &sequence.items {
-                locate(item, path, depth + 1, true, out)?;
-            }
-        }
-        _ if under_wildcard => {}
-        (_, Node::Scalar(ScalarNode { style: Style::Flow, .. })) => {
-            return Err(format!("`{}` is a flow-style collection, which cannot be navigated", prefix()));
-        }
-        (Segment::Key(_), _) => return Err(format!("`{}` is not a mapping", prefix())),
-        (Segment::Index(_), Node::Empty { .. }) => {}
-        (Segment::Index(_), _) => return Err(format!("`{}` is not a sequence", prefix())),
-        (Segment::Wildcard, Node::Empty { .. }) => {}
-        (Segment::Wildcard, _) => return Err(format!("`{}` is neither a mapping nor a sequence", prefix())),
-    }
-    Ok(())
 }
 
 fn rewrite(
@@ -317,20 +271,13 @@ fn encode(value: &NewValue, existing: Existing<'_>) -> String {
         return text.to_owned();
     }
     match existing {
-        Existing::Quoted(Quote::Double) => quote_double(text),
-        _ if needs_double_quotes(text) => quote_double(text),
-        _ => format!("'{}'", text.replace('\'', "''")),
+        Existing::Quoted(Quote::Double) => DOUBLE_QUOTED.quote(text),
+        _ => quote(text),
     }
 }
 
 fn encode_key(key: &str) -> String {
-    if plain_safe(key) && plain_kind(key) == PlainKind::Str {
-        key.to_owned()
-    } else if needs_double_quotes(key) {
-        quote_double(key)
-    } else {
-        format!("'{}'", key.replace('\'', "''"))
-    }
+    if plain_safe(key) && plain_kind(key) == PlainKind::Str { key.to_owned() } else { quote(key) }
 }
 
 /// Whether `text` written plain after `key: ` is read back as exactly `text`.
@@ -344,35 +291,26 @@ fn plain_safe(text: &str) -> bool {
     };
     !indicator_start
         && text.trim() == text
-        && !text.chars().any(|c| c.is_control() || c == '\u{feff}' || c == '\u{2028}' || c == '\u{2029}')
+        && !text.chars().any(needs_escape)
         && !text.contains(": ")
         && !text.contains(" #")
         && !text.ends_with(':')
 }
 
-fn needs_double_quotes(text: &str) -> bool {
-    text.chars().any(|c| c.is_control() || c == '\u{feff}' || c == '\u{2028}' || c == '\u{2029}')
+/// Characters a YAML reader does not take literally (controls, the byte order mark, the Unicode
+/// line and paragraph separators): text holding one needs a double-quoted scalar.
+fn needs_escape(c: char) -> bool {
+    c.is_control() || c == '\u{feff}' || c == '\u{2028}' || c == '\u{2029}'
 }
 
-fn quote_double(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\0' => out.push_str("\\0"),
-            c if c.is_control() || c == '\u{feff}' || c == '\u{2028}' || c == '\u{2029}' => {
-                out.push_str(&format!("\\u{:04X}", u32::from(c)));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+/// Double-quoted scalars: `\0` has a letter; every other character [`needs_escape`] names is a
+/// `\uXXXX` escape.
+const DOUBLE_QUOTED: DoubleQuoted = DoubleQuoted { short: &[('\0', '0')], unicode: needs_escape, upper_hex: true };
+
+/// `text` quoted: in single quotes, or in double quotes when it holds a character only an
+/// escape can write.
+fn quote(text: &str) -> String {
+    if text.chars().any(needs_escape) { DOUBLE_QUOTED.quote(text) } else { format!("'{}'", text.replace('\'', "''")) }
 }
 
 fn plain_kind(text: &str) -> PlainKind {
@@ -913,10 +851,7 @@ fn unquote_double(raw: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn set<'a>(key: &'a str, value: &str) -> Edit<'a> {
-        Edit { key, replacement: Replacement::Set(NewValue::Text(value.to_owned())) }
-    }
+    use crate::config_files::test_support::set;
 
     fn read(text: &str, path: &str) -> serde_yaml::Value {
         let mut value = serde_yaml::from_str::<serde_yaml::Value>(text).unwrap();
