@@ -2,11 +2,13 @@
 //! executable cases that backend crates run unchanged.
 //!
 //! - [`store`]: every [`Store`](crate::store::Store) (PostgreSQL, MySQL, SQLite, memory).
+//! - [`runtime`]: every [`Runtime`](crate::runtime::Runtime) (Docker, Podman) on a real engine.
 //!
 //! Available in this crate's tests and, for backend crates, behind the `conformance` feature.
 //! Tests that need an external service (a database server, a container engine) call
 //! [`require_service`] so that a missing service fails the run under CI instead of skipping.
 
+pub mod runtime;
 pub mod store;
 
 /// Decides what a test does when the service it needs is unreachable.

@@ -1,0 +1,58 @@
+//! Console: input, output streams, bursts.
+
+use crate::conformance::runtime::Ctx;
+use crate::conformance::runtime::context::{LINE_TIMEOUT, expect_line, read_to_end, texts, write_line};
+use crate::console::ConsoleStream;
+use std::time::Duration;
+
+/// A line written to the console input reaches the process's stdin. A second attachment
+/// (a restarted daemon re-attaching) can write and sees the output too, and closing an
+/// attachment does not close the process's stdin.
+pub async fn console_input_reaches_the_process(ctx: Ctx) {
+    let spec = ctx.spec(
+        r#"echo ready; while read -r line; do echo "got: $line"; [ "$line" = bye ] && exit 0; done; echo stdin-closed"#,
+    );
+    let (id, mut console) = ctx.run_attached(&spec).await;
+    expect_line(&mut console.output, "ready").await;
+    write_line(&mut console.input, "hello there").await;
+    expect_line(&mut console.output, "got: hello there").await;
+
+    let mut second = ctx.runtime.attach(&id).await.expect("second attach");
+    write_line(&mut second.input, "again").await;
+    expect_line(&mut second.output, "got: again").await;
+    expect_line(&mut console.output, "got: again").await;
+    drop(second);
+
+    write_line(&mut console.input, "still open").await;
+    expect_line(&mut console.output, "got: still open").await;
+    write_line(&mut console.input, "bye").await;
+    let rest = read_to_end(&mut console.output, LINE_TIMEOUT).await;
+    assert_eq!(texts(&rest, ConsoleStream::Stdout), ["got: bye"], "stdin stayed open until bye");
+    assert_eq!(ctx.runtime.wait(&id).await.expect("wait").code, 0);
+}
+
+/// stdout and stderr lines arrive as separate streams, each in order, and an unterminated
+/// last line is delivered when the process exits.
+pub async fn console_separates_stdout_and_stderr(ctx: Ctx) {
+    let spec =
+        ctx.spec("echo out-1; echo err-1 >&2; echo out-2; echo err-2 >&2; printf 'crlf\\r\\n'; printf no-newline");
+    let (id, mut console) = ctx.run_attached(&spec).await;
+    let lines = read_to_end(&mut console.output, LINE_TIMEOUT).await;
+    assert_eq!(texts(&lines, ConsoleStream::Stdout), ["out-1", "out-2", "crlf", "no-newline"]);
+    assert_eq!(texts(&lines, ConsoleStream::Stderr), ["err-1", "err-2"]);
+    assert_eq!(ctx.runtime.wait(&id).await.expect("wait").code, 0);
+}
+
+/// A burst of 100,000 lines arrives complete and in order, line by line.
+pub async fn console_burst_loses_no_line(ctx: Ctx) {
+    const LINES: usize = 100_000;
+    let spec = ctx.spec(&format!("seq 1 {LINES}"));
+    let (id, mut console) = ctx.run_attached(&spec).await;
+    let lines = read_to_end(&mut console.output, Duration::from_secs(90)).await;
+    let out = texts(&lines, ConsoleStream::Stdout);
+    if let Some((index, line)) = out.iter().enumerate().find(|(i, line)| **line != (i + 1).to_string()) {
+        panic!("line {} is {line:?}, expected {} ({} lines received)", index + 1, index + 1, out.len());
+    }
+    assert_eq!(out.len(), LINES, "lines received");
+    assert_eq!(ctx.runtime.wait(&id).await.expect("wait").code, 0);
+}

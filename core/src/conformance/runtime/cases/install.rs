@@ -1,0 +1,72 @@
+//! Installation in throwaway containers.
+
+use crate::conformance::runtime::{BUSYBOX_IMAGE, Ctx};
+use crate::model::ServerLimits;
+use crate::runtime::{InstallSpec, RuntimeError};
+use std::collections::BTreeMap;
+
+fn install_spec(ctx: &Ctx, script: &str) -> InstallSpec {
+    InstallSpec {
+        server: ctx.server(),
+        image: BUSYBOX_IMAGE.to_owned(),
+        entrypoint: "ash".to_owned(),
+        script: script.to_owned(),
+        env: BTreeMap::from([("GREETING".to_owned(), "hello install".to_owned())]),
+        data_dir: ctx.data_dir(),
+        limits: ServerLimits { memory_mb: 256, swap_mb: 0, ..ServerLimits::default() },
+    }
+}
+
+async fn assert_no_containers(ctx: &Ctx, spec: &InstallSpec) {
+    let left = ctx.probe.server_containers(spec.server).await.expect("server_containers");
+    assert!(left.is_empty(), "run_install left containers behind: {left:?}");
+}
+
+/// `run_install` runs the script at `/mnt/install/install.sh` with the given entrypoint and
+/// environment, the data directory at `/mnt/server` (existing files visible, new files kept);
+/// it returns exit code 0 and the combined stdout and stderr, and removes its container.
+pub async fn install_runs_script_and_captures_log(ctx: Ctx) {
+    let spec = install_spec(
+        &ctx,
+        r#"set -e
+echo "script=$0"
+echo "greeting=$GREETING"
+test -f /mnt/install/install.sh
+echo "existing=$(cat /mnt/server/existing.txt)"
+echo installed > /mnt/server/installed.txt
+echo to-stderr >&2
+echo install-finished"#,
+    );
+    std::fs::write(spec.data_dir.join("existing.txt"), "kept").expect("writing on the host");
+    let outcome = ctx.runtime.run_install(&spec).await.expect("run_install");
+    assert_eq!(outcome.exit_code, 0, "log: {}", outcome.log);
+    for expected in
+        ["script=/mnt/install/install.sh", "greeting=hello install", "existing=kept", "to-stderr", "install-finished"]
+    {
+        assert!(outcome.log.contains(expected), "log lacks {expected:?}: {}", outcome.log);
+    }
+    let installed = std::fs::read_to_string(spec.data_dir.join("installed.txt")).expect("installed file on the host");
+    assert_eq!(installed, "installed\n");
+    assert_no_containers(&ctx, &spec).await;
+}
+
+/// A failing script is an `Ok` outcome carrying its exit code and log; its container is
+/// removed too.
+pub async fn install_failure_returns_exit_code(ctx: Ctx) {
+    let spec = install_spec(&ctx, "echo about-to-fail\nexit 3");
+    let outcome = ctx.runtime.run_install(&spec).await.expect("run_install of a failing script");
+    assert_eq!(outcome.exit_code, 3, "log: {}", outcome.log);
+    assert!(outcome.log.contains("about-to-fail"), "log: {}", outcome.log);
+    assert_no_containers(&ctx, &spec).await;
+}
+
+/// An install whose image is missing fails with `ImageNotFound` naming it, and leaves nothing.
+pub async fn install_with_missing_image_is_image_not_found(ctx: Ctx) {
+    let mut spec = install_spec(&ctx, "true");
+    spec.image = format!("nexus-test/absent-{}:latest", uuid::Uuid::new_v4().simple());
+    match ctx.runtime.run_install(&spec).await {
+        Err(RuntimeError::ImageNotFound { image }) => assert_eq!(image, spec.image),
+        other => panic!("expected ImageNotFound, got {other:?}"),
+    }
+    assert_no_containers(&ctx, &spec).await;
+}

@@ -1,0 +1,420 @@
+//! Decompression: all or nothing, inside the root, within limits.
+//!
+//! Entries are written into a fresh staging directory (a temporary name inside the
+//! destination) through fds, never following a symlink there. Every entry name is checked
+//! strictly ([`RelPath::parse_entry`]), every entry type is checked (regular files,
+//! directories and in-root symlinks only), and the limits are enforced while reading:
+//! declared sizes before any byte is written, the real output of the decompressor against
+//! the compressed input (ratio) as it is produced, and the bytes read between two entries
+//! (tar extension headers are buffered in memory by the tar reader). Symlink entries are
+//! created last, after every file, so no entry can be written through one, and an entry
+//! below a symlink entry refuses the archive. Only when all of that passed are the staged
+//! entries moved into the destination (a dry run first, so that a conflict is found before
+//! anything moves). Any refusal removes the staging directory and gives back its quota.
+
+use std::cell::Cell;
+use std::collections::HashSet;
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::rc::Rc;
+
+use rustix::fs as rfs;
+
+use super::Inner;
+use super::archive::{ArchiveFormat, ArchiveLimits};
+use super::confine::{
+    DirFd, Kind, Resolve, chmod_fd, create_new, freed_by_unlink, lstat_at, make_dir, open_dir_at, open_parents,
+    read_dir_names, remove_tree, rename_noreplace, symlink_at, temp_name, try_lstat_at,
+};
+use super::entry::ExtractSummary;
+use super::error::{FilesError, Result};
+use super::path::{RelPath, symlink_target_is_confined};
+use super::quota::Reservation;
+
+/// Bytes a tar stream may spend on headers between two entries (long names, PAX records).
+const HEADER_BUDGET: u64 = 1 << 20;
+/// Longest symlink target read from a zip entry.
+const MAX_LINK_TARGET: u64 = 4096;
+
+/// Byte counts shared by the reader under the decompressor and the one above it.
+#[derive(Default)]
+struct Meter {
+    compressed: Cell<u64>,
+    out: Cell<u64>,
+    /// Bytes the tar reader may still pull before the next checkpoint.
+    allowance: Cell<u64>,
+}
+
+/// Counts compressed bytes read from the archive file.
+struct Compressed<R> {
+    inner: R,
+    meter: Rc<Meter>,
+}
+
+impl<R: Read> Read for Compressed<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.meter.compressed.set(self.meter.compressed.get() + n as u64);
+        Ok(n)
+    }
+}
+
+/// Sits on the decompressor's output: enforces the ratio and the per-step allowance.
+struct Guard<R> {
+    inner: R,
+    meter: Rc<Meter>,
+    limits: ArchiveLimits,
+}
+
+impl<R: Read> Read for Guard<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let allowance = self.meter.allowance.get();
+        if allowance == 0 && !buf.is_empty() {
+            return Err(FilesError::rejected("tar headers larger than allowed between entries").into_io());
+        }
+        let max = buf.len().min(usize::try_from(allowance).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..max])?;
+        self.meter.allowance.set(allowance - n as u64);
+        let out = self.meter.out.get() + n as u64;
+        self.meter.out.set(out);
+        self.limits.check_ratio(out, self.meter.compressed.get(), "the archive").map_err(FilesError::into_io)?;
+        Ok(n)
+    }
+}
+
+/// Maps an error from reading an archive: our own refusals pass through, OS errors stay
+/// I/O errors, anything else means the archive is corrupt.
+fn archive_error(path: &RelPath, e: io::Error) -> FilesError {
+    if e.get_ref().is_some_and(|inner| inner.is::<FilesError>()) || e.raw_os_error().is_some() {
+        return FilesError::from_io(path, e);
+    }
+    FilesError::rejected(format!("unreadable archive: {e}"))
+}
+
+fn zip_error(path: &RelPath, e: zip::result::ZipError) -> FilesError {
+    match e {
+        zip::result::ZipError::Io(e) => archive_error(path, e),
+        other => FilesError::rejected(format!("unreadable zip: {other}")),
+    }
+}
+
+/// The staging directory and what has been extracted into it.
+struct Stage<'a, 'q> {
+    inner: &'a Inner,
+    staging: BorrowedFd<'a>,
+    /// Canonical destination directory (denylist and symlink checks use final paths).
+    dest: &'a RelPath,
+    limits: &'a ArchiveLimits,
+    reservation: &'a mut Reservation<'q>,
+    /// Bytes reserved up front (zip) not yet used by files.
+    prereserved: u64,
+    /// Symlink entries, created at the end.
+    symlinks: Vec<(RelPath, Vec<u8>)>,
+    symlink_paths: HashSet<RelPath>,
+    entries: u64,
+    /// Bytes of file content on disk in the staging directory.
+    bytes: u64,
+    /// Bytes of content accepted so far (what `max_total_bytes` bounds).
+    total: u64,
+}
+
+impl<'a> Stage<'a, '_> {
+    fn begin(&mut self, path: &RelPath, is_dir: bool) -> Result<()> {
+        self.entries += 1;
+        if self.entries > self.limits.max_entries {
+            return Err(FilesError::rejected(format!("more than {} entries", self.limits.max_entries)));
+        }
+        let mut prefix = RelPath::root();
+        for part in path.components() {
+            prefix = prefix.join(part);
+            if self.symlink_paths.contains(&prefix) {
+                return Err(FilesError::rejected(format!("entry `{path}` lies below or on symlink entry `{prefix}`")));
+            }
+        }
+        self.inner.denylist.check(&self.dest.concat(path), is_dir)
+    }
+
+    /// The staged parent directory of `path` (created as needed) and its last name.
+    fn parent(&self, path: &RelPath) -> Result<(DirFd<'a>, OsString)> {
+        let parents = path.parent();
+        let name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+        let dir = open_parents(self.staging, parents.components(), path, self.inner.owner)
+            .map_err(|e| FilesError::rejected(format!("entry `{path}`: {e}")))?;
+        Ok((dir, name))
+    }
+
+    fn dir(&mut self, path: &RelPath, mode: u32) -> Result<()> {
+        self.begin(path, true)?;
+        let (parent, name) = self.parent(path)?;
+        let dir = match try_lstat_at(&parent, &name, path)? {
+            Some(meta) if meta.kind == Kind::Dir => open_dir_at(&parent, &name, path)?,
+            Some(_) => return Err(FilesError::rejected(format!("entry `{path}` is both a file and a directory"))),
+            None => make_dir(&parent, &name, path, self.inner.owner)?,
+        };
+        chmod_fd(&dir, mode | 0o700, path)
+    }
+
+    fn file(&mut self, path: &RelPath, mode: u32, size: u64, data: &mut dyn Read) -> Result<()> {
+        self.begin(path, false)?;
+        self.total = self.total.saturating_add(size);
+        if self.total > self.limits.max_total_bytes {
+            return Err(FilesError::rejected(format!(
+                "more than {} bytes of content (entry `{path}` declares {size})",
+                self.limits.max_total_bytes
+            )));
+        }
+        if self.prereserved >= size {
+            self.prereserved -= size;
+        } else {
+            self.reservation.grow(size - self.prereserved)?;
+            self.prereserved = 0;
+        }
+        let (parent, name) = self.parent(path)?;
+        if let Some(existing) = try_lstat_at(&parent, &name, path)? {
+            // A later entry of the same name wins, as with tar itself.
+            if existing.kind == Kind::Dir {
+                return Err(FilesError::rejected(format!("entry `{path}` is both a directory and a file")));
+            }
+            rfs::unlinkat(&parent, &name, rfs::AtFlags::empty()).map_err(|e| FilesError::from_errno(path, e))?;
+            self.bytes = self.bytes.saturating_sub(freed_by_unlink(&existing));
+        }
+        let mut out = create_new(&parent, &name, mode, path, self.inner.owner)?;
+        let copied = io::copy(&mut data.take(size), &mut out).map_err(|e| FilesError::from_io(path, e))?;
+        if copied < size {
+            return Err(FilesError::rejected(format!("entry `{path}` is truncated")));
+        }
+        let mut extra = [0u8; 1];
+        if data.read(&mut extra).map_err(|e| FilesError::from_io(path, e))? > 0 {
+            return Err(FilesError::rejected(format!("entry `{path}` holds more data than it declares")));
+        }
+        self.bytes += size;
+        Ok(())
+    }
+
+    fn symlink(&mut self, path: &RelPath, target: Vec<u8>) -> Result<()> {
+        self.begin(path, false)?;
+        if !symlink_target_is_confined(&self.dest.concat(path), &target) {
+            return Err(FilesError::rejected(format!(
+                "symlink entry `{path}` points outside the root (`{}`)",
+                String::from_utf8_lossy(&target)
+            )));
+        }
+        self.symlink_paths.insert(path.clone());
+        self.symlinks.push((path.clone(), target));
+        Ok(())
+    }
+
+    fn create_symlinks(&mut self) -> Result<()> {
+        for (path, target) in std::mem::take(&mut self.symlinks) {
+            let (parent, name) = self.parent(&path)?;
+            if try_lstat_at(&parent, &name, &path)?.is_some() {
+                return Err(FilesError::rejected(format!("symlink entry `{path}` conflicts with another entry")));
+            }
+            symlink_at(&parent, &name, &target, &path, self.inner.owner)?;
+        }
+        Ok(())
+    }
+}
+
+fn extract_tar(file: File, format: ArchiveFormat, stage: &mut Stage<'_, '_>, archive: &RelPath) -> Result<()> {
+    let meter = Rc::new(Meter::default());
+    let compressed = Compressed { inner: BufReader::new(file), meter: Rc::clone(&meter) };
+    let decoder: Box<dyn Read> = match format {
+        // Multi-member: pigz and friends write concatenated gzip members.
+        ArchiveFormat::TarGz => Box::new(flate2::read::MultiGzDecoder::new(compressed)),
+        ArchiveFormat::TarZst => {
+            Box::new(zstd::stream::read::Decoder::new(compressed).map_err(|e| archive_error(archive, e))?)
+        }
+        _ => Box::new(compressed),
+    };
+    let guard = Guard { inner: decoder, meter: Rc::clone(&meter), limits: stage.limits.clone() };
+    let mut tar = tar::Archive::new(guard);
+    let mut entries = tar.entries().map_err(|e| archive_error(archive, e))?;
+    loop {
+        meter.allowance.set(HEADER_BUDGET);
+        let Some(entry) = entries.next() else { break };
+        let mut entry = entry.map_err(|e| archive_error(archive, e))?;
+        let size = entry.size();
+        meter.allowance.set(size);
+        let Some(path) = RelPath::parse_entry(&entry.path_bytes(), stage.limits.max_depth)? else { continue };
+        let mode = entry.header().mode().unwrap_or(0o644) & 0o777;
+        use tar::EntryType as T;
+        match entry.header().entry_type() {
+            T::Regular | T::Continuous => stage.file(&path, mode, size, &mut entry)?,
+            T::Directory => stage.dir(&path, mode)?,
+            T::Symlink => {
+                let target = entry.link_name_bytes().map(|t| t.into_owned()).unwrap_or_default();
+                stage.symlink(&path, target)?;
+            }
+            T::Link => return Err(FilesError::rejected(format!("hard link entry `{path}`"))),
+            T::Char | T::Block | T::Fifo => {
+                return Err(FilesError::rejected(format!("device or fifo entry `{path}`")));
+            }
+            // PAX global headers carry defaults we do not use.
+            T::XGlobalHeader => {}
+            other => return Err(FilesError::rejected(format!("entry `{path}` has unsupported type {other:?}"))),
+        }
+    }
+    Ok(())
+}
+
+const S_IFMT: u32 = 0o170_000;
+const S_IFLNK: u32 = 0o120_000;
+const S_IFDIR: u32 = 0o040_000;
+const S_IFREG: u32 = 0o100_000;
+
+fn extract_zip(file: File, archive_len: u64, stage: &mut Stage<'_, '_>, archive: &RelPath) -> Result<()> {
+    let limits = stage.limits.clone();
+    let mut zip = zip::ZipArchive::new(BufReader::new(file)).map_err(|e| zip_error(archive, e))?;
+    if zip.len() as u64 > limits.max_entries {
+        return Err(FilesError::rejected(format!("more than {} entries", limits.max_entries)));
+    }
+    // The central directory declares every size: refuse bombs before writing anything.
+    let mut declared = 0u64;
+    for i in 0..zip.len() {
+        let entry = zip.by_index_raw(i).map_err(|e| zip_error(archive, e))?;
+        let name = String::from_utf8_lossy(entry.name_raw()).into_owned();
+        if entry.encrypted() {
+            return Err(FilesError::rejected(format!("entry `{name}` is encrypted")));
+        }
+        declared = declared.saturating_add(entry.size());
+        if declared > limits.max_total_bytes {
+            return Err(FilesError::rejected(format!(
+                "more than {} bytes of content (entry `{name}` declares {})",
+                limits.max_total_bytes,
+                entry.size()
+            )));
+        }
+        limits.check_ratio(entry.size(), entry.compressed_size(), &format!("entry `{name}`"))?;
+    }
+    limits.check_ratio(declared, archive_len, "the archive")?;
+    stage.reservation.grow(declared)?;
+    stage.prereserved = declared;
+
+    for i in 0..zip.len() {
+        let mut entry = zip.by_index(i).map_err(|e| zip_error(archive, e))?;
+        let raw = entry.name_raw().to_vec();
+        let Some(path) = RelPath::parse_entry(&raw, limits.max_depth)? else { continue };
+        let unix = entry.unix_mode();
+        let kind = unix.map(|m| m & S_IFMT).filter(|t| *t != 0);
+        let mode = unix.map(|m| m & 0o777).filter(|m| *m != 0);
+        let is_dir = raw.last().is_some_and(|b| *b == b'/' || *b == b'\\');
+        match kind {
+            Some(S_IFLNK) => {
+                let mut target = Vec::new();
+                entry.by_ref().take(MAX_LINK_TARGET).read_to_end(&mut target).map_err(|e| archive_error(archive, e))?;
+                stage.symlink(&path, target)?;
+            }
+            Some(S_IFDIR) | None if is_dir => stage.dir(&path, mode.unwrap_or(0o755))?,
+            Some(S_IFREG) | None => {
+                let size = entry.size();
+                stage.file(&path, mode.unwrap_or(0o644), size, &mut entry)?;
+            }
+            Some(S_IFDIR) => stage.dir(&path, mode.unwrap_or(0o755))?,
+            Some(_) => return Err(FilesError::rejected(format!("device, fifo or socket entry `{path}`"))),
+        }
+    }
+    Ok(())
+}
+
+impl Inner {
+    pub(crate) fn decompress(&self, archive: &RelPath, destination: &RelPath) -> Result<ExtractSummary> {
+        self.usage()?;
+        let (entry, mut file) = self.open_read(archive)?;
+        let format = ArchiveFormat::detect(&mut file, archive)?;
+        let existed = self.fs.resolve(destination, self.following())?.meta()?.is_some();
+        self.mkdir(destination)?;
+        let result = self.extract_into(archive, destination, file, entry.size, format);
+        if result.is_err() && !existed {
+            // A refused archive leaves no trace: drop the destination this call created (only
+            // if still empty; parents it created on the way stay, empty).
+            if let Ok(created) = self.fs.resolve(destination, Resolve::default()) {
+                if let Some(name) = &created.name {
+                    let _ = rfs::unlinkat(&created.parent, name, rfs::AtFlags::REMOVEDIR);
+                }
+            }
+        }
+        result
+    }
+
+    fn extract_into(
+        &self,
+        archive: &RelPath,
+        destination: &RelPath,
+        file: File,
+        archive_len: u64,
+        format: ArchiveFormat,
+    ) -> Result<ExtractSummary> {
+        let (dest_fd, dest_path) = self.fs.open_dir(destination, Resolve::default())?;
+        self.denylist.check(&dest_path, true)?;
+
+        let staging_name = temp_name();
+        let staging = make_dir(&dest_fd, &staging_name, &dest_path, self.owner)?;
+        let mut reservation = self.quota.reserve(0, 0)?;
+        let mut stage = Stage {
+            inner: self,
+            staging: staging.as_fd(),
+            dest: &dest_path,
+            limits: &self.limits,
+            reservation: &mut reservation,
+            prereserved: 0,
+            symlinks: Vec::new(),
+            symlink_paths: HashSet::new(),
+            entries: 0,
+            bytes: 0,
+            total: 0,
+        };
+        let staged = match format {
+            ArchiveFormat::Zip => extract_zip(file, archive_len, &mut stage, archive),
+            _ => extract_tar(file, format, &mut stage, archive),
+        }
+        .and_then(|()| stage.create_symlinks());
+        let (entries, bytes) = (stage.entries, stage.bytes);
+        let mut replaced = 0;
+        let merged = staged
+            .and_then(|()| merge(staging.as_fd(), dest_fd.as_fd(), &dest_path, true, &mut replaced))
+            .and_then(|()| merge(staging.as_fd(), dest_fd.as_fd(), &dest_path, false, &mut replaced));
+        drop(staging);
+        if let Err(e) = remove_tree(dest_fd.as_fd(), &staging_name, &dest_path) {
+            tracing::warn!(path = %dest_path, error = %e, "could not remove an extraction staging directory");
+        }
+        merged?;
+        reservation.commit_exact(bytes);
+        self.quota.release(replaced);
+        Ok(ExtractSummary { entries, bytes })
+    }
+}
+
+/// Moves everything in `from` into `to`, merging directories and replacing files and
+/// symlinks; a directory against a non-directory is a conflict. With `dry_run` nothing moves:
+/// it only finds conflicts, so that the real run does not stop half-way.
+fn merge(from: BorrowedFd<'_>, to: BorrowedFd<'_>, to_path: &RelPath, dry_run: bool, replaced: &mut u64) -> Result<()> {
+    for name in read_dir_names(from, to_path)? {
+        let target = to_path.join(&name);
+        let staged = lstat_at(from, &name, &target)?;
+        match try_lstat_at(to, &name, &target)? {
+            None if dry_run => {}
+            None => rename_noreplace(from, &name, to, &name, &target)?,
+            Some(existing) if staged.kind == Kind::Dir && existing.kind == Kind::Dir => {
+                let sub_from: OwnedFd = open_dir_at(from, &name, &target)?;
+                let sub_to: OwnedFd = open_dir_at(to, &name, &target)?;
+                merge(sub_from.as_fd(), sub_to.as_fd(), &target, dry_run, replaced)?;
+            }
+            Some(existing) if staged.kind != Kind::Dir && matches!(existing.kind, Kind::File | Kind::Symlink) => {
+                if !dry_run {
+                    // Replaces the entry itself; a symlink there is replaced, not followed.
+                    rfs::renameat(from, &name, to, &name).map_err(|e| FilesError::from_errno(&target, e))?;
+                    *replaced += freed_by_unlink(&existing);
+                }
+            }
+            Some(_) => {
+                return Err(FilesError::rejected(format!(
+                    "entry `{target}` conflicts with an existing entry of another type"
+                )));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,381 @@
+//! The confined file manager: every file operation a panel user can ask for, on one server's
+//! data directory, and never outside it.
+//!
+//! ```no_run
+//! use nexus_wings::files::{ArchiveFormat, FilesConfig, ServerFiles};
+//!
+//! # async fn demo() -> Result<(), nexus_wings::files::FilesError> {
+//! let config = FilesConfig { quota_bytes: 10 << 30, denylist: vec!["*.jar".into()], ..Default::default() };
+//! let files = ServerFiles::open("/var/lib/nexus/volumes/3f2a…", config).await?;
+//! files.write("config/server.properties", "motd=hello\n").await?;
+//! for entry in files.list("/config").await? {
+//!     println!("{} {:?} {}", entry.name, entry.kind, entry.size);
+//! }
+//! files.compress("/", &["config".into(), "world".into()], "backup.tar.zst", ArchiveFormat::TarZst).await?;
+//! files.decompress("modpack.zip", "/").await?;
+//! println!("{} bytes used", files.disk_usage().await?);
+//! # Ok(()) }
+//! ```
+//!
+//! # Paths
+//! Every path is relative to the server root. A leading `/` means the root (as in
+//! Pterodactyl), `\` is a separator, `.` and empty components are dropped, `..` may only go
+//! back down what the path went up and is refused ([`FilesError::OutsideRoot`]) when it would
+//! climb above the root; NUL bytes are refused. Nothing is percent-decoded.
+//!
+//! # Confinement
+//! See *Confinement details* below: the root is opened once, every component is
+//! opened relative to its parent's fd with `O_NOFOLLOW`, and symlinks are followed by the
+//! manager itself, only while they stay inside the root (absolute targets and `..` above the
+//! root are refused). There is no string check followed by a path-based call, so swapping a
+//! directory for a symlink at any moment cannot make an operation land outside.
+//!
+//! - **Symlinks** inside the root are followed for reading, writing, listing and `chmod`;
+//!   `delete` and `rename` act on the link itself. The manager never creates a symlink whose
+//!   target leaves the root (archive entries, copies).
+//! - **Hard links**: the manager never creates one. A regular file with more than one link
+//!   may share its inode with a file outside the root, so its content is never read, written,
+//!   copied or archived and its mode never changed ([`FilesError::HardLinked`]); deleting or
+//!   renaming the link itself is allowed (it touches only the directory entry).
+//! - **Devices, fifos, sockets** are never opened ([`FilesError::SpecialFile`]).
+//! - **Writes** go to a temporary file next to the target, renamed over it at the end, so a
+//!   failed or refused write leaves the old content and no partial file.
+//!
+//! # Confinement details
+//! Resolution walks a stack of directory fds (see the `confine` module): an absolute symlink
+//! target is refused, a `..` pops the stack and is refused on an empty stack, at most 40
+//! symlinks and 4096 steps are followed. The final entry is then used through `*at` calls on
+//! the parent fd that never follow a symlink.
+//!
+//! # Denylist
+//! The egg's `file_denylist`, gitignore syntax, case-insensitive; see [`FilesConfig::denylist`].
+//!
+//! # Archives
+//! `compress` writes tar.gz, tar.zst or zip; `decompress` reads those and plain tar, detected
+//! by magic bytes, then by extension. Extraction is all-or-nothing: entries are written into a
+//! staging directory inside the destination and moved into place only when the whole archive
+//! passed; any refusal removes the staging directory. Refused: absolute names, `..`, entries
+//! below a symlink entry, symlinks leaving the root, hard-link and device entries, names on
+//! the denylist, and anything past [`ArchiveLimits`].
+//!
+//! # Disk usage and quota
+//! Incremental, see [`ServerFiles::disk_usage`] and [`ServerFiles::rescan`].
+
+mod archive;
+mod confine;
+mod denylist;
+mod entry;
+mod error;
+mod extract;
+mod ops;
+mod path;
+mod quota;
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+
+pub use archive::{ArchiveFormat, ArchiveLimits};
+pub use entry::{ExtractSummary, FileEntry, FileKind};
+pub use error::{FilesError, Result};
+
+use confine::Confined;
+use denylist::Denylist;
+use path::RelPath;
+use quota::Quota;
+
+/// How one server's files are managed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FilesConfig {
+    /// Disk quota in bytes; 0 means unlimited.
+    pub quota_bytes: u64,
+    /// The egg's `file_denylist`: gitignore-syntax patterns (`*.jar`, `config/secret.txt`,
+    /// `logs/`, `!keep.jar`), matched case-insensitively against the normalized root-relative
+    /// path and against the canonical path after symlinks; a match on a directory covers
+    /// everything below it. Denied paths cannot be read, written, created, renamed, copied,
+    /// deleted, chmod-ed or listed; operations on a directory holding a denied entry are
+    /// refused; extraction refuses archives with denied entries; compression skips them.
+    pub denylist: Vec<String>,
+    /// Limits applied to every decompression.
+    pub archive_limits: ArchiveLimits,
+    /// Owner given to every file and directory the manager creates (the daemon usually runs
+    /// as root, the game server as this user). `None` keeps the daemon's own.
+    pub owner: Option<FileOwner>,
+}
+
+/// A numeric owner for created files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileOwner {
+    /// User id.
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+}
+
+/// The file manager of one server, rooted at its data directory. Cheap to clone; clones
+/// share the usage counter.
+#[derive(Clone)]
+pub struct ServerFiles {
+    inner: Arc<Inner>,
+}
+
+/// The shared state; the blocking implementations of the operations live on it (`ops`,
+/// `archive`, `extract`) and run on tokio's blocking pool.
+pub(crate) struct Inner {
+    root_path: PathBuf,
+    fs: Confined,
+    denylist: Denylist,
+    limits: ArchiveLimits,
+    owner: Option<(u32, u32)>,
+    quota: Quota,
+    /// Serializes "measure the replaced file, rename over it" of writes (accounting only;
+    /// confinement needs no lock).
+    replace_lock: std::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for ServerFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerFiles").field("root", &self.inner.root_path).finish_non_exhaustive()
+    }
+}
+
+impl ServerFiles {
+    /// Opens the manager on `root` (an existing directory). Disk usage is scanned lazily, the
+    /// first time it is needed.
+    pub async fn open(root: impl Into<PathBuf>, config: FilesConfig) -> Result<Self> {
+        let root_path = root.into();
+        let denylist = Denylist::new(&config.denylist)?;
+        let opened = root_path.clone();
+        let fs = tokio::task::spawn_blocking(move || Confined::open(&opened)).await.map_err(join_error)??;
+        let inner = Inner {
+            root_path,
+            fs,
+            denylist,
+            limits: config.archive_limits,
+            owner: config.owner.map(|o| (o.uid, o.gid)),
+            quota: Quota::new(config.quota_bytes),
+            replace_lock: std::sync::Mutex::new(()),
+        };
+        Ok(Self { inner: Arc::new(inner) })
+    }
+
+    /// The host path of the root (for logs; never used to reach files).
+    pub fn root(&self) -> &Path {
+        &self.inner.root_path
+    }
+
+    /// The quota in bytes, 0 for unlimited.
+    pub fn quota(&self) -> u64 {
+        self.inner.quota.limit()
+    }
+
+    /// Changes the quota (the panel changed the server's disk limit). Existing files are kept
+    /// even when over the new quota; further writes are refused.
+    pub fn set_quota(&self, bytes: u64) {
+        self.inner.quota.set_limit(bytes);
+    }
+
+    /// Bytes used below the root as tracked by the manager (scans once if never scanned).
+    pub async fn disk_usage(&self) -> Result<u64> {
+        self.run("disk_usage", String::new(), |inner, _| inner.usage()).await
+    }
+
+    /// Rescans the whole tree and resets the counter to what is on disk. Files written by the
+    /// game server itself are invisible to the counter until then: call this periodically
+    /// and when a server stops.
+    pub async fn rescan(&self) -> Result<u64> {
+        self.run("rescan", String::new(), |inner, _| {
+            let used = inner.scan()?;
+            inner.quota.reset(used);
+            Ok(used)
+        })
+        .await
+    }
+
+    /// Lists a directory: directories first, then by name.
+    pub async fn list(&self, dir: &str) -> Result<Vec<FileEntry>> {
+        self.run("list", dir.to_owned(), |inner, p| inner.list(&RelPath::parse(p)?)).await
+    }
+
+    /// Describes one entry, without following a symlink at the end (a symlink is described
+    /// as in a listing).
+    pub async fn stat(&self, path: &str) -> Result<FileEntry> {
+        self.run("stat", path.to_owned(), |inner, p| inner.stat(&RelPath::parse(p)?)).await
+    }
+
+    /// Reads a whole file, refusing ([`FilesError::TooLarge`]) one over `max_bytes`.
+    pub async fn read(&self, path: &str, max_bytes: u64) -> Result<Vec<u8>> {
+        self.run("read", path.to_owned(), move |inner, p| inner.read(&RelPath::parse(p)?, max_bytes)).await
+    }
+
+    /// Opens a file for streaming: its description and an async reader. The file stays
+    /// confined however it is renamed meanwhile: the reader holds the opened inode.
+    pub async fn open_read(&self, path: &str) -> Result<(FileEntry, tokio::fs::File)> {
+        let (entry, file) =
+            self.run("open_read", path.to_owned(), |inner, p| inner.open_read(&RelPath::parse(p)?)).await?;
+        Ok((entry, tokio::fs::File::from_std(file)))
+    }
+
+    /// Creates or replaces a file with `data`, creating missing parent directories. The quota
+    /// is checked before anything is written.
+    pub async fn write(&self, path: &str, data: impl Into<Bytes>) -> Result<FileEntry> {
+        let data: Bytes = data.into();
+        self.run("write", path.to_owned(), move |inner, p| inner.write(&RelPath::parse(p)?, &data)).await
+    }
+
+    /// Creates or replaces a file with what `reader` yields. With `size_hint` (a
+    /// `Content-Length`) the quota is checked before writing; in any case the write is aborted
+    /// and the partial file removed as soon as the quota is hit. The old content stays until
+    /// the new one is complete.
+    pub async fn write_stream<R>(&self, path: &str, mut reader: R, size_hint: Option<u64>) -> Result<FileEntry>
+    where
+        R: AsyncRead + Unpin + Send,
+    {
+        let result = self.write_stream_inner(path, &mut reader, size_hint).await;
+        self.log("write_stream", path, &result);
+        result
+    }
+
+    async fn write_stream_inner<R>(&self, path: &str, reader: &mut R, size_hint: Option<u64>) -> Result<FileEntry>
+    where
+        R: AsyncRead + Unpin + Send,
+    {
+        let rel = RelPath::parse(path)?;
+        let inner = Arc::clone(&self.inner);
+        let target = rel.clone();
+        let mut pending = tokio::task::spawn_blocking(move || {
+            inner.usage()?;
+            inner.prepare_write(&target)
+        })
+        .await
+        .map_err(join_error)??;
+        let shown = pending.path.to_string();
+        let streamed: Result<_> = async {
+            let mut reservation = self.inner.quota.reserve(size_hint.unwrap_or(0), pending.credit)?;
+            let std_file = pending.take_file()?;
+            let mut file = tokio::fs::File::from_std(std_file);
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut written = 0u64;
+            loop {
+                let n = reader.read(&mut buf).await.map_err(|e| FilesError::from_io(&shown, e))?;
+                if n == 0 {
+                    break;
+                }
+                written += n as u64;
+                if written > reservation.held() {
+                    reservation.grow(written - reservation.held())?;
+                }
+                file.write_all(&buf[..n]).await.map_err(|e| FilesError::from_io(&shown, e))?;
+            }
+            file.flush().await.map_err(|e| FilesError::from_io(&shown, e))?;
+            Ok((reservation, file.into_std().await, written))
+        }
+        .await;
+        let inner = Arc::clone(&self.inner);
+        match streamed {
+            Ok((reservation, file, written)) => {
+                let (entry, replaced) =
+                    tokio::task::spawn_blocking(move || pending.finish(&inner, file)).await.map_err(join_error)??;
+                // Only the bytes actually written stay counted, whatever the hint said.
+                reservation.settle(written, replaced);
+                Ok(entry)
+            }
+            Err(e) => {
+                tokio::task::spawn_blocking(move || pending.abort()).await.map_err(join_error)?;
+                Err(e)
+            }
+        }
+    }
+
+    /// Renames or moves an entry (a symlink is moved itself). Refuses to replace an existing
+    /// entry; creates missing parent directories of the destination.
+    pub async fn rename(&self, from: &str, to: &str) -> Result<()> {
+        let to = to.to_owned();
+        self.run("rename", from.to_owned(), move |inner, p| inner.rename(&RelPath::parse(p)?, &RelPath::parse(&to)?))
+            .await
+    }
+
+    /// Copies a file or a directory tree to a new path (refusing to replace one). A directory
+    /// copy is built under a temporary name and appears whole or not at all.
+    pub async fn copy(&self, from: &str, to: &str) -> Result<FileEntry> {
+        let to = to.to_owned();
+        self.run("copy", from.to_owned(), move |inner, p| inner.copy(&RelPath::parse(p)?, &RelPath::parse(&to)?)).await
+    }
+
+    /// Deletes a file, a symlink (not its target), or a directory tree.
+    pub async fn delete(&self, path: &str) -> Result<()> {
+        self.run("delete", path.to_owned(), |inner, p| inner.delete(&RelPath::parse(p)?)).await
+    }
+
+    /// Creates a directory and its missing parents (succeeds when it already exists).
+    pub async fn mkdir(&self, path: &str) -> Result<FileEntry> {
+        self.run("mkdir", path.to_owned(), |inner, p| inner.mkdir(&RelPath::parse(p)?)).await
+    }
+
+    /// Sets permission bits (`0o755`, ...). setuid, setgid, sticky and type bits are refused.
+    pub async fn chmod(&self, path: &str, mode: u32) -> Result<()> {
+        self.run("chmod", path.to_owned(), move |inner, p| inner.chmod(&RelPath::parse(p)?, mode)).await
+    }
+
+    /// Archives `files` (paths relative to the directory `base`, which is also where archive
+    /// names start) into the new file `destination`. Directories are archived recursively;
+    /// in-root symlinks are stored as symlinks, symlinks leading out are skipped, denied
+    /// files are skipped, hard-linked files refuse the whole operation. The archive counts
+    /// against the quota as it is written.
+    pub async fn compress(
+        &self,
+        base: &str,
+        files: &[String],
+        destination: &str,
+        format: ArchiveFormat,
+    ) -> Result<FileEntry> {
+        let (files, destination) = (files.to_vec(), destination.to_owned());
+        self.run("compress", base.to_owned(), move |inner, p| {
+            let files = files.iter().map(|f| RelPath::parse(f)).collect::<Result<Vec<_>>>()?;
+            inner.compress(&RelPath::parse(p)?, &files, &RelPath::parse(&destination)?, format)
+        })
+        .await
+    }
+
+    /// Extracts the archive at `archive` into the directory `destination` (created if
+    /// missing), merging with what is there and replacing files of the same name. All or
+    /// nothing: see the module docs.
+    pub async fn decompress(&self, archive: &str, destination: &str) -> Result<ExtractSummary> {
+        let destination = destination.to_owned();
+        self.run("decompress", archive.to_owned(), move |inner, p| {
+            inner.decompress(&RelPath::parse(p)?, &RelPath::parse(&destination)?)
+        })
+        .await
+    }
+
+    /// Runs a blocking operation on tokio's blocking pool and logs its outcome.
+    async fn run<T, F>(&self, op: &'static str, path: String, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner, &str) -> Result<T> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        let shown = path.clone();
+        let result = tokio::task::spawn_blocking(move || f(&inner, &path)).await.map_err(join_error).and_then(|r| r);
+        self.log(op, &shown, &result);
+        result
+    }
+
+    fn log<T>(&self, op: &'static str, path: &str, result: &Result<T>) {
+        let root = self.inner.root_path.display();
+        match result {
+            Ok(_) => tracing::debug!(%root, op, path, "file operation done"),
+            Err(e) if e.is_security_refusal() => tracing::warn!(%root, op, path, error = %e, "file operation refused"),
+            Err(e) => tracing::debug!(%root, op, path, error = %e, "file operation failed"),
+        }
+    }
+}
+
+fn join_error(e: tokio::task::JoinError) -> FilesError {
+    FilesError::Io { path: String::new(), source: io::Error::other(e) }
+}

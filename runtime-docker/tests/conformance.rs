@@ -1,0 +1,71 @@
+//! The runtime conformance suite of `nexus-core`, run against the local Docker Engine.
+//!
+//! Needs the engine (`docker info`) and the busybox test image (`scripts/images/busybox.sh`);
+//! without them every case skips, or fails under `CI=true`.
+
+#![allow(clippy::expect_used, clippy::unwrap_used, reason = "test code: a failed expectation fails the test")]
+
+use async_trait::async_trait;
+use nexus_core::ServerId;
+use nexus_core::conformance::require_service;
+use nexus_core::conformance::runtime::{EngineProbe, EngineView, Subject};
+use nexus_core::runtime::{ContainerId, RuntimeError, SERVER_LABEL};
+use nexus_runtime_docker::DockerRuntime;
+use nexus_runtime_docker::bollard::models::{ContainerCreateBody, HostConfig};
+use nexus_runtime_docker::bollard::query_parameters::{CreateContainerOptions, ListContainersOptionsBuilder};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// Reads what Docker recorded, through bollard directly rather than the `Runtime` methods.
+struct DockerProbe(Arc<DockerRuntime>);
+
+fn engine(e: impl std::fmt::Display) -> RuntimeError {
+    RuntimeError::Engine(e.to_string())
+}
+
+#[async_trait]
+impl EngineProbe for DockerProbe {
+    async fn inspect(&self, id: &ContainerId) -> Result<EngineView, RuntimeError> {
+        let details = self.0.inspect(id).await?;
+        Ok(EngineView { name: details.name, labels: details.labels, limits: details.limits, init: details.init })
+    }
+
+    async fn run_unmanaged(&self, image: &str, labels: &BTreeMap<String, String>) -> Result<ContainerId, RuntimeError> {
+        let docker = self.0.client();
+        let body = ContainerCreateBody {
+            image: Some(image.to_owned()),
+            cmd: Some(vec!["sleep".into(), "600".into()]),
+            labels: Some(labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+            host_config: Some(HostConfig { init: Some(true), ..Default::default() }),
+            ..Default::default()
+        };
+        let created = docker.create_container(None::<CreateContainerOptions>, body).await.map_err(engine)?;
+        docker.start_container(&created.id, None).await.map_err(engine)?;
+        Ok(ContainerId(created.id))
+    }
+
+    async fn server_containers(&self, server: ServerId) -> Result<Vec<ContainerId>, RuntimeError> {
+        let filters = HashMap::from([("label", vec![format!("{SERVER_LABEL}={server}")])]);
+        let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+        let listed = self.0.client().list_containers(Some(options)).await.map_err(engine)?;
+        Ok(listed.into_iter().filter_map(|c| c.id).map(ContainerId).collect())
+    }
+}
+
+/// The runtime and its probe, or `None` (after `require_service`) without an engine.
+async fn subject() -> Option<Subject> {
+    match DockerRuntime::connect_default().await {
+        Ok(runtime) => {
+            let runtime = Arc::new(runtime);
+            Some(Subject { runtime: runtime.clone(), probe: Arc::new(DockerProbe(runtime)) })
+        }
+        Err(e) => {
+            require_service("Docker", Err(e.to_string()));
+            None
+        }
+    }
+}
+
+mod conformance {
+    nexus_core::runtime_conformance_tests!(super::subject);
+}

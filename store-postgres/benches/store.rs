@@ -1,0 +1,6 @@
+//! `cargo bench -p nexus-store-postgres`: listing 50 servers of a user among 100,000, and
+//! inserting servers (see `nexus_store_sql::testing::bench`).
+
+fn main() {
+    nexus_store_sql::testing::bench_main::<nexus_store_postgres::Postgres>();
+}

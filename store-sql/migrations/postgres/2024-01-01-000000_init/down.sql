@@ -1,0 +1,15 @@
+DROP TABLE audit_logs;
+DROP TABLE backups;
+DROP TABLE api_keys;
+DROP TABLE schedule_tasks;
+DROP TABLE schedules;
+DROP TABLE server_events;
+DROP TABLE server_permissions;
+DROP TABLE servers;
+DROP TABLE egg_variables;
+DROP TABLE eggs;
+DROP TABLE allocations;
+DROP TABLE nodes;
+DROP TABLE locations;
+DROP TABLE users;
+DROP TABLE roles;
