@@ -1,11 +1,32 @@
 //! # nexus-wings
 //!
 //! The reference node daemon of Nexus ("wings"): the data plane that runs game servers on one
-//! host. Today it holds the confined file manager; the node agent's HTTP/WebSocket face is
-//! built on top of it.
+//! host. It wraps the generic node agent of `nexus-core` with everything host-specific:
 //!
+//! - [`api`]: the HTTP/WebSocket API (warp): servers, power, console, files, system, metrics.
+//! - [`auth`]: the node token (constant-time) and short-lived signed browser tokens.
+//! - [`config`]: the TOML configuration file and its defaults.
+//! - [`daemon`]: assembling runtime, agent and API; signals; logging.
 //! - [`files`]: every file operation a panel user can ask for (list, read, write, rename,
 //!   copy, delete, mkdir, chmod, compress, decompress), confined to one server's data
 //!   directory, with an egg denylist, archive-bomb limits and an incrementally tracked quota.
+//! - [`metrics`]: Prometheus text format.
+//! - [`panel`]: the HTTP link to the panel (heartbeats, lifecycle events).
+//! - [`preparer`]: what runs before each start (config files, startup command), with
+//!   `nexus-eggs`.
+//! - [`state`]: the agent's state as an atomically replaced JSON file.
 
+pub mod agent;
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod daemon;
 pub mod files;
+pub mod metrics;
+pub mod panel;
+pub mod preparer;
+pub mod state;
+
+pub use auth::{Caller, NodeToken, TokenClaims, TokenSigner};
+pub use config::{Config, ResolvedConfig};
+pub use daemon::{Daemon, DaemonError};

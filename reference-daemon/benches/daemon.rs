@@ -1,0 +1,2 @@
+//! Daemon benchmarks (placeholder while the agent lands).
+fn main() {}

@@ -1,0 +1,176 @@
+//! `GET /api/servers/:id/console`: the console WebSocket.
+//!
+//! On connect the client gets the replay (the last lines, as the agent keeps them), then every
+//! live [`ConsoleEvent`] (console lines, stats, state changes, notices, install output), one
+//! JSON text message each, serialized as the agent's `ConsoleEvent`. The client may send
+//! `{"type":"command","line":"say hi"}` (needs `console_write`); a refused or failed command
+//! answers `{"type":"error","error":{"code":...,"message":...}}` on the socket, which stays
+//! open.
+//!
+//! **A slow client never blocks anyone.** Each socket has its own receiver on the agent's
+//! broadcast channel; the channel never waits for receivers. A client that cannot keep up
+//! falls behind by more than the channel holds, loses the oldest events and is told how many
+//! with a `notice` event; other clients and the server are unaffected. Events are written in
+//! batches (whatever is ready, then one flush) so a fast console costs one syscall per batch,
+//! not per line.
+
+use super::{ApiError, ApiState, caller, require, with_state};
+use crate::agent::ConsoleEvent;
+use crate::auth::Caller;
+use futures::{SinkExt as _, StreamExt as _};
+use nexus_core::ids::ServerId;
+use nexus_core::model::Permission;
+use serde::Deserialize;
+use std::sync::Arc;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use warp::Filter;
+use warp::filters::BoxedFilter;
+use warp::filters::ws::{Message, WebSocket, Ws};
+use warp::reply::{Reply, Response};
+
+/// Events written before one flush.
+const BATCH: usize = 256;
+
+/// Largest message a client may send (a command line).
+const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
+
+/// What a client sends.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ClientMessage {
+    /// A console command.
+    Command {
+        /// The line, without newline.
+        line: String,
+    },
+}
+
+pub(super) fn route(state: Arc<ApiState>) -> BoxedFilter<(Response,)> {
+    warp::path!("api" / "servers" / ServerId / "console")
+        .and(warp::get())
+        .and(caller(Arc::clone(&state), true))
+        .and(warp::ws())
+        .and(with_state(state))
+        .and_then(|server: ServerId, caller: Caller, ws: Ws, state: Arc<ApiState>| async move {
+            if let Err(e) = require(&caller, server, Permission::ConsoleRead) {
+                return Ok::<_, std::convert::Infallible>(e.into_response());
+            }
+            // Fail before the upgrade when the server does not exist: a typed 404, not a socket
+            // that closes at once.
+            if state.agent.spec(server).is_none() {
+                return Ok(ApiError::new(404, "unknown_server", format!("unknown server {server}")).into_response());
+            }
+            Ok(ws
+                .max_message_size(MAX_CLIENT_MESSAGE)
+                .on_upgrade(move |socket| session(socket, state, server, caller))
+                .into_response())
+        })
+        .boxed()
+}
+
+async fn session(socket: WebSocket, state: Arc<ApiState>, server: ServerId, caller: Caller) {
+    let (mut tx, mut rx) = socket.split();
+    let subscription = match state.agent.console(server).await {
+        Ok(subscription) => subscription,
+        Err(e) => {
+            let _ = tx.send(error_message(&ApiError::from(e))).await;
+            let _ = tx.close().await;
+            return;
+        }
+    };
+    let may_write = caller.may(server, Permission::ConsoleWrite);
+    tracing::debug!(%server, may_write, replay = subscription.replay.len(), "console client connected");
+    for event in &subscription.replay {
+        if tx.feed(event_message(event)).await.is_err() {
+            return;
+        }
+    }
+    if tx.flush().await.is_err() {
+        return;
+    }
+    let mut live = subscription.live;
+    loop {
+        tokio::select! {
+            received = live.recv() => {
+                let first = match received {
+                    Ok(event) => event_message(&event),
+                    Err(RecvError::Lagged(skipped)) => lagged(skipped),
+                    Err(RecvError::Closed) => break,
+                };
+                if tx.feed(first).await.is_err() {
+                    break;
+                }
+                // Whatever else is ready goes in the same flush.
+                let mut closed = false;
+                for _ in 1..BATCH {
+                    let message = match live.try_recv() {
+                        Ok(event) => event_message(&event),
+                        Err(TryRecvError::Lagged(skipped)) => lagged(skipped),
+                        Err(TryRecvError::Empty) => break,
+                        Err(TryRecvError::Closed) => {
+                            closed = true;
+                            break;
+                        }
+                    };
+                    if tx.feed(message).await.is_err() {
+                        return;
+                    }
+                }
+                if tx.flush().await.is_err() || closed {
+                    break;
+                }
+            }
+            incoming = rx.next() => {
+                let message = match incoming {
+                    Some(Ok(message)) => message,
+                    Some(Err(_)) | None => break,
+                };
+                if message.is_close() {
+                    break;
+                }
+                if !message.is_text() {
+                    continue;
+                }
+                if let Some(reply) = handle_client(&state, server, may_write, message.as_bytes()).await {
+                    if tx.send(error_message(&reply)).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    let _ = tx.close().await;
+    tracing::debug!(%server, "console client disconnected");
+}
+
+/// Carries out one client message; returns the error to send back, if any.
+async fn handle_client(state: &ApiState, server: ServerId, may_write: bool, text: &[u8]) -> Option<ApiError> {
+    let ClientMessage::Command { line } = match serde_json::from_slice::<ClientMessage>(text) {
+        Ok(message) => message,
+        Err(e) => return Some(ApiError::bad_request(format!("invalid message: {e}"))),
+    };
+    if !may_write {
+        return Some(ApiError::forbidden("this token does not grant console_write"));
+    }
+    state.agent.send_command(server, &line).await.err().map(ApiError::from)
+}
+
+fn event_message(event: &ConsoleEvent) -> Message {
+    match serde_json::to_string(event) {
+        Ok(json) => Message::text(json),
+        Err(e) => error_message(&ApiError::new(500, "internal", format!("unserializable event: {e}"))),
+    }
+}
+
+/// `{"type":"error","error":{"code":...,"message":...}}`.
+fn error_message(error: &ApiError) -> Message {
+    let value = serde_json::json!({ "type": "error", "error": { "code": error.code, "message": error.message } });
+    Message::text(value.to_string())
+}
+
+fn lagged(skipped: u64) -> Message {
+    tracing::debug!(skipped, "console client lagging; events skipped");
+    event_message(&ConsoleEvent::Notice(format!(
+        "{skipped} console events skipped: this client reads slower than the server writes"
+    )))
+}

@@ -1,0 +1,356 @@
+//! File routes over the confined file manager ([`ServerFiles`]).
+//!
+//! The path after `files/` is percent-decoded once and handed to the file manager, which
+//! confines it (so `%2e%2e/` is refused there like `../`: `400 outside_root`).
+//!
+//! | request | body | answer |
+//! |---|---|---|
+//! | `GET files/<dir>` | | `200` JSON array of [`FileEntry`] |
+//! | `GET files/<file>` | | `200` the bytes, `application/octet-stream`, `content-length` |
+//! | `PUT files/<file>` | the bytes (streamed; `content-length` lets the quota refuse up front) | `200` the new [`FileEntry`] |
+//! | `DELETE files/<path>` | | `204` |
+//! | `POST files/compress` | `{"root":"/","files":["world","server.properties"],"destination":"backup.tar.zst","format":"tar.zst"}` (`format` optional: from the extension, else tar.gz) | `200` [`FileEntry`] |
+//! | `POST files/decompress` | `{"file":"modpack.zip","destination":"/"}` (`destination` optional: `/`) | `200` [`ExtractSummary`](crate::files::ExtractSummary) |
+//! | `POST files/rename` | `{"from":"a","to":"b"}` | `204` |
+//! | `POST files/copy` | `{"from":"a","to":"b"}` | `200` [`FileEntry`] |
+//! | `POST files/mkdir` | `{"path":"a/b"}` | `200` [`FileEntry`] |
+//! | `POST files/chmod` | `{"path":"a","mode":"755"}` (octal string, or a number taken as is) | `204` |
+//!
+//! # Disk usage
+//! Each server's manager is opened on first use with the spec's quota (`disk_mb`) and
+//! denylist, and kept. The manager's usage counter sees its own writes; what the game server
+//! writes is picked up by one rescan the first time the files are used after the server has
+//! stopped (no periodic rescan loop).
+
+use super::{ApiError, ApiState, caller, json, no_content, require, respond, with_state};
+use crate::agent::NodeAgent;
+use crate::auth::Caller;
+use crate::files::{ArchiveFormat, FileEntry, FileKind, FileOwner, FilesConfig, ServerFiles};
+use bytes::Buf as _;
+use futures::StreamExt as _;
+use nexus_core::ids::ServerId;
+use nexus_core::model::Permission;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use warp::Filter;
+use warp::filters::BoxedFilter;
+use warp::path::Tail;
+use warp::reply::{Reply, Response};
+
+/// One server's manager and whether its server ran since the last rescan.
+#[derive(Clone)]
+struct Managed {
+    files: ServerFiles,
+    /// The server was seen active since the counter was last exact.
+    dirty: bool,
+}
+
+/// The file managers of all servers, opened lazily.
+#[derive(Default)]
+pub struct FileManagers {
+    owner: Option<FileOwner>,
+    open: Mutex<HashMap<ServerId, Managed>>,
+}
+
+impl std::fmt::Debug for FileManagers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileManagers").field("owner", &self.owner).finish_non_exhaustive()
+    }
+}
+
+impl FileManagers {
+    /// Managers creating files owned by `owner`.
+    pub fn new(owner: Option<FileOwner>) -> Self {
+        Self { owner, open: Mutex::new(HashMap::new()) }
+    }
+
+    /// Drops the cached manager of `server` (its spec changed or it was destroyed).
+    pub fn forget(&self, server: ServerId) {
+        if let Ok(mut open) = self.open.lock() {
+            open.remove(&server);
+        }
+    }
+
+    /// The manager of `server`, opened if needed, its usage made exact if the server stopped
+    /// since it was last looked at.
+    pub async fn get(&self, agent: &NodeAgent, server: ServerId) -> Result<ServerFiles, ApiError> {
+        let active = agent.servers().into_iter().find(|s| s.server == server).map(|s| s.state.is_active());
+        let cached = self.open.lock().ok().and_then(|mut open| {
+            let managed = open.get_mut(&server)?;
+            let rescan = managed.dirty && active == Some(false);
+            managed.dirty = active.unwrap_or(false) || (managed.dirty && !rescan);
+            Some((managed.files.clone(), rescan))
+        });
+        if let Some((files, rescan)) = cached {
+            if rescan {
+                let used = files.rescan().await?;
+                tracing::debug!(%server, used, "disk usage rescanned after the server stopped");
+            }
+            return Ok(files);
+        }
+        let spec = agent
+            .spec(server)
+            .ok_or_else(|| ApiError::new(404, "unknown_server", format!("unknown server {server}")))?;
+        let config = FilesConfig {
+            quota_bytes: spec.limits.disk_mb.saturating_mul(1 << 20),
+            denylist: spec.file_denylist.clone(),
+            owner: self.owner,
+            ..FilesConfig::default()
+        };
+        let files = ServerFiles::open(agent.data_dir(server), config).await?;
+        if let Ok(mut open) = self.open.lock() {
+            // A concurrent request may have opened one too; keep the first, they are equal.
+            let managed = open.entry(server).or_insert(Managed { files, dirty: active.unwrap_or(false) });
+            return Ok(managed.files.clone());
+        }
+        Err(ApiError::new(500, "internal", "file manager registry poisoned"))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CompressBody {
+    #[serde(default = "root")]
+    root: String,
+    files: Vec<String>,
+    destination: String,
+    #[serde(default)]
+    format: Option<ArchiveFormat>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecompressBody {
+    file: String,
+    #[serde(default = "root")]
+    destination: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FromTo {
+    from: String,
+    to: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PathBody {
+    path: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChmodBody {
+    path: String,
+    mode: Mode,
+}
+
+/// A mode: `"755"`/`"0755"`/`"0o755"` (octal text) or a plain number.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Mode {
+    Number(u32),
+    Octal(String),
+}
+
+impl Mode {
+    fn bits(&self) -> Result<u32, ApiError> {
+        match self {
+            Self::Number(n) => Ok(*n),
+            Self::Octal(text) => {
+                let digits = text.trim_start_matches("0o");
+                u32::from_str_radix(digits, 8).map_err(|_| ApiError::bad_request(format!("invalid octal mode `{text}`")))
+            }
+        }
+    }
+}
+
+fn root() -> String {
+    "/".into()
+}
+
+pub(super) fn routes(state: Arc<ApiState>) -> BoxedFilter<(Response,)> {
+    let who = || caller(Arc::clone(&state), true);
+    let st = || with_state(Arc::clone(&state));
+    let limit = state.max_json_body;
+
+    let read = warp::path!("api" / "servers" / ServerId / "files" / ..)
+        .and(warp::path::tail())
+        .and(warp::get())
+        .and(who())
+        .and(st())
+        .and_then(|id: ServerId, tail: Tail, caller: Caller, state: Arc<ApiState>| async move {
+            respond(get(&state, id, tail.as_str(), &caller).await)
+        });
+
+    let write = warp::path!("api" / "servers" / ServerId / "files" / ..)
+        .and(warp::path::tail())
+        .and(warp::put())
+        .and(who())
+        .and(warp::header::optional::<u64>("content-length"))
+        .and(warp::body::stream())
+        .and(st())
+        .and_then(put_route);
+
+    let delete = warp::path!("api" / "servers" / ServerId / "files" / ..)
+        .and(warp::path::tail())
+        .and(warp::delete())
+        .and(who())
+        .and(st())
+        .and_then(|id: ServerId, tail: Tail, caller: Caller, state: Arc<ApiState>| async move {
+            respond(
+                async {
+                    require(&caller, id, Permission::FileWrite)?;
+                    let path = decode(tail.as_str())?;
+                    if path.trim_matches('/').is_empty() {
+                        return Err(ApiError::bad_request("refusing to delete the server root"));
+                    }
+                    state.files.get(&state.agent, id).await?.delete(&path).await?;
+                    Ok(no_content())
+                }
+                .await,
+            )
+        });
+
+    let op = warp::path!("api" / "servers" / ServerId / "files" / String)
+        .and(warp::post())
+        .and(who())
+        .and(warp::body::content_length_limit(limit))
+        .and(warp::body::bytes())
+        .and(st())
+        .and_then(|id: ServerId, op: String, caller: Caller, body: bytes::Bytes, state: Arc<ApiState>| async move {
+            respond(operation(&state, id, &op, &caller, &body).await)
+        });
+
+    read.or(write).unify().or(delete).unify().or(op).unify().boxed()
+}
+
+async fn get(state: &ApiState, id: ServerId, tail: &str, caller: &Caller) -> Result<Response, ApiError> {
+    require(caller, id, Permission::FileRead)?;
+    let path = decode(tail)?;
+    let files = state.files.get(&state.agent, id).await?;
+    if path.trim_matches('/').is_empty() {
+        return Ok(json(&files.list("/").await?, 200));
+    }
+    let entry = files.stat(&path).await?;
+    if entry.kind == FileKind::Directory {
+        return Ok(json(&files.list(&path).await?, 200));
+    }
+    let (entry, file) = files.open_read(&path).await?;
+    let stream = tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024);
+    let mut response = warp::reply::stream(stream).into_response();
+    let headers = response.headers_mut();
+    headers.insert("content-type", warp::http::HeaderValue::from_static("application/octet-stream"));
+    if let Ok(length) = warp::http::HeaderValue::from_str(&entry.size.to_string()) {
+        headers.insert("content-length", length);
+    }
+    Ok(response)
+}
+
+/// A named function rather than a closure: the body stream's type cannot be written down.
+async fn put_route<S, B>(
+    id: ServerId,
+    tail: Tail,
+    caller: Caller,
+    length: Option<u64>,
+    body: S,
+    state: Arc<ApiState>,
+) -> Result<Response, std::convert::Infallible>
+where
+    S: futures::Stream<Item = Result<B, warp::Error>> + Send + Unpin + 'static,
+    B: bytes::Buf + Send,
+{
+    respond(put(&state, id, tail.as_str(), &caller, length, body).await)
+}
+
+async fn put<S, B>(
+    state: &ApiState,
+    id: ServerId,
+    tail: &str,
+    caller: &Caller,
+    length: Option<u64>,
+    body: S,
+) -> Result<Response, ApiError>
+where
+    S: futures::Stream<Item = Result<B, warp::Error>> + Send + Unpin,
+    B: bytes::Buf + Send,
+{
+    require(caller, id, Permission::FileWrite)?;
+    let path = decode(tail)?;
+    let files = state.files.get(&state.agent, id).await?;
+    let chunks = body.map(|chunk| {
+        chunk.map(|mut buf| buf.copy_to_bytes(buf.remaining())).map_err(std::io::Error::other)
+    });
+    let reader = tokio_util::io::StreamReader::new(chunks);
+    let entry: FileEntry = files.write_stream(&path, reader, length).await?;
+    Ok(json(&entry, 200))
+}
+
+async fn operation(state: &ApiState, id: ServerId, op: &str, caller: &Caller, body: &[u8]) -> Result<Response, ApiError> {
+    fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
+        serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+    }
+    require(caller, id, Permission::FileWrite)?;
+    if !matches!(op, "compress" | "decompress" | "rename" | "copy" | "mkdir" | "chmod") {
+        return Err(ApiError::new(404, "not_found", format!("no file operation `{op}`")));
+    }
+    let files = state.files.get(&state.agent, id).await?;
+    match op {
+        "compress" => {
+            let b: CompressBody = parse(body)?;
+            let format = b.format.or_else(|| ArchiveFormat::from_name(&b.destination)).unwrap_or(ArchiveFormat::TarGz);
+            Ok(json(&files.compress(&b.root, &b.files, &b.destination, format).await?, 200))
+        }
+        "decompress" => {
+            let b: DecompressBody = parse(body)?;
+            Ok(json(&files.decompress(&b.file, &b.destination).await?, 200))
+        }
+        "rename" => {
+            let b: FromTo = parse(body)?;
+            files.rename(&b.from, &b.to).await?;
+            Ok(no_content())
+        }
+        "copy" => {
+            let b: FromTo = parse(body)?;
+            Ok(json(&files.copy(&b.from, &b.to).await?, 200))
+        }
+        "mkdir" => {
+            let b: PathBody = parse(body)?;
+            Ok(json(&files.mkdir(&b.path).await?, 200))
+        }
+        _ => {
+            let b: ChmodBody = parse(body)?;
+            files.chmod(&b.path, b.mode.bits()?).await?;
+            Ok(no_content())
+        }
+    }
+}
+
+/// Percent-decodes the path tail (once; the file manager does the confining).
+fn decode(tail: &str) -> Result<String, ApiError> {
+    percent_encoding::percent_decode_str(tail)
+        .decode_utf8()
+        .map(|p| p.into_owned())
+        .map_err(|_| ApiError::new(400, "invalid_path", "the path is not UTF-8 after percent-decoding"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_parse() {
+        assert_eq!(Mode::Octal("755".into()).bits().unwrap(), 0o755);
+        assert_eq!(Mode::Octal("0o644".into()).bits().unwrap(), 0o644);
+        assert_eq!(Mode::Number(0o600).bits().unwrap(), 0o600);
+        assert!(Mode::Octal("9".into()).bits().is_err());
+    }
+
+    #[test]
+    fn decode_is_single_and_keeps_dots() {
+        assert_eq!(decode("a%20b/%2e%2e/c").unwrap(), "a b/../c");
+        assert_eq!(decode("%252e").unwrap(), "%2e");
+    }
+}

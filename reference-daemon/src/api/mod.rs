@@ -1,0 +1,167 @@
+//! The HTTP/WebSocket API (warp).
+//!
+//! | method | path | who | what |
+//! |---|---|---|---|
+//! | GET | `/api/system` | node | version, CPU count, memory, server count |
+//! | GET | `/api/servers` | node | every server with its state |
+//! | POST | `/api/servers[?install=true]` | node | create (or update) a server from a `ServerSpec` |
+//! | GET | `/api/servers/:id` | node | one server: state and spec |
+//! | DELETE | `/api/servers/:id` | node | destroy the container and files |
+//! | POST | `/api/servers/:id/power` | node | `{"action":"start\|stop\|restart\|kill"}` |
+//! | POST | `/api/servers/:id/install` | node | run (or re-run) the install script |
+//! | POST | `/api/servers/:id/commands` | node | `{"command":"say hi"}` (or `"line"`) to the console |
+//! | GET | `/api/servers/:id/install-log` | node | the last install's output, `text/plain` |
+//! | GET | `/api/servers/:id/console` | node, or browser with `console_read` | WebSocket, see [`console`] |
+//! | GET | `/api/servers/:id/files/*path` | node, or browser with `file_read` | a directory: JSON listing; a file: its bytes |
+//! | PUT | `/api/servers/:id/files/*path` | node, or browser with `file_write` | write the body to the file (streamed, quota) |
+//! | DELETE | `/api/servers/:id/files/*path` | node, or browser with `file_write` | delete a file or tree |
+//! | POST | `/api/servers/:id/files/{compress,decompress,rename,copy,mkdir,chmod}` | node, or browser with `file_write` | JSON bodies, see [`files`] |
+//! | GET | `/metrics` | node (unless `metrics_require_token = false`) | Prometheus text |
+//!
+//! "node" is `Authorization: Bearer <node token>`; "browser" is a signed token
+//! ([`crate::auth`]) in the same header or, where a browser cannot set headers, `?token=`.
+//! Every failure is a typed JSON error ([`ApiError`]).
+
+pub mod console;
+mod error;
+pub mod files;
+mod servers;
+
+pub use error::{ApiError, recover, status_code_name};
+
+use crate::agent::NodeAgent;
+use crate::auth::{Caller, NodeToken, TokenSigner};
+use crate::metrics::HttpMetrics;
+use files::FileManagers;
+use nexus_core::ids::ServerId;
+use nexus_core::model::Permission;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+use warp::Filter;
+use warp::filters::BoxedFilter;
+use warp::reply::Response;
+
+/// Everything the handlers share.
+pub struct ApiState {
+    /// The node agent.
+    pub agent: Arc<NodeAgent>,
+    /// The node token.
+    pub node_token: NodeToken,
+    /// Browser token verifier; `None` refuses browser tokens.
+    pub signer: Option<TokenSigner>,
+    /// HTTP request counters.
+    pub http: HttpMetrics,
+    /// Per-server file managers.
+    pub files: FileManagers,
+    /// Whether `/metrics` needs the node token.
+    pub metrics_require_token: bool,
+    /// Largest JSON body.
+    pub max_json_body: u64,
+    /// Name of the container runtime (`docker`).
+    pub runtime_name: &'static str,
+    /// When the daemon started.
+    pub started: Instant,
+}
+
+impl std::fmt::Debug for ApiState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiState").field("runtime", &self.runtime_name).finish_non_exhaustive()
+    }
+}
+
+/// Every route, with typed errors and request counting.
+pub fn routes(state: Arc<ApiState>) -> BoxedFilter<(Response,)> {
+    let counted = Arc::clone(&state);
+    servers::routes(Arc::clone(&state))
+        .or(console::route(Arc::clone(&state)))
+        .unify()
+        .or(files::routes(Arc::clone(&state)))
+        .unify()
+        .or(servers::metrics_route(state))
+        .unify()
+        .recover(recover)
+        .unify()
+        .with(warp::log::custom(move |info| {
+            counted.http.record(info.method().as_str(), info.path(), info.status().as_u16());
+            tracing::debug!(
+                method = %info.method(),
+                path = info.path(),
+                status = info.status().as_u16(),
+                elapsed_ms = info.elapsed().as_secs_f64() * 1000.0,
+                "request"
+            );
+        }))
+        .boxed()
+}
+
+/// Shares the state with a handler.
+fn with_state(state: Arc<ApiState>) -> impl Filter<Extract = (Arc<ApiState>,), Error = std::convert::Infallible> + Clone {
+    warp::any().map(move || Arc::clone(&state))
+}
+
+/// The caller, from `Authorization: Bearer` or (browsers only) `?token=`. Only the node token
+/// is accepted unless `browser` is true.
+fn caller(state: Arc<ApiState>, browser: bool) -> BoxedFilter<(Caller,)> {
+    warp::header::optional::<String>("authorization")
+        .and(warp::query::<HashMap<String, String>>().or(warp::any().map(HashMap::new)).unify())
+        .and_then(move |header: Option<String>, query: HashMap<String, String>| {
+            let state = Arc::clone(&state);
+            async move {
+                let presented = header
+                    .as_deref()
+                    .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+                    .map(str::trim)
+                    .or_else(|| if browser { query.get("token").map(String::as_str) } else { None });
+                authenticate(&state, presented, browser).map_err(warp::reject::custom)
+            }
+        })
+        .boxed()
+}
+
+fn authenticate(state: &ApiState, presented: Option<&str>, browser: bool) -> Result<Caller, ApiError> {
+    let token = presented.filter(|t| !t.is_empty()).ok_or_else(ApiError::unauthorized)?;
+    if state.node_token.matches(token) {
+        return Ok(Caller::Node);
+    }
+    if browser {
+        if let Some(signer) = &state.signer {
+            return match signer.verify(token) {
+                Ok(claims) => Ok(Caller::Browser(claims)),
+                Err(reason) => {
+                    tracing::debug!(%reason, "browser token refused");
+                    Err(ApiError::unauthorized())
+                }
+            };
+        }
+    }
+    Err(ApiError::unauthorized())
+}
+
+/// Checks that `caller` may do `permission` on `server`.
+fn require(caller: &Caller, server: ServerId, permission: Permission) -> Result<(), ApiError> {
+    if caller.may(server, permission) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(format!("this token does not grant {permission:?} on server {server}")))
+    }
+}
+
+/// A JSON reply with `status`.
+fn json<T: serde::Serialize>(value: &T, status: u16) -> Response {
+    use warp::Reply as _;
+    let status = warp::http::StatusCode::from_u16(status).unwrap_or(warp::http::StatusCode::OK);
+    warp::reply::with_status(warp::reply::json(value), status).into_response()
+}
+
+/// 204 No Content.
+fn no_content() -> Response {
+    use warp::Reply as _;
+    warp::reply::with_status(warp::reply(), warp::http::StatusCode::NO_CONTENT).into_response()
+}
+
+/// Turns a handler result into a response.
+fn respond(result: Result<Response, ApiError>) -> Result<Response, std::convert::Infallible> {
+    use warp::Reply as _;
+    Ok(result.unwrap_or_else(|e| e.into_response()))
+}

