@@ -954,12 +954,12 @@ mod tests {
     /// The whole store conformance suite, one test per case.
     mod conformance {
         use super::MemoryStore;
-        crate::store_conformance_tests!(|| async { MemoryStore::new() });
+        crate::store_conformance_tests!(|| async { Some(MemoryStore::new()) });
     }
 
     /// The same suite through `run_all`, on a single-threaded runtime.
     #[tokio::test]
     async fn conformance_run_all_on_current_thread() {
-        crate::conformance::store::run_all(|| async { MemoryStore::new() }).await;
+        crate::conformance::store::run_all(|| async { Some(MemoryStore::new()) }).await;
     }
 }

@@ -13,8 +13,9 @@
 //!
 //! ```ignore
 //! mod conformance {
-//!     // Any expression callable as `make()` whose future yields a fresh, empty store.
-//!     nexus_core::store_conformance_tests!(|| async { my_backend::PgStore::connect_fresh_schema().await });
+//!     // Any expression callable as `make()` whose future yields `Some(fresh empty store)`, or
+//!     // `None` to skip the case after `require_service` decided the service may be missing.
+//!     nexus_core::store_conformance_tests!(|| async { Some(my_backend::PgStore::connect_fresh_schema().await) });
 //! }
 //! ```
 //!
@@ -91,12 +92,14 @@ impl std::fmt::Debug for Case {
 pub const CASES: &[Case] = crate::__store_conformance_cases!(list());
 
 /// Runs one case on a fresh multi-threaded runtime against the store `make` builds; panics if
-/// the case fails or exceeds [`CASE_TIMEOUT`]. What the generated tests call.
+/// the case fails or exceeds [`CASE_TIMEOUT`]. `make` yields `None` to skip the case (its
+/// service is unavailable and [`require_service`](crate::conformance::require_service) allowed
+/// a skip). What the generated tests call.
 pub fn run_case<S, M, MF, C, CF>(make: M, case: C)
 where
     S: Store + 'static,
     M: FnOnce() -> MF,
-    MF: Future<Output = S>,
+    MF: Future<Output = Option<S>>,
     C: FnOnce(Arc<dyn Store>) -> CF,
     CF: Future<Output = ()>,
 {
@@ -106,7 +109,8 @@ where
         .build()
         .expect("building a tokio runtime for a conformance case");
     runtime.block_on(async move {
-        let store: Arc<dyn Store> = Arc::new(make().await);
+        let Some(store) = make().await else { return };
+        let store: Arc<dyn Store> = Arc::new(store);
         if tokio::time::timeout(CASE_TIMEOUT, case(store)).await.is_err() {
             panic!("conformance case did not finish within {CASE_TIMEOUT:?}");
         }
@@ -114,16 +118,18 @@ where
 }
 
 /// Runs every case, each against a fresh store from `make`, on the caller's runtime; panics
-/// at the end naming every failed case. For a single test instead of one per case.
+/// at the end naming every failed case. For a single test instead of one per case. Stops
+/// quietly when `make` yields `None` (service unavailable, skip allowed).
 pub async fn run_all<S, M, MF>(mut make: M)
 where
     S: Store + 'static,
     M: FnMut() -> MF,
-    MF: Future<Output = S>,
+    MF: Future<Output = Option<S>>,
 {
     let mut failed = Vec::new();
     for case in CASES {
-        let store: Arc<dyn Store> = Arc::new(make().await);
+        let Some(store) = make().await else { return };
+        let store: Arc<dyn Store> = Arc::new(store);
         if AssertUnwindSafe((case.run)(store)).catch_unwind().await.is_err() {
             failed.push(case.name);
         }
@@ -134,11 +140,11 @@ where
 /// Generates one `#[test]` per store conformance case in the current module.
 ///
 /// The argument is an expression callable as `make()` (a closure or a function path) whose
-/// future yields a fresh, empty [`Store`](crate::store::Store):
+/// future yields `Some` fresh, empty [`Store`](crate::store::Store), or `None` to skip:
 ///
 /// ```ignore
 /// mod conformance {
-///     nexus_core::store_conformance_tests!(|| async { nexus_core::memory::MemoryStore::new() });
+///     nexus_core::store_conformance_tests!(|| async { Some(nexus_core::memory::MemoryStore::new()) });
 /// }
 /// ```
 ///
