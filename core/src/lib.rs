@@ -13,6 +13,7 @@
 //!
 //! This crate depends on nothing else in the workspace.
 
+pub mod agent;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod console;

@@ -1,7 +1,8 @@
 //! The container runtime a node runs servers with.
 //!
 //! One small trait, [`Runtime`], implemented by `nexus-runtime-docker` and
-//! `nexus-runtime-podman`; the node agent is written against it alone.
+//! `nexus-runtime-podman`; the node agent is written against it alone. [`engine`] holds what
+//! those implementations share.
 
 use crate::console::ConsoleLine;
 use crate::ids::ServerId;
@@ -16,6 +17,8 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::time::Duration;
 use tokio::io::AsyncWrite;
+
+pub mod engine;
 
 /// Label carrying the server id on every container Nexus creates.
 pub const SERVER_LABEL: &str = "io.nexus.server";

@@ -1,2 +1,358 @@
-//! Daemon benchmarks (placeholder while the agent lands).
-fn main() {}
+//! Daemon benchmarks on the real binary and the local Docker Engine (busybox servers):
+//!
+//! 1. **Idle RSS** of `nexus-wings` with no servers (goal ≤ 10 MB).
+//! 2. **Console throughput**, container → daemon → WebSocket client, against `docker logs -f`
+//!    on the same container (goal ≥ 0.8 of it): the server prints a burst of 80-byte lines
+//!    on command; each round times, from the command to the burst's `END` line, either a
+//!    console WebSocket or `docker logs -f`. Rounds alternate. The daemon runs with the
+//!    console throttle off (`console_lines_per_second = 0`): the throttle is a policy, this
+//!    measures the pipeline.
+//! 3. **Line latency**: a `ping` command over the WebSocket until its `pong` line comes back
+//!    over it (stdin → process → stdout → daemon → client), p50/p99; and the same through
+//!    `POST /commands` observed with `docker logs -f`, for reference.
+//! 4. **RSS with 100 busybox servers** running (goal ≤ 40 MB), and again after the daemon
+//!    was restarted and re-adopted them.
+//!
+//! ```sh
+//! cargo bench -p nexus-wings --bench daemon
+//! NEXUS_BENCH_SERVERS=20 NEXUS_BENCH_LINES=100000 cargo bench -p nexus-wings --bench daemon
+//! ```
+//!
+//! Under `cargo test --all-targets` (no `--bench` argument) it only prints how to run it.
+
+#![allow(clippy::expect_used, clippy::unwrap_used, reason = "benchmark binary: fail loudly")]
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use futures::StreamExt as _;
+use nexus_core::ids::NodeId;
+use nexus_core::model::{DoneMatcher, StopMethod};
+use nexus_core::transport::ServerSpec;
+use serde_json::json;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use support::*;
+use tokio::io::AsyncBufReadExt as _;
+use tokio_tungstenite::tungstenite::Message;
+
+const T: Duration = Duration::from_secs(120);
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("daemon benchmark: run `cargo bench -p nexus-wings --bench daemon`");
+        return;
+    }
+    let servers: usize = env_or("NEXUS_BENCH_SERVERS", 100);
+    let lines: usize = env_or("NEXUS_BENCH_LINES", 200_000);
+    let rounds: usize = env_or("NEXUS_BENCH_ROUNDS", 3);
+    let tokio = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    tokio.block_on(async {
+        assert!(docker().await.is_some(), "Docker and nexus-test/busybox:latest are required");
+        let dir = tempfile::tempdir().unwrap();
+        let node = NodeId::new();
+        let _cleanup = Cleanup(node);
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let mut config = config(dir.path(), node, addr);
+        config.console_lines_per_second = 0;
+        config.log_level = "warn".into();
+        config.worker_threads = env_or("NEXUS_BENCH_WORKERS", 1);
+        let config_path = dir.path().join("wings.toml");
+        std::fs::write(&config_path, toml::to_string(&config).unwrap()).unwrap();
+        let c = Client::new(addr);
+
+        // 1. Idle.
+        let mut daemon = spawn(&config_path);
+        c.wait_up(T).await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let idle = rss(&daemon);
+
+        // 2 + 3. One chatty server.
+        let spec = chatty_spec();
+        let id = spec.id;
+        assert_eq!(c.post("/api/servers", serde_json::to_value(&spec).unwrap()).await.0, 201);
+        assert_eq!(c.post(&format!("/api/servers/{id}/power"), json!({ "action": "start" })).await.0, 204);
+        c.wait_state(id, "running", T).await;
+        let container = node_containers(node, true).pop().unwrap();
+        let mut socket = console(&c.base, id, None).await;
+        // Warm-up burst (page cache, allocator, JIT-less but still): not timed.
+        burst_ws(&mut socket, 10_000, "warm").await;
+        burst_docker(&c, id, &container, 10_000, "warmd").await;
+        let (mut ws_rates, mut docker_rates, mut skipped_total) = (Vec::new(), Vec::new(), 0u64);
+        for round in 0..rounds {
+            let ws_first = round % 2 == 0;
+            for side in [ws_first, !ws_first] {
+                let tag = format!("r{round}{}", if side { "w" } else { "d" });
+                if side {
+                    let (elapsed, received, skipped) = burst_ws(&mut socket, lines, &tag).await;
+                    skipped_total += skipped;
+                    ws_rates.push(received as f64 / elapsed.as_secs_f64());
+                } else {
+                    let (elapsed, received) = burst_docker(&c, id, &container, lines, &tag).await;
+                    docker_rates.push(received as f64 / elapsed.as_secs_f64());
+                }
+            }
+        }
+        let (ws_rate, docker_rate) = (median(&mut ws_rates), median(&mut docker_rates));
+        let rss_after_bursts = rss(&daemon);
+        let mut ws_latency = ping_ws(&mut socket, 500).await;
+        let mut docker_latency = ping_docker(&c, id, &container, 200).await;
+        drop(socket);
+        let (status, _) = c.call(reqwest::Method::DELETE, &format!("/api/servers/{id}"), None).await;
+        assert_eq!(status, 204);
+        stop(&mut daemon);
+
+        // 4. Many servers, fresh daemon.
+        let mut daemon = spawn(&config_path);
+        c.wait_up(T).await;
+        let started = Instant::now();
+        let ids = start_many(&c, servers).await;
+        let start_all = started.elapsed();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let many = rss(&daemon);
+        stop(&mut daemon);
+        let mut daemon = spawn(&config_path);
+        c.wait_up(T).await;
+        for id in &ids {
+            c.wait_state(*id, "running", T).await;
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let adopted = rss(&daemon);
+        stop(&mut daemon);
+
+        let mb = |b: u64| b as f64 / (1024.0 * 1024.0);
+        let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
+        println!(
+            "nexus-wings benchmark (release build, worker_threads = {}, {} cores)",
+            config.worker_threads,
+            std::thread::available_parallelism().map(usize::from).unwrap_or(1)
+        );
+        println!("  idle RSS                         {:>8.1} MiB   (goal <= 10 MiB: {})", mb(idle), verdict(idle <= 10 << 20));
+        println!(
+            "  RSS, {servers} busybox servers running {:>6.1} MiB   (goal <= 40 MiB: {}); started in {:.1} s",
+            mb(many),
+            verdict(many <= 40 << 20),
+            start_all.as_secs_f64()
+        );
+        println!("  RSS, {servers} servers re-adopted      {:>6.1} MiB", mb(adopted));
+        println!("  RSS after console bursts         {:>8.1} MiB", mb(rss_after_bursts));
+        println!(
+            "  console throughput, {lines} lines x {rounds} rounds (80-byte lines, throttle off):"
+        );
+        println!("    daemon -> WebSocket client     {:>10.0} lines/s (median)", ws_rate);
+        println!("    docker logs -f                 {:>10.0} lines/s (median)", docker_rate);
+        let ratio = ws_rate / docker_rate;
+        println!("    ratio                          {:>10.2}   (goal >= 0.8: {}); lines skipped by lag: {skipped_total}", ratio, verdict(ratio >= 0.8));
+        println!(
+            "  line latency, command -> echoed line over the WebSocket: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} pings)",
+            ms(percentile(&mut ws_latency, 0.50)),
+            ms(percentile(&mut ws_latency, 0.99)),
+            ms(percentile(&mut ws_latency, 1.0)),
+            ws_latency.len()
+        );
+        println!(
+            "  line latency, POST /commands -> line in docker logs -f: p50 {:.2} ms, p99 {:.2} ms ({} pings)",
+            ms(percentile(&mut docker_latency, 0.50)),
+            ms(percentile(&mut docker_latency, 0.99)),
+            docker_latency.len()
+        );
+    });
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(config: &Path) -> Daemon {
+    let child = Command::new(env!("CARGO_BIN_EXE_nexus-wings"))
+        .arg("--config")
+        .arg(config)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn nexus-wings");
+    Daemon(child)
+}
+
+/// SIGTERM and wait.
+fn stop(daemon: &mut Daemon) {
+    let pid = daemon.0.id().to_string();
+    let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    let _ = daemon.0.wait();
+}
+
+/// Resident memory of the daemon, bytes (`VmRSS`).
+fn rss(daemon: &Daemon) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", daemon.0.id())).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kib * 1024
+}
+
+/// A server that answers `burst <n> <tag>` with n 80-byte lines and `END <tag>`, and
+/// `ping <i>` with `pong <i>`.
+fn chatty_spec() -> ServerSpec {
+    let mut spec = busybox_spec();
+    spec.startup = concat!(
+        "echo ready; while read cmd n tag; do case $cmd in ",
+        "burst) awk -v n=$n -v t=$tag 'BEGIN { pad = sprintf(\"%60s\", \"\"); gsub(/ /, \"x\", pad); ",
+        "for (i = 1; i <= n; i++) printf \"%s %8d %s\\n\", t, i, pad; print \"END \" t }';; ",
+        "ping) echo \"pong $n\";; esac; done"
+    )
+    .into();
+    spec.done = vec![DoneMatcher::Substring("ready".into())];
+    spec.stop = StopMethod::Signal(nexus_core::model::StopSignal::Kill);
+    spec.limits.memory_mb = 256;
+    spec.limits.pids = 256;
+    spec
+}
+
+/// One burst read over the WebSocket: (elapsed, lines received, lines skipped by lag).
+async fn burst_ws(socket: &mut Socket, n: usize, tag: &str) -> (Duration, usize, u64) {
+    let started = Instant::now();
+    send_command(socket, &format!("burst {n} {tag}")).await;
+    let prefix = format!("{tag} ");
+    let end = format!("END {tag}");
+    let (mut received, mut skipped) = (0usize, 0u64);
+    loop {
+        let message = tokio::time::timeout(T, socket.next()).await.expect("burst timed out").unwrap().unwrap();
+        let Message::Text(text) = message else { continue };
+        // Cheap checks first: most messages are lines of this burst.
+        if text.contains(&prefix) {
+            received += 1;
+        } else if text.contains(&end) {
+            return (started.elapsed(), received, skipped);
+        } else if text.contains("\"notice\"") && text.contains("skipped") {
+            let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+            skipped += value["data"].as_str().and_then(|s| s.split(' ').next()).and_then(|n| n.parse().ok()).unwrap_or(0);
+        }
+    }
+}
+
+/// `docker logs -f --since now` on the container, started and ready before returning.
+async fn docker_logs(container: &str) -> (tokio::process::Child, tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>) {
+    let since = chrono::Utc::now().timestamp().to_string();
+    let mut child = tokio::process::Command::new("docker")
+        .args(["logs", "-f", "--since", &since, container])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    // Give the CLI time to connect before the burst starts (not timed).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    (child, tokio::io::BufReader::with_capacity(64 * 1024, stdout).lines())
+}
+
+/// One burst read with `docker logs -f`: (elapsed, lines received).
+async fn burst_docker(c: &Client, id: nexus_core::ids::ServerId, container: &str, n: usize, tag: &str) -> (Duration, usize) {
+    let (mut child, mut lines) = docker_logs(container).await;
+    let started = Instant::now();
+    let (status, _) = c.post(&format!("/api/servers/{id}/commands"), json!({ "command": format!("burst {n} {tag}") })).await;
+    assert_eq!(status, 204);
+    let prefix = format!("{tag} ");
+    let end = format!("END {tag}");
+    let mut received = 0;
+    loop {
+        let line = tokio::time::timeout(T, lines.next_line()).await.expect("docker logs timed out").unwrap().unwrap();
+        if line.starts_with(&prefix) {
+            received += 1;
+        } else if line == end {
+            let elapsed = started.elapsed();
+            let _ = child.kill().await;
+            return (elapsed, received);
+        }
+    }
+}
+
+async fn ping_ws(socket: &mut Socket, n: usize) -> Vec<Duration> {
+    let mut times = Vec::with_capacity(n);
+    for i in 0..n {
+        let started = Instant::now();
+        send_command(socket, &format!("ping {i}")).await;
+        let want = format!("pong {i}\"");
+        loop {
+            let message = tokio::time::timeout(T, socket.next()).await.unwrap().unwrap().unwrap();
+            if let Message::Text(text) = message {
+                if text.contains(&want) {
+                    break;
+                }
+            }
+        }
+        times.push(started.elapsed());
+    }
+    times
+}
+
+async fn ping_docker(c: &Client, id: nexus_core::ids::ServerId, container: &str, n: usize) -> Vec<Duration> {
+    let (mut child, mut lines) = docker_logs(container).await;
+    let mut times = Vec::with_capacity(n);
+    for i in 0..n {
+        let started = Instant::now();
+        let (status, _) = c.post(&format!("/api/servers/{id}/commands"), json!({ "command": format!("ping d{i}") })).await;
+        assert_eq!(status, 204);
+        let want = format!("pong d{i}");
+        loop {
+            let line = tokio::time::timeout(T, lines.next_line()).await.unwrap().unwrap().unwrap();
+            if line == want {
+                break;
+            }
+        }
+        times.push(started.elapsed());
+    }
+    let _ = child.kill().await;
+    times
+}
+
+/// Creates and starts `n` busybox servers, 8 at a time, and waits until all run.
+async fn start_many(c: &Client, n: usize) -> Vec<nexus_core::ids::ServerId> {
+    let specs: Vec<ServerSpec> = (0..n).map(|_| busybox_spec()).collect();
+    let ids: Vec<_> = specs.iter().map(|s| s.id).collect();
+    futures::stream::iter(specs)
+        .for_each_concurrent(8, |spec| async move {
+            let id = spec.id;
+            let (status, body) = c.post("/api/servers", serde_json::to_value(&spec).unwrap()).await;
+            assert_eq!(status, 201, "{body}");
+            let (status, body) = c.post(&format!("/api/servers/{id}/power"), json!({ "action": "start" })).await;
+            assert_eq!(status, 204, "{body}");
+        })
+        .await;
+    for id in &ids {
+        c.wait_state(*id, "running", T).await;
+    }
+    ids
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn percentile(values: &mut [Duration], p: f64) -> Duration {
+    values.sort();
+    let index = ((values.len() as f64 - 1.0) * p).round() as usize;
+    values[index.min(values.len() - 1)]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}

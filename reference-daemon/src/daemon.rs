@@ -9,7 +9,7 @@
 //! [`Daemon`] is the same thing as a library, for embedding (the panel's `up` command) and
 //! tests: bring your own [`Runtime`] and [`PanelTransport`].
 
-use crate::agent::{AgentConfig, AgentError, AgentMetrics, NodeAgent};
+use nexus_core::agent::{AgentConfig, AgentError, NodeAgent};
 use crate::api::{self, ApiState};
 use crate::auth::{NodeToken, TokenSigner};
 use crate::config::{LogFormat, ResolvedConfig};
@@ -214,9 +214,4 @@ pub fn init_logging(config: &ResolvedConfig) {
     if let Err(e) = result {
         eprintln!("nexus-wings: logging already initialised: {e}");
     }
-}
-
-/// Appends the agent's metrics in Prometheus text format.
-pub fn render_agent_metrics(metrics: &AgentMetrics, out: &mut String) {
-    let _ = (metrics, out);
 }

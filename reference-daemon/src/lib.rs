@@ -16,7 +16,6 @@
 //!   `nexus-eggs`.
 //! - [`state`]: the agent's state as an atomically replaced JSON file.
 
-pub mod agent;
 pub mod api;
 pub mod auth;
 pub mod config;

@@ -5,6 +5,8 @@
 //! cannot grow the label set: ids become `:id`, everything after `files/` becomes `*`, and a
 //! path outside the API's vocabulary becomes `other`.
 
+use nexus_core::agent::AgentMetrics;
+use nexus_core::lifecycle::ServerState;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
@@ -88,6 +90,40 @@ pub fn route_template(path: &str) -> String {
         }
     }
     if out.is_empty() { "/".into() } else { out }
+}
+
+/// Appends the agent's counters and gauges.
+pub fn render_agent(m: &AgentMetrics, out: &mut String) {
+    out.push_str("# HELP nexus_wings_servers Servers on this node by lifecycle state.\n");
+    out.push_str("# TYPE nexus_wings_servers gauge\n");
+    for state in ServerState::ALL {
+        let n = m.servers.get(&state).copied().unwrap_or(0);
+        let name = serde_json::to_value(state).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        let _ = writeln!(out, "nexus_wings_servers{{state=\"{name}\"}} {n}");
+    }
+    let gauges: [(&str, &str, u64); 3] = [
+        ("nexus_wings_server_count", "Servers on this node.", m.servers.values().sum::<usize>() as u64),
+        ("nexus_wings_console_subscribers", "Console subscribers over all servers.", m.console_subscribers as u64),
+        ("nexus_wings_outbox_queued_messages", "Messages waiting for the panel.", m.queued_messages as u64),
+    ];
+    for (name, help, value) in gauges {
+        metric(out, name, "gauge", help, value);
+    }
+    let counters: [(&str, &str, u64); 10] = [
+        ("nexus_wings_console_lines_total", "Console lines passed on to subscribers.", m.console_lines),
+        ("nexus_wings_console_lines_dropped_total", "Console lines dropped by the throttle.", m.console_lines_dropped),
+        ("nexus_wings_crashes_total", "Unexpected exits of server processes.", m.crashes),
+        ("nexus_wings_auto_restarts_total", "Automatic restarts after a crash.", m.auto_restarts),
+        ("nexus_wings_heartbeats_sent_total", "Heartbeats delivered to the panel.", m.heartbeats_sent),
+        ("nexus_wings_heartbeat_failures_total", "Failed heartbeat deliveries.", m.heartbeat_failures),
+        ("nexus_wings_events_sent_total", "Lifecycle events delivered to the panel.", m.events_sent),
+        ("nexus_wings_publish_failures_total", "Failed deliveries to the panel (retried).", m.publish_failures),
+        ("nexus_wings_messages_rejected_total", "Messages the panel refused as invalid.", m.messages_rejected),
+        ("nexus_wings_state_save_failures_total", "Failed saves of the agent state.", m.state_save_failures),
+    ];
+    for (name, help, value) in counters {
+        metric(out, name, "counter", help, value);
+    }
 }
 
 /// Resident set size of this process, bytes (from `/proc/self/statm`).

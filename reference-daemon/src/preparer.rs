@@ -21,7 +21,7 @@
 //! the stop signal reaches. Images whose entrypoint evaluates `STARTUP` themselves (the
 //! Pterodactyl yolks) receive the wrapper as arguments and ignore it.
 
-use crate::agent::{AgentError, PreparedStart, StartPreparer};
+use nexus_core::agent::{AgentError, PreparedStart, StartPreparer};
 use crate::files::{FilesConfig, FilesError, ServerFiles};
 use async_trait::async_trait;
 use nexus_core::transport::ServerSpec;
@@ -130,6 +130,12 @@ impl StartPreparer for EggPreparer {
     async fn prepare(&self, spec: &ServerSpec, data_dir: &Path) -> Result<PreparedStart, AgentError> {
         self.patch_config_files(spec, data_dir).await?;
         self.render(spec)
+    }
+
+    /// Install scripts get the rendered environment; config files are left alone (the install
+    /// usually creates them, and patching belongs to the start).
+    async fn install_env(&self, spec: &ServerSpec, _data_dir: &Path) -> Result<BTreeMap<String, String>, AgentError> {
+        Ok(self.render(spec)?.env)
     }
 }
 

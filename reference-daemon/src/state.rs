@@ -7,7 +7,7 @@
 //! loads as an empty snapshot (first start); an unreadable one is an error, never silently
 //! an empty node, because forgetting servers would orphan their containers.
 
-use crate::agent::{AgentError, AgentSnapshot, AgentStateStore};
+use nexus_core::agent::{AgentError, AgentSnapshot, AgentStateStore};
 use async_trait::async_trait;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};

@@ -6,9 +6,9 @@ use bollard::Docker;
 use bollard::container::{AttachContainerResults, LogOutput};
 use bollard::query_parameters::AttachContainerOptionsBuilder;
 use futures::stream::{BoxStream, Stream, StreamExt};
-use nexus_core::console::{ConsoleLine, ConsoleStream, LineSplitter};
+use nexus_core::console::{ConsoleLine, ConsoleStream};
 use nexus_core::runtime::RuntimeError;
-use std::collections::VecDeque;
+use nexus_core::runtime::engine::console::chunk_lines;
 
 /// Which streams to attach.
 #[derive(Clone, Copy, Debug)]
@@ -37,70 +37,26 @@ pub(crate) async fn attach(
 }
 
 /// Turns the attach output (multiplexed stdout/stderr frames of any size) into lines, each
-/// stream split by its own [`LineSplitter`] so a partial stdout line is never joined with
-/// stderr. Unterminated tails are delivered when the stream ends.
+/// stream split on its own (see [`chunk_lines`]).
 pub(crate) fn lines(
     frames: impl Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send + 'static,
     id: String,
 ) -> BoxStream<'static, Result<ConsoleLine, RuntimeError>> {
-    struct State<S> {
-        frames: S,
-        id: String,
-        stdout: LineSplitter,
-        stderr: LineSplitter,
-        ready: VecDeque<Result<ConsoleLine, RuntimeError>>,
-        ended: bool,
-    }
-    let state = State {
-        frames: Box::pin(frames),
-        id,
-        stdout: LineSplitter::new(),
-        stderr: LineSplitter::new(),
-        ready: VecDeque::new(),
-        ended: false,
-    };
-    futures::stream::unfold(state, |mut state| async move {
-        loop {
-            if let Some(item) = state.ready.pop_front() {
-                return Some((item, state));
+    let chunks = frames.filter_map(move |frame| {
+        let chunk = match frame {
+            Ok(LogOutput::StdOut { message } | LogOutput::Console { message }) => {
+                Some(Ok((ConsoleStream::Stdout, message)))
             }
-            if state.ended {
-                return None;
+            Ok(LogOutput::StdErr { message }) => Some(Ok((ConsoleStream::Stderr, message))),
+            Ok(LogOutput::StdIn { .. }) => None,
+            Err(error) => {
+                tracing::debug!(container = %id, %error, "console stream failed");
+                Some(Err(engine_error(error, About::Container(&id))))
             }
-            match state.frames.next().await {
-                Some(Ok(frame)) => {
-                    let (stream, bytes) = match frame {
-                        LogOutput::StdOut { message } | LogOutput::Console { message } => {
-                            (ConsoleStream::Stdout, message)
-                        }
-                        LogOutput::StdErr { message } => (ConsoleStream::Stderr, message),
-                        LogOutput::StdIn { .. } => continue,
-                    };
-                    let splitter = match stream {
-                        ConsoleStream::Stdout => &mut state.stdout,
-                        ConsoleStream::Stderr => &mut state.stderr,
-                    };
-                    let lines = splitter.push(&bytes);
-                    state.ready.extend(lines.into_iter().map(|text| Ok(ConsoleLine { stream, text })));
-                }
-                Some(Err(error)) => {
-                    state.ended = true;
-                    tracing::debug!(container = %state.id, %error, "console stream failed");
-                    state.ready.push_back(Err(engine_error(error, About::Container(&state.id))));
-                }
-                None => {
-                    state.ended = true;
-                    if let Some(text) = state.stdout.finish() {
-                        state.ready.push_back(Ok(ConsoleLine { stream: ConsoleStream::Stdout, text }));
-                    }
-                    if let Some(text) = state.stderr.finish() {
-                        state.ready.push_back(Ok(ConsoleLine { stream: ConsoleStream::Stderr, text }));
-                    }
-                }
-            }
-        }
-    })
-    .boxed()
+        };
+        futures::future::ready(chunk)
+    });
+    chunk_lines(chunks)
 }
 
 #[cfg(test)]

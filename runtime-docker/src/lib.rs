@@ -19,9 +19,9 @@
 //! |---|---|
 //! | `create` | `POST /containers/create` named `nexus-server-<uuid>`, labels `io.nexus.server`/`io.nexus.managed`, `Init`, the data directory bind-mounted at `/home/container` (also the working directory), every port published for TCP and UDP, limits in `HostConfig`, stdin open without a TTY. Never pulls: a missing image is `ImageNotFound`. |
 //! | `attach` | `POST /containers/{id}/attach` (stdin, stdout, stderr, no log replay), frames split into lines by [`LineSplitter`](nexus_core::console::LineSplitter) per stream |
-//! | `stop` | a console command is written to stdin through a stdin-only attach, a signal sent with `kill`; then `wait` up to the timeout, then `SIGKILL` |
+//! | `stop` | the shared sequence of [`nexus_core::runtime::engine::stop`]: a console command written to stdin through a stdin-only attach, or a signal sent with `kill`; then `wait` up to the timeout, then `SIGKILL` |
 //! | `stats` | `GET /containers/{id}/stats` (streamed), CPU % from successive counters, cut when the container stops |
-//! | `run_install` | a container `nexus-install-<uuid>` with the script directory read-only at `/mnt/install` and the data directory at `/mnt/server`, output attached before start, always removed |
+//! | `run_install` | [`nexus_core::runtime::engine::install`]: a container `nexus-install-<uuid>` with the script directory read-only at `/mnt/install` and the data directory at `/mnt/server`, output attached before start, always removed |
 //! | `list_managed` | `GET /containers/json?all=1&filters={"label":["io.nexus.managed"]}` |
 //!
 //! Limits: memory (`Memory`), swap (`MemorySwap` = memory + swap, `-1` unlimited), CPU
@@ -43,24 +43,27 @@
 //! `Unavailable`, anything else `Engine`.
 
 mod console;
+mod engine;
 mod error;
-mod install;
 mod spec;
 mod stats;
 
 pub use bollard;
-pub use install::MAX_INSTALL_LOG_BYTES;
+pub use nexus_core::runtime::engine::install::{INSTALL_LABEL, MAX_INSTALL_LOG_BYTES};
 
 use async_trait::async_trait;
 use bollard::Docker;
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, InspectContainerOptions, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
-    RemoveContainerOptionsBuilder, StartContainerOptions, WaitContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
+    StartContainerOptions, WaitContainerOptionsBuilder,
 };
+use engine::DockerEngine;
 use error::{About, engine_error, is_not_found};
 use futures::stream::{BoxStream, StreamExt};
 use nexus_core::ServerId;
 use nexus_core::model::{ServerLimits, StopMethod, StopSignal};
+use nexus_core::runtime::engine::stop::StopEngine;
+use nexus_core::runtime::engine::{install, stop};
 use nexus_core::runtime::{
     ConsoleIo, ContainerId, ContainerSpec, ExitStatus, InstallOutcome, InstallSpec, MANAGED_LABEL, ManagedContainer,
     ResourceStats, Runtime, RuntimeError, SERVER_LABEL, StopOutcome, container_name,
@@ -68,13 +71,9 @@ use nexus_core::runtime::{
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
 
 /// The Docker socket used when `DOCKER_HOST` is not set.
 pub const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
-
-/// Label on install containers (which carry [`SERVER_LABEL`] too, but not [`MANAGED_LABEL`]).
-pub const INSTALL_LABEL: &str = "io.nexus.install";
 
 /// Timeout of one engine request until its response headers arrive (streams such as attach,
 /// stats and wait then run as long as they need).
@@ -185,53 +184,10 @@ impl DockerRuntime {
             .map_err(|e| engine_error(e, About::Container(id)))
     }
 
-    /// Writes `command` and a newline to the process's stdin, then waits up to `timeout`.
-    async fn stop_by_command(
-        &self,
-        id: &str,
-        command: &str,
-        timeout: Duration,
-    ) -> Result<Option<ExitStatus>, RuntimeError> {
-        let streams = console::Streams { stdin: true, output: false };
-        let attached = match console::attach(&self.docker, id, streams).await {
-            Ok(mut attached) => {
-                if let Err(error) = write_line(&mut attached.input, command).await {
-                    // The process may have exited (closing stdin) just now; the wait tells.
-                    tracing::debug!(container = %id, %error, "writing the stop command failed");
-                }
-                Some(attached)
-            }
-            // Exited since the state check: nothing to write to, the wait returns at once.
-            Err(RuntimeError::Conflict(_)) => None,
-            Err(e) => return Err(e),
-        };
-        // The attachment stays open while waiting: closing it right after the write could
-        // race the engine copying the bytes to the process.
-        let exit = tokio::time::timeout(timeout, wait(&self.docker, id)).await;
-        drop(attached);
-        exit.ok().transpose()
+    /// The engine as the shared stop and install sequences see it.
+    fn engine(&self) -> DockerEngine {
+        DockerEngine(self.docker.clone())
     }
-
-    /// Sends `signal`, then waits up to `timeout`.
-    async fn stop_by_signal(
-        &self,
-        id: &str,
-        signal: StopSignal,
-        timeout: Duration,
-    ) -> Result<Option<ExitStatus>, RuntimeError> {
-        match self.kill(&ContainerId(id.to_owned()), signal).await {
-            // Exited between the state check and the signal: the wait below returns at once.
-            Ok(()) | Err(RuntimeError::Conflict(_)) => {}
-            Err(e) => return Err(e),
-        }
-        tokio::time::timeout(timeout, wait(&self.docker, id)).await.ok().transpose()
-    }
-}
-
-/// Writes `line` and a newline to a console input and flushes it.
-async fn write_line(input: &mut nexus_core::runtime::ConsoleInput, line: &str) -> std::io::Result<()> {
-    input.write_all(format!("{line}\n").as_bytes()).await?;
-    input.flush().await
 }
 
 /// Waits until container `id` is not running and returns how its process ended.
@@ -299,33 +255,11 @@ impl Runtime for DockerRuntime {
         method: &StopMethod,
         timeout: Duration,
     ) -> Result<StopOutcome, RuntimeError> {
-        let details = self.inspect(id).await?;
-        if !details.running {
-            let exit = details.exit.unwrap_or(ExitStatus { code: 0, oom_killed: false });
-            return Ok(StopOutcome { exit, graceful: true });
-        }
-        tracing::info!(container = %id, ?method, ?timeout, "stopping container");
-        let stopped = match method {
-            StopMethod::Command(command) => self.stop_by_command(&id.0, command, timeout).await?,
-            StopMethod::Signal(signal) => self.stop_by_signal(&id.0, *signal, timeout).await?,
-        };
-        if let Some(exit) = stopped {
-            return Ok(StopOutcome { exit, graceful: true });
-        }
-        tracing::warn!(container = %id, ?timeout, "process ignored the stop; killing it");
-        let graceful = match self.kill(id, StopSignal::Kill).await {
-            Ok(()) => false,
-            // It exited on its own in the instant between the timeout and the kill.
-            Err(RuntimeError::Conflict(_)) => true,
-            Err(e) => return Err(e),
-        };
-        let exit = wait(&self.docker, &id.0).await?;
-        Ok(StopOutcome { exit, graceful })
+        stop::stop(&self.engine(), id, method, timeout).await
     }
 
     async fn kill(&self, id: &ContainerId, signal: StopSignal) -> Result<(), RuntimeError> {
-        let options = KillContainerOptionsBuilder::default().signal(signal.name()).build();
-        self.docker.kill_container(&id.0, Some(options)).await.map_err(|e| engine_error(e, About::Container(&id.0)))
+        self.engine().signal(&id.0, signal).await
     }
 
     async fn destroy(&self, id: &ContainerId) -> Result<(), RuntimeError> {
@@ -365,7 +299,7 @@ impl Runtime for DockerRuntime {
     }
 
     async fn run_install(&self, spec: &InstallSpec) -> Result<InstallOutcome, RuntimeError> {
-        install::run(&self.docker, &self.install_root, spec).await
+        install::run_install(&self.engine(), &self.install_root, spec).await
     }
 
     async fn list_managed(&self) -> Result<Vec<ManagedContainer>, RuntimeError> {

@@ -1,30 +1,18 @@
 //! Turning [`ContainerSpec`] and [`InstallSpec`] into Docker create bodies, and reading
 //! limits back from a `HostConfig`.
 
-use crate::INSTALL_LABEL;
 use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType, PortBinding as DockerPortBinding, PortMap};
 use nexus_core::model::ServerLimits;
+use nexus_core::runtime::engine::install::{INSTALL_LABEL, INSTALL_SCRIPT, INSTALL_SCRIPT_DIR, INSTALL_SERVER_DIR};
+use nexus_core::runtime::engine::limits::EngineLimits;
+use nexus_core::runtime::engine::spec::{HOME, check_server_spec};
 use nexus_core::runtime::{ContainerSpec, InstallSpec, MANAGED_LABEL, RuntimeError, SERVER_LABEL};
 use std::collections::HashMap;
 use std::path::Path;
 
-/// Where the server's data directory is mounted, and the working directory of its process
-/// (egg startup commands such as `./teeworlds_srv` are relative to it).
-pub(crate) const HOME: &str = "/home/container";
-/// Where an install container sees the server's data directory.
-pub(crate) const INSTALL_SERVER_DIR: &str = "/mnt/server";
-/// Where an install container sees its script directory.
-pub(crate) const INSTALL_SCRIPT_DIR: &str = "/mnt/install";
-/// The script's path inside an install container.
-pub(crate) const INSTALL_SCRIPT: &str = "/mnt/install/install.sh";
-
-/// CFS period for CPU quotas: 100 ms, the kernel's default, so `quota = percent * 1000`.
-const CPU_PERIOD_US: i64 = 100_000;
-const MIB: i64 = 1024 * 1024;
-
 /// The create body of a server container.
 pub(crate) fn server_container(spec: &ContainerSpec) -> Result<ContainerCreateBody, RuntimeError> {
-    check_data_dir(&spec.data_dir)?;
+    check_server_spec(spec)?;
     let mut labels: HashMap<String, String> = spec.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     labels.insert(SERVER_LABEL.to_owned(), spec.server.to_string());
     labels.insert(MANAGED_LABEL.to_owned(), "true".to_owned());
@@ -32,9 +20,6 @@ pub(crate) fn server_container(spec: &ContainerSpec) -> Result<ContainerCreateBo
     let mut exposed = Vec::new();
     let mut bindings: PortMap = HashMap::new();
     for binding in &spec.ports {
-        if binding.port == 0 {
-            return Err(RuntimeError::InvalidSpec("port 0 cannot be published".into()));
-        }
         // Game servers use either protocol on their port (often both), so both are published.
         for protocol in ["tcp", "udp"] {
             let key = format!("{}/{protocol}", binding.port);
@@ -74,12 +59,8 @@ pub(crate) fn server_container(spec: &ContainerSpec) -> Result<ContainerCreateBo
 
 /// The create body of an install container: the script directory read-only at
 /// [`INSTALL_SCRIPT_DIR`], the data directory at [`INSTALL_SERVER_DIR`], the egg's
-/// interpreter running the script.
+/// interpreter running the script. (Checks of the spec are `run_install`'s.)
 pub(crate) fn install_container(spec: &InstallSpec, script_dir: &Path) -> Result<ContainerCreateBody, RuntimeError> {
-    check_data_dir(&spec.data_dir)?;
-    if spec.entrypoint.trim().is_empty() {
-        return Err(RuntimeError::InvalidSpec("install entrypoint is empty".into()));
-    }
     // The server label lets an operator (and the conformance suite) find leftovers; the
     // managed label is left off so `list_managed` never offers an install for adoption.
     let labels = HashMap::from([
@@ -107,78 +88,35 @@ pub(crate) fn install_container(spec: &InstallSpec, script_dir: &Path) -> Result
     })
 }
 
-/// Limits, init and restart policy shared by server and install containers.
+/// Limits and init, shared by server and install containers.
 fn host_config(limits: &ServerLimits) -> Result<HostConfig, RuntimeError> {
-    let invalid = |what: &str| RuntimeError::InvalidSpec(format!("{what} out of range: {limits:?}"));
-    let mut config = HostConfig {
+    let engine = EngineLimits::from_limits(limits)?;
+    Ok(HostConfig {
         // An init process as PID 1 forwards signals and reaps zombies, so a server that never
         // expected to be PID 1 still stops on SIGTERM/SIGINT.
         init: Some(true),
+        memory: engine.memory,
+        memory_swap: engine.memory_swap,
+        cpu_period: engine.cpu_period,
+        cpu_quota: engine.cpu_quota,
+        pids_limit: engine.pids,
+        blkio_weight: engine.io_weight,
         ..HostConfig::default()
-    };
-    if limits.memory_mb > 0 {
-        let memory =
-            i64::try_from(limits.memory_mb).ok().and_then(|mb| mb.checked_mul(MIB)).ok_or_else(|| invalid("memory"))?;
-        config.memory = Some(memory);
-        // Docker's MemorySwap is memory + swap; -1 lifts the swap limit.
-        config.memory_swap = Some(match limits.swap_mb {
-            -1 => -1,
-            0 => memory,
-            swap if swap > 0 => {
-                swap.checked_mul(MIB).and_then(|s| s.checked_add(memory)).ok_or_else(|| invalid("swap"))?
-            }
-            _ => return Err(invalid("swap")),
-        });
-    } else if limits.swap_mb < -1 {
-        return Err(invalid("swap"));
-    }
-    if limits.cpu_percent > 0 {
-        let quota = i64::try_from(limits.cpu_percent)
-            .ok()
-            .and_then(|p| p.checked_mul(CPU_PERIOD_US / 100))
-            .ok_or_else(|| invalid("cpu"))?;
-        config.cpu_period = Some(CPU_PERIOD_US);
-        config.cpu_quota = Some(quota);
-    }
-    if limits.pids > 0 {
-        config.pids_limit = Some(i64::try_from(limits.pids).map_err(|_| invalid("pids"))?);
-    }
-    match limits.io_weight {
-        0 => {}
-        weight @ 10..=1000 => config.blkio_weight = Some(weight),
-        _ => return Err(invalid("io_weight (10..=1000)")),
-    }
-    // `disk_mb` is not a container limit: the data directory is a bind mount, whose size the
-    // node agent watches (as Wings does); Docker's storage quota covers only the container's
-    // own writable layer and needs XFS project quotas.
-    Ok(config)
+    })
 }
 
 /// Limits as recorded in a `HostConfig`, in [`ServerLimits`] units (`disk_mb` is always 0).
 pub(crate) fn limits_from(config: &HostConfig) -> ServerLimits {
-    let memory = config.memory.unwrap_or(0).max(0);
-    let swap_mb = match config.memory_swap.unwrap_or(0) {
-        -1 => -1,
-        total if memory > 0 && total >= memory => (total - memory) / MIB,
-        _ => 0,
-    };
-    let cpu_percent = match (config.cpu_quota, config.cpu_period) {
-        (Some(quota), Some(period)) if quota > 0 && period > 0 => quota * 100 / period,
-        // Docker's default period when only a quota is set.
-        (Some(quota), _) if quota > 0 => quota * 100 / CPU_PERIOD_US,
-        _ => match config.nano_cpus {
-            Some(nano) if nano > 0 => nano / 10_000_000,
-            _ => 0,
-        },
-    };
-    ServerLimits {
-        memory_mb: u64::try_from(memory / MIB).unwrap_or(0),
-        swap_mb,
-        cpu_percent: u64::try_from(cpu_percent).unwrap_or(0),
-        disk_mb: 0,
-        io_weight: config.blkio_weight.unwrap_or(0),
-        pids: config.pids_limit.and_then(|p| u64::try_from(p).ok()).unwrap_or(0),
+    EngineLimits {
+        memory: config.memory,
+        memory_swap: config.memory_swap,
+        cpu_period: config.cpu_period,
+        cpu_quota: config.cpu_quota,
+        nano_cpus: config.nano_cpus,
+        pids: config.pids_limit,
+        io_weight: config.blkio_weight,
     }
+    .to_limits()
 }
 
 fn bind(source: &Path, target: &str, read_only: bool) -> Mount {
@@ -195,18 +133,6 @@ fn env<'a>(vars: impl Iterator<Item = (&'a String, &'a String)>) -> Vec<String> 
     vars.map(|(k, v)| format!("{k}={v}")).collect()
 }
 
-/// A data directory must be an existing absolute directory: Docker would take a relative
-/// path for a volume name, and (with `Binds`) create a missing one as root.
-fn check_data_dir(dir: &Path) -> Result<(), RuntimeError> {
-    if !dir.is_absolute() {
-        return Err(RuntimeError::InvalidSpec(format!("data directory {} is not absolute", dir.display())));
-    }
-    if !dir.is_dir() {
-        return Err(RuntimeError::InvalidSpec(format!("data directory {} does not exist", dir.display())));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,35 +141,18 @@ mod tests {
     use std::collections::BTreeMap;
     use std::net::{IpAddr, Ipv4Addr};
 
-    fn limits(memory_mb: u64, swap_mb: i64) -> ServerLimits {
-        ServerLimits { memory_mb, swap_mb, cpu_percent: 150, disk_mb: 1024, io_weight: 500, pids: 64 }
-    }
-
     #[test]
-    fn limits_round_trip_through_host_config() {
-        for swap in [-1, 0, 64] {
-            let wanted = limits(256, swap);
-            let config = host_config(&wanted).expect("valid limits");
-            assert_eq!(config.init, Some(true));
-            assert_eq!(limits_from(&config), ServerLimits { disk_mb: 0, ..wanted });
-        }
-        let config = host_config(&limits(256, 64)).expect("valid");
-        assert_eq!((config.memory, config.memory_swap), (Some(256 * MIB), Some(320 * MIB)));
+    fn limits_map_onto_host_config_and_back() {
+        let wanted = ServerLimits { memory_mb: 256, swap_mb: 64, cpu_percent: 150, disk_mb: 0, io_weight: 500, pids: 64 };
+        let config = host_config(&wanted).expect("valid limits");
+        assert_eq!(config.init, Some(true));
+        assert_eq!((config.memory, config.memory_swap), (Some(256 << 20), Some(320 << 20)));
         assert_eq!((config.cpu_quota, config.cpu_period), (Some(150_000), Some(100_000)));
+        assert_eq!((config.pids_limit, config.blkio_weight), (Some(64), Some(500)));
+        assert_eq!(limits_from(&config), wanted);
         assert_eq!(limits_from(&HostConfig::default()), ServerLimits::default());
-    }
-
-    #[test]
-    fn out_of_range_limits_are_invalid() {
-        for bad in [
-            ServerLimits { io_weight: 5, ..ServerLimits::default() },
-            ServerLimits { io_weight: 1001, ..ServerLimits::default() },
-            ServerLimits { memory_mb: 10, swap_mb: -2, ..ServerLimits::default() },
-            ServerLimits { memory_mb: u64::MAX, ..ServerLimits::default() },
-            ServerLimits { cpu_percent: u64::MAX, ..ServerLimits::default() },
-        ] {
-            assert!(matches!(host_config(&bad), Err(RuntimeError::InvalidSpec(_))), "{bad:?}");
-        }
+        let bad = ServerLimits { io_weight: 5, ..ServerLimits::default() };
+        assert!(matches!(host_config(&bad), Err(RuntimeError::InvalidSpec(_))));
     }
 
     #[test]

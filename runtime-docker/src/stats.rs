@@ -6,21 +6,15 @@ use bollard::models::{ContainerCpuStats, ContainerStatsResponse};
 use bollard::query_parameters::{StatsOptionsBuilder, WaitContainerOptionsBuilder};
 use chrono::{DateTime, Utc};
 use futures::stream::{BoxStream, StreamExt};
+use nexus_core::runtime::engine::stats::{CpuCounters, CpuTracker};
 use nexus_core::runtime::{ResourceStats, RuntimeError};
 
-/// CPU counters of one sample: the container's total CPU time and the host's, in ns.
-#[derive(Clone, Copy, Debug, PartialEq)]
-struct CpuCounters {
-    container: u64,
-    system: u64,
-}
-
-impl CpuCounters {
-    fn of(stats: &ContainerCpuStats) -> Option<Self> {
-        let container = stats.cpu_usage.as_ref()?.total_usage?;
-        let system = stats.system_cpu_usage?;
-        (system > 0).then_some(Self { container, system })
-    }
+/// CPU counters of one sample: the container's total CPU time against the host's (all
+/// cores), in ns.
+fn cpu_counters(stats: &ContainerCpuStats) -> Option<CpuCounters> {
+    let used = stats.cpu_usage.as_ref()?.total_usage?;
+    let reference = stats.system_cpu_usage?;
+    (reference > 0).then_some(CpuCounters { used, reference })
 }
 
 /// The samples of container `id` until it stops.
@@ -39,11 +33,11 @@ pub(crate) fn stream(docker: Docker, id: String) -> BoxStream<'static, Result<Re
             let _ = docker.wait_container(&id, Some(options)).next().await;
         }
     };
-    let mut previous: Option<CpuCounters> = None;
+    let mut cpu = CpuTracker::new();
     raw.take_until(Box::pin(stopped))
         .filter_map(move |item| {
             let sample = match item {
-                Ok(raw) => sample(&raw, &mut previous).map(Ok),
+                Ok(raw) => sample(&raw, &mut cpu).map(Ok),
                 Err(error) => Some(Err(engine_error(error, About::Container(&id)))),
             };
             futures::future::ready(sample)
@@ -53,14 +47,12 @@ pub(crate) fn stream(docker: Docker, id: String) -> BoxStream<'static, Result<Re
 
 /// Converts one raw sample, using the previous sample's CPU counters (or Docker's `precpu`)
 /// for the CPU delta. `None` for the zeroed samples Docker sends for a stopped container.
-fn sample(raw: &ContainerStatsResponse, previous: &mut Option<CpuCounters>) -> Option<ResourceStats> {
+fn sample(raw: &ContainerStatsResponse, cpu: &mut CpuTracker) -> Option<ResourceStats> {
     let at = raw.read.as_deref().and_then(|s| DateTime::parse_from_rfc3339(s).ok()).map(|t| t.with_timezone(&Utc));
     // Docker's "no data" timestamp is the zero time, year 1.
     if at.is_some_and(|t| t.timestamp() < 0) {
         return None;
     }
-    let current = raw.cpu_stats.as_ref().and_then(CpuCounters::of);
-    let before = previous.or_else(|| raw.precpu_stats.as_ref().and_then(CpuCounters::of));
     let online_cpus = raw
         .cpu_stats
         .as_ref()
@@ -71,18 +63,12 @@ fn sample(raw: &ContainerStatsResponse, previous: &mut Option<CpuCounters>) -> O
         })
         .filter(|n| *n > 0)
         .unwrap_or(1);
-    let cpu_percent = match (before, current) {
-        (Some(before), Some(now)) if now.system > before.system && now.container >= before.container => {
-            // Share of all host CPU time, scaled to percent of one core.
-            let container = (now.container - before.container) as f64;
-            let system = (now.system - before.system) as f64;
-            container / system * online_cpus as f64 * 100.0
-        }
-        _ => 0.0,
-    };
-    if current.is_some() {
-        *previous = current;
-    }
+    // The host counter spans every online core, so the share of it is scaled by their count.
+    let cpu_percent = cpu.percent(
+        raw.cpu_stats.as_ref().and_then(cpu_counters),
+        raw.precpu_stats.as_ref().and_then(cpu_counters),
+        online_cpus,
+    );
 
     let memory = raw.memory_stats.as_ref();
     // Page cache that can be dropped is not "in use" (the `docker stats` convention):
@@ -170,8 +156,8 @@ mod tests {
 
     #[test]
     fn converts_counters_and_cpu_deltas() {
-        let mut previous = None;
-        let first = sample(&raw(1_000, 10_000), &mut previous).expect("sample");
+        let mut cpu = CpuTracker::new();
+        let first = sample(&raw(1_000, 10_000), &mut cpu).expect("sample");
         assert_eq!(first.cpu_percent, 0.0, "no delta yet");
         assert_eq!((first.memory_bytes, first.memory_limit_bytes), (700, 4096));
         assert_eq!((first.network_rx_bytes, first.network_tx_bytes), (11, 22));
@@ -179,7 +165,7 @@ mod tests {
         assert_eq!(first.pids, 3);
         assert_eq!(first.at.map(|t| t.timestamp()), Some(1_714_557_600));
         // Half of the host's CPU time on a 2-CPU host is one full core.
-        let second = sample(&raw(6_000, 20_000), &mut previous).expect("sample");
+        let second = sample(&raw(6_000, 20_000), &mut cpu).expect("sample");
         assert!((second.cpu_percent - 100.0).abs() < 1e-9, "{}", second.cpu_percent);
     }
 
@@ -187,6 +173,6 @@ mod tests {
     fn zeroed_samples_of_stopped_containers_are_skipped() {
         let mut stopped = raw(0, 0);
         stopped.read = Some("0001-01-01T00:00:00Z".into());
-        assert_eq!(sample(&stopped, &mut None), None);
+        assert_eq!(sample(&stopped, &mut CpuTracker::new()), None);
     }
 }

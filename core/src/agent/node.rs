@@ -351,7 +351,7 @@ impl NodeAgent {
         self.write_servers().remove(&id);
     }
 
-    fn check_open(&self) -> Result<(), AgentError> {
+    pub(super) fn check_open(&self) -> Result<(), AgentError> {
         if self.closed.load(Ordering::SeqCst) { Err(AgentError::ShuttingDown) } else { Ok(()) }
     }
 

@@ -67,6 +67,15 @@ impl Throttle {
         (dropped > 0).then_some(dropped)
     }
 
+    /// Closes the current window whatever the time (the stream ended); returns how many
+    /// lines it dropped, if any.
+    pub fn finish(&mut self) -> Option<u64> {
+        let dropped = std::mem::take(&mut self.dropped);
+        self.started = None;
+        self.passed = 0;
+        (dropped > 0).then_some(dropped)
+    }
+
     /// When the current window ends, if it has dropped lines to report (the caller should
     /// [`flush`](Self::flush) then, so the notice does not wait for the next line).
     pub fn deadline(&self) -> Option<Instant> {
@@ -106,7 +115,8 @@ mod tests {
         for i in 0..5 {
             t.admit(ms(1600 + i));
         }
-        assert_eq!(t.flush(ms(2500)), Some(2));
+        // 1500 opened the window with one line; two more pass, three are dropped.
+        assert_eq!(t.flush(ms(2500)), Some(3));
         assert_eq!(t.flush(ms(9000)), None);
         assert!(t.notice(2).contains("2 lines dropped"));
     }

@@ -15,7 +15,7 @@
 //! not per line.
 
 use super::{ApiError, ApiState, caller, require, with_state};
-use crate::agent::ConsoleEvent;
+use nexus_core::agent::{ConsoleEvent, lagged_notice};
 use crate::auth::Caller;
 use futures::{SinkExt as _, StreamExt as _};
 use nexus_core::ids::ServerId;
@@ -170,7 +170,5 @@ fn error_message(error: &ApiError) -> Message {
 
 fn lagged(skipped: u64) -> Message {
     tracing::debug!(skipped, "console client lagging; events skipped");
-    event_message(&ConsoleEvent::Notice(format!(
-        "{skipped} console events skipped: this client reads slower than the server writes"
-    )))
+    event_message(&lagged_notice(skipped))
 }

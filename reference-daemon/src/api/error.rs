@@ -1,7 +1,7 @@
 //! Typed JSON errors: every failure answers `{"error":{"code":"...","message":"..."}}` with a
 //! matching status code.
 
-use crate::agent::AgentError;
+use nexus_core::agent::AgentError;
 use crate::files::FilesError;
 use serde::Serialize;
 use std::convert::Infallible;
@@ -81,20 +81,7 @@ impl From<FilesError> for ApiError {
 
 impl From<AgentError> for ApiError {
     fn from(e: AgentError) -> Self {
-        let status = e.status_code();
-        Self::new(status, agent_code(&e, status), e.to_string())
-    }
-}
-
-/// A stable code for an agent error, from its variant where the daemon knows it, else from the
-/// status the agent chose.
-fn agent_code(e: &AgentError, status: u16) -> &'static str {
-    match e {
-        AgentError::UnknownServer(_) => "unknown_server",
-        AgentError::Busy { .. } => "busy",
-        AgentError::InvalidState(_) => "invalid_state",
-        AgentError::Prepare(_) => "prepare_failed",
-        _ => status_code_name(status),
+        Self::new(e.status_code(), e.code(), e.to_string())
     }
 }
 

@@ -23,10 +23,9 @@
 //! stopped (no periodic rescan loop).
 
 use super::{ApiError, ApiState, caller, json, no_content, require, respond, with_state};
-use crate::agent::NodeAgent;
+use nexus_core::agent::NodeAgent;
 use crate::auth::Caller;
 use crate::files::{ArchiveFormat, FileEntry, FileKind, FileOwner, FilesConfig, ServerFiles};
-use bytes::Buf as _;
 use futures::StreamExt as _;
 use nexus_core::ids::ServerId;
 use nexus_core::model::Permission;

@@ -29,7 +29,7 @@ mod servers;
 
 pub use error::{ApiError, recover, status_code_name};
 
-use crate::agent::NodeAgent;
+use nexus_core::agent::NodeAgent;
 use crate::auth::{Caller, NodeToken, TokenSigner};
 use crate::metrics::HttpMetrics;
 use files::FileManagers;
@@ -92,6 +92,7 @@ pub fn routes(state: Arc<ApiState>) -> BoxedFilter<(Response,)> {
                 "request"
             );
         }))
+        .map(warp::Reply::into_response)
         .boxed()
 }
 

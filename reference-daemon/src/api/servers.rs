@@ -208,7 +208,7 @@ pub(super) fn metrics_route(state: Arc<ApiState>) -> BoxedFilter<(Response,)> {
 
 fn render_metrics(state: &ApiState) -> String {
     let mut out = String::with_capacity(4096);
-    crate::daemon::render_agent_metrics(&state.agent.metrics(), &mut out);
+    metrics::render_agent(&state.agent.metrics(), &mut out);
     state.http.render(&mut out);
     if let Some(rss) = resident_memory_bytes() {
         metrics::metric(&mut out, "process_resident_memory_bytes", "gauge", "Resident memory of the daemon.", rss);

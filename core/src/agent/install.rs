@@ -1,0 +1,152 @@
+//! Install and reinstall through [`Runtime::run_install`](crate::runtime::Runtime::run_install).
+//!
+//! The log is written to `<data_root>/.install-logs/<server>.log` (outside every server's
+//! data directory, so users cannot edit it) and kept across daemon restarts. The runtime
+//! returns the output when the script ends, so console subscribers get it then, as
+//! [`ConsoleEvent::Install`] lines (the last [`INSTALL_EVENT_LINES`]; the file has all).
+
+use super::console::ConsoleEvent;
+use super::error::AgentError;
+use super::node::NodeAgent;
+use super::server::{OpGuard, Operation, Server};
+use crate::ids::ServerId;
+use crate::lifecycle::Trigger;
+use crate::runtime::{InstallOutcome, InstallSpec, Runtime};
+use crate::transport::ServerSpec;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tracing::Instrument;
+
+/// Directory under the data root holding install logs.
+pub const INSTALL_LOG_DIR: &str = ".install-logs";
+/// Install log lines sent to console subscribers when an install ends.
+pub const INSTALL_EVENT_LINES: usize = 1000;
+/// Interpreter used when the egg names none.
+const DEFAULT_ENTRYPOINT: &str = "sh";
+
+impl NodeAgent {
+    /// Runs (or re-runs) the install script. Returns once it started (state `Installing`);
+    /// it ends in `Installed` or `InstallFailed`, with the log in
+    /// [`install_log`](Self::install_log). The server must not be running. While it runs,
+    /// power actions and other installs on the server are refused with
+    /// [`AgentError::Busy`].
+    pub async fn install(&self, server: ServerId) -> Result<(), AgentError> {
+        self.check_open()?;
+        self.check_backlog()?;
+        let srv = self.server(server)?;
+        Self::bump_intent(&srv);
+        let span = tracing::info_span!("server", server = %server);
+        async move {
+            let op = srv.acquire(Operation::Install).await?;
+            self.begin_install(&srv, op).await
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// The log of the last install (empty if none ran yet).
+    pub async fn install_log(&self, server: ServerId) -> Result<String, AgentError> {
+        self.server(server)?;
+        match tokio::fs::read_to_string(self.install_log_path(server)).await {
+            Ok(log) => Ok(log),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub(super) fn install_log_path(&self, server: ServerId) -> PathBuf {
+        self.config.data_root.join(INSTALL_LOG_DIR).join(format!("{server}.log"))
+    }
+
+    /// `InstallStarted`, then the script in a background task that keeps `op` until it ends.
+    pub(super) async fn begin_install(&self, srv: &Arc<Server>, op: OpGuard) -> Result<(), AgentError> {
+        let spec = {
+            let mut i = srv.inner();
+            self.transition(srv, &mut i, Trigger::InstallStarted)?;
+            i.spec.clone()
+        };
+        self.persist().await;
+        srv.hub.notice("installing the server");
+        let runtime = self.runtime.clone();
+        let preparer = self.preparer.clone();
+        let data_dir = self.data_dir(srv.id);
+        let log_path = self.install_log_path(srv.id);
+        let me = self.me.clone();
+        let server = srv.clone();
+        self.spawn_for(srv, async move {
+            let _op = op;
+            // Run without a strong reference to the agent: a dropped agent aborts this task,
+            // and the runtime removes the install container when the future is dropped.
+            let outcome = async {
+                tokio::fs::create_dir_all(&data_dir).await?;
+                let env = preparer.install_env(&spec, &data_dir).await?;
+                run_script(runtime.as_ref(), &spec, env, &data_dir).await
+            }
+            .await;
+            let (succeeded, log) = match outcome {
+                Ok(o) if o.exit_code == 0 => (true, o.log),
+                Ok(o) => (false, format!("{}\ninstall script exited with code {}\n", o.log.trim_end(), o.exit_code)),
+                Err(error) => (false, format!("the install could not run: {error}\n")),
+            };
+            if let Err(error) = write_log(&log_path, &log).await {
+                tracing::error!(%error, path = %log_path.display(), "writing the install log failed");
+            }
+            publish_log(&server, &log);
+            let Some(agent) = me.upgrade() else { return };
+            {
+                let mut i = server.inner();
+                let trigger = if succeeded { Trigger::InstallSucceeded } else { Trigger::InstallFailed };
+                let _ = agent.transition(&server, &mut i, trigger);
+            }
+            tracing::info!(succeeded, "install finished");
+            server.hub.notice(if succeeded { "install finished" } else { "install failed; see the install log" });
+            agent.persist().await;
+        });
+        Ok(())
+    }
+}
+
+async fn run_script(
+    runtime: &dyn Runtime,
+    spec: &ServerSpec,
+    env: std::collections::BTreeMap<String, String>,
+    data_dir: &Path,
+) -> Result<InstallOutcome, AgentError> {
+    if spec.install.script.trim().is_empty() {
+        return Ok(InstallOutcome { exit_code: 0, log: "no install script; nothing to run\n".into() });
+    }
+    let image = if spec.install.container.is_empty() { spec.image.clone() } else { spec.install.container.clone() };
+    let entrypoint =
+        if spec.install.entrypoint.is_empty() { DEFAULT_ENTRYPOINT.to_owned() } else { spec.install.entrypoint.clone() };
+    let install = InstallSpec {
+        server: spec.id,
+        image,
+        entrypoint,
+        script: spec.install.script.clone(),
+        env,
+        data_dir: data_dir.to_path_buf(),
+        limits: spec.limits,
+    };
+    Ok(runtime.run_install(&install).await?)
+}
+
+async fn write_log(path: &Path, log: &str) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        tokio::fs::create_dir_all(dir).await?;
+    }
+    // Written beside and renamed over, so a reader never sees half a log.
+    let tmp = path.with_extension("log.tmp");
+    tokio::fs::write(&tmp, log).await?;
+    tokio::fs::rename(&tmp, path).await
+}
+
+fn publish_log(server: &Server, log: &str) {
+    let lines: Vec<&str> = log.lines().collect();
+    let skip = lines.len().saturating_sub(INSTALL_EVENT_LINES);
+    if skip > 0 {
+        server.hub.notice(format!("{skip} earlier install log lines are in the install log"));
+    }
+    for line in &lines[skip..] {
+        server.hub.publish(ConsoleEvent::Install((*line).to_owned()));
+    }
+}

@@ -1,0 +1,300 @@
+//! The HTTP/WebSocket API end to end, against the real Docker Engine and busybox servers:
+//! authentication, create → install → start → console → stop → destroy, the files
+//! endpoints (traversal refused over HTTP), browser tokens (scope, permissions, expiry),
+//! `/metrics` and `/api/system`.
+//!
+//! Needs Docker and `nexus-test/busybox:latest` (`scripts/images/busybox.sh`); skips without
+//! them, fails under `CI=true`.
+
+#![allow(clippy::expect_used, clippy::unwrap_used, reason = "test code: a failed expectation fails the test")]
+
+mod support;
+
+use nexus_core::ids::{NodeId, ServerId};
+use nexus_core::model::Permission;
+use nexus_wings::auth::{TokenClaims, TokenSigner};
+use nexus_wings::daemon::Daemon;
+use nexus_wings::panel::NullPanelTransport;
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+use support::*;
+
+const T: Duration = Duration::from_secs(30);
+
+struct Running {
+    client: Client,
+    node: NodeId,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    served: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+    _cleanup: Cleanup,
+}
+
+async fn start_daemon(docker: nexus_runtime_docker::DockerRuntime) -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeId::new();
+    let cleanup = Cleanup(node);
+    let config = config(dir.path(), node, "127.0.0.1:0".parse().unwrap()).resolve().unwrap();
+    let docker = docker.with_install_dir(dir.path().join("install"));
+    let daemon = Daemon::start(&config, Arc::new(docker), Arc::new(NullPanelTransport)).await.unwrap();
+    let client = Client::new(daemon.local_addr());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(daemon.serve(async move {
+        let _ = stopped.await;
+    }));
+    Running { client, node, stop: Some(stop), served, _dir: dir, _cleanup: cleanup }
+}
+
+fn signer() -> TokenSigner {
+    TokenSigner::new(SECRET.as_bytes(), Duration::from_secs(900)).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_api_end_to_end() {
+    let Some(docker) = docker().await else { return };
+    let mut daemon = start_daemon(docker).await;
+    let c = daemon.client.clone();
+
+    // --- authentication ---------------------------------------------------------------
+    let (status, body) = read(c.http.get(c.url("/api/system")).send().await.unwrap()).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"]["code"], "unauthorized");
+    let (status, _) = read(c.http.get(c.url("/api/servers")).bearer_auth("wrong-token-0123456789").send().await.unwrap()).await;
+    assert_eq!(status, 401);
+    let (status, _) = read(c.http.get(c.url("/api/servers")).header("authorization", TOKEN).send().await.unwrap()).await;
+    assert_eq!(status, 401, "a token without the Bearer scheme is refused");
+    let (status, system) = c.get("/api/system").await;
+    assert_eq!(status, 200);
+    assert!(system["cpu_count"].as_u64().unwrap() >= 1);
+    assert!(system["memory_total_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(system["servers"], 0);
+    assert_eq!(system["runtime"], "docker");
+    let (status, body) = c.get("/api/nothing-here").await;
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")));
+
+    // --- create + install ---------------------------------------------------------------
+    let spec = busybox_spec();
+    let id = spec.id;
+    let (status, body) = c.post("/api/servers?install=true", serde_json::to_value(&spec).unwrap()).await;
+    assert_eq!(status, 201, "{body}");
+    c.wait_state(id, "installed", T).await;
+    let (status, log) = c.get(&format!("/api/servers/{id}/install-log")).await;
+    assert_eq!(status, 200);
+    assert!(log.as_str().unwrap().contains("installing"), "{log}");
+    let (status, list) = c.get("/api/servers").await;
+    assert_eq!(status, 200);
+    assert_eq!(list, json!([{ "server": id, "state": "installed" }]));
+    let (status, body) = c.post("/api/servers", json!({ "id": "not a spec" })).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("bad_request")), "{body}");
+
+    // --- power + console ----------------------------------------------------------------
+    let mut socket = console(&c.base, id, None).await;
+    let (status, body) = c.post(&format!("/api/servers/{id}/power"), json!({ "action": "start" })).await;
+    assert_eq!(status, 204, "{body}");
+    let mut seen = until(&mut socket, T, |e| e["type"] == "state" && e["data"]["to"] == "running").await;
+    if !seen.iter().any(|e| is_line(e, "server ready as")) {
+        seen = until(&mut socket, T, |e| is_line(e, "server ready as")).await;
+    }
+    let ready = seen.iter().find(|e| is_line(e, "server ready as")).unwrap();
+    assert_eq!(ready["data"]["text"], "server ready as hello $(id)", "values are never evaluated");
+    send_command(&mut socket, "ping over ws").await;
+    until(&mut socket, T, |e| is_line(e, "got: ping over ws")).await;
+    let (status, _) = c.post(&format!("/api/servers/{id}/commands"), json!({ "command": "ping over http" })).await;
+    assert_eq!(status, 204);
+    until(&mut socket, T, |e| is_line(e, "got: ping over http")).await;
+    let (status, body) = c.post(&format!("/api/servers/{id}/power"), json!({ "action": "jump" })).await;
+    assert_eq!(status, 400, "{body}");
+
+    // A second client gets the replay.
+    let mut second = console(&c.base, id, None).await;
+    until(&mut second, T, |e| is_line(e, "got: ping over http")).await;
+    drop(second);
+
+    // --- files ------------------------------------------------------------------------
+    files(&c, id).await;
+
+    // --- browser tokens -----------------------------------------------------------------
+    browser_tokens(&c, id).await;
+
+    // --- stop, metrics, destroy ---------------------------------------------------------
+    let (status, body) = c.post(&format!("/api/servers/{id}/power"), json!({ "action": "stop" })).await;
+    assert_eq!(status, 204, "{body}");
+    until(&mut socket, T, |e| is_line(e, "bye")).await;
+    c.wait_state(id, "stopped", T).await;
+
+    let (status, metrics) = c.get("/metrics").await;
+    assert_eq!(status, 200);
+    let metrics = metrics.as_str().unwrap().to_owned();
+    assert!(metrics.contains("process_resident_memory_bytes "), "{metrics}");
+    assert!(metrics.contains("nexus_wings_servers{state=\"stopped\"} 1"), "{metrics}");
+    assert!(metrics.contains("route=\"/api/servers/:id/power\",status=\"204\""), "{metrics}");
+    let (status, _) = read(c.http.get(c.url("/metrics")).send().await.unwrap()).await;
+    assert_eq!(status, 401, "metrics need the token by default");
+
+    let (status, body) = c.call(Method::DELETE, &format!("/api/servers/{id}"), None).await;
+    assert_eq!(status, 204, "{body}");
+    let (status, body) = c.get(&format!("/api/servers/{id}")).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("unknown_server")));
+    assert!(node_containers(daemon.node, false).is_empty());
+    let (status, body) = c.post(&format!("/api/servers/{}/power", ServerId::new()), json!({ "action": "start" })).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("unknown_server")));
+
+    daemon.stop.take().unwrap().send(()).unwrap();
+    tokio::time::timeout(T, &mut daemon.served).await.unwrap().unwrap();
+}
+
+async fn files(c: &Client, id: ServerId) {
+    let base = format!("/api/servers/{id}/files");
+    let (status, listing) = c.get(&base).await;
+    assert_eq!(status, 200, "{listing}");
+    assert!(listing.as_array().unwrap().iter().any(|e| e["name"] == "installed.txt"), "{listing}");
+
+    // Write, read back, list a directory.
+    let put = |path: &str, body: &'static str| {
+        c.http.put(c.url(&format!("{base}/{path}"))).bearer_auth(TOKEN).body(body).send()
+    };
+    let (status, entry) = read(put("config/a%20b.txt", "hello world\n").await.unwrap()).await;
+    assert_eq!(status, 200, "{entry}");
+    assert_eq!(entry["path"], "config/a b.txt");
+    let response = c.http.get(c.url(&format!("{base}/config/a%20b.txt"))).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(response.headers()["content-length"], "12");
+    assert_eq!(response.text().await.unwrap(), "hello world\n");
+    let (status, listing) = c.get(&format!("{base}/config")).await;
+    assert_eq!(status, 200);
+    assert_eq!(listing[0]["name"], "a b.txt");
+
+    // Traversal, over HTTP, in every spelling a client can send.
+    for path in [
+        "../../etc/passwd",
+        "%2e%2e/%2e%2e/etc/passwd",
+        "..%2f..%2fetc%2fpasswd",
+        "config/../../../etc/passwd",
+        "config/%2E%2E/%2e./.%2e/etc/passwd",
+        "..%5c..%5cetc%5cpasswd",
+    ] {
+        let (status, body) = raw(&c.base, "GET", &format!("{base}/{path}"), "").await;
+        assert_eq!((status, body["error"]["code"].as_str()), (400, Some("outside_root")), "{path}: {body}");
+    }
+    let (status, body) = raw(&c.base, "PUT", &format!("{base}/%2e%2e/escape.txt"), "x").await;
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("outside_root")), "{body}");
+    let (status, body) = raw(&c.base, "DELETE", &format!("{base}/../{id}"), "").await;
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("outside_root")), "{body}");
+    let (status, body) = raw(&c.base, "GET", &format!("{base}/%00etc"), "").await;
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_path")), "{body}");
+    let (status, body) =
+        c.post(&format!("{base}/rename"), json!({ "from": "config/a b.txt", "to": "../../escaped.txt" })).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("outside_root")), "{body}");
+    // The denylist from the spec applies.
+    let (status, body) = read(put("secret.txt", "x").await.unwrap()).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("denied")), "{body}");
+    // The quota from the spec (64 MiB) refuses up front from the content-length.
+    let big = c
+        .http
+        .put(c.url(&format!("{base}/big.bin")))
+        .bearer_auth(TOKEN)
+        .body(vec![0u8; 65 << 20])
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = read(big).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (507, Some("quota_exceeded")), "{body}");
+
+    // The POST operations.
+    let ok = |(status, body): (u16, Value)| {
+        assert!(status == 200 || status == 204, "{status} {body}");
+        body
+    };
+    ok(c.post(&format!("{base}/mkdir"), json!({ "path": "world/region" })).await);
+    ok(c.post(&format!("{base}/copy"), json!({ "from": "config/a b.txt", "to": "world/copy.txt" })).await);
+    ok(c.post(&format!("{base}/rename"), json!({ "from": "world/copy.txt", "to": "world/region/moved.txt" })).await);
+    ok(c.post(&format!("{base}/chmod"), json!({ "path": "world/region/moved.txt", "mode": "600" })).await);
+    let (_, entry) = c.get(&format!("{base}/world/region")).await;
+    assert_eq!(entry[0]["mode"], 0o600, "{entry}");
+    let archive = ok(c
+        .post(&format!("{base}/compress"), json!({ "files": ["world", "config"], "destination": "backup.tar.zst" }))
+        .await);
+    assert_eq!(archive["path"], "backup.tar.zst");
+    let (status, _) = c.call(Method::DELETE, &format!("{base}/world"), None).await;
+    assert_eq!(status, 204);
+    let summary = ok(c.post(&format!("{base}/decompress"), json!({ "file": "backup.tar.zst" })).await);
+    assert!(summary["entries"].as_u64().unwrap() >= 4, "{summary}");
+    let (status, _) = c.get(&format!("{base}/world/region/moved.txt")).await;
+    assert_eq!(status, 200);
+    let (status, body) = c.post(&format!("{base}/explode"), json!({})).await;
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = c.call(Method::DELETE, &format!("{base}/"), None).await;
+    assert_eq!(status, 400, "the root cannot be deleted: {body}");
+    let (status, body) = c.get(&format!("{base}/missing.txt")).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")));
+}
+
+async fn browser_tokens(c: &Client, id: ServerId) {
+    let s = signer();
+    let read_only = s.mint(id, &[Permission::FileRead, Permission::ConsoleRead], Duration::from_secs(60));
+    let files = format!("/api/servers/{id}/files");
+    let get = |path: String, token: String| c.http.get(c.url(&path)).bearer_auth(token).send();
+
+    let (status, _) = read(get(format!("{files}/config"), read_only.clone()).await.unwrap()).await;
+    assert_eq!(status, 200, "file_read allows listing");
+    let query = c.http.get(c.url(&format!("{files}/config?token={read_only}"))).send().await.unwrap();
+    assert_eq!(query.status().as_u16(), 200, "?token= works too");
+    let (status, body) = read(
+        c.http.put(c.url(&format!("{files}/x.txt"))).bearer_auth(&read_only).body("x").send().await.unwrap(),
+    )
+    .await;
+    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("forbidden")), "no file_write: {body}");
+
+    // Scoped to another server.
+    let other = s.mint(ServerId::new(), &Permission::ALL, Duration::from_secs(60));
+    let (status, body) = read(get(format!("{files}/config"), other.clone()).await.unwrap()).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("forbidden")), "{body}");
+    let ws = c.url(&format!("/api/servers/{id}/console?token={other}"));
+    let refused = c
+        .http
+        .get(ws)
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 403);
+
+    // Expired, forged, and on node-only routes.
+    let expired = s.sign(&TokenClaims {
+        server: id,
+        permissions: Permission::ALL.to_vec(),
+        expires: chrono::Utc::now().timestamp() as u64 - 1,
+        nonce: "n".into(),
+    });
+    let (status, _) = read(get(format!("{files}/config"), expired).await.unwrap()).await;
+    assert_eq!(status, 401, "expired");
+    let forged = TokenSigner::new(b"not-the-secret-not-the-secret-xx", Duration::from_secs(900))
+        .unwrap()
+        .mint(id, &Permission::ALL, Duration::from_secs(60));
+    let (status, _) = read(get(format!("{files}/config"), forged).await.unwrap()).await;
+    assert_eq!(status, 401, "wrong secret");
+    let all = s.mint(id, &Permission::ALL, Duration::from_secs(60));
+    let (status, _) = read(get("/api/servers".into(), all.clone()).await.unwrap()).await;
+    assert_eq!(status, 401, "browser tokens are not accepted on node routes");
+    let (status, _) = read(
+        c.http.post(c.url(&format!("/api/servers/{id}/power"))).bearer_auth(&all).json(&json!({"action":"kill"})).send().await.unwrap(),
+    )
+    .await;
+    assert_eq!(status, 401);
+
+    // Console with a read-only token: output yes, commands no.
+    let mut socket = console(&c.base, id, Some(&read_only)).await;
+    until(&mut socket, T, |e| is_line(e, "got: ping over http")).await;
+    send_command(&mut socket, "should not arrive").await;
+    until(&mut socket, T, |e| e["type"] == "error" && e["error"]["code"] == "forbidden").await;
+    // With console_write it works.
+    let writer = s.mint(id, &[Permission::ConsoleRead, Permission::ConsoleWrite], Duration::from_secs(60));
+    let mut socket = console(&c.base, id, Some(&writer)).await;
+    send_command(&mut socket, "from the browser").await;
+    until(&mut socket, T, |e| is_line(e, "got: from the browser")).await;
+}

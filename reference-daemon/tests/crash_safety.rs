@@ -1,0 +1,157 @@
+//! Crash safety of the real binary: `nexus-wings` runs as a child process, servers are
+//! created and started through its API, the daemon is `kill -9`ed and started again with the
+//! same configuration. Every running server must be re-adopted (same container, not
+//! restarted, state `running`, console attached: commands reach it and new clients get the
+//! replay), and no container may be started twice or left behind. Then SIGTERM: the daemon
+//! exits cleanly and leaves the servers running.
+//!
+//! Needs Docker and `nexus-test/busybox:latest`; skips without them, fails under `CI=true`.
+
+#![allow(clippy::expect_used, clippy::unwrap_used, reason = "test code: a failed expectation fails the test")]
+
+mod support;
+
+use nexus_core::ids::NodeId;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use support::*;
+
+const T: Duration = Duration::from_secs(30);
+const SERVERS: usize = 3;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Kills the daemon (SIGKILL) if the test ends while it runs.
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(config: &Path, log: &Path) -> Daemon {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_nexus-wings"))
+        .arg("--config")
+        .arg(config)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn nexus-wings");
+    Daemon(child)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_and_restart_readopts_every_server() {
+    if docker().await.is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeId::new();
+    let _cleanup = Cleanup(node);
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let config_path = dir.path().join("wings.toml");
+    std::fs::write(&config_path, toml::to_string(&config(dir.path(), node, addr)).unwrap()).unwrap();
+    let log = dir.path().join("daemon.log");
+    let c = Client::new(addr);
+
+    let mut daemon = spawn(&config_path, &log);
+    c.wait_up(T).await;
+
+    // Create and start the servers; one more stays stopped.
+    let mut ids = Vec::new();
+    for _ in 0..SERVERS + 1 {
+        let spec = busybox_spec();
+        let (status, body) = c.post("/api/servers", serde_json::to_value(&spec).unwrap()).await;
+        assert_eq!(status, 201, "{body}");
+        ids.push(spec.id);
+    }
+    let (running, stopped) = ids.split_at(SERVERS);
+    for id in running {
+        let (status, body) = c.post(&format!("/api/servers/{id}/power"), json!({ "action": "start" })).await;
+        assert_eq!(status, 204, "{body}");
+    }
+    for id in running {
+        c.wait_state(*id, "running", T).await;
+        let (status, _) = c.post(&format!("/api/servers/{id}/commands"), json!({ "command": "before the crash" })).await;
+        assert_eq!(status, 204);
+    }
+    let mut socket = console(&c.base, running[0], None).await;
+    until(&mut socket, T, |e| is_line(e, "got: before the crash")).await;
+    let started = |ids: Vec<String>| -> BTreeMap<String, String> {
+        ids.into_iter().map(|id| (inspect(&id, "{{.State.StartedAt}}"), id)).map(|(at, id)| (id, at)).collect()
+    };
+    let before = started(node_containers(node, true));
+    assert_eq!(before.len(), SERVERS, "one running container per started server");
+
+    // kill -9, and the servers do not notice.
+    daemon.0.kill().unwrap();
+    daemon.0.wait().unwrap();
+    drop(socket);
+    assert_eq!(node_containers(node, true).len(), SERVERS, "containers survive the daemon");
+
+    let mut daemon = spawn(&config_path, &log);
+    c.wait_up(T).await;
+    for id in running {
+        c.wait_state(*id, "running", T).await;
+    }
+    c.wait_state(stopped[0], "installed", T).await;
+    let after = started(node_containers(node, true));
+    assert_eq!(after, before, "same containers, same start times: none restarted, none added");
+    assert_eq!(node_containers(node, false).len(), SERVERS, "no stray container (running or not)");
+    for id in after.keys() {
+        assert_eq!(inspect(id, "{{.RestartCount}}"), "0");
+    }
+
+    // The console is attached again: commands arrive, output is fanned out and replayed.
+    for id in running {
+        let (status, body) = c.post(&format!("/api/servers/{id}/commands"), json!({ "command": "after the restart" })).await;
+        assert_eq!(status, 204, "{body}");
+    }
+    for id in running {
+        let mut socket = console(&c.base, *id, None).await;
+        until(&mut socket, T, |e| is_line(e, "got: after the restart")).await;
+        send_command(&mut socket, "live again").await;
+        until(&mut socket, T, |e| is_line(e, "got: live again")).await;
+    }
+    let (_, list) = c.get("/api/servers").await;
+    assert_eq!(list.as_array().unwrap().len(), SERVERS + 1);
+
+    // A second crash right after a state change: the stopped server stays stopped, the one
+    // stopped through the API stays stopped too.
+    let (status, _) = c.post(&format!("/api/servers/{}/power", running[2]), json!({ "action": "stop" })).await;
+    assert_eq!(status, 204);
+    c.wait_state(running[2], "stopped", T).await;
+    daemon.0.kill().unwrap();
+    daemon.0.wait().unwrap();
+    let mut daemon = spawn(&config_path, &log);
+    c.wait_up(T).await;
+    c.wait_state(running[0], "running", T).await;
+    c.wait_state(running[1], "running", T).await;
+    c.wait_state(running[2], "stopped", T).await;
+    assert_eq!(node_containers(node, true).len(), SERVERS - 1);
+
+    // SIGTERM: clean exit, servers keep running.
+    let pid = daemon.0.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let deadline = std::time::Instant::now() + T;
+    let status = loop {
+        if let Some(status) = daemon.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "daemon did not exit on SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "exit status {status}; log:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+    assert_eq!(node_containers(node, true).len(), SERVERS - 1, "SIGTERM leaves servers running");
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    assert!(log_text.contains("servers keep running"), "{log_text}");
+}

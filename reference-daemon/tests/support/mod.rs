@@ -1,0 +1,259 @@
+//! Shared by the daemon's Docker tests: a busybox server spec, the daemon's configuration,
+//! HTTP and WebSocket helpers, container counting and cleanup by the node label.
+
+#![allow(dead_code, reason = "each test binary uses a subset")]
+
+use futures::{SinkExt as _, StreamExt as _};
+use nexus_core::agent::NODE_LABEL;
+use nexus_core::conformance::require_service;
+use nexus_core::conformance::runtime::BUSYBOX_IMAGE;
+use nexus_core::ids::{NodeId, ServerId};
+use nexus_core::model::{DoneMatcher, EggScript, ServerLimits, StopMethod};
+use nexus_core::runtime::Runtime;
+use nexus_core::transport::ServerSpec;
+use nexus_runtime_docker::DockerRuntime;
+use nexus_wings::config::Config;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+
+/// The node token of every test daemon.
+pub const TOKEN: &str = "test-node-token-0123456789";
+/// The browser token secret of every test daemon.
+pub const SECRET: &str = "test-token-secret-0123456789abcdef-xyz";
+
+/// Docker with the busybox image, or `None` (skip; a failure under `CI=true`).
+pub async fn docker() -> Option<DockerRuntime> {
+    let probe = async {
+        let docker = DockerRuntime::connect_default().await.map_err(|e| e.to_string())?;
+        match docker.image_exists(BUSYBOX_IMAGE).await {
+            Ok(true) => Ok(docker),
+            Ok(false) => Err(format!("image {BUSYBOX_IMAGE} missing: run scripts/images/busybox.sh")),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+    .await;
+    match probe {
+        Ok(docker) => Some(docker),
+        Err(reason) => {
+            require_service("Docker", Err(reason));
+            None
+        }
+    }
+}
+
+/// A configuration for a test daemon rooted in `dir`.
+pub fn config(dir: &Path, node: NodeId, listen: std::net::SocketAddr) -> Config {
+    Config {
+        listen,
+        node_id: Some(node),
+        token: Some(TOKEN.into()),
+        data_root: dir.join("volumes"),
+        state_dir: dir.join("state"),
+        stop_timeout_secs: 10,
+        heartbeat_interval_secs: 5,
+        token_secret: Some(SECRET.into()),
+        log_level: "info,nexus_wings=debug".into(),
+        ..Config::default()
+    }
+}
+
+/// A busybox server: prints `booting`, then `server ready`, then echoes every stdin line as
+/// `got: <line>`; exits on `stop`. The install script writes `installed.txt`.
+pub fn busybox_spec() -> ServerSpec {
+    ServerSpec {
+        id: ServerId::new(),
+        image: BUSYBOX_IMAGE.into(),
+        startup: r#"echo booting; echo "server ready as {{GREETING}}"; while read line; do echo "got: $line"; if [ "$line" = stop ]; then echo bye; exit 0; fi; done"#.into(),
+        environment: BTreeMap::from([("GREETING".into(), "hello $(id)".into())]),
+        limits: ServerLimits { memory_mb: 64, swap_mb: 0, cpu_percent: 0, disk_mb: 64, io_weight: 0, pids: 64 },
+        allocations: vec![],
+        done: vec![DoneMatcher::Substring("server ready".into())],
+        stop: StopMethod::Command("stop".into()),
+        config_files: vec![],
+        install: EggScript {
+            script: "echo installing; echo hello > /mnt/server/installed.txt; echo installed".into(),
+            container: BUSYBOX_IMAGE.into(),
+            entrypoint: "sh".into(),
+        },
+        file_denylist: vec!["secret.txt".into()],
+        suspended: false,
+    }
+}
+
+/// HTTP helper bound to one daemon.
+#[derive(Clone)]
+pub struct Client {
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl Client {
+    pub fn new(addr: std::net::SocketAddr) -> Self {
+        Self { base: format!("http://{addr}"), http: reqwest::Client::new() }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// `method path` with the node token and an optional JSON body: (status, body as JSON or
+    /// as a string value).
+    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut request = self.http.request(method, self.url(path)).bearer_auth(TOKEN);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request");
+        read(response).await
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    /// Polls `GET /api/servers/:id` until its state is `want`.
+    pub async fn wait_state(&self, server: ServerId, want: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let mut last = Value::Null;
+        while Instant::now() < deadline {
+            let (status, body) = self.get(&format!("/api/servers/{server}")).await;
+            if status == 200 && body["state"] == want {
+                return;
+            }
+            last = body;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("server {server} did not reach {want} within {timeout:?}; last answer {last}");
+    }
+
+    /// Polls `/api/system` until the daemon answers.
+    pub async fn wait_up(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(r) = self.http.get(self.url("/api/system")).bearer_auth(TOKEN).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("daemon at {} did not come up within {timeout:?}", self.base);
+    }
+}
+
+/// Sends `method target` with the node token over a raw connection, the request target
+/// exactly as given (HTTP clients normalise `..` and `%2e%2e` away; an attacker's does not).
+pub async fn raw(base: &str, method: &str, target: &str, body: &str) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let addr = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!(
+        "{method} {target} HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {TOKEN}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.expect("read");
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+    (status, serde_json::from_str(body).unwrap_or(Value::String(body.to_owned())))
+}
+
+/// Status and body (JSON if it parses, else a JSON string).
+pub async fn read(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("body");
+    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, value)
+}
+
+/// A console WebSocket.
+pub type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens the console of `server`, authenticated by the node token header, or by `?token=`.
+pub async fn console(base: &str, server: ServerId, browser_token: Option<&str>) -> Socket {
+    let ws_base = base.replacen("http://", "ws://", 1);
+    let url = match browser_token {
+        Some(token) => format!("{ws_base}/api/servers/{server}/console?token={token}"),
+        None => format!("{ws_base}/api/servers/{server}/console"),
+    };
+    let mut request = url.into_client_request().expect("ws request");
+    if browser_token.is_none() {
+        request.headers_mut().insert("authorization", format!("Bearer {TOKEN}").parse().expect("header"));
+    }
+    let (socket, _) = tokio_tungstenite::connect_async(request).await.expect("ws connect");
+    socket
+}
+
+/// Reads events until one satisfies `want`; returns every event read (last one matching).
+pub async fn until(socket: &mut Socket, timeout: Duration, want: impl Fn(&Value) -> bool) -> Vec<Value> {
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let next = tokio::time::timeout_at(deadline, socket.next()).await;
+        match next {
+            Ok(Some(Ok(Message::Text(text)))) => {
+                let value: Value = serde_json::from_str(&text).expect("JSON event");
+                let done = want(&value);
+                seen.push(value);
+                if done {
+                    return seen;
+                }
+            }
+            Ok(Some(Ok(_))) => {}
+            Ok(Some(Err(e))) => panic!("websocket error: {e}; seen {seen:?}"),
+            Ok(None) => panic!("websocket closed; seen {seen:?}"),
+            Err(_) => panic!("no matching event within {timeout:?}; seen {seen:?}"),
+        }
+    }
+}
+
+/// Whether `event` is a console line containing `text`.
+pub fn is_line(event: &Value, text: &str) -> bool {
+    event["type"] == "line" && event["data"]["text"].as_str().is_some_and(|t| t.contains(text))
+}
+
+/// Sends a console command over the socket.
+pub async fn send_command(socket: &mut Socket, line: &str) {
+    let message = serde_json::json!({ "type": "command", "line": line }).to_string();
+    socket.send(Message::text(message)).await.expect("ws send");
+}
+
+/// Ids of the containers carrying `io.nexus.node=<node>` (running or not).
+pub fn node_containers(node: NodeId, only_running: bool) -> Vec<String> {
+    let filter = format!("label={NODE_LABEL}={node}");
+    let mut args = vec!["ps", "-q", "--no-trunc", "--filter", filter.as_str()];
+    if !only_running {
+        args.push("-a");
+    }
+    let out = Command::new("docker").args(&args).output().expect("docker ps");
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).filter(|l| !l.is_empty()).collect()
+}
+
+/// `docker inspect -f <format> <id>`.
+pub fn inspect(id: &str, format: &str) -> String {
+    let out = Command::new("docker").args(["inspect", "-f", format, id]).output().expect("docker inspect");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Removes every container of `node` when dropped (also when the test panics).
+pub struct Cleanup(pub NodeId);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let ids = node_containers(self.0, false);
+        if !ids.is_empty() {
+            let _ = Command::new("docker").arg("rm").arg("-f").args(&ids).output();
+        }
+    }
+}

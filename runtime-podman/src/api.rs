@@ -1,0 +1,154 @@
+//! The engine calls, as plain methods over podman-api (and the raw libpod calls of
+//! `libpod.rs` where podman-api falls short), with errors mapped; and the small engine traits
+//! of `nexus_core::runtime::engine` the shared stop and install sequences run on.
+
+use crate::console::{self, Streams};
+use crate::error::{About, api_error};
+use crate::libpod::Libpod;
+use crate::spec;
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use nexus_core::console::ConsoleLine;
+use nexus_core::model::StopSignal;
+use nexus_core::runtime::engine::install::InstallEngine;
+use nexus_core::runtime::engine::stop::StopEngine;
+use nexus_core::runtime::{ConsoleInput, ExitStatus, InstallSpec, RuntimeError};
+use podman_api::Podman;
+use podman_api::models::InspectContainerData;
+use podman_api::opts::ContainerDeleteOpts;
+use std::path::Path;
+
+/// The engine behind a `PodmanRuntime`: cheap to clone (two client handles).
+#[derive(Clone)]
+pub(crate) struct Api {
+    pub(crate) podman: Podman,
+    pub(crate) libpod: Libpod,
+}
+
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api").field("libpod", &self.libpod).finish_non_exhaustive()
+    }
+}
+
+/// The wait conditions that make libpod's wait mean Docker's `not-running`: a container that
+/// was created (or re-initialised by an attach) but not started does not block a wait.
+/// (`created` covers libpod's `configured` state too.)
+const NOT_RUNNING: &str = "condition=created&condition=stopped&condition=exited";
+
+impl Api {
+    pub(crate) async fn inspect(&self, id: &str) -> Result<InspectContainerData, RuntimeError> {
+        self.podman.containers().get(id).inspect().await.map_err(|e| api_error(e, About::Container(id)))
+    }
+
+    /// How the process ended, or `None` while it runs; a container that never ran counts as
+    /// ended with code 0.
+    pub(crate) async fn exit_if_stopped(&self, id: &str) -> Result<Option<ExitStatus>, RuntimeError> {
+        let state = self.inspect(id).await?.state;
+        let running = state.as_ref().and_then(|s| s.running).unwrap_or(false);
+        Ok((!running).then(|| ExitStatus {
+            code: state.as_ref().and_then(|s| s.exit_code).map_or(0, i64::from),
+            oom_killed: state.as_ref().and_then(|s| s.oom_killed).unwrap_or(false),
+        }))
+    }
+
+    pub(crate) async fn start(&self, id: &str) -> Result<(), RuntimeError> {
+        match self.podman.containers().get(id).start(None).await {
+            Ok(()) => Ok(()),
+            // 304: already running, which is what was asked for.
+            Err(podman_api::Error::Fault { code, .. }) if code.as_u16() == 304 => Ok(()),
+            Err(e) => Err(api_error(e, About::Container(id))),
+        }
+    }
+
+    pub(crate) async fn signal(&self, id: &str, signal: StopSignal) -> Result<(), RuntimeError> {
+        self.podman.containers().get(id).send_signal(signal.name()).await.map_err(|e| api_error(e, About::Container(id)))
+    }
+
+    /// Waits until container `id` is not running and returns how its process ended. The exit
+    /// code is libpod's answer (a raw call: podman-api drops it); the OOM flag comes from the
+    /// container state.
+    pub(crate) async fn wait(&self, id: &str) -> Result<ExitStatus, RuntimeError> {
+        let path = format!("/containers/{id}/wait?{NOT_RUNNING}&interval=100ms");
+        let answer = self.libpod.post_text(&path, About::Container(id)).await?;
+        let code = answer
+            .trim()
+            .parse::<i64>()
+            .map_err(|_| RuntimeError::Engine(format!("wait on {id} answered {answer:?}, not an exit code")))?;
+        let oom_killed = match self.inspect(id).await {
+            Ok(data) => data.state.and_then(|s| s.oom_killed).unwrap_or(false),
+            // Removed right after it exited: the exit code is all there is.
+            Err(RuntimeError::ContainerNotFound(_)) => false,
+            Err(e) => return Err(e),
+        };
+        Ok(ExitStatus { code, oom_killed })
+    }
+
+    /// Force-removes container `id` (killing it at once, no stop timeout) with its anonymous
+    /// volumes; absent is fine.
+    pub(crate) async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
+        let options = ContainerDeleteOpts::builder().force(true).volumes(true).timeout(0).build();
+        match self.podman.containers().get(id).delete(&options).await.map_err(|e| api_error(e, About::Container(id))) {
+            Ok(()) | Err(RuntimeError::ContainerNotFound(_)) => Ok(()),
+            // Someone else is removing it already: the outcome is the one asked for.
+            Err(RuntimeError::Conflict(message)) if message.contains("in progress") => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub(crate) async fn attach(&self, id: &str, streams: Streams) -> Result<console::Attached, RuntimeError> {
+        console::attach(&self.libpod, id, streams).await
+    }
+}
+
+#[async_trait]
+impl StopEngine for Api {
+    async fn exit_if_stopped(&self, id: &str) -> Result<Option<ExitStatus>, RuntimeError> {
+        Api::exit_if_stopped(self, id).await
+    }
+
+    async fn open_stdin(&self, id: &str) -> Result<ConsoleInput, RuntimeError> {
+        Ok(self.attach(id, Streams { stdin: true, output: false }).await?.input)
+    }
+
+    async fn signal(&self, id: &str, signal: StopSignal) -> Result<(), RuntimeError> {
+        Api::signal(self, id, signal).await
+    }
+
+    async fn wait(&self, id: &str) -> Result<ExitStatus, RuntimeError> {
+        Api::wait(self, id).await
+    }
+}
+
+#[async_trait]
+impl InstallEngine for Api {
+    async fn remove(&self, name: &str) -> Result<(), RuntimeError> {
+        Api::remove(self, name).await
+    }
+
+    async fn create(&self, name: &str, spec: &InstallSpec, script_dir: &Path) -> Result<(), RuntimeError> {
+        let options = spec::install_container(name, spec, script_dir)?;
+        let created = self
+            .podman
+            .containers()
+            .create(&options)
+            .await
+            .map_err(|e| api_error(e, About::Create { image: &spec.image }))?;
+        for warning in &created.warnings {
+            tracing::warn!(server = %spec.server, %warning, "engine warning creating install container");
+        }
+        Ok(())
+    }
+
+    async fn output(&self, name: &str) -> Result<BoxStream<'static, Result<ConsoleLine, RuntimeError>>, RuntimeError> {
+        Ok(self.attach(name, Streams { stdin: false, output: true }).await?.output)
+    }
+
+    async fn start(&self, name: &str) -> Result<(), RuntimeError> {
+        Api::start(self, name).await
+    }
+
+    async fn wait(&self, name: &str) -> Result<ExitStatus, RuntimeError> {
+        Api::wait(self, name).await
+    }
+}

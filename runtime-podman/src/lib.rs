@@ -1,0 +1,340 @@
+//! # nexus-runtime-podman
+//!
+//! [`PodmanRuntime`] implements [`nexus_core::runtime::Runtime`] over Podman's libpod REST API
+//! (`podman system service`) on a unix socket, through [`podman_api`].
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), nexus_core::runtime::RuntimeError> {
+//! use nexus_core::runtime::Runtime;
+//! use nexus_runtime_podman::PodmanRuntime;
+//!
+//! let podman = PodmanRuntime::connect_default().await?; // $CONTAINER_HOST or /run/podman/podman.sock
+//! assert!(podman.image_exists("nexus-test/busybox:latest").await?);
+//! # Ok(()) }
+//! ```
+//!
+//! What it does, in libpod terms (the behaviour is the Docker runtime's, checked by the same
+//! conformance suite):
+//!
+//! | `Runtime` | libpod |
+//! |---|---|
+//! | `create` | `POST /libpod/containers/create` named `nexus-server-<uuid>`, labels `io.nexus.server`/`io.nexus.managed`/`io.nexus.image`, `init`, the data directory bind-mounted at `/home/container` (also the working directory), every port published for TCP and UDP, limits as OCI `LinuxResources`, stdin open without a TTY. Never pulls: a missing image is `ImageNotFound`. |
+//! | `attach` | `POST /libpod/containers/{id}/attach` upgraded to a raw stream (stdin, stdout, stderr, no log replay), frames split into lines by [`LineSplitter`](nexus_core::console::LineSplitter) per stream |
+//! | `stop` | the shared sequence of [`nexus_core::runtime::engine::stop`]: a console command through a stdin-only attach, or a signal (`kill?signal=`); `wait` up to the timeout; then `SIGKILL` |
+//! | `wait` | `POST /libpod/containers/{id}/wait` on the not-running states; its answer is the exit code |
+//! | `stats` | `GET /libpod/containers/stats?stream=true&interval=1`, CPU % from successive counters, cut when the container stops |
+//! | `run_install` | [`nexus_core::runtime::engine::install`]: a container `nexus-install-<uuid>` with the script directory read-only at `/mnt/install` and the data directory at `/mnt/server`, output attached before start, always removed |
+//! | `list_managed` | `GET /libpod/containers/json?all=true&filters={"label":["io.nexus.managed"]}` |
+//! | `destroy` | `DELETE /libpod/containers/{id}?force=true&v=true&timeout=0` |
+//!
+//! ## podman-api and raw libpod calls
+//!
+//! Most calls go through podman-api. Three do not, because podman-api 0.11 gets them wrong
+//! against Podman 4.3 (details in `libpod.rs`): attach (its multiplexer panics on unknown
+//! frames and ends silently on short reads), wait (it drops the exit code) and the stats
+//! stream (it parses each HTTP chunk as whole JSON values). Those go straight to the same
+//! socket with hyper.
+//!
+//! ## Image names
+//!
+//! Podman qualifies short names of local images: an image imported as
+//! `nexus-test/busybox:latest` is stored and listed as `localhost/nexus-test/busybox:latest`.
+//! Lookups and creates accept the short name (Podman resolves it to the local image, and
+//! never pulls here). So that [`ManagedContainer::image`] is the reference the spec gave,
+//! the runtime records it in the `io.nexus.image` label and reports that; containers without
+//! the label report Podman's name minus `localhost/`.
+//!
+//! ## Engine settings this runtime relies on
+//!
+//! * **Console stdin stays open across detaches.** Podman starts `conmon` without
+//!   `--leave-stdin-open`, so by default a container's stdin is closed as soon as any attach
+//!   connection ends: closing one console (or restarting the node daemon) would give the game
+//!   server end-of-input. `conmon-wrapper.sh` in this crate adds the flag for Nexus server
+//!   containers; install it and point Podman's `conmon_path` at it (containers.conf
+//!   `[engine]`), as `scripts/services/podman.sh` does. [`PodmanRuntime::connect`] warns when
+//!   the engine's conmon is not that wrapper.
+//! * Rootful Podman with `runc` and the `cgroupfs` manager on hosts without systemd (crun
+//!   fails on cgroup v1 layouts with a named systemd hierarchy).
+//! * Limits: memory and swap (`memory.limit`, `memory.swap` = memory + swap, `-1`
+//!   unlimited), CPU (`cpu.quota` over a 100 ms `cpu.period`), pids (`pids.limit`; `-1` when
+//!   unlimited, overriding Podman's default of 2048), block-IO weight (`blockIO.weight`;
+//!   Podman discards it with a warning on kernels without proportional IO weights). `disk_mb`
+//!   is not a container limit and is left to the node agent. [`PodmanRuntime::inspect`] reads
+//!   back what the engine recorded.
+//!
+//! Engine errors map to [`RuntimeError`] by HTTP status and libpod's cause: 404 is
+//! `ImageNotFound` (image lookups, creates) or `ContainerNotFound`; "image not known" on a
+//! create is `ImageNotFound`; 409, a wrong container state, a name or published port in use
+//! are `Conflict`; 400 `InvalidSpec`; an unreachable socket `Unavailable`; anything else
+//! `Engine`.
+
+mod api;
+mod console;
+mod error;
+mod libpod;
+mod spec;
+mod stats;
+
+pub use nexus_core::runtime::engine::install::{INSTALL_LABEL, MAX_INSTALL_LOG_BYTES};
+pub use podman_api;
+pub use spec::IMAGE_LABEL;
+
+use api::Api;
+use async_trait::async_trait;
+use console::Streams;
+use error::{About, api_error};
+use futures::FutureExt;
+use futures::stream::BoxStream;
+use nexus_core::ServerId;
+use nexus_core::model::{ServerLimits, StopMethod, StopSignal};
+use nexus_core::runtime::engine::{install, stop};
+use nexus_core::runtime::{
+    ConsoleIo, ContainerId, ContainerSpec, ExitStatus, InstallOutcome, InstallSpec, MANAGED_LABEL, ManagedContainer,
+    ResourceStats, Runtime, RuntimeError, SERVER_LABEL, StopOutcome,
+};
+use podman_api::Podman;
+use podman_api::opts::{ContainerListFilter, ContainerListOpts};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The socket of a rootful `podman system service`, used when `CONTAINER_HOST` is not set.
+pub const DEFAULT_SOCKET: &str = "/run/podman/podman.sock";
+
+/// Where `scripts/services/podman.sh` installs `conmon-wrapper.sh`; the conmon path
+/// [`PodmanRuntime::connect`] expects the engine to report.
+pub const CONMON_WRAPPER_PATH: &str = "/usr/local/libexec/nexus/conmon";
+
+/// A [`Runtime`] over a local Podman service.
+#[derive(Clone, Debug)]
+pub struct PodmanRuntime {
+    api: Api,
+    install_root: PathBuf,
+}
+
+/// What the engine recorded for one container (see [`PodmanRuntime::inspect`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerDetails {
+    /// Full container id.
+    pub id: ContainerId,
+    /// Name.
+    pub name: String,
+    /// Image, as Nexus reports it (see the crate docs on image names).
+    pub image: String,
+    /// Every label.
+    pub labels: BTreeMap<String, String>,
+    /// Limits as applied by the engine (`disk_mb` is always 0: not an engine limit). A limit
+    /// the engine discarded (block-IO weight on kernels without it) reads back as 0.
+    pub limits: ServerLimits,
+    /// Whether an init process runs as PID 1.
+    pub init: bool,
+    /// Whether the process runs.
+    pub running: bool,
+    /// Host PID of the container's PID 1 while it runs.
+    pub pid: Option<i64>,
+    /// The last exit, when the container ran and is not running now.
+    pub exit: Option<ExitStatus>,
+}
+
+impl PodmanRuntime {
+    /// Connects to the service named by `CONTAINER_HOST` (`unix://` only, as Podman's own
+    /// clients read it) or, when it is unset, to [`DEFAULT_SOCKET`].
+    pub async fn connect_default() -> Result<Self, RuntimeError> {
+        match std::env::var("CONTAINER_HOST") {
+            Ok(host) if !host.is_empty() => match host.strip_prefix("unix://") {
+                Some(path) => Self::connect(path).await,
+                None => Err(RuntimeError::Unavailable(format!(
+                    "CONTAINER_HOST={host} is not a unix:// socket; nexus-runtime-podman talks to the local service only"
+                ))),
+            },
+            _ => Self::connect(DEFAULT_SOCKET).await,
+        }
+    }
+
+    /// Connects to the service listening on the unix socket at `socket` and checks it
+    /// answers.
+    pub async fn connect(socket: impl AsRef<Path>) -> Result<Self, RuntimeError> {
+        let socket = socket.as_ref();
+        let podman = Podman::unix(socket);
+        let unavailable = |e: podman_api::Error| match api_error(e, About::Container("<service>")) {
+            RuntimeError::Unavailable(m) | RuntimeError::Engine(m) | RuntimeError::Conflict(m) => {
+                RuntimeError::Unavailable(format!("{}: {m}", socket.display()))
+            }
+            other => other,
+        };
+        let ping = podman.ping().await.map_err(unavailable)?;
+        let info = podman.info().await.map_err(unavailable)?;
+        let conmon = info.host.and_then(|h| h.conmon).and_then(|c| c.path).unwrap_or_default();
+        if conmon != CONMON_WRAPPER_PATH {
+            tracing::warn!(
+                %conmon,
+                expected = CONMON_WRAPPER_PATH,
+                "Podman's conmon is not the Nexus wrapper: a server's stdin will be closed when a console detaches \
+                 (see nexus-runtime-podman's docs)"
+            );
+        }
+        tracing::debug!(api = ?ping.libpod_api_version, socket = %socket.display(), "connected to Podman");
+        Ok(Self {
+            api: Api { podman, libpod: libpod::Libpod::new(socket) },
+            install_root: std::env::temp_dir().join("nexus-install"),
+        })
+    }
+
+    /// Uses `dir` for install scripts instead of `$TMPDIR/nexus-install`. The engine must see
+    /// the same path (it bind-mounts a subdirectory into the install container).
+    pub fn with_install_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.install_root = dir.into();
+        self
+    }
+
+    /// The podman-api client, for engine calls this crate does not wrap.
+    pub fn client(&self) -> &Podman {
+        &self.api.podman
+    }
+
+    /// What the engine recorded for container `id`: name, labels, limits, init, state.
+    pub async fn inspect(&self, id: &ContainerId) -> Result<ContainerDetails, RuntimeError> {
+        let raw = self.api.inspect(&id.0).await?;
+        let labels: BTreeMap<String, String> =
+            raw.config.and_then(|c| c.labels).unwrap_or_default().into_iter().collect();
+        let host = raw.host_config;
+        let state = raw.state;
+        let running = state.as_ref().and_then(|s| s.running).unwrap_or(false);
+        let ran = state.as_ref().and_then(|s| s.started_at).is_some_and(|t| t.timestamp() > 0);
+        Ok(ContainerDetails {
+            id: ContainerId(raw.id.unwrap_or_else(|| id.0.clone())),
+            name: raw.name.unwrap_or_default(),
+            image: spec::reported_image(
+                labels.get(IMAGE_LABEL).map(String::as_str),
+                raw.image_name.as_deref().unwrap_or_default(),
+            ),
+            labels,
+            limits: host.as_ref().map(spec::limits_from).unwrap_or_default(),
+            init: host.as_ref().and_then(|h| h.init).unwrap_or(false),
+            running,
+            pid: state.as_ref().and_then(|s| s.pid).filter(|pid| running && *pid > 0),
+            exit: (!running && ran).then(|| ExitStatus {
+                code: state.as_ref().and_then(|s| s.exit_code).map_or(0, i64::from),
+                oom_killed: state.as_ref().and_then(|s| s.oom_killed).unwrap_or(false),
+            }),
+        })
+    }
+}
+
+#[async_trait]
+impl Runtime for PodmanRuntime {
+    fn name(&self) -> &'static str {
+        "podman"
+    }
+
+    async fn image_exists(&self, image: &str) -> Result<bool, RuntimeError> {
+        self.api.podman.images().get(image).exists().await.map_err(|e| api_error(e, About::Image(image)))
+    }
+
+    async fn create(&self, spec: &ContainerSpec) -> Result<ContainerId, RuntimeError> {
+        let options = spec::server_container(spec)?;
+        // libpod's create never pulls, so a missing image fails here.
+        let created = self
+            .api
+            .podman
+            .containers()
+            .create(&options)
+            .await
+            .map_err(|e| api_error(e, About::Create { image: &spec.image }))?;
+        for warning in &created.warnings {
+            tracing::warn!(server = %spec.server, %warning, "engine warning creating container");
+        }
+        tracing::info!(server = %spec.server, container = %created.id, image = %spec.image, "created container");
+        Ok(ContainerId(created.id))
+    }
+
+    async fn start(&self, id: &ContainerId) -> Result<(), RuntimeError> {
+        self.api.start(&id.0).await?;
+        tracing::info!(container = %id, "started container");
+        Ok(())
+    }
+
+    async fn stop(
+        &self,
+        id: &ContainerId,
+        method: &StopMethod,
+        timeout: Duration,
+    ) -> Result<StopOutcome, RuntimeError> {
+        stop::stop(&self.api, id, method, timeout).await
+    }
+
+    async fn kill(&self, id: &ContainerId, signal: StopSignal) -> Result<(), RuntimeError> {
+        self.api.signal(&id.0, signal).await
+    }
+
+    async fn destroy(&self, id: &ContainerId) -> Result<(), RuntimeError> {
+        self.api.remove(&id.0).await?;
+        tracing::info!(container = %id, "destroyed container");
+        Ok(())
+    }
+
+    async fn attach(&self, id: &ContainerId) -> Result<ConsoleIo, RuntimeError> {
+        let attached = self.api.attach(&id.0, Streams { stdin: true, output: true }).await?;
+        Ok(ConsoleIo { input: attached.input, output: attached.output })
+    }
+
+    async fn stats(
+        &self,
+        id: &ContainerId,
+    ) -> Result<BoxStream<'static, Result<ResourceStats, RuntimeError>>, RuntimeError> {
+        // libpod reports a missing container inside the stream; inspecting first gives the
+        // caller a typed error from the call itself.
+        let full_id = self.api.inspect(&id.0).await?.id.unwrap_or_else(|| id.0.clone());
+        let stopped = {
+            let api = self.api.clone();
+            let id = full_id.clone();
+            // Any answer (an exit code, an error, a removed container) means no more samples.
+            async move {
+                let _ = api.wait(&id).await;
+            }
+            .boxed()
+        };
+        stats::stream(&self.api.libpod, full_id, stopped).await
+    }
+
+    async fn wait(&self, id: &ContainerId) -> Result<ExitStatus, RuntimeError> {
+        self.api.wait(&id.0).await
+    }
+
+    async fn run_install(&self, spec: &InstallSpec) -> Result<InstallOutcome, RuntimeError> {
+        install::run_install(&self.api, &self.install_root, spec).await
+    }
+
+    async fn list_managed(&self) -> Result<Vec<ManagedContainer>, RuntimeError> {
+        let options =
+            ContainerListOpts::builder().all(true).filter([ContainerListFilter::LabelKey(MANAGED_LABEL.into())]).build();
+        let listed = self
+            .api
+            .podman
+            .containers()
+            .list(&options)
+            .await
+            .map_err(|e| api_error(e, About::Container("<managed containers>")))?;
+        let mut managed = Vec::with_capacity(listed.len());
+        for container in listed {
+            let id = container.id.unwrap_or_default();
+            let server =
+                container.labels.as_ref().and_then(|l| l.get(SERVER_LABEL)).and_then(|s| s.parse::<ServerId>().ok());
+            let Some(server) = server else {
+                // Labelled managed by hand or by a broken tool: not adoptable, but worth a look.
+                tracing::warn!(container = %id, "managed container without a valid {SERVER_LABEL} label; ignored");
+                continue;
+            };
+            managed.push(ManagedContainer {
+                id: ContainerId(id),
+                server,
+                image: spec::reported_image(
+                    container.labels.as_ref().and_then(|l| l.get(IMAGE_LABEL)).map(String::as_str),
+                    container.image.as_deref().unwrap_or_default(),
+                ),
+                running: container.state.as_deref() == Some("running"),
+            });
+        }
+        Ok(managed)
+    }
+}
