@@ -64,6 +64,7 @@ async fn docker() -> Option<Arc<DockerRuntime>> {
 
 /// Runs `body` under the test time limit.
 async fn within_limit(body: impl Future<Output = ()>) {
+    let _ = tracing_subscriber::fmt().with_env_filter("nexus_core=debug,nexus_runtime_docker=debug").with_test_writer().try_init();
     tokio::time::timeout(TEST_TIMEOUT, body).await.expect("test took too long");
 }
 
@@ -249,9 +250,11 @@ impl Watch {
         }
     }
 
-    /// Everything arriving within `quiet`.
-    async fn drain(&mut self, quiet: Duration) {
-        while let Ok(Some(event)) = tokio::time::timeout(quiet, self.sub.recv()).await {
+    /// Everything arriving within `period` (stats keep coming while a server runs, so this
+    /// waits for a time, not for silence).
+    async fn drain(&mut self, period: Duration) {
+        let deadline = Instant::now() + period;
+        while let Ok(Some(event)) = tokio::time::timeout_at(deadline, self.sub.recv()).await {
             self.seen.push(event);
         }
     }
@@ -554,8 +557,9 @@ async fn install_success_and_failure_keep_their_log() {
             Err(AgentError::Busy { operation, .. }) => assert_eq!(operation, "install"),
             other => panic!("expected Busy during the install, got {other:?}"),
         }
-        watch.state(S::Installed).await;
+        // The output arrives when the script ends, before the state changes.
         watch.until("install output", |e| matches!(e, ConsoleEvent::Install(l) if l == "installing")).await;
+        watch.state(S::Installed).await;
         let log = agent.install_log(good_id).await.unwrap();
         assert!(log.contains("installing") && log.contains("GREETING=hi"), "{log}");
         let written = std::fs::read_to_string(agent.data_dir(good_id).join("installed.txt")).unwrap();

@@ -12,6 +12,7 @@ use bollard::query_parameters::{
 use futures::stream::BoxStream;
 use nexus_core::console::ConsoleLine;
 use nexus_core::model::StopSignal;
+use nexus_core::runtime::engine::container;
 use nexus_core::runtime::engine::install::InstallEngine;
 use nexus_core::runtime::engine::stop::StopEngine;
 use nexus_core::runtime::{ConsoleInput, ExitStatus, InstallSpec, RuntimeError};
@@ -26,10 +27,8 @@ impl StopEngine for DockerEngine {
     async fn exit_if_stopped(&self, id: &str) -> Result<Option<ExitStatus>, RuntimeError> {
         let raw = self.0.inspect_container(id, None::<InspectContainerOptions>).await;
         let state = raw.map_err(|e| engine_error(e, About::Container(id)))?.state.unwrap_or_default();
-        Ok((!state.running.unwrap_or(false)).then(|| ExitStatus {
-            code: state.exit_code.unwrap_or(0),
-            oom_killed: state.oom_killed.unwrap_or(false),
-        }))
+        Ok((!state.running.unwrap_or(false))
+            .then(|| ExitStatus { code: state.exit_code.unwrap_or(0), oom_killed: state.oom_killed.unwrap_or(false) }))
     }
 
     async fn open_stdin(&self, id: &str) -> Result<ConsoleInput, RuntimeError> {
@@ -64,9 +63,7 @@ impl InstallEngine for DockerEngine {
             .create_container(Some(options), body)
             .await
             .map_err(|e| engine_error(e, About::Create { image: &spec.image }))?;
-        for warning in &created.warnings {
-            tracing::warn!(server = %spec.server, %warning, "engine warning creating install container");
-        }
+        container::log_create_warnings(spec.server, &created.warnings);
         Ok(())
     }
 

@@ -49,26 +49,26 @@ mod spec;
 mod stats;
 
 pub use bollard;
+pub use nexus_core::runtime::engine::container::ContainerDetails;
 pub use nexus_core::runtime::engine::install::{INSTALL_LABEL, MAX_INSTALL_LOG_BYTES};
 
 use async_trait::async_trait;
 use bollard::Docker;
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
-    StartContainerOptions, WaitContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder,
+    RemoveContainerOptionsBuilder, StartContainerOptions, WaitContainerOptionsBuilder,
 };
 use engine::DockerEngine;
 use error::{About, engine_error, is_not_found};
 use futures::stream::{BoxStream, StreamExt};
-use nexus_core::ServerId;
-use nexus_core::model::{ServerLimits, StopMethod, StopSignal};
+use nexus_core::model::{StopMethod, StopSignal};
 use nexus_core::runtime::engine::stop::StopEngine;
-use nexus_core::runtime::engine::{install, stop};
+use nexus_core::runtime::engine::{container, install, stop};
 use nexus_core::runtime::{
     ConsoleIo, ContainerId, ContainerSpec, ExitStatus, InstallOutcome, InstallSpec, MANAGED_LABEL, ManagedContainer,
     ResourceStats, Runtime, RuntimeError, SERVER_LABEL, StopOutcome, container_name,
 };
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -86,41 +86,11 @@ pub struct DockerRuntime {
     install_root: PathBuf,
 }
 
-/// What the engine recorded for one container (see [`DockerRuntime::inspect`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ContainerDetails {
-    /// Full container id.
-    pub id: ContainerId,
-    /// Name, without Docker's leading `/`.
-    pub name: String,
-    /// Image as given at creation.
-    pub image: String,
-    /// Every label.
-    pub labels: BTreeMap<String, String>,
-    /// Limits as applied by the engine (`disk_mb` is always 0: not an engine limit). A limit
-    /// the engine discarded (block-IO weight on kernels without it) reads back as 0.
-    pub limits: ServerLimits,
-    /// Whether an init process runs as PID 1.
-    pub init: bool,
-    /// Whether the process runs.
-    pub running: bool,
-    /// The last exit, when the container ran and is not running now.
-    pub exit: Option<ExitStatus>,
-}
-
 impl DockerRuntime {
     /// Connects to the engine named by `DOCKER_HOST` (`unix://` only) or, when it is unset,
     /// to [`DEFAULT_SOCKET`].
     pub async fn connect_default() -> Result<Self, RuntimeError> {
-        match std::env::var("DOCKER_HOST") {
-            Ok(host) if !host.is_empty() => match host.strip_prefix("unix://") {
-                Some(path) => Self::connect(path).await,
-                None => Err(RuntimeError::Unavailable(format!(
-                    "DOCKER_HOST={host} is not a unix:// socket; nexus-runtime-docker talks to the local engine only"
-                ))),
-            },
-            _ => Self::connect(DEFAULT_SOCKET).await,
-        }
+        Self::connect(container::socket_from_env("DOCKER_HOST", DEFAULT_SOCKET)?).await
     }
 
     /// Connects to the engine listening on the unix socket at `socket`.
@@ -170,6 +140,7 @@ impl DockerRuntime {
             limits: spec::limits_from(&host),
             init: host.init.unwrap_or(false),
             running,
+            pid: state.pid.filter(|pid| running && *pid > 0),
             exit: (!running && ran).then(|| ExitStatus {
                 code: state.exit_code.unwrap_or(0),
                 oom_killed: state.oom_killed.unwrap_or(false),
@@ -233,9 +204,7 @@ impl Runtime for DockerRuntime {
             .create_container(Some(options), body)
             .await
             .map_err(|e| engine_error(e, About::Create { image: &spec.image }))?;
-        for warning in &created.warnings {
-            tracing::warn!(server = %spec.server, %warning, "engine warning creating container");
-        }
+        container::log_create_warnings(spec.server, &created.warnings);
         tracing::info!(server = %spec.server, container = %created.id, image = %spec.image, "created container");
         Ok(ContainerId(created.id))
     }
@@ -310,23 +279,16 @@ impl Runtime for DockerRuntime {
             .list_containers(Some(options))
             .await
             .map_err(|e| engine_error(e, About::Container("<managed containers>")))?;
-        let mut managed = Vec::with_capacity(summaries.len());
-        for summary in summaries {
-            let id = summary.id.unwrap_or_default();
-            let server =
-                summary.labels.as_ref().and_then(|l| l.get(SERVER_LABEL)).and_then(|s| s.parse::<ServerId>().ok());
-            let Some(server) = server else {
-                // Labelled managed by hand or by a broken tool: not adoptable, but worth a look.
-                tracing::warn!(container = %id, "managed container without a valid {SERVER_LABEL} label; ignored");
-                continue;
-            };
-            managed.push(ManagedContainer {
-                id: ContainerId(id),
+        let managed = summaries.into_iter().filter_map(|summary| {
+            let running = summary.state == Some(bollard::models::ContainerSummaryStateEnum::RUNNING);
+            let server = summary.labels.as_ref().and_then(|l| l.get(SERVER_LABEL)).map(String::as_str);
+            container::managed_container(
+                summary.id.clone().unwrap_or_default(),
                 server,
-                image: summary.image.unwrap_or_default(),
-                running: summary.state == Some(bollard::models::ContainerSummaryStateEnum::RUNNING),
-            });
-        }
-        Ok(managed)
+                summary.image.clone().unwrap_or_default(),
+                running,
+            )
+        });
+        Ok(managed.collect())
     }
 }

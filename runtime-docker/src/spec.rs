@@ -143,7 +143,8 @@ mod tests {
 
     #[test]
     fn limits_map_onto_host_config_and_back() {
-        let wanted = ServerLimits { memory_mb: 256, swap_mb: 64, cpu_percent: 150, disk_mb: 0, io_weight: 500, pids: 64 };
+        let wanted =
+            ServerLimits { memory_mb: 256, swap_mb: 64, cpu_percent: 150, disk_mb: 0, io_weight: 500, pids: 64 };
         let config = host_config(&wanted).expect("valid limits");
         assert_eq!(config.init, Some(true));
         assert_eq!((config.memory, config.memory_swap), (Some(256 << 20), Some(320 << 20)));

@@ -26,8 +26,8 @@ fn engine(e: impl std::fmt::Display) -> RuntimeError {
 #[async_trait]
 impl EngineProbe for DockerProbe {
     async fn inspect(&self, id: &ContainerId) -> Result<EngineView, RuntimeError> {
-        let details = self.0.inspect(id).await?;
-        Ok(EngineView { name: details.name, labels: details.labels, limits: details.limits, init: details.init })
+        // Runtime-specific inspect (not a `Runtime` method): what the engine recorded.
+        Ok(self.0.inspect(id).await?.into())
     }
 
     async fn run_unmanaged(&self, image: &str, labels: &BTreeMap<String, String>) -> Result<ContainerId, RuntimeError> {

@@ -8,21 +8,25 @@ use crate::libpod::Libpod;
 use crate::spec;
 use async_trait::async_trait;
 use futures::stream::BoxStream;
+use nexus_core::ServerId;
 use nexus_core::console::ConsoleLine;
 use nexus_core::model::StopSignal;
+use nexus_core::runtime::engine::container;
 use nexus_core::runtime::engine::install::InstallEngine;
 use nexus_core::runtime::engine::stop::StopEngine;
 use nexus_core::runtime::{ConsoleInput, ExitStatus, InstallSpec, RuntimeError};
 use podman_api::Podman;
 use podman_api::models::InspectContainerData;
-use podman_api::opts::ContainerDeleteOpts;
-use std::path::Path;
+use podman_api::opts::{ContainerCreateOpts, ContainerDeleteOpts};
+use std::path::{Path, PathBuf};
 
-/// The engine behind a `PodmanRuntime`: cheap to clone (two client handles).
+/// The engine behind a `PodmanRuntime`: cheap to clone (two client handles and a path).
 #[derive(Clone)]
 pub(crate) struct Api {
     pub(crate) podman: Podman,
     pub(crate) libpod: Libpod,
+    /// Where install scripts are staged (the engine must see the same path).
+    pub(crate) install_root: PathBuf,
 }
 
 impl std::fmt::Debug for Api {
@@ -37,6 +41,20 @@ impl std::fmt::Debug for Api {
 const NOT_RUNNING: &str = "condition=created&condition=stopped&condition=exited";
 
 impl Api {
+    /// Creates a container of `image` for `server`; returns its id. libpod's create never
+    /// pulls, so a missing image fails here.
+    pub(crate) async fn create(
+        &self,
+        options: &ContainerCreateOpts,
+        server: ServerId,
+        image: &str,
+    ) -> Result<String, RuntimeError> {
+        let created =
+            self.podman.containers().create(options).await.map_err(|e| api_error(e, About::Create { image }))?;
+        container::log_create_warnings(server, &created.warnings);
+        Ok(created.id)
+    }
+
     pub(crate) async fn inspect(&self, id: &str) -> Result<InspectContainerData, RuntimeError> {
         self.podman.containers().get(id).inspect().await.map_err(|e| api_error(e, About::Container(id)))
     }
@@ -54,7 +72,10 @@ impl Api {
 
     pub(crate) async fn start(&self, id: &str) -> Result<(), RuntimeError> {
         match self.podman.containers().get(id).start(None).await {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                tracing::info!(container = %id, "started container");
+                Ok(())
+            }
             // 304: already running, which is what was asked for.
             Err(podman_api::Error::Fault { code, .. }) if code.as_u16() == 304 => Ok(()),
             Err(e) => Err(api_error(e, About::Container(id))),
@@ -62,7 +83,12 @@ impl Api {
     }
 
     pub(crate) async fn signal(&self, id: &str, signal: StopSignal) -> Result<(), RuntimeError> {
-        self.podman.containers().get(id).send_signal(signal.name()).await.map_err(|e| api_error(e, About::Container(id)))
+        self.podman
+            .containers()
+            .get(id)
+            .send_signal(signal.name())
+            .await
+            .map_err(|e| api_error(e, About::Container(id)))
     }
 
     /// Waits until container `id` is not running and returns how its process ended. The exit
@@ -128,16 +154,7 @@ impl InstallEngine for Api {
 
     async fn create(&self, name: &str, spec: &InstallSpec, script_dir: &Path) -> Result<(), RuntimeError> {
         let options = spec::install_container(name, spec, script_dir)?;
-        let created = self
-            .podman
-            .containers()
-            .create(&options)
-            .await
-            .map_err(|e| api_error(e, About::Create { image: &spec.image }))?;
-        for warning in &created.warnings {
-            tracing::warn!(server = %spec.server, %warning, "engine warning creating install container");
-        }
-        Ok(())
+        Api::create(self, &options, spec.server, &spec.image).await.map(drop)
     }
 
     async fn output(&self, name: &str) -> Result<BoxStream<'static, Result<ConsoleLine, RuntimeError>>, RuntimeError> {

@@ -37,7 +37,8 @@ pub(crate) async fn attach(libpod: &Libpod, id: &str, streams: Streams) -> Resul
     );
     let connection = libpod.upgrade(&path, About::Container(id)).await?;
     let (read, write) = tokio::io::split(connection);
-    let output = if streams.output { chunk_lines(frames(read, id.to_owned())) } else { futures::stream::empty().boxed() };
+    let output =
+        if streams.output { chunk_lines(frames(read, id.to_owned())) } else { futures::stream::empty().boxed() };
     Ok(Attached { input: Box::pin(write), output })
 }
 

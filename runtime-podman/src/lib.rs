@@ -75,6 +75,7 @@ mod libpod;
 mod spec;
 mod stats;
 
+pub use nexus_core::runtime::engine::container::ContainerDetails;
 pub use nexus_core::runtime::engine::install::{INSTALL_LABEL, MAX_INSTALL_LOG_BYTES};
 pub use podman_api;
 pub use spec::IMAGE_LABEL;
@@ -85,9 +86,8 @@ use console::Streams;
 use error::{About, api_error};
 use futures::FutureExt;
 use futures::stream::BoxStream;
-use nexus_core::ServerId;
-use nexus_core::model::{ServerLimits, StopMethod, StopSignal};
-use nexus_core::runtime::engine::{install, stop};
+use nexus_core::model::{StopMethod, StopSignal};
+use nexus_core::runtime::engine::{container, install, stop};
 use nexus_core::runtime::{
     ConsoleIo, ContainerId, ContainerSpec, ExitStatus, InstallOutcome, InstallSpec, MANAGED_LABEL, ManagedContainer,
     ResourceStats, Runtime, RuntimeError, SERVER_LABEL, StopOutcome,
@@ -105,52 +105,14 @@ pub const DEFAULT_SOCKET: &str = "/run/podman/podman.sock";
 /// [`PodmanRuntime::connect`] expects the engine to report.
 pub const CONMON_WRAPPER_PATH: &str = "/usr/local/libexec/nexus/conmon";
 
-/// A [`Runtime`] over a local Podman service.
+/// A [`Runtime`] over a local Podman service (cheap to clone: the clones share nothing but
+/// the socket path).
 #[derive(Clone, Debug)]
 pub struct PodmanRuntime {
     api: Api,
-    install_root: PathBuf,
-}
-
-/// What the engine recorded for one container (see [`PodmanRuntime::inspect`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ContainerDetails {
-    /// Full container id.
-    pub id: ContainerId,
-    /// Name.
-    pub name: String,
-    /// Image, as Nexus reports it (see the crate docs on image names).
-    pub image: String,
-    /// Every label.
-    pub labels: BTreeMap<String, String>,
-    /// Limits as applied by the engine (`disk_mb` is always 0: not an engine limit). A limit
-    /// the engine discarded (block-IO weight on kernels without it) reads back as 0.
-    pub limits: ServerLimits,
-    /// Whether an init process runs as PID 1.
-    pub init: bool,
-    /// Whether the process runs.
-    pub running: bool,
-    /// Host PID of the container's PID 1 while it runs.
-    pub pid: Option<i64>,
-    /// The last exit, when the container ran and is not running now.
-    pub exit: Option<ExitStatus>,
 }
 
 impl PodmanRuntime {
-    /// Connects to the service named by `CONTAINER_HOST` (`unix://` only, as Podman's own
-    /// clients read it) or, when it is unset, to [`DEFAULT_SOCKET`].
-    pub async fn connect_default() -> Result<Self, RuntimeError> {
-        match std::env::var("CONTAINER_HOST") {
-            Ok(host) if !host.is_empty() => match host.strip_prefix("unix://") {
-                Some(path) => Self::connect(path).await,
-                None => Err(RuntimeError::Unavailable(format!(
-                    "CONTAINER_HOST={host} is not a unix:// socket; nexus-runtime-podman talks to the local service only"
-                ))),
-            },
-            _ => Self::connect(DEFAULT_SOCKET).await,
-        }
-    }
-
     /// Connects to the service listening on the unix socket at `socket` and checks it
     /// answers.
     pub async fn connect(socket: impl AsRef<Path>) -> Result<Self, RuntimeError> {
@@ -174,16 +136,20 @@ impl PodmanRuntime {
             );
         }
         tracing::debug!(api = ?ping.libpod_api_version, socket = %socket.display(), "connected to Podman");
-        Ok(Self {
-            api: Api { podman, libpod: libpod::Libpod::new(socket) },
-            install_root: std::env::temp_dir().join("nexus-install"),
-        })
+        let install_root = std::env::temp_dir().join("nexus-install");
+        Ok(Self { api: Api { podman, libpod: libpod::Libpod::new(socket), install_root } })
+    }
+
+    /// Connects to the service named by `CONTAINER_HOST` (`unix://` only, as Podman's own
+    /// clients read it) or, when it is unset, to [`DEFAULT_SOCKET`].
+    pub async fn connect_default() -> Result<Self, RuntimeError> {
+        Self::connect(container::socket_from_env("CONTAINER_HOST", DEFAULT_SOCKET)?).await
     }
 
     /// Uses `dir` for install scripts instead of `$TMPDIR/nexus-install`. The engine must see
     /// the same path (it bind-mounts a subdirectory into the install container).
     pub fn with_install_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.install_root = dir.into();
+        self.api.install_root = dir.into();
         self
     }
 
@@ -233,34 +199,19 @@ impl Runtime for PodmanRuntime {
 
     async fn create(&self, spec: &ContainerSpec) -> Result<ContainerId, RuntimeError> {
         let options = spec::server_container(spec)?;
-        // libpod's create never pulls, so a missing image fails here.
-        let created = self
-            .api
-            .podman
-            .containers()
-            .create(&options)
-            .await
-            .map_err(|e| api_error(e, About::Create { image: &spec.image }))?;
-        for warning in &created.warnings {
-            tracing::warn!(server = %spec.server, %warning, "engine warning creating container");
-        }
-        tracing::info!(server = %spec.server, container = %created.id, image = %spec.image, "created container");
-        Ok(ContainerId(created.id))
+        let id = ContainerId(self.api.create(&options, spec.server, &spec.image).await?);
+        tracing::info!(server = %spec.server, container = %id, image = %spec.image, "created container");
+        Ok(id)
     }
 
     async fn start(&self, id: &ContainerId) -> Result<(), RuntimeError> {
-        self.api.start(&id.0).await?;
-        tracing::info!(container = %id, "started container");
-        Ok(())
+        self.api.start(&id.0).await
     }
 
-    async fn stop(
-        &self,
-        id: &ContainerId,
-        method: &StopMethod,
-        timeout: Duration,
-    ) -> Result<StopOutcome, RuntimeError> {
-        stop::stop(&self.api, id, method, timeout).await
+    async fn stop(&self, id: &ContainerId, method: &StopMethod, grace: Duration) -> Result<StopOutcome, RuntimeError> {
+        let outcome = stop::stop(&self.api, id, method, grace).await?;
+        tracing::info!(container = %id, exit_code = outcome.exit.code, graceful = outcome.graceful, "container stopped");
+        Ok(outcome)
     }
 
     async fn kill(&self, id: &ContainerId, signal: StopSignal) -> Result<(), RuntimeError> {
@@ -302,12 +253,14 @@ impl Runtime for PodmanRuntime {
     }
 
     async fn run_install(&self, spec: &InstallSpec) -> Result<InstallOutcome, RuntimeError> {
-        install::run_install(&self.api, &self.install_root, spec).await
+        install::run_install(&self.api, &self.api.install_root, spec).await
     }
 
     async fn list_managed(&self) -> Result<Vec<ManagedContainer>, RuntimeError> {
-        let options =
-            ContainerListOpts::builder().all(true).filter([ContainerListFilter::LabelKey(MANAGED_LABEL.into())]).build();
+        let options = ContainerListOpts::builder()
+            .all(true)
+            .filter([ContainerListFilter::LabelKey(MANAGED_LABEL.into())])
+            .build();
         let listed = self
             .api
             .podman
@@ -315,26 +268,12 @@ impl Runtime for PodmanRuntime {
             .list(&options)
             .await
             .map_err(|e| api_error(e, About::Container("<managed containers>")))?;
-        let mut managed = Vec::with_capacity(listed.len());
-        for container in listed {
-            let id = container.id.unwrap_or_default();
-            let server =
-                container.labels.as_ref().and_then(|l| l.get(SERVER_LABEL)).and_then(|s| s.parse::<ServerId>().ok());
-            let Some(server) = server else {
-                // Labelled managed by hand or by a broken tool: not adoptable, but worth a look.
-                tracing::warn!(container = %id, "managed container without a valid {SERVER_LABEL} label; ignored");
-                continue;
-            };
-            managed.push(ManagedContainer {
-                id: ContainerId(id),
-                server,
-                image: spec::reported_image(
-                    container.labels.as_ref().and_then(|l| l.get(IMAGE_LABEL)).map(String::as_str),
-                    container.image.as_deref().unwrap_or_default(),
-                ),
-                running: container.state.as_deref() == Some("running"),
-            });
-        }
-        Ok(managed)
+        let managed = listed.into_iter().filter_map(|listed| {
+            let label = |key: &str| listed.labels.as_ref().and_then(|l| l.get(key)).map(String::as_str);
+            let image = spec::reported_image(label(IMAGE_LABEL), listed.image.as_deref().unwrap_or_default());
+            let running = listed.state.as_deref() == Some("running");
+            container::managed_container(listed.id.clone().unwrap_or_default(), label(SERVER_LABEL), image, running)
+        });
+        Ok(managed.collect())
     }
 }

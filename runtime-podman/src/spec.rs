@@ -12,7 +12,8 @@ use podman_api::opts::ContainerCreateOpts;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// Label holding the image reference exactly as the spec gave it (see [`reported_image`]).
+/// Label holding the image reference exactly as the spec gave it, which `list_managed` and
+/// `inspect` report (Podman itself reports `localhost/`-qualified names; see the crate docs).
 pub const IMAGE_LABEL: &str = "io.nexus.image";
 
 /// The prefix Podman gives short names of images that exist only locally.
@@ -161,21 +162,25 @@ mod tests {
     use nexus_core::runtime::PortBinding;
     use std::net::{IpAddr, Ipv4Addr};
 
+    /// The JSON libpod receives for `limits`.
+    fn sent(limits: ServerLimits) -> serde_json::Value {
+        serde_json::to_value(resources(&limits).expect("valid limits")).expect("serialize")
+    }
+
     #[test]
     fn resources_carry_every_limit_in_engine_units() {
-        let limits = ServerLimits { memory_mb: 256, swap_mb: 64, cpu_percent: 50, disk_mb: 0, io_weight: 500, pids: 64 };
-        let value = serde_json::to_value(resources(&limits).expect("valid")).expect("serialize");
+        let value =
+            sent(ServerLimits { memory_mb: 256, swap_mb: 64, cpu_percent: 50, disk_mb: 0, io_weight: 500, pids: 64 });
         assert_eq!(value["memory"]["limit"], 256 * 1024 * 1024);
         assert_eq!(value["memory"]["swap"], 320 * 1024 * 1024);
         assert_eq!((value["cpu"]["quota"].as_i64(), value["cpu"]["period"].as_u64()), (Some(50_000), Some(100_000)));
         assert_eq!(value["pids"]["limit"], 64);
         assert_eq!(value["blockIO"]["weight"], 500);
-        let none = serde_json::to_value(resources(&ServerLimits::default()).expect("valid")).expect("serialize");
+        let none = sent(ServerLimits::default());
         assert_eq!(none["pids"]["limit"], -1, "no pids limit, explicitly");
         assert!(none["memory"].is_null() && none["cpu"].is_null());
-        let unlimited = ServerLimits { memory_mb: 128, swap_mb: -1, ..ServerLimits::default() };
-        let value = serde_json::to_value(resources(&unlimited).expect("valid")).expect("serialize");
-        assert_eq!(value["memory"]["swap"], UNLIMITED_SWAP);
+        let unlimited = sent(ServerLimits { memory_mb: 128, swap_mb: -1, ..ServerLimits::default() });
+        assert_eq!(unlimited["memory"]["swap"], UNLIMITED_SWAP);
         let recorded = InspectContainerHostConfig {
             memory: Some(128 * 1024 * 1024),
             memory_swap: Some(UNLIMITED_SWAP),
@@ -206,7 +211,8 @@ mod tests {
         assert_eq!(body["work_dir"], HOME);
         assert_eq!(body["init"], true);
         assert_eq!(body["mounts"][0]["destination"], HOME);
-        let protocols: Vec<_> = body["portmappings"].as_array().expect("ports").iter().map(|p| p["protocol"].clone()).collect();
+        let protocols: Vec<_> =
+            body["portmappings"].as_array().expect("ports").iter().map(|p| p["protocol"].clone()).collect();
         assert_eq!(protocols, ["tcp", "udp"]);
     }
 

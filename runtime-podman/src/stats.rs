@@ -49,7 +49,9 @@ pub(crate) async fn stream(
                 match parse(line, &mut cpu) {
                     Ok(Some(sample)) => return Some((Ok(sample), Some((body, pending, cpu, id)))),
                     Ok(None) => continue,
-                    Err(message) => return Some((Err(RuntimeError::Engine(format!("stats of {id}: {message}"))), None)),
+                    Err(message) => {
+                        return Some((Err(RuntimeError::Engine(format!("stats of {id}: {message}"))), None));
+                    }
                 }
             }
             match body.frame().await {
@@ -113,13 +115,20 @@ mod tests {
     #[test]
     fn converts_counters_and_cpu_deltas() {
         let mut cpu = CpuTracker::new();
-        let first = parse(line(1_000_000, 1_714_557_600_000_000_000).as_bytes(), &mut cpu).expect("ok").expect("sample");
-        assert_eq!(first.cpu_percent, 0.0, "no delta yet");
-        assert_eq!((first.memory_bytes, first.memory_limit_bytes), (700, 4096));
-        assert_eq!((first.network_rx_bytes, first.network_tx_bytes), (11, 22));
-        assert_eq!((first.disk_read_bytes, first.disk_write_bytes), (5, 7));
-        assert_eq!(first.pids, 3);
-        assert_eq!(first.at.map(|t| t.timestamp()), Some(1_714_557_600));
+        let first = parse(line(1_000_000, 1_714_557_600_000_000_000).as_bytes(), &mut cpu);
+        let at = DateTime::from_timestamp(1_714_557_600, 0);
+        let expected = ResourceStats {
+            cpu_percent: 0.0, // no delta yet
+            memory_bytes: 700,
+            memory_limit_bytes: 4096,
+            network_rx_bytes: 11,
+            network_tx_bytes: 22,
+            disk_read_bytes: 5,
+            disk_write_bytes: 7,
+            pids: 3,
+            at,
+        };
+        assert_eq!(first, Ok(Some(expected)));
         // Half a second of CPU in one second of wall-clock time.
         let second =
             parse(line(501_000_000, 1_714_557_601_000_000_000).as_bytes(), &mut cpu).expect("ok").expect("sample");

@@ -17,37 +17,6 @@ use nexus_runtime_podman::podman_api::opts::{ContainerCreateOpts, ContainerListF
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// Reads what Podman recorded, through podman-api rather than the `Runtime` methods.
-struct PodmanProbe(Arc<PodmanRuntime>);
-
-fn engine(e: impl std::fmt::Display) -> RuntimeError {
-    RuntimeError::Engine(e.to_string())
-}
-
-#[async_trait]
-impl EngineProbe for PodmanProbe {
-    async fn inspect(&self, id: &ContainerId) -> Result<EngineView, RuntimeError> {
-        let details = self.0.inspect(id).await?;
-        Ok(EngineView { name: details.name, labels: details.labels, limits: details.limits, init: details.init })
-    }
-
-    async fn run_unmanaged(&self, image: &str, labels: &BTreeMap<String, String>) -> Result<ContainerId, RuntimeError> {
-        let containers = self.0.client().containers();
-        let options =
-            ContainerCreateOpts::builder().image(image).command(["sleep", "600"]).labels(labels).init(true).build();
-        let created = containers.create(&options).await.map_err(engine)?;
-        containers.get(&created.id).start(None).await.map_err(engine)?;
-        Ok(ContainerId(created.id))
-    }
-
-    async fn server_containers(&self, server: ServerId) -> Result<Vec<ContainerId>, RuntimeError> {
-        let filter = ContainerListFilter::LabelKeyVal(SERVER_LABEL.into(), server.to_string());
-        let options = ContainerListOpts::builder().all(true).filter([filter]).build();
-        let listed = self.0.client().containers().list(&options).await.map_err(engine)?;
-        Ok(listed.into_iter().filter_map(|c| c.id).map(ContainerId).collect())
-    }
-}
-
 /// The socket the tests use: the setup script's, else the runtime's default.
 async fn connect() -> Result<PodmanRuntime, RuntimeError> {
     match std::env::var("NEXUS_TEST_PODMAN_SOCKET") {
@@ -66,6 +35,38 @@ async fn subject() -> Option<Subject> {
         }
     };
     Some(Subject { runtime: runtime.clone(), probe: Arc::new(PodmanProbe(runtime)) })
+}
+
+/// Reads what Podman recorded, through podman-api rather than the `Runtime` methods.
+struct PodmanProbe(Arc<PodmanRuntime>);
+
+#[async_trait]
+impl EngineProbe for PodmanProbe {
+    async fn inspect(&self, id: &ContainerId) -> Result<EngineView, RuntimeError> {
+        // Runtime-specific inspect (not a `Runtime` method): what the engine recorded.
+        Ok(self.0.inspect(id).await?.into())
+    }
+
+    async fn run_unmanaged(&self, image: &str, labels: &BTreeMap<String, String>) -> Result<ContainerId, RuntimeError> {
+        let containers = self.0.client().containers();
+        let options =
+            ContainerCreateOpts::builder().image(image).command(["sleep", "600"]).labels(labels).init(true).build();
+        let created = containers.create(&options).await.map_err(failed)?;
+        containers.get(&created.id).start(None).await.map_err(failed)?;
+        Ok(ContainerId(created.id))
+    }
+
+    async fn server_containers(&self, server: ServerId) -> Result<Vec<ContainerId>, RuntimeError> {
+        let filter = ContainerListFilter::LabelKeyVal(SERVER_LABEL.into(), server.to_string());
+        let options = ContainerListOpts::builder().all(true).filter([filter]).build();
+        let listed = self.0.client().containers().list(&options).await.map_err(failed)?;
+        Ok(listed.into_iter().filter_map(|c| c.id).map(ContainerId).collect())
+    }
+}
+
+/// A probe call that failed (the probe maps nothing: any failure fails the case).
+fn failed(e: nexus_runtime_podman::podman_api::Error) -> RuntimeError {
+    RuntimeError::Engine(format!("probe: {e}"))
 }
 
 mod conformance {

@@ -89,7 +89,9 @@ impl ConsoleHub {
         // duplicate-free.
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         match &event {
-            ConsoleEvent::Line(_) | ConsoleEvent::Notice(_) | ConsoleEvent::Install(_) => state.ring.push(event.clone()),
+            ConsoleEvent::Line(_) | ConsoleEvent::Notice(_) | ConsoleEvent::Install(_) => {
+                state.ring.push(event.clone())
+            }
             ConsoleEvent::State(e) => state.last_state = Some(e.clone()),
             ConsoleEvent::Stats(s) => state.last_stats = Some(s.clone()),
         }
@@ -132,12 +134,10 @@ mod tests {
         }
         hub.publish(ConsoleEvent::Stats(ResourceStats { pids: 3, ..Default::default() }));
         let mut sub = hub.subscribe();
-        assert_eq!(sub.replay, vec![
-            line(2),
-            line(3),
-            line(4),
-            ConsoleEvent::Stats(ResourceStats { pids: 3, ..Default::default() })
-        ]);
+        assert_eq!(
+            sub.replay,
+            vec![line(2), line(3), line(4), ConsoleEvent::Stats(ResourceStats { pids: 3, ..Default::default() })]
+        );
         hub.publish(line(5));
         assert_eq!(sub.recv().await, Some(line(5)));
         assert_eq!(hub.subscribers(), 1);

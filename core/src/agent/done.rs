@@ -64,7 +64,8 @@ impl DoneWatcher {
 
     /// Whether `line` means the server is up.
     pub fn matches(&self, line: &str) -> bool {
-        self.substrings.iter().any(|s| line.contains(s.as_str())) || self.regexes.as_ref().is_some_and(|r| r.is_match(line))
+        self.substrings.iter().any(|s| line.contains(s.as_str()))
+            || self.regexes.as_ref().is_some_and(|r| r.is_match(line))
     }
 }
 

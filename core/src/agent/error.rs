@@ -52,7 +52,9 @@ pub enum AgentError {
     Io(#[from] std::io::Error),
     /// So many lifecycle events wait for an unreachable panel that new actions are refused
     /// (the outbox never drops events; this is how it stays bounded).
-    #[error("{queued} lifecycle events are waiting for the unreachable panel; new actions are refused until it is back")]
+    #[error(
+        "{queued} lifecycle events are waiting for the unreachable panel; new actions are refused until it is back"
+    )]
     Backlog {
         /// Events queued.
         queued: usize,
@@ -123,9 +125,9 @@ mod tests {
         assert_eq!(AgentError::from(lc).status_code(), 409);
         assert_eq!(AgentError::from(RuntimeError::ImageNotFound { image: "x".into() }).status_code(), 422);
         assert_eq!(AgentError::from(RuntimeError::Unavailable("down".into())).status_code(), 503);
-        assert_eq!(AgentError::Backlog { queued: 1 }.to_transport(), TransportError::Rejected {
-            status: 503,
-            message: AgentError::Backlog { queued: 1 }.to_string()
-        });
+        assert_eq!(
+            AgentError::Backlog { queued: 1 }.to_transport(),
+            TransportError::Rejected { status: 503, message: AgentError::Backlog { queued: 1 }.to_string() }
+        );
     }
 }

@@ -12,7 +12,12 @@ const MIN_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(100);
 impl NodeAgent {
     /// The heartbeat this node would send now.
     pub fn heartbeat(&self) -> Heartbeat {
-        Heartbeat { node: self.config.node, at: Utc::now(), version: self.config.version.clone(), servers: self.servers() }
+        Heartbeat {
+            node: self.config.node,
+            at: Utc::now(),
+            version: self.config.version.clone(),
+            servers: self.servers(),
+        }
     }
 
     pub(super) fn spawn_heartbeat(&self) {

@@ -116,8 +116,11 @@ async fn run_script(
         return Ok(InstallOutcome { exit_code: 0, log: "no install script; nothing to run\n".into() });
     }
     let image = if spec.install.container.is_empty() { spec.image.clone() } else { spec.install.container.clone() };
-    let entrypoint =
-        if spec.install.entrypoint.is_empty() { DEFAULT_ENTRYPOINT.to_owned() } else { spec.install.entrypoint.clone() };
+    let entrypoint = if spec.install.entrypoint.is_empty() {
+        DEFAULT_ENTRYPOINT.to_owned()
+    } else {
+        spec.install.entrypoint.clone()
+    };
     let install = InstallSpec {
         server: spec.id,
         image,

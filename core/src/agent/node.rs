@@ -154,7 +154,8 @@ impl NodeAgent {
                             run: 0,
                             intent: 0,
                         };
-                        let server = Arc::new(Server::new(inner, ConsoleHub::new(self.config.console_replay_lines, None)));
+                        let server =
+                            Arc::new(Server::new(inner, ConsoleHub::new(self.config.console_replay_lines, None)));
                         servers.insert(id, server.clone());
                         Ok(server)
                     }
@@ -166,11 +167,7 @@ impl NodeAgent {
                     tokio::fs::create_dir_all(self.data_dir(id)).await?;
                     let op = server.acquire(if install { Operation::Install } else { Operation::Update }).await?;
                     self.persist().await;
-                    if install {
-                        self.begin_install(&server, op).await
-                    } else {
-                        self.apply_suspension(&server).await
-                    }
+                    if install { self.begin_install(&server, op).await } else { self.apply_suspension(&server).await }
                 }
                 Err(server) => {
                     Self::bump_intent(&server);

@@ -106,8 +106,7 @@ impl Outbox {
         backoff: Backoff,
         counters: Arc<Counters>,
     ) -> Self {
-        let outbox =
-            Self { node, panel, queue: Mutex::new(Queue::default()), wake: Notify::new(), backoff, counters };
+        let outbox = Self { node, panel, queue: Mutex::new(Queue::default()), wake: Notify::new(), backoff, counters };
         for message in restored {
             outbox.push(message);
         }
@@ -183,10 +182,13 @@ impl Outbox {
                 continue;
             };
             let heartbeat = is_heartbeat(&message);
-            let result = match tokio::time::timeout(PUBLISH_TIMEOUT, self.panel.publish(self.node, message.clone())).await
+            let result = match tokio::time::timeout(PUBLISH_TIMEOUT, self.panel.publish(self.node, message.clone()))
+                .await
             {
                 Ok(result) => result,
-                Err(_) => Err(TransportError::Unreachable("panel".into(), format!("no answer within {PUBLISH_TIMEOUT:?}"))),
+                Err(_) => {
+                    Err(TransportError::Unreachable("panel".into(), format!("no answer within {PUBLISH_TIMEOUT:?}")))
+                }
             };
             match result {
                 Ok(()) => {
@@ -283,7 +285,10 @@ mod tests {
         })
     }
 
-    fn setup(fail: usize, reject: Option<ServerId>) -> (Arc<Outbox>, Arc<TestPanel>, mpsc::UnboundedReceiver<NodeMessage>) {
+    fn setup(
+        fail: usize,
+        reject: Option<ServerId>,
+    ) -> (Arc<Outbox>, Arc<TestPanel>, mpsc::UnboundedReceiver<NodeMessage>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let panel =
             Arc::new(TestPanel { fail: AtomicUsize::new(fail), reject, attempts: Mutex::new(vec![]), delivered: tx });
@@ -377,7 +382,12 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn restored_messages_go_first() {
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let panel = Arc::new(TestPanel { fail: AtomicUsize::new(0), reject: None, attempts: Mutex::new(vec![]), delivered: tx });
+        let panel = Arc::new(TestPanel {
+            fail: AtomicUsize::new(0),
+            reject: None,
+            attempts: Mutex::new(vec![]),
+            delivered: tx,
+        });
         let server = ServerId::new();
         let outbox = Arc::new(Outbox::new(
             NodeId::new(),

@@ -273,8 +273,8 @@ impl NodeAgent {
         }
     }
 
-    /// Reads the console of run `run`: done matching first (so a throttled line still
-    /// counts), then the throttle, then the hub.
+    /// Reads the console of run `run`: each line is matched against the done matchers
+    /// (before the throttle, so a dropped line still counts), then throttled and published.
     pub(super) fn spawn_reader(
         &self,
         srv: &Arc<Server>,
@@ -313,12 +313,7 @@ impl NodeAgent {
                         break;
                     }
                 };
-                if watching && done.matches(&line.text) {
-                    watching = false;
-                    if let Some(agent) = me.upgrade() {
-                        agent.mark_ready(&server, run).await;
-                    }
-                }
+                let ready = watching && done.matches(&line.text);
                 let admission = throttle.admit(Instant::now());
                 if let Some(dropped) = admission.report {
                     server.hub.notice(throttle.notice(dropped));
@@ -328,6 +323,13 @@ impl NodeAgent {
                     server.hub.publish(ConsoleEvent::Line(line));
                 } else {
                     Counters::bump(&counters.console_lines_dropped);
+                }
+                // After the line, so a console shows the done line, then `Running`.
+                if ready {
+                    watching = false;
+                    if let Some(agent) = me.upgrade() {
+                        agent.mark_ready(&server, run).await;
+                    }
                 }
             }
             if let Some(dropped) = throttle.finish() {

@@ -155,6 +155,12 @@ pub struct EngineView {
     pub init: bool,
 }
 
+impl From<crate::runtime::engine::container::ContainerDetails> for EngineView {
+    fn from(details: crate::runtime::engine::container::ContainerDetails) -> Self {
+        Self { name: details.name, labels: details.labels, limits: details.limits, init: details.init }
+    }
+}
+
 /// Engine access the suite needs beyond [`Runtime`]; each runtime's test implements it over
 /// its engine's API (it must not go through the runtime's own `Runtime` methods).
 #[async_trait]

@@ -7,6 +7,8 @@
 //!
 //! | module | what |
 //! |---|---|
+//! | [`container`] | [`ContainerDetails`](container::ContainerDetails) (what a runtime reads back), managed-container listing, the engine socket from the environment |
+//! | [`error`] | HTTP status and engine message → [`RuntimeError`](crate::runtime::RuntimeError) |
 //! | [`spec`] | paths inside containers, data-directory and port checks |
 //! | [`limits`] | [`ServerLimits`](crate::model::ServerLimits) ↔ engine units ([`EngineLimits`](limits::EngineLimits)) |
 //! | [`console`] | stdout/stderr chunks → [`ConsoleLine`](crate::console::ConsoleLine)s |
@@ -15,6 +17,8 @@
 //! | [`stats`] | CPU percent from successive counters |
 
 pub mod console;
+pub mod container;
+pub mod error;
 pub mod install;
 pub mod limits;
 pub mod spec;
