@@ -95,8 +95,8 @@ pub struct Config {
     pub max_token_lifetime_secs: u64,
     /// Log format: `pretty` or `json`. Default `pretty`.
     pub log_format: LogFormat,
-    /// Log filter (`tracing` env-filter syntax: `info`, `nexus_wings=debug,info`); the
-    /// `RUST_LOG` variable wins when set. Default `info`.
+    /// Log filter: a default level and per-target levels (`info`, `warn,nexus_wings=debug`);
+    /// the `RUST_LOG` variable wins when set. Default `info`.
     pub log_level: String,
     /// Whether `GET /metrics` needs the node token. Default true; set false for a scraper on a
     /// trusted network that cannot send a bearer token.

@@ -201,15 +201,25 @@ pub async fn shutdown_signal() {
 }
 
 /// Installs the global log subscriber (format and filter from the config; `RUST_LOG` wins).
+///
+/// The filter is `tracing_subscriber`'s `Targets` (`info`, `nexus_wings=debug,warn`): target
+/// prefixes and levels, no regular expressions, so logging costs little code and memory.
 pub fn init_logging(config: &ResolvedConfig) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&config.config.log_level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let from_env = std::env::var("RUST_LOG").ok().filter(|v| !v.is_empty());
+    let filter = from_env
+        .as_deref()
+        .and_then(|v| v.parse::<Targets>().ok())
+        .or_else(|| config.config.log_level.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
+    let registry = tracing_subscriber::registry().with(filter);
     let result = match config.config.log_format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).try_init(),
-        LogFormat::Pretty => builder.try_init(),
+        LogFormat::Json => registry
+            .with(tracing_subscriber::fmt::layer().json().flatten_event(true).with_writer(std::io::stderr))
+            .try_init(),
+        LogFormat::Pretty => registry.with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr)).try_init(),
     };
     if let Err(e) = result {
         eprintln!("nexus-wings: logging already initialised: {e}");

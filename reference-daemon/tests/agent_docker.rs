@@ -64,7 +64,6 @@ async fn docker() -> Option<Arc<DockerRuntime>> {
 
 /// Runs `body` under the test time limit.
 async fn within_limit(body: impl Future<Output = ()>) {
-    let _ = tracing_subscriber::fmt().with_env_filter("nexus_core=debug,nexus_runtime_docker=debug").with_test_writer().try_init();
     tokio::time::timeout(TEST_TIMEOUT, body).await.expect("test took too long");
 }
 
@@ -135,11 +134,7 @@ fn containers_of(server: ServerId) -> Vec<(String, bool)> {
         "--format",
         "{{.ID}} {{.State}}",
     ]);
-    listed
-        .lines()
-        .filter_map(|l| l.split_once(' '))
-        .map(|(id, state)| (id.to_owned(), state == "running"))
-        .collect()
+    listed.lines().filter_map(|l| l.split_once(' ')).map(|(id, state)| (id.to_owned(), state == "running")).collect()
 }
 
 fn spec(startup: &str) -> ServerSpec {
@@ -243,7 +238,9 @@ impl Watch {
     }
 
     async fn notice(&mut self, part: &str) -> String {
-        match self.until(&format!("notice with {part:?}"), |e| matches!(e, ConsoleEvent::Notice(n) if n.contains(part))).await
+        match self
+            .until(&format!("notice with {part:?}"), |e| matches!(e, ConsoleEvent::Notice(n) if n.contains(part)))
+            .await
         {
             ConsoleEvent::Notice(text) => text,
             _ => unreachable!(),
@@ -415,14 +412,17 @@ async fn a_crash_restarts_once_and_a_second_crash_within_60s_stays_crashed() {
         watch.drain(Duration::from_secs(3)).await;
         assert_eq!(agent.state(id), Some(S::Crashed));
 
-        assert_eq!(path(&watch.states()), vec![
-            (S::Installed, T::Start, S::Starting),
-            (S::Starting, T::Ready, S::Running),
-            (S::Running, T::Exited, S::Crashed),
-            (S::Crashed, T::Start, S::Starting),
-            (S::Starting, T::Ready, S::Running),
-            (S::Running, T::Exited, S::Crashed),
-        ]);
+        assert_eq!(
+            path(&watch.states()),
+            vec![
+                (S::Installed, T::Start, S::Starting),
+                (S::Starting, T::Ready, S::Running),
+                (S::Running, T::Exited, S::Crashed),
+                (S::Crashed, T::Start, S::Starting),
+                (S::Starting, T::Ready, S::Running),
+                (S::Running, T::Exited, S::Crashed),
+            ]
+        );
         let metrics = agent.metrics();
         assert_eq!((metrics.crashes, metrics.auto_restarts), (2, 1));
         let saved = node.store.snapshot().unwrap();
@@ -564,10 +564,10 @@ async fn install_success_and_failure_keep_their_log() {
         assert!(log.contains("installing") && log.contains("GREETING=hi"), "{log}");
         let written = std::fs::read_to_string(agent.data_dir(good_id).join("installed.txt")).unwrap();
         assert_eq!(written.trim(), "hello");
-        assert_eq!(path(&watch.states()), vec![
-            (S::Requested, T::InstallStarted, S::Installing),
-            (S::Installing, T::InstallSucceeded, S::Installed)
-        ]);
+        assert_eq!(
+            path(&watch.states()),
+            vec![(S::Requested, T::InstallStarted, S::Installing), (S::Installing, T::InstallSucceeded, S::Installed)]
+        );
         // Installed servers start.
         agent.power(good_id, PowerAction::Start).await.unwrap();
         watch.state(S::Running).await;
@@ -592,7 +592,9 @@ async fn install_success_and_failure_keep_their_log() {
         bad_watch.state(S::Installed).await;
         assert!(agent.install_log(bad_id).await.unwrap().contains("fixed"));
 
-        // The log survives the agent.
+        // The log and the states survive the agent.
+        agent.shutdown().await;
+        assert!(matches!(agent.power(good_id, PowerAction::Start).await, Err(AgentError::ShuttingDown)));
         drop(agent);
         let agent = node.agent().await;
         assert!(agent.install_log(good_id).await.unwrap().contains("installing"));
@@ -674,10 +676,7 @@ async fn a_new_agent_readopts_running_servers_without_a_second_start() {
             vanished_watch.state(S::Running).await;
         }
         let vanished_events = node.panel.events_of(vanished_id);
-        assert!(
-            path(&vanished_events).contains(&(S::Running, T::Exited, S::Crashed)),
-            "{vanished_events:#?}"
-        );
+        assert!(path(&vanished_events).contains(&(S::Running, T::Exited, S::Crashed)), "{vanished_events:#?}");
         assert_eq!(containers_of(vanished_id).len(), 1);
 
         for id in [running_id, vanished_id] {
@@ -737,7 +736,8 @@ async fn console_throttle_drops_with_one_notice() {
         config.console_lines_per_second = 50;
         let agent = node.agent_with(config).await;
         // 1000 lines at once, the done line last: it must still count although throttled.
-        let flood = spec("i=0; while [ $i -lt 1000 ]; do echo line $i; i=$((i+1)); done; echo 'Server ready!'; sleep 600");
+        let flood =
+            spec("i=0; while [ $i -lt 1000 ]; do echo line $i; i=$((i+1)); done; echo 'Server ready!'; sleep 600");
         let id = flood.id;
         agent.create_server(flood, false).await.unwrap();
         let mut watch = Watch::new(&agent, id).await;

@@ -43,6 +43,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn transport_errors_map() {
+        let refused = Error::IO(std::io::ErrorKind::ConnectionRefused.into());
+        assert!(matches!(api_error(refused, About::Container("c")), RuntimeError::Unavailable(_)));
+        assert!(matches!(api_error(Error::StringError("odd".into()), About::Container("c")), RuntimeError::Engine(_)));
+    }
+
+    #[test]
     fn error_bodies_read_message_and_cause() {
         let body = br#"{"cause":"image not known","message":"x: image not known","response":500}"#;
         assert_eq!(body_message(body), "x: image not known");

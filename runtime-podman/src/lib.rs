@@ -105,8 +105,8 @@ pub const DEFAULT_SOCKET: &str = "/run/podman/podman.sock";
 /// [`PodmanRuntime::connect`] expects the engine to report.
 pub const CONMON_WRAPPER_PATH: &str = "/usr/local/libexec/nexus/conmon";
 
-/// A [`Runtime`] over a local Podman service (cheap to clone: the clones share nothing but
-/// the socket path).
+/// A [`Runtime`] over a local Podman service. Cheap to clone (client handles and paths);
+/// clones talk to the same service.
 #[derive(Clone, Debug)]
 pub struct PodmanRuntime {
     api: Api,

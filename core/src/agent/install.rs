@@ -74,7 +74,7 @@ impl NodeAgent {
         let me = self.me.clone();
         let server = srv.clone();
         self.spawn_for(srv, async move {
-            let _op = op;
+            let op = op;
             // Run without a strong reference to the agent: a dropped agent aborts this task,
             // and the runtime removes the install container when the future is dropped.
             let outcome = async {
@@ -93,6 +93,9 @@ impl NodeAgent {
             }
             publish_log(&server, &log);
             let Some(agent) = me.upgrade() else { return };
+            // From here on the install is over: a request reacting to the event below waits
+            // for the lock (a moment) instead of being refused as busy.
+            op.relabel(Operation::Update);
             {
                 let mut i = server.inner();
                 let trigger = if succeeded { Trigger::InstallSucceeded } else { Trigger::InstallFailed };
@@ -101,6 +104,7 @@ impl NodeAgent {
             tracing::info!(succeeded, "install finished");
             server.hub.notice(if succeeded { "install finished" } else { "install failed; see the install log" });
             agent.persist().await;
+            drop(op);
         });
         Ok(())
     }

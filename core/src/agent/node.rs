@@ -140,6 +140,8 @@ impl NodeAgent {
             if install {
                 self.check_backlog()?;
             }
+            // Before the server exists, so a failure leaves nothing half-created.
+            tokio::fs::create_dir_all(self.data_dir(id)).await?;
             let created = {
                 let mut servers = self.write_servers();
                 match servers.get(&id) {
@@ -164,7 +166,6 @@ impl NodeAgent {
             match created {
                 Ok(server) => {
                     tracing::info!(install, "server created");
-                    tokio::fs::create_dir_all(self.data_dir(id)).await?;
                     let op = server.acquire(if install { Operation::Install } else { Operation::Update }).await?;
                     self.persist().await;
                     if install { self.begin_install(&server, op).await } else { self.apply_suspension(&server).await }
@@ -371,7 +372,8 @@ impl NodeAgent {
         trigger: Trigger,
     ) -> Result<LifecycleEvent, LifecycleError> {
         let event = inner.lifecycle.apply(trigger, Utc::now())?;
-        tracing::info!(server = %server.id, from = ?event.from, to = ?event.to, ?trigger, "lifecycle");
+        // Always called inside the server's span, which names it.
+        tracing::info!(from = ?event.from, to = ?event.to, ?trigger, "lifecycle");
         server.hub.publish(ConsoleEvent::State(event.clone()));
         self.outbox.push(NodeMessage::Lifecycle(event.clone()));
         Ok(event)
@@ -413,7 +415,8 @@ impl NodeAgent {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        let span = tracing::info_span!("server", server = %server.id);
+        // A root span: the task outlives the request that spawned it.
+        let span = tracing::info_span!(parent: None, "server", server = %server.id);
         let handle = tokio::spawn(task.instrument(span));
         server.track(handle.abort_handle());
     }
