@@ -30,8 +30,7 @@ use nexus_core::ids::NodeId;
 use nexus_core::model::{DoneMatcher, StopMethod};
 use nexus_core::transport::ServerSpec;
 use serde_json::json;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 use support::*;
 use tokio::io::AsyncBufReadExt as _;
@@ -64,10 +63,10 @@ fn main() {
         let c = Client::new(addr);
 
         // 1. Idle.
-        let mut daemon = spawn(&config_path);
+        let mut daemon = Wings::spawn(&config_path, Stdio::inherit());
         c.wait_up(T).await;
         tokio::time::sleep(Duration::from_secs(3)).await;
-        let idle = rss(&daemon);
+        let idle = daemon.rss();
 
         // 2 + 3. One chatty server.
         let spec = chatty_spec();
@@ -107,7 +106,7 @@ fn main() {
         }
         let (ws_rate, docker_rate) = (median(&mut ws_rates), median(&mut docker_rates));
         let ws_delivered = median(&mut ws_delivered);
-        let rss_after_bursts = rss(&daemon);
+        let rss_after_bursts = daemon.rss();
         restart(&c, id).await;
         let mut socket = console(&c.base, id, None).await;
         let mut ws_latency = ping_ws(&mut socket, 500).await;
@@ -116,25 +115,25 @@ fn main() {
         let mut docker_latency = ping_docker(&c, id, &container, 200).await;
         let (status, _) = c.call(reqwest::Method::DELETE, &format!("/api/servers/{id}"), None).await;
         assert_eq!(status, 204);
-        stop(&mut daemon);
+        daemon.terminate(T);
 
         // 4. Many servers, fresh daemon.
-        let mut daemon = spawn(&config_path);
+        let mut daemon = Wings::spawn(&config_path, Stdio::inherit());
         c.wait_up(T).await;
         let started = Instant::now();
         let ids = start_many(&c, servers).await;
         let start_all = started.elapsed();
         tokio::time::sleep(Duration::from_secs(5)).await;
-        let many = rss(&daemon);
-        stop(&mut daemon);
-        let mut daemon = spawn(&config_path);
+        let many = daemon.rss();
+        daemon.terminate(T);
+        let mut daemon = Wings::spawn(&config_path, Stdio::inherit());
         c.wait_up(T).await;
         for id in &ids {
             c.wait_state(*id, "running", T).await;
         }
         tokio::time::sleep(Duration::from_secs(5)).await;
-        let adopted = rss(&daemon);
-        stop(&mut daemon);
+        let adopted = daemon.rss();
+        daemon.terminate(T);
 
         let mb = |b: u64| b as f64 / (1024.0 * 1024.0);
         let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
@@ -184,49 +183,6 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(config: &Path) -> Daemon {
-    let child = Command::new(env!("CARGO_BIN_EXE_nexus-wings"))
-        .arg("--config")
-        .arg(config)
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn nexus-wings");
-    Daemon(child)
-}
-
-/// SIGTERM and wait.
-fn stop(daemon: &mut Daemon) {
-    let pid = daemon.0.id().to_string();
-    let _ = Command::new("kill").args(["-TERM", &pid]).status();
-    let _ = daemon.0.wait();
-}
-
-/// Resident memory of the daemon, bytes (`VmRSS`).
-fn rss(daemon: &Daemon) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", daemon.0.id())).unwrap();
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
-    kib * 1024
-}
-
 /// A server that answers `burst <n> <tag>` with n 80-byte lines and `END <tag>`, and
 /// `ping <i>` with `pong <i>`.
 fn chatty_spec() -> ServerSpec {
@@ -262,7 +218,8 @@ async fn burst_ws(socket: &mut Socket, n: usize, tag: &str) -> (Duration, usize,
             return (started.elapsed(), received, skipped);
         } else if text.contains("\"notice\"") && text.contains("skipped") {
             let value: serde_json::Value = serde_json::from_str(&text).unwrap();
-            skipped += value["data"].as_str().and_then(|s| s.split(' ').next()).and_then(|n| n.parse().ok()).unwrap_or(0);
+            skipped +=
+                value["data"].as_str().and_then(|s| s.split(' ').next()).and_then(|n| n.parse().ok()).unwrap_or(0);
         }
     }
 }
@@ -275,7 +232,9 @@ async fn restart(c: &Client, id: nexus_core::ids::ServerId) {
 }
 
 /// `docker logs -f --since now` on the container, started and ready before returning.
-async fn docker_logs(container: &str) -> (tokio::process::Child, tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>) {
+async fn docker_logs(
+    container: &str,
+) -> (tokio::process::Child, tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>) {
     let since = chrono::Utc::now().timestamp().to_string();
     let mut child = tokio::process::Command::new("docker")
         .args(["logs", "-f", "--since", &since, container])
@@ -291,10 +250,17 @@ async fn docker_logs(container: &str) -> (tokio::process::Child, tokio::io::Line
 }
 
 /// One burst read with `docker logs -f`: (elapsed, lines received).
-async fn burst_docker(c: &Client, id: nexus_core::ids::ServerId, container: &str, n: usize, tag: &str) -> (Duration, usize) {
+async fn burst_docker(
+    c: &Client,
+    id: nexus_core::ids::ServerId,
+    container: &str,
+    n: usize,
+    tag: &str,
+) -> (Duration, usize) {
     let (mut child, mut lines) = docker_logs(container).await;
     let started = Instant::now();
-    let (status, _) = c.post(&format!("/api/servers/{id}/commands"), json!({ "command": format!("burst {n} {tag}") })).await;
+    let (status, _) =
+        c.post(&format!("/api/servers/{id}/commands"), json!({ "command": format!("burst {n} {tag}") })).await;
     assert_eq!(status, 204);
     let prefix = format!("{tag} ");
     let end = format!("END {tag}");
@@ -335,7 +301,8 @@ async fn ping_docker(c: &Client, id: nexus_core::ids::ServerId, container: &str,
     let mut times = Vec::with_capacity(n);
     for i in 0..n {
         let started = Instant::now();
-        let (status, _) = c.post(&format!("/api/servers/{id}/commands"), json!({ "command": format!("ping d{i}") })).await;
+        let (status, _) =
+            c.post(&format!("/api/servers/{id}/commands"), json!({ "command": format!("ping d{i}") })).await;
         assert_eq!(status, 204);
         let want = format!("pong d{i}");
         loop {

@@ -246,12 +246,8 @@ mod tests {
         assert_eq!(other.verify(&token), Err(TokenError::BadSignature));
         // Swap in a payload granting more, keeping the old MAC.
         let (_, mac) = token.split_once('.').unwrap();
-        let forged = TokenClaims {
-            server,
-            permissions: Permission::ALL.to_vec(),
-            expires: unix_now() + 60,
-            nonce: "x".into(),
-        };
+        let forged =
+            TokenClaims { server, permissions: Permission::ALL.to_vec(), expires: unix_now() + 60, nonce: "x".into() };
         let forged_payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&forged).unwrap());
         assert_eq!(signer().verify(&format!("{forged_payload}.{mac}")), Err(TokenError::BadSignature));
         assert_eq!(signer().verify("no-dot"), Err(TokenError::Malformed));

@@ -219,8 +219,8 @@ impl Config {
 fn secret(inline: Option<&str>, file: Option<&Path>) -> Result<Option<String>, ConfigError> {
     let value = match file {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+            let text =
+                std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
             Some(text.trim().to_owned())
         }
         None => inline.map(str::to_owned),
@@ -247,11 +247,8 @@ mod tests {
     #[test]
     fn resolve_requires_node_and_token() {
         assert!(Config::default().resolve().is_err());
-        let config = Config {
-            node_id: Some(NodeId::new()),
-            token: Some("0123456789abcdef".into()),
-            ..Config::default()
-        };
+        let config =
+            Config { node_id: Some(NodeId::new()), token: Some("0123456789abcdef".into()), ..Config::default() };
         let resolved = config.resolve().unwrap();
         assert_eq!(resolved.token, "0123456789abcdef");
         assert!(resolved.token_secret.is_none());

@@ -9,7 +9,6 @@
 //! [`Daemon`] is the same thing as a library, for embedding (the panel's `up` command) and
 //! tests: bring your own [`Runtime`] and [`PanelTransport`].
 
-use nexus_core::agent::{AgentConfig, AgentError, NodeAgent};
 use crate::api::{self, ApiState};
 use crate::auth::{NodeToken, TokenSigner};
 use crate::config::{LogFormat, ResolvedConfig};
@@ -17,6 +16,7 @@ use crate::metrics::HttpMetrics;
 use crate::panel::{HttpPanelTransport, NullPanelTransport};
 use crate::preparer::EggPreparer;
 use crate::state::FileStateStore;
+use nexus_core::agent::{AgentConfig, AgentError, NodeAgent};
 use nexus_core::runtime::{Runtime, RuntimeError};
 use nexus_core::transport::{PanelTransport, TransportError};
 use std::future::Future;
@@ -163,8 +163,7 @@ pub fn run(config: ResolvedConfig) -> Result<(), DaemonError> {
     };
     // File operations use the blocking pool; a handful of threads is plenty for one node and
     // each idle one still costs a stack.
-    let runtime =
-        builder.enable_all().max_blocking_threads(32).build().map_err(io_error("start the tokio runtime"))?;
+    let runtime = builder.enable_all().max_blocking_threads(32).build().map_err(io_error("start the tokio runtime"))?;
     runtime.block_on(async move {
         let socket = &config.config.docker_socket;
         let docker = nexus_runtime_docker::DockerRuntime::connect(socket)

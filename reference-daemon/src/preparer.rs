@@ -21,9 +21,9 @@
 //! the stop signal reaches. Images whose entrypoint evaluates `STARTUP` themselves (the
 //! Pterodactyl yolks) receive the wrapper as arguments and ignore it.
 
-use nexus_core::agent::{AgentError, PreparedStart, StartPreparer};
 use crate::files::{FilesConfig, FilesError, ServerFiles};
 use async_trait::async_trait;
+use nexus_core::agent::{AgentError, PreparedStart, StartPreparer};
 use nexus_core::transport::ServerSpec;
 use nexus_eggs::config_files::{ConfigContext, apply};
 use nexus_eggs::startup::{ServerFacts, render_startup};

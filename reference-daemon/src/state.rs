@@ -7,8 +7,8 @@
 //! loads as an empty snapshot (first start); an unreadable one is an error, never silently
 //! an empty node, because forgetting servers would orphan their containers.
 
-use nexus_core::agent::{AgentError, AgentSnapshot, AgentStateStore};
 use async_trait::async_trait;
+use nexus_core::agent::{AgentError, AgentSnapshot, AgentStateStore};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -44,9 +44,8 @@ impl AgentStateStore for FileStateStore {
         let path = self.path();
         let _guard = self.lock.lock().await;
         tokio::task::spawn_blocking(move || match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                AgentError::State(format!("{} is not a valid agent snapshot: {e}", path.display()))
-            }),
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| AgentError::State(format!("{} is not a valid agent snapshot: {e}", path.display()))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(AgentSnapshot::default()),
             Err(e) => Err(state_error("read", &path, &e)),
         })

@@ -11,7 +11,8 @@
 mod support;
 
 use nexus_core::ids::{NodeId, ServerId};
-use nexus_core::model::Permission;
+use nexus_core::model::{ConfigFile, ConfigParser, FindValue, Permission};
+use nexus_core::runtime::PortBinding;
 use nexus_wings::auth::{TokenClaims, TokenSigner};
 use nexus_wings::daemon::Daemon;
 use nexus_wings::panel::NullPanelTransport;
@@ -61,9 +62,11 @@ async fn http_api_end_to_end() {
     let (status, body) = read(c.http.get(c.url("/api/system")).send().await.unwrap()).await;
     assert_eq!(status, 401, "{body}");
     assert_eq!(body["error"]["code"], "unauthorized");
-    let (status, _) = read(c.http.get(c.url("/api/servers")).bearer_auth("wrong-token-0123456789").send().await.unwrap()).await;
+    let (status, _) =
+        read(c.http.get(c.url("/api/servers")).bearer_auth("wrong-token-0123456789").send().await.unwrap()).await;
     assert_eq!(status, 401);
-    let (status, _) = read(c.http.get(c.url("/api/servers")).header("authorization", TOKEN).send().await.unwrap()).await;
+    let (status, _) =
+        read(c.http.get(c.url("/api/servers")).header("authorization", TOKEN).send().await.unwrap()).await;
     assert_eq!(status, 401, "a token without the Bearer scheme is refused");
     let (status, system) = c.get("/api/system").await;
     assert_eq!(status, 200);
@@ -75,7 +78,20 @@ async fn http_api_end_to_end() {
     assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")));
 
     // --- create + install ---------------------------------------------------------------
-    let spec = busybox_spec();
+    // The install writes a config file; every start patches it (egg config files, through
+    // the confined file manager).
+    let mut spec = busybox_spec();
+    let port = free_port();
+    spec.allocations = vec![PortBinding { ip: "127.0.0.1".parse().unwrap(), port }];
+    spec.install.script.push_str("; printf '# server\\nserver-port=1\\nmotd=old\\n' > /mnt/server/server.properties");
+    spec.config_files = vec![ConfigFile {
+        path: "server.properties".into(),
+        parser: ConfigParser::Properties,
+        find: vec![
+            ("server-port".into(), FindValue::Text("{{server.build.default.port}}".into())),
+            ("motd".into(), FindValue::Text("{{env.GREETING}}".into())),
+        ],
+    }];
     let id = spec.id;
     let (status, body) = c.post("/api/servers?install=true", serde_json::to_value(&spec).unwrap()).await;
     assert_eq!(status, 201, "{body}");
@@ -106,6 +122,10 @@ async fn http_api_end_to_end() {
     until(&mut socket, T, |e| is_line(e, "got: ping over http")).await;
     let (status, body) = c.post(&format!("/api/servers/{id}/power"), json!({ "action": "jump" })).await;
     assert_eq!(status, 400, "{body}");
+
+    let response = c.http.get(c.url(&format!("/api/servers/{id}/files/server.properties"))).bearer_auth(TOKEN);
+    let properties = response.send().await.unwrap().text().await.unwrap();
+    assert_eq!(properties, format!("# server\nserver-port={port}\nmotd=hello $(id)\n"));
 
     // A second client gets the replay.
     let mut second = console(&c.base, id, None).await;
@@ -191,15 +211,7 @@ async fn files(c: &Client, id: ServerId) {
     let (status, body) = read(put("secret.txt", "x").await.unwrap()).await;
     assert_eq!((status, body["error"]["code"].as_str()), (403, Some("denied")), "{body}");
     // The quota from the spec (64 MiB) refuses up front from the content-length.
-    let big = c
-        .http
-        .put(c.url(&format!("{base}/big.bin")))
-        .bearer_auth(TOKEN)
-        .body(vec![0u8; 65 << 20])
-        .send()
-        .await
-        .unwrap();
-    let (status, body) = read(big).await;
+    let (status, body) = raw_declared(&c.base, "PUT", &format!("{base}/big.bin"), 65 << 20, "").await;
     assert_eq!((status, body["error"]["code"].as_str()), (507, Some("quota_exceeded")), "{body}");
 
     // The POST operations.
@@ -241,10 +253,9 @@ async fn browser_tokens(c: &Client, id: ServerId) {
     assert_eq!(status, 200, "file_read allows listing");
     let query = c.http.get(c.url(&format!("{files}/config?token={read_only}"))).send().await.unwrap();
     assert_eq!(query.status().as_u16(), 200, "?token= works too");
-    let (status, body) = read(
-        c.http.put(c.url(&format!("{files}/x.txt"))).bearer_auth(&read_only).body("x").send().await.unwrap(),
-    )
-    .await;
+    let (status, body) =
+        read(c.http.put(c.url(&format!("{files}/x.txt"))).bearer_auth(&read_only).body("x").send().await.unwrap())
+            .await;
     assert_eq!((status, body["error"]["code"].as_str()), (403, Some("forbidden")), "no file_write: {body}");
 
     // Scoped to another server.
@@ -273,16 +284,26 @@ async fn browser_tokens(c: &Client, id: ServerId) {
     });
     let (status, _) = read(get(format!("{files}/config"), expired).await.unwrap()).await;
     assert_eq!(status, 401, "expired");
-    let forged = TokenSigner::new(b"not-the-secret-not-the-secret-xx", Duration::from_secs(900))
-        .unwrap()
-        .mint(id, &Permission::ALL, Duration::from_secs(60));
+    let forged = TokenSigner::new(b"not-the-secret-not-the-secret-xx", Duration::from_secs(900)).unwrap().mint(
+        id,
+        &Permission::ALL,
+        Duration::from_secs(60),
+    );
     let (status, _) = read(get(format!("{files}/config"), forged).await.unwrap()).await;
     assert_eq!(status, 401, "wrong secret");
     let all = s.mint(id, &Permission::ALL, Duration::from_secs(60));
+    let (status, _) = read(c.http.get(c.url(&format!("{files}/config?token={TOKEN}"))).send().await.unwrap()).await;
+    assert_eq!(status, 401, "the node token is not taken from the query string");
     let (status, _) = read(get("/api/servers".into(), all.clone()).await.unwrap()).await;
     assert_eq!(status, 401, "browser tokens are not accepted on node routes");
     let (status, _) = read(
-        c.http.post(c.url(&format!("/api/servers/{id}/power"))).bearer_auth(&all).json(&json!({"action":"kill"})).send().await.unwrap(),
+        c.http
+            .post(c.url(&format!("/api/servers/{id}/power")))
+            .bearer_auth(&all)
+            .json(&json!({"action":"kill"}))
+            .send()
+            .await
+            .unwrap(),
     )
     .await;
     assert_eq!(status, 401);

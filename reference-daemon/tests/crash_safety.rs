@@ -15,38 +15,15 @@ use nexus_core::ids::NodeId;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use support::*;
 
 const T: Duration = Duration::from_secs(30);
 const SERVERS: usize = 3;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// Kills the daemon (SIGKILL) if the test ends while it runs.
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(config: &Path, log: &Path) -> Daemon {
+fn spawn(config: &Path, log: &Path) -> Wings {
     let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_nexus-wings"))
-        .arg("--config")
-        .arg(config)
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("spawn nexus-wings");
-    Daemon(child)
+    Wings::spawn(config, log.into())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -81,7 +58,8 @@ async fn kill_9_and_restart_readopts_every_server() {
     }
     for id in running {
         c.wait_state(*id, "running", T).await;
-        let (status, _) = c.post(&format!("/api/servers/{id}/commands"), json!({ "command": "before the crash" })).await;
+        let (status, _) =
+            c.post(&format!("/api/servers/{id}/commands"), json!({ "command": "before the crash" })).await;
         assert_eq!(status, 204);
     }
     let mut socket = console(&c.base, running[0], None).await;
@@ -93,8 +71,7 @@ async fn kill_9_and_restart_readopts_every_server() {
     assert_eq!(before.len(), SERVERS, "one running container per started server");
 
     // kill -9, and the servers do not notice.
-    daemon.0.kill().unwrap();
-    daemon.0.wait().unwrap();
+    daemon.kill9();
     drop(socket);
     assert_eq!(node_containers(node, true).len(), SERVERS, "containers survive the daemon");
 
@@ -113,7 +90,8 @@ async fn kill_9_and_restart_readopts_every_server() {
 
     // The console is attached again: commands arrive, output is fanned out and replayed.
     for id in running {
-        let (status, body) = c.post(&format!("/api/servers/{id}/commands"), json!({ "command": "after the restart" })).await;
+        let (status, body) =
+            c.post(&format!("/api/servers/{id}/commands"), json!({ "command": "after the restart" })).await;
         assert_eq!(status, 204, "{body}");
     }
     for id in running {
@@ -130,8 +108,7 @@ async fn kill_9_and_restart_readopts_every_server() {
     let (status, _) = c.post(&format!("/api/servers/{}/power", running[2]), json!({ "action": "stop" })).await;
     assert_eq!(status, 204);
     c.wait_state(running[2], "stopped", T).await;
-    daemon.0.kill().unwrap();
-    daemon.0.wait().unwrap();
+    daemon.kill9();
     let mut daemon = spawn(&config_path, &log);
     c.wait_up(T).await;
     c.wait_state(running[0], "running", T).await;
@@ -140,16 +117,7 @@ async fn kill_9_and_restart_readopts_every_server() {
     assert_eq!(node_containers(node, true).len(), SERVERS - 1);
 
     // SIGTERM: clean exit, servers keep running.
-    let pid = daemon.0.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    let deadline = std::time::Instant::now() + T;
-    let status = loop {
-        if let Some(status) = daemon.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(std::time::Instant::now() < deadline, "daemon did not exit on SIGTERM");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let status = daemon.terminate(T);
     assert!(status.success(), "exit status {status}; log:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
     assert_eq!(node_containers(node, true).len(), SERVERS - 1, "SIGTERM leaves servers running");
     let log_text = std::fs::read_to_string(&log).unwrap();

@@ -15,9 +15,9 @@
 //! not per line.
 
 use super::{ApiError, ApiState, caller, require, with_state};
-use nexus_core::agent::{ConsoleEvent, lagged_notice};
 use crate::auth::Caller;
 use futures::{SinkExt as _, StreamExt as _};
+use nexus_core::agent::{ConsoleEvent, lagged_notice};
 use nexus_core::ids::ServerId;
 use nexus_core::model::Permission;
 use serde::Deserialize;

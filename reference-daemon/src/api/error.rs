@@ -1,8 +1,8 @@
 //! Typed JSON errors: every failure answers `{"error":{"code":"...","message":"..."}}` with a
 //! matching status code.
 
-use nexus_core::agent::AgentError;
 use crate::files::FilesError;
+use nexus_core::agent::AgentError;
 use serde::Serialize;
 use std::convert::Infallible;
 use warp::http::StatusCode;
@@ -143,7 +143,10 @@ mod tests {
     fn files_errors_keep_their_status_and_code() {
         let e: ApiError = FilesError::OutsideRoot { path: "../x".into() }.into();
         assert_eq!((e.status, e.code), (400, "outside_root"));
-        assert_eq!(e.to_json(), r#"{"error":{"code":"outside_root","message":"path `../x` leads outside the server root"}}"#);
+        assert_eq!(
+            e.to_json(),
+            r#"{"error":{"code":"outside_root","message":"path `../x` leads outside the server root"}}"#
+        );
     }
 
     #[test]

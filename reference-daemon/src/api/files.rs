@@ -23,10 +23,10 @@
 //! stopped (no periodic rescan loop).
 
 use super::{ApiError, ApiState, caller, json, no_content, require, respond, with_state};
-use nexus_core::agent::NodeAgent;
 use crate::auth::Caller;
 use crate::files::{ArchiveFormat, FileEntry, FileKind, FileOwner, FilesConfig, ServerFiles};
 use futures::StreamExt as _;
+use nexus_core::agent::NodeAgent;
 use nexus_core::ids::ServerId;
 use nexus_core::model::Permission;
 use serde::Deserialize;
@@ -160,7 +160,8 @@ impl Mode {
             Self::Number(n) => Ok(*n),
             Self::Octal(text) => {
                 let digits = text.trim_start_matches("0o");
-                u32::from_str_radix(digits, 8).map_err(|_| ApiError::bad_request(format!("invalid octal mode `{text}`")))
+                u32::from_str_radix(digits, 8)
+                    .map_err(|_| ApiError::bad_request(format!("invalid octal mode `{text}`")))
             }
         }
     }
@@ -279,15 +280,20 @@ where
     require(caller, id, Permission::FileWrite)?;
     let path = decode(tail)?;
     let files = state.files.get(&state.agent, id).await?;
-    let chunks = body.map(|chunk| {
-        chunk.map(|mut buf| buf.copy_to_bytes(buf.remaining())).map_err(std::io::Error::other)
-    });
+    let chunks =
+        body.map(|chunk| chunk.map(|mut buf| buf.copy_to_bytes(buf.remaining())).map_err(std::io::Error::other));
     let reader = tokio_util::io::StreamReader::new(chunks);
     let entry: FileEntry = files.write_stream(&path, reader, length).await?;
     Ok(json(&entry, 200))
 }
 
-async fn operation(state: &ApiState, id: ServerId, op: &str, caller: &Caller, body: &[u8]) -> Result<Response, ApiError> {
+async fn operation(
+    state: &ApiState,
+    id: ServerId,
+    op: &str,
+    caller: &Caller,
+    body: &[u8],
+) -> Result<Response, ApiError> {
     fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
         serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
     }

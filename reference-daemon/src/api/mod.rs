@@ -19,7 +19,8 @@
 //! | GET | `/metrics` | node (unless `metrics_require_token = false`) | Prometheus text |
 //!
 //! "node" is `Authorization: Bearer <node token>`; "browser" is a signed token
-//! ([`crate::auth`]) in the same header or, where a browser cannot set headers, `?token=`.
+//! ([`crate::auth`]) in the same header or, where a browser cannot set headers, `?token=`
+//! (the node token is never taken from the query string).
 //! Every failure is a typed JSON error ([`ApiError`]).
 
 pub mod console;
@@ -29,10 +30,10 @@ mod servers;
 
 pub use error::{ApiError, recover, status_code_name};
 
-use nexus_core::agent::NodeAgent;
 use crate::auth::{Caller, NodeToken, TokenSigner};
 use crate::metrics::HttpMetrics;
 use files::FileManagers;
+use nexus_core::agent::NodeAgent;
 use nexus_core::ids::ServerId;
 use nexus_core::model::Permission;
 use std::collections::HashMap;
@@ -97,46 +98,52 @@ pub fn routes(state: Arc<ApiState>) -> BoxedFilter<(Response,)> {
 }
 
 /// Shares the state with a handler.
-fn with_state(state: Arc<ApiState>) -> impl Filter<Extract = (Arc<ApiState>,), Error = std::convert::Infallible> + Clone {
+fn with_state(
+    state: Arc<ApiState>,
+) -> impl Filter<Extract = (Arc<ApiState>,), Error = std::convert::Infallible> + Clone {
     warp::any().map(move || Arc::clone(&state))
 }
 
-/// The caller, from `Authorization: Bearer` or (browsers only) `?token=`. Only the node token
-/// is accepted unless `browser` is true.
+/// The caller, from `Authorization: Bearer` or (browser tokens only, where a browser cannot set
+/// headers) `?token=`. Only the node token is accepted unless `browser` is true; the node token
+/// is never accepted from the query string (URLs end up in logs).
 fn caller(state: Arc<ApiState>, browser: bool) -> BoxedFilter<(Caller,)> {
     warp::header::optional::<String>("authorization")
         .and(warp::query::<HashMap<String, String>>().or(warp::any().map(HashMap::new)).unify())
         .and_then(move |header: Option<String>, query: HashMap<String, String>| {
             let state = Arc::clone(&state);
             async move {
-                let presented = header
+                let bearer = header
                     .as_deref()
                     .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
-                    .map(str::trim)
-                    .or_else(|| if browser { query.get("token").map(String::as_str) } else { None });
-                authenticate(&state, presented, browser).map_err(warp::reject::custom)
+                    .map(str::trim);
+                let result = match (bearer, query.get("token")) {
+                    (Some(token), _) => authenticate(&state, token, browser),
+                    (None, Some(token)) if browser => verify_browser(&state, token),
+                    _ => Err(ApiError::unauthorized()),
+                };
+                result.map_err(warp::reject::custom)
             }
         })
         .boxed()
 }
 
-fn authenticate(state: &ApiState, presented: Option<&str>, browser: bool) -> Result<Caller, ApiError> {
-    let token = presented.filter(|t| !t.is_empty()).ok_or_else(ApiError::unauthorized)?;
-    if state.node_token.matches(token) {
-        return Ok(Caller::Node);
+fn authenticate(state: &ApiState, token: &str, browser: bool) -> Result<Caller, ApiError> {
+    if !token.is_empty() && state.node_token.matches(token) {
+        Ok(Caller::Node)
+    } else if browser {
+        verify_browser(state, token)
+    } else {
+        Err(ApiError::unauthorized())
     }
-    if browser {
-        if let Some(signer) = &state.signer {
-            return match signer.verify(token) {
-                Ok(claims) => Ok(Caller::Browser(claims)),
-                Err(reason) => {
-                    tracing::debug!(%reason, "browser token refused");
-                    Err(ApiError::unauthorized())
-                }
-            };
-        }
-    }
-    Err(ApiError::unauthorized())
+}
+
+fn verify_browser(state: &ApiState, token: &str) -> Result<Caller, ApiError> {
+    let signer = state.signer.as_ref().ok_or_else(ApiError::unauthorized)?;
+    signer.verify(token).map(Caller::Browser).map_err(|reason| {
+        tracing::debug!(%reason, "browser token refused");
+        ApiError::unauthorized()
+    })
 }
 
 /// Checks that `caller` may do `permission` on `server`.

@@ -104,27 +104,23 @@ pub(super) fn routes(state: Arc<ApiState>) -> BoxedFilter<(Response,)> {
             )
         });
 
-    let details = warp::path!("api" / "servers" / ServerId)
-        .and(warp::get())
-        .and(node())
-        .and(st())
-        .map(|id: ServerId, _: Caller, state: Arc<ApiState>| match state.agent.spec(id) {
+    let details = warp::path!("api" / "servers" / ServerId).and(warp::get()).and(node()).and(st()).map(
+        |id: ServerId, _: Caller, state: Arc<ApiState>| match state.agent.spec(id) {
             Some(spec) => {
                 let status = state.agent.servers().into_iter().find(|s| s.server == id).map(|s| s.state);
                 json(&ServerDetails { server: id, state: status, spec }, 200)
             }
             None => ApiError::new(404, "unknown_server", format!("unknown server {id}")).into_response(),
-        });
+        },
+    );
 
-    let destroy = warp::path!("api" / "servers" / ServerId)
-        .and(warp::delete())
-        .and(node())
-        .and(st())
-        .and_then(|id: ServerId, _: Caller, state: Arc<ApiState>| async move {
+    let destroy = warp::path!("api" / "servers" / ServerId).and(warp::delete()).and(node()).and(st()).and_then(
+        |id: ServerId, _: Caller, state: Arc<ApiState>| async move {
             let result = state.agent.destroy_server(id).await;
             state.files.forget(id);
             respond(result.map(|()| no_content()).map_err(ApiError::from))
-        });
+        },
+    );
 
     let power = warp::path!("api" / "servers" / ServerId / "power")
         .and(warp::post())
@@ -136,13 +132,12 @@ pub(super) fn routes(state: Arc<ApiState>) -> BoxedFilter<(Response,)> {
             respond(state.agent.power(id, body.action).await.map(|()| no_content()).map_err(ApiError::from))
         });
 
-    let install = warp::path!("api" / "servers" / ServerId / "install")
-        .and(warp::post())
-        .and(node())
-        .and(st())
-        .and_then(|id: ServerId, _: Caller, state: Arc<ApiState>| async move {
-            respond(state.agent.install(id).await.map(|()| no_content()).map_err(ApiError::from))
-        });
+    let install =
+        warp::path!("api" / "servers" / ServerId / "install").and(warp::post()).and(node()).and(st()).and_then(
+            |id: ServerId, _: Caller, state: Arc<ApiState>| async move {
+                respond(state.agent.install(id).await.map(|()| no_content()).map_err(ApiError::from))
+            },
+        );
 
     let command = warp::path!("api" / "servers" / ServerId / "commands")
         .and(warp::post())
@@ -154,20 +149,21 @@ pub(super) fn routes(state: Arc<ApiState>) -> BoxedFilter<(Response,)> {
             respond(state.agent.send_command(id, &body.command).await.map(|()| no_content()).map_err(ApiError::from))
         });
 
-    let install_log = warp::path!("api" / "servers" / ServerId / "install-log")
-        .and(warp::get())
-        .and(node())
-        .and(st())
-        .and_then(|id: ServerId, _: Caller, state: Arc<ApiState>| async move {
-            respond(
-                state
-                    .agent
-                    .install_log(id)
-                    .await
-                    .map(|log| warp::reply::with_header(log, "content-type", "text/plain; charset=utf-8").into_response())
-                    .map_err(ApiError::from),
-            )
-        });
+    let install_log =
+        warp::path!("api" / "servers" / ServerId / "install-log").and(warp::get()).and(node()).and(st()).and_then(
+            |id: ServerId, _: Caller, state: Arc<ApiState>| async move {
+                respond(
+                    state
+                        .agent
+                        .install_log(id)
+                        .await
+                        .map(|log| {
+                            warp::reply::with_header(log, "content-type", "text/plain; charset=utf-8").into_response()
+                        })
+                        .map_err(ApiError::from),
+                )
+            },
+        );
 
     system
         .or(list)
@@ -201,7 +197,8 @@ pub(super) fn metrics_route(state: Arc<ApiState>) -> BoxedFilter<(Response,)> {
         .and(auth)
         .and(with_state(state))
         .map(|_: Caller, state: Arc<ApiState>| {
-            warp::reply::with_header(render_metrics(&state), "content-type", "text/plain; version=0.0.4").into_response()
+            warp::reply::with_header(render_metrics(&state), "content-type", "text/plain; version=0.0.4")
+                .into_response()
         })
         .boxed()
 }

@@ -153,12 +153,17 @@ impl Client {
 /// Sends `method target` with the node token over a raw connection, the request target
 /// exactly as given (HTTP clients normalise `..` and `%2e%2e` away; an attacker's does not).
 pub async fn raw(base: &str, method: &str, target: &str, body: &str) -> (u16, Value) {
+    raw_declared(base, method, target, body.len(), body).await
+}
+
+/// Like [`raw`], declaring `content_length` whatever `body` holds (the server may answer
+/// before reading a body it refuses).
+pub async fn raw_declared(base: &str, method: &str, target: &str, content_length: usize, body: &str) -> (u16, Value) {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let addr = base.trim_start_matches("http://");
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let request = format!(
-        "{method} {target} HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {TOKEN}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
+        "{method} {target} HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {TOKEN}\r\ncontent-length: {content_length}\r\nconnection: close\r\n\r\n{body}"
     );
     stream.write_all(request.as_bytes()).await.expect("write");
     let mut response = Vec::new();
@@ -244,6 +249,67 @@ pub fn node_containers(node: NodeId, only_running: bool) -> Vec<String> {
 pub fn inspect(id: &str, format: &str) -> String {
     let out = Command::new("docker").args(["inspect", "-f", format, id]).output().expect("docker inspect");
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// A free TCP port on loopback (bound then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// The `nexus-wings` binary running as a child process; killed (SIGKILL) when dropped.
+pub struct Wings(pub std::process::Child);
+
+impl Drop for Wings {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Wings {
+    /// Runs `nexus-wings --config <config>`, its logs going to `stderr`.
+    pub fn spawn(config: &Path, stderr: std::process::Stdio) -> Self {
+        let child = Command::new(env!("CARGO_BIN_EXE_nexus-wings"))
+            .arg("--config")
+            .arg(config)
+            .env_remove("RUST_LOG")
+            .stdout(std::process::Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn nexus-wings");
+        Self(child)
+    }
+
+    /// `kill -9`, and reap it.
+    pub fn kill9(&mut self) {
+        self.0.kill().expect("SIGKILL");
+        self.0.wait().expect("wait");
+    }
+
+    /// `kill -TERM`; returns once it exited (or panics after `timeout`).
+    pub fn terminate(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let pid = self.0.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.0.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "nexus-wings did not exit within {timeout:?} of SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Resident memory, bytes (`VmRSS`).
+    pub fn rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.0.id())).expect("proc status");
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS");
+        kib * 1024
+    }
 }
 
 /// Removes every container of `node` when dropped (also when the test panics).
