@@ -14,12 +14,11 @@ use async_trait::async_trait;
 use nexus_core::agent::{
     AgentConfig, AgentError, ConsoleEvent, ConsoleSubscription, MemoryStateStore, NODE_LABEL, NodeAgent, ShellPreparer,
 };
-use nexus_core::conformance::require_service;
 use nexus_core::conformance::runtime::BUSYBOX_IMAGE;
 use nexus_core::ids::{NodeId, ServerId};
 use nexus_core::lifecycle::{LifecycleEvent, ServerState, TRANSITIONS, Trigger};
 use nexus_core::model::{DoneMatcher, EggScript, ServerLimits, StopMethod, StopSignal};
-use nexus_core::runtime::{Runtime, SERVER_LABEL};
+use nexus_core::runtime::SERVER_LABEL;
 use nexus_core::transport::{NodeMessage, PanelTransport, PowerAction, ServerSpec, TransportError};
 use nexus_runtime_docker::DockerRuntime;
 use std::collections::BTreeMap;
@@ -28,6 +27,8 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+mod support;
 use tokio::time::Instant;
 
 /// Longest a whole test may take.
@@ -44,22 +45,7 @@ const GAME: &str = r#"echo booting; sleep 1; echo 'Server ready!'; while read li
 
 /// Docker with the busybox image, or `None` (skip; a failure under `CI=true`).
 async fn docker() -> Option<Arc<DockerRuntime>> {
-    let probe = async {
-        let docker = DockerRuntime::connect_default().await.map_err(|e| e.to_string())?;
-        match docker.image_exists(BUSYBOX_IMAGE).await {
-            Ok(true) => Ok(docker),
-            Ok(false) => Err(format!("image {BUSYBOX_IMAGE} missing: run scripts/images/busybox.sh")),
-            Err(e) => Err(e.to_string()),
-        }
-    }
-    .await;
-    match probe {
-        Ok(docker) => Some(Arc::new(docker)),
-        Err(reason) => {
-            require_service("Docker", Err(reason));
-            None
-        }
-    }
+    support::docker().await.map(Arc::new)
 }
 
 /// Runs `body` under the test time limit.
