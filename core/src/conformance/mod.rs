@@ -8,6 +8,22 @@
 //! Tests that need an external service (a database server, a container engine) call
 //! [`require_service`] so that a missing service fails the run under CI instead of skipping.
 
+/// Fails unless `$result` is an `Err` matching `$pattern`; the rest is a `format!` context.
+/// Defined before the suites so both see it (macro textual scope).
+macro_rules! assert_err {
+    ($result:expr, $pattern:pat $(if $guard:expr)?, $($context:tt)+) => {
+        match $result {
+            Err($pattern) $(if $guard)? => {}
+            other => panic!(
+                "{}: expected Err({}), got {:?}",
+                format_args!($($context)+),
+                stringify!($pattern),
+                other
+            ),
+        }
+    };
+}
+
 pub mod runtime;
 pub mod store;
 

@@ -2,21 +2,6 @@
 //! first deviation; the doc comment of each is the rule it checks. Every container runs
 //! [`BUSYBOX_IMAGE`](super::BUSYBOX_IMAGE) with a `/bin/sh -c` script.
 
-/// Fails unless `$result` is an `Err` matching `$pattern`; the rest is a `format!` context.
-macro_rules! assert_err {
-    ($result:expr, $pattern:pat $(if $guard:expr)?, $($context:tt)+) => {
-        match $result {
-            Err($pattern) $(if $guard)? => {}
-            other => panic!(
-                "{}: expected Err({}), got {:?}",
-                format_args!($($context)+),
-                stringify!($pattern),
-                other
-            ),
-        }
-    };
-}
-
 mod console;
 mod containers;
 mod images;
