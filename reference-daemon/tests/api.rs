@@ -318,4 +318,16 @@ async fn browser_tokens(c: &Client, id: ServerId) {
     let mut socket = console(&c.base, id, Some(&writer)).await;
     send_command(&mut socket, "from the browser").await;
     until(&mut socket, T, |e| is_line(e, "got: from the browser")).await;
+
+    // A console opened with a short-lived token is closed when the token expires, not kept
+    // open for as long as the browser likes.
+    let brief = s.mint(id, &[Permission::ConsoleRead, Permission::ConsoleWrite], Duration::from_secs(2));
+    let mut socket = console(&c.base, id, Some(&brief)).await;
+    until(&mut socket, T, |e| e["type"] == "error" && e["error"]["code"] == "token_expired").await;
+    let after =
+        tokio::time::timeout(T, futures::StreamExt::next(&mut socket)).await.expect("socket closes after expiry");
+    assert!(
+        matches!(after, None | Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_))) | Some(Err(_))),
+        "{after:?}"
+    );
 }

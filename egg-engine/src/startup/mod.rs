@@ -4,8 +4,9 @@
 //! into a [`RenderedStartup`]:
 //!
 //! - `command`, for `/bin/sh -c`: every placeholder becomes a reference to an environment
-//!   variable, so the shell expands the value but never parses it. A value cannot add commands,
-//!   redirections, substitutions or quotes, whatever it contains. How the reference is written
+//!   variable, so the shell expands the value but never parses it as shell syntax: a value
+//!   cannot add commands, redirections, substitutions or quotes (see "Limits" below for the
+//!   places where bash itself evaluates an expanded value). How the reference is written
 //!   depends on where the placeholder sits in the author's template:
 //!
 //!   | placeholder in          | written as       |
@@ -69,6 +70,17 @@
 //! should run the command with bash where the image has it. The quoting written here is valid
 //! for both POSIX `sh` and bash. A template that hands a value to `eval`, `trap "{{STOP}}"` or
 //! `sh -c` runs it as code by the author's choice; rendering cannot and does not change that.
+//!
+//! # Limits
+//!
+//! Bash evaluates the *expanded* text of a variable as an arithmetic expression in `$(( ))`,
+//! `(( ))`, array subscripts and the numeric tests of `[[ ]]` (`-eq`, `-lt`, ...), and an
+//! arithmetic expression may contain `a[$(cmd)]`. The Valheim egg, for example, writes
+//! `[[ {{ENABLE_CROSSPLAY}} -eq 1 ]]`. In such places a value is only safe if it is a plain
+//! integer, which the egg's rules (`boolean`, `integer`, `numeric`, `in:`) guarantee when
+//! they are enforced on every write of the value; callers must validate values with
+//! [`crate::rules::validate`] before rendering. A here-document whose body is run by a shell
+//! (`bash <<EOF ... EOF`) re-parses the expanded value, like `eval`.
 
 mod scan;
 #[cfg(test)]

@@ -6,8 +6,9 @@
 //! bash's `<(...)`/`>(...)`, and `#` comments. Inside `$(...)` and backticks quoting starts
 //! afresh, even within double quotes (`"$(echo '{{A}}')"` is single-quoted). Not modelled:
 //! here-documents and the unbalanced `)` of `case` patterns; neither occurs in real startup
-//! commands, and a misreading there can only make a value expand wrongly, never execute it,
-//! because only `${NAME}` references and quote characters are ever inserted.
+//! commands, and a misreading there can only make a value expand wrongly, never be parsed as
+//! shell syntax, because only `${NAME}` references and quote characters are ever inserted
+//! (bash's arithmetic evaluation of expanded values is a separate limit, see the module docs).
 
 use super::StartupError;
 

@@ -79,6 +79,16 @@ async fn session(socket: WebSocket, state: Arc<ApiState>, server: ServerId, call
         }
     };
     let may_write = caller.may(server, Permission::ConsoleWrite);
+    // A browser token is checked at the upgrade only; without this deadline a socket opened
+    // with a 15-minute token would keep streaming (and accepting commands) for as long as it
+    // stays open, after the panel has stopped minting tokens for that user.
+    let expires_at = match &caller {
+        Caller::Node => None,
+        Caller::Browser(claims) => Some(
+            tokio::time::Instant::now()
+                + std::time::Duration::from_secs(claims.expires.saturating_sub(crate::auth::unix_now())),
+        ),
+    };
     tracing::debug!(%server, may_write, replay = subscription.replay.len(), "console client connected");
     for event in &subscription.replay {
         if tx.feed(event_message(event)).await.is_err() {
@@ -91,6 +101,11 @@ async fn session(socket: WebSocket, state: Arc<ApiState>, server: ServerId, call
     let mut live = subscription.live;
     loop {
         tokio::select! {
+            () = token_expiry(expires_at) => {
+                let expired = ApiError::new(401, "token_expired", "the console token expired; reconnect with a fresh token");
+                let _ = tx.send(error_message(&expired)).await;
+                break;
+            }
             received = live.recv() => {
                 let first = match received {
                     Ok(event) => event_message(&event),
@@ -163,6 +178,14 @@ fn event_message(event: &ConsoleEvent) -> Message {
 }
 
 /// `{"type":"error","error":{"code":...,"message":...}}`.
+/// Completes when the caller's token expires; never for the node token.
+async fn token_expiry(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 fn error_message(error: &ApiError) -> Message {
     let value = serde_json::json!({ "type": "error", "error": { "code": error.code, "message": error.message } });
     Message::text(value.to_string())
