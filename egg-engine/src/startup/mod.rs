@@ -77,11 +77,13 @@
 //! `(( ))`, array subscripts and the numeric tests of `[[ ]]` (`-eq`, `-lt`, ...), and an
 //! arithmetic expression may contain `a[$(cmd)]`. The Valheim egg, for example, writes
 //! `[[ {{ENABLE_CROSSPLAY}} -eq 1 ]]`. In such places a value is only safe if it is a plain
-//! integer, which the egg's rules (`boolean`, `integer`, `numeric`, `in:`) guarantee when
-//! they are enforced on every write of the value; callers must validate values with
+//! integer, so rendering refuses any other value for a placeholder used inside `(( ))`,
+//! `$(( ))` or a `[[ ]]` with a numeric test ([`StartupError::NotAnInteger`]); array
+//! subscripts (`${a[{{X}}]}`) are not detected, so callers should still validate values with
 //! [`crate::rules::validate`] before rendering. A here-document whose body is run by a shell
 //! (`bash <<EOF ... EOF`) re-parses the expanded value, like `eval`.
 
+mod arithmetic;
 mod scan;
 #[cfg(test)]
 mod tests;
@@ -182,6 +184,13 @@ pub enum StartupError {
         /// The variable (or built-in) whose value it is.
         name: String,
     },
+    /// A value that is not an integer is used where bash evaluates arithmetic (`(( ))`,
+    /// `$(( ))`, `[[ ... -eq ... ]]`), where it could run commands.
+    #[error("value of `{name}` must be an integer: the startup command uses it in an arithmetic context")]
+    NotAnInteger {
+        /// The variable.
+        name: String,
+    },
     /// The template leaves a quote or substitution open.
     #[error("startup command: unterminated {construct} opened at byte {offset}")]
     Unterminated {
@@ -230,6 +239,12 @@ where
             continue;
         }
         env.insert(name.into(), value.into());
+    }
+
+    for name in arithmetic::arithmetic_placeholders(template) {
+        if env.get(name).is_some_and(|value| !arithmetic::is_arithmetic_safe(value)) {
+            return Err(StartupError::NotAnInteger { name: name.into() });
+        }
     }
 
     let mut command = String::with_capacity(template.len());

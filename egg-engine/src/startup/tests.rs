@@ -421,3 +421,18 @@ fn corpus_variable_names_are_valid_and_not_reserved() {
         }
     }
 }
+
+#[test]
+fn non_integer_values_are_refused_where_bash_evaluates_arithmetic() {
+    // The Valheim egg's pattern: bash evaluates the operands of `-eq` as arithmetic, and
+    // `a[$(cmd)]` in an arithmetic expression runs `cmd`, quoted or not.
+    let template = "./server $( [[ {{ENABLE_CROSSPLAY}} -eq 1 ]] && printf %s -crossplay ) -name \"{{NAME}}\"";
+    let hostile = [("ENABLE_CROSSPLAY", "a[$(touch /tmp/pwned)]"), ("NAME", "x")];
+    match render_startup(template, hostile, &facts()) {
+        Err(StartupError::NotAnInteger { name }) => assert_eq!(name, "ENABLE_CROSSPLAY"),
+        other => panic!("expected NotAnInteger, got {other:?}"),
+    }
+    // Integers pass, and the same name elsewhere (outside arithmetic) may hold any text.
+    let fine = [("ENABLE_CROSSPLAY", "1"), ("NAME", "a[$(touch /tmp/pwned)]")];
+    assert!(render_startup(template, fine, &facts()).is_ok());
+}
