@@ -43,6 +43,17 @@ pub fn require_service(service: &str, probe: Result<(), String>) -> bool {
     }
 }
 
+/// The runtime each conformance case runs on: multi-threaded, so cases see real concurrency
+/// whatever runtime the calling test harness uses.
+#[allow(clippy::expect_used, reason = "test support: without a runtime no case can run")]
+fn case_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .expect("building a tokio runtime for a conformance case")
+}
+
 fn ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
 }

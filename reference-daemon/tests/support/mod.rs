@@ -251,10 +251,9 @@ pub fn inspect(id: &str, format: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-/// A free TCP port on loopback (bound then released).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
+/// A loopback port free for TCP and UDP (the runtime conformance suite's helper).
+#[allow(unused_imports, reason = "each test binary uses a subset")]
+pub use nexus_core::conformance::runtime::context::free_port;
 
 /// The `nexus-wings` binary running as a child process; killed (SIGKILL) when dropped.
 pub struct Wings(pub std::process::Child);

@@ -207,11 +207,7 @@ where
     C: FnOnce(Ctx) -> CF,
     CF: Future<Output = ()>,
 {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(4)
-        .enable_all()
-        .build()
-        .expect("building a tokio runtime for a conformance case");
+    let runtime = super::case_runtime();
     let outcome = runtime.block_on(async move {
         let Some(subject) = make().await else { return Ok(()) };
         if !image_available(&subject).await {

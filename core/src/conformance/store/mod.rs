@@ -103,11 +103,7 @@ where
     C: FnOnce(Arc<dyn Store>) -> CF,
     CF: Future<Output = ()>,
 {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(4)
-        .enable_all()
-        .build()
-        .expect("building a tokio runtime for a conformance case");
+    let runtime = super::case_runtime();
     runtime.block_on(async move {
         let Some(store) = make().await else { return };
         let store: Arc<dyn Store> = Arc::new(store);
