@@ -60,6 +60,70 @@ pub struct ContainerSpec {
     pub ports: Vec<PortBinding>,
     /// Extra labels (the server and managed labels are always added).
     pub labels: BTreeMap<String, String>,
+    /// Who the process runs as and how it is confined beyond its limits.
+    #[serde(default)]
+    pub isolation: Isolation,
+}
+
+/// A numeric user and group a container process runs as (need not exist in the image).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ContainerUser {
+    /// User id.
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+}
+
+impl ContainerUser {
+    /// `uid:gid`, as engines take it.
+    pub fn engine_user(&self) -> String {
+        format!("{}:{}", self.uid, self.gid)
+    }
+}
+
+/// How a container is confined beyond its resource limits.
+///
+/// Every container a runtime creates also runs with `no-new-privileges` and without the
+/// capabilities in [`engine::spec::SERVER_DROPPED_CAPABILITIES`] (server containers) or
+/// [`engine::spec::INSTALL_DROPPED_CAPABILITIES`] (install containers); those are not
+/// optional. The default ([`Isolation::server`]) is the hardened server profile with the
+/// image's user; the node agent sets the node's unprivileged user.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Isolation {
+    /// The process's user; `None` keeps the image's (often root).
+    pub user: Option<ContainerUser>,
+    /// Mount the image's root filesystem read-only.
+    pub read_only_root: bool,
+    /// Size of the tmpfs mounted at `/tmp` (`nosuid,nodev`), MiB; 0 mounts none.
+    pub tmp_size_mb: u64,
+}
+
+/// Default size of the `/tmp` tmpfs, MiB (Wings' default).
+pub const DEFAULT_TMP_SIZE_MB: u64 = 100;
+
+impl Isolation {
+    /// Server containers: read-only root filesystem, a 100 MiB `/tmp`, the image's user.
+    pub fn server() -> Self {
+        Self { user: None, read_only_root: true, tmp_size_mb: DEFAULT_TMP_SIZE_MB }
+    }
+
+    /// Install containers: writable root filesystem (install scripts install packages), a
+    /// 100 MiB `/tmp`, the image's user (root, as Wings runs installs).
+    pub fn install() -> Self {
+        Self { user: None, read_only_root: false, tmp_size_mb: DEFAULT_TMP_SIZE_MB }
+    }
+
+    /// The same profile running as `user`.
+    pub fn with_user(self, user: Option<ContainerUser>) -> Self {
+        Self { user, ..self }
+    }
+}
+
+impl Default for Isolation {
+    fn default() -> Self {
+        Self::server()
+    }
 }
 
 /// One published `ip:port`, same port inside and outside.
@@ -88,6 +152,9 @@ pub struct InstallSpec {
     pub data_dir: PathBuf,
     /// Limits during installation.
     pub limits: ServerLimits,
+    /// Who the script runs as and how it is confined ([`Isolation::install`] by default).
+    #[serde(default = "Isolation::install")]
+    pub isolation: Isolation,
 }
 
 /// How an installation ended.

@@ -7,6 +7,7 @@
 
 use crate::files::FileOwner;
 use nexus_core::ids::NodeId;
+use nexus_core::runtime::{ContainerUser, Isolation};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -106,8 +107,23 @@ pub struct Config {
     /// starts a multi-threaded runtime with that many workers. File operations and archive
     /// work always run on tokio's blocking pool.
     pub worker_threads: usize,
-    /// Owner given to files the file manager creates (the daemon runs as root, servers as an
-    /// unprivileged user). Default: none, files keep the daemon's owner.
+    /// The unprivileged user and group every server process runs as (numeric; need not exist
+    /// in the image). Each server directory is `0700` and owned by it. Root (uid or gid 0) is
+    /// refused. Default 988:988.
+    pub container_user: FileOwner,
+    /// Run install scripts as root inside their container (as Wings does; scripts install
+    /// packages) instead of as `container_user`. Either way the installed files are handed to
+    /// `container_user` afterwards, set-id bits cleared. Default true.
+    pub install_as_root: bool,
+    /// Size of the `/tmp` tmpfs of server and install containers, MiB (server containers
+    /// have a read-only root filesystem). Default 100.
+    pub tmpfs_size_mb: u64,
+    /// Process limit of servers whose spec sets none. Default 512; 0 leaves them unlimited.
+    pub container_pids_limit: u64,
+    /// Longest an install script may run, seconds; then it is stopped and the install fails.
+    /// Default 3600.
+    pub install_timeout_secs: u64,
+    /// Owner given to files the file manager creates. Default: `container_user`.
     pub file_owner: Option<FileOwner>,
     /// Largest JSON request body, bytes. Default 4 MiB (a server spec with a long install
     /// script fits).
@@ -138,6 +154,11 @@ impl Default for Config {
             log_level: "info".into(),
             metrics_require_token: true,
             worker_threads: 1,
+            container_user: FileOwner { uid: 988, gid: 988 },
+            install_as_root: true,
+            tmpfs_size_mb: nexus_core::runtime::DEFAULT_TMP_SIZE_MB,
+            container_pids_limit: nexus_core::agent::DEFAULT_PIDS_LIMIT,
+            install_timeout_secs: nexus_core::agent::DEFAULT_INSTALL_TIMEOUT.as_secs(),
             file_owner: None,
             max_json_body_bytes: 4 << 20,
             timezone: None,
@@ -196,6 +217,15 @@ impl Config {
         if self.worker_threads == 0 {
             return Err(ConfigError::Invalid("`worker_threads` must be at least 1".into()));
         }
+        if self.container_user.uid == 0 || self.container_user.gid == 0 {
+            return Err(ConfigError::Invalid(
+                "`container_user` must not be root: a server running as root can leave set-uid-root files on the host"
+                    .into(),
+            ));
+        }
+        if self.install_timeout_secs == 0 {
+            return Err(ConfigError::Invalid("`install_timeout_secs` must be positive".into()));
+        }
         Ok(ResolvedConfig { node_id, token, token_secret: token_secret.map(String::into_bytes), config: self })
     }
 
@@ -207,6 +237,26 @@ impl Config {
     /// The heartbeat interval.
     pub fn heartbeat_interval(&self) -> Duration {
         Duration::from_secs(self.heartbeat_interval_secs)
+    }
+
+    /// The owner of files the file manager creates: `file_owner`, else `container_user`.
+    pub fn file_owner(&self) -> FileOwner {
+        self.file_owner.unwrap_or(self.container_user)
+    }
+
+    /// The confinement of server containers.
+    pub fn server_isolation(&self) -> Isolation {
+        Isolation { tmp_size_mb: self.tmpfs_size_mb, ..Isolation::server() }.with_user(Some(self.user()))
+    }
+
+    /// The confinement of install containers.
+    pub fn install_isolation(&self) -> Isolation {
+        let user = (!self.install_as_root).then(|| self.user());
+        Isolation { tmp_size_mb: self.tmpfs_size_mb, ..Isolation::install() }.with_user(user)
+    }
+
+    fn user(&self) -> ContainerUser {
+        ContainerUser { uid: self.container_user.uid, gid: self.container_user.gid }
     }
 
     /// The longest browser-token lifetime accepted.

@@ -85,7 +85,7 @@ impl Daemon {
         let c = &config.config;
         std::fs::create_dir_all(&c.data_root).map_err(io_error(format!("create {}", c.data_root.display())))?;
         let state = Arc::new(FileStateStore::open(&c.state_dir)?);
-        let preparer = Arc::new(EggPreparer::new(c.timezone.clone()).with_file_owner(c.file_owner));
+        let preparer = Arc::new(EggPreparer::new(c.timezone.clone()).with_file_owner(Some(c.file_owner())));
         let agent_config = AgentConfig {
             node: config.node_id,
             data_root: c.data_root.clone(),
@@ -94,6 +94,10 @@ impl Daemon {
             console_lines_per_second: c.console_lines_per_second,
             heartbeat_interval: c.heartbeat_interval(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
+            isolation: c.server_isolation(),
+            install_isolation: c.install_isolation(),
+            default_pids_limit: c.container_pids_limit,
+            install_timeout: Duration::from_secs(c.install_timeout_secs),
         };
         let runtime_name = runtime.name();
         let agent = NodeAgent::start(agent_config, runtime, panel, state, preparer).await?;
@@ -106,7 +110,7 @@ impl Daemon {
             node_token: NodeToken::new(&config.token),
             signer,
             http: HttpMetrics::default(),
-            files: api::files::FileManagers::new(c.file_owner),
+            files: api::files::FileManagers::new(Some(c.file_owner())),
             metrics_require_token: c.metrics_require_token,
             max_json_body: c.max_json_body_bytes,
             runtime_name,

@@ -5,8 +5,11 @@ use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType, PortBin
 use nexus_core::model::ServerLimits;
 use nexus_core::runtime::engine::install::{INSTALL_LABEL, INSTALL_SCRIPT, INSTALL_SCRIPT_DIR, INSTALL_SERVER_DIR};
 use nexus_core::runtime::engine::limits::EngineLimits;
-use nexus_core::runtime::engine::spec::{HOME, check_server_spec};
-use nexus_core::runtime::{ContainerSpec, InstallSpec, MANAGED_LABEL, RuntimeError, SERVER_LABEL};
+use nexus_core::runtime::engine::spec::{
+    HOME, INSTALL_DROPPED_CAPABILITIES, NO_NEW_PRIVILEGES, SERVER_DROPPED_CAPABILITIES, TMP_DIR, check_server_spec,
+    tmpfs_options,
+};
+use nexus_core::runtime::{ContainerSpec, InstallSpec, Isolation, MANAGED_LABEL, RuntimeError, SERVER_LABEL};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -35,13 +38,14 @@ pub(crate) fn server_container(spec: &ContainerSpec) -> Result<ContainerCreateBo
     let host_config = HostConfig {
         mounts: Some(vec![bind(&spec.data_dir, HOME, false)]),
         port_bindings: Some(bindings),
-        ..host_config(&spec.limits)?
+        ..host_config(&spec.limits, &spec.isolation, SERVER_DROPPED_CAPABILITIES)?
     };
     Ok(ContainerCreateBody {
         image: Some(spec.image.clone()),
         cmd: spec.command.clone(),
         env: Some(env(spec.env.iter())),
         working_dir: Some(HOME.to_owned()),
+        user: spec.isolation.user.map(|u| u.engine_user()),
         labels: Some(labels),
         exposed_ports: Some(exposed),
         // Console: stdin stays open across attachments (a server must never see EOF because a
@@ -69,7 +73,7 @@ pub(crate) fn install_container(spec: &InstallSpec, script_dir: &Path) -> Result
     ]);
     let host_config = HostConfig {
         mounts: Some(vec![bind(script_dir, INSTALL_SCRIPT_DIR, true), bind(&spec.data_dir, INSTALL_SERVER_DIR, false)]),
-        ..host_config(&spec.limits)?
+        ..host_config(&spec.limits, &spec.isolation, INSTALL_DROPPED_CAPABILITIES)?
     };
     Ok(ContainerCreateBody {
         image: Some(spec.image.clone()),
@@ -79,6 +83,7 @@ pub(crate) fn install_container(spec: &InstallSpec, script_dir: &Path) -> Result
         cmd: Some(Vec::new()),
         env: Some(env(spec.env.iter())),
         working_dir: Some(INSTALL_SERVER_DIR.to_owned()),
+        user: spec.isolation.user.map(|u| u.engine_user()),
         labels: Some(labels),
         attach_stdout: Some(true),
         attach_stderr: Some(true),
@@ -88,10 +93,16 @@ pub(crate) fn install_container(spec: &InstallSpec, script_dir: &Path) -> Result
     })
 }
 
-/// Limits and init, shared by server and install containers.
-fn host_config(limits: &ServerLimits) -> Result<HostConfig, RuntimeError> {
+/// Limits, init and confinement, shared by server and install containers.
+fn host_config(limits: &ServerLimits, isolation: &Isolation, dropped: &[&str]) -> Result<HostConfig, RuntimeError> {
     let engine = EngineLimits::from_limits(limits)?;
+    let tmpfs = (isolation.tmp_size_mb > 0)
+        .then(|| HashMap::from([(TMP_DIR.to_owned(), tmpfs_options(isolation.tmp_size_mb))]));
     Ok(HostConfig {
+        readonly_rootfs: Some(isolation.read_only_root),
+        tmpfs,
+        security_opt: Some(vec![NO_NEW_PRIVILEGES.to_owned()]),
+        cap_drop: Some(dropped.iter().map(|cap| (*cap).to_owned()).collect()),
         // An init process as PID 1 forwards signals and reaps zombies, so a server that never
         // expected to be PID 1 still stops on SIGTERM/SIGINT.
         init: Some(true),
@@ -145,7 +156,7 @@ mod tests {
     fn limits_map_onto_host_config_and_back() {
         let wanted =
             ServerLimits { memory_mb: 256, swap_mb: 64, cpu_percent: 150, disk_mb: 0, io_weight: 500, pids: 64 };
-        let config = host_config(&wanted).expect("valid limits");
+        let config = host_config(&wanted, &Isolation::server(), SERVER_DROPPED_CAPABILITIES).expect("valid limits");
         assert_eq!(config.init, Some(true));
         assert_eq!((config.memory, config.memory_swap), (Some(256 << 20), Some(320 << 20)));
         assert_eq!((config.cpu_quota, config.cpu_period), (Some(150_000), Some(100_000)));
@@ -153,7 +164,7 @@ mod tests {
         assert_eq!(limits_from(&config), wanted);
         assert_eq!(limits_from(&HostConfig::default()), ServerLimits::default());
         let bad = ServerLimits { io_weight: 5, ..ServerLimits::default() };
-        assert!(matches!(host_config(&bad), Err(RuntimeError::InvalidSpec(_))));
+        assert!(matches!(host_config(&bad, &Isolation::server(), &[]), Err(RuntimeError::InvalidSpec(_))));
     }
 
     #[test]
@@ -171,6 +182,7 @@ mod tests {
                 PortBinding { ip: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), port: 27015 },
             ],
             labels: BTreeMap::from([("x".into(), "y".into())]),
+            isolation: Isolation::server(),
         };
         let body = server_container(&spec).expect("valid spec");
         assert_eq!(body.exposed_ports, Some(vec!["27015/tcp".to_owned(), "27015/udp".to_owned()]));

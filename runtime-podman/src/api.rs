@@ -17,7 +17,7 @@ use nexus_core::runtime::engine::stop::StopEngine;
 use nexus_core::runtime::{ConsoleInput, ExitStatus, InstallSpec, RuntimeError};
 use podman_api::Podman;
 use podman_api::models::InspectContainerData;
-use podman_api::opts::{ContainerCreateOpts, ContainerDeleteOpts};
+use podman_api::opts::ContainerDeleteOpts;
 use std::path::{Path, PathBuf};
 
 /// The engine behind a `PodmanRuntime`: cheap to clone (two client handles and a path).
@@ -45,14 +45,20 @@ impl Api {
     /// pulls, so a missing image fails here.
     pub(crate) async fn create(
         &self,
-        options: &ContainerCreateOpts,
+        body: &spec::CreateBody,
         server: ServerId,
         image: &str,
     ) -> Result<String, RuntimeError> {
-        let created =
-            self.podman.containers().create(options).await.map_err(|e| api_error(e, About::Create { image }))?;
-        container::log_create_warnings(server, &created.warnings);
-        Ok(created.id)
+        let created = self.libpod.post_json("/containers/create", body, About::Create { image }).await?;
+        let warnings: Vec<String> = created["Warnings"]
+            .as_array()
+            .map(|w| w.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default();
+        container::log_create_warnings(server, &warnings);
+        created["Id"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| RuntimeError::Engine(format!("container create answered without an id: {created}")))
     }
 
     pub(crate) async fn inspect(&self, id: &str) -> Result<InspectContainerData, RuntimeError> {

@@ -1,5 +1,8 @@
-//! Direct libpod REST calls over the unix socket (hyper 1), for the three requests podman-api
+//! Direct libpod REST calls over the unix socket (hyper 1), for the four requests podman-api
 //! gets wrong against Podman 4.3:
+//!
+//! * **create**: podman-api 0.11 spells `no_new_privileges` wrong, so libpod would never see
+//!   it; [`Libpod::post_json`] sends the finished `SpecGenerator` JSON.
 //!
 //! * **attach**: podman-api's `Multiplexer` panics on a frame whose stream byte it does not
 //!   know, ends the stream silently on a short read, inspects the container first, and hands
@@ -16,7 +19,7 @@
 
 use crate::error::{About, body_message, io_error, status_error};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper::header::{CONNECTION, HOST, UPGRADE};
@@ -49,7 +52,7 @@ impl Libpod {
             .request(Method::POST, path)
             .header(CONNECTION, "Upgrade")
             .header(UPGRADE, "tcp")
-            .body(Empty::new())
+            .body(Full::default())
             .map_err(|e| RuntimeError::Engine(e.to_string()))?;
         let response = self.send(request, about).await?;
         if response.status() != StatusCode::SWITCHING_PROTOCOLS {
@@ -62,16 +65,33 @@ impl Libpod {
     /// `POST path`; the response body as text.
     pub(crate) async fn post_text(&self, path: &str, about: About<'_>) -> Result<String, RuntimeError> {
         let request =
-            self.request(Method::POST, path).body(Empty::new()).map_err(|e| RuntimeError::Engine(e.to_string()))?;
+            self.request(Method::POST, path).body(Full::default()).map_err(|e| RuntimeError::Engine(e.to_string()))?;
         let response = self.send(request, about).await?;
         let body = response.into_body().collect().await.map_err(|e| body_error(path, e))?.to_bytes();
         Ok(String::from_utf8_lossy(&body).into_owned())
     }
 
+    /// `POST path` with a JSON body; the response body parsed as JSON.
+    pub(crate) async fn post_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+        about: About<'_>,
+    ) -> Result<serde_json::Value, RuntimeError> {
+        let request = self
+            .request(Method::POST, path)
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body.to_string())))
+            .map_err(|e| RuntimeError::Engine(e.to_string()))?;
+        let response = self.send(request, about).await?;
+        let body = response.into_body().collect().await.map_err(|e| body_error(path, e))?.to_bytes();
+        serde_json::from_slice(&body).map_err(|e| RuntimeError::Engine(format!("{path}: unexpected answer: {e}")))
+    }
+
     /// `GET path`; the response body, to be read as it streams.
     pub(crate) async fn get_stream(&self, path: &str, about: About<'_>) -> Result<Incoming, RuntimeError> {
         let request =
-            self.request(Method::GET, path).body(Empty::new()).map_err(|e| RuntimeError::Engine(e.to_string()))?;
+            self.request(Method::GET, path).body(Full::default()).map_err(|e| RuntimeError::Engine(e.to_string()))?;
         Ok(self.send(request, about).await?.into_body())
     }
 
@@ -81,7 +101,7 @@ impl Libpod {
     }
 
     /// Sends `request` on a fresh connection; an error status becomes a [`RuntimeError`].
-    async fn send(&self, request: Request<Empty<Bytes>>, about: About<'_>) -> Result<Response<Incoming>, RuntimeError> {
+    async fn send(&self, request: Request<Full<Bytes>>, about: About<'_>) -> Result<Response<Incoming>, RuntimeError> {
         let stream = tokio::net::UnixStream::connect(&self.socket).await.map_err(|e| match io_error(e) {
             RuntimeError::Unavailable(m) | RuntimeError::Engine(m) => {
                 RuntimeError::Unavailable(format!("{}: {m}", self.socket.display()))

@@ -5,8 +5,12 @@
 use nexus_core::model::ServerLimits;
 use nexus_core::runtime::engine::install::{INSTALL_LABEL, INSTALL_SCRIPT, INSTALL_SCRIPT_DIR, INSTALL_SERVER_DIR};
 use nexus_core::runtime::engine::limits::EngineLimits;
-use nexus_core::runtime::engine::spec::{HOME, check_server_spec};
-use nexus_core::runtime::{ContainerSpec, InstallSpec, MANAGED_LABEL, RuntimeError, SERVER_LABEL, container_name};
+use nexus_core::runtime::engine::spec::{
+    HOME, INSTALL_DROPPED_CAPABILITIES, SERVER_DROPPED_CAPABILITIES, TMP_DIR, check_server_spec, tmpfs_options,
+};
+use nexus_core::runtime::{
+    ContainerSpec, InstallSpec, Isolation, MANAGED_LABEL, RuntimeError, SERVER_LABEL, container_name,
+};
 use podman_api::models::{ContainerMount, InspectContainerHostConfig, LinuxResources, PortMapping};
 use podman_api::opts::ContainerCreateOpts;
 use std::collections::BTreeMap;
@@ -26,7 +30,7 @@ const LOCAL_PREFIX: &str = "localhost/";
 const UNLIMITED_SWAP: i64 = i64::MAX & !0xfff;
 
 /// The create options of a server container.
-pub(crate) fn server_container(spec: &ContainerSpec) -> Result<ContainerCreateOpts, RuntimeError> {
+pub(crate) fn server_container(spec: &ContainerSpec) -> Result<CreateBody, RuntimeError> {
     check_server_spec(spec)?;
     let mut labels = spec.labels.clone();
     labels.insert(SERVER_LABEL.to_owned(), spec.server.to_string());
@@ -49,7 +53,7 @@ pub(crate) fn server_container(spec: &ContainerSpec) -> Result<ContainerCreateOp
         .env(spec.env.iter())
         .work_dir(HOME)
         .labels(labels)
-        .mounts([bind(&spec.data_dir, HOME, false)])
+        .mounts(with_tmp([bind(&spec.data_dir, HOME, false)], &spec.isolation))
         .portmappings(ports)
         // An init process as PID 1 forwards signals and reaps zombies, so a server that never
         // expected to be PID 1 still stops on SIGTERM/SIGINT.
@@ -62,24 +66,20 @@ pub(crate) fn server_container(spec: &ContainerSpec) -> Result<ContainerCreateOp
     if let Some(command) = &spec.command {
         options = options.command(command);
     }
-    Ok(options.build())
+    confined(options, &spec.isolation, SERVER_DROPPED_CAPABILITIES)
 }
 
 /// The create options of install container `name`: the script directory read-only at
 /// `/mnt/install`, the data directory at `/mnt/server`, the egg's interpreter running the
 /// script. (Checks of the spec are `run_install`'s.)
-pub(crate) fn install_container(
-    name: &str,
-    spec: &InstallSpec,
-    script_dir: &Path,
-) -> Result<ContainerCreateOpts, RuntimeError> {
+pub(crate) fn install_container(name: &str, spec: &InstallSpec, script_dir: &Path) -> Result<CreateBody, RuntimeError> {
     // The server label lets an operator (and the conformance suite) find leftovers; the
     // managed label is left off so `list_managed` never offers an install for adoption.
     let labels = BTreeMap::from([
         (SERVER_LABEL.to_owned(), spec.server.to_string()),
         (INSTALL_LABEL.to_owned(), "true".to_owned()),
     ]);
-    Ok(ContainerCreateOpts::builder()
+    let options = ContainerCreateOpts::builder()
         .name(name)
         .image(&spec.image)
         // An explicit entrypoint replaces the image's, and Podman then does not append the
@@ -88,12 +88,55 @@ pub(crate) fn install_container(
         .env(spec.env.iter())
         .work_dir(INSTALL_SERVER_DIR)
         .labels(labels)
-        .mounts([bind(script_dir, INSTALL_SCRIPT_DIR, true), bind(&spec.data_dir, INSTALL_SERVER_DIR, false)])
+        .mounts(with_tmp(
+            [bind(script_dir, INSTALL_SCRIPT_DIR, true), bind(&spec.data_dir, INSTALL_SERVER_DIR, false)],
+            &spec.isolation,
+        ))
         .init(true)
         .stdin(false)
         .terminal(false)
-        .resource_limits(resources(&spec.limits)?)
-        .build())
+        .resource_limits(resources(&spec.limits)?);
+    confined(options, &spec.isolation, INSTALL_DROPPED_CAPABILITIES)
+}
+
+/// A libpod create body (`SpecGenerator` JSON), as `POST /libpod/containers/create` takes it.
+pub(crate) type CreateBody = serde_json::Value;
+
+/// The create body of `options` with the confinement every container gets: its user,
+/// read-only root, dropped capabilities and `no_new_privileges`. The JSON is finished by
+/// hand because podman-api 0.11 sends `no_new_privileges` misspelled (libpod would ignore
+/// it), and with a read-only root libpod would otherwise add unsized tmpfs mounts of its own.
+fn confined(
+    options: podman_api::opts::ContainerCreateOptsBuilder,
+    isolation: &Isolation,
+    dropped: &[&str],
+) -> Result<CreateBody, RuntimeError> {
+    let mut options = options.read_only_fs(isolation.read_only_root).drop_capabilities(dropped.iter().copied());
+    if let Some(user) = isolation.user {
+        options = options.user(user.engine_user());
+    }
+    let text = options.build().serialize().map_err(|e| RuntimeError::InvalidSpec(format!("create options: {e}")))?;
+    let mut body: CreateBody =
+        serde_json::from_str(&text).map_err(|e| RuntimeError::InvalidSpec(format!("create options: {e}")))?;
+    body["no_new_privileges"] = serde_json::Value::Bool(true);
+    body["read_only_tmpfs"] = serde_json::Value::Bool(false);
+    Ok(body)
+}
+
+/// `mounts` plus the `/tmp` tmpfs of `isolation`, if it has one.
+fn with_tmp<const N: usize>(mounts: [ContainerMount; N], isolation: &Isolation) -> Vec<ContainerMount> {
+    let mut all = Vec::from(mounts);
+    if isolation.tmp_size_mb > 0 {
+        all.push(ContainerMount {
+            destination: Some(TMP_DIR.to_owned()),
+            options: Some(tmpfs_options(isolation.tmp_size_mb).split(',').map(str::to_owned).collect()),
+            source: Some("tmpfs".to_owned()),
+            _type: Some("tmpfs".to_owned()),
+            uid_mappings: None,
+            gid_mappings: None,
+        });
+    }
+    all
 }
 
 /// Limits as an OCI `LinuxResources`. Podman fills in what is left out from containers.conf,
@@ -200,9 +243,14 @@ mod tests {
             limits: ServerLimits::default(),
             ports: vec![PortBinding { ip: IpAddr::V4(Ipv4Addr::LOCALHOST), port: 27015 }],
             labels: BTreeMap::from([("x".into(), "y".into())]),
+            isolation: Isolation::server().with_user(Some(nexus_core::runtime::ContainerUser { uid: 988, gid: 989 })),
         };
-        let body: serde_json::Value =
-            serde_json::from_str(&server_container(&spec).expect("valid").serialize().expect("json")).expect("json");
+        let body = server_container(&spec).expect("valid");
+        assert_eq!(body["no_new_privileges"], true);
+        assert_eq!(body["read_only_filesystem"], true);
+        assert_eq!(body["user"], "988:989");
+        assert_eq!(body["cap_drop"].as_array().map(Vec::len), Some(SERVER_DROPPED_CAPABILITIES.len()));
+        assert_eq!(body["mounts"][1]["destination"], TMP_DIR);
         assert_eq!(body["name"], container_name(spec.server));
         assert_eq!(body["labels"][SERVER_LABEL], spec.server.to_string());
         assert_eq!(body["labels"][IMAGE_LABEL], "img:1");

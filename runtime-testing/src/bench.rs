@@ -9,9 +9,12 @@
 //! `cargo test --all-targets`) it only prints how to run it.
 
 use nexus_core::ServerId;
-use nexus_core::conformance::runtime::BUSYBOX_IMAGE;
+use nexus_core::conformance::runtime::{BUSYBOX_IMAGE, TEST_USER as BENCH_USER};
 use nexus_core::model::ServerLimits;
-use nexus_core::runtime::{ContainerSpec, MANAGED_LABEL, Runtime, RuntimeError, SERVER_LABEL, container_name};
+use nexus_core::runtime::engine::spec::{NO_NEW_PRIVILEGES, SERVER_DROPPED_CAPABILITIES, TMP_DIR, tmpfs_options};
+use nexus_core::runtime::{
+    ContainerSpec, DEFAULT_TMP_SIZE_MB, Isolation, MANAGED_LABEL, Runtime, RuntimeError, SERVER_LABEL, container_name,
+};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::Path;
@@ -116,6 +119,7 @@ fn ours<R: Runtime>(tokio: &tokio::runtime::Runtime, runtime: &R, data_dir: &Pat
         limits: LIMITS,
         ports: Vec::new(),
         labels: BTreeMap::from([(BENCH_LABEL.to_owned(), "true".to_owned())]),
+        isolation: Isolation::server().with_user(Some(BENCH_USER)),
     };
     tokio.block_on(async {
         let started = Instant::now();
@@ -137,7 +141,11 @@ fn theirs(cli: &str, data_dir: &Path) -> Duration {
         .args(["--label", &format!("{SERVER_LABEL}={server}"), "--label", &format!("{MANAGED_LABEL}=true")])
         .args(["--label", &format!("{BENCH_LABEL}=true"), "--mount", &mount, "-w", "/home/container"])
         .args(["--memory", "256m", "--memory-swap", "256m", "--cpu-period", "100000", "--cpu-quota", "100000"])
-        .args(["--pids-limit", "256", BUSYBOX_IMAGE, "sleep", "3600"])
+        .args(["--pids-limit", "256", "--user", &BENCH_USER.engine_user(), "--read-only"])
+        .args(["--tmpfs", &format!("{TMP_DIR}:{}", tmpfs_options(DEFAULT_TMP_SIZE_MB))])
+        .args(["--security-opt", NO_NEW_PRIVILEGES])
+        .args(SERVER_DROPPED_CAPABILITIES.iter().flat_map(|cap| ["--cap-drop", cap]))
+        .args([BUSYBOX_IMAGE, "sleep", "3600"])
         .stdout(Stdio::null())
         .status()
         .unwrap_or_else(|e| panic!("running {cli}: {e}"));

@@ -32,11 +32,11 @@
 use futures::FutureExt;
 use nexus_core::ServerId;
 use nexus_core::conformance::require_service;
-use nexus_core::conformance::runtime::TEEWORLDS_IMAGE;
 use nexus_core::conformance::runtime::context::free_port;
+use nexus_core::conformance::runtime::{TEEWORLDS_IMAGE, TEST_USER as SERVER_USER};
 use nexus_core::console::ConsoleLine;
 use nexus_core::model::{DoneMatcher, ServerLimits, StopMethod, StopSignal};
-use nexus_core::runtime::{ContainerId, ContainerSpec, PortBinding, Runtime};
+use nexus_core::runtime::{ContainerId, ContainerSpec, ContainerUser, Isolation, PortBinding, Runtime};
 use nexus_eggs::config_files::{ConfigContext, apply};
 use nexus_eggs::import::import_egg;
 use nexus_eggs::startup::{ServerFacts, render_startup};
@@ -112,6 +112,7 @@ where
         let patched = apply(file, &original, &context).expect("patching the egg's config file");
         std::fs::write(&path, patched).expect("writing the patched config file");
     }
+    hand_over(data_dir, SERVER_USER);
     let autoexec = std::fs::read_to_string(data_dir.join("autoexec.cfg")).expect("autoexec.cfg");
     assert!(autoexec.contains(&format!("sv_port {port}\n")), "egg patched the port: {autoexec}");
     assert!(autoexec.contains(&format!("sv_name {SERVER_NAME}\n")), "egg patched the name: {autoexec}");
@@ -134,6 +135,8 @@ where
         limits,
         ports: vec![PortBinding { ip: IpAddr::V4(Ipv4Addr::LOCALHOST), port }],
         labels: BTreeMap::new(),
+        // As a node runs it: an unprivileged user owning its directory, hardened container.
+        isolation: Isolation::server().with_user(Some(SERVER_USER)),
     };
 
     let started = Instant::now();
@@ -218,6 +221,16 @@ fn prepare_data_dir(dir: &Path) {
          sv_register 0\n",
     )
     .expect("autoexec.cfg");
+}
+
+/// Gives the data directory to the server's user, private, as a node does before a start.
+fn hand_over(dir: &Path, user: ContainerUser) {
+    for entry in std::fs::read_dir(dir).expect("data dir") {
+        let path = entry.expect("entry").path();
+        std::os::unix::fs::lchown(&path, Some(user.uid), Some(user.gid)).expect("chown");
+    }
+    std::os::unix::fs::chown(dir, Some(user.uid), Some(user.gid)).expect("chown data dir");
+    std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).expect("chmod data dir");
 }
 
 /// UDP ports with a bound socket in the network namespace of process `pid`

@@ -1,6 +1,7 @@
 //! [`AgentConfig`]: what the embedding daemon tells the agent.
 
 use crate::ids::NodeId;
+use crate::runtime::Isolation;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -32,7 +33,25 @@ pub struct AgentConfig {
     pub heartbeat_interval: Duration,
     /// Daemon version, reported in heartbeats.
     pub version: String,
+    /// Confinement of server containers; its `user` also owns each server directory.
+    /// Default: [`Isolation::server`] (the image's user; a daemon should set an unprivileged
+    /// one).
+    pub isolation: Isolation,
+    /// Confinement of install containers. Default: [`Isolation::install`] (root, as Wings).
+    /// Whatever user runs it, the installed files are handed to `isolation.user` afterwards.
+    pub install_isolation: Isolation,
+    /// Process limit for servers whose spec sets none (`pids: 0`); 0 leaves them unlimited.
+    /// Default [`DEFAULT_PIDS_LIMIT`].
+    pub default_pids_limit: u64,
+    /// Longest an install script may run before it is stopped and the install fails.
+    /// Default [`DEFAULT_INSTALL_TIMEOUT`].
+    pub install_timeout: Duration,
 }
+
+/// Default for [`AgentConfig::default_pids_limit`] (Wings' `container_pid_limit`).
+pub const DEFAULT_PIDS_LIMIT: u64 = 512;
+/// Default for [`AgentConfig::install_timeout`].
+pub const DEFAULT_INSTALL_TIMEOUT: Duration = Duration::from_secs(60 * 60);
 
 impl AgentConfig {
     /// A configuration with the documented defaults for everything but the node and the data
@@ -46,6 +65,10 @@ impl AgentConfig {
             console_lines_per_second: DEFAULT_CONSOLE_LINES_PER_SECOND,
             heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
             version: env!("CARGO_PKG_VERSION").to_owned(),
+            isolation: Isolation::server(),
+            install_isolation: Isolation::install(),
+            default_pids_limit: DEFAULT_PIDS_LIMIT,
+            install_timeout: DEFAULT_INSTALL_TIMEOUT,
         }
     }
 }

@@ -62,6 +62,28 @@ pub enum AgentError {
     /// The agent was shut down.
     #[error("the node agent is shutting down")]
     ShuttingDown,
+    /// The install script ran longer than the node allows; it was stopped.
+    #[error("the install script ran longer than {0:?} and was stopped")]
+    InstallTimeout(std::time::Duration),
+    /// The install was cancelled by a kill or a removal of the server.
+    #[error("the install was cancelled")]
+    InstallCancelled,
+    /// The server's files use more disk than its limit allows.
+    #[error("server {server} uses {used_mb} MiB of disk, over its limit of {limit_mb} MiB; free space first")]
+    OverDiskQuota {
+        /// The server.
+        server: ServerId,
+        /// Space in use, MiB.
+        used_mb: u64,
+        /// The limit, MiB.
+        limit_mb: u64,
+    },
+    /// Too many requests of one kind in a short time (console commands).
+    #[error("too many {what}; slow down")]
+    RateLimited {
+        /// What was limited (`console commands`).
+        what: &'static str,
+    },
 }
 
 impl AgentError {
@@ -82,6 +104,10 @@ impl AgentError {
             Self::Transport(_) => 502,
             Self::State(_) | Self::Io(_) => 500,
             Self::Backlog { .. } | Self::ShuttingDown => 503,
+            Self::InstallTimeout(_) => 504,
+            Self::InstallCancelled => 409,
+            Self::OverDiskQuota { .. } => 507,
+            Self::RateLimited { .. } => 429,
         }
     }
 
@@ -102,6 +128,10 @@ impl AgentError {
             Self::Io(_) => "io",
             Self::Backlog { .. } => "panel_backlog",
             Self::ShuttingDown => "shutting_down",
+            Self::InstallTimeout(_) => "install_timeout",
+            Self::InstallCancelled => "install_cancelled",
+            Self::OverDiskQuota { .. } => "over_disk_quota",
+            Self::RateLimited { .. } => "rate_limited",
         }
     }
 

@@ -1,7 +1,10 @@
 //! Install and reinstall through [`Runtime::run_install`](crate::runtime::Runtime::run_install).
 //!
 //! The log is written to `<data_root>/.install-logs/<server>.log` (outside every server's
-//! data directory, so users cannot edit it) and kept across daemon restarts. The runtime
+//! data directory, so users cannot edit it; `0600` in a `0700` directory, because scripts echo
+//! secrets) and kept across daemon restarts. A script runs at most
+//! [`AgentConfig::install_timeout`](super::AgentConfig::install_timeout); a kill or removal
+//! of the server cancels it. Either way its container is removed and the install fails. The runtime
 //! returns the output when the script ends, so console subscribers get it then, as
 //! [`ConsoleEvent::Install`] lines (the last [`INSTALL_EVENT_LINES`]; the file has all).
 
@@ -73,21 +76,42 @@ impl NodeAgent {
         let log_path = self.install_log_path(srv.id);
         let me = self.me.clone();
         let server = srv.clone();
+        let cancelled = srv.install_cancellation();
+        let timeout = self.config.install_timeout;
+        let isolation = self.config.install_isolation.clone();
+        let owner = self.config.isolation.user;
+        let limits = self.effective_limits(&spec);
         self.spawn_for(srv, async move {
             let op = op;
             // Run without a strong reference to the agent: a dropped agent aborts this task,
-            // and the runtime removes the install container when the future is dropped.
-            let outcome = async {
-                tokio::fs::create_dir_all(&data_dir).await?;
+            // and the runtime removes the install container when the future is dropped (so
+            // does the timeout and a cancellation, which drop it too).
+            let run = async {
+                super::data_dir::ensure_server_dir(&data_dir, owner)?;
                 let env = preparer.install_env(&spec, &data_dir).await?;
-                run_script(runtime.as_ref(), &spec, env, &data_dir).await
-            }
-            .await;
-            let (succeeded, log) = match outcome {
+                let install = install_spec(&spec, env, &data_dir, limits, isolation);
+                run_script(runtime.as_ref(), install).await
+            };
+            let outcome = tokio::select! {
+                outcome = tokio::time::timeout(timeout, run) => outcome.unwrap_or(Err(AgentError::InstallTimeout(timeout))),
+                _ = cancelled => Err(AgentError::InstallCancelled),
+            };
+            let (succeeded, mut log) = match outcome {
                 Ok(o) if o.exit_code == 0 => (true, o.log),
                 Ok(o) => (false, format!("{}\ninstall script exited with code {}\n", o.log.trim_end(), o.exit_code)),
-                Err(error) => (false, format!("the install could not run: {error}\n")),
+                Err(error) => (false, format!("the install did not complete: {error}\n")),
             };
+            // Whatever the script left (it ran as root) now belongs to the server's user,
+            // without set-id bits or device nodes, before anything else can run.
+            let dir = data_dir.clone();
+            match tokio::task::spawn_blocking(move || super::data_dir::hand_over(&dir, owner)).await {
+                Ok(Ok(done)) => tracing::debug!(?done, "installed files handed to the server user"),
+                Ok(Err(error)) => {
+                    tracing::error!(%error, "handing the installed files to the server user failed");
+                    log.push_str(&format!("handing the installed files to the server user failed: {error}\n"));
+                }
+                Err(error) => tracing::error!(%error, "the hand-over task failed"),
+            }
             if let Err(error) = write_log(&log_path, &log).await {
                 tracing::error!(%error, path = %log_path.display(), "writing the install log failed");
             }
@@ -110,41 +134,61 @@ impl NodeAgent {
     }
 }
 
-async fn run_script(
-    runtime: &dyn Runtime,
+fn install_spec(
     spec: &ServerSpec,
     env: std::collections::BTreeMap<String, String>,
     data_dir: &Path,
-) -> Result<InstallOutcome, AgentError> {
-    if spec.install.script.trim().is_empty() {
-        return Ok(InstallOutcome { exit_code: 0, log: "no install script; nothing to run\n".into() });
-    }
+    limits: crate::model::ServerLimits,
+    isolation: crate::runtime::Isolation,
+) -> InstallSpec {
     let image = if spec.install.container.is_empty() { spec.image.clone() } else { spec.install.container.clone() };
     let entrypoint = if spec.install.entrypoint.is_empty() {
         DEFAULT_ENTRYPOINT.to_owned()
     } else {
         spec.install.entrypoint.clone()
     };
-    let install = InstallSpec {
+    InstallSpec {
         server: spec.id,
         image,
         entrypoint,
         script: spec.install.script.clone(),
         env,
         data_dir: data_dir.to_path_buf(),
-        limits: spec.limits,
-    };
+        limits,
+        isolation,
+    }
+}
+
+async fn run_script(runtime: &dyn Runtime, install: InstallSpec) -> Result<InstallOutcome, AgentError> {
+    if install.script.trim().is_empty() {
+        return Ok(InstallOutcome { exit_code: 0, log: "no install script; nothing to run\n".into() });
+    }
     Ok(runtime.run_install(&install).await?)
 }
 
+/// Mode of install logs: they echo secrets (database passwords, API keys).
+pub const INSTALL_LOG_MODE: u32 = 0o600;
+
 async fn write_log(path: &Path, log: &str) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        tokio::fs::create_dir_all(dir).await?;
-    }
-    // Written beside and renamed over, so a reader never sees half a log.
-    let tmp = path.with_extension("log.tmp");
-    tokio::fs::write(&tmp, log).await?;
-    tokio::fs::rename(&tmp, path).await
+    let path = path.to_path_buf();
+    let log = log.to_owned();
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        if let Some(dir) = path.parent() {
+            super::data_dir::ensure_private_dir(dir)?;
+        }
+        // Written beside and renamed over, so a reader never sees half a log; created private
+        // so no moment exists where others could read it.
+        let tmp = path.with_extension("log.tmp");
+        let _ = std::fs::remove_file(&tmp);
+        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(INSTALL_LOG_MODE).open(&tmp)?;
+        file.write_all(log.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, &path)
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }
 
 fn publish_log(server: &Server, log: &str) {

@@ -44,6 +44,7 @@
 mod adopt;
 mod config;
 mod console;
+mod data_dir;
 mod done;
 mod error;
 mod handler;
@@ -61,9 +62,10 @@ mod throttle;
 
 pub use config::{
     AgentConfig, DEFAULT_CONSOLE_LINES_PER_SECOND, DEFAULT_CONSOLE_REPLAY_LINES, DEFAULT_HEARTBEAT_INTERVAL,
-    DEFAULT_STOP_TIMEOUT,
+    DEFAULT_INSTALL_TIMEOUT, DEFAULT_PIDS_LIMIT, DEFAULT_STOP_TIMEOUT,
 };
 pub use console::{CONSOLE_CHANNEL_CAPACITY, ConsoleEvent, ConsoleSubscription, lagged_notice};
+pub use data_dir::PRIVATE_DIR_MODE;
 pub use done::DoneWatcher;
 pub use error::AgentError;
 pub use install::{INSTALL_EVENT_LINES, INSTALL_LOG_DIR};

@@ -71,6 +71,8 @@ impl NodeAgent {
         state: Arc<dyn AgentStateStore>,
         preparer: Arc<dyn StartPreparer>,
     ) -> Result<Arc<Self>, AgentError> {
+        // No other local user may reach what servers leave in their directories.
+        super::data_dir::ensure_private_dir(&config.data_root)?;
         let snapshot = state.load().await?;
         if snapshot.format > SNAPSHOT_FORMAT {
             return Err(AgentError::State(format!(
@@ -141,7 +143,7 @@ impl NodeAgent {
                 self.check_backlog()?;
             }
             // Before the server exists, so a failure leaves nothing half-created.
-            tokio::fs::create_dir_all(self.data_dir(id)).await?;
+            super::data_dir::ensure_server_dir(&self.data_dir(id), self.config.isolation.user)?;
             let created = {
                 let mut servers = self.write_servers();
                 match servers.get(&id) {
@@ -303,6 +305,16 @@ impl NodeAgent {
     /// server exists).
     pub fn data_dir(&self, server: ServerId) -> PathBuf {
         self.config.data_root.join(server.to_string())
+    }
+
+    /// The limits a server's container gets: its spec's, with the node's default process
+    /// limit where the spec sets none.
+    pub fn effective_limits(&self, spec: &ServerSpec) -> crate::model::ServerLimits {
+        let mut limits = spec.limits;
+        if limits.pids == 0 {
+            limits.pids = self.config.default_pids_limit;
+        }
+        limits
     }
 
     /// Counters and gauges.

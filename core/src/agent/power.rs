@@ -63,7 +63,7 @@ impl NodeAgent {
         old: Option<ContainerId>,
     ) -> Result<(), AgentError> {
         let data_dir = self.data_dir(srv.id);
-        tokio::fs::create_dir_all(&data_dir).await?;
+        super::data_dir::ensure_server_dir(&data_dir, self.config.isolation.user)?;
         let prepared = self.preparer.prepare(spec, &data_dir).await?;
         // A fresh container per start, so spec changes (image, limits, ports) apply.
         if let Some(old) = old {
@@ -76,9 +76,10 @@ impl NodeAgent {
             command: (!prepared.command.is_empty()).then_some(prepared.command),
             env: prepared.env,
             data_dir,
-            limits: spec.limits,
+            limits: self.effective_limits(spec),
             ports: spec.allocations.clone(),
             labels: BTreeMap::from([(NODE_LABEL.to_owned(), self.config.node.to_string())]),
+            isolation: self.config.isolation.clone(),
         };
         let id = match self.runtime.create(&container_spec).await {
             Ok(id) => id,

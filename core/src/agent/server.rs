@@ -79,6 +79,9 @@ pub(crate) struct Server {
     /// Background tasks of this server, aborted on removal and agent shutdown.
     tasks: Mutex<Vec<AbortHandle>>,
     removed: AtomicBool,
+    /// Fired to cancel the running install (a kill or removal must not wait for a script
+    /// that never ends).
+    install_cancel: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
 }
 
 /// Holding it means holding the server's operation lock.
@@ -112,7 +115,15 @@ impl Server {
             input: tokio::sync::Mutex::new(None),
             tasks: Mutex::new(Vec::new()),
             removed: AtomicBool::new(false),
+            install_cancel: Mutex::new(None),
         }
+    }
+
+    /// A receiver that completes when the install now starting is to be cancelled.
+    pub(crate) fn install_cancellation(&self) -> tokio::sync::oneshot::Receiver<()> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        *lock(&self.install_cancel) = Some(tx);
+        rx
     }
 
     pub(crate) fn inner(&self) -> MutexGuard<'_, ServerInner> {
@@ -121,11 +132,19 @@ impl Server {
 
     /// Takes the operation lock: refused with `Busy` while an install or removal runs,
     /// otherwise waits in line.
+    /// A kill or removal arriving during an install cancels the install and then waits for
+    /// the lock, which the install task releases once its container is gone.
     pub(crate) async fn acquire(self: &Arc<Self>, op: Operation) -> Result<OpGuard, AgentError> {
         if let Some(current) = *lock(&self.current_op)
             && current.excludes_waiters()
         {
-            return Err(AgentError::Busy { server: self.id, operation: current.name() });
+            let cancels = current == Operation::Install && matches!(op, Operation::Kill | Operation::Destroy);
+            if !cancels {
+                return Err(AgentError::Busy { server: self.id, operation: current.name() });
+            }
+            if let Some(cancel) = lock(&self.install_cancel).take() {
+                let _ = cancel.send(());
+            }
         }
         let guard = self.ops.clone().lock_owned().await;
         if self.is_removed() {

@@ -5,7 +5,7 @@ use super::{BUSYBOX_IMAGE, CONFORMANCE_LABEL, EngineProbe, Subject};
 use crate::console::{ConsoleLine, ConsoleStream};
 use crate::ids::ServerId;
 use crate::model::ServerLimits;
-use crate::runtime::{ConsoleInput, ConsoleIo, ContainerId, ContainerSpec, Runtime, RuntimeError};
+use crate::runtime::{ConsoleInput, ConsoleIo, ContainerId, ContainerSpec, Isolation, Runtime, RuntimeError};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use std::collections::BTreeMap;
@@ -86,6 +86,7 @@ impl Ctx {
             limits: ServerLimits::default(),
             ports: Vec::new(),
             labels: BTreeMap::from([(CONFORMANCE_LABEL.to_owned(), "true".to_owned())]),
+            isolation: Isolation::server(),
         }
     }
 

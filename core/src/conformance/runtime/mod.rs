@@ -116,6 +116,10 @@ pub const BUSYBOX_IMAGE: &str = "nexus-test/busybox:latest";
 /// `scripts/images/teeworlds.sh`, for runtime crates' end-to-end tests.
 pub const TEEWORLDS_IMAGE: &str = "nexus-test/teeworlds:latest";
 
+/// The unprivileged user cases run hardened containers as (the uid Wings' `pterodactyl` user
+/// usually gets); it need not exist in the image.
+pub const TEST_USER: crate::runtime::ContainerUser = crate::runtime::ContainerUser { uid: 988, gid: 988 };
+
 /// Label the suite puts on every container it creates, so a human can find leftovers of a
 /// killed test run (`docker ps -a --filter label=io.nexus.conformance`).
 pub const CONFORMANCE_LABEL: &str = "io.nexus.conformance";
@@ -313,6 +317,9 @@ macro_rules! __runtime_conformance_cases {
             destroy_is_idempotent,
             removed_container_errors_are_typed,
             engine_conflicts_are_typed,
+            server_container_is_confined,
+            root_server_container_lacks_dropped_capabilities,
+            install_container_is_confined,
         ] }
     };
 }

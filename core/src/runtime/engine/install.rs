@@ -213,6 +213,7 @@ mod tests {
             env: Default::default(),
             data_dir: std::env::temp_dir(),
             limits: Default::default(),
+            isolation: crate::runtime::Isolation::install(),
         };
         let root = std::env::temp_dir().join(format!("nexus-scripts-{}", uuid::Uuid::new_v4().simple()));
         let dir = ScriptDir::write(&root, &spec).expect("write");

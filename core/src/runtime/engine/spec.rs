@@ -8,6 +8,47 @@ use std::path::Path;
 /// (egg startup commands such as `./teeworlds_srv` are relative to it).
 pub const HOME: &str = "/home/container";
 
+/// Where every container gets its size-limited tmpfs ([`Isolation::tmp_size_mb`](crate::runtime::Isolation::tmp_size_mb)).
+pub const TMP_DIR: &str = "/tmp";
+
+/// Capabilities removed from server containers, on top of `no-new-privileges`: Wings' list
+/// (`SETPCAP`, `MKNOD`, `AUDIT_WRITE`, `NET_RAW`, `DAC_OVERRIDE`, `FOWNER`, `FSETID`,
+/// `NET_BIND_SERVICE`, `SYS_CHROOT`, `SETFCAP`) plus `CHOWN`. A game server needs none of
+/// them; run as an unprivileged user it has no effective capabilities at all, and these keep
+/// an image whose user is root from creating device nodes, set-id files for others, or raw
+/// sockets. What remains of the engines' default set is `SETUID`, `SETGID` and `KILL`.
+pub const SERVER_DROPPED_CAPABILITIES: &[&str] = &[
+    "CAP_AUDIT_WRITE",
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_MKNOD",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_RAW",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_SYS_CHROOT",
+];
+
+/// Capabilities removed from install containers. Install scripts run as root (as with Wings)
+/// and install packages, which needs ownership and permission overrides (`CHOWN`,
+/// `DAC_OVERRIDE`, `FOWNER`, `FSETID`, `SETUID`/`SETGID` for apt's sandbox user); device
+/// nodes, raw sockets, chroot and capability games are never needed. The node agent hands the
+/// installed files to the server's user afterwards, clearing set-id bits.
+pub const INSTALL_DROPPED_CAPABILITIES: &[&str] =
+    &["CAP_AUDIT_WRITE", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_SYS_CHROOT"];
+
+/// The security option every container gets: set-id binaries and file capabilities grant
+/// nothing inside it.
+pub const NO_NEW_PRIVILEGES: &str = "no-new-privileges";
+
+/// Mount options of the `/tmp` tmpfs of `size_mb` MiB: executable (game servers unpack native
+/// libraries there, as Wings allows) but `nosuid,nodev`.
+pub fn tmpfs_options(size_mb: u64) -> String {
+    format!("rw,exec,nosuid,nodev,size={size_mb}m")
+}
+
 /// Checks what a server container's spec needs beyond the engine's own validation: an
 /// existing absolute data directory ([`check_data_dir`]) and no port 0.
 pub fn check_server_spec(spec: &ContainerSpec) -> Result<(), RuntimeError> {
@@ -50,6 +91,7 @@ mod tests {
             limits: ServerLimits::default(),
             ports: vec![PortBinding { ip: IpAddr::V4(Ipv4Addr::LOCALHOST), port: 25565 }],
             labels: BTreeMap::new(),
+            isolation: Default::default(),
         };
         assert!(check_server_spec(&spec).is_ok());
         let port0 = ContainerSpec { ports: vec![PortBinding { port: 0, ..spec.ports[0] }], ..spec.clone() };

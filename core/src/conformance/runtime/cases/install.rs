@@ -2,10 +2,10 @@
 
 use crate::conformance::runtime::{BUSYBOX_IMAGE, Ctx};
 use crate::model::ServerLimits;
-use crate::runtime::{InstallSpec, RuntimeError};
+use crate::runtime::{InstallSpec, Isolation, RuntimeError};
 use std::collections::BTreeMap;
 
-fn install_spec(ctx: &Ctx, script: &str) -> InstallSpec {
+pub(super) fn install_spec(ctx: &Ctx, script: &str) -> InstallSpec {
     InstallSpec {
         server: ctx.server(),
         image: BUSYBOX_IMAGE.to_owned(),
@@ -14,6 +14,7 @@ fn install_spec(ctx: &Ctx, script: &str) -> InstallSpec {
         env: BTreeMap::from([("GREETING".to_owned(), "hello install".to_owned())]),
         data_dir: ctx.data_dir(),
         limits: ServerLimits { memory_mb: 256, swap_mb: 0, ..ServerLimits::default() },
+        isolation: Isolation::install(),
     }
 }
 
