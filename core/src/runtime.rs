@@ -203,6 +203,11 @@ pub struct ResourceStats {
     pub disk_write_bytes: u64,
     /// Processes and threads.
     pub pids: u64,
+    /// Space the server's files take on disk, bytes, as last measured by the node (runtimes
+    /// leave it 0; the node agent fills it in from
+    /// [`NodeAgent::record_disk_usage`](crate::agent::NodeAgent::record_disk_usage)).
+    #[serde(default)]
+    pub disk_bytes: u64,
     /// Sample time.
     pub at: Option<DateTime<Utc>>,
 }

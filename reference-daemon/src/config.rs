@@ -123,6 +123,9 @@ pub struct Config {
     /// Longest an install script may run, seconds; then it is stopped and the install fails.
     /// Default 3600.
     pub install_timeout_secs: u64,
+    /// Seconds between two measurements of the disk usage of running servers (see
+    /// [`crate::disk`]). Default 60.
+    pub disk_check_interval_secs: u64,
     /// Owner given to files the file manager creates. Default: `container_user`.
     pub file_owner: Option<FileOwner>,
     /// Largest JSON request body, bytes. Default 4 MiB (a server spec with a long install
@@ -159,6 +162,7 @@ impl Default for Config {
             tmpfs_size_mb: nexus_core::runtime::DEFAULT_TMP_SIZE_MB,
             container_pids_limit: nexus_core::agent::DEFAULT_PIDS_LIMIT,
             install_timeout_secs: nexus_core::agent::DEFAULT_INSTALL_TIMEOUT.as_secs(),
+            disk_check_interval_secs: 60,
             file_owner: None,
             max_json_body_bytes: 4 << 20,
             timezone: None,
@@ -223,8 +227,10 @@ impl Config {
                     .into(),
             ));
         }
-        if self.install_timeout_secs == 0 {
-            return Err(ConfigError::Invalid("`install_timeout_secs` must be positive".into()));
+        if self.install_timeout_secs == 0 || self.disk_check_interval_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "`install_timeout_secs` and `disk_check_interval_secs` must be positive".into(),
+            ));
         }
         Ok(ResolvedConfig { node_id, token, token_secret: token_secret.map(String::into_bytes), config: self })
     }

@@ -67,6 +67,7 @@ pub struct Daemon {
     api: Arc<ApiState>,
     listener: tokio::net::TcpListener,
     local_addr: SocketAddr,
+    disk_check: Duration,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -84,8 +85,27 @@ impl Daemon {
     ) -> Result<Self, DaemonError> {
         let c = &config.config;
         std::fs::create_dir_all(&c.data_root).map_err(io_error(format!("create {}", c.data_root.display())))?;
+        match crate::host::DataRootMount::of(&c.data_root) {
+            Ok(mount) => {
+                for warning in mount.warnings() {
+                    tracing::warn!("{warning}");
+                }
+                tracing::info!(
+                    mount = %mount.mount_point.display(),
+                    fs = %mount.fs_type,
+                    project_quotas = mount.has_project_quotas(),
+                    "data root file system (disk limits are measured by the daemon)"
+                );
+            }
+            Err(error) => tracing::warn!(%error, "cannot tell which file system holds the data root"),
+        }
         let state = Arc::new(FileStateStore::open(&c.state_dir)?);
-        let preparer = Arc::new(EggPreparer::new(c.timezone.clone()).with_file_owner(Some(c.file_owner())));
+        let files = Arc::new(api::files::FileManagers::new(Some(c.file_owner())));
+        let preparer = Arc::new(
+            EggPreparer::new(c.timezone.clone())
+                .with_file_owner(Some(c.file_owner()))
+                .with_disk_limits(Arc::clone(&files)),
+        );
         let agent_config = AgentConfig {
             node: config.node_id,
             data_root: c.data_root.clone(),
@@ -110,7 +130,7 @@ impl Daemon {
             node_token: NodeToken::new(&config.token),
             signer,
             http: HttpMetrics::default(),
-            files: api::files::FileManagers::new(Some(c.file_owner())),
+            files,
             metrics_require_token: c.metrics_require_token,
             max_json_body: c.max_json_body_bytes,
             runtime_name,
@@ -119,7 +139,8 @@ impl Daemon {
         let listener =
             tokio::net::TcpListener::bind(c.listen).await.map_err(io_error(format!("listen on {}", c.listen)))?;
         let local_addr = listener.local_addr().map_err(io_error("listening address"))?;
-        Ok(Self { agent, api, listener, local_addr })
+        let disk_check = Duration::from_secs(c.disk_check_interval_secs);
+        Ok(Self { agent, api, listener, local_addr, disk_check })
     }
 
     /// The address the API listens on.
@@ -135,8 +156,10 @@ impl Daemon {
     /// Serves the API until `shutdown` resolves, then stops the agent's loops (servers keep
     /// running).
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) {
-        let Self { agent, api, listener, local_addr } = self;
+        let Self { agent, api, listener, local_addr, disk_check } = self;
         tracing::info!(%local_addr, servers = agent.servers().len(), "nexus-wings serving");
+        let disk =
+            tokio::spawn(crate::disk::DiskWatcher::new(Arc::clone(&agent), Arc::clone(&api.files), disk_check).run());
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let server = warp::serve(api::routes(api)).incoming(listener).graceful(async move {
             let _ = stop_rx.await;
@@ -149,6 +172,7 @@ impl Daemon {
         if tokio::time::timeout(SHUTDOWN_GRACE, serving).await.is_err() {
             tracing::warn!("open connections did not finish within {SHUTDOWN_GRACE:?}; closing them");
         }
+        disk.abort();
         agent.shutdown().await;
         tracing::info!("nexus-wings stopped");
     }

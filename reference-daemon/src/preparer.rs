@@ -35,6 +35,29 @@ use std::path::Path;
 pub const SHELL_WRAPPER: &str =
     r#"if command -v bash >/dev/null 2>&1; then exec bash -c "$STARTUP"; else exec sh -c "$STARTUP"; fi"#;
 
+/// Longest one config file may take to patch. The patcher is linear and bounded in size and
+/// depth, so this only trips on a file near the size limit on a very slow node; it keeps a
+/// tenant's file from holding a start for long.
+pub const PATCH_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Patches `text` on the blocking pool (a tenant controls the file: its parsing must never
+/// hold the daemon's runtime threads) within [`PATCH_BUDGET`]; `None` when nothing changes.
+async fn patch_off_thread(
+    file: &nexus_core::model::ConfigFile,
+    text: String,
+    ctx: &ConfigContext,
+) -> Result<Option<String>, AgentError> {
+    let (file, ctx, path) = (file.clone(), ctx.clone(), file.path.clone());
+    let work = tokio::task::spawn_blocking(move || {
+        apply(&file, &text, &ctx).map(|patched| (patched != text).then_some(patched))
+    });
+    match tokio::time::timeout(PATCH_BUDGET, work).await {
+        Ok(Ok(result)) => result.map_err(|e| prepare_error(e.to_string())),
+        Ok(Err(join)) => Err(prepare_error(format!("config file `{path}`: patching failed: {join}"))),
+        Err(_) => Err(prepare_error(format!("config file `{path}`: patching took longer than {PATCH_BUDGET:?}"))),
+    }
+}
+
 /// Largest config file patched (bigger ones fail the start rather than eat memory).
 pub const MAX_CONFIG_FILE_BYTES: u64 = 16 << 20;
 
@@ -44,6 +67,7 @@ pub struct EggPreparer {
     timezone: Option<String>,
     node_config: BTreeMap<String, String>,
     files: FilesConfig,
+    managers: Option<std::sync::Arc<crate::api::files::FileManagers>>,
 }
 
 impl EggPreparer {
@@ -65,6 +89,31 @@ impl EggPreparer {
     pub fn with_file_owner(mut self, owner: Option<crate::files::FileOwner>) -> Self {
         self.files.owner = owner;
         self
+    }
+
+    /// Measures disk usage before every start through `managers` (the API's file managers,
+    /// whose counters it refreshes) and refuses to start a server over its `disk_mb`.
+    #[must_use]
+    pub fn with_disk_limits(mut self, managers: std::sync::Arc<crate::api::files::FileManagers>) -> Self {
+        self.managers = Some(managers);
+        self
+    }
+
+    /// Refuses the start of a server over its disk limit (see [`crate::disk`]).
+    async fn check_disk(&self, spec: &ServerSpec, data_dir: &Path) -> Result<(), AgentError> {
+        let Some(managers) = &self.managers else { return Ok(()) };
+        if crate::disk::limit_bytes(spec).is_none() {
+            return Ok(());
+        }
+        let files = managers
+            .open_for(spec, data_dir, false)
+            .await
+            .map_err(|e| prepare_error(format!("measuring disk usage: {}", e.message)))?;
+        let used = files.rescan().await.map_err(|e| prepare_error(format!("measuring disk usage: {e}")))?;
+        match crate::disk::over_limit(spec, used) {
+            Some(over) => Err(over),
+            None => Ok(()),
+        }
     }
 
     /// Patches the spec's config files in `data_dir`; returns how many were changed.
@@ -90,15 +139,13 @@ impl EggPreparer {
             };
             let text = String::from_utf8(original)
                 .map_err(|_| prepare_error(format!("config file `{}` is not UTF-8 text", file.path)))?;
-            let patched = apply(file, &text, &ctx).map_err(|e| prepare_error(e.to_string()))?;
-            if patched != text {
-                files
-                    .write(&file.path, patched.into_bytes())
-                    .await
-                    .map_err(|e| prepare_error(format!("config file `{}`: {e}", file.path)))?;
-                changed += 1;
-                tracing::debug!(server = %spec.id, file = %file.path, parser = file.parser.as_str(), "config file patched");
-            }
+            let Some(patched) = patch_off_thread(file, text, &ctx).await? else { continue };
+            files
+                .write(&file.path, patched.into_bytes())
+                .await
+                .map_err(|e| prepare_error(format!("config file `{}`: {e}", file.path)))?;
+            changed += 1;
+            tracing::debug!(server = %spec.id, file = %file.path, parser = file.parser.as_str(), "config file patched");
         }
         Ok(changed)
     }
@@ -128,6 +175,7 @@ impl EggPreparer {
 #[async_trait]
 impl StartPreparer for EggPreparer {
     async fn prepare(&self, spec: &ServerSpec, data_dir: &Path) -> Result<PreparedStart, AgentError> {
+        self.check_disk(spec, data_dir).await?;
         self.patch_config_files(spec, data_dir).await?;
         self.render(spec)
     }

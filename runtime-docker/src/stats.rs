@@ -103,6 +103,7 @@ fn sample(raw: &ContainerStatsResponse, cpu: &mut CpuTracker) -> Option<Resource
         disk_read_bytes,
         disk_write_bytes,
         pids: raw.pids_stats.as_ref().and_then(|p| p.current).unwrap_or(0),
+        disk_bytes: 0,
         at: Some(at.unwrap_or_else(Utc::now)),
     })
 }

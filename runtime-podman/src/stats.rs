@@ -98,6 +98,7 @@ fn parse(line: &[u8], cpu: &mut CpuTracker) -> Result<Option<ResourceStats>, Str
         disk_read_bytes: raw.block_input.unwrap_or(0),
         disk_write_bytes: raw.block_output.unwrap_or(0),
         pids: raw.pi_ds.unwrap_or(0),
+        disk_bytes: 0,
         at: i64::try_from(system).ok().map(DateTime::from_timestamp_nanos),
     }))
 }
@@ -126,6 +127,7 @@ mod tests {
             disk_read_bytes: 5,
             disk_write_bytes: 7,
             pids: 3,
+            disk_bytes: 0,
             at,
         };
         assert_eq!(first, Ok(Some(expected)));

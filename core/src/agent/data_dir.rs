@@ -62,6 +62,7 @@ pub(crate) fn hand_over(dir: &Path, user: Option<ContainerUser>) -> std::io::Res
                 done.specials_removed += 1;
                 continue;
             }
+            let had_setid = kind.is_file() && meta.mode() & 0o6000 != 0;
             if let Some(user) = user {
                 if (meta.uid(), meta.gid()) != (user.uid, user.gid) {
                     std::os::unix::fs::lchown(&path, Some(user.uid), Some(user.gid))?;
@@ -73,9 +74,11 @@ pub(crate) fn hand_over(dir: &Path, user: Option<ContainerUser>) -> std::io::Res
             }
             // chown clears set-id bits of files on Linux; cleared again explicitly because
             // nothing is chowned when no user is configured, and for directories.
-            let mode = std::fs::symlink_metadata(&path)?.mode();
-            if kind.is_file() && mode & 0o6000 != 0 {
-                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode & 0o1777))?;
+            if had_setid {
+                let mode = std::fs::symlink_metadata(&path)?.mode();
+                if mode & 0o6000 != 0 {
+                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode & 0o1777))?;
+                }
                 done.setid_cleared += 1;
             }
             if kind.is_dir() {

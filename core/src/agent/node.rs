@@ -307,6 +307,28 @@ impl NodeAgent {
         self.config.data_root.join(server.to_string())
     }
 
+    /// Publishes a notice on the server's console (an embedder's own messages: disk limits,
+    /// maintenance). Unknown servers are ignored.
+    pub fn notice(&self, server: ServerId, text: impl Into<String>) {
+        if let Some(srv) = self.read_servers().get(&server) {
+            srv.hub.notice(text);
+        }
+    }
+
+    /// Records the disk usage of a server's files as measured by the embedder (the agent does
+    /// not walk data directories itself); stats events carry it from then on
+    /// ([`ResourceStats::disk_bytes`](crate::runtime::ResourceStats::disk_bytes)).
+    pub fn record_disk_usage(&self, server: ServerId, bytes: u64) {
+        if let Some(srv) = self.read_servers().get(&server) {
+            srv.set_disk_bytes(bytes);
+        }
+    }
+
+    /// The disk usage last recorded with [`record_disk_usage`](Self::record_disk_usage).
+    pub fn disk_usage(&self, server: ServerId) -> Option<u64> {
+        self.read_servers().get(&server).map(|s| s.disk_bytes())
+    }
+
     /// The limits a server's container gets: its spec's, with the node's default process
     /// limit where the spec sets none.
     pub fn effective_limits(&self, spec: &ServerSpec) -> crate::model::ServerLimits {

@@ -456,7 +456,10 @@ impl NodeAgent {
             };
             while let Some(sample) = samples.next().await {
                 match sample {
-                    Ok(sample) => server.hub.publish(ConsoleEvent::Stats(sample)),
+                    Ok(mut sample) => {
+                        sample.disk_bytes = server.disk_bytes();
+                        server.hub.publish(ConsoleEvent::Stats(sample));
+                    }
                     Err(error) => {
                         tracing::debug!(%error, "stats stream failed");
                         break;

@@ -82,6 +82,8 @@ pub(crate) struct Server {
     /// Fired to cancel the running install (a kill or removal must not wait for a script
     /// that never ends).
     install_cancel: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    /// Disk usage of the server's files as last measured by the node, bytes.
+    disk_bytes: std::sync::atomic::AtomicU64,
 }
 
 /// Holding it means holding the server's operation lock.
@@ -116,7 +118,16 @@ impl Server {
             tasks: Mutex::new(Vec::new()),
             removed: AtomicBool::new(false),
             install_cancel: Mutex::new(None),
+            disk_bytes: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    pub(crate) fn disk_bytes(&self) -> u64 {
+        self.disk_bytes.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_disk_bytes(&self, bytes: u64) {
+        self.disk_bytes.store(bytes, Ordering::Relaxed);
     }
 
     /// A receiver that completes when the install now starting is to be cancelled.

@@ -52,6 +52,10 @@ pub enum Permission {
     Startup,
     /// Reinstall and change settings.
     Settings,
+    /// See install output on the console. Install scripts echo secrets (database passwords,
+    /// API keys), so this is separate from `ConsoleRead`, like Wings' `admin.websocket.install`,
+    /// and not part of [`Permission::ALL`] (an owner's set): panels grant it to admins.
+    InstallRead,
 }
 
 impl Permission {

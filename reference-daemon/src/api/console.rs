@@ -2,7 +2,9 @@
 //!
 //! On connect the client gets the replay (the last lines, as the agent keeps them), then every
 //! live [`ConsoleEvent`] (console lines, stats, state changes, notices, install output), one
-//! JSON text message each, serialized as the agent's `ConsoleEvent`. The client may send
+//! JSON text message each, serialized as the agent's `ConsoleEvent`. Install output (which
+//! echoes secrets) reaches only callers with `install_read` (the node token has it; browser
+//! tokens only when the panel grants it, as Wings' `admin.websocket.install`). The client may send
 //! `{"type":"command","line":"say hi"}` (needs `console_write`); a refused or failed command
 //! answers `{"type":"error","error":{"code":...,"message":...}}` on the socket, which stays
 //! open.
@@ -79,6 +81,8 @@ async fn session(socket: WebSocket, state: Arc<ApiState>, server: ServerId, call
         }
     };
     let may_write = caller.may(server, Permission::ConsoleWrite);
+    let may_see_install = caller.may(server, Permission::InstallRead);
+    let visible = |event: &ConsoleEvent| may_see_install || !matches!(event, ConsoleEvent::Install(_));
     // A browser token is checked at the upgrade only; without this deadline a socket opened
     // with a 15-minute token would keep streaming (and accepting commands) for as long as it
     // stays open, after the panel has stopped minting tokens for that user.
@@ -90,7 +94,7 @@ async fn session(socket: WebSocket, state: Arc<ApiState>, server: ServerId, call
         ),
     };
     tracing::debug!(%server, may_write, replay = subscription.replay.len(), "console client connected");
-    for event in &subscription.replay {
+    for event in subscription.replay.iter().filter(|e| visible(e)) {
         if tx.feed(event_message(event)).await.is_err() {
             return;
         }
@@ -108,6 +112,7 @@ async fn session(socket: WebSocket, state: Arc<ApiState>, server: ServerId, call
             }
             received = live.recv() => {
                 let first = match received {
+                    Ok(event) if !visible(&event) => continue,
                     Ok(event) => event_message(&event),
                     Err(RecvError::Lagged(skipped)) => lagged(skipped),
                     Err(RecvError::Closed) => break,
@@ -119,6 +124,7 @@ async fn session(socket: WebSocket, state: Arc<ApiState>, server: ServerId, call
                 let mut closed = false;
                 for _ in 1..BATCH {
                     let message = match live.try_recv() {
+                        Ok(event) if !visible(&event) => continue,
                         Ok(event) => event_message(&event),
                         Err(TryRecvError::Lagged(skipped)) => lagged(skipped),
                         Err(TryRecvError::Empty) => break,

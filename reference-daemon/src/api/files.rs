@@ -91,16 +91,30 @@ impl FileManagers {
         let spec = agent
             .spec(server)
             .ok_or_else(|| ApiError::new(404, "unknown_server", format!("unknown server {server}")))?;
+        self.open_for(&spec, &agent.data_dir(server), active.unwrap_or(false)).await
+    }
+
+    /// The manager of the server `spec` describes, rooted at `data_dir`, opened if needed
+    /// (`active`: its server may be writing, so the counter is not exact).
+    pub async fn open_for(
+        &self,
+        spec: &nexus_core::transport::ServerSpec,
+        data_dir: &std::path::Path,
+        active: bool,
+    ) -> Result<ServerFiles, ApiError> {
+        if let Some(managed) = self.open.lock().ok().and_then(|open| open.get(&spec.id).cloned()) {
+            return Ok(managed.files);
+        }
         let config = FilesConfig {
             quota_bytes: spec.limits.disk_mb.saturating_mul(1 << 20),
             denylist: spec.file_denylist.clone(),
             owner: self.owner,
             ..FilesConfig::default()
         };
-        let files = ServerFiles::open(agent.data_dir(server), config).await?;
+        let files = ServerFiles::open(data_dir, config).await?;
         if let Ok(mut open) = self.open.lock() {
             // A concurrent request may have opened one too; keep the first, they are equal.
-            let managed = open.entry(server).or_insert(Managed { files, dirty: active.unwrap_or(false) });
+            let managed = open.entry(spec.id).or_insert(Managed { files, dirty: active });
             return Ok(managed.files.clone());
         }
         Err(ApiError::new(500, "internal", "file manager registry poisoned"))

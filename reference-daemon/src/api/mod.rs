@@ -54,7 +54,7 @@ pub struct ApiState {
     /// HTTP request counters.
     pub http: HttpMetrics,
     /// Per-server file managers.
-    pub files: FileManagers,
+    pub files: Arc<FileManagers>,
     /// Whether `/metrics` needs the node token.
     pub metrics_require_token: bool,
     /// Largest JSON body.

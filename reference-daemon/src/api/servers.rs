@@ -38,6 +38,8 @@ struct CommandBody {
 struct ServerDetails {
     server: ServerId,
     state: Option<nexus_core::lifecycle::ServerState>,
+    /// Disk usage as last measured (see `crate::disk`), bytes.
+    disk_bytes: u64,
     spec: ServerSpec,
 }
 
@@ -108,7 +110,8 @@ pub(super) fn routes(state: Arc<ApiState>) -> BoxedFilter<(Response,)> {
         |id: ServerId, _: Caller, state: Arc<ApiState>| match state.agent.spec(id) {
             Some(spec) => {
                 let status = state.agent.servers().into_iter().find(|s| s.server == id).map(|s| s.state);
-                json(&ServerDetails { server: id, state: status, spec }, 200)
+                let disk_bytes = state.agent.disk_usage(id).unwrap_or(0);
+                json(&ServerDetails { server: id, state: status, disk_bytes, spec }, 200)
             }
             None => ApiError::new(404, "unknown_server", format!("unknown server {id}")).into_response(),
         },

@@ -322,3 +322,51 @@ impl Drop for Cleanup {
         }
     }
 }
+
+/// A daemon served in this process on Docker, stopped and cleaned up on drop.
+pub struct TestDaemon {
+    pub client: Client,
+    pub node: NodeId,
+    pub dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    _cleanup: Cleanup,
+}
+
+impl TestDaemon {
+    /// Starts a daemon with [`config`], changed by `adjust`.
+    pub async fn start(docker: DockerRuntime, adjust: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let node = NodeId::new();
+        let cleanup = Cleanup(node);
+        let mut config = config(dir.path(), node, "127.0.0.1:0".parse().unwrap());
+        adjust(&mut config);
+        let config = config.resolve().unwrap();
+        let docker = docker.with_install_dir(dir.path().join("install"));
+        let daemon = nexus_wings::daemon::Daemon::start(
+            &config,
+            std::sync::Arc::new(docker),
+            std::sync::Arc::new(nexus_wings::panel::NullPanelTransport),
+        )
+        .await
+        .unwrap();
+        let client = Client::new(daemon.local_addr());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(daemon.serve(async move {
+            let _ = stopped.await;
+        }));
+        Self { client, node, dir, stop: Some(stop), _cleanup: cleanup }
+    }
+
+    /// `<data_root>/<server>` on the host.
+    pub fn data_dir(&self, server: ServerId) -> std::path::PathBuf {
+        self.dir.path().join("volumes").join(server.to_string())
+    }
+}
+
+impl Drop for TestDaemon {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
