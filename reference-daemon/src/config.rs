@@ -123,6 +123,19 @@ pub struct Config {
     /// Longest an install script may run, seconds; then it is stopped and the install fails.
     /// Default 3600.
     pub install_timeout_secs: u64,
+    /// HTTP connections served at once (lowered at start to the process's file-descriptor
+    /// limit minus a reserve). Default 4096.
+    pub max_connections: usize,
+    /// Seconds a client may take to send a request's headers. Default 10.
+    pub header_read_timeout_secs: u64,
+    /// Seconds a connection (WebSockets included) may go without a byte either way. Default 300.
+    pub idle_timeout_secs: u64,
+    /// Console WebSockets one server may have open at once. Default 32; 0 = no cap.
+    pub console_max_per_server: usize,
+    /// Console WebSockets one browser token may have open at once. Default 4; 0 = no cap.
+    pub console_max_per_token: usize,
+    /// Console WebSockets open on the whole node. Default 1024; 0 = no cap.
+    pub console_max_total: usize,
     /// Seconds between two measurements of the disk usage of running servers (see
     /// [`crate::disk`]). Default 60.
     pub disk_check_interval_secs: u64,
@@ -162,6 +175,12 @@ impl Default for Config {
             tmpfs_size_mb: nexus_core::runtime::DEFAULT_TMP_SIZE_MB,
             container_pids_limit: nexus_core::agent::DEFAULT_PIDS_LIMIT,
             install_timeout_secs: nexus_core::agent::DEFAULT_INSTALL_TIMEOUT.as_secs(),
+            max_connections: 4096,
+            header_read_timeout_secs: 10,
+            idle_timeout_secs: 300,
+            console_max_per_server: 32,
+            console_max_per_token: 4,
+            console_max_total: 1024,
             disk_check_interval_secs: 60,
             file_owner: None,
             max_json_body_bytes: 4 << 20,
@@ -227,9 +246,16 @@ impl Config {
                     .into(),
             ));
         }
-        if self.install_timeout_secs == 0 || self.disk_check_interval_secs == 0 {
+        if self.install_timeout_secs == 0
+            || self.disk_check_interval_secs == 0
+            || self.header_read_timeout_secs == 0
+            || self.idle_timeout_secs == 0
+            || self.max_connections == 0
+        {
             return Err(ConfigError::Invalid(
-                "`install_timeout_secs` and `disk_check_interval_secs` must be positive".into(),
+                "`install_timeout_secs`, `disk_check_interval_secs`, `header_read_timeout_secs`, `idle_timeout_secs` \
+                 and `max_connections` must be positive"
+                    .into(),
             ));
         }
         Ok(ResolvedConfig { node_id, token, token_secret: token_secret.map(String::into_bytes), config: self })
@@ -243,6 +269,15 @@ impl Config {
     /// The heartbeat interval.
     pub fn heartbeat_interval(&self) -> Duration {
         Duration::from_secs(self.heartbeat_interval_secs)
+    }
+
+    /// The listener's limits, as configured (see [`crate::listener`]).
+    pub fn connection_limits(&self) -> crate::listener::ConnectionLimits {
+        crate::listener::ConnectionLimits {
+            max_connections: self.max_connections,
+            header_read_timeout: Duration::from_secs(self.header_read_timeout_secs),
+            idle_timeout: Duration::from_secs(self.idle_timeout_secs),
+        }
     }
 
     /// The owner of files the file manager creates: `file_owner`, else `container_user`.

@@ -68,6 +68,7 @@ pub struct Daemon {
     listener: tokio::net::TcpListener,
     local_addr: SocketAddr,
     disk_check: Duration,
+    limits: crate::listener::ConnectionLimits,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -131,6 +132,12 @@ impl Daemon {
             signer,
             http: HttpMetrics::default(),
             files,
+            listener: Arc::default(),
+            consoles: api::console_slots::ConsoleSlots::new(api::console_slots::ConsoleCaps {
+                per_server: c.console_max_per_server,
+                per_token: c.console_max_per_token,
+                total: c.console_max_total,
+            }),
             metrics_require_token: c.metrics_require_token,
             max_json_body: c.max_json_body_bytes,
             runtime_name,
@@ -140,7 +147,11 @@ impl Daemon {
             tokio::net::TcpListener::bind(c.listen).await.map_err(io_error(format!("listen on {}", c.listen)))?;
         let local_addr = listener.local_addr().map_err(io_error("listening address"))?;
         let disk_check = Duration::from_secs(c.disk_check_interval_secs);
-        Ok(Self { agent, api, listener, local_addr, disk_check })
+        let (limits, lowered) = c.connection_limits().fit_to_fd_limit();
+        if let Some(warning) = lowered {
+            tracing::warn!("{warning}");
+        }
+        Ok(Self { agent, api, listener, local_addr, disk_check, limits })
     }
 
     /// The address the API listens on.
@@ -156,21 +167,28 @@ impl Daemon {
     /// Serves the API until `shutdown` resolves, then stops the agent's loops (servers keep
     /// running).
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) {
-        let Self { agent, api, listener, local_addr, disk_check } = self;
+        let Self { agent, api, listener, local_addr, disk_check, limits } = self;
         tracing::info!(%local_addr, servers = agent.servers().len(), "nexus-wings serving");
         let disk =
             tokio::spawn(crate::disk::DiskWatcher::new(Arc::clone(&agent), Arc::clone(&api.files), disk_check).run());
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = warp::serve(api::routes(api)).incoming(listener).graceful(async move {
-            let _ = stop_rx.await;
-        });
-        let serving = tokio::spawn(server.run());
+        let stats = Arc::clone(&api.listener);
+        let serving = tokio::spawn(crate::listener::serve(
+            listener,
+            api::routes(api),
+            limits,
+            stats,
+            async move {
+                let _ = stop_rx.await;
+            },
+            SHUTDOWN_GRACE,
+        ));
         shutdown.await;
         tracing::info!("shutting down: no new requests; servers keep running");
         let _ = stop_tx.send(());
         // Idle keep-alive connections close at once; a stuck one is cut after the grace period.
-        if tokio::time::timeout(SHUTDOWN_GRACE, serving).await.is_err() {
-            tracing::warn!("open connections did not finish within {SHUTDOWN_GRACE:?}; closing them");
+        if tokio::time::timeout(SHUTDOWN_GRACE + Duration::from_secs(1), serving).await.is_err() {
+            tracing::warn!("the listener did not stop within {SHUTDOWN_GRACE:?}");
         }
         disk.abort();
         agent.shutdown().await;

@@ -23,6 +23,7 @@ pub mod daemon;
 pub mod disk;
 pub mod files;
 pub mod host;
+pub mod listener;
 pub mod metrics;
 pub mod panel;
 pub mod preparer;

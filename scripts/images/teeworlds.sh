@@ -6,14 +6,15 @@
 #
 # Idempotent and quick when every engine already has the image; the rootfs tarball is cached
 # under $NEXUS_IMAGE_CACHE (about a minute or two to build the first time, seconds after).
-# Needs root (debootstrap); set NEXUS_DEBIAN_MIRROR to use another Debian mirror.
+# Needs root (debootstrap). The Debian mirror is the machine's own (its apt sources); set
+# NEXUS_DEBIAN_MIRROR to use another.
 set -euo pipefail
 # shellcheck source=../lib/images.sh
 . "$(dirname "$0")/../lib/images.sh"
 
 IMAGE=nexus-test/teeworlds:latest
 TARBALL="$NEXUS_IMAGE_CACHE/teeworlds-rootfs.tar"
-MIRROR="${NEXUS_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+MIRROR="${NEXUS_DEBIAN_MIRROR:-$(apt_mirror)}"
 
 if [ -z "$(available_engines)" ]; then
   log "no container engine available; nothing to import $IMAGE into"

@@ -76,3 +76,20 @@ ensure_command() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
   fi
 }
+
+# The Debian archive this machine's apt uses (the first `deb` source for the main archive), so
+# debootstrap fetches from the same place apt does; no mirror is named in this repository.
+apt_mirror() {
+  local uri
+  uri=$(
+    {
+      grep -hs '^URIs:' /etc/apt/sources.list.d/*.sources | awk '{print $2}'
+      grep -hs '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list | awk '{print $2}'
+    } | grep -v -- '-security' | head -n1
+  )
+  if [ -z "$uri" ]; then
+    echo "no Debian archive found in the apt sources; set NEXUS_DEBIAN_MIRROR" >&2
+    return 1
+  fi
+  echo "$uri"
+}

@@ -12,7 +12,7 @@ use crate::console::ConsoleLine;
 use crate::lifecycle::LifecycleEvent;
 use crate::runtime::ResourceStats;
 use serde::{Deserialize, Serialize};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use tokio::sync::broadcast;
 
 /// Events a console subscriber receives per channel capacity before it starts lagging.
@@ -34,6 +34,42 @@ pub enum ConsoleEvent {
     Install(String),
 }
 
+/// A published event as every subscriber receives it: shared, with its JSON text computed
+/// once for all of them (a console with hundreds of clients must not serialize each line
+/// hundreds of times).
+#[derive(Debug)]
+pub struct SharedEvent {
+    event: ConsoleEvent,
+    json: OnceLock<Arc<str>>,
+}
+
+impl SharedEvent {
+    /// Wraps `event`.
+    pub fn new(event: ConsoleEvent) -> Arc<Self> {
+        Arc::new(Self { event, json: OnceLock::new() })
+    }
+
+    /// The event.
+    pub fn event(&self) -> &ConsoleEvent {
+        &self.event
+    }
+
+    /// The event as JSON (`{"type":...,"data":...}`), serialized by the first caller.
+    pub fn json(&self) -> Arc<str> {
+        self.json.get_or_init(|| event_json(&self.event)).clone()
+    }
+}
+
+/// `event` as JSON text. Serializing these types cannot fail (string keys, no maps with
+/// non-string keys); an impossible failure still yields valid JSON.
+pub fn event_json(event: &ConsoleEvent) -> Arc<str> {
+    serde_json::to_string(event)
+        .unwrap_or_else(|e| {
+            serde_json::json!({"type": "notice", "data": format!("unserializable event: {e}")}).to_string()
+        })
+        .into()
+}
+
 /// The notice a lagging subscriber gets for `skipped` events it missed.
 pub fn lagged_notice(skipped: u64) -> ConsoleEvent {
     ConsoleEvent::Notice(format!("{skipped} console events skipped: this client could not keep up"))
@@ -49,8 +85,8 @@ pub fn lagged_notice(skipped: u64) -> ConsoleEvent {
 pub struct ConsoleSubscription {
     /// Recent events, oldest first.
     pub replay: Vec<ConsoleEvent>,
-    /// Events from now on.
-    pub live: broadcast::Receiver<ConsoleEvent>,
+    /// Events from now on, shared between subscribers.
+    pub live: broadcast::Receiver<Arc<SharedEvent>>,
 }
 
 impl ConsoleSubscription {
@@ -58,7 +94,7 @@ impl ConsoleSubscription {
     /// [`lagged_notice`]. `None` once the server is removed.
     pub async fn recv(&mut self) -> Option<ConsoleEvent> {
         match self.live.recv().await {
-            Ok(event) => Some(event),
+            Ok(event) => Some(event.event().clone()),
             Err(broadcast::error::RecvError::Lagged(skipped)) => Some(lagged_notice(skipped)),
             Err(broadcast::error::RecvError::Closed) => None,
         }
@@ -74,7 +110,7 @@ struct HubState {
 /// Fan-out of one server's console.
 pub(crate) struct ConsoleHub {
     state: Mutex<HubState>,
-    tx: broadcast::Sender<ConsoleEvent>,
+    tx: broadcast::Sender<Arc<SharedEvent>>,
 }
 
 impl ConsoleHub {
@@ -96,7 +132,7 @@ impl ConsoleHub {
             ConsoleEvent::Stats(s) => state.last_stats = Some(s.clone()),
         }
         // An error only means nobody listens right now.
-        let _ = self.tx.send(event);
+        let _ = self.tx.send(SharedEvent::new(event));
     }
 
     /// A notice, for convenience.

@@ -64,7 +64,9 @@ pub use config::{
     AgentConfig, DEFAULT_CONSOLE_LINES_PER_SECOND, DEFAULT_CONSOLE_REPLAY_LINES, DEFAULT_HEARTBEAT_INTERVAL,
     DEFAULT_INSTALL_TIMEOUT, DEFAULT_PIDS_LIMIT, DEFAULT_STOP_TIMEOUT,
 };
-pub use console::{CONSOLE_CHANNEL_CAPACITY, ConsoleEvent, ConsoleSubscription, lagged_notice};
+pub use console::{
+    CONSOLE_CHANNEL_CAPACITY, ConsoleEvent, ConsoleSubscription, SharedEvent, event_json, lagged_notice,
+};
 pub use data_dir::PRIVATE_DIR_MODE;
 pub use done::DoneWatcher;
 pub use error::AgentError;

@@ -9,17 +9,24 @@
 //! answers `{"type":"error","error":{"code":...,"message":...}}` on the socket, which stays
 //! open.
 //!
+//! **Caps.** Consoles per server, per browser token and per node are capped
+//! ([`ConsoleSlots`](super::console_slots::ConsoleSlots)); over a cap the upgrade is refused
+//! with `429 too_many_consoles`. Each event is serialized once for all clients
+//! ([`SharedEvent`]).
+//!
 //! **A slow client never blocks anyone.** Each socket has its own receiver on the agent's
 //! broadcast channel; the channel never waits for receivers. A client that cannot keep up
 //! falls behind by more than the channel holds, loses the oldest events and is told how many
-//! with a `notice` event; other clients and the server are unaffected. Events are written in
+//! with a `notice` event; other clients and the server are unaffected. A client that stops
+//! reading altogether is disconnected once a write has waited [`SLOW_CLIENT_DEADLINE`]. Events are written in
 //! batches (whatever is ready, then one flush) so a fast console costs one syscall per batch,
 //! not per line.
 
+use super::console_slots::ConsoleSlot;
 use super::{ApiError, ApiState, caller, require, with_state};
 use crate::auth::Caller;
 use futures::{SinkExt as _, StreamExt as _};
-use nexus_core::agent::{ConsoleEvent, lagged_notice};
+use nexus_core::agent::{ConsoleEvent, SharedEvent, lagged_notice};
 use nexus_core::ids::ServerId;
 use nexus_core::model::Permission;
 use serde::Deserialize;
@@ -32,6 +39,12 @@ use warp::reply::{Reply, Response};
 
 /// Events written before one flush.
 const BATCH: usize = 256;
+
+/// How often a console socket is pinged.
+pub const PING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// How long a flush to one client may take before the client is dropped as not reading.
+pub const SLOW_CLIENT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Largest message a client may send (a command line).
 const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
@@ -62,15 +75,22 @@ pub(super) fn route(state: Arc<ApiState>) -> BoxedFilter<(Response,)> {
             if state.agent.spec(server).is_none() {
                 return Ok(ApiError::new(404, "unknown_server", format!("unknown server {server}")).into_response());
             }
+            let slot = match state.consoles.take(&caller, server) {
+                Ok(slot) => slot,
+                Err(e) => return Ok(e.into_response()),
+            };
             Ok(ws
                 .max_message_size(MAX_CLIENT_MESSAGE)
-                .on_upgrade(move |socket| session(socket, state, server, caller))
+                .max_frame_size(MAX_CLIENT_MESSAGE)
+                .on_upgrade(move |socket| session(socket, state, server, caller, slot))
                 .into_response())
         })
         .boxed()
 }
 
-async fn session(socket: WebSocket, state: Arc<ApiState>, server: ServerId, caller: Caller) {
+async fn session(socket: WebSocket, state: Arc<ApiState>, server: ServerId, caller: Caller, slot: ConsoleSlot) {
+    // Held for the life of the socket: the slot comes back when this returns.
+    let _slot = slot;
     let (mut tx, mut rx) = socket.split();
     let subscription = match state.agent.console(server).await {
         Ok(subscription) => subscription,
@@ -103,8 +123,16 @@ async fn session(socket: WebSocket, state: Arc<ApiState>, server: ServerId, call
         return;
     }
     let mut live = subscription.live;
+    // Pings keep a quiet console (a stopped server) from being closed as idle by the listener,
+    // and make a vanished peer fail a write.
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_INTERVAL, PING_INTERVAL);
     loop {
         tokio::select! {
+            _ = ping.tick() => {
+                if tx.send(Message::ping(Vec::new())).await.is_err() {
+                    break;
+                }
+            }
             () = token_expiry(expires_at) => {
                 let expired = ApiError::new(401, "token_expired", "the console token expired; reconnect with a fresh token");
                 let _ = tx.send(error_message(&expired)).await;
@@ -112,8 +140,8 @@ async fn session(socket: WebSocket, state: Arc<ApiState>, server: ServerId, call
             }
             received = live.recv() => {
                 let first = match received {
-                    Ok(event) if !visible(&event) => continue,
-                    Ok(event) => event_message(&event),
+                    Ok(event) if !visible(event.event()) => continue,
+                    Ok(event) => shared_message(&event),
                     Err(RecvError::Lagged(skipped)) => lagged(skipped),
                     Err(RecvError::Closed) => break,
                 };
@@ -124,8 +152,8 @@ async fn session(socket: WebSocket, state: Arc<ApiState>, server: ServerId, call
                 let mut closed = false;
                 for _ in 1..BATCH {
                     let message = match live.try_recv() {
-                        Ok(event) if !visible(&event) => continue,
-                        Ok(event) => event_message(&event),
+                        Ok(event) if !visible(event.event()) => continue,
+                        Ok(event) => shared_message(&event),
                         Err(TryRecvError::Lagged(skipped)) => lagged(skipped),
                         Err(TryRecvError::Empty) => break,
                         Err(TryRecvError::Closed) => {
@@ -137,8 +165,15 @@ async fn session(socket: WebSocket, state: Arc<ApiState>, server: ServerId, call
                         return;
                     }
                 }
-                if tx.flush().await.is_err() || closed {
-                    break;
+                // A client that does not read stalls only its own flush; past the deadline it is
+                // dropped, so its socket buffers are not held forever.
+                match tokio::time::timeout(SLOW_CLIENT_DEADLINE, tx.flush()).await {
+                    Ok(Ok(())) if !closed => {}
+                    Ok(_) => break,
+                    Err(_) => {
+                        tracing::debug!(%server, "console client not reading; dropped");
+                        return;
+                    }
                 }
             }
             incoming = rx.next() => {
@@ -174,6 +209,10 @@ async fn handle_client(state: &ApiState, server: ServerId, may_write: bool, text
         return Some(ApiError::forbidden("this token does not grant console_write"));
     }
     state.agent.send_command(server, &line).await.err().map(ApiError::from)
+}
+
+fn shared_message(event: &SharedEvent) -> Message {
+    Message::text(&*event.json())
 }
 
 fn event_message(event: &ConsoleEvent) -> Message {

@@ -24,6 +24,7 @@
 //! Every failure is a typed JSON error ([`ApiError`]).
 
 pub mod console;
+pub mod console_slots;
 mod error;
 pub mod files;
 mod servers;
@@ -55,6 +56,10 @@ pub struct ApiState {
     pub http: HttpMetrics,
     /// Per-server file managers.
     pub files: Arc<FileManagers>,
+    /// Counters of the HTTP listener.
+    pub listener: Arc<crate::listener::ListenerStats>,
+    /// Open console WebSockets and their caps.
+    pub consoles: console_slots::ConsoleSlots,
     /// Whether `/metrics` needs the node token.
     pub metrics_require_token: bool,
     /// Largest JSON body.

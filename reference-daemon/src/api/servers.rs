@@ -213,6 +213,30 @@ fn render_metrics(state: &ApiState) -> String {
     if let Some(rss) = resident_memory_bytes() {
         metrics::metric(&mut out, "process_resident_memory_bytes", "gauge", "Resident memory of the daemon.", rss);
     }
+    let listener = &state.listener;
+    let load = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
+    metrics::metric(&mut out, "nexus_wings_connections_open", "gauge", "HTTP connections open.", load(&listener.open));
+    metrics::metric(
+        &mut out,
+        "nexus_wings_connections_refused_total",
+        "counter",
+        "Connections closed at once because the connection cap was reached.",
+        load(&listener.refused),
+    );
+    metrics::metric(
+        &mut out,
+        "nexus_wings_connections_idle_closed_total",
+        "counter",
+        "Connections closed for sending nothing for too long.",
+        load(&listener.idle_closed),
+    );
+    metrics::metric(
+        &mut out,
+        "nexus_wings_console_sockets_open",
+        "gauge",
+        "Console WebSockets open.",
+        state.consoles.open() as u64,
+    );
     metrics::metric(
         &mut out,
         "nexus_wings_uptime_seconds",

@@ -268,7 +268,18 @@ impl Drop for Wings {
 impl Wings {
     /// Runs `nexus-wings --config <config>`, its logs going to `stderr`.
     pub fn spawn(config: &Path, stderr: std::process::Stdio) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_nexus-wings"))
+        Self::spawn_with(Command::new(env!("CARGO_BIN_EXE_nexus-wings")), config, stderr)
+    }
+
+    /// Like [`spawn`](Self::spawn), with at most `files` open file descriptors (`prlimit`).
+    pub fn spawn_with_nofile(config: &Path, stderr: std::process::Stdio, files: u64) -> Self {
+        let mut command = Command::new("prlimit");
+        command.arg(format!("--nofile={files}:{files}")).arg("--").arg(env!("CARGO_BIN_EXE_nexus-wings"));
+        Self::spawn_with(command, config, stderr)
+    }
+
+    fn spawn_with(mut command: Command, config: &Path, stderr: std::process::Stdio) -> Self {
+        let child = command
             .arg("--config")
             .arg(config)
             .env_remove("RUST_LOG")
