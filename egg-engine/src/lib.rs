@@ -39,8 +39,11 @@
 //! ```
 
 pub mod config_files;
+mod depth;
 pub mod export;
 pub mod import;
 pub mod rules;
 pub mod startup;
 pub mod stop;
+#[cfg(test)]
+mod test_support;

@@ -7,13 +7,11 @@
 
 use super::escape::DoubleQuoted;
 use super::key_path::{self, Shape, Target, Tree};
-use super::lines::{Splices, line_ending, position};
+use super::lines::{LineStarts, Splices, line_ending, position};
 use super::replacement::{NewValue, Replacement, Scalar, is_integer};
-use super::{Edit, PatchError};
+use super::{Edit, MAX_DEPTH, PatchError};
+use crate::depth;
 use std::ops::Range;
-
-/// Nesting deeper than this is refused rather than risking the stack.
-const MAX_DEPTH: usize = 256;
 
 #[derive(Debug)]
 enum Node {
@@ -70,10 +68,10 @@ impl Tree for Node {
 pub(super) fn patch(text: &str, edits: &[Edit<'_>]) -> Result<String, PatchError> {
     let eol = line_ending(text);
     let mut text = text.to_owned();
-    parse(&text).map_err(PatchError::Malformed)?;
+    parse(&text)?;
     for edit in edits {
         let path = edit.path()?;
-        let root = parse(&text).map_err(PatchError::Malformed)?;
+        let root = parse(&text)?;
         let targets = key_path::locate(&root, &path).map_err(|reason| PatchError::cannot_patch(edit.key, reason))?;
         let mut splices = Splices::default();
         for target in targets {
@@ -81,8 +79,9 @@ pub(super) fn patch(text: &str, edits: &[Edit<'_>]) -> Result<String, PatchError
                 Target::Found(node) => rewrite(&text, node, &edit.replacement, &mut splices),
                 Target::Missing { parent, keys } => {
                     if let Some(value) = edit.replacement.value_for_missing() {
-                        let style = Style::of(&text, &root, eol);
-                        insert_member(&text, parent, &keys, value, &style, &mut splices);
+                        let lines = LineStarts::new(&text);
+                        let style = Style::of(&text, &lines, &root, eol);
+                        insert_member(&text, &lines, parent, &keys, value, &style, &mut splices);
                     }
                 }
             }
@@ -165,9 +164,9 @@ struct Style<'a> {
 }
 
 impl<'a> Style<'a> {
-    fn of(text: &str, root: &Node, eol: &'a str) -> Self {
+    fn of(text: &str, lines: &LineStarts, root: &Node, eol: &'a str) -> Self {
         let mut style = Self { eol, unit: "  ".to_owned(), colon: ": ".to_owned(), pretty: text.contains('\n') };
-        if let Some(unit) = find_indent_unit(text, root) {
+        if let Some(unit) = find_indent_unit(text, lines, root) {
             style.unit = unit;
         }
         if let Some(colon) = find_colon(text, root) {
@@ -191,14 +190,22 @@ impl<'a> Style<'a> {
     }
 }
 
-fn insert_member(text: &str, object: &Node, keys: &[&str], value: &NewValue, style: &Style<'_>, splices: &mut Splices) {
+fn insert_member(
+    text: &str,
+    lines: &LineStarts,
+    object: &Node,
+    keys: &[&str],
+    value: &NewValue,
+    style: &Style<'_>,
+    splices: &mut Splices,
+) {
     let Node::Object { span, members } = object else { return };
     let value = encode(value, None);
     match members.last() {
         Some(last) => {
             let key_start = last.key_span.start;
-            let starts_line = text[line_start(text, key_start)..key_start].trim().is_empty();
-            let indent = line_indent(text, key_start);
+            let starts_line = text[lines.line_start(key_start)..key_start].trim().is_empty();
+            let indent = line_indent(text, lines, key_start);
             let separator = if starts_line {
                 format!(",{}{indent}", style.eol)
             } else {
@@ -215,7 +222,7 @@ fn insert_member(text: &str, object: &Node, keys: &[&str], value: &NewValue, sty
             let inner = span.start + 1..span.end - 1;
             let whitespace_only = text[inner.clone()].trim().is_empty();
             let insertion = if style.pretty {
-                let outer = line_indent(text, span.start);
+                let outer = line_indent(text, lines, span.start);
                 let indent = format!("{outer}{}", style.unit);
                 let closing = if whitespace_only { format!("{}{outer}", style.eol) } else { String::new() };
                 format!("{}{indent}{}{closing}", style.eol, style.member(keys, &value, &indent))
@@ -231,33 +238,28 @@ fn insert_member(text: &str, object: &Node, keys: &[&str], value: &NewValue, sty
     }
 }
 
-fn line_start(text: &str, offset: usize) -> usize {
-    text[..offset].rfind('\n').map_or(0, |newline| newline + 1)
-}
-
 /// The spaces and tabs that start the line holding `offset`.
-fn line_indent(text: &str, offset: usize) -> &str {
-    let start = line_start(text, offset);
-    let line = &text[start..];
+fn line_indent<'t>(text: &'t str, lines: &LineStarts, offset: usize) -> &'t str {
+    let line = &text[lines.line_start(offset)..];
     &line[..line.len() - line.trim_start_matches([' ', '\t']).len()]
 }
 
-fn find_indent_unit(text: &str, node: &Node) -> Option<String> {
+fn find_indent_unit(text: &str, lines: &LineStarts, node: &Node) -> Option<String> {
     let (open, first_child_start) = match node {
         Node::Object { span, members } => (span.start, members.first().map(|m| m.key_span.start)),
         Node::Array { span, items } => (span.start, items.first().map(|item| item.span().start)),
         Node::Scalar { .. } => return None,
     };
     if let Some(child) = first_child_start {
-        let (outer, inner) = (line_indent(text, open), line_indent(text, child));
-        let child_starts_line = text[line_start(text, child)..child].trim().is_empty();
+        let (outer, inner) = (line_indent(text, lines, open), line_indent(text, lines, child));
+        let child_starts_line = text[lines.line_start(child)..child].trim().is_empty();
         if child_starts_line && inner.len() > outer.len() && inner.starts_with(outer) {
             return Some(inner[outer.len()..].to_owned());
         }
     }
     match node {
-        Node::Object { members, .. } => members.iter().find_map(|member| find_indent_unit(text, &member.value)),
-        Node::Array { items, .. } => items.iter().find_map(|item| find_indent_unit(text, item)),
+        Node::Object { members, .. } => members.iter().find_map(|member| find_indent_unit(text, lines, &member.value)),
+        Node::Array { items, .. } => items.iter().find_map(|item| find_indent_unit(text, lines, item)),
         Node::Scalar { .. } => None,
     }
 }
@@ -277,7 +279,10 @@ fn find_colon(text: &str, node: &Node) -> Option<String> {
     }
 }
 
-fn parse(text: &str) -> Result<Node, String> {
+/// The node tree. Its nesting is measured first, without recursion, so that a hostile file
+/// is refused before the parser recurses (its own check stops it at [`MAX_DEPTH`] regardless).
+fn parse(text: &str) -> Result<Node, PatchError> {
+    depth::json(text, MAX_DEPTH, true).map_err(|too_deep| PatchError::too_deep(text, too_deep.offset))?;
     let mut parser = Parser::new(text);
     parser.skip_whitespace()?;
     let root = parser.value()?;
@@ -300,15 +305,15 @@ impl<'a> Parser<'a> {
         Self { text, bytes: text.as_bytes(), pos: 0, depth: 0 }
     }
 
-    fn error(&self, what: &str) -> String {
-        format!("{what} ({})", position(self.text, self.pos))
+    fn error(&self, what: &str) -> PatchError {
+        PatchError::Malformed(format!("{what} ({})", position(self.text, self.pos)))
     }
 
     fn peek(&self) -> Option<u8> {
         self.bytes.get(self.pos).copied()
     }
 
-    fn skip_whitespace(&mut self) -> Result<(), String> {
+    fn skip_whitespace(&mut self) -> Result<(), PatchError> {
         loop {
             match (self.peek(), self.bytes.get(self.pos + 1)) {
                 (Some(b' ' | b'\t' | b'\n' | b'\r'), _) => self.pos += 1,
@@ -324,7 +329,7 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn consume(&mut self, byte: u8) -> Result<(), String> {
+    fn consume(&mut self, byte: u8) -> Result<(), PatchError> {
         if self.peek() == Some(byte) {
             self.pos += 1;
             Ok(())
@@ -333,7 +338,7 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn value(&mut self) -> Result<Node, String> {
+    fn value(&mut self) -> Result<Node, PatchError> {
         match self.peek() {
             Some(b'{') => self.object(),
             Some(b'[') => self.array(),
@@ -355,12 +360,14 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn enter(&mut self) -> Result<(), String> {
+    /// Checked before every object and array, so the recursion never goes deeper than
+    /// [`MAX_DEPTH`].
+    fn enter(&mut self) -> Result<(), PatchError> {
         self.depth += 1;
-        if self.depth > MAX_DEPTH { Err(self.error("nested too deeply")) } else { Ok(()) }
+        if self.depth > MAX_DEPTH { Err(PatchError::too_deep(self.text, self.pos)) } else { Ok(()) }
     }
 
-    fn object(&mut self) -> Result<Node, String> {
+    fn object(&mut self) -> Result<Node, PatchError> {
         let start = self.pos;
         let mut members = Vec::new();
         self.delimited(b'}', |parser| {
@@ -380,7 +387,7 @@ impl<'a> Parser<'a> {
         Ok(Node::Object { span: start..self.pos, members })
     }
 
-    fn array(&mut self) -> Result<Node, String> {
+    fn array(&mut self) -> Result<Node, PatchError> {
         let start = self.pos;
         let mut items = Vec::new();
         self.delimited(b']', |parser| {
@@ -392,7 +399,11 @@ impl<'a> Parser<'a> {
 
     /// The comma-separated items of an object or array, `pos` at its opening bracket; `item`
     /// reads one item from its first character. Leaves `pos` past the `close` bracket.
-    fn delimited(&mut self, close: u8, mut item: impl FnMut(&mut Self) -> Result<(), String>) -> Result<(), String> {
+    fn delimited(
+        &mut self,
+        close: u8,
+        mut item: impl FnMut(&mut Self) -> Result<(), PatchError>,
+    ) -> Result<(), PatchError> {
         self.enter()?;
         self.pos += 1;
         self.skip_whitespace()?;
@@ -417,7 +428,7 @@ impl<'a> Parser<'a> {
         Ok(())
     }
 
-    fn literal(&mut self, word: &str, kind: ScalarKind) -> Result<Node, String> {
+    fn literal(&mut self, word: &str, kind: ScalarKind) -> Result<Node, PatchError> {
         if !self.text[self.pos..].starts_with(word) {
             return Err(self.error("expected a JSON value"));
         }
@@ -434,7 +445,7 @@ impl<'a> Parser<'a> {
         self.pos - start
     }
 
-    fn number(&mut self) -> Result<(), String> {
+    fn number(&mut self) -> Result<(), PatchError> {
         if self.peek() == Some(b'-') {
             self.pos += 1;
         }
@@ -464,7 +475,7 @@ impl<'a> Parser<'a> {
     }
 
     /// A string at `pos` (its opening quote); returns it decoded and leaves `pos` past it.
-    fn string(&mut self) -> Result<String, String> {
+    fn string(&mut self) -> Result<String, PatchError> {
         self.pos += 1;
         let mut out = String::new();
         loop {
@@ -485,7 +496,7 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn escape(&mut self, out: &mut String) -> Result<(), String> {
+    fn escape(&mut self, out: &mut String) -> Result<(), PatchError> {
         let escaped = self.bytes.get(self.pos + 1).copied();
         self.pos += 2;
         out.push(match escaped {
@@ -522,7 +533,7 @@ impl<'a> Parser<'a> {
         Ok(())
     }
 
-    fn hex4(&mut self) -> Result<u32, String> {
+    fn hex4(&mut self) -> Result<u32, PatchError> {
         let hex = self.text.get(self.pos..self.pos + 4).filter(|hex| hex.bytes().all(|b| b.is_ascii_hexdigit()));
         let unit =
             hex.and_then(|hex| u32::from_str_radix(hex, 16).ok()).ok_or_else(|| self.error("invalid \\u escape"))?;

@@ -2,6 +2,8 @@
 //! `listeners[0].host`, `servers.*.address`; and [`locate`], which walks one over a [`Tree`]
 //! (the JSON and YAML node trees).
 
+use super::MAX_DEPTH;
+
 /// One step of a key path.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) enum Segment {
@@ -13,10 +15,14 @@ pub(super) enum Segment {
     Wildcard,
 }
 
-/// Parses a dot path. Keys cannot contain dots, like in Wings.
+/// Parses a dot path. Keys cannot contain dots, like in Wings. A path has at most
+/// [`MAX_DEPTH`] segments: walking it and creating what it names both go one level per segment.
 pub(super) fn parse(key: &str) -> Result<Vec<Segment>, String> {
     let mut segments = Vec::new();
     for part in key.split('.') {
+        if segments.len() >= MAX_DEPTH {
+            return Err(format!("more than {MAX_DEPTH} segments"));
+        }
         if part == "*" {
             segments.push(Segment::Wildcard);
             continue;
@@ -36,6 +42,9 @@ pub(super) fn parse(key: &str) -> Result<Vec<Segment>, String> {
             };
             let digits = &indices[1..close];
             let index = digits.parse::<usize>().map_err(|_| format!("`[{digits}]` in `{part}` is not an index"))?;
+            if segments.len() >= MAX_DEPTH {
+                return Err(format!("more than {MAX_DEPTH} segments"));
+            }
             segments.push(Segment::Index(index));
             indices = &indices[close + 1..];
             if !indices.is_empty() && !indices.starts_with('[') {
@@ -205,6 +214,10 @@ mod tests {
         for bad in ["", "a..b", ".a", "a.", "a[x]", "a[1", "[0]", "a[0]b"] {
             assert!(parse(bad).is_err(), "{bad} should be rejected");
         }
+        assert_eq!(parse(&vec!["a"; MAX_DEPTH].join(".")).map(|p| p.len()), Ok(MAX_DEPTH));
+        assert!(parse(&vec!["a"; MAX_DEPTH + 1].join(".")).is_err());
+        assert!(parse(&format!("a{}", "[0]".repeat(MAX_DEPTH))).is_err());
+        assert!(parse(&vec!["a"; 100_000].join(".")).is_err());
     }
 
     #[test]

@@ -119,8 +119,25 @@ impl Splices {
     }
 }
 
+/// Where each line of a text starts, so that the line holding an offset is found by binary
+/// search instead of by scanning back to the previous newline (which, repeated over the nodes
+/// of a one-line file, would be quadratic).
+pub(super) struct LineStarts(Vec<usize>);
+
+impl LineStarts {
+    pub fn new(text: &str) -> Self {
+        Self(std::iter::once(0).chain(text.match_indices('\n').map(|(newline, _)| newline + 1)).collect())
+    }
+
+    /// The offset of the first character of the line holding `offset`.
+    pub fn line_start(&self, offset: usize) -> usize {
+        let after = self.0.partition_point(|&start| start <= offset);
+        after.checked_sub(1).and_then(|line| self.0.get(line)).copied().unwrap_or(0)
+    }
+}
+
 /// The 1-based line and column of a byte offset, for error messages.
-pub(super) fn position(text: &str, offset: usize) -> String {
+pub(crate) fn position(text: &str, offset: usize) -> String {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |tail| tail.chars().count()) + 1;
@@ -151,6 +168,14 @@ mod tests {
         let mut without = Splices::default();
         without.append_lines("a", "b", "\r\n");
         assert_eq!(without.apply("a"), "a\r\nb");
+    }
+
+    #[test]
+    fn line_starts_find_the_line_of_an_offset() {
+        let text = "ab\ncd\n\ne";
+        let starts = LineStarts::new(text);
+        let found: Vec<usize> = (0..=text.len()).map(|offset| starts.line_start(offset)).collect();
+        assert_eq!(found, [0, 0, 0, 3, 3, 3, 6, 7, 7]);
     }
 
     #[test]

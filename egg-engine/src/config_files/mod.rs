@@ -50,6 +50,16 @@
 //!   all, run together).
 //! - XML indices are 0-based like everywhere else; Wings' `[attr='value']` attribute values are
 //!   not supported.
+//!
+//! # Limits
+//!
+//! Config files are edited by tenants and eggs come from semi-trusted authors, so every parser
+//! is bounded: a file larger than [`MAX_CONFIG_BYTES`] is refused ([`ConfigError::TooLarge`]),
+//! so is one nested deeper than [`MAX_DEPTH`] ([`ConfigError::TooDeep`]; measured before any
+//! parser that recurses per level sees the text), an egg file entry with more than
+//! [`MAX_FIND_ENTRIES`] keys ([`ConfigError::TooManyEntries`]) and a key with more than
+//! [`MAX_DEPTH`] segments ([`ConfigError::InvalidKey`]). Within those limits every parser is
+//! linear (or n log n) in the size of the file, once per `find` entry.
 
 mod escape;
 mod file;
@@ -73,6 +83,23 @@ use nexus_core::model::{ConfigFile, ConfigParser};
 use replacement::{Replacement, ResolveError};
 
 pub use placeholders::ConfigContext;
+
+pub(crate) use lines::position;
+
+/// Largest config file [`apply`] patches: 8 MiB. Real config files are a few KiB; the limit
+/// only keeps a tenant's file from tying up the node.
+pub const MAX_CONFIG_BYTES: usize = 8 * 1024 * 1024;
+
+/// Deepest nesting [`apply`] accepts, in every format: objects and arrays (JSON), mappings,
+/// sequences and flow collections (YAML), tables, arrays and inline tables (TOML), elements
+/// (XML). Real config files stay below 10; 64 keeps the recursive parsers (toml_edit needs
+/// about 25 KiB of stack per level in a debug build) well within a 2 MiB thread stack.
+pub const MAX_DEPTH: usize = 64;
+
+/// Most `find` entries one config file of an egg may have. Each entry re-reads the file (a
+/// later entry sees what an earlier one wrote), so this bounds the work per file; real eggs
+/// have at most 14.
+pub const MAX_FIND_ENTRIES: usize = 64;
 
 /// Why a config file could not be patched. Each variant names the file; those about one
 /// `find` entry also name its key.
@@ -130,6 +157,38 @@ pub enum ConfigError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The original file is larger than [`MAX_CONFIG_BYTES`].
+    #[error("config file `{path}` is {size} bytes, more than the {limit} bytes a config file may have")]
+    TooLarge {
+        /// The file, relative to the server root.
+        path: String,
+        /// The file's size in bytes.
+        size: usize,
+        /// [`MAX_CONFIG_BYTES`].
+        limit: usize,
+    },
+    /// The original file nests deeper than [`MAX_DEPTH`].
+    #[error("config file `{path}` nests deeper than {limit} levels ({parser}: {position})")]
+    TooDeep {
+        /// The file, relative to the server root.
+        path: String,
+        /// The parser named by the egg.
+        parser: &'static str,
+        /// [`MAX_DEPTH`].
+        limit: usize,
+        /// Where the limit is first exceeded (line and column).
+        position: String,
+    },
+    /// The egg's entry for this file has more than [`MAX_FIND_ENTRIES`] keys.
+    #[error("config file `{path}` has {count} keys to patch, more than the {limit} allowed")]
+    TooManyEntries {
+        /// The file, relative to the server root.
+        path: String,
+        /// How many `find` entries the egg gives.
+        count: usize,
+        /// [`MAX_FIND_ENTRIES`].
+        limit: usize,
+    },
     /// The key addresses something that cannot be patched in place: a path through a scalar,
     /// a whole mapping, a flow-style YAML collection, an XML element with child elements.
     #[error("config file `{path}`, key `{key}`: cannot patch: {reason}")]
@@ -151,9 +210,20 @@ pub enum ConfigError {
 ///
 /// # Errors
 ///
-/// [`ConfigError`]: the original does not parse in the egg's format, a placeholder or regex is
-/// invalid, or a key cannot be located or written. Nothing is partially applied.
+/// [`ConfigError`]: the original is too large, too deeply nested or does not parse in the
+/// egg's format, the egg gives too many keys, a placeholder or regex is invalid, or a key
+/// cannot be located or written. Nothing is partially applied.
 pub fn apply(file: &ConfigFile, original: &str, ctx: &ConfigContext) -> Result<String, ConfigError> {
+    if original.len() > MAX_CONFIG_BYTES {
+        return Err(ConfigError::TooLarge { path: file.path.clone(), size: original.len(), limit: MAX_CONFIG_BYTES });
+    }
+    if file.find.len() > MAX_FIND_ENTRIES {
+        return Err(ConfigError::TooManyEntries {
+            path: file.path.clone(),
+            count: file.find.len(),
+            limit: MAX_FIND_ENTRIES,
+        });
+    }
     let edits = file
         .find
         .iter()
@@ -202,9 +272,20 @@ impl Edit<'_> {
 #[derive(Debug)]
 enum PatchError {
     Malformed(String),
-    InvalidKey { key: String, reason: String },
-    CannotPatch { key: String, reason: String },
-    UnwritableValue { key: String, reason: String },
+    /// Nested deeper than [`MAX_DEPTH`]; the position of the first level too many.
+    TooDeep(String),
+    InvalidKey {
+        key: String,
+        reason: String,
+    },
+    CannotPatch {
+        key: String,
+        reason: String,
+    },
+    UnwritableValue {
+        key: String,
+        reason: String,
+    },
 }
 
 impl PatchError {
@@ -219,12 +300,20 @@ impl PatchError {
     fn unwritable(key: &str, reason: impl Into<String>) -> Self {
         Self::UnwritableValue { key: key.to_owned(), reason: reason.into() }
     }
+
+    /// `text` nests deeper than [`MAX_DEPTH`] at byte `offset`.
+    fn too_deep(text: &str, offset: usize) -> Self {
+        Self::TooDeep(position(text, offset))
+    }
 }
 
 fn patch_error(file: &ConfigFile, error: PatchError) -> ConfigError {
     let path = file.path.clone();
     match error {
         PatchError::Malformed(reason) => ConfigError::Malformed { path, parser: file.parser.as_str(), reason },
+        PatchError::TooDeep(position) => {
+            ConfigError::TooDeep { path, parser: file.parser.as_str(), limit: MAX_DEPTH, position }
+        }
         PatchError::InvalidKey { key, reason } => ConfigError::InvalidKey { path, key, reason },
         PatchError::CannotPatch { key, reason } => ConfigError::CannotPatch { path, key, reason },
         PatchError::UnwritableValue { key, reason } => ConfigError::UnwritableValue { path, key, reason },

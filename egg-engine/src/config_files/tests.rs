@@ -2,6 +2,7 @@
 //! public error cases, and property tests (idempotence, untouched lines).
 
 use super::*;
+use crate::test_support::{DAEMON_STACK, SMALL_STACK, on_stack};
 use nexus_core::model::FindValue;
 use proptest::prelude::*;
 use std::net::SocketAddr;
@@ -558,6 +559,118 @@ fn unlocatable_keys_are_errors() {
     assert!(matches!(apply(&flow, "servers: {lobby: a}\n", &ctx()), Err(ConfigError::CannotPatch { .. })));
     let bad_key = text_file("config.json", ConfigParser::Json, "a[x]", "1");
     assert!(matches!(apply(&bad_key, "{}", &ctx()), Err(ConfigError::InvalidKey { .. })));
+}
+
+// ----- hostile input -----
+
+fn parser_files() -> [(ConfigParser, &'static str); 7] {
+    [
+        (ConfigParser::Json, "a"),
+        (ConfigParser::Yaml, "a"),
+        (ConfigParser::Toml, "a"),
+        (ConfigParser::Xml, "r.a"),
+        (ConfigParser::Ini, "s.a"),
+        (ConfigParser::Properties, "a"),
+        (ConfigParser::File, "a"),
+    ]
+}
+
+/// 100,000 levels: the YAML cases (200 KB) took over 40 seconds in libyaml before its depth
+/// was measured; the others overflowed the stack or were refused as malformed.
+#[test]
+fn deeply_nested_files_are_refused_without_recursion() {
+    const DEEP: usize = 100_000;
+    let cases = [
+        (ConfigParser::Json, "[".repeat(DEEP)),
+        (ConfigParser::Json, format!("{}1{}", "{\"a\": ".repeat(DEEP), "}".repeat(DEEP))),
+        (ConfigParser::Yaml, format!("a: {}{}\n", "[".repeat(DEEP), "]".repeat(DEEP))),
+        (ConfigParser::Yaml, "{\"\":[".repeat(DEEP / 2)),
+        (ConfigParser::Yaml, format!("{}x\n", "- ".repeat(DEEP))),
+        (ConfigParser::Yaml, format!("{}x\n", "- a: ".repeat(DEEP))),
+        (ConfigParser::Toml, format!("a = {}{}\n", "[".repeat(DEEP), "]".repeat(DEEP))),
+        (ConfigParser::Toml, format!("a = {}1{}\n", "{b = ".repeat(DEEP), "}".repeat(DEEP))),
+        (ConfigParser::Xml, format!("{}{}", "<a>".repeat(DEEP), "</a>".repeat(DEEP))),
+        (ConfigParser::Xml, format!("<r>{}</r>", "<a>".repeat(DEEP))),
+    ];
+    for (parser, original) in cases {
+        let result = on_stack(SMALL_STACK, move || {
+            let file = text_file("cfg/deep", parser, "a", "1");
+            apply(&file, &original, &ctx())
+        });
+        match result {
+            Err(ConfigError::TooDeep { path, parser: name, limit, .. }) => {
+                assert_eq!((path.as_str(), name, limit), ("cfg/deep", parser.as_str(), MAX_DEPTH));
+            }
+            other => panic!("{parser:?}: expected TooDeep, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn nesting_up_to_the_limit_is_accepted_within_the_daemon_s_stack() {
+    let depth = MAX_DEPTH;
+    let cases = move |depth: usize| {
+        [
+            (ConfigParser::Json, format!("{{\"a\": 1, \"b\": {}{}}}", "[".repeat(depth - 1), "]".repeat(depth - 1))),
+            (ConfigParser::Yaml, format!("a: 1\nb: {}{}\n", "[".repeat(depth - 1), "]".repeat(depth - 1))),
+            (ConfigParser::Yaml, format!("a: 1\nb:\n  {}x\n", "- ".repeat(depth - 1))),
+            (ConfigParser::Toml, format!("a = 1\nb = {}{}\n", "[".repeat(depth), "]".repeat(depth))),
+            (ConfigParser::Xml, format!("<a>1</a>{}{}", "<b>".repeat(depth - 1), "</b>".repeat(depth - 1))),
+        ]
+    };
+    for ((parser, at_limit), (_, over)) in cases(depth).into_iter().zip(cases(depth + 1)) {
+        let (at_limit, over) = on_stack(DAEMON_STACK, move || {
+            let file = text_file("cfg", parser, "a", "2");
+            let xml = |text: String| if parser == ConfigParser::Xml { format!("<r>{text}</r>") } else { text };
+            let key = if parser == ConfigParser::Xml { "r.a" } else { "a" };
+            let file = ConfigFile { find: vec![(key.to_owned(), FindValue::Text("2".into()))], ..file };
+            (apply(&file, &xml(at_limit), &ctx()), apply(&file, &xml(over), &ctx()))
+        });
+        assert!(at_limit.is_ok(), "{parser:?}: {at_limit:?}");
+        assert!(matches!(over, Err(ConfigError::TooDeep { .. })), "{parser:?}: {over:?}");
+    }
+}
+
+#[test]
+fn oversized_files_are_refused_before_parsing() {
+    let original = "#".repeat(MAX_CONFIG_BYTES + 1);
+    for (parser, key) in parser_files() {
+        let file = text_file("big.cfg", parser, key, "1");
+        assert_eq!(
+            apply(&file, &original, &ctx()),
+            Err(ConfigError::TooLarge { path: "big.cfg".into(), size: MAX_CONFIG_BYTES + 1, limit: MAX_CONFIG_BYTES })
+        );
+    }
+}
+
+#[test]
+fn eggs_with_too_many_keys_for_a_file_are_refused() {
+    let find = (0..=MAX_FIND_ENTRIES).map(|i| (format!("k{i}"), FindValue::Text("v".into()))).collect();
+    let file = ConfigFile { path: "server.properties".into(), parser: ConfigParser::Properties, find };
+    assert_eq!(
+        apply(&file, "", &ctx()),
+        Err(ConfigError::TooManyEntries {
+            path: "server.properties".into(),
+            count: MAX_FIND_ENTRIES + 1,
+            limit: MAX_FIND_ENTRIES
+        })
+    );
+    let file = text_file("config.json", ConfigParser::Json, &vec!["a"; MAX_DEPTH + 1].join("."), "1");
+    assert!(matches!(apply(&file, "{}", &ctx()), Err(ConfigError::InvalidKey { .. })));
+}
+
+/// One-line files where creating a key looks for the file's indentation at many nodes, whose
+/// line starts at the beginning of the file: finding that by scanning back made these take
+/// minutes (over 3 minutes each, debug build). The suite's running time proves them linear.
+#[test]
+fn large_one_line_files_patch_in_linear_time() {
+    let json = format!("{{{}}}", (0..300_000).map(|i| format!("\"k{i}\":{{\"a\":[1]}}")).collect::<Vec<_>>().join(","));
+    let xml = format!("<r>{}</r>", "<a><b/></a>".repeat(300_000));
+    for (parser, key, original) in [(ConfigParser::Json, "zz", json), (ConfigParser::Xml, "r.a.b.c", xml)] {
+        assert!(original.len() < MAX_CONFIG_BYTES, "{parser:?}");
+        let out = on_stack(SMALL_STACK, move || apply(&text_file("cfg", parser, key, "1"), &original, &ctx()));
+        assert!(out.is_ok(), "{parser:?}: {out:?}");
+    }
 }
 
 // ----- properties of patching -----

@@ -12,7 +12,8 @@ use super::escape::DoubleQuoted;
 use super::key_path::{self, Segment};
 use super::lines::{Splices, line_ending, split_lines};
 use super::replacement::{NewValue, Scalar, is_integer};
-use super::{Edit, PatchError};
+use super::{Edit, MAX_DEPTH, PatchError};
+use crate::depth;
 use toml_edit::{ArrayOfTables, ImDocument, InlineTable, Item, Table, Value};
 
 #[derive(Clone, Copy)]
@@ -80,7 +81,10 @@ pub(super) fn patch(text: &str, edits: &[Edit<'_>]) -> Result<String, PatchError
     Ok(text)
 }
 
+/// The document, once its nesting is known to be within [`MAX_DEPTH`]: toml_edit recurses
+/// once per array or inline table level (about 25 KiB of stack each in a debug build).
 fn parse(text: &str) -> Result<ImDocument<&str>, PatchError> {
+    depth::toml(text, MAX_DEPTH).map_err(|too_deep| PatchError::too_deep(text, too_deep.offset))?;
     ImDocument::parse(text).map_err(|error| PatchError::Malformed(error.to_string().trim_end().to_owned()))
 }
 

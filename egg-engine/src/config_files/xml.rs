@@ -9,7 +9,7 @@
 
 use super::key_path::{self, Segment};
 use super::lines::{Splices, line_ending, position};
-use super::{Edit, PatchError};
+use super::{Edit, MAX_DEPTH, PatchError};
 use quick_xml::events::Event;
 use std::ops::Range;
 
@@ -29,13 +29,13 @@ struct Element {
 pub(super) fn patch(text: &str, edits: &[Edit<'_>]) -> Result<String, PatchError> {
     let eol = line_ending(text);
     let mut text = text.to_owned();
-    parse(&text).map_err(PatchError::Malformed)?;
+    parse(&text)?;
     for edit in edits {
         let path = edit.path()?;
         let Some((Segment::Key(root_name), below_root)) = path.split_first() else {
             return Err(PatchError::invalid_key(edit.key, "the first segment must name the root element"));
         };
-        let root = parse(&text).map_err(PatchError::Malformed)?;
+        let root = parse(&text)?;
         let mut splices = Splices::default();
         match &root {
             Some(root) if &root.name == root_name => {
@@ -193,10 +193,17 @@ fn element_end(element: &Element) -> usize {
     }
 }
 
+/// The whitespace between the start of the line and `offset`, or nothing if the line has
+/// other text before `offset`. Looks back only over that whitespace: scanning back to the
+/// previous newline would make a one-line file with many elements quadratic.
 fn line_indent(text: &str, offset: usize) -> &str {
-    let start = text[..offset].rfind('\n').map_or(0, |newline| newline + 1);
-    let line = &text[start..offset];
-    if line.trim().is_empty() { line } else { "" }
+    let before = &text[..offset];
+    let start = before
+        .char_indices()
+        .rev()
+        .find(|&(_, c)| c == '\n' || !c.is_whitespace())
+        .map_or(Some(0), |(at, c)| (c == '\n').then_some(at + 1));
+    start.map_or("", |start| &before[start..])
 }
 
 fn indent_unit(text: &str, element: &Element) -> Option<String> {
@@ -241,11 +248,13 @@ fn escape(value: &str) -> String {
     value.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
-fn parse(text: &str) -> Result<Option<Element>, String> {
+/// The element tree. Elements nest at most [`MAX_DEPTH`] deep: the tree is walked and dropped
+/// recursively.
+fn parse(text: &str) -> Result<Option<Element>, PatchError> {
     let mut reader = quick_xml::Reader::from_str(text);
     let mut stack: Vec<Element> = Vec::new();
     let mut root: Option<Element> = None;
-    let malformed = |what: &str, at: usize| format!("{what} ({})", position(text, at));
+    let malformed = |what: &str, at: usize| PatchError::Malformed(format!("{what} ({})", position(text, at)));
     loop {
         let before = usize::try_from(reader.buffer_position()).unwrap_or(usize::MAX).min(text.len());
         let event = reader.read_event().map_err(|error| {
@@ -254,6 +263,9 @@ fn parse(text: &str) -> Result<Option<Element>, String> {
         })?;
         let after = usize::try_from(reader.buffer_position()).unwrap_or(usize::MAX).min(text.len());
         let mut finished = None;
+        if matches!(event, Event::Start(_) | Event::Empty(_)) && stack.len() >= MAX_DEPTH {
+            return Err(PatchError::too_deep(text, before));
+        }
         match event {
             Event::Start(start) => {
                 if root.is_some() && stack.is_empty() {
@@ -330,6 +342,17 @@ mod tests {
         let out = patch(text, &[set("R.S[1].P", "5"), set("R.*.P", "7"), set("R.T.U", "new")]).unwrap();
         assert_eq!(out, "<R>\n    <S><P>7</P></S>\n    <S><P>7</P></S>\n    <T><U>new</U></T>\n</R>\n");
         assert_eq!(patch("<R/>", &[set("R.A", "1")]).unwrap(), "<R>\n  <A>1</A>\n</R>");
+    }
+
+    #[test]
+    fn line_indent_is_the_blank_start_of_a_line_only() {
+        let text = "<a>\n  \t<b/><c/>\n<d/>";
+        let offset = |needle: &str| text.find(needle).unwrap();
+        assert_eq!(line_indent(text, offset("<b/>")), "  \t");
+        assert_eq!(line_indent(text, offset("<c/>")), "");
+        assert_eq!(line_indent(text, offset("<d/>")), "");
+        assert_eq!(line_indent(text, 0), "");
+        assert_eq!(line_indent("  <a/>", 2), "  ");
     }
 
     #[test]

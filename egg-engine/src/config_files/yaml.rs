@@ -14,7 +14,8 @@ use super::escape::DoubleQuoted;
 use super::key_path::{self, Segment, Shape, Target, Tree};
 use super::lines::{Line, Splices, line_ending, position, split_lines};
 use super::replacement::{NewValue, Replacement, Scalar, is_integer};
-use super::{Edit, PatchError};
+use super::{Edit, MAX_DEPTH, PatchError};
+use crate::depth;
 use std::ops::Range;
 
 #[derive(Debug)]
@@ -121,7 +122,10 @@ pub(super) fn patch(text: &str, edits: &[Edit<'_>]) -> Result<String, PatchError
     Ok(text)
 }
 
+/// Whether `text` is valid YAML. Its nesting is measured first: libyaml slows down with every
+/// open flow level (quadratic time on `[[[[…`), and the locator recurses once per level.
 fn validate(text: &str) -> Result<(), PatchError> {
+    depth::yaml(text, MAX_DEPTH).map_err(|too_deep| PatchError::too_deep(text, too_deep.offset))?;
     serde_yaml::from_str::<serde_yaml::Value>(text).map(drop).map_err(|error| PatchError::Malformed(error.to_string()))
 }
 
@@ -388,11 +392,20 @@ struct Locator<'a> {
     lines: &'a [Line<'a>],
     /// Lines past the document (after a `...` marker) are not looked at.
     end: usize,
+    /// For each line, the first line at or after it that is not blank or a comment
+    /// (`lines.len()` if none): every nesting level asks after its last entry, and scanning
+    /// the same run of comment lines once per level would multiply the work by the depth.
+    content_from: Vec<usize>,
 }
 
 impl<'a> Locator<'a> {
     fn new(text: &'a str, lines: &'a [Line<'a>]) -> Self {
-        Self { text, lines, end: lines.len() }
+        let mut content_from = vec![lines.len(); lines.len() + 1];
+        for (i, line) in lines.iter().enumerate().rev() {
+            let body = line.content.trim_start();
+            content_from[i] = if body.is_empty() || body.starts_with('#') { content_from[i + 1] } else { i };
+        }
+        Self { text, lines, end: lines.len(), content_from }
     }
 
     fn err(&self, line: usize, what: &str) -> String {
@@ -402,10 +415,7 @@ impl<'a> Locator<'a> {
 
     /// The first line at or after `from` that is not blank or a comment.
     fn next_content(&self, from: usize) -> Option<usize> {
-        (from..self.end).find(|&i| {
-            let body = self.lines[i].content.trim_start();
-            !body.is_empty() && !body.starts_with('#')
-        })
+        self.content_from.get(from).copied().filter(|&line| line < self.end)
     }
 
     fn document(mut self) -> Result<Node, String> {

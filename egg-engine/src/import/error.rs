@@ -11,6 +11,23 @@ pub enum ImportError {
         /// Parser message with position.
         message: String,
     },
+    /// The egg file is larger than [`MAX_EGG_BYTES`](super::MAX_EGG_BYTES).
+    #[error("egg file is {size} bytes, more than the {limit} bytes an egg may have")]
+    TooLarge {
+        /// The file's size in bytes.
+        size: usize,
+        /// [`MAX_EGG_BYTES`](super::MAX_EGG_BYTES).
+        limit: usize,
+    },
+    /// The egg file, or JSON embedded in one of its fields, nests deeper than
+    /// [`MAX_EGG_DEPTH`](super::MAX_EGG_DEPTH).
+    #[error("egg nests deeper than {limit} levels ({location})")]
+    TooDeep {
+        /// Where: a line and column of the file, or the field holding embedded JSON.
+        location: String,
+        /// [`MAX_EGG_DEPTH`](super::MAX_EGG_DEPTH).
+        limit: usize,
+    },
     /// The top level is not an object.
     #[error("an egg file must be an object at the top level")]
     NotAnObject,

@@ -1,6 +1,7 @@
 //! Readers that accept every shape real eggs use for a field.
 
-use super::ImportError;
+use super::{ImportError, MAX_EGG_DEPTH};
+use crate::depth;
 use serde_json::{Map, Value};
 
 pub(super) fn invalid(field: impl Into<String>, message: impl Into<String>) -> ImportError {
@@ -55,19 +56,25 @@ pub(super) fn string_list(value: Option<&Value>, field: &str) -> Result<Vec<Stri
 }
 
 /// An object that older formats store as a JSON-encoded string (`config.files`,
-/// `config.startup`, `config.logs`). Empty strings and null are an empty object.
+/// `config.startup`, `config.logs`). Empty strings and null are an empty object. The embedded
+/// JSON is held to [`MAX_EGG_DEPTH`] like the file itself.
 pub(super) fn embedded_object(value: Option<&Value>, field: &str) -> Result<Map<String, Value>, ImportError> {
     match value {
         None | Some(Value::Null) => Ok(Map::new()),
         Some(Value::Object(map)) => Ok(map.clone()),
         Some(Value::Array(items)) if items.is_empty() => Ok(Map::new()),
         Some(Value::String(s)) if s.trim().is_empty() => Ok(Map::new()),
-        Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
-            Ok(Value::Object(map)) => Ok(map),
-            Ok(Value::Array(items)) if items.is_empty() => Ok(Map::new()),
-            Ok(other) => Err(invalid(field, format!("expected an object, found {}", kind(&other)))),
-            Err(e) => Err(invalid(field, format!("embedded JSON does not parse: {e}"))),
-        },
+        Some(Value::String(s)) => {
+            if depth::json(s, MAX_EGG_DEPTH, false).is_err() {
+                return Err(ImportError::TooDeep { location: format!("field `{field}`"), limit: MAX_EGG_DEPTH });
+            }
+            match serde_json::from_str::<Value>(s) {
+                Ok(Value::Object(map)) => Ok(map),
+                Ok(Value::Array(items)) if items.is_empty() => Ok(Map::new()),
+                Ok(other) => Err(invalid(field, format!("expected an object, found {}", kind(&other)))),
+                Err(e) => Err(invalid(field, format!("embedded JSON does not parse: {e}"))),
+            }
+        }
         Some(other) => Err(invalid(field, format!("expected an object, found {}", kind(other)))),
     }
 }

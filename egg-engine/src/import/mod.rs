@@ -23,7 +23,8 @@ mod lenient;
 
 pub use error::ImportError;
 
-use crate::{rules, startup, stop};
+use crate::config_files::{MAX_FIND_ENTRIES, position};
+use crate::{depth, rules, startup, stop};
 use lenient::{boolean, embedded_object, invalid, kind, string_list, text};
 use nexus_core::EggId;
 use nexus_core::model::{
@@ -35,10 +36,21 @@ use serde_json::{Map, Value};
 /// Largest egg file accepted. Real eggs are well under 1 MiB (icons included).
 pub const MAX_EGG_BYTES: usize = 8 * 1024 * 1024;
 
+/// Deepest nesting accepted in an egg file, and in the JSON some of its fields embed. Real
+/// eggs nest about 5 levels deep. The nesting is measured before parsing: serde_yaml's
+/// parser, libyaml, slows down quadratically on deeply nested flow collections before
+/// serde_yaml's own recursion limit applies.
+pub const MAX_EGG_DEPTH: usize = 64;
+
 /// Imports an egg from JSON or YAML bytes (detected from the content).
+///
+/// # Errors
+///
+/// [`ImportError`]: the file is larger than [`MAX_EGG_BYTES`], nests deeper than
+/// [`MAX_EGG_DEPTH`], does not parse, or is not a valid egg.
 pub fn import_egg(bytes: &[u8]) -> Result<Egg, ImportError> {
     if bytes.len() > MAX_EGG_BYTES {
-        return Err(invalid("<file>", format!("larger than {MAX_EGG_BYTES} bytes")));
+        return Err(ImportError::TooLarge { size: bytes.len(), limit: MAX_EGG_BYTES });
     }
     let text =
         std::str::from_utf8(bytes).map_err(|e| ImportError::Syntax { format: "UTF-8", message: e.to_string() })?;
@@ -48,9 +60,15 @@ pub fn import_egg(bytes: &[u8]) -> Result<Egg, ImportError> {
 /// Parses the document: JSON when it starts with `{`, YAML otherwise.
 fn parse_document(text: &str) -> Result<Value, ImportError> {
     let trimmed = text.trim_start_matches('\u{feff}').trim_start();
+    let too_deep = |too_deep: depth::TooDeep| ImportError::TooDeep {
+        location: position(trimmed, too_deep.offset),
+        limit: MAX_EGG_DEPTH,
+    };
     if trimmed.starts_with('{') {
+        depth::json(trimmed, MAX_EGG_DEPTH, false).map_err(too_deep)?;
         serde_json::from_str(trimmed).map_err(|e| ImportError::Syntax { format: "JSON", message: e.to_string() })
     } else {
+        depth::yaml(trimmed, MAX_EGG_DEPTH).map_err(too_deep)?;
         let yaml: serde_yaml::Value = serde_yaml::from_str(trimmed)
             .map_err(|e| ImportError::Syntax { format: "YAML", message: e.to_string() })?;
         serde_json::to_value(yaml).map_err(|e| ImportError::Syntax { format: "YAML", message: e.to_string() })
@@ -162,6 +180,12 @@ fn config_files(files: &Map<String, Value>) -> Result<Vec<ConfigFile>, ImportErr
             let find = match spec.get("find") {
                 None | Some(Value::Null) => Vec::new(),
                 Some(Value::Array(items)) if items.is_empty() => Vec::new(),
+                Some(Value::Object(find)) if find.len() > MAX_FIND_ENTRIES => {
+                    return Err(invalid(
+                        format!("{field}.find"),
+                        format!("{} keys, more than the {MAX_FIND_ENTRIES} a config file may have", find.len()),
+                    ));
+                }
                 Some(Value::Object(find)) => find
                     .iter()
                     .map(|(key, value)| Ok((key.clone(), find_value(value, &format!("{field}.find.{key}"))?)))

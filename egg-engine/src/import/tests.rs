@@ -1,4 +1,5 @@
 use super::*;
+use crate::test_support::{DAEMON_STACK, SMALL_STACK, on_stack};
 use nexus_core::model::{StopMethod, StopSignal};
 use serde_json::json;
 
@@ -150,4 +151,61 @@ fn errors_name_what_is_wrong() {
     assert!(matches!(import_egg(b"{\"meta\": "), Err(ImportError::Syntax { format: "JSON", .. })));
     assert!(matches!(import_egg(b"meta: [unclosed"), Err(ImportError::Syntax { format: "YAML", .. })));
     assert!(matches!(import_egg(&[0xff, 0xfe]), Err(ImportError::Syntax { format: "UTF-8", .. })));
+}
+
+/// Deep eggs are refused before serde parses them, without recursion: YAML flow collections
+/// 100,000 deep (200 KB) took libyaml over 40 seconds before serde_yaml's recursion limit
+/// applied, and the others came back as syntax errors rather than typed ones.
+#[test]
+fn deeply_nested_eggs_are_refused_quickly() {
+    const DEEP: usize = 100_000;
+    let deep_files = egg(json!({ "config": { "files": "[".repeat(DEEP), "startup": "{}", "stop": "x" } })).to_string();
+    let cases = [
+        (format!("meta: {}{}\n", "[".repeat(DEEP), "]".repeat(DEEP)), "line 1"),
+        ("{\"\":[".repeat(DEEP / 2), "line 1"),
+        (format!("meta:\n  {}x\n", "- ".repeat(DEEP)), "line 2"),
+        (format!("{}1{}", "{\"a\": ".repeat(DEEP), "}".repeat(DEEP)), "line 1"),
+        (deep_files, "config.files"),
+    ];
+    for (text, location) in cases {
+        let result = on_stack(SMALL_STACK, move || import_egg(text.as_bytes()).map(drop));
+        match result {
+            Err(ImportError::TooDeep { location: at, limit }) => {
+                assert_eq!(limit, MAX_EGG_DEPTH);
+                assert!(at.contains(location), "{at} should mention {location}");
+            }
+            other => panic!("expected TooDeep at {location}, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn eggs_within_the_depth_limit_import() {
+    // The root, `config` and `logs` objects, then `depth - 3` nested lists.
+    let egg_of_depth = |depth: usize| {
+        let mut nested = json!(1);
+        for _ in 3..depth {
+            nested = Value::Array(vec![nested]);
+        }
+        egg(json!({ "config": { "files": "{}", "startup": "{}", "stop": "x", "logs": { "x": nested } } })).to_string()
+    };
+    let at_limit = egg_of_depth(MAX_EGG_DEPTH);
+    assert!(on_stack(DAEMON_STACK, move || import_egg(at_limit.as_bytes()).map(drop)).is_ok());
+    assert!(matches!(import_egg(egg_of_depth(MAX_EGG_DEPTH + 1).as_bytes()), Err(ImportError::TooDeep { .. })));
+}
+
+#[test]
+fn oversized_eggs_and_overlong_find_lists_are_refused() {
+    let big = vec![b' '; MAX_EGG_BYTES + 1];
+    assert!(matches!(
+        import_egg(&big),
+        Err(ImportError::TooLarge { size, limit }) if size == MAX_EGG_BYTES + 1 && limit == MAX_EGG_BYTES
+    ));
+    let find: Map<String, Value> = (0..=MAX_FIND_ENTRIES).map(|i| (format!("k{i}"), json!("v"))).collect();
+    let files = json!({ "a.properties": { "parser": "properties", "find": find } });
+    let err = import(egg(json!({ "config": { "files": files, "startup": "{}", "stop": "x" } }))).unwrap_err();
+    assert!(
+        matches!(&err, ImportError::InvalidField { field, .. } if field == "config.files.a.properties.find"),
+        "{err}"
+    );
 }

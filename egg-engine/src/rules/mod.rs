@@ -19,7 +19,9 @@
 //! repair happens in [`parse_rules`] when a list arrives already split naively: an entry whose
 //! pattern lacks its closing delimiter is joined with the following entries (with `|`) until the
 //! delimiter appears. None of the 77 eggs of the corpus has a `|` inside a pattern; this only
-//! makes such eggs work as their authors meant.
+//! makes such eggs work as their authors meant. After a pattern that never closes, the rest of a
+//! pipe string is split naively (the set is refused at that pattern anyway); this keeps
+//! splitting linear in the length of the string.
 //!
 //! # Semantics
 //!
@@ -56,8 +58,9 @@ mod tests;
 pub use php_regex::{PhpRegex, PhpRegexError};
 
 use nexus_core::model::EggVariable;
-use php_regex::{DelimiterScan, closing_delimiter};
+use php_regex::{DelimiterScan, DelimiterScanner, closing_delimiter};
 use regex::Regex;
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::LazyLock;
 
@@ -399,8 +402,17 @@ pub fn validate(variable: &EggVariable, rules: &RuleSet, value: Option<&str>) ->
 pub fn split_rule_string(s: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut rest = s;
+    // After a pattern that runs unclosed to the end of the string the set is refused at that
+    // pattern anyway; scanning every later pattern to the end again would be quadratic.
+    let mut naive = false;
     loop {
-        let end = segment_end(rest);
+        let end = if naive {
+            rest.find('|').unwrap_or(rest.len())
+        } else {
+            let (end, unclosed) = segment_end(rest);
+            naive = unclosed;
+            end
+        };
         out.push(rest[..end].to_string());
         if end >= rest.len() {
             return out;
@@ -409,36 +421,32 @@ pub fn split_rule_string(s: &str) -> Vec<String> {
     }
 }
 
-/// Byte index of the `|` that ends the first entry of `s`, or `s.len()`.
-fn segment_end(s: &str) -> usize {
+/// Byte index of the `|` that ends the first entry of `s` (or `s.len()`), and whether that
+/// entry's pattern never closes.
+fn segment_end(s: &str) -> (usize, bool) {
     let naive = s.find('|').unwrap_or(s.len());
     let Some(param) = regex_parameter_start(s) else {
-        return naive;
+        return (naive, false);
     };
     let pattern = s[param..].trim_start();
     let offset = s.len() - pattern.len();
     match closing_delimiter(pattern) {
         DelimiterScan::Closed { close, end, .. } => {
             let after = offset + end + close.len_utf8();
-            s[after..].find('|').map_or(s.len(), |i| after + i)
+            (s[after..].find('|').map_or(s.len(), |i| after + i), false)
         }
-        _ => naive,
+        DelimiterScan::Unclosed(_) => (naive, true),
+        DelimiterScan::Empty | DelimiterScan::BadDelimiter(_) => (naive, false),
     }
 }
 
 /// If `s` starts with a `regex:` or `not_regex:` entry, the byte index where its pattern starts.
 fn regex_parameter_start(s: &str) -> Option<usize> {
-    let colon = s.find(':')?;
-    if s.find('|').is_some_and(|pipe| pipe < colon) {
-        return None;
-    }
-    matches!(normalize_name(&s[..colon]).as_str(), "regex" | "notregex").then_some(colon + 1)
-}
-
-/// Whether `entry` is a `regex:`/`not_regex:` entry whose pattern has no closing delimiter.
-fn has_unclosed_pattern(entry: &str) -> bool {
-    regex_parameter_start(entry)
-        .is_some_and(|start| matches!(closing_delimiter(entry[start..].trim_start()), DelimiterScan::Unclosed(_)))
+    // The name ends before the first `|`: looking further would rescan the rest of the string
+    // for every entry.
+    let first = &s[..s.find('|').unwrap_or(s.len())];
+    let colon = first.find(':')?;
+    matches!(normalize_name(&first[..colon]).as_str(), "regex" | "notregex").then_some(colon + 1)
 }
 
 /// Parses a rule list; empty entries are skipped. A regex entry split apart at a `|` inside its
@@ -447,26 +455,37 @@ pub fn parse_rules(rules: &[String]) -> Result<RuleSet, RuleError> {
     let mut parsed = Vec::with_capacity(rules.len());
     let mut i = 0;
     while i < rules.len() {
-        let mut entry = rules[i].clone();
-        let mut consumed = 1;
-        if has_unclosed_pattern(&entry) {
-            let mut joined = entry.clone();
-            for (k, next) in rules[i + 1..].iter().enumerate() {
-                joined.push('|');
-                joined.push_str(next);
-                if !has_unclosed_pattern(&joined) {
-                    entry = joined;
-                    consumed = k + 2;
-                    break;
-                }
-            }
-        }
+        let (entry, consumed) = rejoin(&rules[i..]);
         if let Some(rule) = parse_rule(&entry)? {
             parsed.push(rule);
         }
         i += consumed;
     }
     Ok(RuleSet::new(parsed))
+}
+
+/// The first entry of `rules` (which must not be empty), joined with `|` to as many following
+/// entries as its pattern needs to reach its closing delimiter, and how many entries that
+/// took. An entry whose pattern never closes stays alone (and fails to parse). The scan goes on
+/// from where the previous entry stopped, so each entry is read once.
+fn rejoin(rules: &[String]) -> (Cow<'_, str>, usize) {
+    let Some((first, following)) = rules.split_first() else { return (Cow::Borrowed(""), 1) };
+    let Some(start) = regex_parameter_start(first) else { return (Cow::Borrowed(first), 1) };
+    let Ok((mut scanner, rest)) = DelimiterScanner::open(first[start..].trim_start()) else {
+        return (Cow::Borrowed(first), 1);
+    };
+    if scanner.feed(rest).is_some() {
+        return (Cow::Borrowed(first), 1);
+    }
+    let mut joined = first.clone();
+    for (k, next) in following.iter().enumerate() {
+        joined.push('|');
+        joined.push_str(next);
+        if scanner.feed("|").is_some() || scanner.feed(next).is_some() {
+            return (Cow::Owned(joined), k + 2);
+        }
+    }
+    (Cow::Borrowed(first), 1)
 }
 
 /// Parses one entry; `None` for an empty one.

@@ -153,34 +153,69 @@ pub(crate) enum DelimiterScan {
 /// Finds the closing delimiter the way PHP's `preg` does: a backslash skips the next character,
 /// bracket delimiters nest. Character classes are not special, as in PHP.
 pub(crate) fn closing_delimiter(s: &str) -> DelimiterScan {
-    let mut chars = s.char_indices();
-    let Some((_, open)) = chars.next() else {
-        return DelimiterScan::Empty;
+    let (mut scanner, rest) = match DelimiterScanner::open(s) {
+        Ok(opened) => opened,
+        Err(scan) => return scan,
     };
-    if open.is_alphanumeric() || open == '\\' || open.is_whitespace() || open == '\0' {
-        return DelimiterScan::BadDelimiter(open);
+    let offset = s.len() - rest.len();
+    match scanner.feed(rest) {
+        Some(at) => DelimiterScan::Closed { open: scanner.open, close: scanner.close, end: offset + at },
+        None => DelimiterScan::Unclosed(scanner.close),
     }
-    let close = match open {
-        '(' => ')',
-        '[' => ']',
-        '{' => '}',
-        '<' => '>',
-        other => other,
-    };
-    let mut depth = 1usize;
-    while let Some((i, c)) = chars.next() {
-        if c == '\\' {
-            chars.next();
-        } else if c == close {
-            depth -= 1;
-            if depth == 0 {
-                return DelimiterScan::Closed { open, close, end: i };
-            }
-        } else if c == open {
-            depth += 1;
+}
+
+/// [`closing_delimiter`] in pieces: a pattern split apart at `|` is scanned on from where the
+/// previous piece stopped, rather than from its start each time a piece is added (which, for a
+/// pattern that never closes, would be quadratic in the number of pieces).
+pub(crate) struct DelimiterScanner {
+    open: char,
+    close: char,
+    depth: usize,
+    /// The previous character was a backslash.
+    escaped: bool,
+}
+
+impl DelimiterScanner {
+    /// A scanner past the opening delimiter, the first character of `s`, and the rest of `s`;
+    /// [`DelimiterScan::Empty`] or [`DelimiterScan::BadDelimiter`] if there is none.
+    pub(crate) fn open(s: &str) -> Result<(Self, &str), DelimiterScan> {
+        let mut chars = s.chars();
+        let Some(open) = chars.next() else {
+            return Err(DelimiterScan::Empty);
+        };
+        if open.is_alphanumeric() || open == '\\' || open.is_whitespace() || open == '\0' {
+            return Err(DelimiterScan::BadDelimiter(open));
         }
+        let close = match open {
+            '(' => ')',
+            '[' => ']',
+            '{' => '}',
+            '<' => '>',
+            other => other,
+        };
+        Ok((Self { open, close, depth: 1, escaped: false }, chars.as_str()))
     }
-    DelimiterScan::Unclosed(close)
+
+    /// Reads `text`, the continuation of what was read so far; the byte offset in `text` of the
+    /// closing delimiter once it is reached (nothing after it is read).
+    pub(crate) fn feed(&mut self, text: &str) -> Option<usize> {
+        for (i, c) in text.char_indices() {
+            if std::mem::take(&mut self.escaped) {
+                continue;
+            }
+            if c == '\\' {
+                self.escaped = true;
+            } else if c == self.close {
+                self.depth = self.depth.saturating_sub(1);
+                if self.depth == 0 {
+                    return Some(i);
+                }
+            } else if c == self.open {
+                self.depth += 1;
+            }
+        }
+        None
+    }
 }
 
 /// Rewrites the PCRE constructs the `regex` crate reads differently, and refuses those it
@@ -285,7 +320,9 @@ fn translate(pattern: &str, extended: bool) -> Result<String, PhpRegexError> {
             '?' if prev == Some('(') => {}
             '*' | '+' | '?' => after_quantifier = true,
             '{' => {
-                let rest: String = chars.clone().take_while(|&d| d != '}').collect();
+                // Only digits and a comma can make a repetition; looking further (up to the
+                // next `}`) for every `{` would be quadratic on `{{{{…`.
+                let rest: String = chars.clone().take_while(|&d| d.is_ascii_digit() || d == ',').collect();
                 let counted = !rest.is_empty()
                     && chars.clone().nth(rest.chars().count()) == Some('}')
                     && rest.split_once(',').map_or(rest.chars().all(|d| d.is_ascii_digit()), |(a, b)| {

@@ -446,3 +446,37 @@ fn corpus_defaults_against_their_rules() {
     }
     println!("{} of {checked} corpus defaults fail their own rules:\n{}", failing.len(), failing.join("\n"));
 }
+
+/// Patterns that never close, in 200 KB rule strings and lists: every entry used to rescan the
+/// rest of the string (or the joined list) for its delimiter or name, which took minutes
+/// (debug build); each byte is now read a bounded number of times.
+#[test]
+fn unclosed_patterns_in_huge_rules_parse_in_linear_time() {
+    let no_end = |result: Result<RuleSet, RuleError>, close: char| {
+        assert!(
+            matches!(result, Err(RuleError::Regex { source: PhpRegexError::NoEndingDelimiter(c), .. }) if c == close),
+            "expected NoEndingDelimiter({close})"
+        );
+    };
+    no_end(RuleSet::from_rule_string(&format!("required|regex:/a{}", "|b".repeat(100_000))), '/');
+    no_end(RuleSet::from_rule_string(&"regex:(|".repeat(25_000)), ')');
+    no_end(RuleSet::from_rule_string(&"not_regex:{a|".repeat(20_000)), '}');
+    let list: Vec<String> =
+        std::iter::once("regex:/a".to_owned()).chain((0..100_000).map(|i| format!("b{i}"))).collect();
+    no_end(parse_rules(&list), '/');
+    // A pattern that closes after many pieces is still joined, reading each piece once.
+    let mut pieces: Vec<String> = vec!["regex:/^(a".to_owned()];
+    pieces.extend((0..100_000).map(|_| "b".to_owned()));
+    pieces.push("c)$/".to_owned());
+    let set = parse_rules(&pieces).unwrap();
+    assert!(matches!(&set.rules()[0], Rule::Regex(re) if re.is_match("b") && !re.is_match("d")));
+    // Braces that start no repetition used to be looked up to the next `}` one by one.
+    assert!(RuleSet::from_rule_string(&format!("regex:/^a{}$/", "{".repeat(100_000))).is_ok());
+}
+
+#[test]
+fn after_a_pattern_that_never_closes_the_string_splits_naively() {
+    assert_eq!(split_rule_string("regex:/a|regex:#b|c#|max:1"), ["regex:/a", "regex:#b", "c#", "max:1"]);
+    // The set is refused at that first pattern either way.
+    assert!(RuleSet::from_rule_string("regex:/a|regex:#b|c#").is_err());
+}

@@ -1,28 +1,113 @@
-//! Where bash evaluates an expanded value as arithmetic.
+//! Where bash evaluates an expanded value as arithmetic, or as a variable name whose subscript
+//! it evaluates, and what values are safe there.
 //!
-//! Inside `(( ))`, `$(( ))` and the numeric tests of `[[ ]]` (`-eq`, `-lt`, ...), bash treats
-//! the *expanded* text of a variable as an arithmetic expression, and an arithmetic expression
-//! may run commands (`a[$(cmd)]`). Quoting does not prevent it. So a placeholder used there is
-//! only safe with a plain integer value; [`arithmetic_placeholders`] finds such placeholders
-//! (conservatively: a name used there once is checked everywhere).
+//! An arithmetic expression may run commands (`a[$(cmd)]`), and bash evaluates the *expanded*
+//! text of a variable as one, quoted or not, in these places:
+//!
+//! - `$(( ))`, `(( ))` (also `for (( ; ; ))`), and the old `$[ ]`;
+//! - the operands of the numeric tests of `[[ ]]` (`-eq`, `-ne`, `-lt`, `-le`, `-gt`, `-ge`);
+//! - array subscripts: `a[X]=…`, `${a[X]}`, `${#a[X]}`, `${!a[X]}`, and a `name[X]` handed to
+//!   a builtin that takes variable names (`unset`, `read`, `printf -v`, `[[ -v ]]`, …);
+//! - substring offsets and lengths: `${s:X}`, `${s:X:Y}`, `${s: -X}`;
+//! - the arguments of `let`, and assignments to integer variables (`declare -i`, `local -i`,
+//!   `typeset -i`, `export -i`);
+//! - a value used as a variable *name*, which may carry a subscript: `${!X}`, `declare -n r=X`,
+//!   the names given to `unset`, `read`, `mapfile`, `getopts`, `printf -v`, `wait -p`,
+//!   `declare`/`local`/`export`/`readonly`/`typeset`, and the operand of `-v`/`-R` in
+//!   `[[ ]]`, `[ ]` and `test`.
+//!
+//! The scanner ([`mod@super::scan`]) marks every use of a variable in those places; where it
+//! cannot tell (a `${…}` operator it does not know, an integer or nameref declaration anywhere
+//! in the template, which makes later plain assignments arithmetic), it marks conservatively.
+//! Not arithmetic: `case` patterns, `[ ]`/`test` numeric tests (which only accept integers),
+//! `${s:-X}` and the other word and pattern operators of `${…}`.
 
-use super::scan::placeholder_at;
+/// How bash treats the value of a variable used at some place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Eval {
+    /// As text.
+    Text,
+    /// As the name of a variable, whose subscript bash evaluates: a placeholder or `$X` there
+    /// is unsafe; a bare `X` there is only the name itself.
+    Name,
+    /// As an arithmetic expression, which evaluates the value of a bare `X` too.
+    Arithmetic,
+}
 
-const NUMERIC_TESTS: [&str; 6] = ["-eq", "-ne", "-lt", "-le", "-gt", "-ge"];
+/// How the command a variable use belongs to treats its arguments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CommandKind {
+    /// `let`: every argument is an arithmetic expression.
+    Let,
+    /// `declare`, `typeset`, `local`, `export`, `readonly`: arguments name variables; with
+    /// `-i` (integer) the values are arithmetic, with `-n` (nameref) they name variables, with
+    /// `-a`/`-A` they are array elements.
+    Declare,
+    /// `unset`, `read`, `readarray`, `mapfile`, `getopts`: arguments name variables.
+    NameArgs,
+    /// `printf`: `-v` names a variable.
+    Printf,
+    /// `wait`: `-p` names a variable.
+    Wait,
+    /// `[` and `test`: `-v` and `-R` name a variable.
+    Test,
+    /// Anything else, including commands whose name is not literal text.
+    Other,
+}
 
-/// Names of the placeholders inside arithmetic regions of `template`.
-pub(crate) fn arithmetic_placeholders(template: &str) -> Vec<&str> {
-    let mut names = Vec::new();
-    for region in regions(template, "((", "))") {
-        collect(region, &mut names);
-    }
-    for region in regions(template, "[[", "]]") {
-        if region.split_whitespace().any(|token| NUMERIC_TESTS.contains(&token)) {
-            collect(region, &mut names);
+impl CommandKind {
+    /// The kind of a command named `name` (`None`: not literal text).
+    pub(crate) fn of(name: Option<&str>) -> Self {
+        match name {
+            Some("let") => Self::Let,
+            Some("declare" | "typeset" | "local" | "export" | "readonly") => Self::Declare,
+            Some("unset" | "read" | "readarray" | "mapfile" | "getopts") => Self::NameArgs,
+            Some("printf") => Self::Printf,
+            Some("wait") => Self::Wait,
+            Some("[" | "test") => Self::Test,
+            _ => Self::Other,
         }
     }
-    names
+
+    /// How the command treats every one of its arguments, whatever its options.
+    pub(crate) fn arguments(self) -> Eval {
+        match self {
+            Self::Let => Eval::Arithmetic,
+            Self::NameArgs => Eval::Name,
+            Self::Declare | Self::Printf | Self::Wait | Self::Test | Self::Other => Eval::Text,
+        }
+    }
+
+    /// How the command treats every one of its arguments once it has the literal argument
+    /// `word` (an option such as `-i`).
+    pub(crate) fn with_argument(self, word: &str) -> Eval {
+        let option_with = |letters: &[char]| word.starts_with(['-', '+']) && word.contains(letters);
+        match self {
+            Self::Declare if option_with(&['i']) => Eval::Arithmetic,
+            Self::Declare if option_with(&['n', 'a', 'A']) => Eval::Name,
+            Self::Printf if option_with(&['v']) => Eval::Name,
+            Self::Wait if option_with(&['p']) => Eval::Name,
+            Self::Test if NAME_TESTS.contains(&word) => Eval::Name,
+            _ => Eval::Text,
+        }
+    }
 }
+
+/// Whether `word` (a literal option of a `declare`-like command) gives variables the integer
+/// attribute, which makes later plain assignments to them arithmetic too.
+pub(crate) fn declares_integer(word: &str) -> bool {
+    word.starts_with('-') && word.contains('i')
+}
+
+/// Words that leave the next word in command position.
+pub(crate) const PREFIX_WORDS: [&str; 13] =
+    ["if", "then", "elif", "else", "do", "while", "until", "time", "!", "builtin", "command", "function", "coproc"];
+
+/// The numeric tests of `[[ ]]`, whose operands bash evaluates as arithmetic.
+pub(crate) const NUMERIC_TESTS: [&str; 6] = ["-eq", "-ne", "-lt", "-le", "-gt", "-ge"];
+
+/// The tests whose operand names a variable (`[[ -v X ]]`, `[ -v X ]`, `test -R X`).
+pub(crate) const NAME_TESTS: [&str; 2] = ["-v", "-R"];
 
 /// Whether `value` is safe where bash evaluates arithmetic: empty (bash reads 0) or an integer.
 pub(crate) fn is_arithmetic_safe(value: &str) -> bool {
@@ -30,42 +115,9 @@ pub(crate) fn is_arithmetic_safe(value: &str) -> bool {
     value.trim().is_empty() || (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
 }
 
-/// Every `open ... close` span (not nested; an unclosed one runs to the end).
-fn regions<'a>(template: &'a str, open: &str, close: &str) -> Vec<&'a str> {
-    let mut out = Vec::new();
-    let mut rest = template;
-    while let Some(start) = rest.find(open) {
-        let inner = &rest[start + open.len()..];
-        let end = inner.find(close).unwrap_or(inner.len());
-        out.push(&inner[..end]);
-        rest = &inner[end..];
-    }
-    out
-}
-
-fn collect<'a>(region: &'a str, names: &mut Vec<&'a str>) {
-    let mut i = 0;
-    while i < region.len() {
-        if let Some((name, len)) = placeholder_at(region, i) {
-            if !names.contains(&name) {
-                names.push(name);
-            }
-            i += len;
-        } else {
-            i += region[i..].chars().next().map_or(1, char::len_utf8);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn finds_placeholders_in_arithmetic_only() {
-        let t = r#"if [[ {{A}} -eq 1 ]]; then x; fi; echo $(( {{B}} + 1 )); (( {{C}} > 2 )); [[ "{{D}}" == "yes" ]]; echo {{E}}"#;
-        assert_eq!(arithmetic_placeholders(t), vec!["B", "C", "A"]);
-    }
 
     #[test]
     fn integer_values_only() {
@@ -75,5 +127,21 @@ mod tests {
         for bad in ["a[$(id)]", "1+1", "x", "0x1f", "1 2", "-", "true"] {
             assert!(!is_arithmetic_safe(bad), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn commands_and_their_options() {
+        assert_eq!(CommandKind::of(Some("local")), CommandKind::Declare);
+        assert_eq!(CommandKind::of(None), CommandKind::Other);
+        assert_eq!(CommandKind::Let.arguments(), Eval::Arithmetic);
+        assert_eq!(CommandKind::NameArgs.arguments(), Eval::Name);
+        assert_eq!(CommandKind::Declare.with_argument("-ri"), Eval::Arithmetic);
+        assert_eq!(CommandKind::Declare.with_argument("-n"), Eval::Name);
+        assert_eq!(CommandKind::Declare.with_argument("-x"), Eval::Text);
+        assert_eq!(CommandKind::Printf.with_argument("-v"), Eval::Name);
+        assert_eq!(CommandKind::Printf.with_argument("%s"), Eval::Text);
+        assert_eq!(CommandKind::Test.with_argument("-v"), Eval::Name);
+        assert_eq!(CommandKind::Test.with_argument("-eq"), Eval::Text);
+        assert!(declares_integer("-ai") && !declares_integer("+i") && !declares_integer("-x"));
     }
 }

@@ -73,15 +73,38 @@
 //!
 //! # Limits
 //!
-//! Bash evaluates the *expanded* text of a variable as an arithmetic expression in `$(( ))`,
-//! `(( ))`, array subscripts and the numeric tests of `[[ ]]` (`-eq`, `-lt`, ...), and an
-//! arithmetic expression may contain `a[$(cmd)]`. The Valheim egg, for example, writes
-//! `[[ {{ENABLE_CROSSPLAY}} -eq 1 ]]`. In such places a value is only safe if it is a plain
-//! integer, so rendering refuses any other value for a placeholder used inside `(( ))`,
-//! `$(( ))` or a `[[ ]]` with a numeric test ([`StartupError::NotAnInteger`]); array
-//! subscripts (`${a[{{X}}]}`) are not detected, so callers should still validate values with
-//! [`crate::rules::validate`] before rendering. A here-document whose body is run by a shell
-//! (`bash <<EOF ... EOF`) re-parses the expanded value, like `eval`.
+//! Bash evaluates the *expanded* text of a variable as an arithmetic expression in many places,
+//! quoted or not, and an arithmetic expression may contain `a[$(cmd)]`, which runs `cmd`. The
+//! Valheim egg, for example, writes `[[ {{ENABLE_CROSSPLAY}} -eq 1 ]]`. In such places a value
+//! is only safe if it is a plain integer (or empty), so rendering refuses any other value
+//! ([`StartupError::NotAnInteger`]) for a variable used in:
+//!
+//! - `$(( ))`, `(( ))` (also `for (( ; ; ))`), `$[ ]`;
+//! - a `[[ ]]` with a numeric test (`-eq`, `-ne`, `-lt`, `-le`, `-gt`, `-ge`) or `-v`/`-R`;
+//! - an array subscript: `a[X]=1`, `${a[X]}`, `${#a[X]}`, `${!a[X]}`, `unset 'a[X]'`, in any
+//!   quoting (any `NAME[` starts one, so a glob such as `file[X]` counts too), and an array
+//!   assignment `a=(X)`;
+//! - a substring offset or length: `${s:X}`, `${s:1:X}`, `${s: -X}`, and a `${...}` operator
+//!   the renderer does not know (`${s@P}`);
+//! - a value used as a variable name: `${!X}`, a placeholder where `${...}` expects a name
+//!   (`${{{X}}}`);
+//! - the arguments of `let`; the names given to `declare`, `typeset`, `local`, `export`,
+//!   `readonly` (all their arguments with `-i`, `-n`, `-a` or `-A`); every argument of
+//!   `unset`, `read`, `readarray`, `mapfile`, `getopts`, and of `printf -v`, `wait -p`,
+//!   `[ -v ]`, `test -v` (and `-R`);
+//! - anywhere, once the template declares an integer variable (`declare -i`, `local -i`, ...):
+//!   later plain assignments to it are arithmetic, so every use is checked.
+//!
+//! This applies to placeholders and equally to the author's own `$X`, `${X}` or bare `X`
+//! naming an egg variable in those places (`(( X > 1 ))` evaluates X's value too). A value
+//! in a `${s:-X}` word, a `case` pattern or the numeric tests of `[ ]`/`test` (which refuse
+//! non-integers themselves) is not evaluated. Where the scanner cannot classify a position it
+//! errs towards refusing. Callers should still validate values with [`crate::rules::validate`]
+//! before rendering. A here-document whose body is run by a shell (`bash <<EOF ... EOF`)
+//! re-parses the expanded value, like `eval`.
+//!
+//! A template may not contain a NUL byte ([`StartupError::NulInTemplate`]): no environment or
+//! argument can carry one, and a shell would cut the command there.
 
 mod arithmetic;
 mod scan;
@@ -90,6 +113,7 @@ mod tests;
 
 use indexmap::IndexMap;
 use scan::{Piece, Quoting, scan};
+use std::collections::HashSet;
 
 /// Placeholders every template may use besides the egg's variables.
 pub const BUILTIN_PLACEHOLDERS: &[&str] = &["SERVER_MEMORY", "SERVER_IP", "SERVER_PORT"];
@@ -184,12 +208,19 @@ pub enum StartupError {
         /// The variable (or built-in) whose value it is.
         name: String,
     },
-    /// A value that is not an integer is used where bash evaluates arithmetic (`(( ))`,
-    /// `$(( ))`, `[[ ... -eq ... ]]`), where it could run commands.
+    /// A value that is not an integer is used where bash evaluates arithmetic or a variable
+    /// name (`(( ))`, `$(( ))`, `[[ ... -eq ... ]]`, subscripts, `${s:X}`, `let`, ...; see the
+    /// module docs), where it could run commands.
     #[error("value of `{name}` must be an integer: the startup command uses it in an arithmetic context")]
     NotAnInteger {
         /// The variable.
         name: String,
+    },
+    /// The template contains a NUL byte.
+    #[error("startup command contains a NUL byte at byte {offset}")]
+    NulInTemplate {
+        /// Byte offset of the first NUL.
+        offset: usize,
     },
     /// The template leaves a quote or substitution open.
     #[error("startup command: unterminated {construct} opened at byte {offset}")]
@@ -203,6 +234,14 @@ pub enum StartupError {
 
 /// Renders `template` with the variable `values` (environment name → value) and the server's
 /// `facts`. See the module docs for the rules.
+///
+/// # Errors
+///
+/// [`StartupError`]: an invalid or reserved variable name, a NUL byte in a value or in the
+/// template, a non-integer value where bash evaluates arithmetic (`(( ))`, `$(( ))`, `$[ ]`,
+/// `[[ ... -eq ... ]]`, `[[ -v ]]`, array subscripts, `${s:X}`, `let`, `declare -i`, names
+/// handed to `unset`/`read`/`printf -v`/..., see the module docs), or a quote or substitution
+/// left open.
 pub fn render_startup<I, K, V>(template: &str, values: I, facts: &ServerFacts) -> Result<RenderedStartup, StartupError>
 where
     I: IntoIterator<Item = (K, V)>,
@@ -224,6 +263,7 @@ where
             return Err(StartupError::NulByte { name: name.clone() });
         }
     }
+    let mut variables: HashSet<String> = HashSet::new();
     for (name, value) in values {
         let (name, value) = (name.as_ref(), value.as_ref());
         if !is_valid_variable_name(name) {
@@ -235,22 +275,27 @@ where
         if value.contains('\0') {
             return Err(StartupError::NulByte { name: name.into() });
         }
+        variables.insert(name.into());
         if name == "TZ" && value.is_empty() && env.contains_key("TZ") {
             continue;
         }
         env.insert(name.into(), value.into());
     }
 
-    for name in arithmetic::arithmetic_placeholders(template) {
-        if env.get(name).is_some_and(|value| !arithmetic::is_arithmetic_safe(value)) {
-            return Err(StartupError::NotAnInteger { name: name.into() });
+    // The author's own `$X` is checked for egg variables only: the platform's values are not
+    // a tenant's to choose.
+    let scanned = scan(template, |name| variables.contains(name))?;
+    for used in scanned.uses.iter().filter(|used| used.arithmetic) {
+        if env.get(used.name).is_some_and(|value| !arithmetic::is_arithmetic_safe(value)) {
+            return Err(StartupError::NotAnInteger { name: used.name.into() });
         }
     }
 
     let mut command = String::with_capacity(template.len());
     let mut display = String::with_capacity(template.len());
     let mut unresolved: Vec<String> = Vec::new();
-    for piece in scan(template)? {
+    let mut seen: HashSet<&str> = HashSet::new();
+    for piece in scanned.pieces {
         match piece {
             Piece::Text { command: c, display: d } => {
                 command.push_str(c);
@@ -262,7 +307,7 @@ where
                     display.push_str(value);
                 }
                 None => {
-                    if !unresolved.iter().any(|u| u == name) {
+                    if seen.insert(name) {
                         unresolved.push(name.into());
                     }
                 }
@@ -274,11 +319,16 @@ where
 }
 
 /// The names of all placeholders in `template`, in order of first use.
+///
+/// # Errors
+///
+/// [`StartupError::NulInTemplate`] or [`StartupError::Unterminated`].
 pub fn placeholders(template: &str) -> Result<Vec<String>, StartupError> {
     let mut names: Vec<String> = Vec::new();
-    for piece in scan(template)? {
+    let mut seen: HashSet<&str> = HashSet::new();
+    for piece in scan(template, |_| false)?.pieces {
         if let Piece::Placeholder { name, .. } = piece {
-            if !names.iter().any(|n| n == name) {
+            if seen.insert(name) {
                 names.push(name.into());
             }
         }

@@ -392,8 +392,9 @@ fn corpus_startup_commands_render_with_defaults() {
             }
             // The command is still valid shell wherever the template was.
             if bash {
-                let neutral = scan::scan(&template)
+                let neutral = scan::scan(&template, |_| false)
                     .unwrap()
+                    .pieces
                     .iter()
                     .map(|p| match p {
                         Piece::Text { command, .. } => command.to_string(),
@@ -408,8 +409,8 @@ fn corpus_startup_commands_render_with_defaults() {
         }
     }
     println!("rendered {rendered} corpus startup commands; unresolved placeholders:\n  {}", unresolved.join("\n  "));
-    assert!(rendered >= 77, "only {rendered} startup commands found");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(rendered >= 77, "only {rendered} startup commands found");
 }
 
 #[test]
@@ -435,4 +436,169 @@ fn non_integer_values_are_refused_where_bash_evaluates_arithmetic() {
     // Integers pass, and the same name elsewhere (outside arithmetic) may hold any text.
     let fine = [("ENABLE_CROSSPLAY", "1"), ("NAME", "a[$(touch /tmp/pwned)]")];
     assert!(render_startup(template, fine, &facts()).is_ok());
+}
+
+/// What `render_startup` makes of `template` when `X` holds `value` (and `O` holds text).
+fn render_x(template: &str, value: &str) -> Result<RenderedStartup, StartupError> {
+    render_startup(template, [("X", value), ("O", "some text")], &facts())
+}
+
+const INJECTION: &str = "a[$(touch /tmp/pwned)]";
+
+#[test]
+fn every_arithmetic_context_refuses_non_integers() {
+    // Each template evaluates the value of X as arithmetic or as a variable name (checked
+    // against bash 5.2: with the injection each runs `touch`).
+    let templates = [
+        // Arithmetic expansion and commands.
+        "echo $(( {{X}} + 1 ))",
+        "(( {{X}} > 1 )) && echo big",
+        "for (( i={{X}}; i<1; i++ )); do :; done",
+        "echo $(( $(echo {{X}}) ))",
+        "echo $[{{X}} + 1]",
+        "echo \"$(( {{X}} ))\"",
+        // `[[ ]]` numeric tests and `-v`.
+        "[[ {{X}} -eq 1 ]] && echo one",
+        "[[ 1 -lt \"{{X}}\" ]]",
+        "[[ -v {{X}} ]]",
+        "[[ -v \"{{X}}\" ]]",
+        "[ -v {{X}} ]",
+        "test -v \"{{X}}\"",
+        // Substring offsets and lengths.
+        "s=abc; echo ${s:{{X}}}",
+        "s=abc; echo ${s:1:{{X}}}",
+        "s=abc; echo ${s: -{{X}}}",
+        "s=abc; echo \"${s:{{X}}}\"",
+        // Array subscripts, in any quoting.
+        "arr[{{X}}]=1",
+        "arr[ {{X}} ]=1",
+        "arr[\"{{X}}\"]=1",
+        "echo ${arr[{{X}}]}",
+        "echo \"${arr[\"{{X}}\"]}\"",
+        "echo ${#arr[{{X}}]}",
+        "echo ${!arr[{{X}}]}",
+        "unset 'arr[{{X}}]'",
+        "unset arr['{{X}}']",
+        "arr=({{X}})",
+        // Values used as variable names.
+        "echo ${!{{X}}}",
+        "echo ${{{X}}}",
+        "unset {{X}}",
+        "read {{X}} <<< hi",
+        "mapfile {{X}} < /dev/null",
+        "getopts a {{X}}",
+        "printf -v {{X}} %s hi",
+        "wait -p {{X}}",
+        "declare {{X}}",
+        "export {{X}}=1",
+        "f() { local -n r={{X}}; }; f",
+        // `let` and integer variables.
+        "let v={{X}}",
+        "let \"v = {{X}}\"",
+        "builtin let v={{X}}",
+        "declare -i v={{X}}",
+        "f() { local -i v={{X}}; }; f",
+        "typeset -i v={{X}}",
+        "export -i v={{X}}",
+        "declare -i v; v={{X}}",
+        "v={{X}}; declare -i w=1",
+        "function f { let v={{X}}; }; f",
+        "if true; then let v={{X}}; fi",
+        "true && let v={{X}} >/dev/null 2>&1",
+        // `${...}` operators the renderer does not know.
+        "s=x; echo ${s@{{X}}}",
+    ];
+    for template in templates {
+        match render_x(template, INJECTION) {
+            Err(StartupError::NotAnInteger { name }) => assert_eq!(name, "X", "{template}"),
+            other => panic!("{template}: expected NotAnInteger, got {other:?}"),
+        }
+        for integer in ["1", "-2", " 3 ", ""] {
+            assert!(render_x(template, integer).is_ok(), "{template} with {integer:?}");
+        }
+    }
+}
+
+#[test]
+fn text_contexts_accept_any_value() {
+    // Here bash expands the value as text (or as a pattern) and never evaluates it.
+    let templates = [
+        "echo {{X}} \"{{X}}\" '{{X}}' $'{{X}}'",
+        "echo ${s:-{{X}}} ${s:={{X}}} ${s:+{{X}}} ${s-{{X}}} \"${s:-{{X}}}\"",
+        "s=abc; echo ${s/b/{{X}}} ${s#{{X}}} ${s%%{{X}}} ${s^^{{X}}}",
+        "case {{X}} in a) echo a ;; esac",
+        "[ \"{{X}}\" = 1 ] || [ \"{{X}}\" -eq 1 ] 2>/dev/null || test {{X}} = 2",
+        "[[ \"{{X}}\" == \"yes\" ]] && [[ -n {{X}} ]]",
+        "export FOO={{X}} BAR=\"{{X}}\"; declare BAZ='{{X}}'; local_var={{X}}",
+        "printf %s \"{{X}}\"; printf -- '-v %s' \"{{X}}\"",
+        "echo $(( 1 + 1 )) {{X}}",
+        "echo arr {{X}} [ok]",
+        "# (( {{X}} )) in a comment\necho {{X}}",
+        "echo \"(( {{X}} ))\"",
+    ];
+    for template in templates {
+        assert!(render_x(template, INJECTION).is_ok(), "{template}");
+    }
+}
+
+#[test]
+fn the_author_s_own_references_are_checked_too() {
+    for template in [
+        "(( X > 1 ))",
+        "(( $X > 1 ))",
+        "echo $(( ${X} + 1 ))",
+        "[[ $X -eq 1 ]]",
+        "[[ X -eq 1 ]]",
+        "s=abc; echo ${s:$X}",
+        "echo ${arr[X]}",
+        "echo ${!X}",
+        "let v=X+1",
+        "unset \"$X\"",
+    ] {
+        assert!(matches!(render_x(template, INJECTION), Err(StartupError::NotAnInteger { .. })), "{template}");
+        assert!(render_x(template, "4").is_ok(), "{template}");
+    }
+    // A bare name where bash only takes it as a name is not its value.
+    for template in ["export X=\"./lib:$O\"", "unset X", "[[ -v X ]]", "read X <<< hi", "echo X $O"] {
+        assert!(render_x(template, INJECTION).is_ok(), "{template}");
+    }
+    // The platform's values are not checked: they are not a tenant's to choose.
+    assert!(render_x("[[ -v SERVER_IP ]] && (( SERVER_IP ))", "1").is_ok());
+}
+
+#[test]
+fn nul_bytes_in_templates_are_refused() {
+    let f = facts();
+    assert_eq!(
+        render_startup("echo a\0b {{X}}", [("X", "1")], &f).unwrap_err(),
+        StartupError::NulInTemplate { offset: 6 }
+    );
+    assert_eq!(placeholders("\0").unwrap_err(), StartupError::NulInTemplate { offset: 0 });
+    assert!(render_startup("echo 'a\0'", std::iter::empty::<(&str, &str)>(), &f).is_err());
+}
+
+#[test]
+fn arithmetic_constructs_must_be_closed() {
+    for (t, what) in [("echo $(( 1 + 2", "arithmetic"), ("echo $[1", "arithmetic"), ("a=(1 2", "array")] {
+        match render_startup(t, std::iter::empty::<(&str, &str)>(), &facts()) {
+            Err(StartupError::Unterminated { construct, .. }) => assert!(construct.contains(what), "{t}: {construct}"),
+            other => panic!("{t}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn hostile_templates_scan_in_linear_time() {
+    // Many distinct placeholders, deep nesting and unclosed constructs: each byte is looked at
+    // a bounded number of times (quadratic work here would take minutes).
+    let names: String = (0..100_000).map(|i| format!("{{{{V{i}}}}} ")).collect();
+    assert_eq!(placeholders(&names).unwrap().len(), 100_000);
+    let deep = format!("{}{}", "$(".repeat(50_000), ")".repeat(50_000));
+    assert!(placeholders(&deep).is_ok());
+    let subscripts = format!("echo {}{{{{X}}}}", "a[".repeat(200_000));
+    assert!(matches!(render_x(&subscripts, INJECTION), Err(StartupError::NotAnInteger { .. })));
+    // An unclosed `[[` leaves the rest unclassified: evaluated, as far as the renderer knows.
+    let tests = "[[ {{X}} ".repeat(100_000);
+    assert!(matches!(render_x(&tests, INJECTION), Err(StartupError::NotAnInteger { .. })));
+    assert!(render_x(&tests, "7").is_ok());
 }
