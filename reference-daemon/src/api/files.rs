@@ -18,9 +18,11 @@
 //!
 //! # Disk usage
 //! Each server's manager is opened on first use with the spec's quota (`disk_mb`) and
-//! denylist, and kept. The manager's usage counter sees its own writes; what the game server
-//! writes is picked up by one rescan the first time the files are used after the server has
-//! stopped (no periodic rescan loop).
+//! denylist, and kept: one per server, so that its bound on concurrent file jobs
+//! ([`JobLimits`](crate::files::JobLimits)) holds across requests. The manager's usage counter
+//! sees its own writes, every entry at its on-disk cost; what the game server writes is picked
+//! up by one rescan the first time the files are used after the server has stopped (no
+//! periodic rescan loop).
 
 use super::request::{body, json_content_type, server_id};
 use super::{ApiError, ApiState, caller, json, no_content, require, respond, with_state};
