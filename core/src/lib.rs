@@ -18,6 +18,7 @@ pub mod agent;
 pub mod conformance;
 pub mod console;
 pub mod cron;
+pub mod env;
 pub mod ids;
 pub mod lifecycle;
 pub mod memory;

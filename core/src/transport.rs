@@ -15,7 +15,12 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// What a node needs to run one server. Built by the panel from the server and its egg.
+pub mod validate;
+
+pub use validate::SpecError;
+
+/// What a node needs to run one server. Built by the panel from the server and its egg;
+/// [`ServerSpec::validate`] says whether a node will accept it (rules in [`validate`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ServerSpec {
     /// The server.

@@ -1,16 +1,20 @@
 //! Daemon benchmarks on the real binary and the local Docker Engine (busybox servers):
 //!
 //! 1. **Idle RSS** of `nexus-wings` with no servers (goal ≤ 10 MB).
-//! 2. **Console throughput**, container → daemon → WebSocket client, against `docker logs -f`
-//!    on the same container (goal ≥ 0.8 of it): the server prints a burst of 80-byte lines
-//!    on command; each round times, from the command to the burst's `END` line, either a
-//!    console WebSocket or `docker logs -f`. Rounds alternate. The daemon runs with the
-//!    console throttle off (`console_lines_per_second = 0`): the throttle is a policy, this
-//!    measures the pipeline.
-//! 3. **Line latency**: a `ping` command over the WebSocket until its `pong` line comes back
+//! 2. **Console delivery**, container → daemon → WebSocket clients, against `docker logs -f`
+//!    on the same container: the server prints a burst of 80-byte lines on command; k clients
+//!    (1, 10, 100) read as fast as they can until the burst's `END` line, and the headline is
+//!    the lines each kind of client *received* per second, summed over the k clients (lines
+//!    skipped because a client lagged are not counted), against k `docker logs -f` followers
+//!    doing the same. Rounds alternate. The daemon runs with the console throttle off
+//!    (`console_lines_per_second = 0`): the throttle is a policy, this measures the pipeline.
+//! 3. **API under console load**: 500 console sockets on the busy server while it prints a
+//!    burst; `GET /api/system` latency p50/p99/max meanwhile, and the resident memory each
+//!    idle console socket costs.
+//! 4. **Line latency**: a `ping` command over the WebSocket until its `pong` line comes back
 //!    over it (stdin → process → stdout → daemon → client), p50/p99; and the same through
 //!    `POST /commands` observed with `docker logs -f`, for reference.
-//! 4. **RSS with 100 busybox servers** running (goal ≤ 40 MB), and again after the daemon
+//! 5. **RSS with 100 busybox servers** running (goal ≤ 40 MB), and again after the daemon
 //!    was restarted and re-adopted them.
 //!
 //! ```sh
@@ -56,6 +60,9 @@ fn main() {
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
         let mut config = config(dir.path(), node, addr);
         config.console_lines_per_second = 0;
+        // Section 3 opens 500 consoles on one server, section 2 up to 100 on one token.
+        config.console_max_per_server = 600;
+        config.console_max_total = 1024;
         config.log_level = "warn".into();
         config.worker_threads = env_or("NEXUS_BENCH_WORKERS", 1);
         let config_path = dir.path().join("wings.toml");
@@ -77,35 +84,49 @@ fn main() {
         // Each side of each round runs in a fresh container (a restart): Docker rotates the
         // json-file log at 10 MB on this host and `docker logs -f` can stall across a rotation,
         // so every burst must fit in one log file.
-        let (mut ws_rates, mut ws_delivered, mut docker_rates, mut skipped_total) =
-            (Vec::new(), Vec::new(), Vec::new(), 0u64);
-        for round in 0..=rounds {
-            let ws_first = round % 2 == 0;
-            for ws in [ws_first, !ws_first] {
-                restart(&c, id).await;
-                let tag = format!("r{round}{}", if ws { "w" } else { "d" });
-                // Round 0 warms up (page cache, allocator) and is not counted.
-                let n = if round == 0 { lines / 10 } else { lines };
-                if ws {
-                    let mut socket = console(&c.base, id, None).await;
-                    let (elapsed, received, skipped) = burst_ws(&mut socket, n, &tag).await;
-                    if round > 0 {
-                        skipped_total += skipped;
-                        ws_rates.push(n as f64 / elapsed.as_secs_f64());
-                        ws_delivered.push(received as f64 / elapsed.as_secs_f64());
-                    }
-                } else {
-                    let container = node_containers(node, true).pop().unwrap();
-                    let (elapsed, received) = burst_docker(&c, id, &container, n, &tag).await;
-                    assert_eq!(received, n, "docker logs -f lost lines");
-                    if round > 0 {
-                        docker_rates.push(n as f64 / elapsed.as_secs_f64());
+        let mut delivery = Vec::new();
+        for clients in [1usize, 10, 100] {
+            // At most ~1M messages a burst, so 100 clients stay quick on two cores.
+            let n = lines.min(1_000_000 / clients);
+            let (mut ws_rates, mut docker_rates, mut skipped_total) = (Vec::new(), Vec::new(), 0u64);
+            for round in 0..=rounds {
+                let ws_first = round % 2 == 0;
+                for ws in [ws_first, !ws_first] {
+                    restart(&c, id).await;
+                    let tag = format!("c{clients}r{round}{}", if ws { "w" } else { "d" });
+                    // Round 0 warms up (page cache, allocator) and is not counted.
+                    let n = if round == 0 { n / 10 } else { n };
+                    if ws {
+                        let (elapsed, received, skipped) = burst_ws(&c, id, clients, n, &tag).await;
+                        if round > 0 {
+                            skipped_total += skipped;
+                            ws_rates.push(received as f64 / elapsed.as_secs_f64());
+                        }
+                    } else {
+                        let container = node_containers(node, true).pop().unwrap();
+                        let (elapsed, received) = burst_docker(&c, id, &container, clients, n, &tag).await;
+                        assert_eq!(received, n * clients, "docker logs -f lost lines");
+                        if round > 0 {
+                            docker_rates.push(received as f64 / elapsed.as_secs_f64());
+                        }
                     }
                 }
             }
+            let sent = (n * clients * rounds) as f64;
+            delivery.push((clients, n, median(&mut ws_rates), median(&mut docker_rates), skipped_total as f64 / sent));
         }
-        let (ws_rate, docker_rate) = (median(&mut ws_rates), median(&mut docker_rates));
-        let ws_delivered = median(&mut ws_delivered);
+
+        // 3. The API next to 500 console sockets on the busy server.
+        restart(&c, id).await;
+        let before_sockets = daemon.rss();
+        let mut sockets = Vec::new();
+        for _ in 0..500 {
+            sockets.push(console(&c.base, id, None).await);
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let per_socket = daemon.rss().saturating_sub(before_sockets) / 500;
+        let (api_latency, load_received) = api_under_load(&c, id, sockets, lines).await;
+        let mut api_latency = api_latency;
         let rss_after_bursts = daemon.rss();
         restart(&c, id).await;
         let mut socket = console(&c.base, id, None).await;
@@ -151,18 +172,23 @@ fn main() {
         );
         println!("  RSS, {servers} servers re-adopted      {:>6.1} MiB", mb(adopted));
         println!("  RSS after console bursts         {:>8.1} MiB", mb(rss_after_bursts));
+        println!("  console delivery, lines received per second summed over k clients (80-byte lines, throttle off):");
+        println!("    {:>4}  {:>8}  {:>14}  {:>14}  {:>6}  {:>8}", "k", "lines", "WebSocket", "docker logs -f", "ratio", "skipped");
+        for (clients, n, ws, docker, skipped) in &delivery {
+            println!(
+                "    {clients:>4}  {n:>8}  {ws:>12.0}/s  {docker:>12.0}/s  {:>6.2}  {:>7.1} %",
+                ws / docker,
+                skipped * 100.0
+            );
+        }
         println!(
-            "  console throughput, {lines} lines x {rounds} rounds (80-byte lines, throttle off):"
+            "  API next to 500 console sockets on a server printing {lines} lines: GET /api/system p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} requests); the sockets received {load_received} lines",
+            ms(percentile(&mut api_latency, 0.50)),
+            ms(percentile(&mut api_latency, 0.99)),
+            ms(percentile(&mut api_latency, 1.0)),
+            api_latency.len()
         );
-        println!("    daemon -> WebSocket client     {ws_rate:>10.0} lines/s to END (median); delivered {ws_delivered:.0} lines/s");
-        println!("    docker logs -f                 {docker_rate:>10.0} lines/s to END (median)");
-        let ratio = ws_rate / docker_rate;
-        let lost = skipped_total as f64 / (lines * rounds) as f64 * 100.0;
-        println!(
-            "    ratio                          {:>10.2}   (goal >= 0.8: {}); skipped by lag: {skipped_total} lines ({lost:.1} %)",
-            ratio,
-            verdict(ratio >= 0.8)
-        );
+        println!("  resident memory per idle console socket: {:.1} KiB", per_socket as f64 / 1024.0);
         println!(
             "  line latency, command -> echoed line over the WebSocket: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} pings)",
             ms(percentile(&mut ws_latency, 0.50)),
@@ -201,10 +227,36 @@ fn chatty_spec() -> ServerSpec {
     spec
 }
 
-/// One burst read over the WebSocket: (elapsed, lines received, lines skipped by lag).
-async fn burst_ws(socket: &mut Socket, n: usize, tag: &str) -> (Duration, usize, u64) {
+/// One burst read by `clients` WebSockets reading as fast as they can: (elapsed until the
+/// last one saw `END`, lines received by all, lines skipped by lag).
+async fn burst_ws(
+    c: &Client,
+    id: nexus_core::ids::ServerId,
+    clients: usize,
+    n: usize,
+    tag: &str,
+) -> (Duration, usize, u64) {
+    let mut sockets = Vec::with_capacity(clients);
+    for _ in 0..clients {
+        sockets.push(console(&c.base, id, None).await);
+    }
+    let readers: Vec<_> = sockets.into_iter().map(|socket| tokio::spawn(read_burst(socket, tag.to_owned()))).collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let started = Instant::now();
-    send_command(socket, &format!("burst {n} {tag}")).await;
+    let (status, _) =
+        c.post(&format!("/api/servers/{id}/commands"), json!({ "command": format!("burst {n} {tag}") })).await;
+    assert_eq!(status, 204);
+    let (mut received, mut skipped) = (0usize, 0u64);
+    for reader in readers {
+        let (r, s) = reader.await.unwrap();
+        received += r;
+        skipped += s;
+    }
+    (started.elapsed(), received, skipped)
+}
+
+/// Reads one socket until `END <tag>`: (lines of the burst received, lines skipped by lag).
+async fn read_burst(mut socket: Socket, tag: String) -> (usize, u64) {
     let prefix = format!("{tag} ");
     let end = format!("END {tag}");
     let (mut received, mut skipped) = (0usize, 0u64);
@@ -215,13 +267,41 @@ async fn burst_ws(socket: &mut Socket, n: usize, tag: &str) -> (Duration, usize,
         if text.contains(&prefix) {
             received += 1;
         } else if text.contains(&end) {
-            return (started.elapsed(), received, skipped);
+            return (received, skipped);
         } else if text.contains("\"notice\"") && text.contains("skipped") {
             let value: serde_json::Value = serde_json::from_str(&text).unwrap();
             skipped +=
                 value["data"].as_str().and_then(|s| s.split(' ').next()).and_then(|n| n.parse().ok()).unwrap_or(0);
         }
     }
+}
+
+/// Starts a burst of `n` lines read by every socket, and times `GET /api/system` every 10 ms
+/// until every socket saw the end: (latencies, lines the sockets received).
+async fn api_under_load(
+    c: &Client,
+    id: nexus_core::ids::ServerId,
+    sockets: Vec<Socket>,
+    n: usize,
+) -> (Vec<Duration>, usize) {
+    let tag = "load".to_owned();
+    let readers: Vec<_> = sockets.into_iter().map(|socket| tokio::spawn(read_burst(socket, tag.clone()))).collect();
+    let (status, _) =
+        c.post(&format!("/api/servers/{id}/commands"), json!({ "command": format!("burst {n} {tag}") })).await;
+    assert_eq!(status, 204);
+    let mut latencies = Vec::new();
+    while readers.iter().any(|r| !r.is_finished()) {
+        let asked = Instant::now();
+        let (status, _) = c.get("/api/system").await;
+        assert_eq!(status, 200);
+        latencies.push(asked.elapsed());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut received = 0;
+    for reader in readers {
+        received += reader.await.unwrap().0;
+    }
+    (latencies, received)
 }
 
 /// Restarts the server (a new container) and waits until it runs.
@@ -245,36 +325,57 @@ async fn docker_logs(
         .unwrap();
     let stdout = child.stdout.take().unwrap();
     // Give the CLI time to connect before the burst starts (not timed).
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
     (child, tokio::io::BufReader::with_capacity(64 * 1024, stdout).lines())
 }
 
-/// One burst read with `docker logs -f`: (elapsed, lines received).
+/// One burst read by `clients` `docker logs -f` followers: (elapsed until the last one saw
+/// `END`, lines received by all).
 async fn burst_docker(
     c: &Client,
     id: nexus_core::ids::ServerId,
     container: &str,
+    clients: usize,
     n: usize,
     tag: &str,
 ) -> (Duration, usize) {
-    let (mut child, mut lines) = docker_logs(container).await;
+    let mut followers = Vec::with_capacity(clients);
+    for _ in 0..clients {
+        followers.push(docker_logs(container).await);
+    }
+    let prefix = format!("{tag} ");
+    let end = format!("END {tag}");
+    let readers: Vec<_> = followers
+        .into_iter()
+        .map(|(mut child, mut lines)| {
+            let (prefix, end) = (prefix.clone(), end.clone());
+            tokio::spawn(async move {
+                let mut received = 0;
+                loop {
+                    let line = tokio::time::timeout(T, lines.next_line())
+                        .await
+                        .expect("docker logs timed out")
+                        .unwrap()
+                        .unwrap();
+                    if line.starts_with(&prefix) {
+                        received += 1;
+                    } else if line == end {
+                        let _ = child.kill().await;
+                        return received;
+                    }
+                }
+            })
+        })
+        .collect();
     let started = Instant::now();
     let (status, _) =
         c.post(&format!("/api/servers/{id}/commands"), json!({ "command": format!("burst {n} {tag}") })).await;
     assert_eq!(status, 204);
-    let prefix = format!("{tag} ");
-    let end = format!("END {tag}");
     let mut received = 0;
-    loop {
-        let line = tokio::time::timeout(T, lines.next_line()).await.expect("docker logs timed out").unwrap().unwrap();
-        if line.starts_with(&prefix) {
-            received += 1;
-        } else if line == end {
-            let elapsed = started.elapsed();
-            let _ = child.kill().await;
-            return (elapsed, received);
-        }
+    for reader in readers {
+        received += reader.await.unwrap();
     }
+    (started.elapsed(), received)
 }
 
 async fn ping_ws(socket: &mut Socket, n: usize) -> Vec<Duration> {

@@ -4,6 +4,25 @@
 //! file `nexus-wings --print-default-config` prints); unknown fields are errors, so a typo
 //! never silently falls back to a default. Only the node id and the node token have no usable
 //! default: [`Config::load`] refuses a file without them.
+//!
+//! # Secrets
+//! [`Config::resolve`] **refuses** what is certainly wrong:
+//! - a node token shorter than 16 characters, a token secret shorter than 32;
+//! - a token or secret using fewer than 8 distinct characters (`aaaa…`, `abab…`): not random;
+//! - a token secret equal to the node token (whoever holds the one would hold the other);
+//! - an inline token or secret with leading or trailing whitespace (request headers and secret
+//!   files are trimmed, so it could never match), a node token with control or non-ASCII
+//!   characters (it travels in an HTTP header);
+//! - a `token_file` or `token_secret_file` accessible by group or others (mode & 077): as ssh
+//!   does with private keys, since a secret file has no reason to be shared (`chmod 600`);
+//! - a `panel_url` that is not an `http(s)://host` URL.
+//!
+//! and **warns** (in [`ResolvedConfig::warnings`], logged at start) about what is risky but
+//! can be intended:
+//! - a plain `http://` `panel_url` to a host other than loopback: the node token travels in
+//!   clear text (fine behind a trusted network or a local TLS proxy);
+//! - a token or secret written inline in a configuration file readable by group or others
+//!   (configuration files are often world-readable by convention; move it to `token_file`).
 
 use crate::files::FileOwner;
 use nexus_core::ids::NodeId;
@@ -146,6 +165,19 @@ pub struct Config {
     pub max_json_body_bytes: u64,
     /// Time zone given to servers as `TZ` (IANA name), unless their egg sets one. Default none.
     pub timezone: Option<String>,
+    /// Console commands per second one server accepts from browser tokens (the console
+    /// WebSocket), all sessions together; past it a command is refused with `rate_limited`.
+    /// 0 disables the limit. Default 20.
+    pub commands_per_second: u32,
+    /// Commands one server accepts at once from browser tokens before `commands_per_second`
+    /// applies. Default 40.
+    pub command_burst: u32,
+    /// Console commands per second one server accepts with the node token (the panel, on
+    /// `POST /api/servers/:id/commands` or a console socket), from a bucket of its own so
+    /// browsers cannot starve it. 0 disables the limit. Default 200.
+    pub node_commands_per_second: u32,
+    /// Commands one server accepts at once with the node token. Default 1000.
+    pub node_command_burst: u32,
 }
 
 impl Default for Config {
@@ -185,6 +217,10 @@ impl Default for Config {
             file_owner: None,
             max_json_body_bytes: 4 << 20,
             timezone: None,
+            commands_per_second: 20,
+            command_burst: 40,
+            node_commands_per_second: 200,
+            node_command_burst: 1000,
         }
     }
 }
@@ -200,6 +236,8 @@ pub struct ResolvedConfig {
     pub token: String,
     /// The browser token secret, if any.
     pub token_secret: Option<Vec<u8>>,
+    /// Risky but accepted settings, for the operator (see the module docs); logged at start.
+    pub warnings: Vec<String>,
 }
 
 impl Config {
@@ -210,26 +248,58 @@ impl Config {
 
     /// Reads, parses and resolves the file at `path`.
     pub fn load(path: &Path) -> Result<ResolvedConfig, ConfigError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        Self::parse(&text, path)?.resolve()
+        let (text, mode) = read_with_mode(path)?;
+        let mut resolved = Self::parse(&text, path)?.resolve()?;
+        let c = &resolved.config;
+        let inline = [
+            ("token", c.token.is_some() && c.token_file.is_none()),
+            ("token_secret", c.token_secret.is_some() && c.token_secret_file.is_none()),
+        ];
+        for (name, used) in inline {
+            if used && mode & 0o077 != 0 {
+                resolved.warnings.push(format!(
+                    "`{name}` is written inline in {} which group or others may read (mode {:03o}): \
+                     chmod 600 it, or move the value to `{name}_file`",
+                    path.display(),
+                    mode & 0o777
+                ));
+            }
+        }
+        Ok(resolved)
     }
 
-    /// Reads the secret files and checks that the required values are there.
+    /// Reads the secret files and checks the values (see the module docs for what is refused
+    /// and what only warned about).
     pub fn resolve(self) -> Result<ResolvedConfig, ConfigError> {
+        let mut warnings = Vec::new();
         let node_id = self.node_id.ok_or_else(|| ConfigError::Invalid("`node_id` is required".into()))?;
-        let token = secret(self.token.as_deref(), self.token_file.as_deref())?
+        let token = secret("token", self.token.as_deref(), self.token_file.as_deref())?
             .ok_or_else(|| ConfigError::Invalid("`token` or `token_file` is required".into()))?;
         if token.len() < 16 {
             return Err(ConfigError::Invalid("the node token must be at least 16 characters".into()));
         }
-        let token_secret = secret(self.token_secret.as_deref(), self.token_secret_file.as_deref())?;
-        if token_secret.as_ref().is_some_and(|s| s.len() < 32) {
-            return Err(ConfigError::Invalid("`token_secret` must be at least 32 characters".into()));
+        if token.chars().any(|c| !(' '..='~').contains(&c)) {
+            return Err(ConfigError::Invalid(
+                "the node token may only hold printable ASCII characters: it travels in an HTTP header".into(),
+            ));
+        }
+        check_random("the node token", &token)?;
+        let token_secret = secret("token_secret", self.token_secret.as_deref(), self.token_secret_file.as_deref())?;
+        if let Some(token_secret) = &token_secret {
+            if token_secret.len() < 32 {
+                return Err(ConfigError::Invalid("`token_secret` must be at least 32 characters".into()));
+            }
+            check_random("`token_secret`", token_secret)?;
+            if *token_secret == token {
+                return Err(ConfigError::Invalid(
+                    "`token_secret` equals the node token: whoever holds the one could forge the other; use two random values"
+                        .into(),
+                ));
+            }
         }
         if let Some(url) = &self.panel_url {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(ConfigError::Invalid(format!("`panel_url` must be an http(s) URL, got `{url}`")));
+            if let Some(warning) = check_panel_url(url)? {
+                warnings.push(warning);
             }
         }
         if self.stop_timeout_secs == 0 || self.heartbeat_interval_secs == 0 {
@@ -258,7 +328,32 @@ impl Config {
                     .into(),
             ));
         }
-        Ok(ResolvedConfig { node_id, token, token_secret: token_secret.map(String::into_bytes), config: self })
+        for (rate, burst, name) in [
+            (self.commands_per_second, self.command_burst, "command_burst"),
+            (self.node_commands_per_second, self.node_command_burst, "node_command_burst"),
+        ] {
+            if rate > 0 && burst == 0 {
+                return Err(ConfigError::Invalid(format!(
+                    "`{name}` must be at least 1 while its rate is limited: 0 would refuse every command"
+                )));
+            }
+        }
+        Ok(ResolvedConfig {
+            node_id,
+            token,
+            token_secret: token_secret.map(String::into_bytes),
+            warnings,
+            config: self,
+        })
+    }
+
+    /// The console command limits of browser tokens and of the node token.
+    pub fn command_limits(&self) -> crate::api::CommandLimits {
+        use crate::api::Rate;
+        crate::api::CommandLimits::new(
+            Rate::new(self.commands_per_second, self.command_burst),
+            Rate::new(self.node_commands_per_second, self.node_command_burst),
+        )
     }
 
     /// The stop timeout.
@@ -306,17 +401,80 @@ impl Config {
     }
 }
 
-/// A secret from its file (trimmed) or its inline value; empty counts as absent.
-fn secret(inline: Option<&str>, file: Option<&Path>) -> Result<Option<String>, ConfigError> {
+/// A secret from its file (trimmed) or its inline value (`name` in the file); empty counts as
+/// absent. A file group or others can access, or an inline value with surrounding whitespace,
+/// is refused.
+fn secret(name: &str, inline: Option<&str>, file: Option<&Path>) -> Result<Option<String>, ConfigError> {
     let value = match file {
         Some(path) => {
-            let text =
-                std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+            let (text, mode) = read_with_mode(path)?;
+            if mode & 0o077 != 0 {
+                return Err(ConfigError::Invalid(format!(
+                    "`{name}_file` {} is accessible by group or others (mode {:03o}); a secret file must be private: chmod 600 {}",
+                    path.display(),
+                    mode & 0o777,
+                    path.display()
+                )));
+            }
             Some(text.trim().to_owned())
         }
-        None => inline.map(str::to_owned),
+        None => match inline {
+            Some(value) if value.trim() != value => {
+                return Err(ConfigError::Invalid(format!(
+                    "`{name}` has leading or trailing whitespace: it could never match (headers and secret files are \
+                     trimmed); remove it"
+                )));
+            }
+            other => other.map(str::to_owned),
+        },
     };
     Ok(value.filter(|v| !v.is_empty()))
+}
+
+/// The text of `path` and its permission bits, both from the same open file.
+fn read_with_mode(path: &Path) -> Result<(String, u32), ConfigError> {
+    use std::io::Read as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    let read = |source| ConfigError::Read { path: path.to_owned(), source };
+    let mut file = std::fs::File::open(path).map_err(read)?;
+    let mode = file.metadata().map_err(read)?.permissions().mode();
+    let mut text = String::new();
+    file.read_to_string(&mut text).map_err(read)?;
+    Ok((text, mode))
+}
+
+/// Fewer distinct characters than this in a token or secret of at least 16 means it was not
+/// drawn at random (a random 16-character hex string has about 10).
+const MIN_DISTINCT_CHARS: usize = 8;
+
+fn check_random(what: &str, value: &str) -> Result<(), ConfigError> {
+    let distinct = value.chars().collect::<std::collections::BTreeSet<_>>().len();
+    if distinct < MIN_DISTINCT_CHARS {
+        return Err(ConfigError::Invalid(format!(
+            "{what} uses only {distinct} distinct characters: it is not random; generate one, e.g. `openssl rand -hex 32`"
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses a `panel_url` that is not `http(s)://host...`; a warning for plain HTTP to a host
+/// other than loopback.
+fn check_panel_url(url: &str) -> Result<Option<String>, ConfigError> {
+    let invalid = |why: &str| {
+        ConfigError::Invalid(format!("`panel_url` must be an http(s) URL with a host ({why}), got `{url}`"))
+    };
+    let parsed = reqwest::Url::parse(url).map_err(|e| invalid(&e.to_string()))?;
+    let host = parsed.host_str().filter(|h| !h.is_empty()).ok_or_else(|| invalid("no host"))?;
+    let ip = host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>();
+    let loopback = host.eq_ignore_ascii_case("localhost") || ip.is_ok_and(|ip| ip.is_loopback());
+    match parsed.scheme() {
+        "https" => Ok(None),
+        "http" if loopback => Ok(None),
+        "http" => Ok(Some(format!(
+            "`panel_url` {url} is plain HTTP to a host other than loopback: the node token travels in clear text; use https://"
+        ))),
+        other => Err(invalid(&format!("scheme `{other}`"))),
+    }
 }
 
 #[cfg(test)]
@@ -351,7 +509,7 @@ mod tests {
     fn token_file_wins_and_is_trimmed() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("token");
-        std::fs::write(&file, "  from-the-file-0123456789\n").unwrap();
+        private_file(&file, "  from-the-file-0123456789\n");
         let config = Config {
             node_id: Some(NodeId::new()),
             token: Some("inline-0123456789abcdef".into()),
@@ -359,5 +517,117 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(config.resolve().unwrap().token, "from-the-file-0123456789");
+    }
+
+    fn private_file(path: &Path, text: &str) {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::write(path, text).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+
+    fn with_token(token: &str) -> Config {
+        Config { node_id: Some(NodeId::new()), token: Some(token.into()), ..Config::default() }
+    }
+
+    const SECRET: &str = "a-random-looking-secret-0123456789-xyz";
+
+    fn refusal(config: Config) -> String {
+        match config.resolve() {
+            Err(ConfigError::Invalid(message)) => message,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn weak_tokens_are_refused() {
+        assert!(refusal(with_token(&"a".repeat(64))).contains("1 distinct"));
+        assert!(refusal(with_token(&"abcabcabcabcabcabcabc".repeat(2))).contains("3 distinct"));
+        assert!(refusal(with_token("0101010101234560")).contains("7 distinct"));
+        let weak_secret = Config { token_secret: Some("ab".repeat(20)), ..with_token("0123456789abcdef") };
+        assert!(refusal(weak_secret).contains("token_secret"));
+        assert!(with_token("0123456789abcdef").resolve().is_ok());
+    }
+
+    #[test]
+    fn a_token_secret_equal_to_the_token_is_refused() {
+        let config = Config { token_secret: Some(SECRET.into()), ..with_token(SECRET) };
+        assert!(refusal(config).contains("equals the node token"));
+        let config = Config { token_secret: Some(SECRET.into()), ..with_token("0123456789abcdef") };
+        assert!(config.resolve().is_ok());
+    }
+
+    #[test]
+    fn inline_whitespace_and_unsendable_tokens_are_refused() {
+        assert!(refusal(with_token(" 0123456789abcdef")).contains("whitespace"));
+        assert!(refusal(with_token("0123456789abcdef\n")).contains("whitespace"));
+        let config = Config { token_secret: Some(format!("{SECRET} ")), ..with_token("0123456789abcdef") };
+        assert!(refusal(config).contains("token_secret"));
+        assert!(refusal(with_token("0123456789abcdéf")).contains("ASCII"));
+        assert!(refusal(with_token("0123456789\u{7}abcdef")).contains("ASCII"));
+    }
+
+    #[test]
+    fn secret_files_others_can_read_are_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        let secret = dir.path().join("secret");
+        private_file(&token, "0123456789abcdef\n");
+        private_file(&secret, SECRET);
+        let config = || Config {
+            node_id: Some(NodeId::new()),
+            token_file: Some(token.clone()),
+            token_secret_file: Some(secret.clone()),
+            ..Config::default()
+        };
+        assert!(config().resolve().is_ok());
+        for (file, mode) in [(&token, 0o640), (&token, 0o604), (&secret, 0o644), (&secret, 0o620)] {
+            std::fs::set_permissions(file, std::fs::Permissions::from_mode(mode)).unwrap();
+            let message = refusal(config());
+            assert!(message.contains("chmod 600") && message.contains(&format!("{mode:03o}")), "{message}");
+            std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o400)).unwrap();
+        assert!(config().resolve().is_ok(), "read-only for the owner is fine");
+    }
+
+    #[test]
+    fn plain_http_off_loopback_warns() {
+        let warnings = |url: &str| {
+            Config { panel_url: Some(url.into()), ..with_token("0123456789abcdef") }.resolve().map(|r| r.warnings)
+        };
+        for url in ["https://panel.example.com", "http://127.0.0.1:8000", "http://localhost", "http://[::1]:80/x"] {
+            assert_eq!(warnings(url).unwrap(), Vec::<String>::new(), "{url}");
+        }
+        let warned = warnings("http://panel.example.com").unwrap();
+        assert!(warned.len() == 1 && warned[0].contains("clear text"), "{warned:?}");
+        assert_eq!(warnings("http://10.0.0.5:8080").unwrap().len(), 1);
+        for url in ["ftp://panel", "panel.example.com", "http://", "file:///etc/passwd"] {
+            assert!(matches!(warnings(url), Err(ConfigError::Invalid(_))), "{url}");
+        }
+    }
+
+    #[test]
+    fn inline_tokens_in_a_readable_file_warn() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wings.toml");
+        let text =
+            format!("node_id = \"{}\"\ntoken = \"0123456789abcdef\"\ntoken_secret = \"{SECRET}\"\n", NodeId::new());
+        private_file(&path, &text);
+        assert_eq!(Config::load(&path).unwrap().warnings, Vec::<String>::new());
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let warnings = Config::load(&path).unwrap().warnings;
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].contains("`token`") && warnings[0].contains("644"), "{warnings:?}");
+        assert!(warnings[1].contains("`token_secret`"), "{warnings:?}");
+    }
+
+    #[test]
+    fn a_zero_burst_is_refused_while_limited() {
+        let config = Config { command_burst: 0, ..with_token("0123456789abcdef") };
+        assert!(refusal(config).contains("command_burst"));
+        let unlimited = Config { commands_per_second: 0, command_burst: 0, ..with_token("0123456789abcdef") };
+        assert!(unlimited.resolve().is_ok());
     }
 }

@@ -102,11 +102,10 @@ impl Daemon {
         }
         let state = Arc::new(FileStateStore::open(&c.state_dir)?);
         let files = Arc::new(api::files::FileManagers::new(Some(c.file_owner())));
-        let preparer = Arc::new(
-            EggPreparer::new(c.timezone.clone())
-                .with_file_owner(Some(c.file_owner()))
-                .with_disk_limits(Arc::clone(&files)),
-        );
+        let egg_preparer = EggPreparer::new(c.timezone.clone())
+            .with_file_owner(Some(c.file_owner()))
+            .with_disk_limits(Arc::clone(&files));
+        let preparer = Arc::new(egg_preparer.clone());
         let agent_config = AgentConfig {
             node: config.node_id,
             data_root: c.data_root.clone(),
@@ -138,6 +137,8 @@ impl Daemon {
                 per_token: c.console_max_per_token,
                 total: c.console_max_total,
             }),
+            commands: c.command_limits(),
+            preparer: egg_preparer,
             metrics_require_token: c.metrics_require_token,
             max_json_body: c.max_json_body_bytes,
             runtime_name,
@@ -199,6 +200,9 @@ impl Daemon {
 /// Runs the daemon as `nexus-wings --config` does, blocking until a shutdown signal.
 pub fn run(config: ResolvedConfig) -> Result<(), DaemonError> {
     init_logging(&config);
+    for warning in &config.warnings {
+        tracing::warn!("configuration: {warning}");
+    }
     let threads = config.config.worker_threads;
     let mut builder = if threads <= 1 {
         tokio::runtime::Builder::new_current_thread()

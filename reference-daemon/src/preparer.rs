@@ -26,7 +26,7 @@ use async_trait::async_trait;
 use nexus_core::agent::{AgentError, PreparedStart, StartPreparer};
 use nexus_core::transport::ServerSpec;
 use nexus_eggs::config_files::{ConfigContext, apply};
-use nexus_eggs::startup::{ServerFacts, render_startup};
+use nexus_eggs::startup::{RenderedStartup, ServerFacts, StartupError, render_startup};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -152,6 +152,21 @@ impl EggPreparer {
 
     /// Renders the startup command and environment of `spec`.
     pub fn render(&self, spec: &ServerSpec) -> Result<PreparedStart, AgentError> {
+        let rendered = self.render_startup(spec).map_err(|e| prepare_error(format!("startup command: {e}")))?;
+        if !rendered.unresolved.is_empty() {
+            tracing::warn!(server = %spec.id, unresolved = ?rendered.unresolved, "startup placeholders name no variable; rendered empty");
+        }
+        Ok(PreparedStart {
+            command: vec!["/bin/sh".into(), "-c".into(), SHELL_WRAPPER.into()],
+            env: rendered.env.into_iter().collect(),
+        })
+    }
+}
+
+impl EggPreparer {
+    /// The startup of `spec` as [`render`](Self::render) renders it, or why it cannot be
+    /// (the API checks a new spec with it, before accepting it).
+    pub fn render_startup(&self, spec: &ServerSpec) -> Result<RenderedStartup, StartupError> {
         let primary = primary(spec);
         let facts = ServerFacts {
             memory_mib: spec.limits.memory_mb,
@@ -160,15 +175,7 @@ impl EggPreparer {
             uuid: spec.id.to_string(),
             timezone: self.timezone.clone(),
         };
-        let rendered = render_startup(&spec.startup, &spec.environment, &facts)
-            .map_err(|e| prepare_error(format!("startup command: {e}")))?;
-        if !rendered.unresolved.is_empty() {
-            tracing::warn!(server = %spec.id, unresolved = ?rendered.unresolved, "startup placeholders name no variable; rendered empty");
-        }
-        Ok(PreparedStart {
-            command: vec!["/bin/sh".into(), "-c".into(), SHELL_WRAPPER.into()],
-            env: rendered.env.into_iter().collect(),
-        })
+        render_startup(&spec.startup, &spec.environment, &facts)
     }
 }
 

@@ -1,7 +1,8 @@
 //! The HTTP/WebSocket API end to end, against the real Docker Engine and busybox servers:
 //! authentication, create → install → start → console → stop → destroy, the files
 //! endpoints (traversal refused over HTTP), browser tokens (scope, permissions, expiry),
-//! `/metrics` and `/api/system`.
+//! `/metrics` and `/api/system`; specs refused at create, status codes by the matching route
+//! (a sweep over every route), console command rate limits.
 //!
 //! Needs Docker and `nexus-test/busybox:latest` (`scripts/images/busybox.sh`); skips without
 //! them, fails under `CI=true`.
@@ -12,8 +13,11 @@ mod support;
 
 use nexus_core::ids::{NodeId, ServerId};
 use nexus_core::model::{ConfigFile, ConfigParser, FindValue, Permission};
+use nexus_core::model::{DoneMatcher, StopMethod};
 use nexus_core::runtime::PortBinding;
+use nexus_core::transport::ServerSpec;
 use nexus_wings::auth::{TokenClaims, TokenSigner};
+use nexus_wings::config::Config;
 use nexus_wings::daemon::Daemon;
 use nexus_wings::panel::NullPanelTransport;
 use reqwest::Method;
@@ -34,10 +38,17 @@ struct Running {
 }
 
 async fn start_daemon(docker: nexus_runtime_docker::DockerRuntime) -> Running {
+    start_daemon_with(docker, |_| {}).await
+}
+
+/// A daemon with the test configuration changed by `tweak`.
+async fn start_daemon_with(docker: nexus_runtime_docker::DockerRuntime, tweak: impl FnOnce(&mut Config)) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let node = NodeId::new();
     let cleanup = Cleanup(node);
-    let config = config(dir.path(), node, "127.0.0.1:0".parse().unwrap()).resolve().unwrap();
+    let mut config = config(dir.path(), node, "127.0.0.1:0".parse().unwrap());
+    tweak(&mut config);
+    let config = config.resolve().unwrap();
     let docker = docker.with_install_dir(dir.path().join("install"));
     let daemon = Daemon::start(&config, Arc::new(docker), Arc::new(NullPanelTransport)).await.unwrap();
     let client = Client::new(daemon.local_addr());
@@ -330,4 +341,263 @@ async fn browser_tokens(c: &Client, id: ServerId) {
         matches!(after, None | Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_))) | Some(Err(_))),
         "{after:?}"
     );
+}
+
+impl Running {
+    async fn shutdown(mut self) {
+        self.stop.take().unwrap().send(()).unwrap();
+        tokio::time::timeout(T, &mut self.served).await.unwrap().unwrap();
+    }
+}
+
+/// One change to a valid spec.
+type Change = Box<dyn Fn(&mut ServerSpec)>;
+
+/// One impossible value per case, and the field the 422 must name.
+fn impossible_specs() -> Vec<(&'static str, Change)> {
+    vec![
+        ("limits.memory_mb", Box::new(|s| s.limits.memory_mb = 1)),
+        ("limits.memory_mb", Box::new(|s| s.limits.memory_mb = 1 << 63)),
+        ("limits.swap_mb", Box::new(|s| s.limits.swap_mb = -7)),
+        ("limits.io_weight", Box::new(|s| s.limits.io_weight = 5000)),
+        ("limits.cpu_percent", Box::new(|s| s.limits.cpu_percent = u64::MAX)),
+        ("limits.pids", Box::new(|s| s.limits.pids = 1)),
+        ("environment.STARTUP", Box::new(|s| drop(s.environment.insert("STARTUP".into(), "x".into())))),
+        ("environment.SERVER_MEMORY", Box::new(|s| drop(s.environment.insert("SERVER_MEMORY".into(), "1".into())))),
+        ("environment.P_SERVER_UUID", Box::new(|s| drop(s.environment.insert("P_SERVER_UUID".into(), "1".into())))),
+        ("environment.A=B", Box::new(|s| drop(s.environment.insert("A=B".into(), "1".into())))),
+        ("environment.", Box::new(|s| drop(s.environment.insert(String::new(), "1".into())))),
+        ("environment.GREETING", Box::new(|s| drop(s.environment.insert("GREETING".into(), "a\0b".into())))),
+        ("image", Box::new(|s| s.image.clear())),
+        ("install.container", Box::new(|s| s.install.container = "two words".into())),
+        ("file_denylist[1]", Box::new(|s| s.file_denylist.push("logs/[z-a].log".into()))),
+        ("done[0]", Box::new(|s| s.done = vec![DoneMatcher::Regex("ready (".into())])),
+        (
+            "allocations[0]",
+            Box::new(|s| s.allocations = vec![PortBinding { ip: "127.0.0.1".parse().unwrap(), port: 0 }]),
+        ),
+        (
+            "allocations[1]",
+            Box::new(|s| s.allocations = vec![PortBinding { ip: "127.0.0.1".parse().unwrap(), port: 4000 }; 2]),
+        ),
+        ("stop", Box::new(|s| s.stop = StopMethod::Command("stop\nrm -rf /".into()))),
+        ("startup", Box::new(|s| s.startup.clear())),
+        // Only the daemon's startup renderer sees these two.
+        ("startup", Box::new(|s| s.startup = "echo 'unterminated".into())),
+        // A value bash would evaluate as arithmetic (the spec's GREETING is `hello $(id)`).
+        ("environment.GREETING", Box::new(|s| s.startup = "[[ {{GREETING}} -eq 1 ]] && echo one".into())),
+        ("id", Box::new(|s| s.id = ServerId(uuid::Uuid::nil()))),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn impossible_specs_are_refused_at_create() {
+    let Some(docker) = docker().await else { return };
+    let daemon = start_daemon(docker).await;
+    let c = daemon.client.clone();
+    for (field, change) in impossible_specs() {
+        let mut spec = busybox_spec();
+        change(&mut spec);
+        let (status, body) = c.post("/api/servers", serde_json::to_value(&spec).unwrap()).await;
+        assert_eq!(status, 422, "{field}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_spec", "{field}: {body}");
+        assert_eq!(body["error"]["field"], field, "{body}");
+        assert!(body["error"]["message"].as_str().unwrap().starts_with(field), "{body}");
+    }
+    let (_, list) = c.get("/api/servers").await;
+    assert_eq!(list, json!([]), "nothing refused was stored");
+    let (status, body) = c.post("/api/servers", serde_json::to_value(busybox_spec()).unwrap()).await;
+    assert_eq!(status, 201, "{body}");
+    daemon.shutdown().await;
+}
+
+/// Every route: method, path (`{id}` for the server id), whether it takes a JSON body, and a
+/// body that route accepts.
+const ROUTES: &[(&str, &str, Option<&str>)] = &[
+    ("GET", "/api/system", None),
+    ("GET", "/api/servers", None),
+    ("POST", "/api/servers", Some("SPEC")),
+    ("GET", "/api/servers/{id}", None),
+    ("DELETE", "/api/servers/{id}", None),
+    ("POST", "/api/servers/{id}/power", Some(r#"{"action":"kill"}"#)),
+    ("POST", "/api/servers/{id}/install", None),
+    ("POST", "/api/servers/{id}/commands", Some(r#"{"command":"hi"}"#)),
+    ("GET", "/api/servers/{id}/install-log", None),
+    ("GET", "/api/servers/{id}/console", None),
+    ("GET", "/api/servers/{id}/files/a.txt", None),
+    ("PUT", "/api/servers/{id}/files/a.txt", None),
+    ("DELETE", "/api/servers/{id}/files/a.txt", None),
+    ("POST", "/api/servers/{id}/files/mkdir", Some(r#"{"path":"d"}"#)),
+    ("GET", "/metrics", None),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_codes_come_from_the_matching_route() {
+    let Some(docker) = docker().await else { return };
+    let daemon = start_daemon_with(docker, |c| c.max_json_body_bytes = 64 * 1024).await;
+    let c = daemon.client.clone();
+    let spec = || serde_json::to_string(&busybox_spec()).unwrap();
+    let json_type = ("content-type", "application/json");
+
+    // The reported cases.
+    let (status, body) = raw_with(
+        &c.base,
+        "POST",
+        "/api/servers",
+        &[("content-type", "text/plain"), ("content-length", &spec().len().to_string())],
+        spec().as_bytes(),
+    )
+    .await;
+    assert_eq!((status, body["error"]["code"].as_str()), (415, Some("unsupported_media_type")), "{body}");
+    let (status, body) = c.post("/api/servers?install=maybe", serde_json::to_value(busybox_spec()).unwrap()).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("bad_request")), "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("true"), "{body}");
+    let (status, body) = c.post("/api/servers?instal=true", serde_json::to_value(busybox_spec()).unwrap()).await;
+    assert_eq!(status, 400, "an unknown parameter is refused, not ignored: {body}");
+    let chunked_spec = chunked(spec().as_bytes());
+    let (status, body) =
+        raw_with(&c.base, "POST", "/api/servers", &[json_type, ("transfer-encoding", "chunked")], &chunked_spec).await;
+    assert_eq!(status, 201, "a chunked body under the limit is accepted: {body}");
+    let big = format!("{{\"pad\":\"{}\"}}", "x".repeat(256 * 1024));
+    let (status, body) = raw_with(
+        &c.base,
+        "POST",
+        "/api/servers",
+        &[json_type, ("transfer-encoding", "chunked")],
+        &chunked(big.as_bytes()),
+    )
+    .await;
+    assert_eq!((status, body["error"]["code"].as_str()), (413, Some("payload_too_large")), "{body}");
+    let (status, body) = c.get("/api/servers/not-a-uuid").await;
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_id")), "{body}");
+    assert_eq!(body["error"]["field"], "id");
+    assert!(body["error"]["message"].as_str().unwrap().contains("not-a-uuid"), "{body}");
+
+    // The sweep: every route, every way of getting it wrong.
+    let unknown = ServerId::new().to_string();
+    for &(method, template, json_body) in ROUTES {
+        let path = template.replace("{id}", &unknown);
+        // A method no route serves on this path.
+        let (status, body) = raw(&c.base, "PATCH", &path, "").await;
+        assert_eq!((status, body["error"]["code"].as_str()), (405, Some("method_not_allowed")), "PATCH {path}: {body}");
+        if template.contains("{id}") {
+            let bad = template.replace("{id}", "12345");
+            let (status, body) = raw(&c.base, method, &bad, "").await;
+            assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_id")), "{method} {bad}: {body}");
+        }
+        if template.contains("{id}") && !template.contains("/files/") {
+            // (Below `files/` any path is a file path.)
+            let (status, body) = raw(&c.base, method, &format!("{path}/nothing/here"), "").await;
+            assert_eq!(
+                (status, body["error"]["code"].as_str()),
+                (404, Some("not_found")),
+                "{method} {path}/nothing/here: {body}"
+            );
+        }
+        let Some(json_body) = json_body else { continue };
+        let json_body = if json_body == "SPEC" { spec() } else { json_body.to_owned() };
+        let length = json_body.len().to_string();
+        for content_type in ["text/plain", "application/x-www-form-urlencoded", "application/xml"] {
+            let headers = [("content-type", content_type), ("content-length", length.as_str())];
+            let (status, body) = raw_with(&c.base, method, &path, &headers, json_body.as_bytes()).await;
+            assert_eq!(
+                (status, body["error"]["code"].as_str()),
+                (415, Some("unsupported_media_type")),
+                "{method} {path} as {content_type}: {body}"
+            );
+        }
+        let headers = [json_type, ("transfer-encoding", "chunked")];
+        let (status, body) = raw_with(&c.base, method, &path, &headers, &chunked(json_body.as_bytes())).await;
+        assert!(matches!(status, 201 | 204 | 404), "{method} {path} chunked: {status} {body}");
+        if status == 404 {
+            assert_eq!(body["error"]["code"], "unknown_server", "{method} {path} chunked: {body}");
+        }
+        let (status, body) = raw_with(&c.base, method, &path, &[json_type, ("content-length", "3")], b"{]}").await;
+        assert_eq!((status, body["error"]["code"].as_str()), (400, Some("bad_request")), "{method} {path}: {body}");
+    }
+    let (status, body) = raw(&c.base, "GET", "/api/nothing", "").await;
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")), "{body}");
+    daemon.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_commands_are_rate_limited() {
+    let Some(docker) = docker().await else { return };
+    let daemon = start_daemon_with(docker, |c| {
+        c.node_commands_per_second = 5;
+        c.node_command_burst = 10;
+    })
+    .await;
+    let c = daemon.client.clone();
+    let spec = busybox_spec();
+    let id = spec.id;
+    let (status, body) = c.post("/api/servers", serde_json::to_value(&spec).unwrap()).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = c.post(&format!("/api/servers/{id}/power"), json!({ "action": "start" })).await;
+    assert_eq!(status, 204, "{body}");
+    c.wait_state(id, "running", T).await;
+
+    // A browser floods the console: the burst (40) and 20 per second get through, the rest
+    // is refused on the socket, which stays open.
+    let writer = signer().mint(id, &[Permission::ConsoleRead, Permission::ConsoleWrite], Duration::from_secs(120));
+    let mut socket = console(&c.base, id, Some(&writer)).await;
+    const N: usize = 500;
+    let started = std::time::Instant::now();
+    for i in 0..N {
+        send_command(&mut socket, &format!("flood {i}")).await;
+    }
+    let mut refused = 0usize;
+    let mut accepted = std::collections::BTreeSet::new();
+    let mut other_errors = Vec::new();
+    // Every command is answered: refused ones by an error, accepted ones by their echo.
+    while refused + accepted.len() < N {
+        let seen = until(&mut socket, T, |e| e["type"] == "error" || is_line(e, "got: flood ")).await;
+        let last = seen.last().unwrap();
+        if last["type"] == "error" {
+            if last["error"]["code"] == "rate_limited" {
+                refused += 1;
+            } else {
+                other_errors.push(last.clone());
+            }
+        } else {
+            let text = last["data"]["text"].as_str().unwrap();
+            accepted.insert(text.trim_start_matches("got: flood ").parse::<usize>().unwrap());
+        }
+        assert!(other_errors.is_empty(), "{other_errors:?}");
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let ceiling = 40.0 + 20.0 * elapsed + 1.0;
+    assert!(accepted.len() >= 40, "the burst is accepted: {} of {N}", accepted.len());
+    assert!(
+        (accepted.len() as f64) <= ceiling,
+        "{} of {N} accepted in {elapsed:.2} s; at most {ceiling:.0} allowed",
+        accepted.len()
+    );
+    assert_eq!(accepted.len() + refused, N);
+    // The daemon still answers, and the same socket works again once the bucket refills.
+    let (status, _) = c.get("/api/system").await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    send_command(&mut socket, "after the flood").await;
+    until(&mut socket, T, |e| is_line(e, "got: after the flood")).await;
+
+    // The node token has its own bucket (here 10 at once, 5 per second), on HTTP too.
+    let mut statuses = Vec::new();
+    let started = std::time::Instant::now();
+    for i in 0..30 {
+        let (status, body) =
+            c.post(&format!("/api/servers/{id}/commands"), json!({ "command": format!("node {i}") })).await;
+        if status == 429 {
+            assert_eq!(body["error"]["code"], "rate_limited", "{body}");
+        }
+        statuses.push(status);
+    }
+    let ceiling = 10.0 + 5.0 * started.elapsed().as_secs_f64() + 1.0;
+    let ok = statuses.iter().filter(|s| **s == 204).count();
+    assert!(ok >= 10 && ok as f64 <= ceiling, "node token: {ok} of 30 accepted, at most {ceiling:.0}: {statuses:?}");
+    assert_eq!(ok + statuses.iter().filter(|s| **s == 429).count(), 30, "{statuses:?}");
+
+    let (status, _) = c.post(&format!("/api/servers/{id}/power"), json!({ "action": "kill" })).await;
+    assert_eq!(status, 204);
+    daemon.shutdown().await;
 }

@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::*;
-use nexus_wings::files::{ArchiveFormat, ArchiveLimits, FilesConfig, FilesError as E, ServerFiles};
+use nexus_wings::files::{
+    ArchiveFormat, ArchiveLimits, FilesConfig, FilesError as E, ServerFiles, dir_cost, file_cost,
+};
 
 fn outside_root(e: &E) -> bool {
     matches!(e, E::OutsideRoot { .. })
@@ -738,7 +740,7 @@ async fn g02_stream_over_quota_keeps_old_content() {
     env.refuses(env.files.write_stream("f.bin", &data[..], None), quota).await;
     assert_eq!(std::fs::read(env.at("f.bin")).unwrap(), b"old");
     assert_eq!(env.root_names(), vec!["f.bin"], "no partial file");
-    assert_eq!(env.files.disk_usage().await.unwrap(), 3);
+    assert_eq!(env.files.disk_usage().await.unwrap(), file_cost(3));
     // With a size hint the refusal comes before the first byte.
     env.refuses(env.files.write_stream("g.bin", &data[..], Some(data.len() as u64)), quota).await;
     assert_eq!(env.root_names(), vec!["f.bin"]);
@@ -766,7 +768,7 @@ async fn g05_copy_over_quota() {
     env.put("tree/b.bin", &noise(30_000));
     env.refuses(env.files.copy("tree", "tree2"), quota).await;
     assert_eq!(env.root_names(), vec!["tree"], "no partial copy");
-    assert_eq!(env.files.disk_usage().await.unwrap(), 60_000);
+    assert_eq!(env.files.disk_usage().await.unwrap(), dir_cost() + 2 * file_cost(30_000));
 }
 
 #[tokio::test]
@@ -775,7 +777,201 @@ async fn g06_compress_over_quota() {
     env.put("data.bin", &noise(200_000));
     env.refuses(env.files.compress("/", &["data.bin".into()], "data.zip", ArchiveFormat::Zip), quota).await;
     assert_eq!(env.root_names(), vec!["data.bin"], "no partial archive");
-    assert_eq!(env.files.disk_usage().await.unwrap(), 200_000);
+    assert_eq!(env.files.disk_usage().await.unwrap(), file_cost(200_000));
+}
+
+/// Bytes the entries below `dir` take on disk (`st_blocks`), by a walk independent of the
+/// manager; entries vanishing meanwhile (temporary files of writes in flight) are skipped.
+fn allocated(dir: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    let mut total = 0;
+    for entry in entries.flatten() {
+        let Ok(meta) = std::fs::symlink_metadata(entry.path()) else { continue };
+        total += meta.blocks() * 512;
+        if meta.is_dir() {
+            total += allocated(&entry.path());
+        }
+    }
+    total
+}
+
+/// An upload whose bytes the test hands over chunk by chunk.
+fn fed_upload(
+    files: &ServerFiles,
+    path: &str,
+) -> (tokio::sync::mpsc::Sender<bytes::Bytes>, tokio::task::JoinHandle<Result<u64, E>>) {
+    let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(1);
+    let chunks =
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (Ok::<_, std::io::Error>(c), rx)) });
+    let (files, path) = (files.clone(), path.to_owned());
+    let task = tokio::spawn(async move {
+        files.write_stream(&path, tokio_util::io::StreamReader::new(Box::pin(chunks)), None).await.map(|e| e.size)
+    });
+    (tx, task)
+}
+
+/// Ten uploads replacing one file at once: each used to be credited with the old file's size,
+/// so together they held ten times the room left (22 MB on disk under an 8 MiB quota). Now
+/// every upload in flight holds its own bytes; the disk (measured independently, temporary
+/// files included) never holds more than the quota plus one chunk. Which uploads win is up to
+/// timing (while refused ones remove their partial files, they still hold their room, so
+/// several may be refused at once, even all of them); the file is always one whole upload
+/// or the old content.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn g07_parallel_replacing_uploads_stay_within_quota() {
+    const QUOTA: u64 = 8 << 20;
+    const SIZE: usize = 2 << 20;
+    const CHUNK: usize = 64 << 10;
+    let env = Env::with(with_quota(QUOTA)).await;
+    let old = noise(SIZE);
+    env.put("world.bin", &old);
+    env.files.rescan().await.unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (root, stop) = (env.root.clone(), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut most = 0;
+            while !stop.load(Ordering::Relaxed) {
+                most = most.max(allocated(&root));
+            }
+            most.max(allocated(&root))
+        })
+    };
+    let (mut feeds, mut uploads): (Vec<_>, Vec<_>) =
+        (0..10).map(|_| fed_upload(&env.files, "world.bin")).map(|(tx, task)| (Some(tx), task)).unzip();
+    // Measured by the sampler all along, and here between rounds (every upload has written
+    // all but its last chunk by then).
+    let mut most = 0;
+    for _ in 0..SIZE / CHUNK {
+        most = most.max(allocated(&env.root));
+        for (i, feed) in feeds.iter_mut().enumerate() {
+            let sent = match feed {
+                Some(tx) => tx.send(bytes::Bytes::from(vec![i as u8; CHUNK])).await.is_ok(),
+                None => false,
+            };
+            if !sent {
+                *feed = None;
+            }
+        }
+    }
+    drop(feeds);
+    let mut accepted = 0;
+    for upload in uploads.drain(..) {
+        match upload.await.unwrap() {
+            Ok(size) => {
+                assert_eq!(size, SIZE as u64);
+                accepted += 1;
+            }
+            Err(e) => {
+                println!("refused: {e}");
+                assert!(quota(&e), "{e}");
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let most = most.max(sampler.join().unwrap());
+    println!("at most {most} bytes on disk (quota {QUOTA}), {accepted} of 10 uploads accepted");
+    assert!(most <= QUOTA + CHUNK as u64, "{most} bytes on disk at once, quota {QUOTA} ({accepted} uploads accepted)");
+    let data = std::fs::read(env.at("world.bin")).unwrap();
+    assert_eq!(data.len(), SIZE);
+    if accepted == 0 {
+        assert!(data == old, "no upload was accepted, yet the file changed");
+    } else {
+        assert!(data.iter().all(|b| *b == data[0]), "the file mixes two uploads");
+    }
+    assert_eq!(env.root_names(), vec!["world.bin"], "temporary files left");
+    let tracked = env.files.disk_usage().await.unwrap();
+    assert_eq!(env.files.rescan().await.unwrap(), tracked, "usage drifted");
+    // Alone, a replacement fits (the old and the new file side by side).
+    env.files.write_stream("world.bin", &old[..], None).await.unwrap();
+}
+
+/// Deleting the directory of an upload in flight removes its temporary file: freed once (by
+/// the upload's reservation when it fails), not twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn g11_deleting_under_an_upload_frees_it_once() {
+    let env = Env::with(with_quota(64 << 20)).await;
+    env.put("keep.bin", &noise(4 << 20));
+    let before = env.files.rescan().await.unwrap();
+    let (tx, upload) = fed_upload(&env.files, "d/x.bin");
+    for _ in 0..16 {
+        tx.send(bytes::Bytes::from(vec![7u8; 64 << 10])).await.unwrap();
+    }
+    // The last chunk sent is taken once the one before has been written.
+    tx.send(bytes::Bytes::from_static(b"x")).await.unwrap();
+    env.files.delete("d").await.unwrap();
+    drop(tx);
+    upload.await.unwrap().unwrap_err();
+    assert_eq!(env.files.disk_usage().await.unwrap(), before, "usage moved");
+    assert_eq!(env.files.rescan().await.unwrap(), before);
+}
+
+/// An archive of 20,000 empty directories put ~80 MB on disk counted as nothing. Entries now
+/// cost what they take: refused under a small quota, counted at least at their real
+/// allocation under a large one, freed again by delete.
+#[tokio::test]
+async fn g08_empty_directories_are_not_free() {
+    let names: Vec<String> = (0..20_000).map(|i| format!("d{i}/")).collect();
+    let entries: Vec<TarEntry<'_>> = names.iter().map(|n| (n.as_bytes(), DIRECTORY, &b""[..], &b""[..])).collect();
+    let archive = gz(&tar_of(&entries));
+
+    let env = Env::with(with_quota(16 << 20)).await;
+    env.extract_refused(&archive, "dirs.tar.gz", quota).await;
+
+    let env = Env::with(with_quota(1 << 30)).await;
+    env.put("dirs.tar.gz", &archive);
+    let before = env.files.rescan().await.unwrap();
+    env.files.decompress("dirs.tar.gz", "dest").await.unwrap();
+    let used = env.files.disk_usage().await.unwrap();
+    let real = allocated(&env.root);
+    println!("counted {used} bytes, {real} on disk");
+    assert!(used >= real, "counted {used} bytes, {real} on disk");
+    assert_eq!(env.files.rescan().await.unwrap(), used, "extraction and scan disagree");
+    env.files.delete("dest").await.unwrap();
+    assert_eq!(env.files.disk_usage().await.unwrap(), before, "delete did not free the directories");
+}
+
+/// Empty files and directories one by one through the API calls: each is counted.
+#[tokio::test]
+async fn g09_empty_entries_one_by_one_are_counted() {
+    let env = Env::with(with_quota(1 << 20)).await;
+    let mut made = 0;
+    let err = loop {
+        assert!(made < 1000, "1000 empty entries fit in a 1 MiB quota");
+        let result = if made % 2 == 0 {
+            env.files.mkdir(&format!("d{made}")).await.map(drop)
+        } else {
+            env.files.write(&format!("f{made}"), "").await.map(drop)
+        };
+        match result {
+            Ok(()) => made += 1,
+            Err(e) => break e,
+        }
+    };
+    assert!(quota(&err), "{err}");
+    let used = env.files.disk_usage().await.unwrap();
+    println!("{made} empty entries in 1 MiB: counted {used} bytes, {} on disk", allocated(&env.root));
+    assert!(used >= allocated(&env.root), "counted {used}, {} on disk", allocated(&env.root));
+    assert!(used <= 1 << 20);
+    assert_eq!(env.files.rescan().await.unwrap(), used);
+}
+
+/// Compressing a sparse file reads its whole apparent size: an input past the archive
+/// limits' total is refused before any byte is read.
+#[tokio::test]
+async fn g10_compressing_a_sparse_giant_is_refused() {
+    let env = Env::with(limits(|l| l.max_total_bytes = 16 << 20)).await;
+    std::fs::File::create(env.at("sparse.bin")).unwrap().set_len(64 << 20).unwrap();
+    env.put("small.txt", b"small");
+    let err = env
+        .refuses(
+            env.files.compress("/", &["small.txt".into(), "sparse.bin".into()], "x.tar.gz", ArchiveFormat::TarGz),
+            |e| matches!(e, E::TooLarge { .. }),
+        )
+        .await;
+    assert_eq!(err.status_code(), 413);
+    assert_eq!(env.root_names(), vec!["small.txt", "sparse.bin"], "no partial archive");
 }
 
 // ---- H. denylist -------------------------------------------------------------------------------
@@ -821,4 +1017,56 @@ async fn h11_compress_leaves_denied_files_out() {
     assert!(!bytes.windows(13).any(|w| w == b"rcon-password"));
     assert!(bytes.windows(6).any(|w| w == b"public"));
     env.refuses(env.files.compress("/", &["notes.txt".into()], "loot.jar", ArchiveFormat::Zip), denied).await;
+}
+
+// ---- I. fairness between servers ---------------------------------------------------------------
+
+/// 36 compress jobs of one server made another server's listing wait 64 s: they filled the
+/// daemon's blocking pool. Here the pool is shrunk to 4 threads and one server starts 20
+/// compressions of a sparse file; another server's `list`, asked after them, must not queue
+/// behind them. Before the fix it ran only once 17 of them had finished (the pool is FIFO).
+#[test]
+fn i01_heavy_jobs_of_one_server_leave_room_for_another() {
+    const POOL: usize = 4;
+    const JOBS: usize = 20;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(POOL)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let hog = Env::new().await;
+        let victim = Env::new().await;
+        victim.put("server.properties", b"motd=hi\n");
+        std::fs::File::create(hog.at("sparse.bin")).unwrap().set_len(128 << 20).unwrap();
+        let finished = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let jobs: Vec<_> = (0..JOBS)
+            .map(|i| {
+                let (files, finished) = (hog.files.clone(), Arc::clone(&finished));
+                tokio::spawn(async move {
+                    let out = format!("out-{i}.tar.zst");
+                    let result = files.compress("/", &["sparse.bin".into()], &out, ArchiveFormat::TarZst).await;
+                    finished.fetch_add(1, Ordering::SeqCst);
+                    result
+                })
+            })
+            .collect();
+        // The hog's jobs are all asked for (and running) before the victim asks.
+        while !hog.root_names().iter().any(|n| n.starts_with(".nexus-tmp-")) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let listed = victim.files.list("/").await.unwrap();
+        let finished_before = finished.load(Ordering::SeqCst);
+        println!("the other server's list returned after {finished_before} of {JOBS} heavy jobs");
+        assert_eq!(listed.len(), 1);
+        for job in jobs {
+            job.await.unwrap().unwrap();
+        }
+        assert!(
+            finished_before < JOBS / 2,
+            "the other server's list waited for {finished_before} of {JOBS} heavy jobs of this one"
+        );
+    });
 }

@@ -50,7 +50,10 @@ async fn what_servers_leave_on_the_host_is_inert() {
     assert_eq!(std::fs::metadata(&log_path).unwrap().mode() & 0o777, 0o600, "install log is private");
     assert_eq!(std::fs::metadata(log_path.parent().unwrap()).unwrap().mode() & 0o777, 0o700);
     let log = std::fs::read_to_string(&log_path).unwrap();
-    assert!(log.contains("mknod-refused") && log.starts_with("0\n"), "installs run as root without mknod: {log}");
+    assert!(
+        log.contains("mknod-refused") && log.lines().any(|l| l == "0"),
+        "installs run as root without mknod: {log}"
+    );
 
     // Install output is only for callers with install_read.
     let signer = TokenSigner::new(SECRET.as_bytes(), Duration::from_secs(900)).unwrap();

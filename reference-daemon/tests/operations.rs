@@ -6,7 +6,7 @@ mod common;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 use common::{Env, MAX};
-use nexus_wings::files::{ArchiveFormat, FileKind, FileOwner, FilesConfig, FilesError};
+use nexus_wings::files::{ArchiveFormat, FileKind, FileOwner, FilesConfig, FilesError, dir_cost, file_cost};
 
 /// The counter must always equal a fresh scan after the manager's own operations.
 async fn assert_usage_consistent(env: &Env) -> u64 {
@@ -62,7 +62,7 @@ async fn streams_in_and_out() {
     let err = env.files.read("big.bin", 1000).await.unwrap_err();
     assert!(matches!(err, FilesError::TooLarge { size: 300_000, max: 1000, .. }));
     assert_eq!(err.status_code(), 413);
-    assert_eq!(assert_usage_consistent(&env).await, 301_000);
+    assert_eq!(assert_usage_consistent(&env).await, file_cost(300_000) + file_cost(1000));
 }
 
 #[tokio::test]
@@ -98,7 +98,8 @@ async fn copy_files_and_trees() {
     assert_eq!(env.tree("dst/tree"), env.tree("src"));
     assert_eq!(std::fs::read_link(env.at("dst/tree/link")).unwrap().to_str(), Some("sub/b.txt"));
     assert_eq!(std::fs::read(env.at("dst/tree/sub/b.txt")).unwrap(), b"bb");
-    assert_eq!(assert_usage_consistent(&env).await, before + 1 + 3);
+    // The tree once more, its new parent `dst`, and `a-copy.txt`.
+    assert_eq!(assert_usage_consistent(&env).await, 2 * before + dir_cost() + file_cost(1));
 
     assert!(matches!(env.files.copy("src/a.txt", "a-copy.txt").await, Err(FilesError::AlreadyExists { .. })));
     assert!(matches!(env.files.copy("src", "src/inside").await, Err(FilesError::InvalidPath { .. })));
@@ -116,7 +117,7 @@ async fn delete_files_trees_and_links() {
     assert!(env.at("keep.txt").exists(), "deleting a link must not delete its target");
     env.files.delete("tree").await.unwrap();
     assert!(!env.at("tree").exists());
-    assert_eq!(assert_usage_consistent(&env).await, 4);
+    assert_eq!(assert_usage_consistent(&env).await, file_cost(4));
     assert!(matches!(env.files.delete("tree").await, Err(FilesError::NotFound { .. })));
     assert!(matches!(env.files.delete("/").await, Err(FilesError::InvalidPath { .. })));
 }
@@ -239,40 +240,86 @@ async fn decompress_merges_and_replaces() {
 #[tokio::test]
 async fn usage_follows_every_operation() {
     let env = Env::new().await;
-    env.put("pre-existing.bin", &[0u8; 1000]);
-    assert_eq!(env.files.disk_usage().await.unwrap(), 1000, "the first scan counts what was there");
-    env.files.write("a.txt", vec![1u8; 500]).await.unwrap();
-    assert_eq!(env.files.disk_usage().await.unwrap(), 1500);
+    env.put("pre-existing.bin", &[0u8; 10_000]);
+    let pre = file_cost(10_000);
+    assert_eq!(env.files.disk_usage().await.unwrap(), pre, "the first scan counts what was there");
+    env.files.write("a.txt", vec![1u8; 5000]).await.unwrap();
+    assert_eq!(env.files.disk_usage().await.unwrap(), pre + file_cost(5000));
     env.files.write("a.txt", vec![1u8; 200]).await.unwrap();
-    assert_eq!(env.files.disk_usage().await.unwrap(), 1200);
+    assert_eq!(env.files.disk_usage().await.unwrap(), pre + file_cost(200));
     env.files.copy("a.txt", "b.txt").await.unwrap();
-    assert_eq!(env.files.disk_usage().await.unwrap(), 1400);
+    assert_eq!(env.files.disk_usage().await.unwrap(), pre + 2 * file_cost(200));
     env.files.delete("pre-existing.bin").await.unwrap();
-    assert_eq!(env.files.disk_usage().await.unwrap(), 400);
-    env.files.rename("b.txt", "c.txt").await.unwrap();
-    assert_eq!(assert_usage_consistent(&env).await, 400);
+    assert_eq!(env.files.disk_usage().await.unwrap(), 2 * file_cost(200));
+    env.files.rename("b.txt", "sub/c.txt").await.unwrap();
+    assert_eq!(assert_usage_consistent(&env).await, 2 * file_cost(200) + dir_cost());
+    env.files.mkdir("empty/deeper").await.unwrap();
+    assert_eq!(assert_usage_consistent(&env).await, 2 * file_cost(200) + 3 * dir_cost());
+    env.files.write("empty.txt", "").await.unwrap();
+    assert_eq!(assert_usage_consistent(&env).await, 3 * file_cost(200) + 3 * dir_cost(), "an empty file costs a block");
+    env.files.delete("empty").await.unwrap();
+    assert_eq!(assert_usage_consistent(&env).await, 3 * file_cost(200) + dir_cost());
     env.files.compress("/", &["a.txt".into()], "a.tar.zst", ArchiveFormat::TarZst).await.unwrap();
     env.files.decompress("a.tar.zst", "unpacked").await.unwrap();
     assert_usage_consistent(&env).await;
     // The game server writing behind the manager's back is only seen by a rescan.
     env.put("server-log.txt", &[0u8; 4096]);
     let tracked = env.files.disk_usage().await.unwrap();
-    assert_eq!(env.files.rescan().await.unwrap(), tracked + 4096);
+    assert_eq!(env.files.rescan().await.unwrap(), tracked + file_cost(4096));
 }
 
 #[tokio::test]
 async fn quota_is_enforced_and_adjustable() {
-    let env = Env::with(FilesConfig { quota_bytes: 1000, ..Default::default() }).await;
-    assert_eq!(env.files.quota(), 1000);
+    let quota = 3 * file_cost(0);
+    let env = Env::with(FilesConfig { quota_bytes: quota, ..Default::default() }).await;
+    assert_eq!(env.files.quota(), quota);
     env.files.write("a", vec![0u8; 600]).await.unwrap();
-    let err = env.files.write("b", vec![0u8; 600]).await.unwrap_err();
-    assert!(matches!(err, FilesError::QuotaExceeded { needed: 600, available: 400 }), "{err:?}");
+    let err = env.files.write("b", vec![0u8; 10_000]).await.unwrap_err();
+    let (needed, available) = (file_cost(10_000), quota - file_cost(600));
+    assert!(
+        matches!(err, FilesError::QuotaExceeded { needed: n, available: a } if (n, a) == (needed, available)),
+        "{err:?}"
+    );
     assert_eq!(err.status_code(), 507);
-    // Replacing a file only needs the difference.
-    env.files.write("a", vec![0u8; 1000]).await.unwrap();
+    // A replacement needs room for the whole new file: the old one stays until it is done.
+    env.files.write("a", vec![0u8; 5000]).await.unwrap();
+    assert_eq!(env.files.disk_usage().await.unwrap(), file_cost(5000));
+    let err = env.files.write("a", vec![0u8; 8000]).await.unwrap_err();
+    assert!(matches!(err, FilesError::QuotaExceeded { .. }), "{err:?}");
+    assert_eq!(std::fs::read(env.at("a")).unwrap().len(), 5000, "the old content stays");
     env.files.set_quota(0);
-    env.files.write("b", vec![0u8; 5000]).await.unwrap();
-    assert_eq!(env.files.disk_usage().await.unwrap(), 6000);
+    env.files.write("b", vec![0u8; 50_000]).await.unwrap();
+    assert_eq!(env.files.disk_usage().await.unwrap(), file_cost(5000) + file_cost(50_000));
+}
+
+/// The manager's temporary names (writes and extractions in flight) are out of reach: a
+/// temporary file renamed or deleted under a write would skew the usage counter.
+#[tokio::test]
+async fn temporary_names_are_reserved() {
+    let env = Env::new().await;
+    env.put(".nexus-tmp-0123/inner.txt", b"x");
+    env.put("a.txt", b"a");
+    env.link(".nexus-tmp-0123/inner.txt", "alias");
+    let names: Vec<_> = env.files.list("/").await.unwrap().into_iter().map(|e| e.name).collect();
+    assert_eq!(names, vec!["a.txt", "alias"]);
+    let invalid = |r: Result<(), FilesError>| assert!(matches!(r, Err(FilesError::InvalidPath { .. })), "{r:?}");
+    invalid(env.files.read(".nexus-tmp-0123/inner.txt", MAX).await.map(drop));
+    invalid(env.files.read("alias", MAX).await.map(drop));
+    invalid(env.files.write(".nexus-tmp-0123/inner.txt", "y").await.map(drop));
+    invalid(env.files.delete(".nexus-tmp-0123").await);
+    invalid(env.files.rename("a.txt", ".nexus-tmp-0124").await);
+    invalid(env.files.rename(".nexus-tmp-0123", "b").await);
+    invalid(env.files.copy("a.txt", "d/.nexus-tmp-0125").await.map(drop));
+    invalid(env.files.mkdir(".nexus-tmp-0126").await.map(drop));
+    // Archives may not bring such names in either.
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(1);
+    header.set_mode(0o644);
+    tar.append_data(&mut header, "x/.nexus-tmp-0127", &b"x"[..]).unwrap();
+    env.put("bad.tar", &tar.into_inner().unwrap());
+    assert!(matches!(env.files.decompress("bad.tar", "/").await, Err(FilesError::ArchiveRejected { .. })));
+    assert!(!env.at("x").exists());
 }
 
 #[tokio::test]

@@ -132,12 +132,16 @@ impl NodeAgent {
     /// without, a new server is ready to start at once (`Installed`).
     ///
     /// `spec.suspended` is applied: a server that becomes suspended is stopped first; one
-    /// that stops being suspended becomes `Stopped`.
+    /// that stops being suspended becomes `Stopped`. A spec failing
+    /// [`ServerSpec::validate`] is [`AgentError::InvalidSpec`].
     pub async fn create_server(&self, spec: ServerSpec, install: bool) -> Result<(), AgentError> {
         self.check_open()?;
         let id = spec.id;
         let span = tracing::info_span!("server", server = %id);
         async move {
+            // Every transport arrives here, not only the daemon's API (which checks first for
+            // a typed answer): an impossible spec must not be stored and fail at each start.
+            spec.validate().map_err(|e| AgentError::InvalidSpec(e.to_string()))?;
             let done = DoneWatcher::new(&spec.done)?;
             if install {
                 self.check_backlog()?;

@@ -118,45 +118,15 @@ use std::collections::HashSet;
 /// Placeholders every template may use besides the egg's variables.
 pub const BUILTIN_PLACEHOLDERS: &[&str] = &["SERVER_MEMORY", "SERVER_IP", "SERVER_PORT"];
 
-/// Names an egg variable may not use (see the module docs). `P_SERVER_*` is reserved as a
-/// prefix, see [`RESERVED_PREFIXES`].
-pub const RESERVED_VARIABLES: &[&str] = &[
-    "SERVER_MEMORY",
-    "SERVER_IP",
-    "SERVER_PORT",
-    "STARTUP",
-    "HOME",
-    "USER",
-    "P_SERVER_UUID",
-    "P_SERVER_LOCATION",
-    "P_SERVER_ALLOCATION_LIMIT",
-    "IFS",
-    "BASH_ENV",
-    "ENV",
-    "SHELLOPTS",
-    "BASHOPTS",
-];
-
-/// Name prefixes an egg variable may not use.
-pub const RESERVED_PREFIXES: &[&str] = &["P_SERVER_"];
+// Which names are well-formed and which are reserved (see the module docs) is written once in
+// `nexus-core`: nodes and panels check server specs against the same rules.
+pub use nexus_core::env::{RESERVED_PREFIXES, RESERVED_VARIABLES, is_reserved, is_valid_variable_name};
 
 /// The home directory every server gets.
 pub const HOME_DIR: &str = "/home/container";
 
 /// The user name every server gets.
 pub const USER_NAME: &str = "container";
-
-/// Whether an egg variable may not be called `name` (case-sensitive, like the environment).
-pub fn is_reserved(name: &str) -> bool {
-    RESERVED_VARIABLES.contains(&name) || RESERVED_PREFIXES.iter().any(|p| name.starts_with(p))
-}
-
-/// Whether `name` matches `[A-Za-z_][A-Za-z0-9_]*`, the names the shell can reference.
-pub fn is_valid_variable_name(name: &str) -> bool {
-    let mut bytes = name.bytes();
-    bytes.next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
-        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
-}
 
 /// What the platform knows about the server, for the built-in variables.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -7,7 +7,8 @@
 //! tokens only when the panel grants it, as Wings' `admin.websocket.install`). The client may send
 //! `{"type":"command","line":"say hi"}` (needs `console_write`); a refused or failed command
 //! answers `{"type":"error","error":{"code":...,"message":...}}` on the socket, which stays
-//! open.
+//! open. Commands are rate-limited per server (see [`super::limit`]): past the limit the
+//! answer is an error with code `rate_limited`.
 //!
 //! **Caps.** Consoles per server, per browser token and per node are capped
 //! ([`ConsoleSlots`](super::console_slots::ConsoleSlots)); over a cap the upgrade is refused
@@ -23,6 +24,7 @@
 //! not per line.
 
 use super::console_slots::ConsoleSlot;
+use super::request::server_id;
 use super::{ApiError, ApiState, caller, require, with_state};
 use crate::auth::Caller;
 use futures::{SinkExt as _, StreamExt as _};
@@ -61,7 +63,8 @@ enum ClientMessage {
 }
 
 pub(super) fn route(state: Arc<ApiState>) -> BoxedFilter<(Response,)> {
-    warp::path!("api" / "servers" / ServerId / "console")
+    server_id()
+        .and(warp::path!("console"))
         .and(warp::get())
         .and(caller(Arc::clone(&state), true))
         .and(warp::ws())
@@ -187,7 +190,7 @@ async fn session(socket: WebSocket, state: Arc<ApiState>, server: ServerId, call
                 if !message.is_text() {
                     continue;
                 }
-                if let Some(reply) = handle_client(&state, server, may_write, message.as_bytes()).await {
+                if let Some(reply) = handle_client(&state, server, &caller, may_write, message.as_bytes()).await {
                     if tx.send(error_message(&reply)).await.is_err() {
                         break;
                     }
@@ -200,7 +203,13 @@ async fn session(socket: WebSocket, state: Arc<ApiState>, server: ServerId, call
 }
 
 /// Carries out one client message; returns the error to send back, if any.
-async fn handle_client(state: &ApiState, server: ServerId, may_write: bool, text: &[u8]) -> Option<ApiError> {
+async fn handle_client(
+    state: &ApiState,
+    server: ServerId,
+    caller: &Caller,
+    may_write: bool,
+    text: &[u8],
+) -> Option<ApiError> {
     let ClientMessage::Command { line } = match serde_json::from_slice::<ClientMessage>(text) {
         Ok(message) => message,
         Err(e) => return Some(ApiError::bad_request(format!("invalid message: {e}"))),
@@ -208,7 +217,7 @@ async fn handle_client(state: &ApiState, server: ServerId, may_write: bool, text
     if !may_write {
         return Some(ApiError::forbidden("this token does not grant console_write"));
     }
-    state.agent.send_command(server, &line).await.err().map(ApiError::from)
+    super::servers::send_command(state, server, caller, &line).await.err()
 }
 
 fn shared_message(event: &SharedEvent) -> Message {

@@ -1,8 +1,25 @@
 //! Typed JSON errors: every failure answers `{"error":{"code":"...","message":"..."}}` with a
-//! matching status code.
+//! matching status code; errors about one field of the request (a server spec refused with
+//! `422 invalid_spec`) add `"field"`, its path in the request's JSON (`limits.memory_mb`,
+//! `environment.STARTUP`, `done[1]`).
+//!
+//! # Which rejection answers
+//! Warp tries every route and, when none accepts the request, hands [`recover`] the
+//! rejections of all of them combined. Most routes reject because the path is not theirs
+//! (404) or the method is not theirs (405); at most one route matched path and method, and
+//! only its rejection says what is wrong with the request. So [`recover`] ranks, whatever
+//! order the routes were tried in:
+//!
+//! 1. an [`ApiError`] (raised by our own filters, which run after the path matched: a bad
+//!    server id, authentication, bodies);
+//! 2. warp's rejections of the request's shape, which only a route whose path and method
+//!    matched can raise (body too large, media type, query, headers);
+//! 3. 405, when some route has the path but not the method;
+//! 4. 404, when no route has the path.
 
 use crate::files::FilesError;
 use nexus_core::agent::AgentError;
+use nexus_core::transport::SpecError;
 use serde::Serialize;
 use std::convert::Infallible;
 use warp::http::StatusCode;
@@ -18,6 +35,8 @@ pub struct ApiError {
     pub code: &'static str,
     /// What went wrong.
     pub message: String,
+    /// The request field at fault, when there is one (`limits.memory_mb`).
+    pub field: Option<String>,
 }
 
 impl warp::reject::Reject for ApiError {}
@@ -31,12 +50,21 @@ struct Body<'a> {
 struct Inner<'a> {
     code: &'a str,
     message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
 }
 
 impl ApiError {
     /// An error with `status`, `code` and `message`.
     pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        Self { status, code, message: message.into(), field: None }
+    }
+
+    /// The same error, naming the request field at fault.
+    #[must_use]
+    pub fn with_field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
     }
 
     /// 401: no or bad credentials.
@@ -56,7 +84,8 @@ impl ApiError {
 
     /// The JSON body of this error (also sent on the console WebSocket).
     pub fn to_json(&self) -> String {
-        serde_json::to_string(&Body { error: Inner { code: self.code, message: &self.message } })
+        let inner = Inner { code: self.code, message: &self.message, field: self.field.as_deref() };
+        serde_json::to_string(&Body { error: inner })
             .unwrap_or_else(|_| r#"{"error":{"code":"internal","message":"unserializable error"}}"#.into())
     }
 }
@@ -76,6 +105,12 @@ impl Reply for ApiError {
 impl From<FilesError> for ApiError {
     fn from(e: FilesError) -> Self {
         Self::new(e.status_code(), e.code(), e.to_string())
+    }
+}
+
+impl From<SpecError> for ApiError {
+    fn from(e: SpecError) -> Self {
+        Self::new(422, "invalid_spec", e.to_string()).with_field(e.field)
     }
 }
 
@@ -106,33 +141,46 @@ pub fn status_code_name(status: u16) -> &'static str {
     }
 }
 
-/// Turns every rejection into a typed JSON error.
+/// Turns every rejection into a typed JSON error, the most specific one first (see the
+/// module docs).
 pub async fn recover(rejection: warp::Rejection) -> Result<Response, Infallible> {
-    let error = if let Some(e) = rejection.find::<ApiError>() {
-        e.clone()
-    } else if rejection.is_not_found() {
-        ApiError::new(404, "not_found", "no such route")
-    } else if let Some(e) = rejection.find::<warp::filters::body::BodyDeserializeError>() {
-        ApiError::bad_request(format!("invalid JSON body: {e}"))
-    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
-        ApiError::new(413, "payload_too_large", "request body too large")
-    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
-        ApiError::new(405, "method_not_allowed", "method not allowed on this route")
-    } else if rejection.find::<warp::reject::InvalidQuery>().is_some() {
-        ApiError::bad_request("invalid query string")
-    } else if rejection.find::<warp::reject::UnsupportedMediaType>().is_some() {
-        ApiError::new(415, "unsupported_media_type", "expected application/json")
-    } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
-        ApiError::new(411, "length_required", "a content-length is required")
-    } else if rejection.find::<warp::reject::InvalidHeader>().is_some()
-        || rejection.find::<warp::reject::MissingHeader>().is_some()
-    {
-        ApiError::bad_request("invalid or missing header")
-    } else {
-        tracing::debug!(?rejection, "unhandled rejection");
-        ApiError::bad_request(format!("{rejection:?}"))
-    };
-    Ok(error.into_response())
+    Ok(classify(&rejection).into_response())
+}
+
+fn classify(rejection: &warp::Rejection) -> ApiError {
+    use warp::reject;
+    if let Some(e) = rejection.find::<ApiError>() {
+        return e.clone();
+    }
+    if let Some(e) = rejection.find::<warp::filters::body::BodyDeserializeError>() {
+        return ApiError::bad_request(format!("invalid JSON body: {e}"));
+    }
+    if rejection.find::<reject::PayloadTooLarge>().is_some() {
+        return ApiError::new(413, "payload_too_large", "request body too large");
+    }
+    if rejection.find::<reject::UnsupportedMediaType>().is_some() {
+        return ApiError::new(415, "unsupported_media_type", "expected application/json");
+    }
+    if rejection.find::<reject::LengthRequired>().is_some() {
+        return ApiError::new(411, "length_required", "a content-length is required");
+    }
+    if rejection.find::<reject::InvalidQuery>().is_some() {
+        return ApiError::bad_request("invalid query string");
+    }
+    if let Some(e) = rejection.find::<reject::InvalidHeader>() {
+        return ApiError::bad_request(e.to_string());
+    }
+    if let Some(e) = rejection.find::<reject::MissingHeader>() {
+        return ApiError::bad_request(e.to_string());
+    }
+    if rejection.find::<reject::MethodNotAllowed>().is_some() {
+        return ApiError::new(405, "method_not_allowed", "method not allowed on this route");
+    }
+    if rejection.is_not_found() {
+        return ApiError::new(404, "not_found", "no such route");
+    }
+    tracing::debug!(?rejection, "unhandled rejection");
+    ApiError::bad_request("the request could not be handled")
 }
 
 #[cfg(test)]

@@ -18,10 +18,13 @@
 //!
 //! # Disk usage
 //! Each server's manager is opened on first use with the spec's quota (`disk_mb`) and
-//! denylist, and kept. The manager's usage counter sees its own writes; what the game server
-//! writes is picked up by one rescan the first time the files are used after the server has
-//! stopped (no periodic rescan loop).
+//! denylist, and kept: one per server, so that its bound on concurrent file jobs
+//! ([`JobLimits`](crate::files::JobLimits)) holds across requests. The manager's usage counter
+//! sees its own writes, every entry at its on-disk cost; what the game server writes is picked
+//! up by one rescan the first time the files are used after the server has stopped (no
+//! periodic rescan loop).
 
+use super::request::{body, json_content_type, server_id};
 use super::{ApiError, ApiState, caller, json, no_content, require, respond, with_state};
 use crate::auth::Caller;
 use crate::files::{ArchiveFormat, FileEntry, FileKind, FileOwner, FilesConfig, ServerFiles};
@@ -190,16 +193,15 @@ pub(super) fn routes(state: Arc<ApiState>) -> BoxedFilter<(Response,)> {
     let st = || with_state(Arc::clone(&state));
     let limit = state.max_json_body;
 
-    let read = warp::path!("api" / "servers" / ServerId / "files" / ..)
-        .and(warp::path::tail())
-        .and(warp::get())
-        .and(who())
-        .and(st())
-        .and_then(|id: ServerId, tail: Tail, caller: Caller, state: Arc<ApiState>| async move {
-            respond(get(&state, id, tail.as_str(), &caller).await)
-        });
+    let read =
+        server_id().and(warp::path("files")).and(warp::path::tail()).and(warp::get()).and(who()).and(st()).and_then(
+            |id: ServerId, tail: Tail, caller: Caller, state: Arc<ApiState>| async move {
+                respond(get(&state, id, tail.as_str(), &caller).await)
+            },
+        );
 
-    let write = warp::path!("api" / "servers" / ServerId / "files" / ..)
+    let write = server_id()
+        .and(warp::path("files"))
         .and(warp::path::tail())
         .and(warp::put())
         .and(who())
@@ -208,31 +210,30 @@ pub(super) fn routes(state: Arc<ApiState>) -> BoxedFilter<(Response,)> {
         .and(st())
         .and_then(put_route);
 
-    let delete = warp::path!("api" / "servers" / ServerId / "files" / ..)
-        .and(warp::path::tail())
-        .and(warp::delete())
-        .and(who())
-        .and(st())
-        .and_then(|id: ServerId, tail: Tail, caller: Caller, state: Arc<ApiState>| async move {
-            respond(
-                async {
-                    require(&caller, id, Permission::FileWrite)?;
-                    let path = decode(tail.as_str())?;
-                    if path.trim_matches('/').is_empty() {
-                        return Err(ApiError::bad_request("refusing to delete the server root"));
+    let delete =
+        server_id().and(warp::path("files")).and(warp::path::tail()).and(warp::delete()).and(who()).and(st()).and_then(
+            |id: ServerId, tail: Tail, caller: Caller, state: Arc<ApiState>| async move {
+                respond(
+                    async {
+                        require(&caller, id, Permission::FileWrite)?;
+                        let path = decode(tail.as_str())?;
+                        if path.trim_matches('/').is_empty() {
+                            return Err(ApiError::bad_request("refusing to delete the server root"));
+                        }
+                        state.files.get(&state.agent, id).await?.delete(&path).await?;
+                        Ok(no_content())
                     }
-                    state.files.get(&state.agent, id).await?.delete(&path).await?;
-                    Ok(no_content())
-                }
-                .await,
-            )
-        });
+                    .await,
+                )
+            },
+        );
 
-    let op = warp::path!("api" / "servers" / ServerId / "files" / String)
+    let op = server_id()
+        .and(warp::path!("files" / String))
         .and(warp::post())
         .and(who())
-        .and(warp::body::content_length_limit(limit))
-        .and(warp::body::bytes())
+        .and(json_content_type())
+        .and(body(limit))
         .and(st())
         .and_then(|id: ServerId, op: String, caller: Caller, body: bytes::Bytes, state: Arc<ApiState>| async move {
             respond(operation(&state, id, &op, &caller, &body).await)
@@ -301,6 +302,34 @@ where
     Ok(json(&entry, 200))
 }
 
+/// A `POST files/<op>` request, parsed before anything is looked up (a malformed request is
+/// `400` whether or not the server exists).
+enum Operation {
+    Compress(CompressBody),
+    Decompress(DecompressBody),
+    Rename(FromTo),
+    Copy(FromTo),
+    Mkdir(PathBody),
+    Chmod(ChmodBody),
+}
+
+impl Operation {
+    fn parse(op: &str, body: &[u8]) -> Result<Self, ApiError> {
+        fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
+            serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+        }
+        Ok(match op {
+            "compress" => Self::Compress(parse(body)?),
+            "decompress" => Self::Decompress(parse(body)?),
+            "rename" => Self::Rename(parse(body)?),
+            "copy" => Self::Copy(parse(body)?),
+            "mkdir" => Self::Mkdir(parse(body)?),
+            "chmod" => Self::Chmod(parse(body)?),
+            _ => return Err(ApiError::new(404, "not_found", format!("no file operation `{op}`"))),
+        })
+    }
+}
+
 async fn operation(
     state: &ApiState,
     id: ServerId,
@@ -308,39 +337,22 @@ async fn operation(
     caller: &Caller,
     body: &[u8],
 ) -> Result<Response, ApiError> {
-    fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
-        serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
-    }
     require(caller, id, Permission::FileWrite)?;
-    if !matches!(op, "compress" | "decompress" | "rename" | "copy" | "mkdir" | "chmod") {
-        return Err(ApiError::new(404, "not_found", format!("no file operation `{op}`")));
-    }
+    let operation = Operation::parse(op, body)?;
     let files = state.files.get(&state.agent, id).await?;
-    match op {
-        "compress" => {
-            let b: CompressBody = parse(body)?;
+    match operation {
+        Operation::Compress(b) => {
             let format = b.format.or_else(|| ArchiveFormat::from_name(&b.destination)).unwrap_or(ArchiveFormat::TarGz);
             Ok(json(&files.compress(&b.root, &b.files, &b.destination, format).await?, 200))
         }
-        "decompress" => {
-            let b: DecompressBody = parse(body)?;
-            Ok(json(&files.decompress(&b.file, &b.destination).await?, 200))
-        }
-        "rename" => {
-            let b: FromTo = parse(body)?;
+        Operation::Decompress(b) => Ok(json(&files.decompress(&b.file, &b.destination).await?, 200)),
+        Operation::Rename(b) => {
             files.rename(&b.from, &b.to).await?;
             Ok(no_content())
         }
-        "copy" => {
-            let b: FromTo = parse(body)?;
-            Ok(json(&files.copy(&b.from, &b.to).await?, 200))
-        }
-        "mkdir" => {
-            let b: PathBody = parse(body)?;
-            Ok(json(&files.mkdir(&b.path).await?, 200))
-        }
-        _ => {
-            let b: ChmodBody = parse(body)?;
+        Operation::Copy(b) => Ok(json(&files.copy(&b.from, &b.to).await?, 200)),
+        Operation::Mkdir(b) => Ok(json(&files.mkdir(&b.path).await?, 200)),
+        Operation::Chmod(b) => {
             files.chmod(&b.path, b.mode.bits()?).await?;
             Ok(no_content())
         }

@@ -21,18 +21,41 @@
 //! "node" is `Authorization: Bearer <node token>`; "browser" is a signed token
 //! ([`crate::auth`]) in the same header or, where a browser cannot set headers, `?token=`
 //! (the node token is never taken from the query string).
-//! Every failure is a typed JSON error ([`ApiError`]).
+//!
+//! Every failure is a typed JSON error ([`ApiError`]). A request is answered by the route
+//! matching its path and method; what it then fails on decides the status, never the routes
+//! it did not match (see `error.rs`):
+//!
+//! | status | code | when |
+//! |---|---|---|
+//! | 400 | `invalid_id` | the `:id` segment is not a UUID (`"field":"id"`) |
+//! | 400 | `bad_request` | a body that is not the expected JSON; a query parameter that does not parse or is unknown (`?install=maybe`) |
+//! | 401 | `unauthorized` | no or a wrong token |
+//! | 403 | `forbidden` | a browser token without the permission or for another server |
+//! | 404 | `not_found` | no route has this path |
+//! | 404 | `unknown_server` | no server with this id |
+//! | 405 | `method_not_allowed` | a route has this path, none this method |
+//! | 413 | `payload_too_large` | a JSON body over `max_json_body_bytes`, declared or (chunked) counted |
+//! | 415 | `unsupported_media_type` | a JSON route's body sent with another `content-type` (none is fine) |
+//! | 422 | `invalid_spec` | `POST /api/servers` with a spec that can never run (`"field"` names the value, see [`ServerSpec::validate`](nexus_core::transport::ServerSpec::validate)) |
+//! | 429 | `rate_limited` | console commands past the server's rate (see [`limit`]) |
+//!
+//! Chunked bodies (no `content-length`) are accepted on every route, up to the same limits.
 
 pub mod console;
 pub mod console_slots;
 mod error;
 pub mod files;
+pub mod limit;
+mod request;
 mod servers;
 
 pub use error::{ApiError, recover, status_code_name};
+pub use limit::{CommandLimits, Rate};
 
 use crate::auth::{Caller, NodeToken, TokenSigner};
 use crate::metrics::HttpMetrics;
+use crate::preparer::EggPreparer;
 use files::FileManagers;
 use nexus_core::agent::NodeAgent;
 use nexus_core::ids::ServerId;
@@ -60,6 +83,10 @@ pub struct ApiState {
     pub listener: Arc<crate::listener::ListenerStats>,
     /// Open console WebSockets and their caps.
     pub consoles: console_slots::ConsoleSlots,
+    /// Per-server console command rate limits.
+    pub commands: CommandLimits,
+    /// The agent's start preparer, to render a new spec's startup before accepting it.
+    pub preparer: EggPreparer,
     /// Whether `/metrics` needs the node token.
     pub metrics_require_token: bool,
     /// Largest JSON body.

@@ -1,9 +1,11 @@
 //! Server management routes (node token only), `/api/system` and `/metrics`.
 
+use super::request::{json_body, query, server_id};
 use super::{ApiError, ApiState, caller, json, no_content, respond, with_state};
 use crate::auth::Caller;
 use crate::metrics::{self, resident_memory_bytes};
 use nexus_core::ids::ServerId;
+use nexus_core::transport::validate::printable;
 use nexus_core::transport::{PowerAction, ServerSpec};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -11,8 +13,10 @@ use warp::Filter;
 use warp::filters::BoxedFilter;
 use warp::reply::{Reply, Response};
 
-/// `POST /api/servers` query.
+/// `POST /api/servers` query (`?install=true|false`); other parameters are refused, so a typo
+/// never silently skips the install.
 #[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct CreateQuery {
     #[serde(default)]
     install: bool,
@@ -71,7 +75,7 @@ pub struct SystemInfo {
 pub(super) fn routes(state: Arc<ApiState>) -> BoxedFilter<(Response,)> {
     let node = || caller(Arc::clone(&state), false);
     let st = || with_state(Arc::clone(&state));
-    let json_body = || warp::body::content_length_limit(state.max_json_body);
+    let limit = state.max_json_body;
 
     let system = warp::path!("api" / "system")
         .and(warp::get())
@@ -88,25 +92,14 @@ pub(super) fn routes(state: Arc<ApiState>) -> BoxedFilter<(Response,)> {
     let create = warp::path!("api" / "servers")
         .and(warp::post())
         .and(node())
-        .and(warp::query::<CreateQuery>())
-        .and(json_body())
-        .and(warp::body::json::<ServerSpec>())
+        .and(query::<CreateQuery>())
+        .and(json_body::<ServerSpec>(limit))
         .and(st())
         .and_then(|_: Caller, query: CreateQuery, spec: ServerSpec, state: Arc<ApiState>| async move {
-            let id = spec.id;
-            // A new spec may change the denylist or quota: drop the cached file manager.
-            state.files.forget(id);
-            respond(
-                state
-                    .agent
-                    .create_server(spec, query.install)
-                    .await
-                    .map(|()| json(&serde_json::json!({ "server": id }), 201))
-                    .map_err(ApiError::from),
-            )
+            respond(create(&state, spec, query.install).await)
         });
 
-    let details = warp::path!("api" / "servers" / ServerId).and(warp::get()).and(node()).and(st()).map(
+    let details = server_id().and(warp::path::end()).and(warp::get()).and(node()).and(st()).map(
         |id: ServerId, _: Caller, state: Arc<ApiState>| match state.agent.spec(id) {
             Some(spec) => {
                 let status = state.agent.servers().into_iter().find(|s| s.server == id).map(|s| s.state);
@@ -117,56 +110,55 @@ pub(super) fn routes(state: Arc<ApiState>) -> BoxedFilter<(Response,)> {
         },
     );
 
-    let destroy = warp::path!("api" / "servers" / ServerId).and(warp::delete()).and(node()).and(st()).and_then(
+    let destroy = server_id().and(warp::path::end()).and(warp::delete()).and(node()).and(st()).and_then(
         |id: ServerId, _: Caller, state: Arc<ApiState>| async move {
             let result = state.agent.destroy_server(id).await;
             state.files.forget(id);
+            state.commands.forget(id);
             respond(result.map(|()| no_content()).map_err(ApiError::from))
         },
     );
 
-    let power = warp::path!("api" / "servers" / ServerId / "power")
+    let power = server_id()
+        .and(warp::path!("power"))
         .and(warp::post())
         .and(node())
-        .and(json_body())
-        .and(warp::body::json::<PowerBody>())
+        .and(json_body::<PowerBody>(limit))
         .and(st())
         .and_then(|id: ServerId, _: Caller, body: PowerBody, state: Arc<ApiState>| async move {
             respond(state.agent.power(id, body.action).await.map(|()| no_content()).map_err(ApiError::from))
         });
 
-    let install =
-        warp::path!("api" / "servers" / ServerId / "install").and(warp::post()).and(node()).and(st()).and_then(
-            |id: ServerId, _: Caller, state: Arc<ApiState>| async move {
-                respond(state.agent.install(id).await.map(|()| no_content()).map_err(ApiError::from))
-            },
-        );
+    let install = server_id().and(warp::path!("install")).and(warp::post()).and(node()).and(st()).and_then(
+        |id: ServerId, _: Caller, state: Arc<ApiState>| async move {
+            respond(state.agent.install(id).await.map(|()| no_content()).map_err(ApiError::from))
+        },
+    );
 
-    let command = warp::path!("api" / "servers" / ServerId / "commands")
+    let command = server_id()
+        .and(warp::path!("commands"))
         .and(warp::post())
         .and(node())
-        .and(json_body())
-        .and(warp::body::json::<CommandBody>())
+        .and(json_body::<CommandBody>(limit))
         .and(st())
-        .and_then(|id: ServerId, _: Caller, body: CommandBody, state: Arc<ApiState>| async move {
-            respond(state.agent.send_command(id, &body.command).await.map(|()| no_content()).map_err(ApiError::from))
+        .and_then(|id: ServerId, caller: Caller, body: CommandBody, state: Arc<ApiState>| async move {
+            respond(send_command(&state, id, &caller, &body.command).await.map(|()| no_content()))
         });
 
-    let install_log =
-        warp::path!("api" / "servers" / ServerId / "install-log").and(warp::get()).and(node()).and(st()).and_then(
-            |id: ServerId, _: Caller, state: Arc<ApiState>| async move {
-                respond(
-                    state
-                        .agent
-                        .install_log(id)
-                        .await
-                        .map(|log| {
-                            warp::reply::with_header(log, "content-type", "text/plain; charset=utf-8").into_response()
-                        })
-                        .map_err(ApiError::from),
-                )
-            },
-        );
+    let install_log = server_id().and(warp::path!("install-log")).and(warp::get()).and(node()).and(st()).and_then(
+        |id: ServerId, _: Caller, state: Arc<ApiState>| async move {
+            respond(
+                state
+                    .agent
+                    .install_log(id)
+                    .await
+                    .map(|log| {
+                        warp::reply::with_header(log, "content-type", "text/plain; charset=utf-8").into_response()
+                    })
+                    .map_err(ApiError::from),
+            )
+        },
+    );
 
     system
         .or(list)
@@ -186,6 +178,58 @@ pub(super) fn routes(state: Arc<ApiState>) -> BoxedFilter<(Response,)> {
         .or(install_log)
         .unify()
         .boxed()
+}
+
+/// `POST /api/servers`: the spec is checked completely before the agent sees it, so an
+/// impossible one is refused here (`422 invalid_spec` naming the field) instead of being
+/// stored and failing at every start.
+async fn create(state: &ApiState, spec: ServerSpec, install: bool) -> Result<Response, ApiError> {
+    check_spec(state, &spec)?;
+    let id = spec.id;
+    // A new spec may change the denylist or quota: drop the cached file manager.
+    state.files.forget(id);
+    state.agent.create_server(spec, install).await?;
+    Ok(json(&serde_json::json!({ "server": id }), 201))
+}
+
+/// What [`ServerSpec::validate`] checks, plus what only this daemon can: the denylist as its
+/// file manager compiles it, and the startup command as its preparer renders it.
+pub(super) fn check_spec(state: &ApiState, spec: &ServerSpec) -> Result<(), ApiError> {
+    spec.validate()?;
+    check_denylist(&spec.file_denylist)?;
+    state.preparer.render_startup(spec).map_err(|e| {
+        use nexus_eggs::startup::StartupError;
+        let field = match &e {
+            StartupError::InvalidVariableName { name }
+            | StartupError::ReservedVariable { name }
+            | StartupError::NulByte { name }
+            | StartupError::NotAnInteger { name } => format!("environment.{}", printable(name)),
+            _ => "startup".to_owned(),
+        };
+        ApiError::new(422, "invalid_spec", format!("{field}: {e}")).with_field(field)
+    })?;
+    Ok(())
+}
+
+/// Compiles `patterns` the way the file manager does (`files/denylist.rs`: gitignore lines,
+/// case-insensitive), so a pattern it would refuse (and with it every file request of the
+/// server, as `500 invalid_config`) is refused at create, naming the pattern.
+fn check_denylist(patterns: &[String]) -> Result<(), ApiError> {
+    let invalid =
+        |field: String, e: ignore::Error| ApiError::new(422, "invalid_spec", format!("{field}: {e}")).with_field(field);
+    let mut builder = ignore::gitignore::GitignoreBuilder::new(".");
+    builder.case_insensitive(true).map_err(|e| invalid("file_denylist".into(), e))?;
+    for (i, pattern) in patterns.iter().enumerate() {
+        builder.add_line(None, pattern).map_err(|e| invalid(format!("file_denylist[{i}]"), e))?;
+    }
+    builder.build().map_err(|e| invalid("file_denylist".into(), e))?;
+    Ok(())
+}
+
+/// One console command from `caller`, after its server's rate limit (see [`super::limit`]).
+pub(super) async fn send_command(state: &ApiState, id: ServerId, caller: &Caller, line: &str) -> Result<(), ApiError> {
+    state.commands.check(id, caller)?;
+    Ok(state.agent.send_command(id, line).await?)
 }
 
 /// `GET /metrics`.
@@ -274,4 +318,24 @@ fn meminfo() -> Option<(u64, u64)> {
             .map(|kib| kib * 1024)
     };
     Some((field("MemTotal:")?, field("MemAvailable:")?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn denylist_patterns_the_file_manager_refuses_are_named() {
+        assert!(
+            check_denylist(&["*.jar".into(), "config/secret.txt".into(), "logs/".into(), "!keep.jar".into()]).is_ok()
+        );
+        assert!(check_denylist(&["[".into()]).is_ok(), "an unclosed class is a literal `[`, as in git");
+        for (i, bad) in ["[z-a]", "{a,b", "a,b}", "x/{a,{b,c}"].into_iter().enumerate() {
+            let mut patterns = vec!["*.jar".to_owned(); i + 1];
+            patterns.push(bad.into());
+            let e = check_denylist(&patterns).unwrap_err();
+            assert_eq!((e.status, e.code), (422, "invalid_spec"), "{bad}");
+            assert_eq!(e.field.as_deref(), Some(format!("file_denylist[{}]", i + 1).as_str()), "{bad}");
+        }
+    }
 }

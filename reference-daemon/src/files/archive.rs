@@ -11,13 +11,13 @@ use serde::{Deserialize, Serialize};
 
 use super::Inner;
 use super::confine::{
-    Kind, Meta, Resolve, Visitor, WalkEntry, chmod_fd, create_temp, is_temp_name, open_dir_at, open_file_read,
-    read_link_at, rename_noreplace, try_lstat_at, unlink_quietly, walk,
+    Kind, Meta, Resolve, Visitor, WalkEntry, chmod_fd, create_temp, is_temp_name, lstat_at, open_dir_at,
+    open_file_read, read_link_at, rename_noreplace, try_lstat_at, unlink_quietly, walk,
 };
 use super::entry::FileEntry;
 use super::error::{FilesError, Result};
 use super::path::{RelPath, symlink_target_is_confined};
-use super::quota::Reservation;
+use super::quota::{BLOCK, Reservation, file_cost};
 
 /// A supported archive format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,19 +143,20 @@ impl ArchiveLimits {
 
 /// Counts bytes written against a reservation, refusing before writing past the quota.
 /// Tracks the furthest offset written, so that zip's seek-back header rewrites count once.
-struct QuotaWriter<'r, 'q> {
+struct QuotaWriter<'r> {
     file: File,
-    reservation: &'r mut Reservation<'q>,
+    reservation: &'r mut Reservation,
     pos: u64,
+    /// The file may grow up to here (whole blocks) without reserving more.
     reserved_to: u64,
 }
 
-impl Write for QuotaWriter<'_, '_> {
+impl Write for QuotaWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let end = self.pos.saturating_add(buf.len() as u64);
         if end > self.reserved_to {
-            self.reservation.grow(end - self.reserved_to).map_err(FilesError::into_io)?;
-            self.reserved_to = end;
+            self.reservation.ensure(file_cost(end)).map_err(FilesError::into_io)?;
+            self.reserved_to = end.div_ceil(BLOCK).saturating_mul(BLOCK);
         }
         let n = self.file.write(buf)?;
         self.pos += n as u64;
@@ -167,7 +168,7 @@ impl Write for QuotaWriter<'_, '_> {
     }
 }
 
-impl Seek for QuotaWriter<'_, '_> {
+impl Seek for QuotaWriter<'_> {
     fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
         self.pos = self.file.seek(pos)?;
         Ok(self.pos)
@@ -277,6 +278,8 @@ struct Packer<'a> {
     /// Canonical path of the tree being added, and its name in the archive.
     src_base: RelPath,
     arch_base: RelPath,
+    /// Apparent bytes of the files added so far: what reading them costs, holes included.
+    total: u64,
 }
 
 impl Packer<'_> {
@@ -298,6 +301,14 @@ impl Packer<'_> {
             }
             Kind::File => {
                 let (mut file, meta) = open_file_read(dir, name, path)?;
+                // A sparse file is read (and its holes compressed) at its apparent size: a
+                // terabyte of holes would keep a blocking thread busy for hours. The bound is
+                // the most an extraction accepts, so every archive written can be read back.
+                self.total = self.total.saturating_add(meta.size);
+                let max = self.inner.limits.max_total_bytes;
+                if self.total > max {
+                    return Err(FilesError::TooLarge { path: path.to_string(), size: self.total, max });
+                }
                 self.sink.file(&arch_name, &meta, &mut file).map_err(shown)?;
                 Ok(false)
             }
@@ -341,29 +352,29 @@ impl Inner {
             return Err(FilesError::AlreadyExists { path: dst.path.to_string() });
         }
         let (_, base_path) = self.fs.open_dir(base, Resolve::default())?;
-        let mut reservation = self.quota.reserve(0, 0)?;
-        let (temp, file) = create_temp(&dst.parent, &dst.path, self.owner)?;
+        let mut reservation = self.quota.reserve(file_cost(0))?;
+        let (temp, file) = create_temp(&dst.parent, &dst.path, self.owner, &self.quota)?;
         let written = chmod_fd(&file, 0o644, &dst.path).and_then(|()| {
             let writer = QuotaWriter { file, reservation: &mut reservation, pos: 0, reserved_to: 0 };
             self.pack(writer, &base_path, files, format)
         });
-        let placed = written.and_then(|()| rename_noreplace(&dst.parent, &temp, &dst.parent, dst_name, &dst.path));
-        if let Err(e) = placed {
-            unlink_quietly(&dst.parent, &temp);
-            return Err(e);
+        // Measured under the temporary name, which nobody else touches: once renamed, the
+        // archive may be replaced or deleted by a concurrent operation.
+        let placed = written.and_then(|()| lstat_at(&dst.parent, temp.name(), &dst.path)).and_then(|meta| {
+            rename_noreplace(&dst.parent, temp.name(), &dst.parent, dst_name, &dst.path)?;
+            Ok(meta)
+        });
+        match placed {
+            Ok(meta) => reservation.commit_as(file_cost(meta.size)),
+            Err(e) => {
+                unlink_quietly(&dst.parent, temp.name());
+                return Err(e);
+            }
         }
-        let entry = self.describe_at(dst.parent.as_fd(), dst_name, &dst.path)?;
-        reservation.commit_exact(entry.size);
-        Ok(entry)
+        self.describe_at(dst.parent.as_fd(), dst_name, &dst.path)
     }
 
-    fn pack(
-        &self,
-        writer: QuotaWriter<'_, '_>,
-        base: &RelPath,
-        files: &[RelPath],
-        format: ArchiveFormat,
-    ) -> Result<()> {
+    fn pack(&self, writer: QuotaWriter<'_>, base: &RelPath, files: &[RelPath], format: ArchiveFormat) -> Result<()> {
         let sink: Box<dyn ArchiveSink + '_> = match format {
             ArchiveFormat::TarGz => Box::new(TarSink {
                 builder: tar::Builder::new(flate2::write::GzEncoder::new(writer, flate2::Compression::default())),
@@ -376,7 +387,7 @@ impl Inner {
             ArchiveFormat::Tar => Box::new(TarSink { builder: tar::Builder::new(writer), close: |mut w| w.flush() }),
             ArchiveFormat::Zip => Box::new(ZipSink { writer: zip::ZipWriter::new(writer) }),
         };
-        let mut packer = Packer { inner: self, sink, src_base: RelPath::root(), arch_base: RelPath::root() };
+        let mut packer = Packer { inner: self, sink, src_base: RelPath::root(), arch_base: RelPath::root(), total: 0 };
         for file in files {
             if file.is_root() {
                 return Err(FilesError::invalid(base, "cannot archive the base directory into itself"));

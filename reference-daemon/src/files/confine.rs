@@ -31,6 +31,7 @@ use rustix::io::Errno;
 use super::denylist::Denylist;
 use super::error::{FilesError, Result};
 use super::path::{MAX_DEPTH, RelPath};
+use super::quota::{Quota, Temporary, dir_cost, freed_by_unlink};
 
 /// Most symlinks followed while resolving one path (Linux's own limit).
 const MAX_SYMLINKS: usize = 40;
@@ -38,7 +39,9 @@ const MAX_SYMLINKS: usize = 40;
 const MAX_STEPS: usize = 4096;
 
 /// Prefix of the temporary files and directories the manager creates next to their final
-/// place (writes, copies, archives, extraction staging). Walks skip them.
+/// place (writes, copies, archives, extraction staging). Copies and archives skip them, the
+/// resolver refuses them (no user path and no symlink reaches one: a temporary file renamed
+/// or deleted under a write in flight would skew the usage counter), listings hide them.
 pub(crate) const TEMP_PREFIX: &str = ".nexus-tmp-";
 
 /// A fresh temporary name.
@@ -49,6 +52,10 @@ pub(crate) fn temp_name() -> OsString {
 /// Whether `name` is one of the manager's own temporary names.
 pub(crate) fn is_temp_name(name: &OsStr) -> bool {
     name.as_bytes().starts_with(TEMP_PREFIX.as_bytes())
+}
+
+fn reserved_name(path: &RelPath) -> FilesError {
+    FilesError::invalid(path, format!("names starting with `{TEMP_PREFIX}` are reserved"))
 }
 
 /// What kind of inode an entry is.
@@ -187,6 +194,8 @@ pub(crate) struct Resolve<'a> {
     /// Checked before creating a directory on the way, so that a refused path leaves no
     /// directory behind.
     pub guard: Option<&'a Denylist>,
+    /// Charged for every directory created on the way.
+    pub quota: Option<&'a Quota>,
 }
 
 /// The root of one server's files, opened once.
@@ -211,6 +220,11 @@ impl Confined {
 
     /// Resolves `path` to (parent fd, final name) without ever leaving the root.
     pub(crate) fn resolve(&self, path: &RelPath, how: Resolve<'_>) -> Result<Resolved<'_>> {
+        // Checked up front as well as on every step (symlink targets), so that a refused path
+        // creates no parent directory.
+        if path.components().iter().any(|c| is_temp_name(c)) {
+            return Err(reserved_name(path));
+        }
         // Directories entered so far below the root, with their names (the canonical path).
         let mut stack: Vec<(OwnedFd, OsString)> = Vec::new();
         let mut pending: VecDeque<OsString> = path.components().iter().cloned().collect();
@@ -245,6 +259,9 @@ impl Confined {
                 }
                 continue;
             }
+            if is_temp_name(&name) {
+                return Err(reserved_name(path));
+            }
             let is_last = pending.is_empty();
             if is_last && !how.follow_final {
                 let here = canonical(&stack, Some(&name));
@@ -262,7 +279,10 @@ impl Confined {
                     if let Some(denylist) = how.guard {
                         denylist.check(&here, true)?;
                     }
-                    let fd = make_dir(dir, &name, &here, how.owner)?;
+                    let fd = match how.quota {
+                        Some(quota) => quota.charged(dir_cost(), || make_dir(dir, &name, &here, how.owner))?,
+                        None => make_dir(dir, &name, &here, how.owner)?.0,
+                    };
                     stack.push((fd, name));
                     continue;
                 }
@@ -329,16 +349,21 @@ impl Confined {
 
 /// Opens (creating them as needed) the directories `parents` below `dir`, never following a
 /// symlink: one met is refused ([`FilesError::Symlink`] or [`FilesError::NotADirectory`]).
+/// `before_create` runs before each directory is created (to reserve its cost).
 pub(crate) fn open_parents<'d>(
     dir: BorrowedFd<'d>,
     parents: &[OsString],
     path: &RelPath,
     owner: Option<(u32, u32)>,
+    before_create: &mut dyn FnMut() -> Result<()>,
 ) -> Result<DirFd<'d>> {
     let mut current = DirFd::Borrowed(dir);
     for name in parents {
         let next = match open_dir_at(&current, name, path) {
-            Err(FilesError::NotFound { .. }) => make_dir(&current, name, path, owner)?,
+            Err(FilesError::NotFound { .. }) => {
+                before_create()?;
+                make_dir(&current, name, path, owner)?.0
+            }
             other => other?,
         };
         current = DirFd::Owned(next);
@@ -353,17 +378,27 @@ pub(crate) fn open_dir_at(dir: impl AsFd, name: &OsStr, path: &RelPath) -> Resul
         .map_err(|e| FilesError::from_errno(path, e))
 }
 
-/// `mkdirat` + open, chowned to `owner`. The directory is opened with `O_NOFOLLOW`, so if it
-/// is swapped for a symlink between the two calls the open fails instead of following it.
-pub(crate) fn make_dir(dir: impl AsFd, name: &OsStr, path: &RelPath, owner: Option<(u32, u32)>) -> Result<OwnedFd> {
+/// `mkdirat` + open, chowned to `owner`; also whether this call created the directory (it
+/// may exist already: a concurrent operation made it). The directory is opened with
+/// `O_NOFOLLOW`, so if it is swapped for a symlink between the two calls the open fails
+/// instead of following it.
+pub(crate) fn make_dir(
+    dir: impl AsFd,
+    name: &OsStr,
+    path: &RelPath,
+    owner: Option<(u32, u32)>,
+) -> Result<(OwnedFd, bool)> {
     let dir = dir.as_fd();
-    match rfs::mkdirat(dir, name, Mode::from_raw_mode(0o755)) {
-        Ok(()) | Err(Errno::EXIST) => {}
+    let created = match rfs::mkdirat(dir, name, Mode::from_raw_mode(0o755)) {
+        Ok(()) => true,
+        Err(Errno::EXIST) => false,
         Err(e) => return Err(FilesError::from_errno(path, e)),
-    }
+    };
     let fd = open_dir_at(dir, name, path)?;
-    chown_fd(&fd, owner, path)?;
-    Ok(fd)
+    if created {
+        chown_fd(&fd, owner, path)?;
+    }
+    Ok((fd, created))
 }
 
 /// `fchown` when an owner is configured (the daemon runs as root; the game server does not).
@@ -426,11 +461,16 @@ pub(crate) fn create_new(
     Ok(File::from(fd))
 }
 
-/// Creates a new temporary file in `dir`; returns its name.
-pub(crate) fn create_temp(dir: impl AsFd, path: &RelPath, owner: Option<(u32, u32)>) -> Result<(OsString, File)> {
-    let name = temp_name();
-    let file = create_new(dir, &name, 0o600, path, owner)?;
-    Ok((name, file))
+/// Creates a new temporary file in `dir`, its name registered with `quota` as in flight.
+pub(crate) fn create_temp(
+    dir: impl AsFd,
+    path: &RelPath,
+    owner: Option<(u32, u32)>,
+    quota: &Quota,
+) -> Result<(Temporary, File)> {
+    let temp = quota.temporary(temp_name());
+    let file = create_new(dir, temp.name(), 0o600, path, owner)?;
+    Ok((temp, file))
 }
 
 /// `fchmod` with the permission bits of `mode`.
@@ -491,6 +531,69 @@ pub(crate) fn rename_noreplace(
         }
         Err(e) => Err(FilesError::from_errno(path, e)),
     }
+}
+
+/// Moves `from` (in `from_dir`) to `to` (in `to_dir`), replacing the entry there unless it
+/// is a directory ([`FilesError::NotAFile`]); returns what it replaced, already unlinked.
+///
+/// The usage counter must free exactly what left the disk, even when concurrent operations
+/// replace or delete `to` meanwhile: so the old entry is swapped under the name `from`
+/// (`RENAME_EXCHANGE`), measured there and unlinked by this call, never measured at `to`
+/// and then replaced. `from` must be a name nobody else uses (a registered temporary name, or
+/// an entry of a staging directory).
+pub(crate) fn replace_entry(
+    from_dir: impl AsFd,
+    from: &OsStr,
+    to_dir: impl AsFd,
+    to: &OsStr,
+    path: &RelPath,
+) -> Result<Option<Meta>> {
+    let (from_dir, to_dir) = (from_dir.as_fd(), to_dir.as_fd());
+    let errno = |e| FilesError::from_errno(path, e);
+    // Each round either places the entry or meets one that another operation keeps
+    // recreating and deleting at `to`; give up after a few.
+    for _ in 0..8 {
+        match rfs::renameat_with(from_dir, from, to_dir, to, RenameFlags::NOREPLACE) {
+            Ok(()) => return Ok(None),
+            Err(Errno::EXIST) => {}
+            Err(Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) => {
+                return replace_plain(from_dir, from, to_dir, to, path);
+            }
+            Err(e) => return Err(errno(e)),
+        }
+        match rfs::renameat_with(from_dir, from, to_dir, to, RenameFlags::EXCHANGE) {
+            Ok(()) => {}
+            Err(Errno::NOENT) => continue,
+            Err(Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) => {
+                return replace_plain(from_dir, from, to_dir, to, path);
+            }
+            Err(e) => return Err(errno(e)),
+        }
+        let old = lstat_at(from_dir, from, path)?;
+        if old.kind == Kind::Dir {
+            rfs::renameat_with(from_dir, from, to_dir, to, RenameFlags::EXCHANGE).map_err(errno)?;
+            return Err(FilesError::NotAFile { path: path.to_string() });
+        }
+        rfs::unlinkat(from_dir, from, AtFlags::empty()).map_err(errno)?;
+        return Ok(Some(old));
+    }
+    Err(FilesError::Io { path: path.to_string(), source: std::io::Error::other("the target keeps changing") })
+}
+
+/// [`replace_entry`] on filesystems without `renameat2` flags: measure, then rename over,
+/// both under one process-wide lock so that two replacements never both free the same inode.
+fn replace_plain(
+    from_dir: BorrowedFd<'_>,
+    from: &OsStr,
+    to_dir: BorrowedFd<'_>,
+    to: &OsStr,
+    path: &RelPath,
+) -> Result<Option<Meta>> {
+    static REPLACING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = REPLACING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let old = try_lstat_at(to_dir, to, path)?;
+    rfs::renameat(from_dir, from, to_dir, to).map_err(|e| FilesError::from_errno(path, e))?;
+    Ok(old)
 }
 
 /// Reads a symlink's target (the link itself, in `dir`).
@@ -559,19 +662,27 @@ fn walk_level(dir: BorrowedFd<'_>, rel: &RelPath, visitor: &mut dyn Visitor, dep
     Ok(())
 }
 
-/// Removes `name` in `dir` and everything below it; returns the bytes of regular files freed
-/// (files with other hard links free nothing). Never follows symlinks: a symlink is unlinked.
-pub(crate) fn remove_tree(dir: BorrowedFd<'_>, name: &OsStr, path: &RelPath) -> Result<u64> {
+/// Removes `name` in `dir` and everything below it; returns what it freed from the usage
+/// counter (every entry's cost; files with other hard links free nothing). Never follows
+/// symlinks: a symlink is unlinked. With `in_flight`, the temporary entries of operations in
+/// flight below are removed but not counted: their operations' reservations count them, and
+/// give them back when those operations fail for the loss.
+pub(crate) fn remove_tree(dir: BorrowedFd<'_>, name: &OsStr, path: &RelPath, in_flight: Option<&Quota>) -> Result<u64> {
     let Some(meta) = try_lstat_at(dir, name, path)? else { return Ok(0) };
     if meta.kind != Kind::Dir {
         rfs::unlinkat(dir, name, AtFlags::empty()).map_err(|e| FilesError::from_errno(path, e))?;
         return Ok(freed_by_unlink(&meta));
     }
-    struct Remover {
+    struct Remover<'q> {
         freed: u64,
+        in_flight: Option<&'q Quota>,
     }
-    impl Visitor for Remover {
+    impl Visitor for Remover<'_> {
         fn visit(&mut self, e: &WalkEntry<'_>) -> Result<bool> {
+            if self.in_flight.is_some_and(|quota| quota.is_in_flight(e.name)) {
+                remove_tree(e.dir, e.name, e.rel, None)?;
+                return Ok(false);
+            }
             if e.meta.kind == Kind::Dir {
                 return Ok(true);
             }
@@ -580,20 +691,15 @@ pub(crate) fn remove_tree(dir: BorrowedFd<'_>, name: &OsStr, path: &RelPath) -> 
             Ok(false)
         }
         fn leave(&mut self, e: &WalkEntry<'_>) -> Result<()> {
-            rfs::unlinkat(e.dir, e.name, AtFlags::REMOVEDIR).map_err(|err| FilesError::from_errno(e.rel, err))
+            rfs::unlinkat(e.dir, e.name, AtFlags::REMOVEDIR).map_err(|err| FilesError::from_errno(e.rel, err))?;
+            self.freed += freed_by_unlink(&e.meta);
+            Ok(())
         }
     }
     let sub = open_dir_at(dir, name, path)?;
-    let mut remover = Remover { freed: 0 };
+    let mut remover = Remover { freed: 0, in_flight };
     walk(sub.as_fd(), path, &mut remover)?;
     drop(sub);
     rfs::unlinkat(dir, name, AtFlags::REMOVEDIR).map_err(|e| FilesError::from_errno(path, e))?;
-    Ok(remover.freed)
-}
-
-/// Bytes counted in disk usage for an entry: regular files only, once per inode (a file with
-/// other links is counted by whichever link the scan meets first, and frees nothing when one
-/// link goes).
-pub(crate) fn freed_by_unlink(meta: &Meta) -> u64 {
-    if meta.kind == Kind::File && meta.nlink <= 1 { meta.size } else { 0 }
+    Ok(remover.freed + freed_by_unlink(&meta))
 }

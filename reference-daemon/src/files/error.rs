@@ -89,12 +89,13 @@ pub enum FilesError {
         /// Bytes left under the quota when it was refused.
         available: u64,
     },
-    /// A bounded read met a bigger file.
+    /// A bounded read met a bigger file, or the files to compress add up (at their apparent
+    /// size) to more than the archive limits allow.
     #[error("`{path}` is {size} bytes, more than the {max} allowed")]
     TooLarge {
         /// The file.
         path: String,
-        /// Its size.
+        /// Its size (compress: the apparent size of the inputs up to and including it).
         size: u64,
         /// The bound.
         max: u64,

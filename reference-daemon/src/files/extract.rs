@@ -11,6 +11,11 @@
 //! below a symlink entry refuses the archive. Only when all of that passed are the staged
 //! entries moved into the destination (a dry run first, so that a conflict is found before
 //! anything moves). Any refusal removes the staging directory and gives back its quota.
+//!
+//! Every entry is reserved at its cost (see `quota`) before it is created: files, directories
+//! (named ones and the parents an entry name implies), symlinks, and the staging directory.
+//! Afterwards the usage counter keeps what was staged minus what the cleanup removed (staged
+//! directories merged into existing ones), and frees the files that were replaced.
 
 use std::cell::Cell;
 use std::collections::HashSet;
@@ -25,13 +30,13 @@ use rustix::fs as rfs;
 use super::Inner;
 use super::archive::{ArchiveFormat, ArchiveLimits};
 use super::confine::{
-    DirFd, Kind, Resolve, chmod_fd, create_new, freed_by_unlink, lstat_at, make_dir, open_dir_at, open_parents,
-    read_dir_names, remove_tree, rename_noreplace, symlink_at, temp_name, try_lstat_at,
+    DirFd, Kind, Resolve, TEMP_PREFIX, chmod_fd, create_new, is_temp_name, lstat_at, make_dir, open_dir_at,
+    open_parents, read_dir_names, remove_tree, rename_noreplace, replace_entry, symlink_at, temp_name, try_lstat_at,
 };
 use super::entry::ExtractSummary;
 use super::error::{FilesError, Result};
 use super::path::{RelPath, symlink_target_is_confined};
-use super::quota::Reservation;
+use super::quota::{Reservation, cost, dir_cost, file_cost, freed_by_unlink};
 
 /// Bytes a tar stream may spend on headers between two entries (long names, PAX records).
 const HEADER_BUDGET: u64 = 1 << 20;
@@ -101,14 +106,14 @@ fn zip_error(path: &RelPath, e: zip::result::ZipError) -> FilesError {
 }
 
 /// The staging directory and what has been extracted into it.
-struct Stage<'a, 'q> {
+struct Stage<'a> {
     inner: &'a Inner,
     staging: BorrowedFd<'a>,
     /// Canonical destination directory (denylist and symlink checks use final paths).
     dest: &'a RelPath,
     limits: &'a ArchiveLimits,
-    reservation: &'a mut Reservation<'q>,
-    /// Bytes reserved up front (zip) not yet used by files.
+    reservation: &'a mut Reservation,
+    /// Bytes reserved up front (zip) not yet used by entries.
     prereserved: u64,
     /// Symlink entries, created at the end.
     symlinks: Vec<(RelPath, Vec<u8>)>,
@@ -120,11 +125,16 @@ struct Stage<'a, 'q> {
     total: u64,
 }
 
-impl<'a> Stage<'a, '_> {
+impl<'a> Stage<'a> {
     fn begin(&mut self, path: &RelPath, is_dir: bool) -> Result<()> {
         self.entries += 1;
         if self.entries > self.limits.max_entries {
             return Err(FilesError::rejected(format!("more than {} entries", self.limits.max_entries)));
+        }
+        if path.components().iter().any(|c| is_temp_name(c)) {
+            return Err(FilesError::rejected(format!(
+                "entry `{path}`: names starting with `{TEMP_PREFIX}` are reserved"
+            )));
         }
         let mut prefix = RelPath::root();
         for part in path.components() {
@@ -136,12 +146,25 @@ impl<'a> Stage<'a, '_> {
         self.inner.denylist.check(&self.dest.concat(path), is_dir)
     }
 
+    /// Reserves `bytes` for the next entry, from what was reserved up front first.
+    fn charge(&mut self, bytes: u64) -> Result<()> {
+        let from_prereserved = bytes.min(self.prereserved);
+        self.prereserved -= from_prereserved;
+        self.reservation.grow(bytes - from_prereserved)
+    }
+
     /// The staged parent directory of `path` (created as needed) and its last name.
-    fn parent(&self, path: &RelPath) -> Result<(DirFd<'a>, OsString)> {
+    fn parent(&mut self, path: &RelPath) -> Result<(DirFd<'a>, OsString)> {
         let parents = path.parent();
         let name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-        let dir = open_parents(self.staging, parents.components(), path, self.inner.owner)
-            .map_err(|e| FilesError::rejected(format!("entry `{path}`: {e}")))?;
+        let (staging, owner) = (self.staging, self.inner.owner);
+        let dir =
+            open_parents(staging, parents.components(), path, owner, &mut || self.charge(dir_cost())).map_err(|e| {
+                match e {
+                    quota @ FilesError::QuotaExceeded { .. } => quota,
+                    other => FilesError::rejected(format!("entry `{path}`: {other}")),
+                }
+            })?;
         Ok((dir, name))
     }
 
@@ -151,7 +174,10 @@ impl<'a> Stage<'a, '_> {
         let dir = match try_lstat_at(&parent, &name, path)? {
             Some(meta) if meta.kind == Kind::Dir => open_dir_at(&parent, &name, path)?,
             Some(_) => return Err(FilesError::rejected(format!("entry `{path}` is both a file and a directory"))),
-            None => make_dir(&parent, &name, path, self.inner.owner)?,
+            None => {
+                self.charge(dir_cost())?;
+                make_dir(&parent, &name, path, self.inner.owner)?.0
+            }
         };
         chmod_fd(&dir, mode | 0o700, path)
     }
@@ -165,12 +191,7 @@ impl<'a> Stage<'a, '_> {
                 self.limits.max_total_bytes
             )));
         }
-        if self.prereserved >= size {
-            self.prereserved -= size;
-        } else {
-            self.reservation.grow(size - self.prereserved)?;
-            self.prereserved = 0;
-        }
+        self.charge(file_cost(size))?;
         let (parent, name) = self.parent(path)?;
         if let Some(existing) = try_lstat_at(&parent, &name, path)? {
             // A later entry of the same name wins, as with tar itself.
@@ -178,7 +199,7 @@ impl<'a> Stage<'a, '_> {
                 return Err(FilesError::rejected(format!("entry `{path}` is both a directory and a file")));
             }
             rfs::unlinkat(&parent, &name, rfs::AtFlags::empty()).map_err(|e| FilesError::from_errno(path, e))?;
-            self.bytes = self.bytes.saturating_sub(freed_by_unlink(&existing));
+            self.bytes = self.bytes.saturating_sub(existing.size);
         }
         let mut out = create_new(&parent, &name, mode, path, self.inner.owner)?;
         let copied = io::copy(&mut data.take(size), &mut out).map_err(|e| FilesError::from_io(path, e))?;
@@ -212,13 +233,14 @@ impl<'a> Stage<'a, '_> {
             if try_lstat_at(&parent, &name, &path)?.is_some() {
                 return Err(FilesError::rejected(format!("symlink entry `{path}` conflicts with another entry")));
             }
+            self.charge(cost(Kind::Symlink, target.len() as u64))?;
             symlink_at(&parent, &name, &target, &path, self.inner.owner)?;
         }
         Ok(())
     }
 }
 
-fn extract_tar(file: File, format: ArchiveFormat, stage: &mut Stage<'_, '_>, archive: &RelPath) -> Result<()> {
+fn extract_tar(file: File, format: ArchiveFormat, stage: &mut Stage<'_>, archive: &RelPath) -> Result<()> {
     let meter = Rc::new(Meter::default());
     let compressed = Compressed { inner: BufReader::new(file), meter: Rc::clone(&meter) };
     let decoder: Box<dyn Read> = match format {
@@ -265,7 +287,7 @@ const S_IFLNK: u32 = 0o120_000;
 const S_IFDIR: u32 = 0o040_000;
 const S_IFREG: u32 = 0o100_000;
 
-fn extract_zip(file: File, archive_len: u64, stage: &mut Stage<'_, '_>, archive: &RelPath) -> Result<()> {
+fn extract_zip(file: File, archive_len: u64, stage: &mut Stage<'_>, archive: &RelPath) -> Result<()> {
     let limits = stage.limits.clone();
     let mut zip = zip::ZipArchive::new(BufReader::new(file)).map_err(|e| zip_error(archive, e))?;
     if zip.len() as u64 > limits.max_entries {
@@ -273,6 +295,7 @@ fn extract_zip(file: File, archive_len: u64, stage: &mut Stage<'_, '_>, archive:
     }
     // The central directory declares every size: refuse bombs before writing anything.
     let mut declared = 0u64;
+    let mut costs = 0u64;
     for i in 0..zip.len() {
         let entry = zip.by_index_raw(i).map_err(|e| zip_error(archive, e))?;
         let name = String::from_utf8_lossy(entry.name_raw()).into_owned();
@@ -280,6 +303,7 @@ fn extract_zip(file: File, archive_len: u64, stage: &mut Stage<'_, '_>, archive:
             return Err(FilesError::rejected(format!("entry `{name}` is encrypted")));
         }
         declared = declared.saturating_add(entry.size());
+        costs = costs.saturating_add(file_cost(entry.size()));
         if declared > limits.max_total_bytes {
             return Err(FilesError::rejected(format!(
                 "more than {} bytes of content (entry `{name}` declares {})",
@@ -290,8 +314,8 @@ fn extract_zip(file: File, archive_len: u64, stage: &mut Stage<'_, '_>, archive:
         limits.check_ratio(entry.size(), entry.compressed_size(), &format!("entry `{name}`"))?;
     }
     limits.check_ratio(declared, archive_len, "the archive")?;
-    stage.reservation.grow(declared)?;
-    stage.prereserved = declared;
+    stage.reservation.grow(costs)?;
+    stage.prereserved = costs;
 
     for i in 0..zip.len() {
         let mut entry = zip.by_index(i).map_err(|e| zip_error(archive, e))?;
@@ -332,7 +356,9 @@ impl Inner {
             // if still empty; parents it created on the way stay, empty).
             if let Ok(created) = self.fs.resolve(destination, Resolve::default()) {
                 if let Some(name) = &created.name {
-                    let _ = rfs::unlinkat(&created.parent, name, rfs::AtFlags::REMOVEDIR);
+                    if rfs::unlinkat(&created.parent, name, rfs::AtFlags::REMOVEDIR).is_ok() {
+                        self.quota.release(dir_cost());
+                    }
                 }
             }
         }
@@ -350,9 +376,9 @@ impl Inner {
         let (dest_fd, dest_path) = self.fs.open_dir(destination, Resolve::default())?;
         self.denylist.check(&dest_path, true)?;
 
-        let staging_name = temp_name();
-        let staging = make_dir(&dest_fd, &staging_name, &dest_path, self.owner)?;
-        let mut reservation = self.quota.reserve(0, 0)?;
+        let staging_name = self.quota.temporary(temp_name());
+        let mut reservation = self.quota.reserve(dir_cost())?;
+        let (staging, _) = make_dir(&dest_fd, staging_name.name(), &dest_path, self.owner)?;
         let mut stage = Stage {
             inner: self,
             staging: staging.as_fd(),
@@ -372,17 +398,25 @@ impl Inner {
         }
         .and_then(|()| stage.create_symlinks());
         let (entries, bytes) = (stage.entries, stage.bytes);
-        let mut replaced = 0;
-        let merged = staged
-            .and_then(|()| merge(staging.as_fd(), dest_fd.as_fd(), &dest_path, true, &mut replaced))
-            .and_then(|()| merge(staging.as_fd(), dest_fd.as_fd(), &dest_path, false, &mut replaced));
+        let outcome = staged.and_then(|()| {
+            // What was staged, measured as a scan would (the staging directory included),
+            // before anything moves: a merge failing half-way leaves part of it in place.
+            let staged_cost = dir_cost() + self.tree_cost(staging.as_fd(), &dest_path)?;
+            let mut replaced = 0;
+            let merged = merge(staging.as_fd(), dest_fd.as_fd(), &dest_path, true, &mut replaced)
+                .and_then(|()| merge(staging.as_fd(), dest_fd.as_fd(), &dest_path, false, &mut replaced));
+            Ok((staged_cost, replaced, merged))
+        });
         drop(staging);
-        if let Err(e) = remove_tree(dest_fd.as_fd(), &staging_name, &dest_path) {
+        let left = remove_tree(dest_fd.as_fd(), staging_name.name(), &dest_path, None).unwrap_or_else(|e| {
             tracing::warn!(path = %dest_path, error = %e, "could not remove an extraction staging directory");
-        }
+            0
+        });
+        let (staged_cost, replaced, merged) = outcome?;
+        // Kept: whatever is no longer in the staging directory (moved into the destination);
+        // a staging directory that could not be removed stays counted, it is still on disk.
+        reservation.settle(staged_cost.saturating_sub(left), replaced);
         merged?;
-        reservation.commit_exact(bytes);
-        self.quota.release(replaced);
         Ok(ExtractSummary { entries, bytes })
     }
 }
@@ -405,8 +439,8 @@ fn merge(from: BorrowedFd<'_>, to: BorrowedFd<'_>, to_path: &RelPath, dry_run: b
             Some(existing) if staged.kind != Kind::Dir && matches!(existing.kind, Kind::File | Kind::Symlink) => {
                 if !dry_run {
                     // Replaces the entry itself; a symlink there is replaced, not followed.
-                    rfs::renameat(from, &name, to, &name).map_err(|e| FilesError::from_errno(&target, e))?;
-                    *replaced += freed_by_unlink(&existing);
+                    let old = replace_entry(from, &name, to, &name, &target)?;
+                    *replaced += old.as_ref().map_or(0, freed_by_unlink);
                 }
             }
             Some(_) => {

@@ -40,6 +40,9 @@
 //! - **Devices, fifos, sockets** are never opened ([`FilesError::SpecialFile`]).
 //! - **Writes** go to a temporary file next to the target, renamed over it at the end, so a
 //!   failed or refused write leaves the old content and no partial file.
+//! - **Temporary names** (`.nexus-tmp-…`, the manager's own files and staging directories
+//!   in flight) are refused in every path and symlink target and in archive entries, and
+//!   hidden from listings.
 //!
 //! # Confinement details
 //! Resolution walks a stack of directory fds (see the `confine` module): an absolute symlink
@@ -56,10 +59,31 @@
 //! staging directory inside the destination and moved into place only when the whole archive
 //! passed; any refusal removes the staging directory. Refused: absolute names, `..`, entries
 //! below a symlink entry, symlinks leaving the root, hard-link and device entries, names on
-//! the denylist, and anything past [`ArchiveLimits`].
+//! the denylist, and anything past [`ArchiveLimits`]. `compress` refuses
+//! ([`FilesError::TooLarge`]) inputs whose apparent size adds up to more than
+//! [`ArchiveLimits::max_total_bytes`]: a sparse file is read, holes and all, at its apparent
+//! size, and an archive the manager could not extract back is not worth writing.
 //!
 //! # Disk usage and quota
-//! Incremental, see [`ServerFiles::disk_usage`] and [`ServerFiles::rescan`].
+//! Every entry counts what it takes on disk: its content in whole [`BLOCK`]s, at least one
+//! (a directory is one block), plus [`ENTRY_COST`] for its inode and name ([`file_cost`],
+//! [`dir_cost`]); sparse files count their apparent size. The scan and every operation use
+//! the same costs: write, copy, mkdir (and the parents any operation creates), compress and
+//! extraction reserve them before creating anything, delete frees them. A replacement
+//! reserves the whole new file and frees the old one only once the rename has replaced it,
+//! so parallel uploads of one file never hold more than the quota between them, temporary
+//! files included; a replacement needs room for both copies while in flight. The counter is
+//! scanned once, lazily, then adjusted by every operation; see [`ServerFiles::disk_usage`]
+//! and [`ServerFiles::rescan`].
+//!
+//! # Concurrency
+//! Blocking work runs on tokio's blocking pool, which every server shares. So that one server
+//! cannot fill it, each manager runs at most [`JobLimits::heavy`] heavy jobs (compress,
+//! decompress, copy, delete, rescan; default 2) and [`JobLimits::light`] light ones (the
+//! rest; default 4) at once, the others waiting their turn without holding a thread; the two
+//! allowances are separate, so listings are not stuck behind the server's own archives.
+//! Heavy jobs of all servers together are bounded too ([`NODE_HEAVY_JOBS`]). A job keeps its
+//! permits until it has finished, even if its caller went away.
 
 mod archive;
 mod confine;
@@ -78,15 +102,27 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, SemaphorePermit};
 
 pub use archive::{ArchiveFormat, ArchiveLimits};
 pub use entry::{ExtractSummary, FileEntry, FileKind};
 pub use error::{FilesError, Result};
+pub use quota::{BLOCK, ENTRY_COST, dir_cost, file_cost};
 
 use confine::Confined;
 use denylist::Denylist;
 use path::RelPath;
 use quota::Quota;
+
+/// Heavy jobs (see [`JobLimits`]) of all servers of this process running at once: half of
+/// the daemon's 32 blocking threads, so that however many servers keep heavy work queued,
+/// the other half stays free for light operations.
+pub const NODE_HEAVY_JOBS: usize = 16;
+
+static NODE_HEAVY: Semaphore = Semaphore::const_new(NODE_HEAVY_JOBS);
+
+/// Bytes a streamed write reads and reserves at a time.
+const STREAM_CHUNK: usize = 64 * 1024;
 
 /// How one server's files are managed.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,6 +142,45 @@ pub struct FilesConfig {
     /// Owner given to every file and directory the manager creates (the daemon usually runs
     /// as root, the game server as this user). `None` keeps the daemon's own.
     pub owner: Option<FileOwner>,
+    /// How many blocking jobs of this server run at once.
+    pub jobs: JobLimits,
+}
+
+/// How many blocking jobs of one server run at once; more wait their turn (in order,
+/// without holding a thread). Tokio's blocking pool is shared by every server, so without a
+/// bound one server's jobs could take all its threads and make every other server's
+/// operations wait. Heavy jobs are also bounded node-wide ([`NODE_HEAVY_JOBS`]). The two
+/// kinds have separate allowances, so a server's listings are not stuck behind its own
+/// archives either. 0 counts as 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct JobLimits {
+    /// Jobs whose work grows with the data or the tree: compress, decompress, copy, delete,
+    /// rescan. Default 2.
+    pub heavy: usize,
+    /// Everything else: list, stat, bounded read, open for streaming, write (the blocking
+    /// steps of a stream), rename, mkdir, chmod, disk usage. Default 4.
+    pub light: usize,
+}
+
+impl Default for JobLimits {
+    fn default() -> Self {
+        Self { heavy: 2, light: 4 }
+    }
+}
+
+/// Which allowance of [`JobLimits`] a job takes.
+#[derive(Clone, Copy, Debug)]
+enum Weight {
+    Light,
+    Heavy,
+}
+
+/// The permits a running job holds; they travel with it to the blocking pool, so that a job
+/// whose caller went away (a closed connection) still counts until it has finished.
+struct Permits {
+    _server: OwnedSemaphorePermit,
+    _node: Option<SemaphorePermit<'static>>,
 }
 
 /// A numeric owner for created files.
@@ -133,9 +208,9 @@ pub(crate) struct Inner {
     limits: ArchiveLimits,
     owner: Option<(u32, u32)>,
     quota: Quota,
-    /// Serializes "measure the replaced file, rename over it" of writes (accounting only;
-    /// confinement needs no lock).
-    replace_lock: std::sync::Mutex<()>,
+    /// This server's allowances of blocking jobs ([`JobLimits`]).
+    heavy: Arc<Semaphore>,
+    light: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for ServerFiles {
@@ -159,7 +234,8 @@ impl ServerFiles {
             limits: config.archive_limits,
             owner: config.owner.map(|o| (o.uid, o.gid)),
             quota: Quota::new(config.quota_bytes),
-            replace_lock: std::sync::Mutex::new(()),
+            heavy: Arc::new(Semaphore::new(config.jobs.heavy.max(1))),
+            light: Arc::new(Semaphore::new(config.jobs.light.max(1))),
         };
         Ok(Self { inner: Arc::new(inner) })
     }
@@ -182,42 +258,39 @@ impl ServerFiles {
 
     /// Bytes used below the root as tracked by the manager (scans once if never scanned).
     pub async fn disk_usage(&self) -> Result<u64> {
-        self.run("disk_usage", String::new(), |inner, _| inner.usage()).await
+        self.run(Weight::Light, "disk_usage", String::new(), |inner, _| inner.usage()).await
     }
 
     /// Rescans the whole tree and resets the counter to what is on disk. Files written by the
     /// game server itself are invisible to the counter until then: call this periodically
     /// and when a server stops.
     pub async fn rescan(&self) -> Result<u64> {
-        self.run("rescan", String::new(), |inner, _| {
-            let used = inner.scan()?;
-            inner.quota.reset(used);
-            Ok(used)
-        })
-        .await
+        self.run(Weight::Heavy, "rescan", String::new(), |inner, _| inner.quota.rescan(|| inner.scan())).await
     }
 
     /// Lists a directory: directories first, then by name.
     pub async fn list(&self, dir: &str) -> Result<Vec<FileEntry>> {
-        self.run("list", dir.to_owned(), |inner, p| inner.list(&RelPath::parse(p)?)).await
+        self.run(Weight::Light, "list", dir.to_owned(), |inner, p| inner.list(&RelPath::parse(p)?)).await
     }
 
     /// Describes one entry, without following a symlink at the end (a symlink is described
     /// as in a listing).
     pub async fn stat(&self, path: &str) -> Result<FileEntry> {
-        self.run("stat", path.to_owned(), |inner, p| inner.stat(&RelPath::parse(p)?)).await
+        self.run(Weight::Light, "stat", path.to_owned(), |inner, p| inner.stat(&RelPath::parse(p)?)).await
     }
 
     /// Reads a whole file, refusing ([`FilesError::TooLarge`]) one over `max_bytes`.
     pub async fn read(&self, path: &str, max_bytes: u64) -> Result<Vec<u8>> {
-        self.run("read", path.to_owned(), move |inner, p| inner.read(&RelPath::parse(p)?, max_bytes)).await
+        self.run(Weight::Light, "read", path.to_owned(), move |inner, p| inner.read(&RelPath::parse(p)?, max_bytes))
+            .await
     }
 
     /// Opens a file for streaming: its description and an async reader. The file stays
     /// confined however it is renamed meanwhile: the reader holds the opened inode.
     pub async fn open_read(&self, path: &str) -> Result<(FileEntry, tokio::fs::File)> {
-        let (entry, file) =
-            self.run("open_read", path.to_owned(), |inner, p| inner.open_read(&RelPath::parse(p)?)).await?;
+        let (entry, file) = self
+            .run(Weight::Light, "open_read", path.to_owned(), |inner, p| inner.open_read(&RelPath::parse(p)?))
+            .await?;
         Ok((entry, tokio::fs::File::from_std(file)))
     }
 
@@ -225,7 +298,7 @@ impl ServerFiles {
     /// is checked before anything is written.
     pub async fn write(&self, path: &str, data: impl Into<Bytes>) -> Result<FileEntry> {
         let data: Bytes = data.into();
-        self.run("write", path.to_owned(), move |inner, p| inner.write(&RelPath::parse(p)?, &data)).await
+        self.run(Weight::Light, "write", path.to_owned(), move |inner, p| inner.write(&RelPath::parse(p)?, &data)).await
     }
 
     /// Creates or replaces a file with what `reader` yields. With `size_hint` (a
@@ -245,21 +318,14 @@ impl ServerFiles {
     where
         R: AsyncRead + Unpin + Send,
     {
-        let rel = RelPath::parse(path)?;
-        let inner = Arc::clone(&self.inner);
-        let target = rel.clone();
-        let mut pending = tokio::task::spawn_blocking(move || {
-            inner.usage()?;
-            inner.prepare_write(&target)
-        })
-        .await
-        .map_err(join_error)??;
+        let target = RelPath::parse(path)?;
+        let hint = size_hint.unwrap_or(0);
+        let (mut pending, mut reservation) =
+            self.blocking(Weight::Light, move |inner| inner.prepare_write(&target, hint)).await?;
         let shown = pending.path.to_string();
-        let streamed: Result<_> = async {
-            let mut reservation = self.inner.quota.reserve(size_hint.unwrap_or(0), pending.credit)?;
-            let std_file = pending.take_file()?;
-            let mut file = tokio::fs::File::from_std(std_file);
-            let mut buf = vec![0u8; 64 * 1024];
+        let mut file = tokio::fs::File::from_std(pending.take_file()?);
+        let streamed: Result<u64> = async {
+            let mut buf = vec![0u8; STREAM_CHUNK];
             let mut written = 0u64;
             loop {
                 let n = reader.read(&mut buf).await.map_err(|e| FilesError::from_io(&shown, e))?;
@@ -267,26 +333,29 @@ impl ServerFiles {
                     break;
                 }
                 written += n as u64;
-                if written > reservation.held() {
-                    reservation.grow(written - reservation.held())?;
-                }
+                reservation.ensure(file_cost(written))?;
                 file.write_all(&buf[..n]).await.map_err(|e| FilesError::from_io(&shown, e))?;
             }
             file.flush().await.map_err(|e| FilesError::from_io(&shown, e))?;
-            Ok((reservation, file.into_std().await, written))
+            Ok(written)
         }
         .await;
-        let inner = Arc::clone(&self.inner);
+        let file = file.into_std().await;
         match streamed {
-            Ok((reservation, file, written)) => {
-                let (entry, replaced) =
-                    tokio::task::spawn_blocking(move || pending.finish(&inner, file)).await.map_err(join_error)??;
-                // Only the bytes actually written stay counted, whatever the hint said.
-                reservation.settle(written, replaced);
-                Ok(entry)
+            // The reservation travels with the rename: settled there even if this future is
+            // dropped meanwhile.
+            Ok(written) => {
+                self.blocking(Weight::Light, move |inner| pending.finish(inner, file, reservation, written)).await
             }
             Err(e) => {
-                tokio::task::spawn_blocking(move || pending.abort()).await.map_err(join_error)?;
+                // Removing a large partial file can take a while: not on this thread. The
+                // reservation is given back after that (when this function returns): until
+                // then the bytes are still on disk.
+                self.blocking(Weight::Light, move |_| {
+                    drop((pending, file));
+                    Ok(())
+                })
+                .await?;
                 Err(e)
             }
         }
@@ -296,30 +365,35 @@ impl ServerFiles {
     /// entry; creates missing parent directories of the destination.
     pub async fn rename(&self, from: &str, to: &str) -> Result<()> {
         let to = to.to_owned();
-        self.run("rename", from.to_owned(), move |inner, p| inner.rename(&RelPath::parse(p)?, &RelPath::parse(&to)?))
-            .await
+        self.run(Weight::Light, "rename", from.to_owned(), move |inner, p| {
+            inner.rename(&RelPath::parse(p)?, &RelPath::parse(&to)?)
+        })
+        .await
     }
 
     /// Copies a file or a directory tree to a new path (refusing to replace one). A directory
     /// copy is built under a temporary name and appears whole or not at all.
     pub async fn copy(&self, from: &str, to: &str) -> Result<FileEntry> {
         let to = to.to_owned();
-        self.run("copy", from.to_owned(), move |inner, p| inner.copy(&RelPath::parse(p)?, &RelPath::parse(&to)?)).await
+        self.run(Weight::Heavy, "copy", from.to_owned(), move |inner, p| {
+            inner.copy(&RelPath::parse(p)?, &RelPath::parse(&to)?)
+        })
+        .await
     }
 
     /// Deletes a file, a symlink (not its target), or a directory tree.
     pub async fn delete(&self, path: &str) -> Result<()> {
-        self.run("delete", path.to_owned(), |inner, p| inner.delete(&RelPath::parse(p)?)).await
+        self.run(Weight::Heavy, "delete", path.to_owned(), |inner, p| inner.delete(&RelPath::parse(p)?)).await
     }
 
     /// Creates a directory and its missing parents (succeeds when it already exists).
     pub async fn mkdir(&self, path: &str) -> Result<FileEntry> {
-        self.run("mkdir", path.to_owned(), |inner, p| inner.mkdir(&RelPath::parse(p)?)).await
+        self.run(Weight::Light, "mkdir", path.to_owned(), |inner, p| inner.mkdir(&RelPath::parse(p)?)).await
     }
 
     /// Sets permission bits (`0o755`, ...). setuid, setgid, sticky and type bits are refused.
     pub async fn chmod(&self, path: &str, mode: u32) -> Result<()> {
-        self.run("chmod", path.to_owned(), move |inner, p| inner.chmod(&RelPath::parse(p)?, mode)).await
+        self.run(Weight::Light, "chmod", path.to_owned(), move |inner, p| inner.chmod(&RelPath::parse(p)?, mode)).await
     }
 
     /// Archives `files` (paths relative to the directory `base`, which is also where archive
@@ -335,7 +409,7 @@ impl ServerFiles {
         format: ArchiveFormat,
     ) -> Result<FileEntry> {
         let (files, destination) = (files.to_vec(), destination.to_owned());
-        self.run("compress", base.to_owned(), move |inner, p| {
+        self.run(Weight::Heavy, "compress", base.to_owned(), move |inner, p| {
             let files = files.iter().map(|f| RelPath::parse(f)).collect::<Result<Vec<_>>>()?;
             inner.compress(&RelPath::parse(p)?, &files, &RelPath::parse(&destination)?, format)
         })
@@ -347,23 +421,54 @@ impl ServerFiles {
     /// nothing: see the module docs.
     pub async fn decompress(&self, archive: &str, destination: &str) -> Result<ExtractSummary> {
         let destination = destination.to_owned();
-        self.run("decompress", archive.to_owned(), move |inner, p| {
+        self.run(Weight::Heavy, "decompress", archive.to_owned(), move |inner, p| {
             inner.decompress(&RelPath::parse(p)?, &RelPath::parse(&destination)?)
         })
         .await
     }
 
-    /// Runs a blocking operation on tokio's blocking pool and logs its outcome.
-    async fn run<T, F>(&self, op: &'static str, path: String, f: F) -> Result<T>
+    /// Runs a blocking operation on tokio's blocking pool, within this server's allowance of
+    /// `weight` jobs, and logs its outcome.
+    async fn run<T, F>(&self, weight: Weight, op: &'static str, path: String, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Inner, &str) -> Result<T> + Send + 'static,
     {
-        let inner = Arc::clone(&self.inner);
         let shown = path.clone();
-        let result = tokio::task::spawn_blocking(move || f(&inner, &path)).await.map_err(join_error).and_then(|r| r);
+        let result = self.blocking(weight, move |inner| f(inner, &path)).await;
         self.log(op, &shown, &result);
         result
+    }
+
+    /// Runs `f` on tokio's blocking pool once a permit of `weight` is free.
+    async fn blocking<T, F>(&self, weight: Weight, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner) -> Result<T> + Send + 'static,
+    {
+        let permits = self.permits(weight).await?;
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let _permits = permits;
+            f(&inner)
+        })
+        .await
+        .map_err(join_error)?
+    }
+
+    /// Waits for this server's permit of `weight`, then (heavy jobs) for a node-wide one: a
+    /// server waiting for its own turn holds nothing others need.
+    async fn permits(&self, weight: Weight) -> Result<Permits> {
+        let closed = |_| FilesError::Io { path: String::new(), source: io::Error::other("job limiter closed") };
+        Ok(match weight {
+            Weight::Light => {
+                Permits { _server: Arc::clone(&self.inner.light).acquire_owned().await.map_err(closed)?, _node: None }
+            }
+            Weight::Heavy => {
+                let server = Arc::clone(&self.inner.heavy).acquire_owned().await.map_err(closed)?;
+                Permits { _server: server, _node: Some(NODE_HEAVY.acquire().await.map_err(closed)?) }
+            }
+        })
     }
 
     fn log<T>(&self, op: &'static str, path: &str, result: &Result<T>) {

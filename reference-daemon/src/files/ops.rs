@@ -9,30 +9,30 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use chrono::DateTime;
-use rustix::fs as rfs;
 
 use super::Inner;
 use super::confine::{
-    Kind, Meta, Resolve, Resolved, Visitor, WalkEntry, check_content_access, chmod_fd, create_new, create_temp,
-    freed_by_unlink, fstat, is_temp_name, lstat_at, make_dir, open_dir_at, open_file_read, read_dir_names,
-    read_link_at, remove_tree, rename_noreplace, symlink_at, temp_name, try_lstat_at, unlink_quietly, walk,
+    Kind, Meta, Resolve, Resolved, Visitor, WalkEntry, check_content_access, chmod_fd, create_new, create_temp, fstat,
+    is_temp_name, lstat_at, make_dir, open_dir_at, open_file_read, read_dir_names, read_link_at, remove_tree,
+    rename_noreplace, replace_entry, symlink_at, temp_name, try_lstat_at, unlink_quietly, walk,
 };
 use super::entry::{FileEntry, FileKind};
 use super::error::{FilesError, Result};
 use super::path::{RelPath, symlink_target_is_confined};
-use super::quota::Reservation;
+use super::quota::{Quota, Reservation, Temporary, cost, dir_cost, file_cost, freed_by_unlink};
 
 /// A write in progress: a temporary file next to its target, renamed over it at the end.
+/// Dropped before [`PendingWrite::finish`] placed it (a refusal, an error, an abandoned
+/// upload), it removes the temporary file.
 pub(crate) struct PendingWrite {
     dir: OwnedFd,
     name: OsString,
-    temp: OsString,
+    temp: Temporary,
     file: Option<File>,
     /// Canonical path of the target.
     pub path: RelPath,
-    /// Size of the file being replaced (freed when the write completes).
-    pub credit: u64,
     mode: u32,
+    placed: bool,
 }
 
 impl PendingWrite {
@@ -43,39 +43,43 @@ impl PendingWrite {
             .ok_or_else(|| FilesError::Io { path: self.path.to_string(), source: io::Error::other("file taken twice") })
     }
 
-    /// Gives the file its mode and renames it over the target; returns the new entry and the
-    /// bytes of the file it replaced.
-    pub(crate) fn finish(self, inner: &Inner, file: File) -> Result<(FileEntry, u64)> {
-        let done = chmod_fd(&file, self.mode, &self.path).and_then(|()| {
-            drop(file);
-            // What is replaced is measured under the lock, at the rename itself, so that two
-            // writes racing on one name do not both credit the same old file.
-            let _replacing = inner.replace_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            let replaced = try_lstat_at(&self.dir, &self.name, &self.path)?.map_or(0, |m| freed_by_unlink(&m));
-            // Replaces whatever entry is at `name` now (a symlink is replaced, not followed).
-            rfs::renameat(&self.dir, &self.temp, &self.dir, &self.name)
-                .map_err(|e| FilesError::from_errno(&self.path, e))?;
-            Ok(replaced)
-        });
-        match done {
-            Ok(replaced) => Ok((inner.describe_at(self.dir.as_fd(), &self.name, &self.path)?, replaced)),
-            Err(e) => {
-                unlink_quietly(&self.dir, &self.temp);
-                Err(e)
-            }
-        }
+    /// Gives the file its mode and renames it over the target (a symlink there is replaced,
+    /// not followed), then settles the reservation: `written` bytes kept, the replaced entry
+    /// freed.
+    pub(crate) fn finish(
+        mut self,
+        inner: &Inner,
+        file: File,
+        reservation: Reservation,
+        written: u64,
+    ) -> Result<FileEntry> {
+        chmod_fd(&file, self.mode, &self.path)?;
+        drop(file);
+        let replaced = replace_entry(&self.dir, self.temp.name(), &self.dir, &self.name, &self.path)?;
+        self.placed = true;
+        reservation.settle(file_cost(written), replaced.as_ref().map_or(0, freed_by_unlink));
+        inner.describe_at(self.dir.as_fd(), &self.name, &self.path)
     }
+}
 
-    /// Removes the temporary file.
-    pub(crate) fn abort(self) {
-        unlink_quietly(&self.dir, &self.temp);
+impl Drop for PendingWrite {
+    fn drop(&mut self) {
+        if !self.placed {
+            unlink_quietly(&self.dir, self.temp.name());
+        }
     }
 }
 
 impl Inner {
     /// How directories are created on the way to a path.
     pub(crate) fn creating(&self) -> Resolve<'_> {
-        Resolve { create_parents: true, owner: self.owner, guard: Some(&self.denylist), ..Resolve::default() }
+        Resolve {
+            create_parents: true,
+            owner: self.owner,
+            guard: Some(&self.denylist),
+            quota: Some(&self.quota),
+            ..Resolve::default()
+        }
     }
 
     pub(crate) fn following(&self) -> Resolve<'_> {
@@ -87,23 +91,35 @@ impl Inner {
         self.quota.used(|| self.scan())
     }
 
-    /// Sums the sizes of regular files below the root, each inode once.
+    /// The cost of everything below the root (see `quota`).
     pub(crate) fn scan(&self) -> Result<u64> {
-        struct Scan {
+        let total = self.tree_cost(self.fs.root_fd(), &RelPath::root())?;
+        tracing::debug!(root = %self.root_path.display(), bytes = total, "disk usage scanned");
+        Ok(total)
+    }
+
+    /// Sums the costs of the entries below `dir` (see `quota`), each inode once, skipping
+    /// the temporary files of operations in flight (their reservations count them).
+    pub(crate) fn tree_cost(&self, dir: BorrowedFd<'_>, rel: &RelPath) -> Result<u64> {
+        struct Scan<'a> {
+            quota: &'a Quota,
             total: u64,
             seen: HashSet<(u64, u64)>,
         }
-        impl Visitor for Scan {
+        impl Visitor for Scan<'_> {
             fn visit(&mut self, e: &WalkEntry<'_>) -> Result<bool> {
-                if e.meta.kind == Kind::File && (e.meta.nlink <= 1 || self.seen.insert((e.meta.dev, e.meta.ino))) {
-                    self.total = self.total.saturating_add(e.meta.size);
+                if self.quota.is_in_flight(e.name) {
+                    return Ok(false);
                 }
-                Ok(e.meta.kind == Kind::Dir)
+                let m = &e.meta;
+                if m.kind != Kind::File || m.nlink <= 1 || self.seen.insert((m.dev, m.ino)) {
+                    self.total = self.total.saturating_add(cost(m.kind, m.size));
+                }
+                Ok(m.kind == Kind::Dir)
             }
         }
-        let mut scan = Scan { total: 0, seen: HashSet::new() };
-        walk(self.fs.root_fd(), &RelPath::root(), &mut scan)?;
-        tracing::debug!(root = %self.root_path.display(), bytes = scan.total, "disk usage scanned");
+        let mut scan = Scan { quota: &self.quota, total: 0, seen: HashSet::new() };
+        walk(dir, rel, &mut scan)?;
         Ok(scan.total)
     }
 
@@ -182,7 +198,7 @@ impl Inner {
         let (dir, canonical) = self.fs.open_dir(path, Resolve::default())?;
         self.denylist.check(&canonical, true)?;
         let mut entries = Vec::new();
-        for name in read_dir_names(&dir, &canonical)? {
+        for name in read_dir_names(&dir, &canonical)?.into_iter().filter(|n| !is_temp_name(n)) {
             let child = canonical.join(&name);
             if let Some(meta) = try_lstat_at(&dir, &name, &child)? {
                 entries.push(self.describe(&name, &child, &meta));
@@ -222,46 +238,36 @@ impl Inner {
         Ok(data)
     }
 
-    /// Checks and prepares a write of `path`: parents created, target checked, temporary
-    /// file opened next to it.
-    pub(crate) fn prepare_write(&self, path: &RelPath) -> Result<PendingWrite> {
+    /// Checks and prepares a write of `path` expected to hold `size` bytes: the whole new
+    /// file reserved (the file it replaces is freed only once replaced), parents created,
+    /// target checked, temporary file opened next to it.
+    pub(crate) fn prepare_write(&self, path: &RelPath, size: u64) -> Result<(PendingWrite, Reservation)> {
+        self.usage()?;
+        let reservation = self.quota.reserve(file_cost(size))?;
         let resolved = self.resolve_allowed(path, Resolve { follow_final: true, ..self.creating() })?;
         let name = resolved.entry_name()?.to_os_string();
-        let (credit, mode) = match resolved.meta()? {
-            None => (0, 0o644),
+        let mode = match resolved.meta()? {
+            None => 0o644,
             Some(meta) => {
                 check_content_access(&meta, &resolved.path)?;
-                (meta.size, meta.mode & 0o777)
+                meta.mode & 0o777
             }
         };
         let dir = resolved.parent.into_owned(&resolved.path)?;
-        let (temp, file) = create_temp(&dir, &resolved.path, self.owner)?;
-        Ok(PendingWrite { dir, name, temp, file: Some(file), path: resolved.path, credit, mode })
+        let (temp, file) = create_temp(&dir, &resolved.path, self.owner, &self.quota)?;
+        let pending = PendingWrite { dir, name, temp, file: Some(file), path: resolved.path, mode, placed: false };
+        Ok((pending, reservation))
     }
 
     pub(crate) fn write(&self, path: &RelPath, data: &[u8]) -> Result<FileEntry> {
-        self.usage()?;
-        let mut pending = self.prepare_write(path)?;
-        let written = (|| {
-            let reservation = self.quota.reserve(data.len() as u64, pending.credit)?;
-            let mut file = pending.take_file()?;
-            file.write_all(data).map_err(|e| FilesError::from_io(&pending.path, e))?;
-            Ok((reservation, file))
-        })();
-        match written {
-            Ok((reservation, file)) => {
-                let (entry, replaced) = pending.finish(self, file)?;
-                reservation.settle(data.len() as u64, replaced);
-                Ok(entry)
-            }
-            Err(e) => {
-                pending.abort();
-                Err(e)
-            }
-        }
+        let (mut pending, reservation) = self.prepare_write(path, data.len() as u64)?;
+        let mut file = pending.take_file()?;
+        file.write_all(data).map_err(|e| FilesError::from_io(&pending.path, e))?;
+        pending.finish(self, file, reservation, data.len() as u64)
     }
 
     pub(crate) fn rename(&self, from: &RelPath, to: &RelPath) -> Result<()> {
+        self.usage()?;
         self.denylist.check(to, false)?;
         let src = self.resolve_allowed(from, Resolve::default())?;
         let src_name = src.entry_name()?;
@@ -286,12 +292,13 @@ impl Inner {
             let tree = open_dir_at(&resolved.parent, name, &resolved.path)?;
             self.check_tree(tree.as_fd(), &[&resolved.path])?;
         }
-        let freed = remove_tree(resolved.parent.as_fd(), name, &resolved.path)?;
+        let freed = remove_tree(resolved.parent.as_fd(), name, &resolved.path, Some(&self.quota))?;
         self.quota.release(freed);
         Ok(())
     }
 
     pub(crate) fn mkdir(&self, path: &RelPath) -> Result<FileEntry> {
+        self.usage()?;
         self.denylist.check(path, true)?;
         let resolved = self.resolve_allowed(path, Resolve { follow_final: true, ..self.creating() })?;
         self.denylist.check(&resolved.path, true)?;
@@ -301,7 +308,9 @@ impl Inner {
         match resolved.meta()? {
             Some(meta) if meta.kind == Kind::Dir => {}
             Some(_) => return Err(FilesError::AlreadyExists { path: resolved.path.to_string() }),
-            None => drop(make_dir(&resolved.parent, name, &resolved.path, self.owner)?),
+            None => {
+                drop(self.quota.charged(dir_cost(), || make_dir(&resolved.parent, name, &resolved.path, self.owner))?)
+            }
         }
         self.describe_at(resolved.parent.as_fd(), name, &resolved.path)
     }
@@ -340,7 +349,7 @@ impl Inner {
         if try_lstat_at(&dst.parent, dst_name, &dst.path)?.is_some() {
             return Err(FilesError::AlreadyExists { path: dst.path.to_string() });
         }
-        let mut reservation = self.quota.reserve(0, 0)?;
+        let mut reservation = self.quota.reserve(0)?;
         match meta.kind {
             Kind::Dir => {
                 if dst.path.starts_with(&src.path) {
@@ -348,8 +357,9 @@ impl Inner {
                 }
                 let tree = open_dir_at(&src.parent, src_name, &src.path)?;
                 self.check_tree(tree.as_fd(), &[&src.path, &dst.path])?;
-                let staging = temp_name();
-                let top = make_dir(&dst.parent, &staging, &dst.path, self.owner)?;
+                let staging = self.quota.temporary(temp_name());
+                reservation.grow(dir_cost())?;
+                let (top, _) = make_dir(&dst.parent, staging.name(), &dst.path, self.owner)?;
                 chmod_fd(&top, meta.mode, &dst.path)?;
                 let mut copier = TreeCopy {
                     inner: self,
@@ -359,9 +369,9 @@ impl Inner {
                     reservation: &mut reservation,
                 };
                 let copied = walk(tree.as_fd(), &src.path, &mut copier)
-                    .and_then(|()| rename_noreplace(&dst.parent, &staging, &dst.parent, dst_name, &dst.path));
+                    .and_then(|()| rename_noreplace(&dst.parent, staging.name(), &dst.parent, dst_name, &dst.path));
                 if let Err(e) = copied {
-                    if let Err(cleanup) = remove_tree(dst.parent.as_fd(), &staging, &dst.path) {
+                    if let Err(cleanup) = remove_tree(dst.parent.as_fd(), staging.name(), &dst.path, None) {
                         tracing::warn!(path = %dst.path, error = %cleanup, "could not remove a partial copy");
                     }
                     return Err(e);
@@ -369,13 +379,13 @@ impl Inner {
             }
             _ => {
                 let (mut file, meta) = open_file_read(&src.parent, src_name, &src.path)?;
-                reservation.grow(meta.size)?;
-                let (temp, mut out) = create_temp(&dst.parent, &dst.path, self.owner)?;
+                reservation.grow(file_cost(meta.size))?;
+                let (temp, mut out) = create_temp(&dst.parent, &dst.path, self.owner, &self.quota)?;
                 let copied = copy_exact(&mut file, &mut out, meta.size, &dst.path)
                     .and_then(|()| chmod_fd(&out, meta.mode, &dst.path))
-                    .and_then(|()| rename_noreplace(&dst.parent, &temp, &dst.parent, dst_name, &dst.path));
+                    .and_then(|()| rename_noreplace(&dst.parent, temp.name(), &dst.parent, dst_name, &dst.path));
                 if let Err(e) = copied {
-                    unlink_quietly(&dst.parent, &temp);
+                    unlink_quietly(&dst.parent, temp.name());
                     return Err(e);
                 }
             }
@@ -393,7 +403,7 @@ pub(crate) fn copy_exact(from: &mut File, to: &mut File, size: u64, path: &RelPa
 }
 
 /// Copies a directory tree into a fresh directory, entry by entry, through fds on both sides.
-struct TreeCopy<'a, 'q> {
+struct TreeCopy<'a> {
     inner: &'a Inner,
     /// Canonical path of the source tree (walk paths start with it).
     src_base: &'a RelPath,
@@ -401,10 +411,10 @@ struct TreeCopy<'a, 'q> {
     dst_base: &'a RelPath,
     /// Destination directories; the top is where the current source directory is copied.
     stack: Vec<OwnedFd>,
-    reservation: &'a mut Reservation<'q>,
+    reservation: &'a mut Reservation,
 }
 
-impl Visitor for TreeCopy<'_, '_> {
+impl Visitor for TreeCopy<'_> {
     fn visit(&mut self, e: &WalkEntry<'_>) -> Result<bool> {
         if is_temp_name(e.name) {
             return Ok(false);
@@ -413,14 +423,15 @@ impl Visitor for TreeCopy<'_, '_> {
         let Some(dir) = self.stack.last() else { return Ok(false) };
         match e.meta.kind {
             Kind::Dir => {
-                let sub = make_dir(dir, e.name, &dst_path, self.inner.owner)?;
+                self.reservation.grow(dir_cost())?;
+                let (sub, _) = make_dir(dir, e.name, &dst_path, self.inner.owner)?;
                 chmod_fd(&sub, e.meta.mode, &dst_path)?;
                 self.stack.push(sub);
                 Ok(true)
             }
             Kind::File => {
                 let (mut file, meta) = open_file_read(e.dir, e.name, e.rel)?;
-                self.reservation.grow(meta.size)?;
+                self.reservation.grow(file_cost(meta.size))?;
                 let mut out = create_new(dir, e.name, meta.mode, &dst_path, self.inner.owner)?;
                 copy_exact(&mut file, &mut out, meta.size, &dst_path)?;
                 Ok(false)
@@ -430,6 +441,7 @@ impl Visitor for TreeCopy<'_, '_> {
                 if !symlink_target_is_confined(&dst_path, &target) {
                     return Err(FilesError::outside(e.rel));
                 }
+                self.reservation.grow(cost(Kind::Symlink, target.len() as u64))?;
                 symlink_at(dir, e.name, &target, &dst_path, self.inner.owner)?;
                 Ok(false)
             }

@@ -159,19 +159,51 @@ pub async fn raw(base: &str, method: &str, target: &str, body: &str) -> (u16, Va
 /// Like [`raw`], declaring `content_length` whatever `body` holds (the server may answer
 /// before reading a body it refuses).
 pub async fn raw_declared(base: &str, method: &str, target: &str, content_length: usize, body: &str) -> (u16, Value) {
+    let length = content_length.to_string();
+    raw_with(base, method, target, &[("content-length", &length)], body.as_bytes()).await
+}
+
+/// Sends `method target` with the node token and `headers` over a raw connection, then `body`
+/// exactly as given (so a test can send a chunked body, or a content-type a client would
+/// fix); (status, body as JSON or as a string value).
+pub async fn raw_with(base: &str, method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, Value) {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let addr = base.trim_start_matches("http://");
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let request = format!(
-        "{method} {target} HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {TOKEN}\r\ncontent-length: {content_length}\r\nconnection: close\r\n\r\n{body}"
-    );
-    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut request =
+        format!("{method} {target} HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {TOKEN}\r\nconnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    let mut bytes = request.into_bytes();
+    bytes.extend_from_slice(body);
+    // The server may answer and close before reading a body it refuses: keep what it said.
+    let _ = stream.write_all(&bytes).await;
     let mut response = Vec::new();
-    stream.read_to_end(&mut response).await.expect("read");
+    let mut buf = [0u8; 8192];
+    while let Ok(n) = stream.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        response.extend_from_slice(&buf[..n]);
+    }
     let text = String::from_utf8_lossy(&response).into_owned();
     let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
     let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
     (status, serde_json::from_str(body).unwrap_or(Value::String(body.to_owned())))
+}
+
+/// `body` in HTTP/1.1 chunked encoding, in chunks of at most 1000 bytes.
+pub fn chunked(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + 64);
+    for chunk in body.chunks(1000) {
+        out.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        out.extend_from_slice(chunk);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"0\r\n\r\n");
+    out
 }
 
 /// Status and body (JSON if it parses, else a JSON string).
