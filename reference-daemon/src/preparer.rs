@@ -58,8 +58,9 @@ async fn patch_off_thread(
     }
 }
 
-/// Largest config file patched (bigger ones fail the start rather than eat memory).
-pub const MAX_CONFIG_FILE_BYTES: u64 = 16 << 20;
+/// Largest config file patched (bigger ones fail the start rather than eat memory): the
+/// patcher's own bound, so a file is never read only to be refused.
+pub const MAX_CONFIG_FILE_BYTES: u64 = nexus_eggs::config_files::MAX_CONFIG_BYTES as u64;
 
 /// Prepares starts from eggs: patches config files, renders the startup command.
 #[derive(Clone, Debug, Default)]

@@ -150,3 +150,46 @@ async fn endless_installs_time_out_and_removal_cancels_them() {
 async fn daemon_docker() -> nexus_runtime_docker::DockerRuntime {
     docker().await.expect("docker was there a moment ago")
 }
+
+/// A tenant can edit the config files the egg patches (the game and the file API write them).
+/// Hostile ones, in every format (deeply nested, oversized, one-line giants), fail the start
+/// with a typed error naming the file, the daemon keeps answering meanwhile, and it survives
+/// (the XML case used to overflow the stack and abort the daemon at every start).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_config_files_fail_the_start_not_the_daemon() {
+    use nexus_core::model::{ConfigFile, ConfigParser, FindValue};
+    let Some(docker) = docker().await else { return };
+    let daemon = TestDaemon::start(docker, |_| {}).await;
+    let c = &daemon.client;
+    let deep = 50_000;
+    let cases: Vec<(&str, ConfigParser, String)> = vec![
+        ("deep.xml", ConfigParser::Xml, format!("{}{}", "<a>".repeat(deep), "</a>".repeat(deep))),
+        ("deep.yml", ConfigParser::Yaml, format!("a: {}", "[".repeat(deep))),
+        ("deep.json", ConfigParser::Json, format!("{}{}", "[".repeat(deep), "]".repeat(deep))),
+        ("deep.toml", ConfigParser::Toml, format!("a = {}{}", "[".repeat(deep), "]".repeat(deep))),
+        ("huge.ini", ConfigParser::Ini, "x".repeat(9 << 20)),
+        ("huge.properties", ConfigParser::Properties, "k=v\n".repeat(3 << 20)),
+    ];
+    for (path, parser, text) in cases {
+        let mut spec = busybox_spec();
+        spec.limits.disk_mb = 0;
+        spec.config_files =
+            vec![ConfigFile { path: path.into(), parser, find: vec![("a.b".into(), FindValue::Text("1".into()))] }];
+        let id = spec.id;
+        assert_eq!(c.post("/api/servers", serde_json::to_value(&spec).unwrap()).await.0, 201);
+        std::fs::write(daemon.data_dir(id).join(path), text).unwrap();
+        let start = tokio::spawn({
+            let c = c.clone();
+            async move { c.post(&format!("/api/servers/{id}/power"), json!({"action": "start"})).await }
+        });
+        // The daemon answers while the start is being prepared.
+        let (status, _) = c.get("/api/system").await;
+        assert_eq!(status, 200, "{path}: the daemon stopped answering");
+        let (status, body) = start.await.unwrap();
+        assert_eq!(status, 422, "{path}: {body}");
+        assert_eq!(body["error"]["code"], "prepare", "{path}: {body}");
+        assert!(body["error"]["message"].as_str().unwrap().contains(path), "{path}: {body}");
+        let (status, _) = c.get(&format!("/api/servers/{id}")).await;
+        assert_eq!(status, 200, "{path}: the daemon survived");
+    }
+}
