@@ -14,6 +14,9 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/nexus-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 # Two cores: one build at a time, tests in parallel threads within it.
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
+# Incremental caches are per clone path and grow by gigabytes a run; a fresh CI clone never
+# reuses them, so they only fill the disk.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 FUZZ_SECONDS="${FUZZ_SECONDS:-20}"
 
 step() { printf '\n=== %s\n' "$*"; }

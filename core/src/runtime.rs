@@ -311,8 +311,14 @@ pub trait Runtime: Send + Sync {
     /// Waits for the main process to exit.
     async fn wait(&self, id: &ContainerId) -> Result<ExitStatus, RuntimeError>;
 
-    /// Runs an install script to completion in a throwaway container, then removes it.
+    /// Runs an install script to completion in a throwaway container, then removes it. When
+    /// the returned future is dropped the container is removed in the background; call
+    /// [`remove_install`](Self::remove_install) to wait until it is gone.
     async fn run_install(&self, spec: &InstallSpec) -> Result<InstallOutcome, RuntimeError>;
+
+    /// Force-removes the install container of `server`, if any (an abandoned install's, or
+    /// one left by a crash of the node), and returns once it is gone. Idempotent.
+    async fn remove_install(&self, server: ServerId) -> Result<(), RuntimeError>;
 
     /// Every container carrying the Nexus labels, for re-attaching after a daemon restart.
     async fn list_managed(&self) -> Result<Vec<ManagedContainer>, RuntimeError>;

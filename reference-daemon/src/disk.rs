@@ -30,6 +30,18 @@ use std::time::{Duration, Instant};
 
 const MIB: u64 = 1 << 20;
 
+/// Longest one measurement may take before the server is treated as over its limit.
+pub const MEASURE_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Measures a server's files within [`MEASURE_DEADLINE`], outside the tenant's job queue.
+pub async fn measure(files: &crate::files::ServerFiles) -> Result<u64, String> {
+    match tokio::time::timeout(MEASURE_DEADLINE, files.measure()).await {
+        Ok(Ok(used)) => Ok(used),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err(format!("no result within {MEASURE_DEADLINE:?}")),
+    }
+}
+
 /// The limit of `spec` in bytes, if it has one.
 pub fn limit_bytes(spec: &ServerSpec) -> Option<u64> {
     (spec.limits.disk_mb > 0).then(|| spec.limits.disk_mb.saturating_mul(MIB))
@@ -77,7 +89,8 @@ impl DiskWatcher {
     pub async fn round(&self) -> Round {
         let mut round = Round::default();
         for status in self.agent.servers() {
-            if !status.state.is_active() {
+            // Installing servers too: an install script can write as much as the server.
+            if !(status.state.is_active() || status.state == nexus_core::lifecycle::ServerState::Installing) {
                 continue;
             }
             let Some(spec) = self.agent.spec(status.server) else { continue };
@@ -88,10 +101,18 @@ impl DiskWatcher {
                     continue;
                 }
             };
-            let used = match files.rescan().await {
+            let used = match measure(&files).await {
                 Ok(used) => used,
-                Err(error) => {
-                    tracing::warn!(server = %spec.id, %error, "disk check: measuring failed");
+                Err(reason) => {
+                    // Fail closed: a server whose usage cannot be measured (a tree too deep to
+                    // walk, a measurement past its deadline) could be writing without limit.
+                    if crate::disk::limit_bytes(&spec).is_some() {
+                        tracing::warn!(server = %spec.id, %reason, "disk check: cannot measure; stopping the server");
+                        self.stop(&spec, format!("its disk usage cannot be measured ({reason}): stopping the server"));
+                        round.stopped.push(spec.id);
+                    } else {
+                        tracing::warn!(server = %spec.id, %reason, "disk check: cannot measure");
+                    }
                     continue;
                 }
             };
@@ -99,19 +120,30 @@ impl DiskWatcher {
             self.agent.record_disk_usage(spec.id, used);
             if let Some(over) = over_limit(&spec, used) {
                 tracing::warn!(server = %spec.id, used, "server over its disk limit; stopping it");
-                self.agent.notice(spec.id, format!("{over}: stopping the server"));
+                self.stop(&spec, format!("{over}: stopping the server"));
                 round.stopped.push(spec.id);
-                let agent = Arc::clone(&self.agent);
-                let id = spec.id;
-                // Not awaited: a graceful stop may take the whole stop timeout.
-                tokio::spawn(async move {
-                    if let Err(error) = agent.power(id, PowerAction::Stop).await {
-                        tracing::warn!(server = %id, %error, "stopping a server over its disk limit failed");
-                    }
-                });
             }
         }
         round
+    }
+
+    /// Tells the server's console why, and stops it in the background (a graceful stop may
+    /// take the whole stop timeout).
+    /// An install is killed instead (which cancels it).
+    fn stop(&self, spec: &ServerSpec, why: String) {
+        self.agent.notice(spec.id, why);
+        let agent = Arc::clone(&self.agent);
+        let id = spec.id;
+        let action = if agent.state(id) == Some(nexus_core::lifecycle::ServerState::Installing) {
+            PowerAction::Kill
+        } else {
+            PowerAction::Stop
+        };
+        tokio::spawn(async move {
+            if let Err(error) = agent.power(id, action).await {
+                tracing::warn!(server = %id, %error, "stopping a server over its disk limit failed");
+            }
+        });
     }
 
     /// Runs rounds forever (spawn it; abort the task to stop).

@@ -110,7 +110,8 @@ impl EggPreparer {
             .open_for(spec, data_dir, false)
             .await
             .map_err(|e| prepare_error(format!("measuring disk usage: {}", e.message)))?;
-        let used = files.rescan().await.map_err(|e| prepare_error(format!("measuring disk usage: {e}")))?;
+        let used =
+            crate::disk::measure(&files).await.map_err(|e| prepare_error(format!("measuring disk usage: {e}")))?;
         match crate::disk::over_limit(spec, used) {
             Some(over) => Err(over),
             None => Ok(()),

@@ -1070,3 +1070,23 @@ fn i01_heavy_jobs_of_one_server_leave_room_for_another() {
         );
     });
 }
+
+/// Space a server's process takes without growing a file (`fallocate --keep-size`) is on disk
+/// all the same: the scan counts what is allocated, not the apparent size, and the quota
+/// then refuses writes through the API.
+#[tokio::test]
+async fn g12_preallocated_space_is_counted() {
+    let env = Env::with(with_quota(16 << 20)).await;
+    env.put("empty.bin", b"");
+    let status = std::process::Command::new("fallocate")
+        .args(["--keep-size", "--length", "32MiB"])
+        .arg(env.root.join("empty.bin"))
+        .status()
+        .expect("fallocate runs");
+    assert!(status.success(), "fallocate failed");
+    let used = env.files.rescan().await.unwrap();
+    assert!(used >= 32 << 20, "a 32 MiB preallocation counted as {used} bytes");
+    env.refuses(env.files.write("more.bin", vec![0u8; 4096]), quota).await;
+    env.files.delete("empty.bin").await.unwrap();
+    assert_eq!(env.files.disk_usage().await.unwrap(), 0, "delete did not free the preallocation");
+}

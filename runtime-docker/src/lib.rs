@@ -61,6 +61,7 @@ use bollard::query_parameters::{
 use engine::DockerEngine;
 use error::{About, engine_error, is_not_found};
 use futures::stream::{BoxStream, StreamExt};
+use nexus_core::ServerId;
 use nexus_core::model::{StopMethod, StopSignal};
 use nexus_core::runtime::engine::stop::StopEngine;
 use nexus_core::runtime::engine::{container, install, stop};
@@ -269,6 +270,11 @@ impl Runtime for DockerRuntime {
 
     async fn run_install(&self, spec: &InstallSpec) -> Result<InstallOutcome, RuntimeError> {
         install::run_install(&self.engine(), &self.install_root, spec).await
+    }
+
+    async fn remove_install(&self, server: ServerId) -> Result<(), RuntimeError> {
+        use nexus_core::runtime::engine::install::InstallEngine as _;
+        self.engine().remove(&install::install_container_name(server)).await
     }
 
     async fn list_managed(&self) -> Result<Vec<ManagedContainer>, RuntimeError> {

@@ -86,6 +86,7 @@ use console::Streams;
 use error::{About, api_error};
 use futures::FutureExt;
 use futures::stream::BoxStream;
+use nexus_core::ServerId;
 use nexus_core::model::{StopMethod, StopSignal};
 use nexus_core::runtime::engine::{container, install, stop};
 use nexus_core::runtime::{
@@ -254,6 +255,10 @@ impl Runtime for PodmanRuntime {
 
     async fn run_install(&self, spec: &InstallSpec) -> Result<InstallOutcome, RuntimeError> {
         install::run_install(&self.api, &self.api.install_root, spec).await
+    }
+
+    async fn remove_install(&self, server: ServerId) -> Result<(), RuntimeError> {
+        self.api.remove(&install::install_container_name(server)).await
     }
 
     async fn list_managed(&self) -> Result<Vec<ManagedContainer>, RuntimeError> {

@@ -9,11 +9,12 @@
 //!   the process can write it and nobody else can;
 //! * after an install (which runs as root, as with Wings) everything the script left is
 //!   handed to the container user ([`hand_over`]): set-uid and set-gid bits cleared, device
-//!   nodes, fifos and sockets removed, nothing followed through a symlink.
+//!   nodes, fifos and sockets removed, every step relative to a directory descriptor and
+//!   nothing followed through a symlink.
 
 use crate::runtime::ContainerUser;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 
 /// Mode of the data root and of every server directory.
 pub const PRIVATE_DIR_MODE: u32 = 0o700;
@@ -44,54 +45,154 @@ pub(crate) struct HandOver {
     pub(crate) specials_removed: u64,
 }
 
+/// Deepest directory level [`hand_over`] descends to; a deeper tree fails it (one descriptor
+/// is held per level).
+pub(crate) const MAX_HAND_OVER_DEPTH: usize = 512;
+
 /// Gives everything under `dir` to `user` (or leaves owners when `None`), clears set-id bits
-/// and removes special files. Never follows a symlink (they are re-owned with `lchown`).
-/// Must run while no process of the server runs (after an install, before a start), so no
-/// entry can be swapped under the walk.
+/// and removes special files.
+///
+/// Every step is relative to a directory descriptor and never follows a symlink: entries are
+/// examined with `fstatat(AT_SYMLINK_NOFOLLOW)`, files and directories opened with
+/// `O_NOFOLLOW` and changed through that descriptor after checking it is the inode examined,
+/// symlinks re-owned with `AT_SYMLINK_NOFOLLOW`. So an entry swapped for a symlink to a host
+/// path mid-walk (by a process still running, or the file API) changes nothing outside `dir`.
+/// Entries that vanish mid-walk are skipped.
 pub(crate) fn hand_over(dir: &Path, user: Option<ContainerUser>) -> std::io::Result<HandOver> {
-    let mut done = HandOver::default();
+    use rustix::fs::{Dir, Mode, OFlags};
     ensure_server_dir(dir, user)?;
-    let mut pending: Vec<PathBuf> = vec![dir.to_path_buf()];
-    while let Some(current) = pending.pop() {
-        for entry in std::fs::read_dir(&current)? {
-            let path = entry?.path();
-            let meta = std::fs::symlink_metadata(&path)?;
-            let kind = meta.file_type();
-            if !(kind.is_dir() || kind.is_file() || kind.is_symlink()) {
-                std::fs::remove_file(&path)?;
-                done.specials_removed += 1;
-                continue;
+    let open_dir = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let root = rustix::fs::open(dir, open_dir, Mode::empty())?;
+    let mut done = HandOver::default();
+    // One (descriptor, listing) per level being walked: depth-first, so descriptors are bounded
+    // by the depth, not the width, of the tree.
+    let mut stack = vec![Dir::read_from(&root)?];
+    let mut fds = vec![root];
+    while let Some(listing) = stack.last_mut() {
+        let Some(entry) = listing.next() else {
+            stack.pop();
+            fds.pop();
+            continue;
+        };
+        let entry = entry?;
+        let name = entry.file_name().to_owned();
+        if name.to_bytes() == b"." || name.to_bytes() == b".." {
+            continue;
+        }
+        let Some(parent) = fds.last() else { break };
+        if let Some(child) = hand_over_entry(parent, &name, user, &mut done)? {
+            if stack.len() >= MAX_HAND_OVER_DEPTH {
+                return Err(std::io::Error::other(format!("deeper than {MAX_HAND_OVER_DEPTH} directory levels")));
             }
-            let had_setid = kind.is_file() && meta.mode() & 0o6000 != 0;
-            if let Some(user) = user {
-                if (meta.uid(), meta.gid()) != (user.uid, user.gid) {
-                    std::os::unix::fs::lchown(&path, Some(user.uid), Some(user.gid))?;
-                    done.chowned += 1;
-                }
-            }
-            if kind.is_symlink() {
-                continue;
-            }
-            // chown clears set-id bits of files on Linux; cleared again explicitly because
-            // nothing is chowned when no user is configured, and for directories.
-            if had_setid {
-                let mode = std::fs::symlink_metadata(&path)?.mode();
-                if mode & 0o6000 != 0 {
-                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode & 0o1777))?;
-                }
-                done.setid_cleared += 1;
-            }
-            if kind.is_dir() {
-                pending.push(path);
-            }
+            stack.push(Dir::read_from(&child)?);
+            fds.push(child);
         }
     }
     Ok(done)
 }
 
+/// One entry of a [`hand_over`] walk; returns the opened directory to descend into.
+fn hand_over_entry(
+    parent: &rustix::fd::OwnedFd,
+    name: &std::ffi::CStr,
+    user: Option<ContainerUser>,
+    done: &mut HandOver,
+) -> std::io::Result<Option<rustix::fd::OwnedFd>> {
+    use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+    let vanished = |e: &rustix::io::Errno| matches!(*e, rustix::io::Errno::NOENT);
+    let stat = match rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(stat) => stat,
+        Err(e) if vanished(&e) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let owner = user.map(|u| (rustix::fs::Uid::from_raw(u.uid), rustix::fs::Gid::from_raw(u.gid)));
+    let needs_chown = user.is_some_and(|u| (stat.st_uid, stat.st_gid) != (u.uid, u.gid));
+    match FileType::from_raw_mode(stat.st_mode) {
+        FileType::Symlink => {
+            if let (Some((uid, gid)), true) = (owner, needs_chown) {
+                match rustix::fs::chownat(parent, name, Some(uid), Some(gid), AtFlags::SYMLINK_NOFOLLOW) {
+                    Ok(()) => done.chowned += 1,
+                    Err(e) if vanished(&e) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Ok(None)
+        }
+        FileType::RegularFile | FileType::Directory => {
+            let is_dir = FileType::from_raw_mode(stat.st_mode) == FileType::Directory;
+            // O_NONBLOCK: never wait on a fifo swapped in after the stat (the inode check
+            // below refuses it anyway).
+            let mut flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY;
+            if is_dir {
+                flags |= OFlags::DIRECTORY;
+            }
+            let fd = match rustix::fs::openat(parent, name, flags, Mode::empty()) {
+                Ok(fd) => fd,
+                Err(e) if vanished(&e) || e == rustix::io::Errno::LOOP || e == rustix::io::Errno::NOTDIR => {
+                    return Ok(None);
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let opened = rustix::fs::fstat(&fd)?;
+            if (opened.st_dev, opened.st_ino) != (stat.st_dev, stat.st_ino) {
+                // Swapped between the stat and the open: whatever is there now is not walked.
+                return Ok(None);
+            }
+            if let (Some((uid, gid)), true) = (owner, needs_chown) {
+                rustix::fs::fchown(&fd, Some(uid), Some(gid))?;
+                done.chowned += 1;
+            }
+            let mode = rustix::fs::fstat(&fd)?.st_mode;
+            if !is_dir && stat.st_mode & 0o6000 != 0 {
+                // chown clears set-id bits of files on Linux; cleared explicitly for when no
+                // user is configured.
+                if mode & 0o6000 != 0 {
+                    rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode & 0o1777))?;
+                }
+                done.setid_cleared += 1;
+            }
+            Ok(is_dir.then_some(fd))
+        }
+        _ => {
+            match rustix::fs::unlinkat(parent, name, AtFlags::empty()) {
+                Ok(()) => done.specials_removed += 1,
+                Err(e) if vanished(&e) => {}
+                Err(e) => return Err(e.into()),
+            }
+            Ok(None)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn hand_over_never_reaches_through_a_symlinked_directory() {
+        let root = std::env::temp_dir().join(format!("nexus-handover-{}", uuid::Uuid::new_v4().simple()));
+        let host = std::env::temp_dir().join(format!("nexus-handover-host-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::create_dir_all(&host).unwrap();
+        std::fs::write(host.join("suid"), "x").unwrap();
+        std::fs::set_permissions(host.join("suid"), std::fs::Permissions::from_mode(0o4755)).unwrap();
+        let fifo = std::process::Command::new("mkfifo").arg(host.join("fifo")).status();
+        std::os::unix::fs::symlink(&host, root.join("dir-link")).unwrap();
+        let deep = (0..40).fold(root.clone(), |p, i| p.join(format!("d{i}")));
+        std::fs::create_dir_all(&deep).unwrap();
+        std::os::unix::fs::symlink(&host, deep.join("link")).unwrap();
+
+        hand_over(&root, None).unwrap();
+
+        assert_eq!(std::fs::metadata(host.join("suid")).unwrap().mode() & 0o7777, 0o4755, "host file untouched");
+        if fifo.is_ok_and(|s| s.success()) {
+            assert!(host.join("fifo").exists(), "host fifo untouched");
+        }
+        assert!(std::fs::symlink_metadata(deep.join("link")).unwrap().file_type().is_symlink());
+        std::fs::remove_dir_all(&root).unwrap();
+        std::fs::remove_dir_all(&host).unwrap();
+    }
 
     #[test]
     fn hand_over_reowns_clears_setid_and_removes_specials() {

@@ -76,7 +76,7 @@ impl NodeAgent {
         let log_path = self.install_log_path(srv.id);
         let me = self.me.clone();
         let server = srv.clone();
-        let cancelled = srv.install_cancellation();
+        let cancelled = srv.install_cancelled();
         let timeout = self.config.install_timeout;
         let isolation = self.config.install_isolation.clone();
         let owner = self.config.isolation.user;
@@ -96,21 +96,32 @@ impl NodeAgent {
                 outcome = tokio::time::timeout(timeout, run) => outcome.unwrap_or(Err(AgentError::InstallTimeout(timeout))),
                 _ = cancelled => Err(AgentError::InstallCancelled),
             };
-            let (succeeded, mut log) = match outcome {
+            let (mut succeeded, mut log) = match outcome {
                 Ok(o) if o.exit_code == 0 => (true, o.log),
                 Ok(o) => (false, format!("{}\ninstall script exited with code {}\n", o.log.trim_end(), o.exit_code)),
                 Err(error) => (false, format!("the install did not complete: {error}\n")),
             };
+            // An abandoned install's container is removed in the background; nothing of it
+            // may still run while its files are handed over.
+            if let Err(error) = runtime.remove_install(spec.id).await {
+                tracing::error!(%error, "removing the install container failed");
+                log.push_str(&format!("removing the install container failed: {error}\n"));
+                succeeded = false;
+            }
             // Whatever the script left (it ran as root) now belongs to the server's user,
-            // without set-id bits or device nodes, before anything else can run.
+            // without set-id bits or device nodes, before anything else can run. If that fails
+            // the install fails: the files must not be used as they are.
             let dir = data_dir.clone();
-            match tokio::task::spawn_blocking(move || super::data_dir::hand_over(&dir, owner)).await {
-                Ok(Ok(done)) => tracing::debug!(?done, "installed files handed to the server user"),
-                Ok(Err(error)) => {
+            let handed = tokio::task::spawn_blocking(move || super::data_dir::hand_over(&dir, owner))
+                .await
+                .unwrap_or_else(|join| Err(std::io::Error::other(join.to_string())));
+            match handed {
+                Ok(done) => tracing::debug!(?done, "installed files handed to the server user"),
+                Err(error) => {
                     tracing::error!(%error, "handing the installed files to the server user failed");
                     log.push_str(&format!("handing the installed files to the server user failed: {error}\n"));
+                    succeeded = false;
                 }
-                Err(error) => tracing::error!(%error, "the hand-over task failed"),
             }
             if let Err(error) = write_log(&log_path, &log).await {
                 tracing::error!(%error, path = %log_path.display(), "writing the install log failed");

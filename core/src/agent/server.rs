@@ -79,9 +79,10 @@ pub(crate) struct Server {
     /// Background tasks of this server, aborted on removal and agent shutdown.
     tasks: Mutex<Vec<AbortHandle>>,
     removed: AtomicBool,
-    /// Fired to cancel the running install (a kill or removal must not wait for a script
-    /// that never ends).
-    install_cancel: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    /// True once the running install is to be cancelled (a kill or removal must not wait for
+    /// a script that never ends). Reset whenever the operation lock is taken for an install,
+    /// under the same lock as the operation label, so a kill can never miss the install.
+    install_cancel: tokio::sync::watch::Sender<bool>,
     /// Disk usage of the server's files as last measured by the node, bytes.
     disk_bytes: std::sync::atomic::AtomicU64,
 }
@@ -95,7 +96,7 @@ pub(crate) struct OpGuard {
 impl OpGuard {
     /// Relabels what the holder does (an update that turns into an install).
     pub(crate) fn relabel(&self, op: Operation) {
-        *lock(&self.server.current_op) = Some(op);
+        self.server.set_operation(op);
     }
 }
 
@@ -117,7 +118,7 @@ impl Server {
             input: tokio::sync::Mutex::new(None),
             tasks: Mutex::new(Vec::new()),
             removed: AtomicBool::new(false),
-            install_cancel: Mutex::new(None),
+            install_cancel: tokio::sync::watch::Sender::new(false),
             disk_bytes: std::sync::atomic::AtomicU64::new(0),
         }
     }
@@ -130,11 +131,21 @@ impl Server {
         self.disk_bytes.store(bytes, Ordering::Relaxed);
     }
 
-    /// A receiver that completes when the install now starting is to be cancelled.
-    pub(crate) fn install_cancellation(&self) -> tokio::sync::oneshot::Receiver<()> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        *lock(&self.install_cancel) = Some(tx);
-        rx
+    /// Completes once the running install is to be cancelled.
+    pub(crate) fn install_cancelled(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut cancelled = self.install_cancel.subscribe();
+        async move {
+            let _ = cancelled.wait_for(|cancel| *cancel).await;
+        }
+    }
+
+    /// Marks what holds the operation lock, arming the install cancellation for an install.
+    fn set_operation(&self, op: Operation) {
+        let mut current = lock(&self.current_op);
+        if op == Operation::Install {
+            self.install_cancel.send_replace(false);
+        }
+        *current = Some(op);
     }
 
     pub(crate) fn inner(&self) -> MutexGuard<'_, ServerInner> {
@@ -146,22 +157,24 @@ impl Server {
     /// A kill or removal arriving during an install cancels the install and then waits for
     /// the lock, which the install task releases once its container is gone.
     pub(crate) async fn acquire(self: &Arc<Self>, op: Operation) -> Result<OpGuard, AgentError> {
-        if let Some(current) = *lock(&self.current_op)
-            && current.excludes_waiters()
         {
-            let cancels = current == Operation::Install && matches!(op, Operation::Kill | Operation::Destroy);
-            if !cancels {
-                return Err(AgentError::Busy { server: self.id, operation: current.name() });
-            }
-            if let Some(cancel) = lock(&self.install_cancel).take() {
-                let _ = cancel.send(());
+            let current = lock(&self.current_op);
+            if let Some(current) = *current
+                && current.excludes_waiters()
+            {
+                let cancels = current == Operation::Install && matches!(op, Operation::Kill | Operation::Destroy);
+                if !cancels {
+                    return Err(AgentError::Busy { server: self.id, operation: current.name() });
+                }
+                // Under the label's lock: the install cannot be re-armed in between.
+                self.install_cancel.send_replace(true);
             }
         }
         let guard = self.ops.clone().lock_owned().await;
         if self.is_removed() {
             return Err(AgentError::UnknownServer(self.id));
         }
-        *lock(&self.current_op) = Some(op);
+        self.set_operation(op);
         Ok(OpGuard { server: self.clone(), _guard: guard })
     }
 

@@ -76,14 +76,28 @@ impl FileManagers {
 
     /// The manager of `server`, opened if needed, its usage made exact if the server stopped
     /// since it was last looked at.
+    ///
+    /// Refused (`409 busy`) while the server installs: the install script runs as root in
+    /// its directory, and the node hands its files over afterwards; nothing else touches them
+    /// meanwhile.
     pub async fn get(&self, agent: &NodeAgent, server: ServerId) -> Result<ServerFiles, ApiError> {
-        let active = agent.servers().into_iter().find(|s| s.server == server).map(|s| s.state.is_active());
+        let state = agent.state(server);
+        let installing = state == Some(nexus_core::lifecycle::ServerState::Installing);
+        // Whether something other than this manager may be writing the files right now.
+        let active = state.map(|s| s.is_active() || installing);
         let cached = self.open.lock().ok().and_then(|mut open| {
             let managed = open.get_mut(&server)?;
             let rescan = managed.dirty && active == Some(false);
             managed.dirty = active.unwrap_or(false) || (managed.dirty && !rescan);
             Some((managed.files.clone(), rescan))
         });
+        if installing {
+            return Err(ApiError::new(
+                409,
+                "busy",
+                format!("server {server} is installing; its files are not available"),
+            ));
+        }
         if let Some((files, rescan)) = cached {
             if rescan {
                 let used = files.rescan().await?;

@@ -75,6 +75,9 @@ pub(crate) struct Meta {
     /// Permission bits and setuid/setgid/sticky (`0o7777`).
     pub mode: u32,
     pub size: u64,
+    /// Bytes the file system allocated (`st_blocks * 512`): more than `size` for preallocated
+    /// files (`fallocate` with `KEEP_SIZE`), less for sparse ones.
+    pub allocated: u64,
     pub nlink: u64,
     pub dev: u64,
     pub ino: u64,
@@ -95,6 +98,7 @@ impl Meta {
             kind,
             mode: (st.st_mode as u32) & 0o7777,
             size: u64::try_from(st.st_size).unwrap_or(0),
+            allocated: u64::try_from(st.st_blocks).unwrap_or(0).saturating_mul(512),
             nlink: st.st_nlink as u64,
             dev: st.st_dev as u64,
             ino: st.st_ino as u64,
@@ -654,8 +658,13 @@ fn walk_level(dir: BorrowedFd<'_>, rel: &RelPath, visitor: &mut dyn Visitor, dep
         let Some(meta) = try_lstat_at(dir, &name, &child)? else { continue };
         let entry = WalkEntry { dir, name: &name, rel: &child, meta };
         if visitor.visit(&entry)? && meta.kind == Kind::Dir {
-            let sub = open_dir_at(dir, &name, &child)?;
-            walk_level(sub.as_fd(), &child, visitor, depth + 1)?;
+            match open_dir_at(dir, &name, &child) {
+                Ok(sub) => walk_level(sub.as_fd(), &child, visitor, depth + 1)?,
+                // Gone or swapped since the lstat (the server process is live): nothing below
+                // it to walk; a tenant racing `mkdir`/`rmdir` must not make every scan fail.
+                Err(FilesError::NotFound { .. } | FilesError::Symlink { .. } | FilesError::NotADirectory { .. }) => {}
+                Err(e) => return Err(e),
+            }
             visitor.leave(&entry)?;
         }
     }

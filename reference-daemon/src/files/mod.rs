@@ -121,6 +121,12 @@ pub const NODE_HEAVY_JOBS: usize = 16;
 
 static NODE_HEAVY: Semaphore = Semaphore::const_new(NODE_HEAVY_JOBS);
 
+/// The node's own disk measurements ([`ServerFiles::measure`]) running at once, outside the
+/// job limits of tenants.
+pub const NODE_MEASURES: usize = 4;
+
+static NODE_MEASURE: Semaphore = Semaphore::const_new(NODE_MEASURES);
+
 /// Bytes a streamed write reads and reserves at a time.
 const STREAM_CHUNK: usize = 64 * 1024;
 
@@ -266,6 +272,21 @@ impl ServerFiles {
     /// and when a server stops.
     pub async fn rescan(&self) -> Result<u64> {
         self.run(Weight::Heavy, "rescan", String::new(), |inner, _| inner.quota.rescan(|| inner.scan())).await
+    }
+
+    /// The node's own measurement (disk checks before a start and while running): a rescan
+    /// like [`rescan`](Self::rescan), but outside this server's job queue, so a tenant's
+    /// queued jobs cannot delay it; node-wide at most [`NODE_MEASURES`] run at once.
+    pub async fn measure(&self) -> Result<u64> {
+        let closed = |_| FilesError::Io { path: String::new(), source: io::Error::other("measure limiter closed") };
+        let permit = NODE_MEASURE.acquire().await.map_err(closed)?;
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            inner.quota.rescan(|| inner.scan())
+        })
+        .await
+        .map_err(join_error)?
     }
 
     /// Lists a directory: directories first, then by name.

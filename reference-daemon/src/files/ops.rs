@@ -19,7 +19,7 @@ use super::confine::{
 use super::entry::{FileEntry, FileKind};
 use super::error::{FilesError, Result};
 use super::path::{RelPath, symlink_target_is_confined};
-use super::quota::{Quota, Reservation, Temporary, cost, dir_cost, file_cost, freed_by_unlink};
+use super::quota::{Quota, Reservation, Temporary, cost, dir_cost, file_cost, freed_by_unlink, meta_cost};
 
 /// A write in progress: a temporary file next to its target, renamed over it at the end.
 /// Dropped before [`PendingWrite::finish`] placed it (a refusal, an error, an abandoned
@@ -113,7 +113,7 @@ impl Inner {
                 }
                 let m = &e.meta;
                 if m.kind != Kind::File || m.nlink <= 1 || self.seen.insert((m.dev, m.ino)) {
-                    self.total = self.total.saturating_add(cost(m.kind, m.size));
+                    self.total = self.total.saturating_add(meta_cost(m));
                 }
                 Ok(m.kind == Kind::Dir)
             }

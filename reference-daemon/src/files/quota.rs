@@ -49,6 +49,19 @@ pub(crate) fn cost(kind: Kind, size: u64) -> u64 {
     blocks.saturating_mul(BLOCK).saturating_add(ENTRY_COST)
 }
 
+/// What an existing entry counts as: its [`cost`], or for a regular file what the file
+/// system really allocated for it when that is more (`fallocate` with `KEEP_SIZE` takes space
+/// without growing the size), so space taken without writing content is counted too. A
+/// directory keeps its flat cost: the blocks it grows by hold the names of its entries, which
+/// each entry's [`ENTRY_COST`] already pays for.
+pub(crate) fn meta_cost(meta: &Meta) -> u64 {
+    let flat = cost(meta.kind, meta.size);
+    match meta.kind {
+        Kind::File => flat.max(meta.allocated.saturating_add(ENTRY_COST)),
+        _ => flat,
+    }
+}
+
 /// What a regular file of `size` bytes counts as in disk usage and against the quota.
 pub fn file_cost(size: u64) -> u64 {
     cost(Kind::File, size)
@@ -62,7 +75,7 @@ pub fn dir_cost() -> u64 {
 /// What unlinking the entry frees from the counter: its cost, except for a file with other
 /// links (its inode stays; the scan counts it under whichever link it meets first).
 pub(crate) fn freed_by_unlink(meta: &Meta) -> u64 {
-    if meta.kind == Kind::File && meta.nlink > 1 { 0 } else { cost(meta.kind, meta.size) }
+    if meta.kind == Kind::File && meta.nlink > 1 { 0 } else { meta_cost(meta) }
 }
 
 #[derive(Default)]
