@@ -40,10 +40,25 @@ use warp::filters::BoxedFilter;
 use warp::path::Tail;
 use warp::reply::{Reply, Response};
 
-/// One server's manager and whether its server ran since the last rescan.
+/// What of a spec a manager is opened with.
+#[derive(Clone, PartialEq, Eq)]
+struct FileRules {
+    quota_bytes: u64,
+    denylist: Vec<String>,
+}
+
+impl FileRules {
+    fn of(spec: &nexus_core::transport::ServerSpec) -> Self {
+        Self { quota_bytes: spec.limits.disk_mb.saturating_mul(1 << 20), denylist: spec.file_denylist.clone() }
+    }
+}
+
+/// One server's manager, the rules it was opened with, and whether its server ran since the
+/// last rescan.
 #[derive(Clone)]
 struct Managed {
     files: ServerFiles,
+    rules: FileRules,
     /// The server was seen active since the counter was last exact.
     dirty: bool,
 }
@@ -82,57 +97,63 @@ impl FileManagers {
     /// meanwhile.
     pub async fn get(&self, agent: &NodeAgent, server: ServerId) -> Result<ServerFiles, ApiError> {
         let state = agent.state(server);
-        let installing = state == Some(nexus_core::lifecycle::ServerState::Installing);
-        // Whether something other than this manager may be writing the files right now.
-        let active = state.map(|s| s.is_active() || installing);
-        let cached = self.open.lock().ok().and_then(|mut open| {
-            let managed = open.get_mut(&server)?;
-            let rescan = managed.dirty && active == Some(false);
-            managed.dirty = active.unwrap_or(false) || (managed.dirty && !rescan);
-            Some((managed.files.clone(), rescan))
-        });
-        if installing {
+        if state == Some(nexus_core::lifecycle::ServerState::Installing) {
             return Err(ApiError::new(
                 409,
                 "busy",
                 format!("server {server} is installing; its files are not available"),
             ));
         }
-        if let Some((files, rescan)) = cached {
-            if rescan {
-                let used = files.rescan().await?;
-                tracing::debug!(%server, used, "disk usage rescanned after the server stopped");
-            }
-            return Ok(files);
-        }
+        // Whether something other than this manager may be writing the files right now.
+        let active = state.is_some_and(|s| s.is_active());
         let spec = agent
             .spec(server)
             .ok_or_else(|| ApiError::new(404, "unknown_server", format!("unknown server {server}")))?;
-        self.open_for(&spec, &agent.data_dir(server), active.unwrap_or(false)).await
+        let files = self.open_for(&spec, &agent.data_dir(server), active).await?;
+        let rescan = self.open.lock().ok().and_then(|mut open| {
+            let managed = open.get_mut(&server)?;
+            let rescan = managed.dirty && !active;
+            managed.dirty = active || (managed.dirty && !rescan);
+            Some(rescan)
+        });
+        if rescan == Some(true) {
+            let used = files.rescan().await?;
+            tracing::debug!(%server, used, "disk usage rescanned after the server stopped");
+        }
+        Ok(files)
     }
 
     /// The manager of the server `spec` describes, rooted at `data_dir`, opened if needed
-    /// (`active`: its server may be writing, so the counter is not exact).
+    /// (`active`: its server may be writing, so the counter is not exact). A cached manager
+    /// opened for another quota or denylist (the server was created again with a new spec)
+    /// is replaced, whoever asks first: the spec read now is what holds.
     pub async fn open_for(
         &self,
         spec: &nexus_core::transport::ServerSpec,
         data_dir: &std::path::Path,
         active: bool,
     ) -> Result<ServerFiles, ApiError> {
-        if let Some(managed) = self.open.lock().ok().and_then(|open| open.get(&spec.id).cloned()) {
+        let rules = FileRules::of(spec);
+        let cached = self.open.lock().ok().and_then(|open| open.get(&spec.id).cloned());
+        if let Some(managed) = cached.filter(|m| m.rules == rules) {
             return Ok(managed.files);
         }
         let config = FilesConfig {
-            quota_bytes: spec.limits.disk_mb.saturating_mul(1 << 20),
-            denylist: spec.file_denylist.clone(),
+            quota_bytes: rules.quota_bytes,
+            denylist: rules.denylist.clone(),
             owner: self.owner,
             ..FilesConfig::default()
         };
         let files = ServerFiles::open(data_dir, config).await?;
         if let Ok(mut open) = self.open.lock() {
-            // A concurrent request may have opened one too; keep the first, they are equal.
-            let managed = open.entry(spec.id).or_insert(Managed { files, dirty: active });
-            return Ok(managed.files.clone());
+            // A concurrent request may have opened one for the same rules too: keep the first.
+            match open.get(&spec.id) {
+                Some(managed) if managed.rules == rules => return Ok(managed.files.clone()),
+                _ => {
+                    open.insert(spec.id, Managed { files: files.clone(), rules, dirty: active });
+                    return Ok(files);
+                }
+            }
         }
         Err(ApiError::new(500, "internal", "file manager registry poisoned"))
     }
@@ -397,5 +418,38 @@ mod tests {
     fn decode_is_single_and_keeps_dots() {
         assert_eq!(decode("a%20b/%2e%2e/c").unwrap(), "a b/../c");
         assert_eq!(decode("%252e").unwrap(), "%2e");
+    }
+
+    /// A manager opened for one spec is not handed out for another spec of the same server
+    /// (re-created with a new quota or denylist), whichever caller opens first.
+    #[tokio::test]
+    async fn a_new_spec_reopens_the_manager() {
+        use nexus_core::model::{EggScript, ServerLimits, StopMethod};
+        let dir = tempfile::tempdir().unwrap();
+        let mut spec = nexus_core::transport::ServerSpec {
+            id: ServerId::new(),
+            image: "nexus-test/busybox:latest".into(),
+            startup: "./run".into(),
+            environment: Default::default(),
+            limits: ServerLimits { memory_mb: 512, disk_mb: 1, ..ServerLimits::default() },
+            allocations: vec![],
+            done: vec![],
+            stop: StopMethod::Command("stop".into()),
+            config_files: vec![],
+            install: EggScript { script: String::new(), container: String::new(), entrypoint: "ash".into() },
+            file_denylist: vec![],
+            suspended: false,
+        };
+        let managers = FileManagers::new(None);
+        let small = managers.open_for(&spec, dir.path(), false).await.unwrap();
+        small.write("big.bin", vec![1u8; 2 << 20]).await.unwrap_err();
+
+        spec.limits.disk_mb = 16;
+        spec.file_denylist = vec!["*.jar".into()];
+        let large = managers.open_for(&spec, dir.path(), false).await.unwrap();
+        large.write("big.bin", vec![1u8; 2 << 20]).await.unwrap();
+        large.write("server.jar", vec![1u8; 10]).await.unwrap_err();
+        let again = managers.open_for(&spec, dir.path(), false).await.unwrap();
+        again.write("server.jar", vec![1u8; 10]).await.unwrap_err();
     }
 }
