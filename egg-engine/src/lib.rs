@@ -47,3 +47,4 @@ pub mod startup;
 pub mod stop;
 #[cfg(test)]
 mod test_support;
+mod yaml_expansion;

@@ -179,6 +179,15 @@ pub enum ConfigError {
         /// Where the limit is first exceeded (line and column).
         position: String,
     },
+    /// The original YAML file repeats so much through aliases that, expanded, it would weigh
+    /// more than twice its size (a "billion laughs" document).
+    #[error("config file `{path}` expands its YAML aliases past {limit} units, more than twice its own size")]
+    ExpandsTooMuch {
+        /// The file, relative to the server root.
+        path: String,
+        /// The budget it exceeded (a node costs one unit, a scalar one more per byte).
+        limit: usize,
+    },
     /// The egg's entry for this file has more than [`MAX_FIND_ENTRIES`] keys.
     #[error("config file `{path}` has {count} keys to patch, more than the {limit} allowed")]
     TooManyEntries {
@@ -274,6 +283,8 @@ enum PatchError {
     Malformed(String),
     /// Nested deeper than [`MAX_DEPTH`]; the position of the first level too many.
     TooDeep(String),
+    /// Expanded aliases weigh more than the budget given.
+    ExpandsTooMuch(usize),
     InvalidKey {
         key: String,
         reason: String,
@@ -314,6 +325,7 @@ fn patch_error(file: &ConfigFile, error: PatchError) -> ConfigError {
         PatchError::TooDeep(position) => {
             ConfigError::TooDeep { path, parser: file.parser.as_str(), limit: MAX_DEPTH, position }
         }
+        PatchError::ExpandsTooMuch(limit) => ConfigError::ExpandsTooMuch { path, limit },
         PatchError::InvalidKey { key, reason } => ConfigError::InvalidKey { path, key, reason },
         PatchError::CannotPatch { key, reason } => ConfigError::CannotPatch { path, key, reason },
         PatchError::UnwritableValue { key, reason } => ConfigError::UnwritableValue { path, key, reason },

@@ -962,3 +962,28 @@ proptest! {
         prop_assert_eq!(&reread, &expected, "{} in\n{}\n=>\n{}", path, json, out);
     }
 }
+
+/// Ten lines of YAML whose aliases expand to ten billion nodes: refused at once with a typed
+/// error, where building the tree would exhaust memory. Aliases used sparingly still patch.
+#[test]
+fn yaml_alias_bombs_are_refused() {
+    let mut bomb = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+    for (previous, name) in ('a'..='j').zip('b'..='k') {
+        bomb.push_str(&format!("{name}: &{name} [{}]\n", vec![format!("*{previous}"); 10].join(", ")));
+    }
+    let file = text_file("plugins/bomb.yml", ConfigParser::Yaml, "a", "1");
+    let started = std::time::Instant::now();
+    match apply(&file, &bomb, &ctx()) {
+        Err(ConfigError::ExpandsTooMuch { path, .. }) => assert_eq!(path, "plugins/bomb.yml"),
+        other => panic!("expected ExpandsTooMuch, got {other:?}"),
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(2), "took {:?}", started.elapsed());
+
+    let long = format!("port: 1\nmotd: &m {}\nb: [{}]\n", "x".repeat(100_000), vec!["*m"; 1000].join(", "));
+    let file = text_file("long.yml", ConfigParser::Yaml, "port", "2");
+    assert!(matches!(apply(&file, &long, &ctx()), Err(ConfigError::ExpandsTooMuch { .. })));
+
+    let sparing = "defaults: &d {motd: hi, slots: 10}\nlobby: *d\nport: 1\n";
+    let file = text_file("ok.yml", ConfigParser::Yaml, "port", "2");
+    assert_eq!(apply(&file, sparing, &ctx()).unwrap(), "defaults: &d {motd: hi, slots: 10}\nlobby: *d\nport: 2\n");
+}

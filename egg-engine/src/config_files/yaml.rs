@@ -15,7 +15,7 @@ use super::key_path::{self, Segment, Shape, Target, Tree};
 use super::lines::{Line, Splices, line_ending, position, split_lines};
 use super::replacement::{NewValue, Replacement, Scalar, is_integer};
 use super::{Edit, MAX_DEPTH, PatchError};
-use crate::depth;
+use crate::{depth, yaml_expansion};
 use std::ops::Range;
 
 #[derive(Debug)]
@@ -123,10 +123,14 @@ pub(super) fn patch(text: &str, edits: &[Edit<'_>]) -> Result<String, PatchError
 }
 
 /// Whether `text` is valid YAML. Its nesting is measured first: libyaml slows down with every
-/// open flow level (quadratic time on `[[[[…`), and the locator recurses once per level.
+/// open flow level (quadratic time on `[[[[…`), and the locator recurses once per level. Then
+/// it is parsed with its aliases followed, within a budget (see [`yaml_expansion`]).
 fn validate(text: &str) -> Result<(), PatchError> {
     depth::yaml(text, MAX_DEPTH).map_err(|too_deep| PatchError::too_deep(text, too_deep.offset))?;
-    serde_yaml::from_str::<serde_yaml::Value>(text).map(drop).map_err(|error| PatchError::Malformed(error.to_string()))
+    yaml_expansion::check(text).map_err(|refused| match refused {
+        yaml_expansion::Refused::Expands { limit } => PatchError::ExpandsTooMuch(limit),
+        yaml_expansion::Refused::Malformed(error) => PatchError::Malformed(error.to_string()),
+    })
 }
 
 fn rewrite(

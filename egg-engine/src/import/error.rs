@@ -28,6 +28,13 @@ pub enum ImportError {
         /// [`MAX_EGG_DEPTH`](super::MAX_EGG_DEPTH).
         limit: usize,
     },
+    /// The YAML egg repeats so much through aliases that, expanded, it would weigh more than
+    /// twice its size (a "billion laughs" document).
+    #[error("egg expands its YAML aliases past {limit} units, more than twice its own size")]
+    ExpandsTooMuch {
+        /// The budget it exceeded (a node costs one unit, a scalar one more per byte).
+        limit: usize,
+    },
     /// The top level is not an object.
     #[error("an egg file must be an object at the top level")]
     NotAnObject,

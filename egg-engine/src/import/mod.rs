@@ -24,7 +24,7 @@ mod lenient;
 pub use error::ImportError;
 
 use crate::config_files::{MAX_FIND_ENTRIES, position};
-use crate::{depth, rules, startup, stop};
+use crate::{depth, rules, startup, stop, yaml_expansion};
 use lenient::{boolean, embedded_object, invalid, kind, string_list, text};
 use nexus_core::EggId;
 use nexus_core::model::{
@@ -69,6 +69,10 @@ fn parse_document(text: &str) -> Result<Value, ImportError> {
         serde_json::from_str(trimmed).map_err(|e| ImportError::Syntax { format: "JSON", message: e.to_string() })
     } else {
         depth::yaml(trimmed, MAX_EGG_DEPTH).map_err(too_deep)?;
+        // Before building a tree, which would repeat every aliased node in memory.
+        if let Err(yaml_expansion::Refused::Expands { limit }) = yaml_expansion::check(trimmed) {
+            return Err(ImportError::ExpandsTooMuch { limit });
+        }
         let yaml: serde_yaml::Value = serde_yaml::from_str(trimmed)
             .map_err(|e| ImportError::Syntax { format: "YAML", message: e.to_string() })?;
         serde_json::to_value(yaml).map_err(|e| ImportError::Syntax { format: "YAML", message: e.to_string() })

@@ -209,3 +209,15 @@ fn oversized_eggs_and_overlong_find_lists_are_refused() {
         "{err}"
     );
 }
+
+/// A YAML egg whose aliases expand to billions of nodes is refused before a tree is built.
+#[test]
+fn yaml_alias_bombs_are_refused() {
+    let mut text = String::from("meta:\n  a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+    for (previous, name) in ('a'..='j').zip('b'..='k') {
+        text.push_str(&format!("  {name}: &{name} [{}]\n", vec![format!("*{previous}"); 10].join(", ")));
+    }
+    let started = std::time::Instant::now();
+    assert!(matches!(import_egg(text.as_bytes()), Err(ImportError::ExpandsTooMuch { .. })));
+    assert!(started.elapsed() < std::time::Duration::from_secs(2), "took {:?}", started.elapsed());
+}
