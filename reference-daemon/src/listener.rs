@@ -11,7 +11,10 @@
 //!   [`FD_RESERVE`], which stays free for state saves, install scripts and engine sockets
 //!   ([`ConnectionLimits::fit_to_fd_limit`]; the soft limit is raised to the hard one at start).
 //! * **Header-read timeout.** A client must send a request's headers within
-//!   [`ConnectionLimits::header_read_timeout`] (slowloris).
+//!   [`ConnectionLimits::header_read_timeout`] (slowloris). Before hyper reads a head it reads
+//!   the first bytes to tell HTTP/1 from HTTP/2, without a timeout of its own; so until
+//!   [`OPENING_BYTES`] have arrived, the connection is held to the header-read timeout from
+//!   its start here (a client that connects and says nothing is cut as fast as a slow one).
 //! * **Idle timeout.** A connection (WebSockets included) with no byte read or written for
 //!   [`ConnectionLimits::idle_timeout`] is closed. Console sockets carry stats and pings, so a
 //!   live one never idles that long; TCP keep-alive probes find peers that vanished.
@@ -26,6 +29,10 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 use warp::filters::BoxedFilter;
 use warp::reply::Response;
+
+/// Bytes a connection must have sent before only the idle timeout applies to it: the length
+/// of the HTTP/2 preface hyper waits for to choose the protocol (any request head is longer).
+pub const OPENING_BYTES: usize = 24;
 
 /// File descriptors kept out of the connection cap's reach.
 pub const FD_RESERVE: u64 = 256;
@@ -114,7 +121,7 @@ pub async fn serve(
         let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(
             &socket2::TcpKeepalive::new().with_time(Duration::from_secs(60)).with_interval(Duration::from_secs(10)),
         );
-        let io = hyper_util::rt::TokioIo::new(IdleTimeout::new(stream, limits.idle_timeout, Arc::clone(&stats)));
+        let io = hyper_util::rt::TokioIo::new(IdleTimeout::new(stream, limits, Arc::clone(&stats)));
         let service = hyper_util::service::TowerToHyperService::new(warp::service(routes.clone()));
         let mut builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
         builder.http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
@@ -135,19 +142,37 @@ pub async fn serve(
     }
 }
 
-/// A stream that fails once it has moved no byte either way for `idle`.
+/// A stream that fails once it has moved no byte either way for `idle`, or, while it has
+/// read fewer than [`OPENING_BYTES`], once the header-read timeout since it opened has passed.
 struct IdleTimeout<S> {
     inner: S,
     idle: Duration,
     last_activity: Instant,
+    /// Until the opening bytes have been read: when the connection must have sent them.
+    opening_deadline: Option<Instant>,
+    opened_with: usize,
     timer: Pin<Box<Sleep>>,
     stats: Arc<ListenerStats>,
 }
 
 impl<S> IdleTimeout<S> {
-    fn new(inner: S, idle: Duration, stats: Arc<ListenerStats>) -> Self {
+    fn new(inner: S, limits: ConnectionLimits, stats: Arc<ListenerStats>) -> Self {
         let now = Instant::now();
-        Self { inner, idle, last_activity: now, timer: Box::pin(tokio::time::sleep_until(now + idle)), stats }
+        let opening = now + limits.header_read_timeout;
+        Self {
+            inner,
+            idle: limits.idle_timeout,
+            last_activity: now,
+            opening_deadline: Some(opening),
+            opened_with: 0,
+            timer: Box::pin(tokio::time::sleep_until(opening.min(now + limits.idle_timeout))),
+            stats,
+        }
+    }
+
+    fn deadline(&self) -> Instant {
+        let idle = self.last_activity + self.idle;
+        self.opening_deadline.map_or(idle, |opening| opening.min(idle))
     }
 
     /// `Ready(error)` once idle for too long. The timer is only moved when it fires early
@@ -157,7 +182,7 @@ impl<S> IdleTimeout<S> {
             if self.timer.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
             }
-            let deadline = self.last_activity + self.idle;
+            let deadline = self.deadline();
             if Instant::now() >= deadline {
                 self.stats.idle_closed.fetch_add(1, Ordering::Relaxed);
                 return Poll::Ready(std::io::Error::new(std::io::ErrorKind::TimedOut, "connection idle too long"));
@@ -178,8 +203,14 @@ impl<S: AsyncRead + Unpin> AsyncRead for IdleTimeout<S> {
         let this = self.get_mut();
         let before = buf.filled().len();
         let result = Pin::new(&mut this.inner).poll_read(cx, buf);
-        let moved = buf.filled().len() > before;
-        this.touched(&result, moved);
+        let read = buf.filled().len() - before;
+        if this.opening_deadline.is_some() {
+            this.opened_with = this.opened_with.saturating_add(read);
+            if this.opened_with >= OPENING_BYTES {
+                this.opening_deadline = None;
+            }
+        }
+        this.touched(&result, read > 0);
         if result.is_pending()
             && let Poll::Ready(error) = this.poll_expired(cx)
         {

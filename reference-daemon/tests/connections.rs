@@ -64,6 +64,29 @@ async fn slow_and_idle_connections_are_closed() {
     assert_eq!(status, 200);
 }
 
+/// Before hyper reads a request head it reads enough bytes to tell HTTP/1 from HTTP/2, with no
+/// timeout of its own: a client that says nothing, or only the start of the HTTP/2 preface,
+/// is still cut after the header-read timeout, not after the (long) idle timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_clients_are_cut_after_the_header_timeout_not_the_idle_one() {
+    let Some(docker) = docker().await else { return };
+    let daemon = TestDaemon::start(docker, |c| {
+        c.header_read_timeout_secs = 1;
+        c.idle_timeout_secs = 600;
+    })
+    .await;
+    let addr = daemon.client.base.trim_start_matches("http://").to_owned();
+    let mut silent = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut preface = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    preface.write_all(b"PRI * HTTP/2").await.unwrap();
+    let started = Instant::now();
+    assert!(closed_within(&mut silent, Duration::from_secs(8)).await, "silent client kept");
+    assert!(closed_within(&mut preface, Duration::from_secs(8)).await, "half a preface kept");
+    assert!(started.elapsed() < Duration::from_secs(8));
+    let (status, _) = daemon.client.get("/api/system").await;
+    assert_eq!(status, 200);
+}
+
 /// With 300 file descriptors, 600 connections cannot exhaust them: the cap (lowered to fit the
 /// limit) closes the excess, and a request on the panel's already-open connection still
 /// creates a server, whose state is saved (no failed save, the state file names it).
