@@ -123,3 +123,60 @@ async fn kill_9_and_restart_readopts_every_server() {
     let log_text = std::fs::read_to_string(&log).unwrap();
     assert!(log_text.contains("servers keep running"), "{log_text}");
 }
+
+/// `kill -9` while an install script runs as root: the install container would run on, and
+/// what it planted (a set-uid copy of a shell, a root-owned file) would stay in the server's
+/// directory. The restarted daemon removes the container, hands the files to the server's
+/// user with set-id bits cleared, and reports the install as failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_an_install_leaves_no_install_running_and_no_root_files() {
+    use std::os::unix::fs::MetadataExt;
+    if docker().await.is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeId::new();
+    let _cleanup = Cleanup(node);
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let config_path = dir.path().join("wings.toml");
+    std::fs::write(&config_path, toml::to_string(&config(dir.path(), node, addr)).unwrap()).unwrap();
+    let log = dir.path().join("daemon.log");
+    let c = Client::new(addr);
+    let mut daemon = spawn(&config_path, &log);
+    c.wait_up(T).await;
+
+    let mut spec = busybox_spec();
+    spec.install.script =
+        "cp /bin/busybox /mnt/server/suid; chmod 4755 /mnt/server/suid; echo x > /mnt/server/rootfile; sleep 600"
+            .into();
+    let (status, body) = c.post("/api/servers?install=true", serde_json::to_value(&spec).unwrap()).await;
+    assert_eq!(status, 201, "{body}");
+    let data = dir.path().join("volumes").join(spec.id.to_string());
+    let planted = data.join("rootfile");
+    let deadline = std::time::Instant::now() + T;
+    while !planted.exists() {
+        assert!(std::time::Instant::now() < deadline, "the install script never ran");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let install_container = || {
+        let out = std::process::Command::new("docker")
+            .args(["ps", "-aq", "--filter", &format!("name=nexus-install-{}", spec.id)])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    assert!(!install_container().is_empty(), "the install runs in its container");
+    assert_eq!(std::fs::metadata(data.join("suid")).unwrap().mode() & 0o4000, 0o4000);
+
+    daemon.kill9();
+    assert!(!install_container().is_empty(), "the install container outlives the daemon");
+    let _daemon = spawn(&config_path, &log);
+    c.wait_up(T).await;
+    c.wait_state(spec.id, "install_failed", T).await;
+    assert_eq!(install_container(), "", "the interrupted install's container is removed");
+    for name in ["suid", "rootfile"] {
+        let meta = std::fs::symlink_metadata(data.join(name)).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (988, 988), "{name} handed to the server's user");
+        assert_eq!(meta.mode() & 0o6000, 0, "{name} keeps no set-id bit");
+    }
+}

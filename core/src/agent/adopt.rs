@@ -11,7 +11,7 @@
 //! | running | any other | it must not run: killed |
 //! | exited or gone | `Starting`, `Running` | the process ended while the agent was away: `Crashed`, crash-loop rule, automatic restart |
 //! | exited or gone | `Stopping` | `Stopped` |
-//! | any | `Installing` | the install was interrupted: `InstallFailed` |
+//! | any | `Installing` | the install was interrupted: its container removed, its files handed to the server's user, `InstallFailed` |
 //! | any | `Destroying` | the removal is resumed |
 //!
 //! Managed containers of servers the state does not know are logged and left alone: they
@@ -75,13 +75,25 @@ impl NodeAgent {
         }
         match state {
             ServerState::Installing => {
+                if chosen.as_ref().is_some_and(|c| c.running) {
+                    self.kill_stray(chosen.map(|c| c.id)).await;
+                }
+                // The install container may still run the script as root in the server's
+                // directory: removed, and its files handed over, before the server is usable.
+                let cleaned = super::install::clean_up_install(
+                    self.runtime.as_ref(),
+                    srv.id,
+                    &self.data_dir(srv.id),
+                    self.config.isolation.user,
+                )
+                .await;
                 {
                     let mut i = srv.inner();
                     let _ = self.transition(srv, &mut i, Trigger::InstallFailed);
                 }
                 srv.hub.notice("the install was interrupted by a restart of the node agent; run it again");
-                if chosen.as_ref().is_some_and(|c| c.running) {
-                    self.kill_stray(chosen.map(|c| c.id)).await;
+                if let Err(error) = cleaned {
+                    srv.hub.notice(format!("cleaning up after the interrupted install: {error}"));
                 }
                 return;
             }

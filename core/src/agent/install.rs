@@ -101,27 +101,9 @@ impl NodeAgent {
                 Ok(o) => (false, format!("{}\ninstall script exited with code {}\n", o.log.trim_end(), o.exit_code)),
                 Err(error) => (false, format!("the install did not complete: {error}\n")),
             };
-            // An abandoned install's container is removed in the background; nothing of it
-            // may still run while its files are handed over.
-            if let Err(error) = runtime.remove_install(spec.id).await {
-                tracing::error!(%error, "removing the install container failed");
-                log.push_str(&format!("removing the install container failed: {error}\n"));
+            if let Err(error) = clean_up_install(runtime.as_ref(), spec.id, &data_dir, owner).await {
+                log.push_str(&format!("{error}\n"));
                 succeeded = false;
-            }
-            // Whatever the script left (it ran as root) now belongs to the server's user,
-            // without set-id bits or device nodes, before anything else can run. If that fails
-            // the install fails: the files must not be used as they are.
-            let dir = data_dir.clone();
-            let handed = tokio::task::spawn_blocking(move || super::data_dir::hand_over(&dir, owner))
-                .await
-                .unwrap_or_else(|join| Err(std::io::Error::other(join.to_string())));
-            match handed {
-                Ok(done) => tracing::debug!(?done, "installed files handed to the server user"),
-                Err(error) => {
-                    tracing::error!(%error, "handing the installed files to the server user failed");
-                    log.push_str(&format!("handing the installed files to the server user failed: {error}\n"));
-                    succeeded = false;
-                }
             }
             if let Err(error) = write_log(&log_path, &log).await {
                 tracing::error!(%error, path = %log_path.display(), "writing the install log failed");
@@ -210,5 +192,36 @@ fn publish_log(server: &Server, log: &str) {
     }
     for line in &lines[skip..] {
         server.hub.publish(ConsoleEvent::Install((*line).to_owned()));
+    }
+}
+
+/// What follows every install, finished or not (and an install a restart of the agent
+/// interrupted): its container is removed, so nothing of it still runs, then whatever the
+/// script left (it may have run as root) is handed to the server's user, without set-id bits
+/// or device nodes, before anything else can use the files. An error says which step failed;
+/// the files must then not be used as they are.
+pub(super) async fn clean_up_install(
+    runtime: &dyn Runtime,
+    server: ServerId,
+    data_dir: &Path,
+    owner: Option<crate::runtime::ContainerUser>,
+) -> Result<(), String> {
+    if let Err(error) = runtime.remove_install(server).await {
+        tracing::error!(%error, "removing the install container failed");
+        return Err(format!("removing the install container failed: {error}"));
+    }
+    let dir = data_dir.to_owned();
+    let handed = tokio::task::spawn_blocking(move || super::data_dir::hand_over(&dir, owner))
+        .await
+        .unwrap_or_else(|join| Err(std::io::Error::other(join.to_string())));
+    match handed {
+        Ok(done) => {
+            tracing::debug!(?done, "installed files handed to the server user");
+            Ok(())
+        }
+        Err(error) => {
+            tracing::error!(%error, "handing the installed files to the server user failed");
+            Err(format!("handing the installed files to the server user failed: {error}"))
+        }
     }
 }
