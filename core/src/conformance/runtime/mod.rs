@@ -313,6 +313,7 @@ macro_rules! __runtime_conformance_cases {
             install_runs_script_and_captures_log,
             install_failure_returns_exit_code,
             install_with_missing_image_is_image_not_found,
+            remove_install_removes_an_abandoned_install,
             list_managed_finds_managed_containers_only,
             destroy_is_idempotent,
             removed_container_errors_are_typed,

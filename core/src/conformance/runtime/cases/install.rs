@@ -71,3 +71,28 @@ pub async fn install_with_missing_image_is_image_not_found(ctx: Ctx) {
     }
     assert_no_containers(&ctx, &spec).await;
 }
+
+/// `remove_install` removes the container of an install the node abandoned without cleaning
+/// up (its future leaked, as when the node is killed), while the script still runs, and
+/// returns once it is gone; it is idempotent and `Ok` when there is nothing to remove.
+pub async fn remove_install_removes_an_abandoned_install(ctx: Ctx) {
+    let spec = install_spec(&ctx, "echo started > /mnt/server/started.txt\nsleep 600");
+    ctx.runtime.remove_install(spec.server).await.expect("remove_install with no install");
+    let started = spec.data_dir.join("started.txt");
+    let mut install = Box::pin(ctx.runtime.run_install(&spec));
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !started.exists() {
+        tokio::select! {
+            outcome = &mut install => panic!("the install ended early: {outcome:?}"),
+            () = tokio::time::sleep(std::time::Duration::from_millis(50)) => {}
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the install script never started");
+    }
+    // Leaked, not dropped: nothing removes the container in the background.
+    std::mem::forget(install);
+    let running = ctx.probe.server_containers(spec.server).await.expect("server_containers");
+    assert_eq!(running.len(), 1, "the abandoned install runs on: {running:?}");
+    ctx.runtime.remove_install(spec.server).await.expect("remove_install");
+    assert_no_containers(&ctx, &spec).await;
+    ctx.runtime.remove_install(spec.server).await.expect("remove_install again");
+}
