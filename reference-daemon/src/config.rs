@@ -149,12 +149,16 @@ pub struct Config {
     pub header_read_timeout_secs: u64,
     /// Seconds a connection (WebSockets included) may go without a byte either way. Default 300.
     pub idle_timeout_secs: u64,
-    /// Console WebSockets one server may have open at once. Default 32; 0 = no cap.
+    /// Console WebSockets of browser tokens one server may have open at once. Default 32;
+    /// 0 = no cap.
     pub console_max_per_server: usize,
     /// Console WebSockets one browser token may have open at once. Default 4; 0 = no cap.
     pub console_max_per_token: usize,
-    /// Console WebSockets open on the whole node. Default 1024; 0 = no cap.
+    /// Console WebSockets of browser tokens open on the whole node. Default 1024; 0 = no cap.
     pub console_max_total: usize,
+    /// Console WebSockets of the node token (the panel) open on the whole node, counted apart
+    /// so browsers filling the other caps cannot lock the panel out. Default 256; 0 = no cap.
+    pub console_max_node_token: usize,
     /// Seconds between two measurements of the disk usage of running servers (see
     /// [`crate::disk`]). Default 60.
     pub disk_check_interval_secs: u64,
@@ -213,6 +217,7 @@ impl Default for Config {
             console_max_per_server: 32,
             console_max_per_token: 4,
             console_max_total: 1024,
+            console_max_node_token: 256,
             disk_check_interval_secs: 60,
             file_owner: None,
             max_json_body_bytes: 4 << 20,

@@ -136,6 +136,7 @@ impl Daemon {
                 per_server: c.console_max_per_server,
                 per_token: c.console_max_per_token,
                 total: c.console_max_total,
+                node_token: c.console_max_node_token,
             }),
             commands: c.command_limits(),
             preparer: egg_preparer,

@@ -148,6 +148,7 @@ async fn consoles_are_capped_and_the_api_keeps_answering() {
     let daemon = TestDaemon::start(docker, |c| {
         c.console_max_per_server = 8;
         c.console_max_per_token = 2;
+        c.console_max_node_token = 3;
     })
     .await;
     let c = &daemon.client;
@@ -169,16 +170,16 @@ async fn consoles_are_capped_and_the_api_keeps_answering() {
         other => panic!("a third console on one token must be refused, got {:?}", other.map(|_| ())),
     }
 
-    // 500 attempts with the node token on the busy server: 6 more fit, the rest are refused.
+    // 500 attempts with as many browser tokens on the busy server: 6 more fit, the rest are
+    // refused.
     let base = c.base.clone();
     let attempts = tokio::spawn(async move {
         let mut kept = Vec::new();
         let mut refused = 0;
         for _ in 0..500 {
-            let mut request =
-                format!("{}/api/servers/{id}/console", base.replace("http://", "ws://")).into_client_request_ok();
-            request.headers_mut().insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
-            match tokio_tungstenite::connect_async(request).await {
+            let token = signer.mint(id, &[Permission::ConsoleRead], Duration::from_secs(300));
+            let url = format!("{}/api/servers/{id}/console?token={token}", base.replace("http://", "ws://"));
+            match tokio_tungstenite::connect_async(url).await {
                 Ok((socket, _)) => kept.push(socket),
                 Err(_) => refused += 1,
             }
@@ -199,8 +200,26 @@ async fn consoles_are_capped_and_the_api_keeps_answering() {
     let p99 = latencies[latencies.len() * 99 / 100];
     eprintln!("API p99 during 500 console attempts: {p99:?} over {} requests", latencies.len());
     assert!(!latencies.is_empty());
+
+    // The server's browser slots are full; the panel's node token still gets its own, up to
+    // its own cap.
+    let mut panel = Vec::new();
+    for _ in 0..3 {
+        let mut request =
+            format!("{}/api/servers/{id}/console", c.base.replace("http://", "ws://")).into_client_request_ok();
+        request.headers_mut().insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
+        panel.push(tokio_tungstenite::connect_async(request).await.expect("the node token has slots of its own").0);
+    }
+    let mut request =
+        format!("{}/api/servers/{id}/console", c.base.replace("http://", "ws://")).into_client_request_ok();
+    request.headers_mut().insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
+    match tokio_tungstenite::connect_async(request).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status(), 429),
+        other => panic!("the node token's cap must hold, got {:?}", other.map(|_| ())),
+    }
     drop(kept);
     drop(held);
+    drop(panel);
 }
 
 trait IntoRequest {

@@ -19,9 +19,9 @@
 //! broadcast channel; the channel never waits for receivers. A client that cannot keep up
 //! falls behind by more than the channel holds, loses the oldest events and is told how many
 //! with a `notice` event; other clients and the server are unaffected. A client that stops
-//! reading altogether is disconnected once a write has waited [`SLOW_CLIENT_DEADLINE`]. Events are written in
-//! batches (whatever is ready, then one flush) so a fast console costs one syscall per batch,
-//! not per line.
+//! reading altogether is disconnected once any write to it (replay, event, ping, error, close)
+//! has waited [`SLOW_CLIENT_DEADLINE`]. Events are written in batches (whatever is ready, then
+//! one flush) so a fast console costs one syscall per batch, not per line.
 
 use super::console_slots::ConsoleSlot;
 use super::request::server_id;
@@ -98,8 +98,8 @@ async fn session(socket: WebSocket, state: Arc<ApiState>, server: ServerId, call
     let subscription = match state.agent.console(server).await {
         Ok(subscription) => subscription,
         Err(e) => {
-            let _ = tx.send(error_message(&ApiError::from(e))).await;
-            let _ = tx.close().await;
+            write(tx.send(error_message(&ApiError::from(e)))).await;
+            write(tx.close()).await;
             return;
         }
     };
@@ -118,11 +118,11 @@ async fn session(socket: WebSocket, state: Arc<ApiState>, server: ServerId, call
     };
     tracing::debug!(%server, may_write, replay = subscription.replay.len(), "console client connected");
     for event in subscription.replay.iter().filter(|e| visible(e)) {
-        if tx.feed(event_message(event)).await.is_err() {
+        if !write(tx.feed(event_message(event))).await {
             return;
         }
     }
-    if tx.flush().await.is_err() {
+    if !write(tx.flush()).await {
         return;
     }
     let mut live = subscription.live;
@@ -132,13 +132,13 @@ async fn session(socket: WebSocket, state: Arc<ApiState>, server: ServerId, call
     loop {
         tokio::select! {
             _ = ping.tick() => {
-                if tx.send(Message::ping(Vec::new())).await.is_err() {
+                if !write(tx.send(Message::ping(Vec::new()))).await {
                     break;
                 }
             }
             () = token_expiry(expires_at) => {
                 let expired = ApiError::new(401, "token_expired", "the console token expired; reconnect with a fresh token");
-                let _ = tx.send(error_message(&expired)).await;
+                write(tx.send(error_message(&expired))).await;
                 break;
             }
             received = live.recv() => {
@@ -148,7 +148,7 @@ async fn session(socket: WebSocket, state: Arc<ApiState>, server: ServerId, call
                     Err(RecvError::Lagged(skipped)) => lagged(skipped),
                     Err(RecvError::Closed) => break,
                 };
-                if tx.feed(first).await.is_err() {
+                if !write(tx.feed(first)).await {
                     break;
                 }
                 // Whatever else is ready goes in the same flush.
@@ -164,19 +164,12 @@ async fn session(socket: WebSocket, state: Arc<ApiState>, server: ServerId, call
                             break;
                         }
                     };
-                    if tx.feed(message).await.is_err() {
+                    if !write(tx.feed(message)).await {
                         return;
                     }
                 }
-                // A client that does not read stalls only its own flush; past the deadline it is
-                // dropped, so its socket buffers are not held forever.
-                match tokio::time::timeout(SLOW_CLIENT_DEADLINE, tx.flush()).await {
-                    Ok(Ok(())) if !closed => {}
-                    Ok(_) => break,
-                    Err(_) => {
-                        tracing::debug!(%server, "console client not reading; dropped");
-                        return;
-                    }
+                if !write(tx.flush()).await || closed {
+                    break;
                 }
             }
             incoming = rx.next() => {
@@ -191,15 +184,31 @@ async fn session(socket: WebSocket, state: Arc<ApiState>, server: ServerId, call
                     continue;
                 }
                 if let Some(reply) = handle_client(&state, server, &caller, may_write, message.as_bytes()).await {
-                    if tx.send(error_message(&reply)).await.is_err() {
+                    if !write(tx.send(error_message(&reply))).await {
                         break;
                     }
                 }
             }
         }
     }
-    let _ = tx.close().await;
+    write(tx.close()).await;
     tracing::debug!(%server, "console client disconnected");
+}
+
+/// One write to the client (a message fed or sent, a flush, the close), bounded by
+/// [`SLOW_CLIENT_DEADLINE`]: any write may wait for the client to read (a feed flushes when
+/// the socket's buffer is full), and a client that does not read must stall only its own
+/// session, never for longer than the deadline. False when the write failed or timed out:
+/// the session ends.
+async fn write(write: impl std::future::Future<Output = Result<(), warp::Error>>) -> bool {
+    match tokio::time::timeout(SLOW_CLIENT_DEADLINE, write).await {
+        Ok(Ok(())) => true,
+        Ok(Err(_)) => false,
+        Err(_) => {
+            tracing::debug!("console client not reading; dropped");
+            false
+        }
+    }
 }
 
 /// Carries out one client message; returns the error to send back, if any.
