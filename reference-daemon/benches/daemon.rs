@@ -60,9 +60,10 @@ fn main() {
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
         let mut config = config(dir.path(), node, addr);
         config.console_lines_per_second = 0;
-        // Section 3 opens 500 consoles on one server, section 2 up to 100 on one token.
+        // Section 3 opens 500 consoles on one server, section 2 up to 100, with the node token.
         config.console_max_per_server = 600;
         config.console_max_total = 1024;
+        config.console_max_node_token = 1024;
         config.log_level = "warn".into();
         config.worker_threads = env_or("NEXUS_BENCH_WORKERS", 1);
         let config_path = dir.path().join("wings.toml");
