@@ -10,6 +10,11 @@
 //! one node costs one unit, a scalar one more per byte, and a document of `n` bytes may
 //! weigh at most [`budget`]`(n)`. A document without aliases always fits (each node takes at
 //! least a byte of the text), so the budget only ever refuses repetition.
+//!
+//! `%TAG` directives are refused before parsing: libyaml copies a directive's prefix into every
+//! tag that uses it, and serde_yaml keeps every event's tag before any visitor runs, so a long
+//! prefix used by many short tags (`%TAG !e! <4 MiB>` then `!e!a x` …) would take terabytes.
+//! No config file or egg needs one.
 
 use serde::de::{self, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess, VariantAccess, Visitor};
 use std::cell::Cell;
@@ -31,11 +36,30 @@ pub(crate) enum Refused {
     },
     /// Not valid YAML (or more than one document).
     Malformed(serde_yaml::Error),
+    /// A `%TAG` directive, on the given line (1-based).
+    TagDirective {
+        /// The directive's line.
+        line: usize,
+    },
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Expands { limit } => write!(f, "aliases expand past {limit} units, more than twice the document"),
+            Self::Malformed(error) => write!(f, "{error}"),
+            Self::TagDirective { line } => write!(f, "line {line}: `%TAG` directives are not supported"),
+        }
+    }
 }
 
 /// Walks the single document in `text`, following its aliases, without building anything;
 /// stops at the first unit past [`budget`]`(text.len())`.
 pub(crate) fn check(text: &str) -> Result<(), Refused> {
+    // Directives start at the beginning of a line (after a byte-order mark on the first).
+    if let Some(index) = text.trim_start_matches('\u{feff}').lines().position(|line| line.starts_with("%TAG")) {
+        return Err(Refused::TagDirective { line: index + 1 });
+    }
     let limit = budget(text.len());
     let meter = Meter { left: Cell::new(limit), spent: Cell::new(false) };
     match Node(&meter).deserialize(serde_yaml::Deserializer::from_str(text)) {
@@ -198,6 +222,18 @@ mod tests {
     fn long_scalars_repeated_are_refused() {
         let text = format!("a: &a {}\nb: [{}]\n", "x".repeat(100_000), vec!["*a"; 1000].join(", "));
         assert!(matches!(check(&text), Err(Refused::Expands { .. })));
+    }
+
+    /// A long `%TAG` prefix used by many short tags: refused before libyaml copies it into
+    /// every tag (this document would otherwise take about 2.5 GB).
+    #[test]
+    fn tag_directives_are_refused_before_parsing() {
+        let text = format!("%TAG !e! !{}\n---\n{}", "p".repeat(1 << 12), "- !e!a x\n".repeat(600_000));
+        let started = std::time::Instant::now();
+        assert!(matches!(check(&text), Err(Refused::TagDirective { line: 1 })));
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        assert!(matches!(check("\u{feff}a: 1\n%TAG ! tag:x,2000:\n"), Err(Refused::TagDirective { line: 2 })));
+        check("a: '%TAG is text here'\nb: !!str 1\n").unwrap();
     }
 
     #[test]

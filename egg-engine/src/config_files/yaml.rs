@@ -129,7 +129,7 @@ fn validate(text: &str) -> Result<(), PatchError> {
     depth::yaml(text, MAX_DEPTH).map_err(|too_deep| PatchError::too_deep(text, too_deep.offset))?;
     yaml_expansion::check(text).map_err(|refused| match refused {
         yaml_expansion::Refused::Expands { limit } => PatchError::ExpandsTooMuch(limit),
-        yaml_expansion::Refused::Malformed(error) => PatchError::Malformed(error.to_string()),
+        other => PatchError::Malformed(other.to_string()),
     })
 }
 

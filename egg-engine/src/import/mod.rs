@@ -70,8 +70,13 @@ fn parse_document(text: &str) -> Result<Value, ImportError> {
     } else {
         depth::yaml(trimmed, MAX_EGG_DEPTH).map_err(too_deep)?;
         // Before building a tree, which would repeat every aliased node in memory.
-        if let Err(yaml_expansion::Refused::Expands { limit }) = yaml_expansion::check(trimmed) {
-            return Err(ImportError::ExpandsTooMuch { limit });
+        match yaml_expansion::check(trimmed) {
+            Err(yaml_expansion::Refused::Expands { limit }) => return Err(ImportError::ExpandsTooMuch { limit }),
+            Err(refused @ yaml_expansion::Refused::TagDirective { .. }) => {
+                return Err(ImportError::Syntax { format: "YAML", message: refused.to_string() });
+            }
+            // A malformed document gets serde_yaml's own message just below.
+            Ok(()) | Err(yaml_expansion::Refused::Malformed(_)) => {}
         }
         let yaml: serde_yaml::Value = serde_yaml::from_str(trimmed)
             .map_err(|e| ImportError::Syntax { format: "YAML", message: e.to_string() })?;
