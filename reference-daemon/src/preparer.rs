@@ -24,6 +24,7 @@
 use crate::files::{FilesConfig, FilesError, ServerFiles};
 use async_trait::async_trait;
 use nexus_core::agent::{AgentError, PreparedStart, StartPreparer};
+use nexus_core::model::ConfigFile;
 use nexus_core::transport::ServerSpec;
 use nexus_eggs::config_files::{ConfigContext, apply};
 use nexus_eggs::startup::{RenderedStartup, ServerFacts, StartupError, render_startup};
@@ -46,21 +47,45 @@ async fn patch_off_thread(
     file: &nexus_core::model::ConfigFile,
     text: String,
     ctx: &ConfigContext,
-) -> Result<Option<String>, AgentError> {
-    let (file, ctx, path) = (file.clone(), ctx.clone(), file.path.clone());
+) -> Result<Option<String>, String> {
+    let (file, ctx) = (file.clone(), ctx.clone());
     let work = tokio::task::spawn_blocking(move || {
         apply(&file, &text, &ctx).map(|patched| (patched != text).then_some(patched))
     });
     match tokio::time::timeout(PATCH_BUDGET, work).await {
-        Ok(Ok(result)) => result.map_err(|e| prepare_error(e.to_string())),
-        Ok(Err(join)) => Err(prepare_error(format!("config file `{path}`: patching failed: {join}"))),
-        Err(_) => Err(prepare_error(format!("config file `{path}`: patching took longer than {PATCH_BUDGET:?}"))),
+        Ok(Ok(result)) => result.map_err(|e| e.to_string()),
+        Ok(Err(join)) => Err(format!("patching failed: {join}")),
+        Err(_) => Err(format!("patching took longer than {PATCH_BUDGET:?}")),
     }
 }
 
 /// Largest config file patched (bigger ones fail the start rather than eat memory): the
 /// patcher's own bound, so a file is never read only to be refused.
 pub const MAX_CONFIG_FILE_BYTES: u64 = nexus_eggs::config_files::MAX_CONFIG_BYTES as u64;
+
+/// What patching a server's config files did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConfigOutcome {
+    /// Files written.
+    pub changed: usize,
+    /// Files left alone, and why, for the console.
+    pub notices: Vec<String>,
+}
+
+/// Patches one config file; whether it was written, or why it could not be.
+async fn patch_one(files: &ServerFiles, file: &ConfigFile, ctx: &ConfigContext) -> Result<bool, String> {
+    let (original, missing) = match files.read(&file.path, MAX_CONFIG_FILE_BYTES).await {
+        Ok(bytes) => (String::from_utf8(bytes).map_err(|_| "it is not UTF-8 text".to_owned())?, false),
+        Err(FilesError::NotFound { .. }) => (String::new(), true),
+        Err(e) => return Err(e.to_string()),
+    };
+    let patched = patch_off_thread(file, original, ctx).await.map_err(|reason| {
+        if missing { format!("it does not exist, and creating it failed: {reason}") } else { reason }
+    })?;
+    let Some(patched) = patched else { return Ok(false) };
+    files.write(&file.path, patched.into_bytes()).await.map_err(|e| e.to_string())?;
+    Ok(true)
+}
 
 /// Prepares starts from eggs: patches config files, renders the startup command.
 #[derive(Clone, Debug, Default)]
@@ -118,10 +143,16 @@ impl EggPreparer {
         }
     }
 
-    /// Patches the spec's config files in `data_dir`; returns how many were changed.
-    pub async fn patch_config_files(&self, spec: &ServerSpec, data_dir: &Path) -> Result<usize, AgentError> {
+    /// Patches the spec's config files in `data_dir`. As with Wings, a file that cannot be
+    /// patched (unreadable, not text, malformed, hostile, not writable) does not stop the start:
+    /// it is left as it is and the returned notices say why (shown on the server's console);
+    /// the other files are still patched. A missing file is patched as an empty one and
+    /// created when that gives something (Wings creates it too): a first start writes the
+    /// allocated port into a `server.properties` the game has not written yet.
+    pub async fn patch_config_files(&self, spec: &ServerSpec, data_dir: &Path) -> Result<ConfigOutcome, AgentError> {
+        let mut outcome = ConfigOutcome::default();
         if spec.config_files.is_empty() {
-            return Ok(0);
+            return Ok(outcome);
         }
         let files = ServerFiles::open(data_dir, self.files.clone())
             .await
@@ -129,38 +160,32 @@ impl EggPreparer {
         let ctx = ConfigContext::new(primary(spec), spec.limits.memory_mb)
             .with_environment(spec.environment.clone())
             .with_node_config(self.node_config.clone());
-        let mut changed = 0;
         for file in &spec.config_files {
-            let original = match files.read(&file.path, MAX_CONFIG_FILE_BYTES).await {
-                Ok(bytes) => bytes,
-                Err(FilesError::NotFound { .. }) => {
-                    tracing::info!(server = %spec.id, file = %file.path, "config file does not exist yet; not patched");
-                    continue;
+            match patch_one(&files, file, &ctx).await {
+                Ok(true) => {
+                    outcome.changed += 1;
+                    tracing::debug!(server = %spec.id, file = %file.path, parser = file.parser.as_str(), "config file patched");
                 }
-                Err(e) => return Err(prepare_error(format!("config file `{}`: {e}", file.path))),
-            };
-            let text = String::from_utf8(original)
-                .map_err(|_| prepare_error(format!("config file `{}` is not UTF-8 text", file.path)))?;
-            let Some(patched) = patch_off_thread(file, text, &ctx).await? else { continue };
-            files
-                .write(&file.path, patched.into_bytes())
-                .await
-                .map_err(|e| prepare_error(format!("config file `{}`: {e}", file.path)))?;
-            changed += 1;
-            tracing::debug!(server = %spec.id, file = %file.path, parser = file.parser.as_str(), "config file patched");
+                Ok(false) => {}
+                Err(reason) => {
+                    tracing::warn!(server = %spec.id, file = %file.path, %reason, "config file not patched");
+                    outcome.notices.push(format!("config file {} was not updated: {reason}", file.path));
+                }
+            }
         }
-        Ok(changed)
+        Ok(outcome)
     }
 
     /// Renders the startup command and environment of `spec`.
     pub fn render(&self, spec: &ServerSpec) -> Result<PreparedStart, AgentError> {
         let rendered = self.render_startup(spec).map_err(|e| prepare_error(format!("startup command: {e}")))?;
         if !rendered.unresolved.is_empty() {
-            tracing::warn!(server = %spec.id, unresolved = ?rendered.unresolved, "startup placeholders name no variable; rendered empty");
+            tracing::warn!(server = %spec.id, unresolved = ?rendered.unresolved, "startup placeholders name no variable; left as references for the image to expand");
         }
         Ok(PreparedStart {
             command: vec!["/bin/sh".into(), "-c".into(), SHELL_WRAPPER.into()],
             env: rendered.env.into_iter().collect(),
+            notices: Vec::new(),
         })
     }
 }
@@ -185,8 +210,10 @@ impl EggPreparer {
 impl StartPreparer for EggPreparer {
     async fn prepare(&self, spec: &ServerSpec, data_dir: &Path) -> Result<PreparedStart, AgentError> {
         self.check_disk(spec, data_dir).await?;
-        self.patch_config_files(spec, data_dir).await?;
-        self.render(spec)
+        let config = self.patch_config_files(spec, data_dir).await?;
+        let mut prepared = self.render(spec)?;
+        prepared.notices = config.notices;
+        Ok(prepared)
     }
 
     /// Install scripts get the rendered environment; config files are left alone (the install
@@ -257,31 +284,42 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn patches_existing_files_and_skips_missing_ones() {
+    async fn patches_existing_files_and_creates_missing_ones() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("server.properties"), "# comment\nserver-port=1\nmotd=old\n").unwrap();
-        let spec = spec(vec![properties("server.properties"), properties("missing/other.properties")]);
-        let changed = EggPreparer::default().patch_config_files(&spec, dir.path()).await.unwrap();
-        assert_eq!(changed, 1);
+        let spec = spec(vec![properties("server.properties"), properties("other.properties")]);
+        let outcome = EggPreparer::default().patch_config_files(&spec, dir.path()).await.unwrap();
+        assert_eq!(outcome, ConfigOutcome { changed: 2, notices: vec![] });
         let text = std::fs::read_to_string(dir.path().join("server.properties")).unwrap();
         assert_eq!(text, "# comment\nserver-port=25565\nmotd=it's $(rm -rf /)\n");
-        assert!(!dir.path().join("missing").exists());
+        // As Wings: a file the game has not written yet is created with the egg's values.
+        let created = std::fs::read_to_string(dir.path().join("other.properties")).unwrap();
+        assert_eq!(created, "server-port=25565\nmotd=it's $(rm -rf /)\n");
         // Second run: nothing left to change.
-        assert_eq!(EggPreparer::default().patch_config_files(&spec, dir.path()).await.unwrap(), 0);
+        assert_eq!(EggPreparer::default().patch_config_files(&spec, dir.path()).await.unwrap().changed, 0);
     }
 
+    /// As Wings: a file that cannot be patched is left alone with a notice, the others are
+    /// patched and the start goes on.
     #[tokio::test]
-    async fn malformed_or_escaping_files_fail_the_start() {
+    async fn files_that_cannot_be_patched_are_notices_not_failures() {
         let dir = tempfile::tempdir().unwrap();
-        let mut json = properties("conf.json");
-        json.parser = ConfigParser::Json;
+        let json = |path: &str| ConfigFile { parser: ConfigParser::Json, ..properties(path) };
         std::fs::write(dir.path().join("conf.json"), "{ not json").unwrap();
-        let err = EggPreparer::default().patch_config_files(&spec(vec![json]), dir.path()).await.unwrap_err();
-        assert!(matches!(err, AgentError::Prepare(ref m) if m.contains("conf.json")), "{err}");
-        let err = EggPreparer::default()
-            .patch_config_files(&spec(vec![properties("../outside.properties")]), dir.path())
-            .await
-            .unwrap_err();
-        assert!(matches!(err, AgentError::Prepare(_)), "{err}");
+        std::fs::write(dir.path().join("empty.json"), "").unwrap();
+        let files = vec![
+            json("conf.json"),
+            json("empty.json"),
+            properties("../outside.properties"),
+            properties("server.properties"),
+        ];
+        let outcome = EggPreparer::default().patch_config_files(&spec(files), dir.path()).await.unwrap();
+        assert_eq!(outcome.changed, 1, "{outcome:?}");
+        assert_eq!(outcome.notices.len(), 3, "{outcome:?}");
+        for (notice, path) in outcome.notices.iter().zip(["conf.json", "empty.json", "../outside.properties"]) {
+            assert!(notice.contains(path), "{notice}");
+        }
+        assert_eq!(std::fs::read_to_string(dir.path().join("conf.json")).unwrap(), "{ not json");
+        assert!(dir.path().join("server.properties").exists());
     }
 }

@@ -65,6 +65,9 @@ impl NodeAgent {
         let data_dir = self.data_dir(srv.id);
         super::data_dir::ensure_server_dir(&data_dir, self.config.isolation.user)?;
         let prepared = self.preparer.prepare(spec, &data_dir).await?;
+        for notice in &prepared.notices {
+            srv.hub.notice(notice.clone());
+        }
         // A fresh container per start, so spec changes (image, limits, ports) apply.
         if let Some(old) = old {
             self.runtime.destroy(&old).await?;

@@ -16,6 +16,9 @@ pub struct PreparedStart {
     pub command: Vec<String>,
     /// Environment of the process (and of install scripts).
     pub env: BTreeMap<String, String>,
+    /// What went wrong without stopping the start (a config file that could not be patched,
+    /// as Wings logs and goes on), shown on the server's console before it starts.
+    pub notices: Vec<String>,
 }
 
 /// Turns a [`ServerSpec`] into what the container runs.
@@ -44,6 +47,7 @@ impl StartPreparer for ShellPreparer {
         Ok(PreparedStart {
             command: vec!["sh".into(), "-c".into(), spec.startup.clone()],
             env: spec.environment.clone(),
+            notices: Vec::new(),
         })
     }
 }

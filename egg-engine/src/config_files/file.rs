@@ -7,11 +7,10 @@ use super::{Edit, PatchError};
 /// Replaces matching lines. A line is compared with each key in the egg's order and replaced by
 /// the first that applies (for a match value: whose rule matches the whole line). Keys are
 /// compared with the raw line, leading spaces included (the Krypton egg relies on `"  port"`).
-/// Line terminators are kept; the value is written as given, even with newlines inside.
+/// Line terminators are kept; the value is written as given, even with newlines inside. An
+/// empty key is a prefix of every line, as in Wings (`bytes.HasPrefix(line, "")`): eggs whose
+/// settings file holds a single value use it to replace that line.
 pub(super) fn patch(text: &str, edits: &[Edit<'_>]) -> Result<String, PatchError> {
-    if let Some(edit) = edits.iter().find(|edit| edit.key.is_empty()) {
-        return Err(PatchError::invalid_key(edit.key, "an empty prefix would replace every line"));
-    }
     let mut out = String::with_capacity(text.len());
     for line in split_lines(text) {
         let replacement = edits
@@ -56,8 +55,11 @@ mod tests {
         assert_eq!(patch("level=4\nlevel=x\n", &edits).unwrap(), "level=44\nlevel=x\n");
     }
 
+    /// Found on a real egg whose settings file holds one value: Wings replaces every line.
     #[test]
-    fn empty_prefix_is_rejected() {
-        assert!(matches!(patch("a\n", &[set("", "x")]), Err(PatchError::InvalidKey { .. })));
+    fn empty_prefix_replaces_every_line() {
+        assert_eq!(patch("old-token\n", &[set("", "new-token")]).unwrap(), "new-token\n");
+        assert_eq!(patch("a\r\nb", &[set("", "x")]).unwrap(), "x\r\nx");
+        assert_eq!(patch("", &[set("", "x")]).unwrap(), "");
     }
 }

@@ -57,7 +57,7 @@ pub(super) fn patch(text: &str, edits: &[Edit<'_>]) -> Result<String, PatchError
             found = true;
             if let Some(value) = edit.replacement.next_value(&entry.value) {
                 let value = value.text();
-                if value != entry.value {
+                if unwrapped(&value) != entry.value {
                     let encoded =
                         encode(&value, entry.quoted).map_err(|reason| PatchError::unwritable(edit.key, reason))?;
                     splices.replace(entry.value_span.clone(), encoded);
@@ -123,9 +123,20 @@ fn split_key(key: &str) -> (String, String) {
     }
 }
 
+/// `value` without the double quotes it is wrapped in, if it is.
+fn unwrapped(value: &str) -> &str {
+    value.strip_prefix('"').and_then(|inner| inner.strip_suffix('"')).unwrap_or(value)
+}
+
+/// The text written for `value` in place of a value that was `quoted` or not. A value the egg
+/// already wrapped in double quotes (`"\"{{server.name}}\""`) is written as it is, never
+/// quoted twice.
 fn encode(value: &str, quoted: bool) -> Result<String, String> {
     if value.contains(['\n', '\r']) {
         return Err("INI values cannot span lines".to_owned());
+    }
+    if value.len() >= 2 && unwrapped(value).len() == value.len() - 2 {
+        return Ok(value.to_owned());
     }
     let misread = value != value.trim()
         || value.starts_with([';', '#', '"'])
@@ -241,6 +252,16 @@ mod tests {
         assert_eq!(out, "pw=\"abc #1\"\n");
         assert_eq!(patch(&out, &[set("pw", "abc #1")]).unwrap(), out);
         assert!(matches!(patch("pw=\n", &[set("pw", "a\nb")]), Err(PatchError::UnwritableValue { .. })));
+    }
+
+    /// Found on a real egg: a value the egg wraps in quotes was quoted again (`""Server""`).
+    #[test]
+    fn values_the_egg_quotes_are_not_quoted_again() {
+        let text = "[Server]\nName=\"Old\"\nMotd=plain\n";
+        let out = patch(text, &[set("Server.Name", "\"My server\""), set("Server.Motd", "\"Hi\"")]).unwrap();
+        assert_eq!(out, "[Server]\nName=\"My server\"\nMotd=\"Hi\"\n");
+        assert_eq!(patch(&out, &[set("Server.Name", "\"My server\"")]).unwrap(), out, "idempotent");
+        assert_eq!(patch("[a]\n", &[set("a.k", "\"v\"")]).unwrap(), "[a]\nk=\"v\"\n");
     }
 
     #[test]

@@ -167,6 +167,12 @@ fn walk<'n, N: Tree>(
             None => {}
         },
         (Segment::Key(_), Shape::Empty) if can_create => out.push(missing()),
+        // A numeric key addresses a list item, as Wings' path library reads `servers.0.name`.
+        (Segment::Key(name), Shape::List(items)) if name.parse::<usize>().is_ok() => {
+            if let Some(item) = name.parse::<usize>().ok().and_then(|index| items.get(index)) {
+                walk(item, path, depth + 1, under_wildcard, out)?;
+            }
+        }
         (Segment::Index(index), Shape::List(items)) => {
             if let Some(item) = items.get(*index) {
                 walk(item, path, depth + 1, under_wildcard, out)?;

@@ -15,10 +15,10 @@
 //!
 //! | parser | key syntax |
 //! |---|---|
-//! | `json`, `yaml`, `toml`, `xml` | dot path (`servers.lobby.address`), `[N]` indices (`listeners[0].host`), `*` for every child (`servers.*.address`); in XML the first segment is the root element |
+//! | `json`, `yaml`, `toml`, `xml` | dot path (`servers.lobby.address`), `[N]` indices (`listeners[0].host`), `*` for every child (`servers.*.address`); in JSON and YAML a numeric segment on an array is an index too (`servers.0.name`, as Wings); in XML the first segment is the root element |
 //! | `properties` | the whole key, dots included (`query.port`) |
 //! | `ini` | `section.key`; a key without a dot lives before the first section header; `[a.b].key` for section names with dots |
-//! | `file` | a line prefix: every line starting with it is replaced whole |
+//! | `file` | a line prefix: every line starting with it is replaced whole (an empty key matches every line, as in Wings) |
 //!
 //! # Values
 //!
@@ -45,7 +45,8 @@
 //! - Typed values keep their type: Wings turns any integer-looking text into a number, which
 //!   breaks string settings such as a numeric password; here only created keys get that.
 //! - `Match` rules are honoured by every parser (Wings ignores `if_value` outside JSON and
-//!   YAML), and an invalid `regex:` is an error instead of a logged no-op.
+//!   YAML), and an invalid `regex:` is an error (the daemon shows it on the console at start
+//!   and leaves the file alone) instead of a logged no-op.
 //! - With `file`, a line matching several keys gets the first key's value (Wings writes them
 //!   all, run together).
 //! - XML indices are 0-based like everywhere else; Wings' `[attr='value']` attribute values are
@@ -114,16 +115,6 @@ pub enum ConfigError {
         parser: &'static str,
         /// What is wrong, with a position where known.
         reason: String,
-    },
-    /// A value names a placeholder this node cannot resolve.
-    #[error("config file `{path}`, key `{key}`: unknown placeholder `{{{{{placeholder}}}}}`")]
-    UnknownPlaceholder {
-        /// The file, relative to the server root.
-        path: String,
-        /// The `find` key whose value holds the placeholder.
-        key: String,
-        /// The placeholder's name, without braces.
-        placeholder: String,
     },
     /// A `regex:` match key is not a valid regular expression.
     #[error("config file `{path}`, key `{key}`: invalid regex `{pattern}`: {reason}")]
@@ -335,7 +326,6 @@ fn patch_error(file: &ConfigFile, error: PatchError) -> ConfigError {
 fn resolve_error(path: &str, key: &str, error: ResolveError) -> ConfigError {
     let (path, key) = (path.to_owned(), key.to_owned());
     match error {
-        ResolveError::UnknownPlaceholder(placeholder) => ConfigError::UnknownPlaceholder { path, key, placeholder },
         ResolveError::InvalidRegex { pattern, reason } => ConfigError::InvalidRegex { path, key, pattern, reason },
         ResolveError::UnsupportedValue(reason) => ConfigError::UnwritableValue { path, key, reason },
     }

@@ -19,9 +19,15 @@ use std::net::SocketAddr;
 /// are the build facts above. Spaces inside the braces are allowed (`{{ env.X }}`); text
 /// that is not a placeholder name (`{{ a b }}`) is left alone.
 ///
-/// A variable that is not set resolves to empty text with a warning, as the panels do:
-/// published eggs rely on it (Pelican's Muse egg reads `BOT_TOKEN`, which it never defines).
-/// Any other unknown placeholder is an error.
+/// Unknown names never fail a start; they resolve as the Pterodactyl panel and Wings resolve
+/// them, with a warning in the log:
+///
+/// | unknown placeholder | becomes | as |
+/// |---|---|---|
+/// | a variable that is not set (`{{env.NOT_SET}}`) | empty text | the panel (Pelican's Muse egg reads `BOT_TOKEN`, which it never defines) |
+/// | another `server.` name (`{{server.build.threads}}`) | empty text | the panel (`Arr::get(…, '')`) |
+/// | a `config.` name the node does not have | empty text | Wings (`LookupConfigurationValue`) |
+/// | any other name (`{{SERVER_PORT}}`, `{{ a }}`) | itself, written literally | the panel, which only replaces `server.`, `env.` and `config.` |
 ///
 /// `config.docker.interface` (Pterodactyl's name) and `config.docker.network.interface`
 /// (the Wings configuration path) are the same value; either can be given.
@@ -70,7 +76,8 @@ impl ConfigContext {
 
     /// Replaces every placeholder in `template`. `escape` is applied to each substituted
     /// value (regex replacement templates need `$` doubled), never to the template's own text.
-    pub(super) fn resolve(&self, template: &str, escape: fn(&str) -> Cow<'_, str>) -> Result<String, String> {
+    /// Unknown names resolve as the table above says.
+    pub(super) fn resolve(&self, template: &str, escape: fn(&str) -> Cow<'_, str>) -> String {
         let mut out = String::with_capacity(template.len());
         let mut rest = template;
         while let Some(open) = rest.find("{{") {
@@ -81,14 +88,18 @@ impl ConfigContext {
                 rest = after_open;
                 continue;
             };
-            let value = self.lookup(name).ok_or_else(|| name.to_owned())?;
-            out.push_str(&escape(&value));
+            match self.lookup(name) {
+                Some(value) => out.push_str(&escape(&value)),
+                None => out.push_str(&rest[open..open + 2 + consumed]),
+            }
             rest = &after_open[consumed..];
         }
         out.push_str(rest);
-        Ok(out)
+        out
     }
 
+    /// The value of placeholder `name`; `None` for a name outside the three namespaces, which
+    /// stays as written.
     fn lookup(&self, name: &str) -> Option<Cow<'_, str>> {
         let variable = ["server.build.env.", "server.environment.", "env."]
             .iter()
@@ -97,13 +108,21 @@ impl ConfigContext {
         if let Some(variable) = variable {
             return Some(self.variable(variable));
         }
+        let unknown = || {
+            tracing::warn!(placeholder = name, "config file placeholder unknown to this node; using empty text");
+            Some(Cow::Borrowed(""))
+        };
         match name {
             "server.build.default.ip" | "server.allocations.default.ip" => Some(self.primary.ip().to_string().into()),
             "server.build.default.port" | "server.allocations.default.port" => {
                 Some(self.primary.port().to_string().into())
             }
             "server.build.memory" | "server.build.memory_limit" => Some(self.memory_mb.to_string().into()),
-            _ => name.strip_prefix("config.").and_then(|key| self.node_value(key)).map(Cow::Borrowed),
+            _ if name.starts_with("server.") || name.starts_with("env.") => unknown(),
+            _ => match name.strip_prefix("config.") {
+                Some(key) => self.node_value(key).map(Cow::Borrowed).or_else(unknown),
+                None => None,
+            },
         }
     }
 
@@ -182,22 +201,31 @@ mod tests {
             ("no placeholders {{ a b }} {{", "no placeholders {{ a b }} {{"),
         ];
         for (template, expected) in cases {
-            assert_eq!(ctx.resolve(template, verbatim).as_deref(), Ok(expected), "{template}");
+            assert_eq!(ctx.resolve(template, verbatim), expected, "{template}");
+        }
+    }
+
+    /// As the panel and Wings: unset variables and unknown `server.`/`config.` names are
+    /// empty; names outside the namespaces stay as written, spaces included.
+    #[test]
+    fn unknown_names_resolve_as_the_panel_and_wings_do() {
+        let ctx = ctx();
+        let cases = [
+            ("t={{env.NOT_SET}}", "t="),
+            ("[{{server.uuid}}]", "[]"),
+            ("[{{server.build.threads}}]", "[]"),
+            ("[{{config.docker.dns}}]", "[]"),
+            ("-port={{SERVER_PORT}}", "-port={{SERVER_PORT}}"),
+            ("{{ MOTD }} and {{env.MAX}}", "{{ MOTD }} and 20"),
+            ("{{env.}}", ""),
+        ];
+        for (template, expected) in cases {
+            assert_eq!(ctx.resolve(template, verbatim), expected, "{template}");
         }
     }
 
     #[test]
-    fn unset_variables_are_empty_but_unknown_names_fail() {
-        let ctx = ctx();
-        assert_eq!(ctx.resolve("t={{env.NOT_SET}}", verbatim).as_deref(), Ok("t="));
-        assert_eq!(ctx.resolve("{{server.uuid}}", verbatim), Err("server.uuid".to_owned()));
-        assert_eq!(ctx.resolve("{{config.docker.dns}}", verbatim), Err("config.docker.dns".to_owned()));
-        assert_eq!(ctx.resolve("{{SERVER_PORT}}", verbatim), Err("SERVER_PORT".to_owned()));
-        assert_eq!(ctx.resolve("{{env.}}", verbatim), Err("env.".to_owned()));
-    }
-
-    #[test]
     fn regex_templates_get_dollars_escaped_in_values_only() {
-        assert_eq!(ctx().resolve("{{env.SERVER_NAME}}$2", regex_replacement).as_deref(), Ok("Lobby $$1$2"));
+        assert_eq!(ctx().resolve("{{env.SERVER_NAME}}$2", regex_replacement), "Lobby $$1$2");
     }
 }

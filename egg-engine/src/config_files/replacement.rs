@@ -52,7 +52,6 @@ enum Condition {
 /// Why a `find` value could not be resolved.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) enum ResolveError {
-    UnknownPlaceholder(String),
     InvalidRegex { pattern: String, reason: String },
     UnsupportedValue(String),
 }
@@ -60,7 +59,7 @@ pub(super) enum ResolveError {
 impl Replacement {
     /// Resolves the placeholders of `value` and compiles its patterns.
     pub fn resolve(value: &FindValue, ctx: &ConfigContext) -> Result<Self, ResolveError> {
-        let resolve = |template: &str, escape| ctx.resolve(template, escape).map_err(ResolveError::UnknownPlaceholder);
+        let resolve = |template: &str, escape| Ok::<_, ResolveError>(ctx.resolve(template, escape));
         Ok(match value {
             FindValue::Text(text) => Self::Set(NewValue::Text(resolve(text, placeholders::verbatim)?)),
             FindValue::Scalar(scalar) => Self::Set(match scalar {
@@ -180,8 +179,6 @@ mod tests {
     fn resolution_errors_are_reported() {
         let bad_regex = Replacement::resolve(&rules(&[("regex:(unclosed", "x")]), &ctx());
         assert!(matches!(bad_regex, Err(ResolveError::InvalidRegex { pattern, .. }) if pattern == "(unclosed"));
-        let unknown = Replacement::resolve(&FindValue::Text("{{server.nope}}".into()), &ctx());
-        assert_eq!(unknown.err(), Some(ResolveError::UnknownPlaceholder("server.nope".into())));
         let object = Replacement::resolve(&FindValue::Scalar(serde_json::json!({"a": 1})), &ctx());
         assert!(matches!(object, Err(ResolveError::UnsupportedValue(_))));
     }

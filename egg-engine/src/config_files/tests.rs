@@ -521,21 +521,26 @@ fn malformed_originals_name_the_file_and_write_nothing() {
 }
 
 #[test]
-fn unknown_placeholder_is_an_error_naming_file_and_key() {
-    let file = text_file("server.properties", ConfigParser::Properties, "server-port", "{{server.build.nope}}");
-    let error = apply(&file, "server-port=1\n", &ctx()).unwrap_err();
-    assert_eq!(
-        error,
-        ConfigError::UnknownPlaceholder {
-            path: "server.properties".into(),
-            key: "server-port".into(),
-            placeholder: "server.build.nope".into()
-        }
-    );
-    assert_eq!(
-        error.to_string(),
-        "config file `server.properties`, key `server-port`: unknown placeholder `{{server.build.nope}}`"
-    );
+fn unknown_placeholders_never_fail_the_file() {
+    // Found on a real egg: `{{server.build.nope}}` failed the whole start; the panel writes
+    // empty text for unknown `server.` names and leaves other names as written.
+    let file = ConfigFile {
+        path: "server.properties".into(),
+        parser: ConfigParser::Properties,
+        find: vec![
+            ("server-port".into(), FindValue::Text("{{server.build.nope}}".into())),
+            ("motd".into(), FindValue::Text("{{MOTD}} on {{server.build.default.port}}".into())),
+        ],
+    };
+    let out = apply(
+        &file,
+        "server-port=1
+motd=x
+",
+        &ctx(),
+    )
+    .unwrap();
+    assert_eq!(out, "server-port=\nmotd={{MOTD}} on 25600\n");
 }
 
 #[test]
@@ -986,4 +991,24 @@ fn yaml_alias_bombs_are_refused() {
     let sparing = "defaults: &d {motd: hi, slots: 10}\nlobby: *d\nport: 1\n";
     let file = text_file("ok.yml", ConfigParser::Yaml, "port", "2");
     assert_eq!(apply(&file, sparing, &ctx()).unwrap(), "defaults: &d {motd: hi, slots: 10}\nlobby: *d\nport: 2\n");
+}
+
+/// Found on a real egg: `servers.0.name` addresses an array element in JSON and YAML, as in
+/// Wings' path library; `[0]` still works; on an object a numeric segment is a key.
+#[test]
+fn numeric_segments_address_array_items() {
+    let json = text_file("c.json", ConfigParser::Json, "servers.1.name", "b2");
+    assert_eq!(
+        apply(&json, r#"{"servers": [{"name": "a"}, {"name": "b"}]}"#, &ctx()).unwrap(),
+        r#"{"servers": [{"name": "a"}, {"name": "b2"}]}"#
+    );
+    let yaml = text_file("c.yml", ConfigParser::Yaml, "servers.0.port", "{{server.build.default.port}}");
+    assert_eq!(
+        apply(&yaml, "servers:\n  - port: 1\n  - port: 2\n", &ctx()).unwrap(),
+        "servers:\n  - port: 25600\n  - port: 2\n"
+    );
+    let object = text_file("c.json", ConfigParser::Json, "ports.0", "7");
+    assert_eq!(apply(&object, r#"{"ports": {"0": 1}}"#, &ctx()).unwrap(), r#"{"ports": {"0": 7}}"#);
+    let beyond = text_file("c.json", ConfigParser::Json, "servers.5.name", "x");
+    assert_eq!(apply(&beyond, r#"{"servers": []}"#, &ctx()).unwrap(), r#"{"servers": []}"#);
 }

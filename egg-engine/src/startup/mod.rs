@@ -33,13 +33,14 @@
 //! `SERVER_IP`, `SERVER_PORT`, and the other platform names (`P_SERVER_UUID`, `TZ`, `HOME`,
 //! `USER`).
 //!
-//! **A placeholder naming nothing renders empty**, and is listed in
-//! [`RenderedStartup::unresolved`] so callers can warn. This is what Pterodactyl does: the yolks
-//! entrypoints rewrite `{{X}}` to `${X}` and the shell expands an unset variable to nothing.
-//! A real egg relies on it: the Arma 3 egg's startup passes `-mod=\"{{CLIENT_MODS}}\"` but
-//! defines no `CLIENT_MODS` variable. An error would make that egg unstartable. (Dropping the
-//! text is exactly equivalent to referencing an unset variable, in every quoting context, and
-//! does not depend on what the image's own environment happens to define.)
+//! **A placeholder naming no variable stays a reference** (`${X}`, quoted like the others), and
+//! is listed in [`RenderedStartup::unresolved`] so callers can warn. This is what Wings passes:
+//! it hands `STARTUP` to the image unrendered, and the yolks entrypoints rewrite `{{X}}` to
+//! `${X}`, so the shell expands whatever the entrypoint itself defined, or nothing. Real eggs
+//! rely on it: the Arma 3 egg's startup passes `-mod=\"{{CLIENT_MODS}}\"`, defines no
+//! `CLIENT_MODS` variable, and its image's entrypoint computes `CLIENT_MODS` before it
+//! evaluates the startup. The value comes from the image, never from a tenant: every name a
+//! tenant can set is an egg variable, and those resolve.
 //!
 //! # Environment
 //!
@@ -152,8 +153,8 @@ pub struct RenderedStartup {
     pub display: String,
     /// The complete environment of the server process.
     pub env: IndexMap<String, String>,
-    /// Placeholders that named no variable and no built-in, in order of first use; they
-    /// rendered empty.
+    /// Placeholders that named no variable and no built-in, in order of first use; they stay
+    /// `${X}` references, for the image's entrypoint to expand (or to expand to nothing).
     pub unresolved: Vec<String>,
 }
 
@@ -277,6 +278,8 @@ where
                     display.push_str(value);
                 }
                 None => {
+                    push_reference(&mut command, name, quoting);
+                    push_reference(&mut display, name, quoting);
                     if seen.insert(name) {
                         unresolved.push(name.into());
                     }

@@ -145,12 +145,14 @@ fn builtins_and_display() {
     assert_eq!(r.display, "echo 7a3f9c1e-0b6d-4e52-9d1a-5c2e8f4b7a10 /home/container Europe/Berlin");
 }
 
+/// Found on a real egg: `-mod={{CLIENT_MODS}}` became `-mod=`, where Wings passes the
+/// placeholder on and the image's entrypoint, which computes `CLIENT_MODS`, expands it.
 #[test]
-fn unknown_placeholders_render_empty_and_are_reported() {
+fn unknown_placeholders_stay_references_and_are_reported() {
     let t = r#"./{{SERVER_BINARY}} -mod=\"{{CLIENT_MODS}}\" '{{NOPE}}' {{CLIENT_MODS}}"#;
     let r = render(t, &[("SERVER_BINARY", "arma3server")]);
-    assert_eq!(r.command, r#"./${SERVER_BINARY} -mod=\"\" '' "#);
-    assert_eq!(r.display, r#"./arma3server -mod=\"\" '' "#);
+    assert_eq!(r.command, r#"./${SERVER_BINARY} -mod=\"${CLIENT_MODS}\" ''"${NOPE}"'' ${CLIENT_MODS}"#);
+    assert_eq!(r.display, r#"./arma3server -mod=\"${CLIENT_MODS}\" ''"${NOPE}"'' ${CLIENT_MODS}"#);
     assert_eq!(r.unresolved, ["CLIENT_MODS", "NOPE"]);
     assert_eq!(placeholders(t).unwrap(), ["SERVER_BINARY", "CLIENT_MODS", "NOPE"]);
 }
