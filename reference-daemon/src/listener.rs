@@ -10,11 +10,14 @@
 //!   does not fill). The cap is also kept under the process's file-descriptor limit minus
 //!   [`FD_RESERVE`], which stays free for state saves, install scripts and engine sockets
 //!   ([`ConnectionLimits::fit_to_fd_limit`]; the soft limit is raised to the hard one at start).
+//! * **HTTP/1 only.** hyper's HTTP/1 connection is served directly (with upgrades, for the
+//!   console WebSocket), not through hyper-util's protocol-sniffing builder: that one reads the
+//!   first bytes without a timeout, and serves HTTP/2 with prior knowledge, where a client can
+//!   hold a connection with pings without ever sending a request.
 //! * **Header-read timeout.** A client must send a request's headers within
-//!   [`ConnectionLimits::header_read_timeout`] (slowloris). Before hyper reads a head it reads
-//!   the first bytes to tell HTTP/1 from HTTP/2, without a timeout of its own; so until
-//!   [`OPENING_BYTES`] have arrived, the connection is held to the header-read timeout from
-//!   its start here (a client that connects and says nothing is cut as fast as a slow one).
+//!   [`ConnectionLimits::header_read_timeout`] (slowloris), counted from the moment the
+//!   connection is ready for a request, its first one included (a client that connects and
+//!   says nothing is cut as fast as a slow one).
 //! * **Idle timeout.** A connection (WebSockets included) with no byte read or written for
 //!   [`ConnectionLimits::idle_timeout`] is closed. Console sockets carry stats and pings, so a
 //!   live one never idles that long; TCP keep-alive probes find peers that vanished.
@@ -29,10 +32,6 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 use warp::filters::BoxedFilter;
 use warp::reply::Response;
-
-/// Bytes a connection must have sent before only the idle timeout applies to it: the length
-/// of the HTTP/2 preface hyper waits for to choose the protocol (any request head is longer).
-pub const OPENING_BYTES: usize = 24;
 
 /// File descriptors kept out of the connection cap's reach.
 pub const FD_RESERVE: u64 = 256;
@@ -96,7 +95,8 @@ pub async fn serve(
     grace: Duration,
 ) {
     let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    // Set when the listener stops: every connection finishes its request in flight and closes.
+    let (stopping, stop) = tokio::sync::watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -121,15 +121,26 @@ pub async fn serve(
         let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(
             &socket2::TcpKeepalive::new().with_time(Duration::from_secs(60)).with_interval(Duration::from_secs(10)),
         );
-        let io = hyper_util::rt::TokioIo::new(IdleTimeout::new(stream, limits, Arc::clone(&stats)));
+        let io = hyper_util::rt::TokioIo::new(IdleTimeout::new(stream, limits.idle_timeout, Arc::clone(&stats)));
         let service = hyper_util::service::TowerToHyperService::new(warp::service(routes.clone()));
-        let mut builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-        builder.http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
-        let connection = graceful.watch(builder.serve_connection_with_upgrades(io, service).into_owned());
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .serve_connection(io, service)
+            .with_upgrades();
         let stats = Arc::clone(&stats);
+        let mut stop = stop.clone();
         stats.open.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
+            let mut connection = std::pin::pin!(connection);
+            let result = tokio::select! {
+                result = connection.as_mut() => result,
+                () = async { drop(stop.wait_for(|stopping| *stopping).await) } => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(error) = result {
                 tracing::debug!(%peer, %error, "connection ended with an error");
             }
             stats.open.fetch_sub(1, Ordering::Relaxed);
@@ -137,42 +148,27 @@ pub async fn serve(
         });
     }
     drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+    let _ = stopping.send(true);
+    // Every connection holds a permit until it has closed.
+    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(grace, permits.acquire_many(all)).await.is_err() {
         tracing::warn!("open connections did not finish within {grace:?}; closing them");
     }
 }
 
-/// A stream that fails once it has moved no byte either way for `idle`, or, while it has
-/// read fewer than [`OPENING_BYTES`], once the header-read timeout since it opened has passed.
+/// A stream that fails once it has moved no byte either way for `idle`.
 struct IdleTimeout<S> {
     inner: S,
     idle: Duration,
     last_activity: Instant,
-    /// Until the opening bytes have been read: when the connection must have sent them.
-    opening_deadline: Option<Instant>,
-    opened_with: usize,
     timer: Pin<Box<Sleep>>,
     stats: Arc<ListenerStats>,
 }
 
 impl<S> IdleTimeout<S> {
-    fn new(inner: S, limits: ConnectionLimits, stats: Arc<ListenerStats>) -> Self {
+    fn new(inner: S, idle: Duration, stats: Arc<ListenerStats>) -> Self {
         let now = Instant::now();
-        let opening = now + limits.header_read_timeout;
-        Self {
-            inner,
-            idle: limits.idle_timeout,
-            last_activity: now,
-            opening_deadline: Some(opening),
-            opened_with: 0,
-            timer: Box::pin(tokio::time::sleep_until(opening.min(now + limits.idle_timeout))),
-            stats,
-        }
-    }
-
-    fn deadline(&self) -> Instant {
-        let idle = self.last_activity + self.idle;
-        self.opening_deadline.map_or(idle, |opening| opening.min(idle))
+        Self { inner, idle, last_activity: now, timer: Box::pin(tokio::time::sleep_until(now + idle)), stats }
     }
 
     /// `Ready(error)` once idle for too long. The timer is only moved when it fires early
@@ -182,7 +178,7 @@ impl<S> IdleTimeout<S> {
             if self.timer.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
             }
-            let deadline = self.deadline();
+            let deadline = self.last_activity + self.idle;
             if Instant::now() >= deadline {
                 self.stats.idle_closed.fetch_add(1, Ordering::Relaxed);
                 return Poll::Ready(std::io::Error::new(std::io::ErrorKind::TimedOut, "connection idle too long"));
@@ -203,14 +199,8 @@ impl<S: AsyncRead + Unpin> AsyncRead for IdleTimeout<S> {
         let this = self.get_mut();
         let before = buf.filled().len();
         let result = Pin::new(&mut this.inner).poll_read(cx, buf);
-        let read = buf.filled().len() - before;
-        if this.opening_deadline.is_some() {
-            this.opened_with = this.opened_with.saturating_add(read);
-            if this.opened_with >= OPENING_BYTES {
-                this.opening_deadline = None;
-            }
-        }
-        this.touched(&result, read > 0);
+        let moved = buf.filled().len() > before;
+        this.touched(&result, moved);
         if result.is_pending()
             && let Poll::Ready(error) = this.poll_expired(cx)
         {

@@ -64,9 +64,10 @@ async fn slow_and_idle_connections_are_closed() {
     assert_eq!(status, 200);
 }
 
-/// Before hyper reads a request head it reads enough bytes to tell HTTP/1 from HTTP/2, with no
-/// timeout of its own: a client that says nothing, or only the start of the HTTP/2 preface,
-/// is still cut after the header-read timeout, not after the (long) idle timeout.
+/// A client that says nothing, only the start of the HTTP/2 preface, or the whole preface (an
+/// HTTP/2 connection with prior knowledge could be held open with pings and no request) is cut
+/// after the header-read timeout, not after the (long) idle timeout: the daemon speaks HTTP/1
+/// only, and times the first request head from the connection's start.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_clients_are_cut_after_the_header_timeout_not_the_idle_one() {
     let Some(docker) = docker().await else { return };
@@ -79,9 +80,12 @@ async fn silent_clients_are_cut_after_the_header_timeout_not_the_idle_one() {
     let mut silent = tokio::net::TcpStream::connect(&addr).await.unwrap();
     let mut preface = tokio::net::TcpStream::connect(&addr).await.unwrap();
     preface.write_all(b"PRI * HTTP/2").await.unwrap();
+    let mut h2 = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00").await.unwrap();
     let started = Instant::now();
     assert!(closed_within(&mut silent, Duration::from_secs(8)).await, "silent client kept");
     assert!(closed_within(&mut preface, Duration::from_secs(8)).await, "half a preface kept");
+    assert!(closed_within(&mut h2, Duration::from_secs(8)).await, "an HTTP/2 prior-knowledge connection kept");
     assert!(started.elapsed() < Duration::from_secs(8));
     let (status, _) = daemon.client.get("/api/system").await;
     assert_eq!(status, 200);
