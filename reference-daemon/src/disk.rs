@@ -30,16 +30,16 @@ use std::time::{Duration, Instant};
 
 const MIB: u64 = 1 << 20;
 
-/// Longest one measurement may take before the server is treated as over its limit.
+/// Longest the walk of one server's files may take before the server is treated as over its
+/// limit. Time spent waiting for a turn (other servers' walks, at most
+/// [`NODE_MEASURES`](crate::files::NODE_MEASURES) at once, each bounded by this) does not
+/// count: only the server's own tree can make its measurement fail.
 pub const MEASURE_DEADLINE: Duration = Duration::from_secs(60);
 
-/// Measures a server's files within [`MEASURE_DEADLINE`], outside the tenant's job queue.
+/// Measures a server's files, outside the tenant's job queue, its walk bounded by
+/// [`MEASURE_DEADLINE`].
 pub async fn measure(files: &crate::files::ServerFiles) -> Result<u64, String> {
-    match tokio::time::timeout(MEASURE_DEADLINE, files.measure()).await {
-        Ok(Ok(used)) => Ok(used),
-        Ok(Err(error)) => Err(error.to_string()),
-        Err(_) => Err(format!("no result within {MEASURE_DEADLINE:?}")),
-    }
+    files.measure(MEASURE_DEADLINE).await.map_err(|error| error.to_string())
 }
 
 /// The limit of `spec` in bytes, if it has one.

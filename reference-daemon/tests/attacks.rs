@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::*;
 use nexus_wings::files::{
-    ArchiveFormat, ArchiveLimits, FilesConfig, FilesError as E, ServerFiles, dir_cost, file_cost,
+    ArchiveFormat, ArchiveLimits, ENTRY_COST, FilesConfig, FilesError as E, ServerFiles, dir_cost, file_cost,
 };
 
 fn outside_root(e: &E) -> bool {
@@ -1089,4 +1089,53 @@ async fn g12_preallocated_space_is_counted() {
     env.refuses(env.files.write("more.bin", vec![0u8; 4096]), quota).await;
     env.files.delete("empty.bin").await.unwrap();
     assert_eq!(env.files.disk_usage().await.unwrap(), 0, "delete did not free the preallocation");
+}
+
+/// Hard links made by a server's process cost nothing to make; each extra name now counts an
+/// entry (the content once), and deleting one name frees one entry.
+#[tokio::test]
+async fn g13_hard_links_count_their_names() {
+    let env = Env::with(with_quota(64 << 20)).await;
+    env.put("data.bin", &noise(10_000));
+    std::fs::create_dir(env.root.join("links")).unwrap();
+    for i in 0..1000 {
+        std::fs::hard_link(env.root.join("data.bin"), env.root.join(format!("links/{i}"))).unwrap();
+    }
+    let used = env.files.rescan().await.unwrap();
+    assert_eq!(used, file_cost(10_000) + dir_cost() + 1000 * ENTRY_COST);
+    env.files.delete("links/7").await.unwrap();
+    let after = env.files.disk_usage().await.unwrap();
+    assert_eq!(after, used - ENTRY_COST);
+    assert_eq!(env.files.rescan().await.unwrap(), after, "counter and scan agree");
+}
+
+/// A tree made slow to walk costs only its own server's measurement: the walk gives up at
+/// its budget with a typed error (and its node-wide turn with it), and another server's
+/// measurement meanwhile completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn g14_a_slow_tree_only_fails_its_own_measurement() {
+    let slow = Env::with(with_quota(1 << 30)).await;
+    for d in 0..50 {
+        let dir = slow.root.join(format!("d{d}"));
+        std::fs::create_dir(&dir).unwrap();
+        for f in 0..400 {
+            std::fs::write(dir.join(f.to_string()), b"").unwrap();
+        }
+    }
+    let other = Env::with(with_quota(1 << 30)).await;
+    other.put("a.bin", &noise(1000));
+    let attempts: Vec<_> = (0..8)
+        .map(|_| {
+            let files = slow.files.clone();
+            tokio::spawn(async move { files.measure(Duration::ZERO).await })
+        })
+        .collect();
+    assert_eq!(other.files.measure(Duration::from_secs(60)).await.unwrap(), file_cost(1000));
+    for attempt in attempts {
+        match attempt.await.unwrap() {
+            Err(E::ScanTimedOut { .. }) => {}
+            other => panic!("expected ScanTimedOut, got {other:?}"),
+        }
+    }
+    assert!(slow.files.measure(Duration::from_secs(60)).await.unwrap() >= 20_000 * ENTRY_COST);
 }

@@ -118,6 +118,13 @@ pub enum FilesError {
         /// Why.
         reason: String,
     },
+    /// A measurement of the whole tree ran past its time budget (see
+    /// [`ServerFiles::measure`](super::ServerFiles::measure)).
+    #[error("walking the server's files took longer than {budget:?}")]
+    ScanTimedOut {
+        /// The budget.
+        budget: std::time::Duration,
+    },
     /// Any other I/O failure.
     #[error("I/O error on `{path}`: {source}")]
     Io {
@@ -148,6 +155,7 @@ impl FilesError {
             Self::UnsupportedArchive { .. } => 415,
             Self::ArchiveRejected { .. } => 422,
             Self::QuotaExceeded { .. } => 507,
+            Self::ScanTimedOut { .. } => 503,
             Self::InvalidConfig { .. } | Self::Io { .. } => 500,
         }
     }
@@ -171,6 +179,7 @@ impl FilesError {
             Self::ArchiveRejected { .. } => "archive_rejected",
             Self::UnsupportedArchive { .. } => "unsupported_archive",
             Self::InvalidConfig { .. } => "invalid_config",
+            Self::ScanTimedOut { .. } => "scan_timed_out",
             Self::Io { .. } => "io",
         }
     }

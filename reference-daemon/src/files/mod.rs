@@ -217,6 +217,9 @@ pub(crate) struct Inner {
     /// This server's allowances of blocking jobs ([`JobLimits`]).
     heavy: Arc<Semaphore>,
     light: Arc<Semaphore>,
+    /// One node measurement of this server at a time, taken before a node-wide permit, so
+    /// measurements queued for one server never hold permits other servers need.
+    measuring: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for ServerFiles {
@@ -242,6 +245,7 @@ impl ServerFiles {
             quota: Quota::new(config.quota_bytes),
             heavy: Arc::new(Semaphore::new(config.jobs.heavy.max(1))),
             light: Arc::new(Semaphore::new(config.jobs.light.max(1))),
+            measuring: tokio::sync::Mutex::new(()),
         };
         Ok(Self { inner: Arc::new(inner) })
     }
@@ -276,14 +280,19 @@ impl ServerFiles {
 
     /// The node's own measurement (disk checks before a start and while running): a rescan
     /// like [`rescan`](Self::rescan), but outside this server's job queue, so a tenant's
-    /// queued jobs cannot delay it; node-wide at most [`NODE_MEASURES`] run at once.
-    pub async fn measure(&self) -> Result<u64> {
+    /// queued jobs cannot delay it. One at a time per server, then node-wide at most
+    /// [`NODE_MEASURES`] at once; the walk itself stops with [`FilesError::ScanTimedOut`] once
+    /// it has run for `budget`, giving its permit back, so a tree built to be slow to walk
+    /// costs its own server's measurement, never another server's.
+    pub async fn measure(&self, budget: std::time::Duration) -> Result<u64> {
+        let _mine = self.inner.measuring.lock().await;
         let closed = |_| FilesError::Io { path: String::new(), source: io::Error::other("measure limiter closed") };
         let permit = NODE_MEASURE.acquire().await.map_err(closed)?;
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            inner.quota.rescan(|| inner.scan())
+            let deadline = (std::time::Instant::now() + budget, budget);
+            inner.quota.rescan(|| inner.scan_until(Some(deadline)))
         })
         .await
         .map_err(join_error)?

@@ -19,7 +19,7 @@ use super::confine::{
 use super::entry::{FileEntry, FileKind};
 use super::error::{FilesError, Result};
 use super::path::{RelPath, symlink_target_is_confined};
-use super::quota::{Quota, Reservation, Temporary, cost, dir_cost, file_cost, freed_by_unlink, meta_cost};
+use super::quota::{ENTRY_COST, Quota, Reservation, Temporary, cost, dir_cost, file_cost, freed_by_unlink, meta_cost};
 
 /// A write in progress: a temporary file next to its target, renamed over it at the end.
 /// Dropped before [`PendingWrite::finish`] placed it (a refusal, an error, an abandoned
@@ -93,7 +93,13 @@ impl Inner {
 
     /// The cost of everything below the root (see `quota`).
     pub(crate) fn scan(&self) -> Result<u64> {
-        let total = self.tree_cost(self.fs.root_fd(), &RelPath::root())?;
+        self.scan_until(None)
+    }
+
+    /// [`scan`](Self::scan), given up with [`FilesError::ScanTimedOut`] past `deadline`
+    /// (when, and the budget it came from).
+    pub(crate) fn scan_until(&self, deadline: Option<(std::time::Instant, std::time::Duration)>) -> Result<u64> {
+        let total = self.tree_cost_until(self.fs.root_fd(), &RelPath::root(), deadline)?;
         tracing::debug!(root = %self.root_path.display(), bytes = total, "disk usage scanned");
         Ok(total)
     }
@@ -101,24 +107,46 @@ impl Inner {
     /// Sums the costs of the entries below `dir` (see `quota`), each inode once, skipping
     /// the temporary files of operations in flight (their reservations count them).
     pub(crate) fn tree_cost(&self, dir: BorrowedFd<'_>, rel: &RelPath) -> Result<u64> {
+        self.tree_cost_until(dir, rel, None)
+    }
+
+    fn tree_cost_until(
+        &self,
+        dir: BorrowedFd<'_>,
+        rel: &RelPath,
+        deadline: Option<(std::time::Instant, std::time::Duration)>,
+    ) -> Result<u64> {
         struct Scan<'a> {
             quota: &'a Quota,
             total: u64,
             seen: HashSet<(u64, u64)>,
+            deadline: Option<(std::time::Instant, std::time::Duration)>,
+            visited: u64,
         }
         impl Visitor for Scan<'_> {
             fn visit(&mut self, e: &WalkEntry<'_>) -> Result<bool> {
+                self.visited += 1;
+                if let Some((deadline, budget)) = self.deadline
+                    && self.visited % 256 == 0
+                    && std::time::Instant::now() >= deadline
+                {
+                    return Err(FilesError::ScanTimedOut { budget });
+                }
                 if self.quota.is_in_flight(e.name) {
                     return Ok(false);
                 }
                 let m = &e.meta;
                 if m.kind != Kind::File || m.nlink <= 1 || self.seen.insert((m.dev, m.ino)) {
                     self.total = self.total.saturating_add(meta_cost(m));
+                } else {
+                    // Another name of an inode already counted: its content once, but every
+                    // name takes its place in a directory (hard links are free to make).
+                    self.total = self.total.saturating_add(ENTRY_COST);
                 }
                 Ok(m.kind == Kind::Dir)
             }
         }
-        let mut scan = Scan { quota: &self.quota, total: 0, seen: HashSet::new() };
+        let mut scan = Scan { quota: &self.quota, total: 0, seen: HashSet::new(), deadline, visited: 0 };
         walk(dir, rel, &mut scan)?;
         Ok(scan.total)
     }

@@ -4,7 +4,8 @@
 //! Usage is what the entries below the root take on disk, estimated the same way by the scan
 //! and by every operation (see [`cost`]): content in whole 4 KiB blocks, at least one block
 //! per entry (a directory is one block whatever it holds), plus [`ENTRY_COST`] for the inode
-//! and the name in the parent directory. A regular file with several links is counted once.
+//! and the name in the parent directory. A regular file with several links is counted once,
+//! plus [`ENTRY_COST`] for each further name.
 //! Sparse files count their apparent size. So an archive of 20,000 empty directories costs
 //! about 87 MB, not 0, and the number of entries a server can create is bounded by its quota.
 //!
@@ -73,9 +74,10 @@ pub fn dir_cost() -> u64 {
 }
 
 /// What unlinking the entry frees from the counter: its cost, except for a file with other
-/// links (its inode stays; the scan counts it under whichever link it meets first).
+/// links: its inode stays (the scan counts its content under whichever link it meets first,
+/// and [`ENTRY_COST`] for each other link), so only one name's cost is freed.
 pub(crate) fn freed_by_unlink(meta: &Meta) -> u64 {
-    if meta.kind == Kind::File && meta.nlink > 1 { 0 } else { meta_cost(meta) }
+    if meta.kind == Kind::File && meta.nlink > 1 { ENTRY_COST } else { meta_cost(meta) }
 }
 
 #[derive(Default)]
