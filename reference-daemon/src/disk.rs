@@ -17,8 +17,10 @@
 //!   `GET /api/servers/:id` report it.
 //!
 //! Limits of the mechanism: between two rounds a running server can write past its limit by
-//! whatever it writes in one interval (bounded by the disk's write speed), and a round costs
-//! one `stat` per entry. A file system with project quotas would enforce the limit in the
+//! whatever it writes in one interval (bounded by the disk's write speed); a running server
+//! renaming a large directory back and forth while it is walked can hide it from that walk
+//! (the check before a start, with nothing running, is exact); and a round costs one `stat`
+//! per entry. A file system with project quotas would enforce the limit in the
 //! kernel instead; [`crate::host::DataRootMount`] reports whether the data root has them.
 
 use crate::api::files::FileManagers;

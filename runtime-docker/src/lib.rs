@@ -273,8 +273,7 @@ impl Runtime for DockerRuntime {
     }
 
     async fn remove_install(&self, server: ServerId) -> Result<(), RuntimeError> {
-        use nexus_core::runtime::engine::install::InstallEngine as _;
-        self.engine().remove(&install::install_container_name(server)).await
+        install::remove_until_gone(&self.engine(), &install::install_container_name(server)).await
     }
 
     async fn list_managed(&self) -> Result<Vec<ManagedContainer>, RuntimeError> {

@@ -258,7 +258,7 @@ impl Runtime for PodmanRuntime {
     }
 
     async fn remove_install(&self, server: ServerId) -> Result<(), RuntimeError> {
-        self.api.remove(&install::install_container_name(server)).await
+        install::remove_until_gone(&self.api, &install::install_container_name(server)).await
     }
 
     async fn list_managed(&self) -> Result<Vec<ManagedContainer>, RuntimeError> {

@@ -45,9 +45,10 @@ pub(crate) struct HandOver {
     pub(crate) specials_removed: u64,
 }
 
-/// Deepest directory level [`hand_over`] descends to; a deeper tree fails it (one descriptor
-/// is held per level).
-pub(crate) const MAX_HAND_OVER_DEPTH: usize = 512;
+/// Deepest directory level [`hand_over`] descends to; a deeper tree fails it. Up to two
+/// descriptors are held per level, so this stays well under the daemon's reserve of 256
+/// (`FD_RESERVE`); game server trees are rarely 20 levels deep.
+pub(crate) const MAX_HAND_OVER_DEPTH: usize = 100;
 
 /// Gives everything under `dir` to `user` (or leaves owners when `None`), clears set-id bits
 /// and removes special files.

@@ -98,6 +98,12 @@ impl FileManagers {
     pub async fn get(&self, agent: &NodeAgent, server: ServerId) -> Result<ServerFiles, ApiError> {
         let state = agent.state(server);
         if state == Some(nexus_core::lifecycle::ServerState::Installing) {
+            // What the script writes is not counted: the next use rescans.
+            if let Ok(mut open) = self.open.lock()
+                && let Some(managed) = open.get_mut(&server)
+            {
+                managed.dirty = true;
+            }
             return Err(ApiError::new(
                 409,
                 "busy",

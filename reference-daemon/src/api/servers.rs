@@ -131,7 +131,10 @@ pub(super) fn routes(state: Arc<ApiState>) -> BoxedFilter<(Response,)> {
 
     let install = server_id().and(warp::path!("install")).and(warp::post()).and(node()).and(st()).and_then(
         |id: ServerId, _: Caller, state: Arc<ApiState>| async move {
-            respond(state.agent.install(id).await.map(|()| no_content()).map_err(ApiError::from))
+            let result = state.agent.install(id).await;
+            // What the script writes is not counted by a cached manager: the next one scans.
+            state.files.forget(id);
+            respond(result.map(|()| no_content()).map_err(ApiError::from))
         },
     );
 
@@ -189,6 +192,9 @@ async fn create(state: &ApiState, spec: ServerSpec, install: bool) -> Result<Res
     // A new spec may change the denylist or quota: drop the cached file manager.
     state.files.forget(id);
     state.agent.create_server(spec, install).await?;
+    if install {
+        state.files.forget(id);
+    }
     Ok(json(&serde_json::json!({ "server": id }), 201))
 }
 

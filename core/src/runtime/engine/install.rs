@@ -58,6 +58,34 @@ pub trait InstallEngine: Clone + Send + Sync + 'static {
     async fn wait(&self, name: &str) -> Result<ExitStatus, RuntimeError>;
 }
 
+/// Longest [`remove_until_gone`] waits for another removal of the same container.
+pub const REMOVE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Force-removes the install container `name` and returns once the engine no longer knows
+/// it. A removal already under way (the background removal of a dropped install) answers
+/// "in progress" (Docker: a conflict; Podman: success before the container is gone), so the
+/// container is asked for until it is gone, for at most [`REMOVE_WAIT`].
+pub async fn remove_until_gone<E: InstallEngine>(engine: &E, name: &str) -> Result<(), RuntimeError> {
+    let deadline = tokio::time::Instant::now() + REMOVE_WAIT;
+    loop {
+        match engine.remove(name).await {
+            Ok(()) => match tokio::time::timeout_at(deadline, engine.wait(name)).await {
+                Ok(Err(RuntimeError::ContainerNotFound(_))) => return Ok(()),
+                Ok(_) => {}
+                Err(_) => {
+                    return Err(RuntimeError::Conflict(format!("install container {name} is still being removed")));
+                }
+            },
+            Err(RuntimeError::Conflict(_)) => {}
+            Err(e) => return Err(e),
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(RuntimeError::Conflict(format!("install container {name} is still being removed")));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
 /// Runs `spec` to completion in a throwaway container and removes it, whatever happened. The
 /// script is staged in a fresh directory under `scripts_root`, which the engine must see at
 /// the same path. A non-zero exit is an `Ok` outcome with that code.

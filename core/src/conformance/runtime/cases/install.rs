@@ -95,4 +95,19 @@ pub async fn remove_install_removes_an_abandoned_install(ctx: Ctx) {
     ctx.runtime.remove_install(spec.server).await.expect("remove_install");
     assert_no_containers(&ctx, &spec).await;
     ctx.runtime.remove_install(spec.server).await.expect("remove_install again");
+
+    // Dropped instead: its removal runs in the background, and `remove_install` right after
+    // waits for it (the engine answers "removal in progress" meanwhile) instead of failing.
+    std::fs::remove_file(&started).expect("removing the marker");
+    let mut install = Box::pin(ctx.runtime.run_install(&spec));
+    while !started.exists() {
+        tokio::select! {
+            outcome = &mut install => panic!("the install ended early: {outcome:?}"),
+            () = tokio::time::sleep(std::time::Duration::from_millis(50)) => {}
+        }
+        assert!(tokio::time::Instant::now() < deadline + std::time::Duration::from_secs(30), "never started");
+    }
+    drop(install);
+    ctx.runtime.remove_install(spec.server).await.expect("remove_install during a background removal");
+    assert_no_containers(&ctx, &spec).await;
 }
