@@ -1,14 +1,14 @@
 //! [`EggPreparer`]: what runs before every start, done with `nexus-eggs`.
 //!
-//! 1. **Config files.** Every [`ConfigFile`](nexus_core::model::ConfigFile) of the spec is
-//!    read through the confined file manager ([`ServerFiles`]), patched with
-//!    [`nexus_eggs::config_files::apply`] and written back (only when the text changed). As in
-//!    Wings, a file that does not exist yet is skipped with a notice in the log (the game
-//!    creates it on first start and it gets patched on the next). A file that exists but
-//!    cannot be patched (malformed, not UTF-8, a path leaving the root) fails the start with
-//!    [`AgentError::Prepare`] naming it: starting with an unpatched port would be worse.
-//!    The egg's file denylist does not apply here (it restricts users, not the egg), and
-//!    neither does the quota (the patched file replaces one of about the same size).
+//! 1. **Config files.** Every [`ConfigFile`] of the spec is read through the confined file
+//!    manager ([`ServerFiles`]), patched with [`nexus_eggs::config_files::apply`] off the
+//!    runtime threads within [`PATCH_BUDGET`], and written back (only when the text changed).
+//!    As in Wings, a file that does not exist yet is patched as an empty one and created when
+//!    that gives something (a first start writes the allocated port into `server.properties`),
+//!    and a file that cannot be patched (malformed, hostile, not UTF-8, a path leaving the
+//!    root) is left alone: the start goes on, and a console notice names the file and the
+//!    reason ([`ConfigOutcome::notices`]). The egg's file denylist does not apply here (it
+//!    restricts users, not the egg), and neither does the quota.
 //! 2. **Startup command.** [`render_startup`] with the spec's environment and the server's
 //!    facts (memory, primary allocation, uuid, the node's time zone). Values travel in the
 //!    environment, never in the command text.
