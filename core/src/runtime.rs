@@ -63,6 +63,11 @@ pub struct ContainerSpec {
     /// Who the process runs as and how it is confined beyond its limits.
     #[serde(default)]
     pub isolation: Isolation,
+    /// Run the process on a terminal, as Wings does (eggs rely on it: a server started with
+    /// `--terminal` needs one): stdin and stdout are a TTY, `TERM` is set, stdout and stderr
+    /// arrive merged as stdout, and what is written to stdin is echoed back as output.
+    #[serde(default)]
+    pub tty: bool,
 }
 
 /// A numeric user and group a container process runs as (need not exist in the image).

@@ -164,6 +164,10 @@ pub enum TransportError {
     /// The reply could not be read.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// There is no panel to deliver to (a standalone node): the message was dropped on
+    /// purpose, and is counted as dropped, not as sent.
+    #[error("no panel configured; message dropped")]
+    NoPanel,
 }
 
 /// Panel side: sends commands to nodes.

@@ -80,7 +80,7 @@ fn main() {
         let spec = chatty_spec();
         let id = spec.id;
         assert_eq!(c.post("/api/servers", serde_json::to_value(&spec).unwrap()).await.0, 201);
-        assert_eq!(c.post(&format!("/api/servers/{id}/power"), json!({ "action": "start" })).await.0, 204);
+        assert_eq!(c.post(&format!("/api/servers/{id}/power?wait=true"), json!({ "action": "start" })).await.0, 204);
         c.wait_state(id, "running", T).await;
         // Each side of each round runs in a fresh container (a restart): Docker rotates the
         // json-file log at 10 MB on this host and `docker logs -f` can stall across a rotation,
@@ -307,7 +307,7 @@ async fn api_under_load(
 
 /// Restarts the server (a new container) and waits until it runs.
 async fn restart(c: &Client, id: nexus_core::ids::ServerId) {
-    let (status, body) = c.post(&format!("/api/servers/{id}/power"), json!({ "action": "restart" })).await;
+    let (status, body) = c.post(&format!("/api/servers/{id}/power?wait=true"), json!({ "action": "restart" })).await;
     assert_eq!(status, 204, "{body}");
     c.wait_state(id, "running", T).await;
 }
@@ -428,7 +428,8 @@ async fn start_many(c: &Client, n: usize) -> Vec<nexus_core::ids::ServerId> {
             let id = spec.id;
             let (status, body) = c.post("/api/servers", serde_json::to_value(&spec).unwrap()).await;
             assert_eq!(status, 201, "{body}");
-            let (status, body) = c.post(&format!("/api/servers/{id}/power"), json!({ "action": "start" })).await;
+            let (status, body) =
+                c.post(&format!("/api/servers/{id}/power?wait=true"), json!({ "action": "start" })).await;
             assert_eq!(status, 204, "{body}");
         })
         .await;

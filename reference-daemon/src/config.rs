@@ -142,6 +142,9 @@ pub struct Config {
     /// Longest an install script may run, seconds; then it is stopped and the install fails.
     /// Default 3600.
     pub install_timeout_secs: u64,
+    /// Run server processes on a terminal, as Wings does (eggs started with `--terminal` need
+    /// one; stdout and stderr then arrive merged, and commands are echoed). Default true.
+    pub container_tty: bool,
     /// HTTP connections served at once (lowered at start to the process's file-descriptor
     /// limit minus a reserve). Default 4096.
     pub max_connections: usize,
@@ -211,6 +214,7 @@ impl Default for Config {
             tmpfs_size_mb: nexus_core::runtime::DEFAULT_TMP_SIZE_MB,
             container_pids_limit: nexus_core::agent::DEFAULT_PIDS_LIMIT,
             install_timeout_secs: nexus_core::agent::DEFAULT_INSTALL_TIMEOUT.as_secs(),
+            container_tty: true,
             max_connections: 4096,
             header_read_timeout_secs: 10,
             idle_timeout_secs: 300,

@@ -118,6 +118,7 @@ impl Daemon {
             install_isolation: c.install_isolation(),
             default_pids_limit: c.container_pids_limit,
             install_timeout: Duration::from_secs(c.install_timeout_secs),
+            tty: c.container_tty,
         };
         let runtime_name = runtime.name();
         let agent = NodeAgent::start(agent_config, runtime, panel, state, preparer).await?;

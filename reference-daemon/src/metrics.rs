@@ -102,14 +102,15 @@ pub fn render_agent(m: &AgentMetrics, out: &mut String) {
         let _ = writeln!(out, "nexus_wings_servers{{state=\"{name}\"}} {n}");
     }
     let gauges: [(&str, &str, u64); 3] = [
-        ("nexus_wings_server_count", "Servers on this node.", m.servers.values().sum::<usize>() as u64),
+        // Not `_count`: that suffix belongs to histograms and summaries (promtool).
+        ("nexus_wings_known_servers", "Servers on this node.", m.servers.values().sum::<usize>() as u64),
         ("nexus_wings_console_subscribers", "Console subscribers over all servers.", m.console_subscribers as u64),
         ("nexus_wings_outbox_queued_messages", "Messages waiting for the panel.", m.queued_messages as u64),
     ];
     for (name, help, value) in gauges {
         metric(out, name, "gauge", help, value);
     }
-    let counters: [(&str, &str, u64); 10] = [
+    let counters: [(&str, &str, u64); 11] = [
         ("nexus_wings_console_lines_total", "Console lines passed on to subscribers.", m.console_lines),
         ("nexus_wings_console_lines_dropped_total", "Console lines dropped by the throttle.", m.console_lines_dropped),
         ("nexus_wings_crashes_total", "Unexpected exits of server processes.", m.crashes),
@@ -119,6 +120,7 @@ pub fn render_agent(m: &AgentMetrics, out: &mut String) {
         ("nexus_wings_events_sent_total", "Lifecycle events delivered to the panel.", m.events_sent),
         ("nexus_wings_publish_failures_total", "Failed deliveries to the panel (retried).", m.publish_failures),
         ("nexus_wings_messages_rejected_total", "Messages the panel refused as invalid.", m.messages_rejected),
+        ("nexus_wings_messages_dropped_total", "Messages dropped because this node has no panel.", m.messages_dropped),
         ("nexus_wings_state_save_failures_total", "Failed saves of the agent state.", m.state_save_failures),
     ];
     for (name, help, value) in counters {

@@ -99,7 +99,7 @@ pub struct NullPanelTransport;
 #[async_trait]
 impl PanelTransport for NullPanelTransport {
     async fn publish(&self, node: NodeId, message: NodeMessage) -> Result<(), TransportError> {
-        tracing::debug!(%node, ?message, "no panel configured; message dropped");
-        Ok(())
+        tracing::trace!(%node, ?message, "no panel configured; message dropped");
+        Err(TransportError::NoPanel)
     }
 }

@@ -118,7 +118,7 @@ async fn http_api_end_to_end() {
 
     // --- power + console ----------------------------------------------------------------
     let mut socket = console(&c.base, id, None).await;
-    let (status, body) = c.post(&format!("/api/servers/{id}/power"), json!({ "action": "start" })).await;
+    let (status, body) = c.post(&format!("/api/servers/{id}/power?wait=true"), json!({ "action": "start" })).await;
     assert_eq!(status, 204, "{body}");
     let mut seen = until(&mut socket, T, |e| e["type"] == "state" && e["data"]["to"] == "running").await;
     if !seen.iter().any(|e| is_line(e, "server ready as")) {
@@ -131,7 +131,7 @@ async fn http_api_end_to_end() {
     let (status, _) = c.post(&format!("/api/servers/{id}/commands"), json!({ "command": "ping over http" })).await;
     assert_eq!(status, 204);
     until(&mut socket, T, |e| is_line(e, "got: ping over http")).await;
-    let (status, body) = c.post(&format!("/api/servers/{id}/power"), json!({ "action": "jump" })).await;
+    let (status, body) = c.post(&format!("/api/servers/{id}/power?wait=true"), json!({ "action": "jump" })).await;
     assert_eq!(status, 400, "{body}");
 
     let response = c.http.get(c.url(&format!("/api/servers/{id}/files/server.properties"))).bearer_auth(TOKEN);
@@ -150,7 +150,7 @@ async fn http_api_end_to_end() {
     browser_tokens(&c, id).await;
 
     // --- stop, metrics, destroy ---------------------------------------------------------
-    let (status, body) = c.post(&format!("/api/servers/{id}/power"), json!({ "action": "stop" })).await;
+    let (status, body) = c.post(&format!("/api/servers/{id}/power?wait=true"), json!({ "action": "stop" })).await;
     assert_eq!(status, 204, "{body}");
     until(&mut socket, T, |e| is_line(e, "bye")).await;
     c.wait_state(id, "stopped", T).await;
@@ -161,6 +161,10 @@ async fn http_api_end_to_end() {
     assert!(metrics.contains("process_resident_memory_bytes "), "{metrics}");
     assert!(metrics.contains("nexus_wings_servers{state=\"stopped\"} 1"), "{metrics}");
     assert!(metrics.contains("route=\"/api/servers/:id/power\",status=\"204\""), "{metrics}");
+    // A node without a panel counts what it drops as dropped, never as sent.
+    assert!(metrics.contains("nexus_wings_events_sent_total 0"), "{metrics}");
+    assert!(!metrics.contains("nexus_wings_messages_dropped_total 0\n"), "{metrics}");
+    promtool_accepts(&metrics);
     let (status, _) = read(c.http.get(c.url("/metrics")).send().await.unwrap()).await;
     assert_eq!(status, 401, "metrics need the token by default");
 
@@ -533,7 +537,7 @@ async fn console_commands_are_rate_limited() {
     let id = spec.id;
     let (status, body) = c.post("/api/servers", serde_json::to_value(&spec).unwrap()).await;
     assert_eq!(status, 201, "{body}");
-    let (status, body) = c.post(&format!("/api/servers/{id}/power"), json!({ "action": "start" })).await;
+    let (status, body) = c.post(&format!("/api/servers/{id}/power?wait=true"), json!({ "action": "start" })).await;
     assert_eq!(status, 204, "{body}");
     c.wait_state(id, "running", T).await;
 
@@ -597,7 +601,76 @@ async fn console_commands_are_rate_limited() {
     assert!(ok >= 10 && ok as f64 <= ceiling, "node token: {ok} of 30 accepted, at most {ceiling:.0}: {statuses:?}");
     assert_eq!(ok + statuses.iter().filter(|s| **s == 429).count(), 30, "{statuses:?}");
 
-    let (status, _) = c.post(&format!("/api/servers/{id}/power"), json!({ "action": "kill" })).await;
+    let (status, _) = c.post(&format!("/api/servers/{id}/power?wait=true"), json!({ "action": "kill" })).await;
     assert_eq!(status, 204);
     daemon.shutdown().await;
+}
+
+/// As Wings: a power action answers `202 Accepted` at once, even a stop that takes the whole
+/// stop timeout; the outcome arrives as state changes, a failure as a console notice.
+/// `?wait=true` keeps the old way (answer when done, typed errors).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn power_actions_answer_at_once() {
+    let Some(docker) = docker().await else { return };
+    let daemon = start_daemon_with(docker, |c| c.stop_timeout_secs = 8).await;
+    let c = daemon.client.clone();
+    let mut spec = busybox_spec();
+    // Ignores its stop command: the stop waits for the timeout, then kills.
+    spec.startup = "echo 'server ready'; while true; do sleep 1; done".into();
+    let id = spec.id;
+    assert_eq!(c.post("/api/servers", serde_json::to_value(&spec).unwrap()).await.0, 201);
+    let (status, body) = c.post(&format!("/api/servers/{id}/power"), json!({ "action": "start" })).await;
+    assert_eq!(status, 202, "{body}");
+    c.wait_state(id, "running", Duration::from_secs(60)).await;
+
+    let asked = std::time::Instant::now();
+    let (status, body) = c.post(&format!("/api/servers/{id}/power"), json!({ "action": "stop" })).await;
+    assert_eq!(status, 202, "{body}");
+    assert!(asked.elapsed() < Duration::from_secs(4), "the stop call waited {:?}", asked.elapsed());
+    c.wait_state(id, "stopping", Duration::from_secs(5)).await;
+    c.wait_state(id, "stopped", Duration::from_secs(60)).await;
+
+    // A failure in the background is told on the console.
+    let mut broken = busybox_spec();
+    broken.image = "nexus-test/absent:latest".into();
+    let broken_id = broken.id;
+    assert_eq!(c.post("/api/servers", serde_json::to_value(&broken).unwrap()).await.0, 201);
+    let mut socket = console(&c.base, broken_id, None).await;
+    let (status, _) = c.post(&format!("/api/servers/{broken_id}/power"), json!({ "action": "start" })).await;
+    assert_eq!(status, 202);
+    until(&mut socket, Duration::from_secs(10), |e| {
+        e["type"] == "notice"
+            && e["data"].as_str().is_some_and(|t| t.starts_with("start failed") && t.contains("nexus-test/absent"))
+    })
+    .await;
+    // Waiting callers get the typed error.
+    let (status, body) =
+        c.post(&format!("/api/servers/{broken_id}/power?wait=true"), json!({ "action": "start" })).await;
+    assert!(status >= 400, "{status} {body}");
+    assert!(body["error"]["message"].as_str().unwrap_or_default().contains("nexus-test/absent"), "{body}");
+    let (status, _) = c.post(&format!("/api/servers/{}/power", ServerId::new()), json!({ "action": "kill" })).await;
+    assert_eq!(status, 404);
+}
+
+/// `promtool check metrics` (Debian's `prometheus` package, installed by
+/// `scripts/services/promtool.sh`) accepts the exposition, lint included.
+fn promtool_accepts(metrics: &str) {
+    use std::io::Write as _;
+    let spawned = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(e) => {
+            nexus_core::conformance::require_service("promtool", Err(e.to_string()));
+            return;
+        }
+    };
+    child.stdin.take().unwrap().write_all(metrics.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && said.trim().is_empty(), "promtool: {said}\n{metrics}");
 }

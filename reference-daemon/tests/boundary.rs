@@ -68,7 +68,7 @@ async fn what_servers_leave_on_the_host_is_inert() {
         assert_eq!(!install_lines.is_empty(), sees, "install output visible: {sees}; got {events:?}");
     }
 
-    let (status, body) = c.post(&format!("/api/servers/{id}/power"), json!({"action": "start"})).await;
+    let (status, body) = c.post(&format!("/api/servers/{id}/power?wait=true"), json!({"action": "start"})).await;
     assert_eq!(status, 204, "{body}");
     let mut socket = console(&c.base, id, None).await;
     until(&mut socket, T, |e| is_line(e, &format!("uid={}", USER.0))).await;
@@ -89,7 +89,7 @@ async fn the_disk_limit_holds_against_the_servers_own_writes() {
     let id = spec.id;
     let (status, body) = c.post("/api/servers", serde_json::to_value(&spec).unwrap()).await;
     assert_eq!(status, 201, "{body}");
-    let (status, body) = c.post(&format!("/api/servers/{id}/power"), json!({"action": "start"})).await;
+    let (status, body) = c.post(&format!("/api/servers/{id}/power?wait=true"), json!({"action": "start"})).await;
     assert_eq!(status, 204, "{body}");
     let mut socket = console(&c.base, id, None).await;
     until(&mut socket, T, |e| is_line(e, "wrote")).await;
@@ -102,7 +102,7 @@ async fn the_disk_limit_holds_against_the_servers_own_writes() {
     let (_, details) = c.get(&format!("/api/servers/{id}")).await;
     assert!(details["disk_bytes"].as_u64().unwrap() >= 6 << 20, "usage reported: {details}");
 
-    let (status, body) = c.post(&format!("/api/servers/{id}/power"), json!({"action": "start"})).await;
+    let (status, body) = c.post(&format!("/api/servers/{id}/power?wait=true"), json!({"action": "start"})).await;
     assert_eq!((status, body["error"]["code"].as_str()), (507, Some("over_disk_quota")), "{body}");
     let put = c.http.put(c.url(&format!("/api/servers/{id}/files/more.txt"))).bearer_auth(TOKEN).body("x".repeat(4096));
     let (status, body) = read(put.send().await.unwrap()).await;
@@ -110,7 +110,7 @@ async fn the_disk_limit_holds_against_the_servers_own_writes() {
 
     let (status, body) = c.call(reqwest::Method::DELETE, &format!("/api/servers/{id}/files/big"), None).await;
     assert_eq!(status, 204, "{body}");
-    let (status, body) = c.post(&format!("/api/servers/{id}/power"), json!({"action": "start"})).await;
+    let (status, body) = c.post(&format!("/api/servers/{id}/power?wait=true"), json!({"action": "start"})).await;
     assert_eq!(status, 204, "under the limit again, it starts: {body}");
 }
 
@@ -182,7 +182,7 @@ async fn hostile_config_files_are_left_alone_and_the_daemon_answers() {
         std::fs::write(daemon.data_dir(id).join(path), text).unwrap();
         let start = tokio::spawn({
             let c = c.clone();
-            async move { c.post(&format!("/api/servers/{id}/power"), json!({"action": "start"})).await }
+            async move { c.post(&format!("/api/servers/{id}/power?wait=true"), json!({"action": "start"})).await }
         });
         // The daemon answers while the start is being prepared.
         let (status, _) = c.get("/api/system").await;
@@ -196,7 +196,7 @@ async fn hostile_config_files_are_left_alone_and_the_daemon_answers() {
         })
         .await;
         assert_eq!(std::fs::metadata(daemon.data_dir(id).join(path)).unwrap().len(), text_len, "{path} changed");
-        let (status, _) = c.post(&format!("/api/servers/{id}/power"), json!({"action": "kill"})).await;
+        let (status, _) = c.post(&format!("/api/servers/{id}/power?wait=true"), json!({"action": "kill"})).await;
         assert_eq!(status, 204, "{path}: the daemon survived");
     }
 }

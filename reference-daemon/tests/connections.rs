@@ -160,7 +160,7 @@ async fn consoles_are_capped_and_the_api_keeps_answering() {
     spec.startup = "echo 'server ready'; while true; do echo tick; done".into();
     let id = spec.id;
     assert_eq!(c.post("/api/servers", serde_json::to_value(&spec).unwrap()).await.0, 201);
-    assert_eq!(c.post(&format!("/api/servers/{id}/power"), json!({"action": "start"})).await.0, 204);
+    assert_eq!(c.post(&format!("/api/servers/{id}/power?wait=true"), json!({"action": "start"})).await.0, 204);
     let signer = TokenSigner::new(SECRET.as_bytes(), Duration::from_secs(900)).unwrap();
     let token = signer.mint(id, &[Permission::ConsoleRead], Duration::from_secs(300));
 

@@ -53,7 +53,7 @@ async fn kill_9_and_restart_readopts_every_server() {
     }
     let (running, stopped) = ids.split_at(SERVERS);
     for id in running {
-        let (status, body) = c.post(&format!("/api/servers/{id}/power"), json!({ "action": "start" })).await;
+        let (status, body) = c.post(&format!("/api/servers/{id}/power?wait=true"), json!({ "action": "start" })).await;
         assert_eq!(status, 204, "{body}");
     }
     for id in running {
@@ -105,7 +105,8 @@ async fn kill_9_and_restart_readopts_every_server() {
 
     // A second crash right after a state change: the stopped server stays stopped, the one
     // stopped through the API stays stopped too.
-    let (status, _) = c.post(&format!("/api/servers/{}/power", running[2]), json!({ "action": "stop" })).await;
+    let (status, _) =
+        c.post(&format!("/api/servers/{}/power?wait=true", running[2]), json!({ "action": "stop" })).await;
     assert_eq!(status, 204);
     c.wait_state(running[2], "stopped", T).await;
     daemon.kill9();

@@ -49,13 +49,14 @@ pub(crate) fn server_container(spec: &ContainerSpec) -> Result<ContainerCreateBo
         labels: Some(labels),
         exposed_ports: Some(exposed),
         // Console: stdin stays open across attachments (a server must never see EOF because a
-        // console client went away); no TTY, so stdout and stderr stay apart.
+        // console client went away); a terminal when the spec asks for one (as Wings), else
+        // stdout and stderr stay apart.
         attach_stdin: Some(true),
         attach_stdout: Some(true),
         attach_stderr: Some(true),
         open_stdin: Some(true),
         stdin_once: Some(false),
-        tty: Some(false),
+        tty: Some(spec.tty),
         host_config: Some(host_config),
         ..Default::default()
     })
@@ -183,6 +184,7 @@ mod tests {
             ],
             labels: BTreeMap::from([("x".into(), "y".into())]),
             isolation: Isolation::server(),
+            tty: false,
         };
         let body = server_container(&spec).expect("valid spec");
         assert_eq!(body.exposed_ports, Some(vec!["27015/tcp".to_owned(), "27015/udp".to_owned()]));

@@ -128,8 +128,11 @@ impl Api {
         }
     }
 
-    pub(crate) async fn attach(&self, id: &str, streams: Streams) -> Result<console::Attached, RuntimeError> {
-        console::attach(&self.libpod, id, streams).await
+    /// Attaches `stdin` and/or `output`; whether the container has a terminal (and so how its
+    /// output is framed) is read from the engine first.
+    pub(crate) async fn attach(&self, id: &str, stdin: bool, output: bool) -> Result<console::Attached, RuntimeError> {
+        let tty = output && self.inspect(id).await?.config.and_then(|c| c.tty).unwrap_or(false);
+        console::attach(&self.libpod, id, Streams { stdin, output, tty }).await
     }
 }
 
@@ -140,7 +143,7 @@ impl StopEngine for Api {
     }
 
     async fn open_stdin(&self, id: &str) -> Result<ConsoleInput, RuntimeError> {
-        Ok(self.attach(id, Streams { stdin: true, output: false }).await?.input)
+        Ok(self.attach(id, true, false).await?.input)
     }
 
     async fn signal(&self, id: &str, signal: StopSignal) -> Result<(), RuntimeError> {
@@ -164,7 +167,7 @@ impl InstallEngine for Api {
     }
 
     async fn output(&self, name: &str) -> Result<BoxStream<'static, Result<ConsoleLine, RuntimeError>>, RuntimeError> {
-        Ok(self.attach(name, Streams { stdin: false, output: true }).await?.output)
+        Ok(self.attach(name, false, true).await?.output)
     }
 
     async fn start(&self, name: &str) -> Result<(), RuntimeError> {

@@ -17,6 +17,8 @@ pub(crate) struct Streams {
     pub stdin: bool,
     /// Attach stdout and stderr (to read from it).
     pub output: bool,
+    /// The container has a terminal: its output is one raw stream, not frames.
+    pub tty: bool,
 }
 
 /// An attachment: stdin writer and output lines (empty when output was not attached).
@@ -37,8 +39,11 @@ pub(crate) async fn attach(libpod: &Libpod, id: &str, streams: Streams) -> Resul
     );
     let connection = libpod.upgrade(&path, About::Container(id)).await?;
     let (read, write) = tokio::io::split(connection);
-    let output =
-        if streams.output { chunk_lines(frames(read, id.to_owned())) } else { futures::stream::empty().boxed() };
+    let output = match (streams.output, streams.tty) {
+        (false, _) => futures::stream::empty().boxed(),
+        (true, false) => chunk_lines(frames(read, id.to_owned())),
+        (true, true) => chunk_lines(raw(read, id.to_owned())),
+    };
     Ok(Attached { input: Box::pin(write), output })
 }
 
@@ -70,6 +75,27 @@ fn frames(read: ReadHalf<Upgraded>, id: String) -> BoxStream<'static, Result<Out
                     tracing::debug!(container = %id, %error, "console stream failed");
                     return Some((Err(RuntimeError::Io(error)), None));
                 }
+            }
+        }
+    })
+    .boxed()
+}
+
+/// The output of a terminal container: one raw stream, all of it stdout, until the engine
+/// closes it.
+fn raw(read: ReadHalf<Upgraded>, id: String) -> BoxStream<'static, Result<OutputChunk, RuntimeError>> {
+    futures::stream::unfold(Some((read, id)), |state| async move {
+        let (mut read, id) = state?;
+        let mut buf = vec![0u8; 64 * 1024];
+        match read.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok((ConsoleStream::Stdout, Bytes::from(buf))), Some((read, id))))
+            }
+            Err(error) => {
+                tracing::debug!(container = %id, %error, "console stream failed");
+                Some((Err(RuntimeError::Io(error)), None))
             }
         }
     })

@@ -82,7 +82,6 @@ pub use spec::IMAGE_LABEL;
 
 use api::Api;
 use async_trait::async_trait;
-use console::Streams;
 use error::{About, api_error};
 use futures::FutureExt;
 use futures::stream::BoxStream;
@@ -226,7 +225,7 @@ impl Runtime for PodmanRuntime {
     }
 
     async fn attach(&self, id: &ContainerId) -> Result<ConsoleIo, RuntimeError> {
-        let attached = self.api.attach(&id.0, Streams { stdin: true, output: true }).await?;
+        let attached = self.api.attach(&id.0, true, true).await?;
         Ok(ConsoleIo { input: attached.input, output: attached.output })
     }
 

@@ -58,10 +58,11 @@ pub(crate) fn server_container(spec: &ContainerSpec) -> Result<CreateBody, Runti
         // An init process as PID 1 forwards signals and reaps zombies, so a server that never
         // expected to be PID 1 still stops on SIGTERM/SIGINT.
         .init(true)
-        // Console: stdin open, no TTY, so stdout and stderr stay apart. (Keeping stdin open
-        // across detaches is conmon's part; see the crate docs.)
+        // Console: stdin open (keeping it open across detaches is conmon's part; see the crate
+        // docs); a terminal when the spec asks for one (as Wings), else stdout and stderr stay
+        // apart.
         .stdin(true)
-        .terminal(false)
+        .terminal(spec.tty)
         .resource_limits(resources(&spec.limits)?);
     if let Some(command) = &spec.command {
         options = options.command(command);
@@ -244,6 +245,7 @@ mod tests {
             ports: vec![PortBinding { ip: IpAddr::V4(Ipv4Addr::LOCALHOST), port: 27015 }],
             labels: BTreeMap::from([("x".into(), "y".into())]),
             isolation: Isolation::server().with_user(Some(nexus_core::runtime::ContainerUser { uid: 988, gid: 989 })),
+            tty: false,
         };
         let body = server_container(&spec).expect("valid");
         assert_eq!(body["no_new_privileges"], true);

@@ -120,6 +120,7 @@ fn ours<R: Runtime>(tokio: &tokio::runtime::Runtime, runtime: &R, data_dir: &Pat
         ports: Vec::new(),
         labels: BTreeMap::from([(BENCH_LABEL.to_owned(), "true".to_owned())]),
         isolation: Isolation::server().with_user(Some(BENCH_USER)),
+        tty: false,
     };
     tokio.block_on(async {
         let started = Instant::now();

@@ -137,6 +137,7 @@ where
         labels: BTreeMap::new(),
         // As a node runs it: an unprivileged user owning its directory, hardened container.
         isolation: Isolation::server().with_user(Some(SERVER_USER)),
+        tty: false,
     };
 
     let started = Instant::now();

@@ -46,6 +46,9 @@ pub struct AgentConfig {
     /// Longest an install script may run before it is stopped and the install fails.
     /// Default [`DEFAULT_INSTALL_TIMEOUT`].
     pub install_timeout: Duration,
+    /// Run server processes on a terminal ([`ContainerSpec::tty`](crate::runtime::ContainerSpec::tty)),
+    /// as Wings does. Default true.
+    pub tty: bool,
 }
 
 /// Default for [`AgentConfig::default_pids_limit`] (Wings' `container_pid_limit`).
@@ -69,6 +72,7 @@ impl AgentConfig {
             install_isolation: Isolation::install(),
             default_pids_limit: DEFAULT_PIDS_LIMIT,
             install_timeout: DEFAULT_INSTALL_TIMEOUT,
+            tty: true,
         }
     }
 }

@@ -31,6 +31,8 @@ pub struct AgentMetrics {
     pub publish_failures: u64,
     /// Messages the panel refused as invalid (4xx); logged and not retried.
     pub messages_rejected: u64,
+    /// Messages dropped because the node has no panel ([`TransportError::NoPanel`](crate::transport::TransportError::NoPanel)).
+    pub messages_dropped: u64,
     /// Gauge: messages waiting in the outbox.
     pub queued_messages: usize,
     /// Failed saves of the agent state.
@@ -49,6 +51,7 @@ pub(crate) struct Counters {
     pub events_sent: AtomicU64,
     pub publish_failures: AtomicU64,
     pub messages_rejected: AtomicU64,
+    pub messages_dropped: AtomicU64,
     pub state_save_failures: AtomicU64,
 }
 
@@ -68,6 +71,7 @@ impl Counters {
         m.events_sent = get(&self.events_sent);
         m.publish_failures = get(&self.publish_failures);
         m.messages_rejected = get(&self.messages_rejected);
+        m.messages_dropped = get(&self.messages_dropped);
         m.state_save_failures = get(&self.state_save_failures);
     }
 }

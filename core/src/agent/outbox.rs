@@ -201,6 +201,12 @@ impl Outbox {
                     self.complete(seq);
                     after(message).await;
                 }
+                Err(TransportError::NoPanel) => {
+                    tracing::trace!(?message, "no panel; message dropped");
+                    Counters::bump(&self.counters.messages_dropped);
+                    self.complete(seq);
+                    after(message).await;
+                }
                 Err(error) if is_permanent(&error) => {
                     tracing::error!(%error, ?message, "the panel refused a message as invalid; skipping it");
                     Counters::bump(&self.counters.messages_rejected);

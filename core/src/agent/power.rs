@@ -83,6 +83,7 @@ impl NodeAgent {
             ports: spec.allocations.clone(),
             labels: BTreeMap::from([(NODE_LABEL.to_owned(), self.config.node.to_string())]),
             isolation: self.config.isolation.clone(),
+            tty: self.config.tty,
         };
         let id = match self.runtime.create(&container_spec).await {
             Ok(id) => id,

@@ -7,7 +7,7 @@
 //! | POST | `/api/servers[?install=true]` | node | create (or update) a server from a `ServerSpec` |
 //! | GET | `/api/servers/:id` | node | one server: state and spec |
 //! | DELETE | `/api/servers/:id` | node | destroy the container and files |
-//! | POST | `/api/servers/:id/power` | node | `{"action":"start\|stop\|restart\|kill"}` |
+//! | POST | `/api/servers/:id/power` | node | `{"action":"start\|stop\|restart\|kill"}`: `202` at once, the action in the background (failures as console notices); `?wait=true`: `204` when done, or its typed error |
 //! | POST | `/api/servers/:id/install` | node | run (or re-run) the install script |
 //! | POST | `/api/servers/:id/commands` | node | `{"command":"say hi"}` (or `"line"`) to the console |
 //! | GET | `/api/servers/:id/install-log` | node | the last install's output, `text/plain` |

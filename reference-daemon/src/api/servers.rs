@@ -22,6 +22,14 @@ struct CreateQuery {
     install: bool,
 }
 
+/// `POST /api/servers/:id/power` query: `?wait=true` answers once the action is done.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PowerQuery {
+    #[serde(default)]
+    wait: bool,
+}
+
 /// `POST /api/servers/:id/power` body.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -123,10 +131,11 @@ pub(super) fn routes(state: Arc<ApiState>) -> BoxedFilter<(Response,)> {
         .and(warp::path!("power"))
         .and(warp::post())
         .and(node())
+        .and(query::<PowerQuery>())
         .and(json_body::<PowerBody>(limit))
         .and(st())
-        .and_then(|id: ServerId, _: Caller, body: PowerBody, state: Arc<ApiState>| async move {
-            respond(state.agent.power(id, body.action).await.map(|()| no_content()).map_err(ApiError::from))
+        .and_then(|id: ServerId, _: Caller, query: PowerQuery, body: PowerBody, state: Arc<ApiState>| async move {
+            respond(power(&state, id, body.action, query.wait).await)
         });
 
     let install = server_id().and(warp::path!("install")).and(warp::post()).and(node()).and(st()).and_then(
@@ -181,6 +190,37 @@ pub(super) fn routes(state: Arc<ApiState>) -> BoxedFilter<(Response,)> {
         .or(install_log)
         .unify()
         .boxed()
+}
+
+/// `POST /api/servers/:id/power`. As Wings: `202 Accepted` at once, the action carried out in
+/// the background, its progress reported as lifecycle events and its failure, if any, as a
+/// console notice (a stop may take the whole stop timeout; an HTTP call must not). With
+/// `?wait=true`: `204` once done, or the action's typed error.
+async fn power(state: &Arc<ApiState>, id: ServerId, action: PowerAction, wait: bool) -> Result<Response, ApiError> {
+    if wait {
+        state.agent.power(id, action).await?;
+        return Ok(no_content());
+    }
+    if state.agent.spec(id).is_none() {
+        return Err(ApiError::new(404, "unknown_server", format!("unknown server {id}")));
+    }
+    let agent = Arc::clone(&state.agent);
+    tokio::spawn(async move {
+        if let Err(error) = agent.power(id, action).await {
+            tracing::info!(server = %id, ?action, %error, "power action failed");
+            agent.notice(id, format!("{} failed: {error}", action_name(action)));
+        }
+    });
+    Ok(warp::reply::with_status(warp::reply(), warp::http::StatusCode::ACCEPTED).into_response())
+}
+
+fn action_name(action: PowerAction) -> &'static str {
+    match action {
+        PowerAction::Start => "start",
+        PowerAction::Stop => "stop",
+        PowerAction::Restart => "restart",
+        PowerAction::Kill => "kill",
+    }
 }
 
 /// `POST /api/servers`: the spec is checked completely before the agent sees it, so an

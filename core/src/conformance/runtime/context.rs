@@ -87,6 +87,7 @@ impl Ctx {
             ports: Vec::new(),
             labels: BTreeMap::from([(CONFORMANCE_LABEL.to_owned(), "true".to_owned())]),
             isolation: Isolation::server(),
+            tty: false,
         }
     }
 

@@ -303,6 +303,7 @@ macro_rules! __runtime_conformance_cases {
             console_input_reaches_the_process,
             console_separates_stdout_and_stderr,
             console_burst_loses_no_line,
+            tty_container_runs_on_a_terminal,
             stop_by_console_command,
             stop_by_signal,
             stop_ignored_is_killed_after_timeout,

@@ -92,6 +92,7 @@ mod tests {
             ports: vec![PortBinding { ip: IpAddr::V4(Ipv4Addr::LOCALHOST), port: 25565 }],
             labels: BTreeMap::new(),
             isolation: Default::default(),
+            tty: false,
         };
         assert!(check_server_spec(&spec).is_ok());
         let port0 = ContainerSpec { ports: vec![PortBinding { port: 0, ..spec.ports[0] }], ..spec.clone() };

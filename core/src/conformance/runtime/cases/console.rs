@@ -56,3 +56,44 @@ pub async fn console_burst_loses_no_line(ctx: Ctx) {
     assert_eq!(out.len(), LINES, "lines received");
     assert_eq!(ctx.runtime.wait(&id).await.expect("wait").code, 0);
 }
+
+/// With [`ContainerSpec::tty`](crate::runtime::ContainerSpec::tty) the process runs on a
+/// terminal, as under Wings: stdin and stdout are a TTY and `TERM` is set (a server started
+/// with `--terminal` needs both), stderr arrives merged into stdout, lines carry no `\r`,
+/// console input reaches the process (and is echoed by the terminal), and a second
+/// attachment reads and writes as well.
+pub async fn tty_container_runs_on_a_terminal(ctx: Ctx) {
+    let mut spec = ctx.spec(
+        r#"[ -t 0 ] && [ -t 1 ] && echo on-a-terminal; echo "term=$TERM"; echo to-stderr >&2; echo ready; while read -r line; do echo "got: $line"; [ "$line" = bye ] && exit 0; done"#,
+    );
+    spec.tty = true;
+    let (id, mut console) = ctx.run_attached(&spec).await;
+    let mut seen = Vec::new();
+    loop {
+        let line = tokio::time::timeout(LINE_TIMEOUT, futures::StreamExt::next(&mut console.output))
+            .await
+            .unwrap_or_else(|_| panic!("no `ready` line; saw {seen:?}"))
+            .expect("output ended early")
+            .expect("console line");
+        assert_eq!(line.stream, ConsoleStream::Stdout, "a terminal has one output stream: {line:?}");
+        assert!(!line.text.contains('\r'), "a carriage return in {:?}", line.text);
+        let ready = line.text == "ready";
+        seen.push(line.text);
+        if ready {
+            break;
+        }
+    }
+    assert!(seen.iter().any(|l| l == "on-a-terminal"), "stdin and stdout are not a terminal: {seen:?}");
+    let term = seen.iter().find_map(|l| l.strip_prefix("term=")).unwrap_or_default();
+    assert!(!term.is_empty(), "TERM is not set: {seen:?}");
+    assert!(seen.iter().any(|l| l == "to-stderr"), "stderr is not merged into the output: {seen:?}");
+    write_line(&mut console.input, "hello").await;
+    expect_line(&mut console.output, "got: hello").await;
+    let mut second = ctx.runtime.attach(&id).await.expect("second attach");
+    write_line(&mut second.input, "again").await;
+    expect_line(&mut second.output, "got: again").await;
+    drop(second);
+    write_line(&mut console.input, "bye").await;
+    read_to_end(&mut console.output, LINE_TIMEOUT).await;
+    assert_eq!(ctx.runtime.wait(&id).await.expect("wait").code, 0);
+}
