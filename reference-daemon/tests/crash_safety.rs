@@ -181,3 +181,41 @@ async fn kill_9_during_an_install_leaves_no_install_running_and_no_root_files() 
         assert_eq!(meta.mode() & 0o6000, 0, "{name} keeps no set-id bit");
     }
 }
+
+/// `kill -9` while a server starts; its done line appears while the daemon is down. The
+/// restarted daemon reads what the container printed since it started: the server becomes
+/// `running` (it used to stay `starting` forever), and the console replay shows those lines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_done_line_printed_while_the_daemon_is_down_is_seen_at_re_adoption() {
+    if docker().await.is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeId::new();
+    let _cleanup = Cleanup(node);
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let config_path = dir.path().join("wings.toml");
+    std::fs::write(&config_path, toml::to_string(&config(dir.path(), node, addr)).unwrap()).unwrap();
+    let log = dir.path().join("daemon.log");
+    let c = Client::new(addr);
+    let mut daemon = spawn(&config_path, &log);
+    c.wait_up(T).await;
+
+    let mut spec = busybox_spec();
+    spec.startup = r#"echo booting; sleep 3; echo "server ready"; while read line; do echo "got: $line"; done"#.into();
+    let id = spec.id;
+    assert_eq!(c.post("/api/servers", serde_json::to_value(&spec).unwrap()).await.0, 201);
+    let (status, body) = c.post(&format!("/api/servers/{id}/power?wait=true"), json!({ "action": "start" })).await;
+    assert_eq!(status, 204, "{body}");
+    let (_, details) = c.get(&format!("/api/servers/{id}")).await;
+    assert_eq!(details["state"], "starting", "{details}");
+    daemon.kill9();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    let _daemon = spawn(&config_path, &log);
+    c.wait_up(T).await;
+    c.wait_state(id, "running", Duration::from_secs(10)).await;
+    let mut socket = console(&c.base, id, None).await;
+    until(&mut socket, Duration::from_secs(5), |e| is_line(e, "booting")).await;
+    until(&mut socket, Duration::from_secs(5), |e| is_line(e, "server ready")).await;
+}

@@ -62,6 +62,7 @@ use engine::DockerEngine;
 use error::{About, engine_error, is_not_found};
 use futures::stream::{BoxStream, StreamExt};
 use nexus_core::ServerId;
+use nexus_core::console::ConsoleLine;
 use nexus_core::model::{StopMethod, StopSignal};
 use nexus_core::runtime::engine::stop::StopEngine;
 use nexus_core::runtime::engine::{container, install, stop};
@@ -246,6 +247,25 @@ impl Runtime for DockerRuntime {
                 other => Err(other),
             },
         }
+    }
+
+    async fn output_since_start(&self, id: &ContainerId, max_lines: usize) -> Result<Vec<ConsoleLine>, RuntimeError> {
+        let state = self.inspect_raw(&id.0).await?.state.unwrap_or_default();
+        // Seconds, as the API takes them: a line of the same second before the start would
+        // come too, but a container of this crate runs once (a new one per start).
+        let since = state
+            .started_at
+            .as_deref()
+            .and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok())
+            .map_or(0, |at| i32::try_from(at.timestamp()).unwrap_or(0));
+        let options = bollard::query_parameters::LogsOptionsBuilder::default()
+            .stdout(true)
+            .stderr(true)
+            .since(since)
+            .tail(&max_lines.to_string())
+            .build();
+        let frames = self.docker.logs(&id.0, Some(options));
+        nexus_core::runtime::engine::console::last_lines(console::lines(frames, id.0.clone()), max_lines).await
     }
 
     async fn attach(&self, id: &ContainerId) -> Result<ConsoleIo, RuntimeError> {

@@ -102,6 +102,21 @@ fn raw(read: ReadHalf<Upgraded>, id: String) -> BoxStream<'static, Result<Output
     .boxed()
 }
 
+/// The frames of a whole log answer (libpod frames its logs like attach output, terminal
+/// containers included: every frame then says stdout). A cut frame at the end is kept as far
+/// as it goes.
+pub(crate) fn log_frames(mut bytes: Bytes) -> Vec<Result<OutputChunk, RuntimeError>> {
+    let mut chunks = Vec::new();
+    while bytes.len() >= HEADER {
+        let length = u32::from_be_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]) as usize;
+        let stream = if bytes[0] == 2 { ConsoleStream::Stderr } else { ConsoleStream::Stdout };
+        let _ = bytes.split_to(HEADER);
+        let payload = bytes.split_to(length.min(bytes.len()));
+        chunks.push(Ok((stream, payload)));
+    }
+    chunks
+}
+
 /// Reads one frame; `None` at a clean end between frames.
 async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> std::io::Result<Option<(u8, Bytes)>> {
     let mut header = [0u8; HEADER];

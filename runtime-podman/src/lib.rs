@@ -86,6 +86,7 @@ use error::{About, api_error};
 use futures::FutureExt;
 use futures::stream::BoxStream;
 use nexus_core::ServerId;
+use nexus_core::console::ConsoleLine;
 use nexus_core::model::{StopMethod, StopSignal};
 use nexus_core::runtime::engine::{container, install, stop};
 use nexus_core::runtime::{
@@ -222,6 +223,28 @@ impl Runtime for PodmanRuntime {
         self.api.remove(&id.0).await?;
         tracing::info!(container = %id, "destroyed container");
         Ok(())
+    }
+
+    async fn output_since_start(&self, id: &ContainerId, max_lines: usize) -> Result<Vec<ConsoleLine>, RuntimeError> {
+        use http_body_util::BodyExt as _;
+        /// A log answer larger than this is refused rather than held in memory.
+        const MAX_LOG_BYTES: usize = 32 << 20;
+        let state = self.api.inspect(&id.0).await?.state;
+        let since = state.and_then(|s| s.started_at).map_or(0, |at| at.timestamp());
+        let path = format!("/containers/{}/logs?stdout=true&stderr=true&since={since}&tail={max_lines}", id.0);
+        let body = self.api.libpod.get_stream(&path, About::Container(&id.0)).await?;
+        let read = http_body_util::Limited::new(body, MAX_LOG_BYTES).collect();
+        let bytes = match tokio::time::timeout(nexus_core::runtime::engine::console::LOG_READ_DEADLINE, read).await {
+            Ok(Ok(collected)) => collected.to_bytes(),
+            Ok(Err(e)) => return Err(RuntimeError::Engine(format!("reading the log of {}: {e}", id.0))),
+            Err(_) => return Err(RuntimeError::Engine(format!("the log of {} was not read in time", id.0))),
+        };
+        let chunks = futures::stream::iter(console::log_frames(bytes));
+        nexus_core::runtime::engine::console::last_lines(
+            nexus_core::runtime::engine::console::chunk_lines(chunks),
+            max_lines,
+        )
+        .await
     }
 
     async fn attach(&self, id: &ContainerId) -> Result<ConsoleIo, RuntimeError> {

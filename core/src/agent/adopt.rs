@@ -5,7 +5,7 @@
 //!
 //! | container | saved state | outcome |
 //! |---|---|---|
-//! | running | `Starting`, `Running` | kept: console re-attached, exit watcher and stats re-armed; no second start |
+//! | running | `Starting`, `Running` | kept: console re-attached, exit watcher and stats re-armed; no second start. What it printed while the agent was away (its log since it started) is replayed, and a `Starting` server whose done line is in it becomes `Running` |
 //! | running | `Stopping` | kept, and the interrupted stop is carried out again |
 //! | running | `Installed`, `Stopped`, `Crashed` | adopted as a start (`Start` → `Starting`, then `Running` on the done line) |
 //! | running | any other | it must not run: killed |
@@ -29,6 +29,10 @@ use crate::runtime::{ContainerId, ManagedContainer};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use tracing::Instrument;
+
+/// Lines of a re-adopted server's log searched for the done line it may have printed while
+/// the agent was away (the last ones; the console replay keeps fewer).
+pub(crate) const MISSED_LINES: usize = 5000;
 
 impl NodeAgent {
     pub(super) async fn adopt(&self) -> Result<(), AgentError> {
@@ -154,9 +158,27 @@ impl NodeAgent {
         let state = srv.inner().lifecycle.state();
         // Only a server still waiting for its done line watches for it.
         let watch = if state == ServerState::Starting { done.clone() } else { DoneWatcher::default() };
+        let mut ready_while_away = false;
         match self.runtime.attach(&id).await {
             Ok(io) => {
                 *srv.input.lock().await = Some(io.input);
+                // Attached first, so nothing printed from now on is missed; then what was
+                // printed while the agent was away (a line of the moment in between may come
+                // twice): replayed, and searched for the done line a starting server may have
+                // printed meanwhile.
+                match self.runtime.output_since_start(&id, MISSED_LINES).await {
+                    Ok(missed) => {
+                        ready_while_away = !watch.is_empty() && missed.iter().any(|line| watch.matches(&line.text));
+                        let keep = missed.len().saturating_sub(self.config.console_replay_lines);
+                        for line in missed.into_iter().skip(keep) {
+                            srv.hub.publish(ConsoleEvent::Line(line));
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "the output printed while the agent was away could not be read")
+                    }
+                }
+                let watch = if ready_while_away { DoneWatcher::default() } else { watch };
                 self.spawn_reader(srv, run, io.output, watch);
                 srv.hub.publish(ConsoleEvent::Notice("console re-attached after a restart of the node agent".into()));
             }
@@ -168,7 +190,7 @@ impl NodeAgent {
         self.spawn_wait(srv, run, id.clone());
         self.spawn_stats(srv, id);
         tracing::info!(?state, "re-adopted running server");
-        if state == ServerState::Starting && done.is_empty() {
+        if state == ServerState::Starting && (done.is_empty() || ready_while_away) {
             self.mark_ready(srv, run).await;
         }
         if state == ServerState::Stopping {

@@ -304,6 +304,7 @@ macro_rules! __runtime_conformance_cases {
             console_separates_stdout_and_stderr,
             console_burst_loses_no_line,
             tty_container_runs_on_a_terminal,
+            output_since_start_reads_the_log,
             stop_by_console_command,
             stop_by_signal,
             stop_ignored_is_killed_after_timeout,

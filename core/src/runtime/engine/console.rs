@@ -6,6 +6,34 @@ use bytes::Bytes;
 use futures::stream::{BoxStream, Stream, StreamExt};
 use std::collections::VecDeque;
 
+/// The last `max_lines` of `lines`, within [`LOG_READ_DEADLINE`]: a log read never holds a
+/// caller longer, whatever the engine does.
+pub async fn last_lines(
+    mut lines: BoxStream<'static, Result<ConsoleLine, RuntimeError>>,
+    max_lines: usize,
+) -> Result<Vec<ConsoleLine>, RuntimeError> {
+    let mut kept = VecDeque::with_capacity(max_lines.min(4096));
+    let read = async {
+        while let Some(line) = lines.next().await {
+            if kept.len() == max_lines {
+                kept.pop_front();
+            }
+            if max_lines > 0 {
+                kept.push_back(line?);
+            }
+        }
+        Ok::<_, RuntimeError>(())
+    };
+    match tokio::time::timeout(LOG_READ_DEADLINE, read).await {
+        Ok(result) => result?,
+        Err(_) => return Err(RuntimeError::Engine(format!("the log was not read within {LOG_READ_DEADLINE:?}"))),
+    }
+    Ok(kept.into())
+}
+
+/// Longest [`last_lines`] reads.
+pub const LOG_READ_DEADLINE: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// A chunk of output of any size, as an engine's attach stream delivers it.
 pub type OutputChunk = (ConsoleStream, Bytes);
 

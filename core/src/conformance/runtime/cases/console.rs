@@ -97,3 +97,28 @@ pub async fn tty_container_runs_on_a_terminal(ctx: Ctx) {
     read_to_end(&mut console.output, LINE_TIMEOUT).await;
     assert_eq!(ctx.runtime.wait(&id).await.expect("wait").code, 0);
 }
+
+/// `output_since_start` returns what the process printed since it started, from the engine's
+/// log, oldest first, both streams, at most `max_lines` (the last ones): what a re-adopting
+/// agent replays and looks for the done line in.
+pub async fn output_since_start_reads_the_log(ctx: Ctx) {
+    let spec = ctx
+        .spec("i=1; while [ $i -le 50 ]; do echo line-$i; i=$((i+1)); done; echo to-stderr >&2; echo ready; sleep 600");
+    let (id, mut console) = ctx.run_attached(&spec).await;
+    expect_line(&mut console.output, "ready").await;
+    let all = ctx.runtime.output_since_start(&id, 1000).await.expect("output_since_start");
+    assert_eq!(all.len(), 52, "{all:?}");
+    // Each stream in order; between the two, engines do not promise an order.
+    let mut stdout: Vec<String> = (1..=50).map(|i| format!("line-{i}")).collect();
+    stdout.push("ready".into());
+    assert_eq!(texts(&all, ConsoleStream::Stdout), stdout);
+    assert_eq!(texts(&all, ConsoleStream::Stderr), ["to-stderr"]);
+    let last = ctx.runtime.output_since_start(&id, 5).await.expect("output_since_start");
+    let last: Vec<&str> = last.iter().map(|l| l.text.as_str()).collect();
+    assert_eq!(last.len(), 5, "{last:?}");
+    for expected in ["line-49", "line-50", "ready"] {
+        assert!(last.contains(&expected), "{last:?}");
+    }
+    drop(console);
+    ctx.runtime.kill(&id, crate::model::StopSignal::Kill).await.expect("kill");
+}
