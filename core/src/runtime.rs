@@ -162,6 +162,25 @@ pub struct InstallSpec {
     pub isolation: Isolation,
 }
 
+/// Where an install's output goes as it is printed, line by line (the outcome's log still
+/// holds all of it). Bounded: when the receiver lags by more than the channel holds, lines are
+/// left out of the live view, never out of the log, and the install never waits for it.
+#[derive(Clone, Debug)]
+pub struct LiveOutput(tokio::sync::mpsc::Sender<ConsoleLine>);
+
+impl LiveOutput {
+    /// A live output holding up to `capacity` lines for its receiver.
+    pub fn channel(capacity: usize) -> (Self, tokio::sync::mpsc::Receiver<ConsoleLine>) {
+        let (tx, rx) = tokio::sync::mpsc::channel(capacity.max(1));
+        (Self(tx), rx)
+    }
+
+    /// Offers `line`; false when it was left out (the receiver lags or is gone).
+    pub fn offer(&self, line: &ConsoleLine) -> bool {
+        self.0.try_send(line.clone()).is_ok()
+    }
+}
+
 /// How an installation ended.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstallOutcome {
@@ -325,7 +344,8 @@ pub trait Runtime: Send + Sync {
     /// Runs an install script to completion in a throwaway container, then removes it. When
     /// the returned future is dropped the container is removed in the background; call
     /// [`remove_install`](Self::remove_install) to wait until it is gone.
-    async fn run_install(&self, spec: &InstallSpec) -> Result<InstallOutcome, RuntimeError>;
+    /// Each line is offered to `live` as it is printed, if given.
+    async fn run_install(&self, spec: &InstallSpec, live: Option<LiveOutput>) -> Result<InstallOutcome, RuntimeError>;
 
     /// Force-removes the install container of `server`, if any (an abandoned install's, or
     /// one left by a crash of the node), and returns once it is gone. Idempotent.

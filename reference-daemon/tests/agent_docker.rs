@@ -535,7 +535,8 @@ async fn install_success_and_failure_keep_their_log() {
     within_limit(async {
         let agent = node.agent().await;
         let mut good = spec(GAME);
-        good.install.script = "echo installing; echo hello > /mnt/server/installed.txt; echo GREETING=$GREETING".into();
+        good.install.script =
+            "echo installing; sleep 2; echo hello > /mnt/server/installed.txt; echo GREETING=$GREETING".into();
         let good_id = good.id;
         agent.create_server(good.clone(), true).await.unwrap();
         let mut watch = Watch::new(&agent, good_id).await;
@@ -544,8 +545,10 @@ async fn install_success_and_failure_keep_their_log() {
             Err(AgentError::Busy { operation, .. }) => assert_eq!(operation, "install"),
             other => panic!("expected Busy during the install, got {other:?}"),
         }
-        // The output arrives when the script ends, before the state changes.
+        // The output arrives as the script prints it (as with Wings): while it still runs.
         watch.until("install output", |e| matches!(e, ConsoleEvent::Install(l) if l == "installing")).await;
+        assert_eq!(agent.state(good_id), Some(S::Installing), "the first line came only at the end");
+        watch.until("the last install line", |e| matches!(e, ConsoleEvent::Install(l) if l == "GREETING=hi")).await;
         watch.state(S::Installed).await;
         let log = agent.install_log(good_id).await.unwrap();
         assert!(log.contains("installing") && log.contains("GREETING=hi"), "{log}");

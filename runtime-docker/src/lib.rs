@@ -288,8 +288,12 @@ impl Runtime for DockerRuntime {
         wait(&self.docker, &id.0).await
     }
 
-    async fn run_install(&self, spec: &InstallSpec) -> Result<InstallOutcome, RuntimeError> {
-        install::run_install(&self.engine(), &self.install_root, spec).await
+    async fn run_install(
+        &self,
+        spec: &InstallSpec,
+        live: Option<nexus_core::runtime::LiveOutput>,
+    ) -> Result<InstallOutcome, RuntimeError> {
+        install::run_install(&self.engine(), &self.install_root, spec, live).await
     }
 
     async fn remove_install(&self, server: ServerId) -> Result<(), RuntimeError> {

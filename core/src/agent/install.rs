@@ -4,9 +4,10 @@
 //! data directory, so users cannot edit it; `0600` in a `0700` directory, because scripts echo
 //! secrets) and kept across daemon restarts. A script runs at most
 //! [`AgentConfig::install_timeout`](super::AgentConfig::install_timeout); a kill or removal
-//! of the server cancels it. Either way its container is removed and the install fails. The runtime
-//! returns the output when the script ends, so console subscribers get it then, as
-//! [`ConsoleEvent::Install`] lines (the last [`INSTALL_EVENT_LINES`]; the file has all).
+//! of the server cancels it. Either way its container is removed and the install fails. Console
+//! subscribers get the output as the script prints it, as [`ConsoleEvent::Install`] lines
+//! (through a channel of [`INSTALL_EVENT_LINES`]: lines a slow console cannot take are left
+//! out of the live view, never out of the file), all of them before the state changes.
 
 use super::console::ConsoleEvent;
 use super::error::AgentError;
@@ -14,7 +15,7 @@ use super::node::NodeAgent;
 use super::server::{OpGuard, Operation, Server};
 use crate::ids::ServerId;
 use crate::lifecycle::Trigger;
-use crate::runtime::{InstallOutcome, InstallSpec, Runtime};
+use crate::runtime::{InstallOutcome, InstallSpec, LiveOutput, Runtime};
 use crate::transport::ServerSpec;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,7 +23,7 @@ use tracing::Instrument;
 
 /// Directory under the data root holding install logs.
 pub const INSTALL_LOG_DIR: &str = ".install-logs";
-/// Install log lines sent to console subscribers when an install ends.
+/// Install output lines waiting for the console at most (see the module docs).
 pub const INSTALL_EVENT_LINES: usize = 1000;
 /// Interpreter used when the egg names none.
 const DEFAULT_ENTRYPOINT: &str = "sh";
@@ -86,29 +87,49 @@ impl NodeAgent {
             // Run without a strong reference to the agent: a dropped agent aborts this task,
             // and the runtime removes the install container when the future is dropped (so
             // does the timeout and a cancellation, which drop it too).
+            // The script's lines reach the console as it prints them (as with Wings), through
+            // a bounded channel the install never waits on.
+            let (live, mut printed) = LiveOutput::channel(INSTALL_EVENT_LINES);
+            let forwarder = {
+                let server = server.clone();
+                tokio::spawn(async move {
+                    while let Some(line) = printed.recv().await {
+                        server.hub.publish(ConsoleEvent::Install(line.text));
+                    }
+                })
+            };
             let run = async {
                 super::data_dir::ensure_server_dir(&data_dir, owner)?;
                 let env = preparer.install_env(&spec, &data_dir).await?;
                 let install = install_spec(&spec, env, &data_dir, limits, isolation);
-                run_script(runtime.as_ref(), install).await
+                run_script(runtime.as_ref(), install, live).await
             };
             let outcome = tokio::select! {
                 outcome = tokio::time::timeout(timeout, run) => outcome.unwrap_or(Err(AgentError::InstallTimeout(timeout))),
                 _ = cancelled => Err(AgentError::InstallCancelled),
             };
-            let (mut succeeded, mut log) = match outcome {
-                Ok(o) if o.exit_code == 0 => (true, o.log),
-                Ok(o) => (false, format!("{}\ninstall script exited with code {}\n", o.log.trim_end(), o.exit_code)),
-                Err(error) => (false, format!("the install did not complete: {error}\n")),
+            // Every line the script printed is published before the state changes.
+            let _ = forwarder.await;
+            let (mut succeeded, mut log, mut said) = match outcome {
+                Ok(o) if o.exit_code == 0 => (true, o.log, Vec::new()),
+                Ok(o) => (false, o.log, vec![format!("install script exited with code {}", o.exit_code)]),
+                Err(error) => (false, String::new(), vec![format!("the install did not complete: {error}")]),
             };
             if let Err(error) = clean_up_install(runtime.as_ref(), spec.id, &data_dir, owner).await {
-                log.push_str(&format!("{error}\n"));
+                said.push(error);
                 succeeded = false;
+            }
+            for line in said {
+                if !log.is_empty() && !log.ends_with('\n') {
+                    log.push('\n');
+                }
+                log.push_str(&line);
+                log.push('\n');
+                server.hub.publish(ConsoleEvent::Install(line));
             }
             if let Err(error) = write_log(&log_path, &log).await {
                 tracing::error!(%error, path = %log_path.display(), "writing the install log failed");
             }
-            publish_log(&server, &log);
             let Some(agent) = me.upgrade() else { return };
             // From here on the install is over: a request reacting to the event below waits
             // for the lock (a moment) instead of being refused as busy.
@@ -152,11 +173,17 @@ fn install_spec(
     }
 }
 
-async fn run_script(runtime: &dyn Runtime, install: InstallSpec) -> Result<InstallOutcome, AgentError> {
+async fn run_script(
+    runtime: &dyn Runtime,
+    install: InstallSpec,
+    live: LiveOutput,
+) -> Result<InstallOutcome, AgentError> {
     if install.script.trim().is_empty() {
-        return Ok(InstallOutcome { exit_code: 0, log: "no install script; nothing to run\n".into() });
+        let said = "no install script; nothing to run";
+        live.offer(&crate::console::ConsoleLine { stream: crate::console::ConsoleStream::Stdout, text: said.into() });
+        return Ok(InstallOutcome { exit_code: 0, log: format!("{said}\n") });
     }
-    Ok(runtime.run_install(&install).await?)
+    Ok(runtime.run_install(&install, Some(live)).await?)
 }
 
 /// Mode of install logs: they echo secrets (database passwords, API keys).
@@ -182,17 +209,6 @@ async fn write_log(path: &Path, log: &str) -> std::io::Result<()> {
     })
     .await
     .map_err(std::io::Error::other)?
-}
-
-fn publish_log(server: &Server, log: &str) {
-    let lines: Vec<&str> = log.lines().collect();
-    let skip = lines.len().saturating_sub(INSTALL_EVENT_LINES);
-    if skip > 0 {
-        server.hub.notice(format!("{skip} earlier install log lines are in the install log"));
-    }
-    for line in &lines[skip..] {
-        server.hub.publish(ConsoleEvent::Install((*line).to_owned()));
-    }
 }
 
 /// What follows every install, finished or not (and an install a restart of the agent

@@ -316,6 +316,7 @@ macro_rules! __runtime_conformance_cases {
             install_failure_returns_exit_code,
             install_with_missing_image_is_image_not_found,
             remove_install_removes_an_abandoned_install,
+            install_output_is_live,
             list_managed_finds_managed_containers_only,
             destroy_is_idempotent,
             removed_container_errors_are_typed,

@@ -11,7 +11,7 @@
 use super::spec::check_data_dir;
 use crate::console::ConsoleLine;
 use crate::ids::ServerId;
-use crate::runtime::{ExitStatus, InstallOutcome, InstallSpec, RuntimeError};
+use crate::runtime::{ExitStatus, InstallOutcome, InstallSpec, LiveOutput, RuntimeError};
 use async_trait::async_trait;
 use futures::StreamExt;
 use futures::stream::BoxStream;
@@ -93,6 +93,7 @@ pub async fn run_install<E: InstallEngine>(
     engine: &E,
     scripts_root: &Path,
     spec: &InstallSpec,
+    live: Option<LiveOutput>,
 ) -> Result<InstallOutcome, RuntimeError> {
     check_data_dir(&spec.data_dir)?;
     if spec.entrypoint.trim().is_empty() {
@@ -106,7 +107,7 @@ pub async fn run_install<E: InstallEngine>(
     // Removes the container if this future is dropped half-way (a caller's timeout).
     let mut guard = RemoveOnDrop { engine: Some(engine.clone()), name: name.clone() };
     tracing::info!(server = %spec.server, image = %spec.image, "running install script");
-    let outcome = execute(engine, &name).await;
+    let outcome = execute(engine, &name, live).await;
     let removed = engine.remove(&name).await;
     guard.engine = None;
     drop(script_dir);
@@ -119,13 +120,21 @@ pub async fn run_install<E: InstallEngine>(
 }
 
 /// Attaches the output (before start, so the first line is kept), starts, reads the log to
-/// the end and returns the exit code.
-async fn execute<E: InstallEngine>(engine: &E, name: &str) -> Result<InstallOutcome, RuntimeError> {
+/// the end (offering each line to `live`) and returns the exit code.
+async fn execute<E: InstallEngine>(
+    engine: &E,
+    name: &str,
+    live: Option<LiveOutput>,
+) -> Result<InstallOutcome, RuntimeError> {
     let mut lines = engine.output(name).await?;
     engine.start(name).await?;
     let mut log = InstallLog::default();
     while let Some(line) = lines.next().await {
-        log.push(&line?.text);
+        let line = line?;
+        if let Some(live) = &live {
+            live.offer(&line);
+        }
+        log.push(&line.text);
     }
     let exit = engine.wait(name).await?;
     Ok(InstallOutcome { exit_code: exit.code, log: log.into_text() })

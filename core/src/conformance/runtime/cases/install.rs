@@ -39,7 +39,7 @@ echo to-stderr >&2
 echo install-finished"#,
     );
     std::fs::write(spec.data_dir.join("existing.txt"), "kept").expect("writing on the host");
-    let outcome = ctx.runtime.run_install(&spec).await.expect("run_install");
+    let outcome = ctx.runtime.run_install(&spec, None).await.expect("run_install");
     assert_eq!(outcome.exit_code, 0, "log: {}", outcome.log);
     for expected in
         ["script=/mnt/install/install.sh", "greeting=hello install", "existing=kept", "to-stderr", "install-finished"]
@@ -55,7 +55,7 @@ echo install-finished"#,
 /// removed too.
 pub async fn install_failure_returns_exit_code(ctx: Ctx) {
     let spec = install_spec(&ctx, "echo about-to-fail\nexit 3");
-    let outcome = ctx.runtime.run_install(&spec).await.expect("run_install of a failing script");
+    let outcome = ctx.runtime.run_install(&spec, None).await.expect("run_install of a failing script");
     assert_eq!(outcome.exit_code, 3, "log: {}", outcome.log);
     assert!(outcome.log.contains("about-to-fail"), "log: {}", outcome.log);
     assert_no_containers(&ctx, &spec).await;
@@ -65,7 +65,7 @@ pub async fn install_failure_returns_exit_code(ctx: Ctx) {
 pub async fn install_with_missing_image_is_image_not_found(ctx: Ctx) {
     let mut spec = install_spec(&ctx, "true");
     spec.image = format!("nexus-test/absent-{}:latest", uuid::Uuid::new_v4().simple());
-    match ctx.runtime.run_install(&spec).await {
+    match ctx.runtime.run_install(&spec, None).await {
         Err(RuntimeError::ImageNotFound { image }) => assert_eq!(image, spec.image),
         other => panic!("expected ImageNotFound, got {other:?}"),
     }
@@ -79,7 +79,7 @@ pub async fn remove_install_removes_an_abandoned_install(ctx: Ctx) {
     let spec = install_spec(&ctx, "echo started > /mnt/server/started.txt\nsleep 600");
     ctx.runtime.remove_install(spec.server).await.expect("remove_install with no install");
     let started = spec.data_dir.join("started.txt");
-    let mut install = Box::pin(ctx.runtime.run_install(&spec));
+    let mut install = Box::pin(ctx.runtime.run_install(&spec, None));
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
     while !started.exists() {
         tokio::select! {
@@ -99,7 +99,7 @@ pub async fn remove_install_removes_an_abandoned_install(ctx: Ctx) {
     // Dropped instead: its removal runs in the background, and `remove_install` right after
     // waits for it (the engine answers "removal in progress" meanwhile) instead of failing.
     std::fs::remove_file(&started).expect("removing the marker");
-    let mut install = Box::pin(ctx.runtime.run_install(&spec));
+    let mut install = Box::pin(ctx.runtime.run_install(&spec, None));
     while !started.exists() {
         tokio::select! {
             outcome = &mut install => panic!("the install ended early: {outcome:?}"),
@@ -109,5 +109,23 @@ pub async fn remove_install_removes_an_abandoned_install(ctx: Ctx) {
     }
     drop(install);
     ctx.runtime.remove_install(spec.server).await.expect("remove_install during a background removal");
+    assert_no_containers(&ctx, &spec).await;
+}
+
+/// Each line of an install reaches the live output as it is printed, before the script ends
+/// (as Wings streams install output); the outcome's log still has every line.
+pub async fn install_output_is_live(ctx: Ctx) {
+    let spec = install_spec(&ctx, "echo first\nsleep 3\necho second");
+    let (live, mut printed) = crate::runtime::LiveOutput::channel(16);
+    let mut install = Box::pin(ctx.runtime.run_install(&spec, Some(live)));
+    let first = tokio::select! {
+        line = printed.recv() => line.expect("a live line"),
+        outcome = &mut install => panic!("the install ended before its first line was live: {outcome:?}"),
+    };
+    assert_eq!(first.text, "first");
+    let outcome = install.await.expect("run_install");
+    assert_eq!(outcome.exit_code, 0, "log: {}", outcome.log);
+    assert_eq!(printed.recv().await.map(|l| l.text).as_deref(), Some("second"));
+    assert!(outcome.log.contains("first") && outcome.log.contains("second"), "{}", outcome.log);
     assert_no_containers(&ctx, &spec).await;
 }

@@ -154,7 +154,7 @@ pub async fn root_server_container_lacks_dropped_capabilities(ctx: Ctx) {
 /// given they run as that user.
 pub async fn install_container_is_confined(ctx: Ctx) {
     let mut spec = install_spec(&ctx, &ATTACKS.replace("$DIR", "/mnt/server"));
-    let outcome = ctx.runtime.run_install(&spec).await.expect("run_install");
+    let outcome = ctx.runtime.run_install(&spec, None).await.expect("run_install");
     let lines: Vec<String> = outcome.log.lines().map(str::to_owned).collect();
     let r = results(&lines);
     assert!(lines.iter().any(|l| l == "attacks-done"), "script did not finish: {}", outcome.log);
@@ -172,7 +172,7 @@ pub async fn install_container_is_confined(ctx: Ctx) {
     spec.server = ctx.server();
     spec.data_dir = ctx.data_dir();
     hand_to(&spec.data_dir, TEST_USER);
-    let outcome = ctx.runtime.run_install(&spec).await.expect("run_install as a user");
+    let outcome = ctx.runtime.run_install(&spec, None).await.expect("run_install as a user");
     let r = results(&outcome.log.lines().map(str::to_owned).collect::<Vec<_>>());
     assert_eq!(r.get("uid").map(String::as_str), Some(&*format!("{} gid={}", TEST_USER.uid, TEST_USER.gid)), "{r:?}");
     assert_eq!(hex_mask(&r, "CapEff"), 0, "{r:?}");
