@@ -200,3 +200,32 @@ async fn hostile_config_files_are_left_alone_and_the_daemon_answers() {
         assert_eq!(status, 204, "{path}: the daemon survived");
     }
 }
+
+/// The community's images run as `USER container` (uid 1000 in them). As with Wings, the node
+/// runs the server as its configured user, owner of the server's directory: an egg on such an
+/// image installs (as root, in the install container), starts and writes its own files; the
+/// files the install left are the server's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_egg_on_an_image_with_an_unprivileged_user_writes_its_files() {
+    let Some(docker) = docker().await else { return };
+    let daemon = TestDaemon::start(docker, |_| {}).await;
+    let c = &daemon.client;
+    let mut spec = busybox_spec();
+    spec.image = "nexus-test/busybox-user:latest".into();
+    spec.install.script = "mkdir -p /mnt/server/config && echo 'motd=hi' > /mnt/server/config/server.cfg".into();
+    spec.startup = r#"echo "$(id -u) $(pwd)" > whoami.txt && echo more >> config/server.cfg && mkdir -p world && echo level > world/level.dat && echo 'server ready'; while read line; do echo "got: $line"; done"#.into();
+    let id = spec.id;
+    let (status, body) = c.post("/api/servers?install=true", serde_json::to_value(&spec).unwrap()).await;
+    assert_eq!(status, 201, "{body}");
+    c.wait_state(id, "installed", T).await;
+    let (status, body) = c.post(&format!("/api/servers/{id}/power?wait=true"), json!({"action": "start"})).await;
+    assert_eq!(status, 204, "{body}");
+    c.wait_state(id, "running", T).await;
+    let dir = daemon.data_dir(id);
+    assert_eq!(std::fs::read_to_string(dir.join("whoami.txt")).unwrap().trim(), "988 /home/container");
+    assert_eq!(std::fs::read_to_string(dir.join("config/server.cfg")).unwrap(), "motd=hi\nmore\n");
+    for file in ["whoami.txt", "config/server.cfg", "world/level.dat"] {
+        let meta = std::fs::metadata(dir.join(file)).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (988, 988), "{file}");
+    }
+}

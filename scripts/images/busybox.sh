@@ -10,15 +10,19 @@ set -euo pipefail
 . "$(dirname "$0")/../lib/images.sh"
 
 IMAGE=nexus-test/busybox:latest
+# The same root filesystem set up like the community's images (Pterodactyl's yolks): it runs
+# as `USER container` in `/home/container`.
+USER_IMAGE=nexus-test/busybox-user:latest
 TARBALL="$NEXUS_IMAGE_CACHE/busybox-rootfs.tar"
 
 missing=$(engines_missing "$IMAGE")
+missing_user=$(engines_missing "$USER_IMAGE")
 if [ -z "$(available_engines)" ]; then
   log "no container engine available; nothing to import $IMAGE into"
   exit 0
 fi
-if [ -z "$missing" ]; then
-  log "$IMAGE present in every engine"
+if [ -z "$missing" ] && [ -z "$missing_user" ]; then
+  log "$IMAGE and $USER_IMAGE present in every engine"
   exit 0
 fi
 
@@ -57,4 +61,8 @@ fi
 
 for engine in $missing; do
   engine_import "$engine" "$TARBALL" "$IMAGE" 'CMD ["/bin/sh"]'
+done
+for engine in $missing_user; do
+  engine_import "$engine" "$TARBALL" "$USER_IMAGE" 'CMD ["/bin/sh"]' 'USER container' \
+    'ENV USER=container HOME=/home/container' 'WORKDIR /home/container'
 done
