@@ -15,4 +15,6 @@
 )]
 
 pub mod bench;
+mod game;
+pub mod minetest;
 pub mod teeworlds;

@@ -1,7 +1,7 @@
 //! A real game server through its real egg, on any runtime: the Teeworlds egg from the
 //! community corpus, imported and rendered by `nexus-eggs`, run in the Debian-built
 //! `nexus-test/teeworlds:latest` image (`scripts/images/teeworlds.sh`). Each runtime crate's
-//! `tests/teeworlds.rs` calls [`teeworlds_egg_runs_listens_and_stops`].
+//! `tests/real_servers.rs` calls [`teeworlds_egg_runs_listens_and_stops`].
 //!
 //! # What stands in for the egg's install script, and why
 //!
@@ -29,14 +29,15 @@
 //! Teeworlds 0.7.5 installs no SIGINT handler; the egg's stop (`^C`, SIGINT) ends it at once by
 //! the signal's default action (exit code 130), which is how Pterodactyl stops it too.
 
+use crate::game::{hand_over, matches, udp_listeners};
 use futures::FutureExt;
 use nexus_core::ServerId;
 use nexus_core::conformance::require_service;
 use nexus_core::conformance::runtime::context::free_port;
 use nexus_core::conformance::runtime::{TEEWORLDS_IMAGE, TEST_USER as SERVER_USER};
 use nexus_core::console::ConsoleLine;
-use nexus_core::model::{DoneMatcher, ServerLimits, StopMethod, StopSignal};
-use nexus_core::runtime::{ContainerId, ContainerSpec, ContainerUser, Isolation, PortBinding, Runtime};
+use nexus_core::model::{ServerLimits, StopMethod, StopSignal};
+use nexus_core::runtime::{ContainerId, ContainerSpec, Isolation, PortBinding, Runtime};
 use nexus_eggs::config_files::{ConfigContext, apply};
 use nexus_eggs::import::import_egg;
 use nexus_eggs::startup::{ServerFacts, render_startup};
@@ -44,7 +45,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::panic::AssertUnwindSafe;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 const EGG: &str =
@@ -200,13 +201,6 @@ where
     assert!([0, 130].contains(&outcome.exit.code), "exit code {}", outcome.exit.code);
 }
 
-fn matches(matcher: &DoneMatcher, line: &str) -> bool {
-    match matcher {
-        DoneMatcher::Substring(text) => line.contains(text.as_str()),
-        DoneMatcher::Regex(pattern) => regex::Regex::new(pattern).expect("done regex").is_match(line),
-    }
-}
-
 /// Lays the data directory out like the egg's install would (see the module docs).
 fn prepare_data_dir(dir: &Path) {
     std::os::unix::fs::symlink("/usr/games/teeworlds-server", dir.join("teeworlds_srv")).expect("teeworlds_srv");
@@ -222,30 +216,6 @@ fn prepare_data_dir(dir: &Path) {
          sv_register 0\n",
     )
     .expect("autoexec.cfg");
-}
-
-/// Gives the data directory to the server's user, private, as a node does before a start.
-fn hand_over(dir: &Path, user: ContainerUser) {
-    for entry in std::fs::read_dir(dir).expect("data dir") {
-        let path = entry.expect("entry").path();
-        std::os::unix::fs::lchown(&path, Some(user.uid), Some(user.gid)).expect("chown");
-    }
-    std::os::unix::fs::chown(dir, Some(user.uid), Some(user.gid)).expect("chown data dir");
-    std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).expect("chmod data dir");
-}
-
-/// UDP ports with a bound socket in the network namespace of process `pid`
-/// (`/proc/<pid>/net/udp` is the container's `/proc/net/udp`).
-fn udp_listeners(pid: i64) -> Vec<u16> {
-    let table =
-        std::fs::read_to_string(PathBuf::from(format!("/proc/{pid}/net/udp"))).expect("reading /proc/<pid>/net/udp");
-    table
-        .lines()
-        .skip(1)
-        .filter_map(|line| line.split_whitespace().nth(1))
-        .filter_map(|local| local.split_once(':'))
-        .filter_map(|(_, port)| u16::from_str_radix(port, 16).ok())
-        .collect()
 }
 
 /// `(InDatagrams, NoPorts)` of the UDP counters in the namespace of process `pid`.

@@ -116,6 +116,10 @@ pub const BUSYBOX_IMAGE: &str = "nexus-test/busybox:latest";
 /// `scripts/images/teeworlds.sh`, for runtime crates' end-to-end tests.
 pub const TEEWORLDS_IMAGE: &str = "nexus-test/teeworlds:latest";
 
+/// A real game server image that needs a terminal (Debian's `minetest-server`, run with
+/// `--terminal` by its egg), built by `scripts/images/minetest.sh`.
+pub const MINETEST_IMAGE: &str = "nexus-test/minetest:latest";
+
 /// The unprivileged user cases run hardened containers as (the uid Wings' `pterodactyl` user
 /// usually gets); it need not exist in the image.
 pub const TEST_USER: crate::runtime::ContainerUser = crate::runtime::ContainerUser { uid: 988, gid: 988 };

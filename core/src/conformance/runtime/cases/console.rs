@@ -93,9 +93,11 @@ pub async fn tty_container_runs_on_a_terminal(ctx: Ctx) {
     write_line(&mut second.input, "again").await;
     expect_line(&mut second.output, "got: again").await;
     drop(second);
-    write_line(&mut console.input, "bye").await;
+    // A stop by console command writes through an attachment of its own.
+    let stop = crate::model::StopMethod::Command("bye".into());
+    let outcome = ctx.runtime.stop(&id, &stop, Duration::from_secs(10)).await.expect("stop");
+    assert!(outcome.graceful && outcome.exit.code == 0, "the stop command did not reach the terminal: {outcome:?}");
     read_to_end(&mut console.output, LINE_TIMEOUT).await;
-    assert_eq!(ctx.runtime.wait(&id).await.expect("wait").code, 0);
 }
 
 /// `output_since_start` returns what the process printed since it started, from the engine's
