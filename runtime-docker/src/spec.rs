@@ -45,6 +45,8 @@ pub(crate) fn server_container(spec: &ContainerSpec) -> Result<ContainerCreateBo
         cmd: spec.command.clone(),
         env: Some(env(spec.env.iter())),
         working_dir: Some(HOME.to_owned()),
+        // As Wings: the server's id is the container's host name.
+        hostname: Some(spec.server.to_string()),
         user: spec.isolation.user.map(|u| u.engine_user()),
         labels: Some(labels),
         exposed_ports: Some(exposed),

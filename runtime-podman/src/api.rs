@@ -142,8 +142,15 @@ impl StopEngine for Api {
         Api::exit_if_stopped(self, id).await
     }
 
+    /// A stdin-only attachment of a terminal container drops what is written right after it
+    /// opens about half the time under load (the terminal never echoes it: libpod answers
+    /// before conmon takes the input). With the output attached too that has not been seen, so
+    /// the output is attached and drained until the input is dropped.
     async fn open_stdin(&self, id: &str) -> Result<ConsoleInput, RuntimeError> {
-        Ok(self.attach(id, true, false).await?.input)
+        let attached = self.attach(id, true, true).await?;
+        let mut output = attached.output;
+        let drain = tokio::spawn(async move { while futures::StreamExt::next(&mut output).await.is_some() {} });
+        Ok(Box::pin(DrainedInput { input: attached.input, drain }))
     }
 
     async fn signal(&self, id: &str, signal: StopSignal) -> Result<(), RuntimeError> {
@@ -176,5 +183,42 @@ impl InstallEngine for Api {
 
     async fn wait(&self, name: &str) -> Result<ExitStatus, RuntimeError> {
         Api::wait(self, name).await
+    }
+}
+
+/// A console input whose attachment's output is drained by `drain`, stopped when the input is
+/// dropped (the connection closes with both).
+struct DrainedInput {
+    input: ConsoleInput,
+    drain: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for DrainedInput {
+    fn drop(&mut self) {
+        self.drain.abort();
+    }
+}
+
+impl tokio::io::AsyncWrite for DrainedInput {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.input.as_mut().poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.input.as_mut().poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.input.as_mut().poll_shutdown(cx)
     }
 }

@@ -52,6 +52,8 @@ pub(crate) fn server_container(spec: &ContainerSpec) -> Result<CreateBody, Runti
         .image(&spec.image)
         .env(spec.env.iter())
         .work_dir(HOME)
+        // As Wings: the server's id is the container's host name.
+        .hostname(spec.server.to_string())
         .labels(labels)
         .mounts(with_tmp([bind(&spec.data_dir, HOME, false)], &spec.isolation))
         .portmappings(ports)

@@ -180,7 +180,8 @@ impl ScriptDir {
         let dir = root.join(format!("{}-{}", spec.server, &suffix[..8]));
         std::fs::create_dir_all(&dir)?;
         let this = Self(dir);
-        std::fs::write(this.0.join("install.sh"), spec.script.as_bytes())?;
+        // As Wings: scripts pasted on Windows run, their CRLF line ends made LF.
+        std::fs::write(this.0.join("install.sh"), spec.script.replace("\r\n", "\n").as_bytes())?;
         Ok(this)
     }
 

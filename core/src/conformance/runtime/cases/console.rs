@@ -96,8 +96,11 @@ pub async fn tty_container_runs_on_a_terminal(ctx: Ctx) {
     // A stop by console command writes through an attachment of its own.
     let stop = crate::model::StopMethod::Command("bye".into());
     let outcome = ctx.runtime.stop(&id, &stop, Duration::from_secs(10)).await.expect("stop");
-    assert!(outcome.graceful && outcome.exit.code == 0, "the stop command did not reach the terminal: {outcome:?}");
-    read_to_end(&mut console.output, LINE_TIMEOUT).await;
+    let rest = read_to_end(&mut console.output, LINE_TIMEOUT).await;
+    assert!(
+        outcome.graceful && outcome.exit.code == 0,
+        "the stop command did not reach the terminal: {outcome:?}; output after it: {rest:?}"
+    );
 }
 
 /// `output_since_start` returns what the process printed since it started, from the engine's
@@ -123,4 +126,13 @@ pub async fn output_since_start_reads_the_log(ctx: Ctx) {
     }
     drop(console);
     ctx.runtime.kill(&id, crate::model::StopSignal::Kill).await.expect("kill");
+}
+
+/// As under Wings, a server container's host name is its server's id.
+pub async fn hostname_is_the_server_id(ctx: Ctx) {
+    let spec = ctx.spec("hostname");
+    let (id, mut console) = ctx.run_attached(&spec).await;
+    let lines = read_to_end(&mut console.output, LINE_TIMEOUT).await;
+    assert_eq!(texts(&lines, ConsoleStream::Stdout), [spec.server.to_string()]);
+    assert_eq!(ctx.runtime.wait(&id).await.expect("wait").code, 0);
 }

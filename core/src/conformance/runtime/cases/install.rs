@@ -129,3 +129,13 @@ pub async fn install_output_is_live(ctx: Ctx) {
     assert!(outcome.log.contains("first") && outcome.log.contains("second"), "{}", outcome.log);
     assert_no_containers(&ctx, &spec).await;
 }
+
+/// As Wings, a script with Windows line ends (`\r\n`, common in pasted eggs) runs as if it
+/// had Unix ones.
+pub async fn install_script_line_ends_are_normalised(ctx: Ctx) {
+    let spec = install_spec(&ctx, "x=1\r\nif [ \"$x\" = 1 ]; then echo crlf-ok; fi\r\n");
+    let outcome = ctx.runtime.run_install(&spec, None).await.expect("run_install");
+    assert_eq!(outcome.exit_code, 0, "log: {}", outcome.log);
+    assert!(outcome.log.lines().any(|l| l == "crlf-ok"), "log: {}", outcome.log);
+    assert_no_containers(&ctx, &spec).await;
+}
