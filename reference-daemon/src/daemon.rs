@@ -140,6 +140,7 @@ impl Daemon {
                 node_token: c.console_max_node_token,
             }),
             commands: c.command_limits(),
+            power: api::power_queue::PowerQueues::default(),
             preparer: egg_preparer,
             metrics_require_token: c.metrics_require_token,
             max_json_body: c.max_json_body_bytes,

@@ -128,6 +128,12 @@ async fn http_api_end_to_end() {
     assert_eq!(ready["data"]["text"], "server ready as hello $(id)", "values are never evaluated");
     send_command(&mut socket, "ping over ws").await;
     until(&mut socket, T, |e| is_line(e, "got: ping over ws")).await;
+    // On a terminal, control characters would signal, freeze or detach the server's console
+    // (^C, ^Z, ^S, ^P^Q): commands are text.
+    for hostile in ["stop\u{3}", "\u{1a}", "\u{10}\u{11}", "\u{1b}[2J", "a\u{7f}"] {
+        let (status, body) = c.post(&format!("/api/servers/{id}/commands"), json!({ "command": hostile })).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_command")), "{hostile:?}: {body}");
+    }
     let (status, _) = c.post(&format!("/api/servers/{id}/commands"), json!({ "command": "ping over http" })).await;
     assert_eq!(status, 204);
     until(&mut socket, T, |e| is_line(e, "got: ping over http")).await;
@@ -628,6 +634,15 @@ async fn power_actions_answer_at_once() {
     assert_eq!(status, 202, "{body}");
     assert!(asked.elapsed() < Duration::from_secs(4), "the stop call waited {:?}", asked.elapsed());
     c.wait_state(id, "stopping", Duration::from_secs(5)).await;
+    // Behind the stop, in order, at most 4 actions wait; a burst past that is refused.
+    for expected in [202, 202, 202, 202, 429] {
+        let (status, body) = c.post(&format!("/api/servers/{id}/power"), json!({ "action": "start" })).await;
+        assert_eq!(status, expected, "{body}");
+    }
+    // The first start after the stop brings the server back; the others find it running.
+    c.wait_state(id, "running", Duration::from_secs(60)).await;
+    let (status, _) = c.post(&format!("/api/servers/{id}/power?wait=true"), json!({ "action": "kill" })).await;
+    assert_eq!(status, 204);
     c.wait_state(id, "stopped", Duration::from_secs(60)).await;
 
     // A failure in the background is told on the console.

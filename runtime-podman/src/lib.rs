@@ -228,7 +228,7 @@ impl Runtime for PodmanRuntime {
     async fn output_since_start(&self, id: &ContainerId, max_lines: usize) -> Result<Vec<ConsoleLine>, RuntimeError> {
         use http_body_util::BodyExt as _;
         /// A log answer larger than this is refused rather than held in memory.
-        const MAX_LOG_BYTES: usize = 32 << 20;
+        const MAX_LOG_BYTES: usize = 16 << 20;
         let state = self.api.inspect(&id.0).await?.state;
         let since = state.and_then(|s| s.started_at).map_or(0, |at| at.timestamp());
         let path = format!("/containers/{}/logs?stdout=true&stderr=true&since={since}&tail={max_lines}", id.0);

@@ -27,6 +27,9 @@ use tracing::Instrument;
 /// Longest console command accepted, in bytes.
 pub const MAX_COMMAND_BYTES: usize = 4096;
 
+/// Longest a console command may wait for the server to take it from its input.
+pub const COMMAND_WRITE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The node agent: runs the servers of one node through a [`Runtime`], reports to the panel
 /// through a [`PanelTransport`], remembers its state through an [`AgentStateStore`].
 ///
@@ -265,6 +268,15 @@ impl NodeAgent {
         if line.contains(['\n', '\r']) {
             return Err(AgentError::InvalidCommand("a command is one line; it contains a line break".into()));
         }
+        // On a terminal, control characters are not text: ^C/^Z/^\ signal the server (a power
+        // action without the power permission), ^S freezes its output, ^P^Q detaches the
+        // engine's console (and the agent with it), ESC starts escape sequences.
+        if let Some(c) = line.chars().find(|c| (c.is_control() && *c != '\t') || *c == '\u{7f}') {
+            return Err(AgentError::InvalidCommand(format!(
+                "control character U+{:04X} in a command; commands are text",
+                u32::from(c)
+            )));
+        }
         if line.len() > MAX_COMMAND_BYTES {
             return Err(AgentError::InvalidCommand(format!("longer than {MAX_COMMAND_BYTES} bytes")));
         }
@@ -277,8 +289,20 @@ impl NodeAgent {
         let mut bytes = Vec::with_capacity(line.len() + 1);
         bytes.extend_from_slice(line.as_bytes());
         bytes.push(b'\n');
-        writer.write_all(&bytes).await?;
-        writer.flush().await?;
+        // A server that stopped reading its input (frozen, or just busy) holds the write; bounded,
+        // so the console lock is never held for good.
+        let write = async {
+            writer.write_all(&bytes).await?;
+            writer.flush().await
+        };
+        match tokio::time::timeout(COMMAND_WRITE_DEADLINE, write).await {
+            Ok(result) => result?,
+            Err(_) => {
+                return Err(AgentError::InvalidCommand(format!(
+                    "the server did not take the command within {COMMAND_WRITE_DEADLINE:?} (it is not reading its input)"
+                )));
+            }
+        }
         Ok(())
     }
 

@@ -22,6 +22,10 @@ pub(super) fn patch(text: &str, edits: &[Edit<'_>]) -> Result<String, PatchError
             None => out.push_str(line.content),
         }
         out.push_str(&text[line.end..line.next]);
+        // A long value on every line of a huge file would grow without end.
+        if out.len() > super::MAX_CONFIG_BYTES.saturating_mul(2) {
+            return Err(PatchError::TooLarge(out.len()));
+        }
     }
     Ok(out)
 }

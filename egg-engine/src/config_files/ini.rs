@@ -69,7 +69,7 @@ pub(super) fn patch(text: &str, edits: &[Edit<'_>]) -> Result<String, PatchError
             insert_key(&text, &layout, section, key, &encoded, eol, &mut splices);
         }
         if !splices.is_empty() {
-            text = splices.apply(&text);
+            text = splices.apply(&text)?;
         }
     }
     Ok(text)
@@ -136,6 +136,9 @@ fn encode(value: &str, quoted: bool) -> Result<String, String> {
         return Err("INI values cannot span lines".to_owned());
     }
     if value.len() >= 2 && unwrapped(value).len() == value.len() - 2 {
+        if unwrapped(value).contains('"') {
+            return Err("a value in double quotes cannot hold a double quote".to_owned());
+        }
         return Ok(value.to_owned());
     }
     let misread = value != value.trim()
@@ -262,6 +265,7 @@ mod tests {
         assert_eq!(out, "[Server]\nName=\"My server\"\nMotd=\"Hi\"\n");
         assert_eq!(patch(&out, &[set("Server.Name", "\"My server\"")]).unwrap(), out, "idempotent");
         assert_eq!(patch("[a]\n", &[set("a.k", "\"v\"")]).unwrap(), "[a]\nk=\"v\"\n");
+        assert!(matches!(patch("[a]\n", &[set("a.k", "\"v\" ; x=\"")]), Err(PatchError::UnwritableValue { .. })));
     }
 
     #[test]

@@ -87,7 +87,7 @@ pub(super) fn patch(text: &str, edits: &[Edit<'_>]) -> Result<String, PatchError
             }
         }
         if !splices.is_empty() {
-            text = splices.apply(&text);
+            text = splices.apply(&text)?;
         }
     }
     Ok(text)

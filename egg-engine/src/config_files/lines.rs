@@ -54,17 +54,25 @@ pub(super) fn line_ending(text: &str) -> &'static str {
     }
 }
 
-/// Replacements of byte ranges of one text, applied together.
+/// Replacements of byte ranges of one text, applied together. The text they add is bounded
+/// by [`MAX_CONFIG_BYTES`](super::MAX_CONFIG_BYTES): a long value written at every match of a
+/// wildcard in a huge file would otherwise take memory without end; past the bound the edits
+/// are dropped and [`apply`](Self::apply) refuses.
 #[derive(Debug, Default)]
 pub(super) struct Splices {
     edits: Vec<(Range<usize>, String)>,
+    added: usize,
 }
 
 impl Splices {
     /// Replaces `range` with `text`. Ranges must not overlap; insertions (empty ranges) at the
     /// same offset keep their order.
     pub fn replace(&mut self, range: Range<usize>, text: impl Into<String>) {
-        self.edits.push((range, text.into()));
+        let text = text.into();
+        self.added = self.added.saturating_add(text.len());
+        if self.added <= super::MAX_CONFIG_BYTES {
+            self.edits.push((range, text));
+        }
     }
 
     /// Inserts `text` at `offset`.
@@ -102,8 +110,13 @@ impl Splices {
         self.edits.is_empty()
     }
 
-    /// The text with every edit applied.
-    pub fn apply(mut self, text: &str) -> String {
+    /// The text with every edit applied, or [`PatchError::TooLarge`](super::PatchError) when
+    /// the edits add more than a config file may hold.
+    pub fn apply(mut self, text: &str) -> Result<String, super::PatchError> {
+        let size = text.len().saturating_add(self.added);
+        if self.added > super::MAX_CONFIG_BYTES || size > super::MAX_CONFIG_BYTES.saturating_mul(2) {
+            return Err(super::PatchError::TooLarge(size));
+        }
         // A stable sort keeps same-offset insertions in the order they were made.
         self.edits.sort_by_key(|(range, _)| range.start);
         let mut out = String::with_capacity(text.len() + self.edits.iter().map(|(_, t)| t.len()).sum::<usize>());
@@ -115,7 +128,7 @@ impl Splices {
             copied = range.end.max(start);
         }
         out.push_str(&text[copied..]);
-        out
+        Ok(out)
     }
 }
 
@@ -164,10 +177,10 @@ mod tests {
     fn appending_keeps_final_newline_presence() {
         let mut with = Splices::default();
         with.append_lines("a\n", "b", "\n");
-        assert_eq!(with.apply("a\n"), "a\nb\n");
+        assert_eq!(with.apply("a\n").unwrap(), "a\nb\n");
         let mut without = Splices::default();
         without.append_lines("a", "b", "\r\n");
-        assert_eq!(without.apply("a"), "a\r\nb");
+        assert_eq!(without.apply("a").unwrap(), "a\r\nb");
     }
 
     #[test]

@@ -148,7 +148,8 @@ pub enum ConfigError {
         /// What is wrong with it.
         reason: String,
     },
-    /// The original file is larger than [`MAX_CONFIG_BYTES`].
+    /// The original file is larger than [`MAX_CONFIG_BYTES`], or patching it would make it
+    /// grow past that (a long value written at every one of many matches).
     #[error("config file `{path}` is {size} bytes, more than the {limit} bytes a config file may have")]
     TooLarge {
         /// The file, relative to the server root.
@@ -276,6 +277,8 @@ enum PatchError {
     TooDeep(String),
     /// Expanded aliases weigh more than the budget given.
     ExpandsTooMuch(usize),
+    /// Patched, the text would be this many bytes, more than a config file may hold.
+    TooLarge(usize),
     InvalidKey {
         key: String,
         reason: String,
@@ -317,6 +320,7 @@ fn patch_error(file: &ConfigFile, error: PatchError) -> ConfigError {
             ConfigError::TooDeep { path, parser: file.parser.as_str(), limit: MAX_DEPTH, position }
         }
         PatchError::ExpandsTooMuch(limit) => ConfigError::ExpandsTooMuch { path, limit },
+        PatchError::TooLarge(size) => ConfigError::TooLarge { path, size, limit: MAX_CONFIG_BYTES },
         PatchError::InvalidKey { key, reason } => ConfigError::InvalidKey { path, key, reason },
         PatchError::CannotPatch { key, reason } => ConfigError::CannotPatch { path, key, reason },
         PatchError::UnwritableValue { key, reason } => ConfigError::UnwritableValue { path, key, reason },

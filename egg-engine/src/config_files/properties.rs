@@ -53,7 +53,7 @@ pub(super) fn patch(text: &str, edits: &[Edit<'_>]) -> Result<String, PatchError
             splices.append_lines(&text, &line, eol);
         }
         if !splices.is_empty() {
-            text = splices.apply(&text);
+            text = splices.apply(&text)?;
         }
     }
     Ok(text)

@@ -1012,3 +1012,23 @@ fn numeric_segments_address_array_items() {
     let beyond = text_file("c.json", ConfigParser::Json, "servers.5.name", "x");
     assert_eq!(apply(&beyond, r#"{"servers": []}"#, &ctx()).unwrap(), r#"{"servers": []}"#);
 }
+
+/// A long value written at every match of a huge file (every line of a `file` egg with an
+/// empty key, every item of an array through `*`) used to grow the output without end: now
+/// refused once the patched text would pass the bound, in bounded memory.
+#[test]
+fn patches_cannot_grow_a_file_without_end() {
+    let long = "x".repeat(4096);
+    let every_line = text_file("token.txt", ConfigParser::File, "", &long);
+    let original = "\n".repeat(8192);
+    match apply(&every_line, &original, &ctx()) {
+        Err(ConfigError::TooLarge { path, .. }) => assert_eq!(path, "token.txt"),
+        other => panic!("expected TooLarge, got {:?}", other.map(|t| t.len())),
+    }
+    let longer = "x".repeat(64 << 10);
+    let every_item = text_file("c.json", ConfigParser::Json, "a.*", &longer);
+    let original = format!("{{\"a\": [{}1]}}", "1,".repeat(300));
+    assert!(matches!(apply(&every_item, &original, &ctx()), Err(ConfigError::TooLarge { .. })));
+    // Growth within the bound is fine.
+    assert_eq!(apply(&every_line, "old\n", &ctx()).unwrap(), format!("{long}\n"));
+}

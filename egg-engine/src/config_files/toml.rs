@@ -74,7 +74,7 @@ pub(super) fn patch(text: &str, edits: &[Edit<'_>]) -> Result<String, PatchError
             }
         }
         if !splices.is_empty() {
-            text = splices.apply(&text);
+            text = splices.apply(&text)?;
             parse(&text).map_err(|_| PatchError::cannot_patch(edit.key, "the patched file would not be valid TOML"))?;
         }
     }

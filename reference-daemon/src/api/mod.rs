@@ -47,6 +47,7 @@ pub mod console_slots;
 mod error;
 pub mod files;
 pub mod limit;
+pub mod power_queue;
 mod request;
 mod servers;
 
@@ -85,6 +86,8 @@ pub struct ApiState {
     pub consoles: console_slots::ConsoleSlots,
     /// Per-server console command rate limits.
     pub commands: CommandLimits,
+    /// Per-server queues of power actions answered with `202`.
+    pub power: power_queue::PowerQueues,
     /// The agent's start preparer, to render a new spec's startup before accepting it.
     pub preparer: EggPreparer,
     /// Whether `/metrics` needs the node token.

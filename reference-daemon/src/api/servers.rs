@@ -123,6 +123,7 @@ pub(super) fn routes(state: Arc<ApiState>) -> BoxedFilter<(Response,)> {
             let result = state.agent.destroy_server(id).await;
             state.files.forget(id);
             state.commands.forget(id);
+            state.power.forget(id);
             respond(result.map(|()| no_content()).map_err(ApiError::from))
         },
     );
@@ -204,17 +205,11 @@ async fn power(state: &Arc<ApiState>, id: ServerId, action: PowerAction, wait: b
     if state.agent.spec(id).is_none() {
         return Err(ApiError::new(404, "unknown_server", format!("unknown server {id}")));
     }
-    let agent = Arc::clone(&state.agent);
-    tokio::spawn(async move {
-        if let Err(error) = agent.power(id, action).await {
-            tracing::info!(server = %id, ?action, %error, "power action failed");
-            agent.notice(id, format!("{} failed: {error}", action_name(action)));
-        }
-    });
+    state.power.submit(&state.agent, id, action)?;
     Ok(warp::reply::with_status(warp::reply(), warp::http::StatusCode::ACCEPTED).into_response())
 }
 
-fn action_name(action: PowerAction) -> &'static str {
+pub(super) fn action_name(action: PowerAction) -> &'static str {
     match action {
         PowerAction::Start => "start",
         PowerAction::Stop => "stop",

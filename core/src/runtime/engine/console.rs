@@ -6,20 +6,27 @@ use bytes::Bytes;
 use futures::stream::{BoxStream, Stream, StreamExt};
 use std::collections::VecDeque;
 
-/// The last `max_lines` of `lines`, within [`LOG_READ_DEADLINE`]: a log read never holds a
-/// caller longer, whatever the engine does.
+/// The last `max_lines` of `lines`, at most [`LOG_MAX_BYTES`] of text, within
+/// [`LOG_READ_DEADLINE`]: a log read never holds a caller longer, or more memory, whatever the
+/// container printed or the engine does.
 pub async fn last_lines(
     mut lines: BoxStream<'static, Result<ConsoleLine, RuntimeError>>,
     max_lines: usize,
 ) -> Result<Vec<ConsoleLine>, RuntimeError> {
-    let mut kept = VecDeque::with_capacity(max_lines.min(4096));
+    let mut kept: VecDeque<ConsoleLine> = VecDeque::with_capacity(max_lines.min(4096));
+    let mut bytes = 0usize;
     let read = async {
         while let Some(line) = lines.next().await {
-            if kept.len() == max_lines {
-                kept.pop_front();
+            let line = line?;
+            if max_lines == 0 {
+                continue;
             }
-            if max_lines > 0 {
-                kept.push_back(line?);
+            bytes += line.text.len();
+            kept.push_back(line);
+            while kept.len() > max_lines || bytes > LOG_MAX_BYTES {
+                if let Some(old) = kept.pop_front() {
+                    bytes -= old.text.len();
+                }
             }
         }
         Ok::<_, RuntimeError>(())
@@ -32,7 +39,10 @@ pub async fn last_lines(
 }
 
 /// Longest [`last_lines`] reads.
-pub const LOG_READ_DEADLINE: std::time::Duration = std::time::Duration::from_secs(15);
+pub const LOG_READ_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Most text [`last_lines`] keeps.
+pub const LOG_MAX_BYTES: usize = 4 << 20;
 
 /// A chunk of output of any size, as an engine's attach stream delivers it.
 pub type OutputChunk = (ConsoleStream, Bytes);
