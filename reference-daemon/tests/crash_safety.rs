@@ -14,16 +14,39 @@ mod support;
 use nexus_core::ids::NodeId;
 use serde_json::json;
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 use support::*;
 
 const T: Duration = Duration::from_secs(30);
 const SERVERS: usize = 3;
 
-fn spawn(config: &Path, log: &Path) -> Wings {
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
-    Wings::spawn(config, log.into())
+/// A node's configuration and log in a temporary directory, for daemons started and killed
+/// in turn; its containers are removed at the end.
+struct Setup {
+    dir: tempfile::TempDir,
+    node: NodeId,
+    client: Client,
+    config: std::path::PathBuf,
+    log: std::path::PathBuf,
+    _cleanup: Cleanup,
+}
+
+impl Setup {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let node = NodeId::new();
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let config_path = dir.path().join("wings.toml");
+        std::fs::write(&config_path, toml::to_string(&config(dir.path(), node, addr)).unwrap()).unwrap();
+        let log = dir.path().join("daemon.log");
+        Self { client: Client::new(addr), node, config: config_path, log, _cleanup: Cleanup(node), dir }
+    }
+
+    /// The daemon as a child process, its stderr appended to the log.
+    fn spawn(&self) -> Wings {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        Wings::spawn(&self.config, log.into())
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -31,16 +54,10 @@ async fn kill_9_and_restart_readopts_every_server() {
     if docker().await.is_none() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let node = NodeId::new();
-    let _cleanup = Cleanup(node);
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let config_path = dir.path().join("wings.toml");
-    std::fs::write(&config_path, toml::to_string(&config(dir.path(), node, addr)).unwrap()).unwrap();
-    let log = dir.path().join("daemon.log");
-    let c = Client::new(addr);
+    let setup = Setup::new();
+    let (node, c) = (setup.node, &setup.client);
 
-    let mut daemon = spawn(&config_path, &log);
+    let mut daemon = setup.spawn();
     c.wait_up(T).await;
 
     // Create and start the servers; one more stays stopped.
@@ -75,7 +92,7 @@ async fn kill_9_and_restart_readopts_every_server() {
     drop(socket);
     assert_eq!(node_containers(node, true).len(), SERVERS, "containers survive the daemon");
 
-    let mut daemon = spawn(&config_path, &log);
+    let mut daemon = setup.spawn();
     c.wait_up(T).await;
     for id in running {
         c.wait_state(*id, "running", T).await;
@@ -110,7 +127,7 @@ async fn kill_9_and_restart_readopts_every_server() {
     assert_eq!(status, 204);
     c.wait_state(running[2], "stopped", T).await;
     daemon.kill9();
-    let mut daemon = spawn(&config_path, &log);
+    let mut daemon = setup.spawn();
     c.wait_up(T).await;
     c.wait_state(running[0], "running", T).await;
     c.wait_state(running[1], "running", T).await;
@@ -119,9 +136,13 @@ async fn kill_9_and_restart_readopts_every_server() {
 
     // SIGTERM: clean exit, servers keep running.
     let status = daemon.terminate(T);
-    assert!(status.success(), "exit status {status}; log:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+    assert!(
+        status.success(),
+        "exit status {status}; log:\n{}",
+        std::fs::read_to_string(&setup.log).unwrap_or_default()
+    );
     assert_eq!(node_containers(node, true).len(), SERVERS - 1, "SIGTERM leaves servers running");
-    let log_text = std::fs::read_to_string(&log).unwrap();
+    let log_text = std::fs::read_to_string(&setup.log).unwrap();
     assert!(log_text.contains("servers keep running"), "{log_text}");
 }
 
@@ -135,15 +156,9 @@ async fn kill_9_during_an_install_leaves_no_install_running_and_no_root_files() 
     if docker().await.is_none() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let node = NodeId::new();
-    let _cleanup = Cleanup(node);
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let config_path = dir.path().join("wings.toml");
-    std::fs::write(&config_path, toml::to_string(&config(dir.path(), node, addr)).unwrap()).unwrap();
-    let log = dir.path().join("daemon.log");
-    let c = Client::new(addr);
-    let mut daemon = spawn(&config_path, &log);
+    let setup = Setup::new();
+    let (dir, c) = (&setup.dir, &setup.client);
+    let mut daemon = setup.spawn();
     c.wait_up(T).await;
 
     let mut spec = busybox_spec();
@@ -171,7 +186,7 @@ async fn kill_9_during_an_install_leaves_no_install_running_and_no_root_files() 
 
     daemon.kill9();
     assert!(!install_container().is_empty(), "the install container outlives the daemon");
-    let _daemon = spawn(&config_path, &log);
+    let _daemon = setup.spawn();
     c.wait_up(T).await;
     c.wait_state(spec.id, "install_failed", T).await;
     assert_eq!(install_container(), "", "the interrupted install's container is removed");
@@ -190,15 +205,9 @@ async fn a_done_line_printed_while_the_daemon_is_down_is_seen_at_re_adoption() {
     if docker().await.is_none() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let node = NodeId::new();
-    let _cleanup = Cleanup(node);
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let config_path = dir.path().join("wings.toml");
-    std::fs::write(&config_path, toml::to_string(&config(dir.path(), node, addr)).unwrap()).unwrap();
-    let log = dir.path().join("daemon.log");
-    let c = Client::new(addr);
-    let mut daemon = spawn(&config_path, &log);
+    let setup = Setup::new();
+    let c = &setup.client;
+    let mut daemon = setup.spawn();
     c.wait_up(T).await;
 
     let mut spec = busybox_spec();
@@ -212,7 +221,7 @@ async fn a_done_line_printed_while_the_daemon_is_down_is_seen_at_re_adoption() {
     daemon.kill9();
     tokio::time::sleep(Duration::from_secs(5)).await;
 
-    let _daemon = spawn(&config_path, &log);
+    let _daemon = setup.spawn();
     c.wait_up(T).await;
     c.wait_state(id, "running", Duration::from_secs(10)).await;
     let mut socket = console(&c.base, id, None).await;

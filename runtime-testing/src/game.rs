@@ -1,9 +1,44 @@
 //! What the real-server scenarios share: done matching, handing a data directory to the
 //! server's user, and reading a container's sockets from the host.
 
+use futures::FutureExt;
+use nexus_core::ServerId;
+use nexus_core::conformance::require_service;
 use nexus_core::model::DoneMatcher;
-use nexus_core::runtime::ContainerUser;
+use nexus_core::runtime::{ContainerUser, Runtime};
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
+
+/// Runs `scenario` for a new server with a fresh data directory, if `image` (built by
+/// `scripts/images/<game>.sh`) is in `runtime`: a missing one fails under `CI=true`, else the
+/// scenario is skipped. Whatever happens, the server's containers and the directory are
+/// removed afterwards.
+pub(crate) async fn with_new_server<R, S, F>(runtime: &R, image: &str, game: &str, scenario: S)
+where
+    R: Runtime + ?Sized,
+    S: FnOnce(ServerId, PathBuf) -> F,
+    F: Future<Output = ()>,
+{
+    let present = runtime.image_exists(image).await.expect("image_exists");
+    let probe = if present { Ok(()) } else { Err(format!("not built; run scripts/images/{game}.sh")) };
+    if !require_service(&format!("test image {image} in {}", runtime.name()), probe) {
+        return;
+    }
+    let data_dir = std::env::temp_dir().join(format!("nexus-{game}-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&data_dir).expect("data directory");
+    let server = ServerId::new();
+    let result = AssertUnwindSafe(scenario(server, data_dir.clone())).catch_unwind().await;
+    for managed in runtime.list_managed().await.expect("list_managed") {
+        if managed.server == server {
+            runtime.destroy(&managed.id).await.expect("destroy leftover");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&data_dir);
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
 
 /// Whether `line` satisfies one of an egg's done matchers.
 pub(crate) fn matches(matcher: &DoneMatcher, line: &str) -> bool {

@@ -21,10 +21,8 @@
 //! without an admin, so the test sets it, as a user must. `SERVER_ANNOUNCE` is `false`, so the
 //! server does not try to announce itself to the public server list.
 
-use crate::game::{hand_over, matches, udp_listeners};
-use futures::FutureExt;
+use crate::game::{hand_over, matches, udp_listeners, with_new_server};
 use nexus_core::ServerId;
-use nexus_core::conformance::require_service;
 use nexus_core::conformance::runtime::context::free_port;
 use nexus_core::conformance::runtime::{MINETEST_IMAGE, TEST_USER as SERVER_USER};
 use nexus_core::console::ConsoleLine;
@@ -36,7 +34,6 @@ use nexus_eggs::startup::{ServerFacts, render_startup};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -53,24 +50,10 @@ where
     P: Fn(ContainerId) -> F,
     F: Future<Output = i64>,
 {
-    let present = runtime.image_exists(MINETEST_IMAGE).await.expect("image_exists");
-    let probe = if present { Ok(()) } else { Err("not built; run scripts/images/minetest.sh".to_owned()) };
-    if !require_service(&format!("test image {MINETEST_IMAGE} in {}", runtime.name()), probe) {
-        return;
-    }
-    let data_dir = std::env::temp_dir().join(format!("nexus-minetest-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&data_dir).expect("data directory");
-    let server = ServerId::new();
-    let result = AssertUnwindSafe(run(runtime, &pid_of, server, &data_dir)).catch_unwind().await;
-    for managed in runtime.list_managed().await.expect("list_managed") {
-        if managed.server == server {
-            runtime.destroy(&managed.id).await.expect("destroy leftover");
-        }
-    }
-    let _ = std::fs::remove_dir_all(&data_dir);
-    if let Err(panic) = result {
-        std::panic::resume_unwind(panic);
-    }
+    with_new_server(runtime, MINETEST_IMAGE, "minetest", |server, data_dir| async move {
+        run(runtime, &pid_of, server, &data_dir).await;
+    })
+    .await;
 }
 
 async fn run<R, P, F>(runtime: &R, pid_of: &P, server: ServerId, data_dir: &Path)

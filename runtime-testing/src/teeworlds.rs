@@ -29,10 +29,8 @@
 //! Teeworlds 0.7.5 installs no SIGINT handler; the egg's stop (`^C`, SIGINT) ends it at once by
 //! the signal's default action (exit code 130), which is how Pterodactyl stops it too.
 
-use crate::game::{hand_over, matches, udp_listeners};
-use futures::FutureExt;
+use crate::game::{hand_over, matches, udp_listeners, with_new_server};
 use nexus_core::ServerId;
-use nexus_core::conformance::require_service;
 use nexus_core::conformance::runtime::context::free_port;
 use nexus_core::conformance::runtime::{TEEWORLDS_IMAGE, TEST_USER as SERVER_USER};
 use nexus_core::console::ConsoleLine;
@@ -44,7 +42,6 @@ use nexus_eggs::startup::{ServerFacts, render_startup};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -62,26 +59,10 @@ where
     P: Fn(ContainerId) -> F,
     F: Future<Output = i64>,
 {
-    let present = runtime.image_exists(TEEWORLDS_IMAGE).await.expect("image_exists");
-    let probe = if present { Ok(()) } else { Err("not built; run scripts/images/teeworlds.sh".to_owned()) };
-    if !require_service(&format!("test image {TEEWORLDS_IMAGE} in {}", runtime.name()), probe) {
-        return;
-    }
-
-    let data_dir = std::env::temp_dir().join(format!("nexus-teeworlds-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&data_dir).expect("data directory");
-    let server = ServerId::new();
-    let result = AssertUnwindSafe(run(runtime, &pid_of, server, &data_dir)).catch_unwind().await;
-    // Whatever happened, leave nothing behind.
-    for managed in runtime.list_managed().await.expect("list_managed") {
-        if managed.server == server {
-            runtime.destroy(&managed.id).await.expect("destroy leftover");
-        }
-    }
-    let _ = std::fs::remove_dir_all(&data_dir);
-    if let Err(panic) = result {
-        std::panic::resume_unwind(panic);
-    }
+    with_new_server(runtime, TEEWORLDS_IMAGE, "teeworlds", |server, data_dir| async move {
+        run(runtime, &pid_of, server, &data_dir).await;
+    })
+    .await;
 }
 
 /// The test proper; the caller removes the server's container.

@@ -93,3 +93,63 @@ apt_mirror() {
   fi
   echo "$uri"
 }
+
+# debian_game_image IMAGE PACKAGE BINARY [CUSTOMIZE]: imports IMAGE, a minimal Debian bookworm
+# root filesystem made by debootstrap with PACKAGE (whose BINARY, a path in the rootfs, must
+# exist), into every engine that lacks it. The rootfs tarball is cached under
+# $NEXUS_IMAGE_CACHE; CUSTOMIZE, a shell function, is called with the rootfs path before it is
+# packed. The image runs in /home/container with /usr/games on the PATH, and has the
+# `container` user of the Pterodactyl images. The Debian mirror is the machine's own (its apt
+# sources); set NEXUS_DEBIAN_MIRROR to use another.
+debian_game_image() {
+  local image=$1 package=$2 binary=$3 customize=${4:-}
+  local name=${image#nexus-test/}
+  name=${name%%:*}
+  local tarball="$NEXUS_IMAGE_CACHE/$name-rootfs.tar"
+  local mirror="${NEXUS_DEBIAN_MIRROR:-$(apt_mirror)}"
+  if [ -z "$(available_engines)" ]; then
+    log "no container engine available; nothing to import $image into"
+    return 0
+  fi
+  local missing
+  missing=$(engines_missing "$image")
+  if [ -z "$missing" ]; then
+    log "$image present in every engine"
+    return 0
+  fi
+  if [ ! -s "$tarball" ]; then
+    ensure_command debootstrap debootstrap
+    mkdir -p "$NEXUS_IMAGE_CACHE"
+    local work rootfs started
+    work=$(mktemp -d "$NEXUS_IMAGE_CACHE/$name-build.XXXXXX")
+    rootfs="$work/rootfs"
+    # debootstrap mounts these while it runs; never delete through a live mount.
+    # shellcheck disable=SC2064
+    trap "for m in proc sys dev/pts dev; do mountpoint -q '$rootfs/\$m' 2>/dev/null && umount -l '$rootfs/\$m'; done; rm -rf --one-file-system '$work'" EXIT
+    started=$(date +%s)
+    log "debootstrap bookworm + $package from $mirror (first build only)"
+    debootstrap --variant=minbase --include="$package" bookworm "$rootfs" "$mirror" > "$work/debootstrap.log" 2>&1 || {
+      tail -n 30 "$work/debootstrap.log" >&2
+      return 1
+    }
+    test -x "$rootfs$binary"
+    # Nothing in the image needs package caches, indexes or documentation.
+    rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* \
+      "$rootfs"/usr/share/doc/* "$rootfs"/usr/share/man/* "$rootfs"/usr/share/locale/*
+    # The `container` user and home of the Pterodactyl images.
+    mkdir -p "$rootfs/home/container"
+    grep -q '^container:' "$rootfs/etc/passwd" || echo 'container:x:1000:1000:container:/home/container:/bin/bash' >> "$rootfs/etc/passwd"
+    grep -q '^container:' "$rootfs/etc/group" || echo 'container:x:1000:' >> "$rootfs/etc/group"
+    if [ -n "$customize" ]; then "$customize" "$rootfs"; fi
+    tar --numeric-owner -C "$rootfs" -cf "$tarball.tmp" .
+    mv "$tarball.tmp" "$tarball"
+    log "built $tarball ($(du -h "$tarball" | cut -f1)) in $(( $(date +%s) - started ))s"
+  fi
+  local engine
+  for engine in $missing; do
+    engine_import "$engine" "$tarball" "$image" \
+      'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/usr/games' \
+      'WORKDIR /home/container' \
+      'CMD ["/bin/bash"]'
+  done
+}
