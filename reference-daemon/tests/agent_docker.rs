@@ -747,3 +747,29 @@ async fn console_throttle_drops_with_one_notice() {
     })
     .await;
 }
+
+/// Live install output is held to the console's line rate like the server's own output (a
+/// script printing without end must not flood every console); the install log keeps it all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_install_output_is_throttled_but_logged_whole() {
+    let Some(docker) = docker().await else { return };
+    let node = Node::new(docker);
+    within_limit(async {
+        let mut config = node.config();
+        config.console_lines_per_second = 50;
+        let agent = node.agent_with(config).await;
+        let mut spec = spec(GAME);
+        spec.install.script = "seq 1 3000".into();
+        let id = spec.id;
+        agent.create_server(spec, true).await.unwrap();
+        let mut watch = Watch::new(&agent, id).await;
+        watch.state(S::Installed).await;
+        watch.drain(Duration::from_millis(300)).await;
+        let lines = watch.seen.iter().filter(|e| matches!(e, ConsoleEvent::Install(_))).count();
+        assert!(lines < 3000, "{lines} install lines reached the console");
+        assert!(watch.notices().iter().any(|n| n.contains("throttled")), "{:?}", watch.notices());
+        let log = agent.install_log(id).await.unwrap();
+        assert!(log.lines().any(|l| l == "3000") && log.lines().any(|l| l == "1"), "the log lost lines");
+    })
+    .await;
+}

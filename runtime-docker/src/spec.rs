@@ -90,7 +90,9 @@ pub(crate) fn install_container(spec: &InstallSpec, script_dir: &Path) -> Result
         labels: Some(labels),
         attach_stdout: Some(true),
         attach_stderr: Some(true),
-        tty: Some(false),
+        // As Wings runs install scripts: on a terminal (tools that check for one, like
+        // progress output, behave as they do there); stdout and stderr arrive merged.
+        tty: Some(true),
         host_config: Some(host_config),
         ..Default::default()
     })

@@ -97,7 +97,8 @@ pub(crate) fn install_container(name: &str, spec: &InstallSpec, script_dir: &Pat
         ))
         .init(true)
         .stdin(false)
-        .terminal(false)
+        // As Wings runs install scripts: on a terminal; stdout and stderr arrive merged.
+        .terminal(true)
         .resource_limits(resources(&spec.limits)?);
     confined(options, &spec.isolation, INSTALL_DROPPED_CAPABILITIES)
 }

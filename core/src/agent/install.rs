@@ -6,8 +6,9 @@
 //! [`AgentConfig::install_timeout`](super::AgentConfig::install_timeout); a kill or removal
 //! of the server cancels it. Either way its container is removed and the install fails. Console
 //! subscribers get the output as the script prints it, as [`ConsoleEvent::Install`] lines
-//! (through a channel of [`INSTALL_EVENT_LINES`]: lines a slow console cannot take are left
-//! out of the live view, never out of the file), all of them before the state changes.
+//! (through a channel of [`INSTALL_EVENT_LINES`], held to the console's line rate like the
+//! server's own output: lines a slow console cannot take or past the rate are left out of the
+//! live view, with a notice, never out of the file), all of them before the state changes.
 
 use super::console::ConsoleEvent;
 use super::error::AgentError;
@@ -82,6 +83,7 @@ impl NodeAgent {
         let isolation = self.config.install_isolation.clone();
         let owner = self.config.isolation.user;
         let limits = self.effective_limits(&spec);
+        let lines_per_second = self.config.console_lines_per_second;
         self.spawn_for(srv, async move {
             let op = op;
             // Run without a strong reference to the agent: a dropped agent aborts this task,
@@ -89,12 +91,24 @@ impl NodeAgent {
             // does the timeout and a cancellation, which drop it too).
             // The script's lines reach the console as it prints them (as with Wings), through
             // a bounded channel the install never waits on.
+            // Held to the console's line rate, like the server's own output: a script printing
+            // without end must not flood every console for the whole install timeout.
             let (live, mut printed) = LiveOutput::channel(INSTALL_EVENT_LINES);
             let forwarder = {
                 let server = server.clone();
                 tokio::spawn(async move {
+                    let mut throttle = super::throttle::Throttle::per_second(lines_per_second);
                     while let Some(line) = printed.recv().await {
-                        server.hub.publish(ConsoleEvent::Install(line.text));
+                        let admission = throttle.admit(tokio::time::Instant::now());
+                        if let Some(dropped) = admission.report {
+                            server.hub.notice(throttle.notice(dropped));
+                        }
+                        if admission.pass {
+                            server.hub.publish(ConsoleEvent::Install(line.text));
+                        }
+                    }
+                    if let Some(dropped) = throttle.finish() {
+                        server.hub.notice(throttle.notice(dropped));
                     }
                 })
             };

@@ -24,8 +24,9 @@ async fn assert_no_containers(ctx: &Ctx, spec: &InstallSpec) {
 }
 
 /// `run_install` runs the script at `/mnt/install/install.sh` with the given entrypoint and
-/// environment, the data directory at `/mnt/server` (existing files visible, new files kept);
-/// it returns exit code 0 and the combined stdout and stderr, and removes its container.
+/// environment, on a terminal as Wings does, the data directory at `/mnt/server` (existing
+/// files visible, new files kept); it returns exit code 0 and the combined stdout and stderr,
+/// and removes its container.
 pub async fn install_runs_script_and_captures_log(ctx: Ctx) {
     let spec = install_spec(
         &ctx,
@@ -36,14 +37,20 @@ test -f /mnt/install/install.sh
 echo "existing=$(cat /mnt/server/existing.txt)"
 echo installed > /mnt/server/installed.txt
 echo to-stderr >&2
+if [ -t 1 ]; then echo on-a-terminal; fi
 echo install-finished"#,
     );
     std::fs::write(spec.data_dir.join("existing.txt"), "kept").expect("writing on the host");
     let outcome = ctx.runtime.run_install(&spec, None).await.expect("run_install");
     assert_eq!(outcome.exit_code, 0, "log: {}", outcome.log);
-    for expected in
-        ["script=/mnt/install/install.sh", "greeting=hello install", "existing=kept", "to-stderr", "install-finished"]
-    {
+    for expected in [
+        "script=/mnt/install/install.sh",
+        "greeting=hello install",
+        "existing=kept",
+        "to-stderr",
+        "on-a-terminal",
+        "install-finished",
+    ] {
         assert!(outcome.log.contains(expected), "log lacks {expected:?}: {}", outcome.log);
     }
     let installed = std::fs::read_to_string(spec.data_dir.join("installed.txt")).expect("installed file on the host");
