@@ -112,6 +112,10 @@ use std::time::Duration;
 /// The image every case runs: a static busybox, built by `scripts/images/busybox.sh`.
 pub const BUSYBOX_IMAGE: &str = "nexus-test/busybox:latest";
 
+/// The same busybox made like the community's images (`USER container`, `WORKDIR
+/// /home/container`), built by `scripts/images/busybox.sh` too.
+pub const BUSYBOX_USER_IMAGE: &str = "nexus-test/busybox-user:latest";
+
 /// A real game server image (Debian's `teeworlds-server`), built by
 /// `scripts/images/teeworlds.sh`, for runtime crates' end-to-end tests.
 pub const TEEWORLDS_IMAGE: &str = "nexus-test/teeworlds:latest";
@@ -330,6 +334,7 @@ macro_rules! __runtime_conformance_cases {
             server_container_is_confined,
             root_server_container_lacks_dropped_capabilities,
             install_container_is_confined,
+            image_user_gives_way_to_the_node_user,
         ] }
     };
 }

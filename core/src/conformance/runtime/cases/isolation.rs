@@ -4,7 +4,7 @@
 
 use super::install::install_spec;
 use crate::conformance::runtime::context::{read_to_end, texts};
-use crate::conformance::runtime::{Ctx, TEST_USER};
+use crate::conformance::runtime::{BUSYBOX_USER_IMAGE, Ctx, TEST_USER};
 use crate::console::ConsoleStream;
 use crate::runtime::engine::spec::{INSTALL_DROPPED_CAPABILITIES, SERVER_DROPPED_CAPABILITIES};
 use crate::runtime::{ContainerUser, Isolation};
@@ -177,4 +177,21 @@ pub async fn install_container_is_confined(ctx: Ctx) {
     assert_eq!(r.get("uid").map(String::as_str), Some(&*format!("{} gid={}", TEST_USER.uid, TEST_USER.gid)), "{r:?}");
     assert_eq!(hex_mask(&r, "CapEff"), 0, "{r:?}");
     assert_inert_on_host(&spec.data_dir);
+}
+
+/// An image made like the community's (`USER container`, [`BUSYBOX_USER_IMAGE`]) runs as the
+/// node's user, as under Wings, and that user writes the server's directory it owns.
+pub async fn image_user_gives_way_to_the_node_user(ctx: Ctx) {
+    let mut spec = ctx.spec("id -u > whoami.txt && pwd >> whoami.txt && echo written");
+    spec.image = BUSYBOX_USER_IMAGE.to_owned();
+    spec.isolation = Isolation::server().with_user(Some(TEST_USER));
+    hand_to(&spec.data_dir, TEST_USER);
+    let (id, mut console) = ctx.run_attached(&spec).await;
+    let lines = read_to_end(&mut console.output, Duration::from_secs(30)).await;
+    assert_eq!(texts(&lines, ConsoleStream::Stdout), ["written"], "{lines:?}");
+    assert_eq!(ctx.runtime.wait(&id).await.expect("wait").code, 0);
+    let written = std::fs::read_to_string(spec.data_dir.join("whoami.txt")).expect("the file on the host");
+    assert_eq!(written, format!("{}\n/home/container\n", TEST_USER.uid));
+    let meta = std::fs::metadata(spec.data_dir.join("whoami.txt")).expect("metadata");
+    assert_eq!((meta.uid(), meta.gid()), (TEST_USER.uid, TEST_USER.gid));
 }
