@@ -49,8 +49,7 @@
 //!   and leaves the file alone) instead of a logged no-op.
 //! - With `file`, a line matching several keys gets the first key's value (Wings writes them
 //!   all, run together).
-//! - XML indices are 0-based like everywhere else; Wings' `[attr='value']` attribute values are
-//!   not supported.
+//! - XML indices are 0-based like everywhere else.
 //!
 //! # Limits
 //!

@@ -1032,3 +1032,30 @@ fn patches_cannot_grow_a_file_without_end() {
     // Growth within the bound is fine.
     assert_eq!(apply(&every_line, "old\n", &ctx()).unwrap(), format!("{long}\n"));
 }
+
+/// As Wings: an XML value written `[name='value']` sets an attribute of the element (replacing
+/// its value, adding it, or creating the element with it) instead of its text.
+#[test]
+fn xml_attribute_values_as_wings() {
+    let port = text_file("c.xml", ConfigParser::Xml, "Settings.Server", "[port='{{server.build.default.port}}']");
+    assert_eq!(
+        apply(&port, "<Settings>\n  <Server port=\"1\" name='x'/>\n</Settings>\n", &ctx()).unwrap(),
+        "<Settings>\n  <Server port=\"25600\" name='x'/>\n</Settings>\n"
+    );
+    assert_eq!(
+        apply(&port, "<Settings>\n  <Server>text</Server>\n</Settings>\n", &ctx()).unwrap(),
+        "<Settings>\n  <Server port=\"25600\">text</Server>\n</Settings>\n"
+    );
+    assert_eq!(
+        apply(&port, "<Settings>\n  <Other/>\n</Settings>\n", &ctx()).unwrap(),
+        "<Settings>\n  <Other/>\n  <Server port=\"25600\"/>\n</Settings>\n"
+    );
+    let quoted = text_file("c.xml", ConfigParser::Xml, "Settings.Server", "[motd='say \"hi\" & <b>']");
+    assert_eq!(
+        apply(&quoted, "<Settings><Server/></Settings>", &ctx()).unwrap(),
+        "<Settings><Server motd=\"say &quot;hi&quot; &amp; &lt;b&gt;\"/></Settings>"
+    );
+    // Already set: nothing changes.
+    let same = "<Settings><Server port=\"25600\"/></Settings>";
+    assert_eq!(apply(&port, same, &ctx()).unwrap(), same);
+}

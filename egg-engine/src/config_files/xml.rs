@@ -4,8 +4,10 @@
 //! Keys are element paths whose first segment is the root element
 //! (`MyConfigDedicated.SessionSettings.MaxPlayers`); a segment without an index addresses every
 //! child of that name, `Name[N]` the N-th (0-based) and `*` every child element. The value is
-//! an element's text: elements with child elements cannot be given text. Missing elements are
-//! created (as Wings does), as the last children of the deepest existing element.
+//! an element's text: elements with child elements cannot be given text. A value of the form
+//! `[name='value']` sets attribute `name` of the element instead (as Wings does), whatever the
+//! element holds. Missing elements are created (as Wings does), as the last children of the
+//! deepest existing element.
 
 use super::key_path::{self, Segment};
 use super::lines::{Splices, line_ending, position};
@@ -93,7 +95,42 @@ fn collect<'e>(element: &'e Element, path: &[Segment], out: &mut Vec<&'e Element
     }
 }
 
+/// `(name, value)` of a value written `[name='value']`: an attribute to set, in Wings' syntax.
+fn attribute_value(value: &str) -> Option<(&str, &str)> {
+    let inner = value.strip_prefix('[')?.strip_suffix("']")?;
+    let (name, value) = inner.split_once("='")?;
+    let word = |c: char| c.is_alphanumeric() || c == '_';
+    (!name.is_empty() && name.chars().all(word)).then_some((name, value))
+}
+
+/// Sets attribute `name` of `element` to `value`: its value replaced where it has one, else
+/// added at the end of the start tag.
+fn set_attribute(text: &str, element: &Element, name: &str, value: &str, splices: &mut Splices) {
+    let tag = &text[element.start_tag.clone()];
+    let quoted = format!("\"{}\"", escape(value).replace('"', "&quot;"));
+    let pattern = format!(r#"\s{}\s*=\s*("[^"]*"|'[^']*')"#, regex::escape(name));
+    let existing = regex::Regex::new(&pattern).ok().and_then(|re| re.captures(tag)).and_then(|c| c.get(1));
+    match existing {
+        Some(current) if decode(&current.as_str()[1..current.as_str().len() - 1]) == value => {}
+        Some(current) => {
+            let at = element.start_tag.start;
+            splices.replace(at + current.start()..at + current.end(), quoted);
+        }
+        None => {
+            let open = tag.trim_end_matches('>').trim_end_matches('/').trim_end();
+            splices.insert(element.start_tag.start + open.len(), format!(" {name}={quoted}"));
+        }
+    }
+}
+
 fn rewrite(text: &str, element: &Element, edit: &Edit<'_>, splices: &mut Splices) -> Result<(), PatchError> {
+    if let Some(value) = edit.replacement.value_for_missing() {
+        let value = value.text();
+        if let Some((name, value)) = attribute_value(&value) {
+            set_attribute(text, element, name, value, splices);
+            return Ok(());
+        }
+    }
     if !element.children.is_empty() {
         if edit.replacement.creates_missing() {
             return Err(PatchError::cannot_patch(
@@ -147,7 +184,16 @@ fn create(
         // The path exists, just not with an index the caller asked for; nothing to create.
         return Ok(());
     }
-    let new_elements = chain(&names[depth..], &escape(value));
+    let new_elements = match attribute_value(value) {
+        // The innermost new element carries the attribute, as Wings creates it then sets it.
+        Some((name, value)) => {
+            let names = &names[depth..];
+            let (last, outer) = names.split_last().unwrap_or((&"", &[]));
+            let quoted = escape(value).replace('"', "&quot;");
+            chain(outer, &format!("<{last} {name}=\"{quoted}\"/>"))
+        }
+        None => chain(&names[depth..], &escape(value)),
+    };
     let parent_indent = line_indent(text, parent.start_tag.start);
     match (&parent.content, parent.children.last()) {
         (Some(_), Some(last)) => {
