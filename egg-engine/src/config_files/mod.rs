@@ -26,6 +26,8 @@
 //!   [`ConfigContext`]). In typed formats the text keeps the type of the value it replaces
 //!   where it can (a port stays a number, a string stays a string); a key that is created gets
 //!   a number when the text is an integer, like Wings does, and a string otherwise.
+//! - In XML, a text value written `[name='value']` sets attribute `name` of the element instead
+//!   of its text, as Wings does.
 //! - [`FindValue::Scalar`](nexus_core::model::FindValue::Scalar) is written as a number or a
 //!   boolean in JSON, YAML and TOML, and as its text elsewhere.
 //! - [`FindValue::Match`](nexus_core::model::FindValue::Match) (Pterodactyl's `if_value`)
