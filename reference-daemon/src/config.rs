@@ -92,7 +92,8 @@ pub struct Config {
     /// Directory holding one data directory per server (`<data_root>/<server uuid>`).
     /// Default `/var/lib/nexus/volumes`.
     pub data_root: PathBuf,
-    /// Directory of the daemon's own state (`agent-state.json`). Default `/var/lib/nexus/state`.
+    /// Directory of the daemon's own state (`agent-state.json`), locked by the running daemon
+    /// (a second one on it exits at start). Default `/var/lib/nexus/state`.
     pub state_dir: PathBuf,
     /// Docker Engine socket. Default `/var/run/docker.sock`.
     pub docker_socket: PathBuf,

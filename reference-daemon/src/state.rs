@@ -6,6 +6,11 @@
 //! serialised by a mutex (two concurrent saves would share the temp file). A missing file
 //! loads as an empty snapshot (first start); an unreadable one is an error, never silently
 //! an empty node, because forgetting servers would orphan their containers.
+//!
+//! The store holds an exclusive `flock` on `<state_dir>/lock` for as long as it lives (the
+//! kernel drops it when the process ends, `kill -9` included): two daemons on one state
+//! directory would adopt, stop and restart the same containers, so a second one is refused
+//! at open with an error naming the directory.
 
 use async_trait::async_trait;
 use nexus_core::agent::{AgentError, AgentSnapshot, AgentStateStore};
@@ -15,11 +20,16 @@ use std::path::{Path, PathBuf};
 /// Name of the snapshot file in the state directory.
 pub const STATE_FILE: &str = "agent-state.json";
 
+/// Name of the lock file in the state directory.
+pub const LOCK_FILE: &str = "lock";
+
 /// Stores the agent snapshot in `<state_dir>/agent-state.json`.
 #[derive(Debug)]
 pub struct FileStateStore {
     dir: PathBuf,
     lock: tokio::sync::Mutex<()>,
+    /// Holds the directory's `flock` while the store lives.
+    _held: std::fs::File,
 }
 
 impl FileStateStore {
@@ -29,7 +39,26 @@ impl FileStateStore {
         let dir = dir.into();
         std::fs::create_dir_all(&dir).map_err(|e| state_error("create", &dir, &e))?;
         set_private(&dir)?;
-        Ok(Self { dir, lock: tokio::sync::Mutex::new(()) })
+        let lock_path = dir.join(LOCK_FILE);
+        let held = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| state_error("open", &lock_path, &e))?;
+        match rustix::fs::flock(&held, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::WOULDBLOCK) => {
+                return Err(AgentError::State(format!(
+                    "another nexus-wings already uses the state directory {} (it holds {}); two daemons on one \
+                     state directory would adopt the same containers",
+                    dir.display(),
+                    lock_path.display()
+                )));
+            }
+            Err(e) => return Err(state_error("lock", &lock_path, &std::io::Error::from(e))),
+        }
+        Ok(Self { dir, lock: tokio::sync::Mutex::new(()), _held: held })
     }
 
     /// Path of the snapshot file.
@@ -113,5 +142,17 @@ mod tests {
         let store = FileStateStore::open(dir.path()).unwrap();
         std::fs::write(store.path(), b"{not json").unwrap();
         assert!(matches!(store.load().await, Err(AgentError::State(_))));
+    }
+
+    /// A second store on the same directory (a second daemon) is refused while the first
+    /// lives, and allowed once it is gone.
+    #[test]
+    fn a_second_store_on_one_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = FileStateStore::open(dir.path()).unwrap();
+        let second = FileStateStore::open(dir.path()).unwrap_err();
+        assert!(second.to_string().contains("already uses the state directory"), "{second}");
+        drop(first);
+        FileStateStore::open(dir.path()).unwrap();
     }
 }

@@ -228,3 +228,33 @@ async fn a_done_line_printed_while_the_daemon_is_down_is_seen_at_re_adoption() {
     until(&mut socket, Duration::from_secs(5), |e| is_line(e, "booting")).await;
     until(&mut socket, Duration::from_secs(5), |e| is_line(e, "server ready")).await;
 }
+
+/// Two daemons on one state directory would adopt, stop and restart the same containers: the
+/// second one exits at start with an error naming the directory, and the first keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_daemon_on_the_same_state_directory_exits() {
+    if docker().await.is_none() {
+        return;
+    }
+    let setup = Setup::new();
+    let _first = setup.spawn();
+    setup.client.wait_up(T).await;
+    let other = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let second_config = setup.dir.path().join("second.toml");
+    std::fs::write(&second_config, toml::to_string(&config(setup.dir.path(), setup.node, other)).unwrap()).unwrap();
+    let second_log = setup.dir.path().join("second.log");
+    let mut second = Wings::spawn(&second_config, std::fs::File::create(&second_log).unwrap().into());
+    let deadline = std::time::Instant::now() + T;
+    let status = loop {
+        if let Some(status) = second.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "the second daemon kept running");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(!status.success(), "the second daemon exited with {status}");
+    let said = std::fs::read_to_string(&second_log).unwrap();
+    assert!(said.contains("already uses the state directory"), "{said}");
+    let (status, _) = setup.client.get("/api/system").await;
+    assert_eq!(status, 200, "the first daemon keeps serving");
+}
