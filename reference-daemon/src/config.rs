@@ -72,6 +72,17 @@ pub enum LogFormat {
     Json,
 }
 
+/// The container engine a daemon runs servers on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuntimeKind {
+    /// The Docker Engine, through `docker_socket`.
+    #[default]
+    Docker,
+    /// A Podman service (`podman system service`), through `podman_socket`.
+    Podman,
+}
+
 /// The whole configuration file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -95,8 +106,12 @@ pub struct Config {
     /// Directory of the daemon's own state (`agent-state.json`), locked by the running daemon
     /// (a second one on it exits at start). Default `/var/lib/nexus/state`.
     pub state_dir: PathBuf,
-    /// Docker Engine socket. Default `/var/run/docker.sock`.
+    /// The container engine servers run on: `docker` (default) or `podman`.
+    pub runtime: RuntimeKind,
+    /// Docker Engine socket (with `runtime = "docker"`). Default `/var/run/docker.sock`.
     pub docker_socket: PathBuf,
+    /// Podman service socket (with `runtime = "podman"`). Default `/run/podman/podman.sock`.
+    pub podman_socket: PathBuf,
     /// Seconds a stop waits for the process to exit before killing it. Default 30.
     pub stop_timeout_secs: u64,
     /// Console lines replayed to a new console client. Default 150.
@@ -198,7 +213,9 @@ impl Default for Config {
             panel_url: None,
             data_root: PathBuf::from("/var/lib/nexus/volumes"),
             state_dir: PathBuf::from("/var/lib/nexus/state"),
+            runtime: RuntimeKind::Docker,
             docker_socket: PathBuf::from(nexus_runtime_docker::DEFAULT_SOCKET),
+            podman_socket: PathBuf::from(nexus_runtime_podman::DEFAULT_SOCKET),
             stop_timeout_secs: 30,
             console_replay_lines: 150,
             console_lines_per_second: 2000,

@@ -218,10 +218,19 @@ pub fn run(config: ResolvedConfig) -> Result<(), DaemonError> {
     // each idle one still costs a stack.
     let runtime = builder.enable_all().max_blocking_threads(32).build().map_err(io_error("start the tokio runtime"))?;
     runtime.block_on(async move {
-        let socket = &config.config.docker_socket;
-        let docker = nexus_runtime_docker::DockerRuntime::connect(socket)
-            .await?
-            .with_install_dir(config.config.state_dir.join("install"));
+        let install_dir = config.config.state_dir.join("install");
+        let runtime: Arc<dyn Runtime> = match config.config.runtime {
+            crate::config::RuntimeKind::Docker => Arc::new(
+                nexus_runtime_docker::DockerRuntime::connect(&config.config.docker_socket)
+                    .await?
+                    .with_install_dir(install_dir),
+            ),
+            crate::config::RuntimeKind::Podman => Arc::new(
+                nexus_runtime_podman::PodmanRuntime::connect(&config.config.podman_socket)
+                    .await?
+                    .with_install_dir(install_dir),
+            ),
+        };
         let panel: Arc<dyn PanelTransport> = match &config.config.panel_url {
             Some(url) => Arc::new(HttpPanelTransport::new(url, &config.token)?),
             None => {
@@ -229,7 +238,7 @@ pub fn run(config: ResolvedConfig) -> Result<(), DaemonError> {
                 Arc::new(NullPanelTransport)
             }
         };
-        let daemon = Daemon::start(&config, Arc::new(docker), panel).await?;
+        let daemon = Daemon::start(&config, runtime, panel).await?;
         daemon.serve(shutdown_signal()).await;
         Ok(())
     })

@@ -33,11 +33,17 @@ struct Setup {
 
 impl Setup {
     fn new() -> Self {
+        Self::with(|_| {})
+    }
+
+    fn with(adjust: impl FnOnce(&mut nexus_wings::config::Config)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let node = NodeId::new();
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
         let config_path = dir.path().join("wings.toml");
-        std::fs::write(&config_path, toml::to_string(&config(dir.path(), node, addr)).unwrap()).unwrap();
+        let mut config = config(dir.path(), node, addr);
+        adjust(&mut config);
+        std::fs::write(&config_path, toml::to_string(&config).unwrap()).unwrap();
         let log = dir.path().join("daemon.log");
         Self { client: Client::new(addr), node, config: config_path, log, _cleanup: Cleanup(node), dir }
     }
@@ -257,4 +263,64 @@ async fn a_second_daemon_on_the_same_state_directory_exits() {
     assert!(said.contains("already uses the state directory"), "{said}");
     let (status, _) = setup.client.get("/api/system").await;
     assert_eq!(status, 200, "the first daemon keeps serving");
+}
+
+/// The daemon on Podman (`runtime = "podman"`): a server is created, started and answers
+/// commands; `kill -9` of the daemon leaves it running, and the restarted daemon re-adopts it
+/// (same container, console attached) and stops it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_runs_and_readopts_servers_on_podman() {
+    let socket = std::env::var("NEXUS_TEST_PODMAN_SOCKET")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| nexus_runtime_podman::DEFAULT_SOCKET.to_owned());
+    let probe = nexus_runtime_podman::PodmanRuntime::connect(&socket).await.map(drop).map_err(|e| e.to_string());
+    if !nexus_core::conformance::require_service("Podman", probe) {
+        return;
+    }
+    let setup = Setup::with(|c| {
+        c.runtime = nexus_wings::config::RuntimeKind::Podman;
+        c.podman_socket = socket.clone().into();
+    });
+    let podman_ps = |only_running: bool| -> Vec<String> {
+        let filter = format!("label={}={}", nexus_core::agent::NODE_LABEL, setup.node);
+        let mut args =
+            vec!["--url".to_owned(), format!("unix://{socket}"), "ps".into(), "-q".into(), "--no-trunc".into()];
+        args.extend(["--filter".to_owned(), filter]);
+        if !only_running {
+            args.push("-a".into());
+        }
+        let out = std::process::Command::new("podman").args(&args).output().expect("podman ps");
+        String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+    };
+    let c = &setup.client;
+    let mut daemon = setup.spawn();
+    c.wait_up(T).await;
+    let spec = busybox_spec();
+    let id = spec.id;
+    assert_eq!(c.post("/api/servers", serde_json::to_value(&spec).unwrap()).await.0, 201);
+    let (status, body) = c.post(&format!("/api/servers/{id}/power?wait=true"), json!({ "action": "start" })).await;
+    assert_eq!(status, 204, "{body}");
+    c.wait_state(id, "running", T).await;
+    let mut socket_ws = console(&c.base, id, None).await;
+    send_command(&mut socket_ws, "on podman").await;
+    until(&mut socket_ws, T, |e| is_line(e, "got: on podman")).await;
+    let before = podman_ps(true);
+    assert_eq!(before.len(), 1, "one running container");
+
+    daemon.kill9();
+    drop(socket_ws);
+    assert_eq!(podman_ps(true), before, "the container survives the daemon");
+    let _daemon = setup.spawn();
+    c.wait_up(T).await;
+    c.wait_state(id, "running", T).await;
+    assert_eq!(podman_ps(false), before, "re-adopted: same container, no second one");
+    let mut socket_ws = console(&c.base, id, None).await;
+    send_command(&mut socket_ws, "after the restart").await;
+    until(&mut socket_ws, T, |e| is_line(e, "got: after the restart")).await;
+    let (status, body) = c.post(&format!("/api/servers/{id}/power?wait=true"), json!({ "action": "stop" })).await;
+    assert_eq!(status, 204, "{body}");
+    let (status, _) = c.call(reqwest::Method::DELETE, &format!("/api/servers/{id}"), None).await;
+    assert_eq!(status, 204);
+    assert!(podman_ps(false).is_empty(), "nothing left on podman");
 }
