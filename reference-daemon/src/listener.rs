@@ -187,10 +187,24 @@ impl<S> IdleTimeout<S> {
         }
     }
 
-    fn touched<T>(&mut self, result: &Poll<std::io::Result<T>>, moved: bool) {
-        if moved && matches!(result, Poll::Ready(Ok(_))) {
-            self.last_activity = Instant::now();
+    /// What one read or write of the inner stream becomes: a transfer that `moved` bytes
+    /// counts as activity; a pending one fails once the connection has idled too long.
+    fn settle<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        result: Poll<std::io::Result<T>>,
+        moved: bool,
+    ) -> Poll<std::io::Result<T>> {
+        match result {
+            Poll::Ready(Ok(_)) if moved => self.last_activity = Instant::now(),
+            Poll::Pending => {
+                if let Poll::Ready(error) = self.poll_expired(cx) {
+                    return Poll::Ready(Err(error));
+                }
+            }
+            Poll::Ready(_) => {}
         }
+        result
     }
 }
 
@@ -200,13 +214,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for IdleTimeout<S> {
         let before = buf.filled().len();
         let result = Pin::new(&mut this.inner).poll_read(cx, buf);
         let moved = buf.filled().len() > before;
-        this.touched(&result, moved);
-        if result.is_pending()
-            && let Poll::Ready(error) = this.poll_expired(cx)
-        {
-            return Poll::Ready(Err(error));
-        }
-        result
+        this.settle(cx, result, moved)
     }
 }
 
@@ -215,13 +223,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for IdleTimeout<S> {
         let this = self.get_mut();
         let result = Pin::new(&mut this.inner).poll_write(cx, data);
         let moved = matches!(result, Poll::Ready(Ok(n)) if n > 0);
-        this.touched(&result, moved);
-        if result.is_pending()
-            && let Poll::Ready(error) = this.poll_expired(cx)
-        {
-            return Poll::Ready(Err(error));
-        }
-        result
+        this.settle(cx, result, moved)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -240,13 +242,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for IdleTimeout<S> {
         let this = self.get_mut();
         let result = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
         let moved = matches!(result, Poll::Ready(Ok(n)) if n > 0);
-        this.touched(&result, moved);
-        if result.is_pending()
-            && let Poll::Ready(error) = this.poll_expired(cx)
-        {
-            return Poll::Ready(Err(error));
-        }
-        result
+        this.settle(cx, result, moved)
     }
 
     fn is_write_vectored(&self) -> bool {

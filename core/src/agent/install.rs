@@ -99,17 +99,11 @@ impl NodeAgent {
                 tokio::spawn(async move {
                     let mut throttle = super::throttle::Throttle::per_second(lines_per_second);
                     while let Some(line) = printed.recv().await {
-                        let admission = throttle.admit(tokio::time::Instant::now());
-                        if let Some(dropped) = admission.report {
-                            server.hub.notice(throttle.notice(dropped));
-                        }
-                        if admission.pass {
+                        if throttle.admit_reporting(tokio::time::Instant::now(), |n| server.hub.notice(n)) {
                             server.hub.publish(ConsoleEvent::Install(line.text));
                         }
                     }
-                    if let Some(dropped) = throttle.finish() {
-                        server.hub.notice(throttle.notice(dropped));
-                    }
+                    throttle.finish_reporting(|n| server.hub.notice(n));
                 })
             };
             let run = async {

@@ -319,11 +319,7 @@ impl NodeAgent {
                     }
                 };
                 let ready = watching && done.matches(&line.text);
-                let admission = throttle.admit(Instant::now());
-                if let Some(dropped) = admission.report {
-                    server.hub.notice(throttle.notice(dropped));
-                }
-                if admission.pass {
+                if throttle.admit_reporting(Instant::now(), |n| server.hub.notice(n)) {
                     Counters::bump(&counters.console_lines);
                     server.hub.publish(ConsoleEvent::Line(line));
                 } else {
@@ -337,9 +333,7 @@ impl NodeAgent {
                     }
                 }
             }
-            if let Some(dropped) = throttle.finish() {
-                server.hub.notice(throttle.notice(dropped));
-            }
+            throttle.finish_reporting(|n| server.hub.notice(n));
         });
     }
 

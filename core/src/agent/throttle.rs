@@ -85,6 +85,23 @@ impl Throttle {
         }
     }
 
+    /// [`admit`](Self::admit), the drops of a window that just closed told to `report` as
+    /// their [`notice`](Self::notice): whether to pass the line on.
+    pub fn admit_reporting(&mut self, now: Instant, report: impl FnOnce(String)) -> bool {
+        let admission = self.admit(now);
+        if let Some(dropped) = admission.report {
+            report(self.notice(dropped));
+        }
+        admission.pass
+    }
+
+    /// [`finish`](Self::finish), its drops told to `report` as their [`notice`](Self::notice).
+    pub fn finish_reporting(&mut self, report: impl FnOnce(String)) {
+        if let Some(dropped) = self.finish() {
+            report(self.notice(dropped));
+        }
+    }
+
     /// The notice text for `dropped` lines.
     pub fn notice(&self, dropped: u64) -> String {
         format!(

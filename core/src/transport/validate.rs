@@ -374,7 +374,7 @@ mod tests {
     fn spec() -> ServerSpec {
         ServerSpec {
             id: ServerId::new(),
-            image: "ghcr.io/pterodactyl/yolks:java_17".into(),
+            image: "nexus-test/yolks:java_17".into(),
             startup: "java -Xmx{{SERVER_MEMORY}}M -jar {{SERVER_JARFILE}}".into(),
             environment: BTreeMap::from([("SERVER_JARFILE".into(), "server.jar".into()), ("TZ".into(), "UTC".into())]),
             limits: ServerLimits {

@@ -75,7 +75,7 @@ pub(super) fn route(state: Arc<ApiState>) -> BoxedFilter<(Response,)> {
             }
             // Fail before the upgrade when the server does not exist: a typed 404, not a socket
             // that closes at once.
-            if state.agent.spec(server).is_none() {
+            if state.agent.state(server).is_none() {
                 return Ok(ApiError::new(404, "unknown_server", format!("unknown server {server}")).into_response());
             }
             let slot = match state.consoles.take(&caller, server) {

@@ -202,7 +202,7 @@ async fn power(state: &Arc<ApiState>, id: ServerId, action: PowerAction, wait: b
         state.agent.power(id, action).await?;
         return Ok(no_content());
     }
-    if state.agent.spec(id).is_none() {
+    if state.agent.state(id).is_none() {
         return Err(ApiError::new(404, "unknown_server", format!("unknown server {id}")));
     }
     state.power.submit(&state.agent, id, action)?;
