@@ -6,21 +6,19 @@
 //! | trait | implemented by |
 //! |---|---|
 //! | [`Runtime`](runtime::Runtime) | `nexus-runtime-docker`, `nexus-runtime-podman` |
-//! | [`Store`](store::Store) | `nexus-store-{postgres,mysql,sqlite}`, [`memory::MemoryStore`] |
-//! | [`NodeTransport`](transport::NodeTransport) / [`PanelTransport`](transport::PanelTransport) | HTTP in the daemon and panel, [`memory::InProcessTransport`] |
+//! | [`Store`](store::Store) | `nexus-store-{postgres,mysql,sqlite}`, `memory::MemoryStore` (feature `memory`) |
+//! | [`NodeTransport`](transport::NodeTransport) / [`PanelTransport`](transport::PanelTransport) | HTTP in the daemon and panel, `memory::InProcessTransport` (feature `memory`) |
 //! | [`TemplateSource`](template::TemplateSource) | `nexus-eggs` |
 //! | [`Placement`](placement::Placement) | [`placement::ScoringPlacement`] |
 //!
 //! This crate depends on nothing else in the workspace.
 
-pub mod agent;
-#[cfg(any(test, feature = "conformance"))]
-pub mod conformance;
 pub mod console;
 pub mod cron;
 pub mod env;
 pub mod ids;
 pub mod lifecycle;
+#[cfg(feature = "memory")]
 pub mod memory;
 pub mod model;
 pub mod placement;

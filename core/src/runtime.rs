@@ -1,8 +1,8 @@
 //! The container runtime a node runs servers with.
 //!
 //! One small trait, [`Runtime`], implemented by `nexus-runtime-docker` and
-//! `nexus-runtime-podman`; the node agent is written against it alone. [`engine`] holds what
-//! those implementations share.
+//! `nexus-runtime-podman`; the node agent is written against it alone. What those two share
+//! lives in `nexus-engine`.
 
 use crate::console::ConsoleLine;
 use crate::ids::ServerId;
@@ -17,8 +17,6 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::time::Duration;
 use tokio::io::AsyncWrite;
-
-pub mod engine;
 
 /// Label carrying the server id on every container Nexus creates.
 pub const SERVER_LABEL: &str = "io.nexus.server";
@@ -89,8 +87,8 @@ impl ContainerUser {
 /// How a container is confined beyond its resource limits.
 ///
 /// Every container a runtime creates also runs with `no-new-privileges` and without the
-/// capabilities in [`engine::spec::SERVER_DROPPED_CAPABILITIES`] (server containers) or
-/// [`engine::spec::INSTALL_DROPPED_CAPABILITIES`] (install containers); those are not
+/// capabilities in [`SERVER_DROPPED_CAPABILITIES`] (server containers) or
+/// [`INSTALL_DROPPED_CAPABILITIES`] (install containers); those are not
 /// optional. The default ([`Isolation::server`]) is the hardened server profile with the
 /// image's user; the node agent sets the node's unprivileged user.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -229,7 +227,7 @@ pub struct ResourceStats {
     pub pids: u64,
     /// Space the server's files take on disk, bytes, as last measured by the node (runtimes
     /// leave it 0; the node agent fills it in from
-    /// [`NodeAgent::record_disk_usage`](crate::agent::NodeAgent::record_disk_usage)).
+    /// `NodeAgent::record_disk_usage` of `nexus-agent`).
     #[serde(default)]
     pub disk_bytes: u64,
     /// Sample time.
@@ -354,3 +352,38 @@ pub trait Runtime: Send + Sync {
     /// Every container carrying the Nexus labels, for re-attaching after a daemon restart.
     async fn list_managed(&self) -> Result<Vec<ManagedContainer>, RuntimeError>;
 }
+
+/// Where the server's data directory is mounted, and the working directory of its process
+/// (egg startup commands such as `./teeworlds_srv` are relative to it).
+pub const HOME: &str = "/home/container";
+
+/// Where every container gets its size-limited tmpfs ([`Isolation::tmp_size_mb`](Isolation::tmp_size_mb)).
+pub const TMP_DIR: &str = "/tmp";
+
+/// Capabilities removed from server containers, on top of `no-new-privileges`: Wings' list
+/// (`SETPCAP`, `MKNOD`, `AUDIT_WRITE`, `NET_RAW`, `DAC_OVERRIDE`, `FOWNER`, `FSETID`,
+/// `NET_BIND_SERVICE`, `SYS_CHROOT`, `SETFCAP`) plus `CHOWN`. A game server needs none of
+/// them; run as an unprivileged user it has no effective capabilities at all, and these keep
+/// an image whose user is root from creating device nodes, set-id files for others, or raw
+/// sockets. What remains of the engines' default set is `SETUID`, `SETGID` and `KILL`.
+pub const SERVER_DROPPED_CAPABILITIES: &[&str] = &[
+    "CAP_AUDIT_WRITE",
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_MKNOD",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_RAW",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_SYS_CHROOT",
+];
+
+/// Capabilities removed from install containers. Install scripts run as root (as with Wings)
+/// and install packages, which needs ownership and permission overrides (`CHOWN`,
+/// `DAC_OVERRIDE`, `FOWNER`, `FSETID`, `SETUID`/`SETGID` for apt's sandbox user); device
+/// nodes, raw sockets, chroot and capability games are never needed. The node agent hands the
+/// installed files to the server's user afterwards, clearing set-id bits.
+pub const INSTALL_DROPPED_CAPABILITIES: &[&str] =
+    &["CAP_AUDIT_WRITE", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_SYS_CHROOT"];

@@ -3,7 +3,7 @@
 //! One small repository trait per aggregate; [`Repositories`] bundles them; a [`Store`] is
 //! repositories (each call atomic on its own) plus [`Store::begin`] for a
 //! [`StoreTransaction`] spanning several calls. Implemented by `nexus-store-postgres`,
-//! `-mysql`, `-sqlite` and by [`MemoryStore`](crate::memory::MemoryStore).
+//! `-mysql`, `-sqlite` and by `MemoryStore` (feature `memory`).
 
 use crate::ids::*;
 use crate::lifecycle::{LifecycleEvent, ServerState, Trigger};

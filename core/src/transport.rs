@@ -3,7 +3,7 @@
 //! Panel → node: [`NodeTransport::send`] carries a [`NodeCommand`] to one node, whose
 //! [`NodeHandler`] answers. Node → panel: [`PanelTransport::publish`] carries heartbeats and
 //! lifecycle events. The reference implementations are JSON over HTTPS (in the daemon and
-//! panel crates) and [`InProcessTransport`](crate::memory::InProcessTransport) for a single
+//! panel crates) and `InProcessTransport` (feature `memory`) for a single
 //! binary holding both planes.
 
 use crate::ids::{NodeId, ServerId};
@@ -18,6 +18,10 @@ use std::collections::BTreeMap;
 pub mod validate;
 
 pub use validate::SpecError;
+
+/// Longest console command a node accepts, in bytes (also the longest `stop` command of a
+/// [`ServerSpec`]).
+pub const MAX_COMMAND_BYTES: usize = 4096;
 
 /// What a node needs to run one server. Built by the panel from the server and its egg;
 /// [`ServerSpec::validate`] says whether a node will accept it (rules in [`validate`]).

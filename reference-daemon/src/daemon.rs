@@ -16,7 +16,7 @@ use crate::metrics::HttpMetrics;
 use crate::panel::{HttpPanelTransport, NullPanelTransport};
 use crate::preparer::EggPreparer;
 use crate::state::FileStateStore;
-use nexus_core::agent::{AgentConfig, AgentError, NodeAgent};
+use nexus_agent::{AgentConfig, AgentError, NodeAgent};
 use nexus_core::runtime::{Runtime, RuntimeError};
 use nexus_core::transport::{PanelTransport, TransportError};
 use std::future::Future;

@@ -24,7 +24,7 @@
 //! kernel instead; [`crate::host::DataRootMount`] reports whether the data root has them.
 
 use crate::api::files::FileManagers;
-use nexus_core::agent::{AgentError, NodeAgent};
+use nexus_agent::{AgentError, NodeAgent};
 use nexus_core::ids::ServerId;
 use nexus_core::transport::{PowerAction, ServerSpec};
 use std::sync::Arc;

@@ -149,7 +149,7 @@ mod tests {
             .map_err(|e| e.to_string())
             .and_then(|s| if s.success() { Ok(()) } else { Err(format!("mount exited with {s}")) });
         // Mounting needs root; under CI=true its absence fails the test.
-        if !nexus_core::conformance::require_service("mounting a tmpfs (root)", mounted) {
+        if !nexus_conformance::require_service("mounting a tmpfs (root)", mounted) {
             return;
         }
         let data_root = dir.path().join("volumes");

@@ -5,7 +5,7 @@
 //! cannot grow the label set: ids become `:id`, everything after `files/` becomes `*`, and a
 //! path outside the API's vocabulary becomes `other`.
 
-use nexus_core::agent::AgentMetrics;
+use nexus_agent::AgentMetrics;
 use nexus_core::lifecycle::ServerState;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

@@ -23,7 +23,7 @@
 
 use crate::files::{FilesConfig, FilesError, ServerFiles};
 use async_trait::async_trait;
-use nexus_core::agent::{AgentError, PreparedStart, StartPreparer};
+use nexus_agent::{AgentError, PreparedStart, StartPreparer};
 use nexus_core::model::ConfigFile;
 use nexus_core::transport::ServerSpec;
 use nexus_eggs::config_files::{ConfigContext, apply};

@@ -13,7 +13,7 @@
 //! at open with an error naming the directory.
 
 use async_trait::async_trait;
-use nexus_core::agent::{AgentError, AgentSnapshot, AgentStateStore};
+use nexus_agent::{AgentError, AgentSnapshot, AgentStateStore};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 

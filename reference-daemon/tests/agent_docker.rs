@@ -1,4 +1,4 @@
-//! The generic node agent of `nexus-core` (`nexus_core::agent`) on the real Docker runtime:
+//! The generic node agent of `nexus-core` (`nexus_agent`) on the real Docker runtime:
 //! done line → `Running`, console round trip, crash → automatic restart → crash loop, stop by
 //! command and by signal, serialized power actions, install success and failure, re-adoption
 //! after the agent dies, panel outage.
@@ -11,10 +11,10 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, reason = "test code: a failed expectation fails the test")]
 
 use async_trait::async_trait;
-use nexus_core::agent::{
+use nexus_agent::{
     AgentConfig, AgentError, ConsoleEvent, ConsoleSubscription, MemoryStateStore, NODE_LABEL, NodeAgent, ShellPreparer,
 };
-use nexus_core::conformance::runtime::BUSYBOX_IMAGE;
+use nexus_conformance::runtime::BUSYBOX_IMAGE;
 use nexus_core::ids::{NodeId, ServerId};
 use nexus_core::lifecycle::{LifecycleEvent, ServerState, TRANSITIONS, Trigger};
 use nexus_core::model::{DoneMatcher, EggScript, ServerLimits, StopMethod, StopSignal};

@@ -680,7 +680,7 @@ fn promtool_accepts(metrics: &str) {
     let mut child = match spawned {
         Ok(child) => child,
         Err(e) => {
-            nexus_core::conformance::require_service("promtool", Err(e.to_string()));
+            nexus_conformance::require_service("promtool", Err(e.to_string()));
             return;
         }
     };

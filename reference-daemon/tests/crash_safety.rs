@@ -275,7 +275,7 @@ async fn the_daemon_runs_and_readopts_servers_on_podman() {
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| nexus_runtime_podman::DEFAULT_SOCKET.to_owned());
     let probe = nexus_runtime_podman::PodmanRuntime::connect(&socket).await.map(drop).map_err(|e| e.to_string());
-    if !nexus_core::conformance::require_service("Podman", probe) {
+    if !nexus_conformance::require_service("Podman", probe) {
         return;
     }
     let setup = Setup::with(|c| {
@@ -283,7 +283,7 @@ async fn the_daemon_runs_and_readopts_servers_on_podman() {
         c.podman_socket = socket.clone().into();
     });
     let podman_ps = |only_running: bool| -> Vec<String> {
-        let filter = format!("label={}={}", nexus_core::agent::NODE_LABEL, setup.node);
+        let filter = format!("label={}={}", nexus_agent::NODE_LABEL, setup.node);
         let mut args =
             vec!["--url".to_owned(), format!("unix://{socket}"), "ps".into(), "-q".into(), "--no-trunc".into()];
         args.extend(["--filter".to_owned(), filter]);

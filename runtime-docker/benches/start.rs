@@ -1,5 +1,5 @@
 //! Create + start until the process runs: `DockerRuntime` against the `docker run -d` CLI
-//! (the shared harness of `nexus_runtime_testing::bench`, which documents the method).
+//! (the shared harness of `nexus_conformance::bench`, which documents the method).
 //!
 //! ```sh
 //! cargo bench -p nexus-runtime-docker --bench start          # 20 rounds
@@ -9,9 +9,5 @@
 use nexus_runtime_docker::DockerRuntime;
 
 fn main() {
-    nexus_runtime_testing::bench::start_benchmark_main(
-        "nexus-runtime-docker",
-        "docker",
-        DockerRuntime::connect_default,
-    );
+    nexus_conformance::bench::start_benchmark_main("nexus-runtime-docker", "docker", DockerRuntime::connect_default);
 }

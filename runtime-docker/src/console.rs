@@ -8,7 +8,7 @@ use bollard::query_parameters::AttachContainerOptionsBuilder;
 use futures::stream::{BoxStream, Stream, StreamExt};
 use nexus_core::console::{ConsoleLine, ConsoleStream};
 use nexus_core::runtime::RuntimeError;
-use nexus_core::runtime::engine::console::chunk_lines;
+use nexus_engine::console::chunk_lines;
 
 /// Which streams to attach.
 #[derive(Clone, Copy, Debug)]

@@ -1,5 +1,5 @@
 //! The engine calls the shared stop and install sequences of
-//! [`nexus_core::runtime::engine`] run on, over bollard.
+//! [`nexus_engine`] run on, over bollard.
 
 use crate::console::{self, Streams};
 use crate::error::{About, engine_error, is_not_found};
@@ -12,10 +12,10 @@ use bollard::query_parameters::{
 use futures::stream::BoxStream;
 use nexus_core::console::ConsoleLine;
 use nexus_core::model::StopSignal;
-use nexus_core::runtime::engine::container;
-use nexus_core::runtime::engine::install::InstallEngine;
-use nexus_core::runtime::engine::stop::StopEngine;
 use nexus_core::runtime::{ConsoleInput, ExitStatus, InstallSpec, RuntimeError};
+use nexus_engine::container;
+use nexus_engine::install::InstallEngine;
+use nexus_engine::stop::StopEngine;
 use std::path::Path;
 
 /// The Docker Engine as the shared sequences see it.

@@ -3,8 +3,8 @@
 
 use bollard::errors::Error;
 use nexus_core::runtime::RuntimeError;
-pub(crate) use nexus_core::runtime::engine::error::About;
-use nexus_core::runtime::engine::error::{io_error, status_error};
+pub(crate) use nexus_engine::error::About;
+use nexus_engine::error::{io_error, status_error};
 
 /// Maps an engine error for a request about `about`.
 pub(crate) fn engine_error(error: Error, about: About<'_>) -> RuntimeError {

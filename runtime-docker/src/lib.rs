@@ -19,9 +19,9 @@
 //! |---|---|
 //! | `create` | `POST /containers/create` named `nexus-server-<uuid>`, labels `io.nexus.server`/`io.nexus.managed`, `Init`, the data directory bind-mounted at `/home/container` (also the working directory), every port published for TCP and UDP, limits in `HostConfig`, stdin open without a TTY. Never pulls: a missing image is `ImageNotFound`. |
 //! | `attach` | `POST /containers/{id}/attach` (stdin, stdout, stderr, no log replay), frames split into lines by [`LineSplitter`](nexus_core::console::LineSplitter) per stream |
-//! | `stop` | the shared sequence of [`nexus_core::runtime::engine::stop`]: a console command written to stdin through a stdin-only attach, or a signal sent with `kill`; then `wait` up to the timeout, then `SIGKILL` |
+//! | `stop` | the shared sequence of [`nexus_engine::stop`]: a console command written to stdin through a stdin-only attach, or a signal sent with `kill`; then `wait` up to the timeout, then `SIGKILL` |
 //! | `stats` | `GET /containers/{id}/stats` (streamed), CPU % from successive counters, cut when the container stops |
-//! | `run_install` | [`nexus_core::runtime::engine::install`]: a container `nexus-install-<uuid>` with the script directory read-only at `/mnt/install` and the data directory at `/mnt/server`, output attached before start, always removed |
+//! | `run_install` | [`nexus_engine::install`]: a container `nexus-install-<uuid>` with the script directory read-only at `/mnt/install` and the data directory at `/mnt/server`, output attached before start, always removed |
 //! | `list_managed` | `GET /containers/json?all=1&filters={"label":["io.nexus.managed"]}` |
 //!
 //! Limits: memory (`Memory`), swap (`MemorySwap` = memory + swap, `-1` unlimited), CPU
@@ -49,8 +49,8 @@ mod spec;
 mod stats;
 
 pub use bollard;
-pub use nexus_core::runtime::engine::container::ContainerDetails;
-pub use nexus_core::runtime::engine::install::{INSTALL_LABEL, MAX_INSTALL_LOG_BYTES};
+pub use nexus_engine::container::ContainerDetails;
+pub use nexus_engine::install::{INSTALL_LABEL, MAX_INSTALL_LOG_BYTES};
 
 use async_trait::async_trait;
 use bollard::Docker;
@@ -64,12 +64,12 @@ use futures::stream::{BoxStream, StreamExt};
 use nexus_core::ServerId;
 use nexus_core::console::ConsoleLine;
 use nexus_core::model::{StopMethod, StopSignal};
-use nexus_core::runtime::engine::stop::StopEngine;
-use nexus_core::runtime::engine::{container, install, stop};
 use nexus_core::runtime::{
     ConsoleIo, ContainerId, ContainerSpec, ExitStatus, InstallOutcome, InstallSpec, MANAGED_LABEL, ManagedContainer,
     ResourceStats, Runtime, RuntimeError, SERVER_LABEL, StopOutcome, container_name,
 };
+use nexus_engine::stop::StopEngine;
+use nexus_engine::{container, install, stop};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -265,7 +265,7 @@ impl Runtime for DockerRuntime {
             .tail(&max_lines.to_string())
             .build();
         let frames = self.docker.logs(&id.0, Some(options));
-        nexus_core::runtime::engine::console::last_lines(console::lines(frames, id.0.clone()), max_lines).await
+        nexus_engine::console::last_lines(console::lines(frames, id.0.clone()), max_lines).await
     }
 
     async fn attach(&self, id: &ContainerId) -> Result<ConsoleIo, RuntimeError> {

@@ -3,13 +3,13 @@
 
 use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType, PortBinding as DockerPortBinding, PortMap};
 use nexus_core::model::ServerLimits;
-use nexus_core::runtime::engine::install::{INSTALL_LABEL, INSTALL_SCRIPT, INSTALL_SCRIPT_DIR, INSTALL_SERVER_DIR};
-use nexus_core::runtime::engine::limits::EngineLimits;
-use nexus_core::runtime::engine::spec::{
+use nexus_core::runtime::{ContainerSpec, InstallSpec, Isolation, MANAGED_LABEL, RuntimeError, SERVER_LABEL};
+use nexus_engine::install::{INSTALL_LABEL, INSTALL_SCRIPT, INSTALL_SCRIPT_DIR, INSTALL_SERVER_DIR};
+use nexus_engine::limits::EngineLimits;
+use nexus_engine::spec::{
     HOME, INSTALL_DROPPED_CAPABILITIES, NO_NEW_PRIVILEGES, SERVER_DROPPED_CAPABILITIES, TMP_DIR, check_server_spec,
     tmpfs_options,
 };
-use nexus_core::runtime::{ContainerSpec, InstallSpec, Isolation, MANAGED_LABEL, RuntimeError, SERVER_LABEL};
 use std::collections::HashMap;
 use std::path::Path;
 

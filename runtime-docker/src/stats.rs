@@ -6,8 +6,8 @@ use bollard::models::{ContainerCpuStats, ContainerStatsResponse};
 use bollard::query_parameters::{StatsOptionsBuilder, WaitContainerOptionsBuilder};
 use chrono::{DateTime, Utc};
 use futures::stream::{BoxStream, StreamExt};
-use nexus_core::runtime::engine::stats::{CpuCounters, CpuTracker};
 use nexus_core::runtime::{ResourceStats, RuntimeError};
+use nexus_engine::stats::{CpuCounters, CpuTracker};
 
 /// CPU counters of one sample: the container's total CPU time against the host's (all
 /// cores), in ns.

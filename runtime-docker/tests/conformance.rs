@@ -6,9 +6,9 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, reason = "test code: a failed expectation fails the test")]
 
 use async_trait::async_trait;
+use nexus_conformance::require_service;
+use nexus_conformance::runtime::{EngineProbe, EngineView, Subject};
 use nexus_core::ServerId;
-use nexus_core::conformance::require_service;
-use nexus_core::conformance::runtime::{EngineProbe, EngineView, Subject};
 use nexus_core::runtime::{ContainerId, RuntimeError, SERVER_LABEL};
 use nexus_runtime_docker::DockerRuntime;
 use nexus_runtime_docker::bollard::models::{ContainerCreateBody, HostConfig};
@@ -67,5 +67,5 @@ async fn subject() -> Option<Subject> {
 }
 
 mod conformance {
-    nexus_core::runtime_conformance_tests!(super::subject);
+    nexus_conformance::runtime_conformance_tests!(super::subject);
 }

@@ -1,5 +1,5 @@
 //! Create + start until the process runs: `PodmanRuntime` against the `podman run -d` CLI
-//! (the shared harness of `nexus_runtime_testing::bench`, which documents the method).
+//! (the shared harness of `nexus_conformance::bench`, which documents the method).
 //!
 //! ```sh
 //! cargo bench -p nexus-runtime-podman --bench start          # 20 rounds
@@ -13,7 +13,7 @@
 use nexus_runtime_podman::PodmanRuntime;
 
 fn main() {
-    nexus_runtime_testing::bench::start_benchmark_main("nexus-runtime-podman", "podman", || async {
+    nexus_conformance::bench::start_benchmark_main("nexus-runtime-podman", "podman", || async {
         match std::env::var("NEXUS_TEST_PODMAN_SOCKET") {
             Ok(socket) if !socket.is_empty() => PodmanRuntime::connect(socket).await,
             _ => PodmanRuntime::connect_default().await,

@@ -1,6 +1,6 @@
 //! The engine calls, as plain methods over podman-api (and the raw libpod calls of
 //! `libpod.rs` where podman-api falls short), with errors mapped; and the small engine traits
-//! of `nexus_core::runtime::engine` the shared stop and install sequences run on.
+//! of `nexus_engine` the shared stop and install sequences run on.
 
 use crate::console::{self, Streams};
 use crate::error::{About, api_error};
@@ -11,10 +11,10 @@ use futures::stream::BoxStream;
 use nexus_core::ServerId;
 use nexus_core::console::ConsoleLine;
 use nexus_core::model::StopSignal;
-use nexus_core::runtime::engine::container;
-use nexus_core::runtime::engine::install::InstallEngine;
-use nexus_core::runtime::engine::stop::StopEngine;
 use nexus_core::runtime::{ConsoleInput, ExitStatus, InstallSpec, RuntimeError};
+use nexus_engine::container;
+use nexus_engine::install::InstallEngine;
+use nexus_engine::stop::StopEngine;
 use podman_api::Podman;
 use podman_api::models::InspectContainerData;
 use podman_api::opts::ContainerDeleteOpts;

@@ -6,8 +6,8 @@ use crate::libpod::{Libpod, Upgraded};
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt};
 use nexus_core::console::{ConsoleLine, ConsoleStream};
-use nexus_core::runtime::engine::console::{OutputChunk, chunk_lines};
 use nexus_core::runtime::{ConsoleInput, RuntimeError};
+use nexus_engine::console::{OutputChunk, chunk_lines};
 use tokio::io::{AsyncRead, AsyncReadExt, BufReader, ReadHalf};
 
 /// Which streams to attach.

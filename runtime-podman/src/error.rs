@@ -6,7 +6,7 @@
 //! [`status_error`] weighs both.
 
 use nexus_core::runtime::RuntimeError;
-pub(crate) use nexus_core::runtime::engine::error::{About, io_error, status_error};
+pub(crate) use nexus_engine::error::{About, io_error, status_error};
 use podman_api::Error;
 
 /// Maps a podman-api error for a request about `about`.

@@ -20,10 +20,10 @@
 //! |---|---|
 //! | `create` | `POST /libpod/containers/create` named `nexus-server-<uuid>`, labels `io.nexus.server`/`io.nexus.managed`/`io.nexus.image`, `init`, the data directory bind-mounted at `/home/container` (also the working directory), every port published for TCP and UDP, limits as OCI `LinuxResources`, stdin open without a TTY. Never pulls: a missing image is `ImageNotFound`. |
 //! | `attach` | `POST /libpod/containers/{id}/attach` upgraded to a raw stream (stdin, stdout, stderr, no log replay), frames split into lines by [`LineSplitter`](nexus_core::console::LineSplitter) per stream |
-//! | `stop` | the shared sequence of [`nexus_core::runtime::engine::stop`]: a console command through a stdin-only attach, or a signal (`kill?signal=`); `wait` up to the timeout; then `SIGKILL` |
+//! | `stop` | the shared sequence of [`nexus_engine::stop`]: a console command through a stdin-only attach, or a signal (`kill?signal=`); `wait` up to the timeout; then `SIGKILL` |
 //! | `wait` | `POST /libpod/containers/{id}/wait` on the not-running states; its answer is the exit code |
 //! | `stats` | `GET /libpod/containers/stats?stream=true&interval=1`, CPU % from successive counters, cut when the container stops |
-//! | `run_install` | [`nexus_core::runtime::engine::install`]: a container `nexus-install-<uuid>` with the script directory read-only at `/mnt/install` and the data directory at `/mnt/server`, output attached before start, always removed |
+//! | `run_install` | [`nexus_engine::install`]: a container `nexus-install-<uuid>` with the script directory read-only at `/mnt/install` and the data directory at `/mnt/server`, output attached before start, always removed |
 //! | `list_managed` | `GET /libpod/containers/json?all=true&filters={"label":["io.nexus.managed"]}` |
 //! | `destroy` | `DELETE /libpod/containers/{id}?force=true&v=true&timeout=0` |
 //!
@@ -75,8 +75,8 @@ mod libpod;
 mod spec;
 mod stats;
 
-pub use nexus_core::runtime::engine::container::ContainerDetails;
-pub use nexus_core::runtime::engine::install::{INSTALL_LABEL, MAX_INSTALL_LOG_BYTES};
+pub use nexus_engine::container::ContainerDetails;
+pub use nexus_engine::install::{INSTALL_LABEL, MAX_INSTALL_LOG_BYTES};
 pub use podman_api;
 pub use spec::IMAGE_LABEL;
 
@@ -88,11 +88,11 @@ use futures::stream::BoxStream;
 use nexus_core::ServerId;
 use nexus_core::console::ConsoleLine;
 use nexus_core::model::{StopMethod, StopSignal};
-use nexus_core::runtime::engine::{container, install, stop};
 use nexus_core::runtime::{
     ConsoleIo, ContainerId, ContainerSpec, ExitStatus, InstallOutcome, InstallSpec, MANAGED_LABEL, ManagedContainer,
     ResourceStats, Runtime, RuntimeError, SERVER_LABEL, StopOutcome,
 };
+use nexus_engine::{container, install, stop};
 use podman_api::Podman;
 use podman_api::opts::{ContainerListFilter, ContainerListOpts};
 use std::collections::BTreeMap;
@@ -234,17 +234,13 @@ impl Runtime for PodmanRuntime {
         let path = format!("/containers/{}/logs?stdout=true&stderr=true&since={since}&tail={max_lines}", id.0);
         let body = self.api.libpod.get_stream(&path, About::Container(&id.0)).await?;
         let read = http_body_util::Limited::new(body, MAX_LOG_BYTES).collect();
-        let bytes = match tokio::time::timeout(nexus_core::runtime::engine::console::LOG_READ_DEADLINE, read).await {
+        let bytes = match tokio::time::timeout(nexus_engine::console::LOG_READ_DEADLINE, read).await {
             Ok(Ok(collected)) => collected.to_bytes(),
             Ok(Err(e)) => return Err(RuntimeError::Engine(format!("reading the log of {}: {e}", id.0))),
             Err(_) => return Err(RuntimeError::Engine(format!("the log of {} was not read in time", id.0))),
         };
         let chunks = futures::stream::iter(console::log_frames(bytes));
-        nexus_core::runtime::engine::console::last_lines(
-            nexus_core::runtime::engine::console::chunk_lines(chunks),
-            max_lines,
-        )
-        .await
+        nexus_engine::console::last_lines(nexus_engine::console::chunk_lines(chunks), max_lines).await
     }
 
     async fn attach(&self, id: &ContainerId) -> Result<ConsoleIo, RuntimeError> {

@@ -3,13 +3,13 @@
 //! reports.
 
 use nexus_core::model::ServerLimits;
-use nexus_core::runtime::engine::install::{INSTALL_LABEL, INSTALL_SCRIPT, INSTALL_SCRIPT_DIR, INSTALL_SERVER_DIR};
-use nexus_core::runtime::engine::limits::EngineLimits;
-use nexus_core::runtime::engine::spec::{
-    HOME, INSTALL_DROPPED_CAPABILITIES, SERVER_DROPPED_CAPABILITIES, TMP_DIR, check_server_spec, tmpfs_options,
-};
 use nexus_core::runtime::{
     ContainerSpec, InstallSpec, Isolation, MANAGED_LABEL, RuntimeError, SERVER_LABEL, container_name,
+};
+use nexus_engine::install::{INSTALL_LABEL, INSTALL_SCRIPT, INSTALL_SCRIPT_DIR, INSTALL_SERVER_DIR};
+use nexus_engine::limits::EngineLimits;
+use nexus_engine::spec::{
+    HOME, INSTALL_DROPPED_CAPABILITIES, SERVER_DROPPED_CAPABILITIES, TMP_DIR, check_server_spec, tmpfs_options,
 };
 use podman_api::models::{ContainerMount, InspectContainerHostConfig, LinuxResources, PortMapping};
 use podman_api::opts::ContainerCreateOpts;

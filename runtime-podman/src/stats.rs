@@ -7,8 +7,8 @@ use chrono::DateTime;
 use futures::future::BoxFuture;
 use futures::stream::{BoxStream, StreamExt};
 use http_body_util::BodyExt;
-use nexus_core::runtime::engine::stats::{CpuCounters, CpuTracker};
 use nexus_core::runtime::{ResourceStats, RuntimeError};
+use nexus_engine::stats::{CpuCounters, CpuTracker};
 use podman_api::models::ContainerStats;
 use serde::Deserialize;
 

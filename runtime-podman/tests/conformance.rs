@@ -8,9 +8,9 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, reason = "test code: a failed expectation fails the test")]
 
 use async_trait::async_trait;
+use nexus_conformance::require_service;
+use nexus_conformance::runtime::{EngineProbe, EngineView, Subject};
 use nexus_core::ServerId;
-use nexus_core::conformance::require_service;
-use nexus_core::conformance::runtime::{EngineProbe, EngineView, Subject};
 use nexus_core::runtime::{ContainerId, RuntimeError, SERVER_LABEL};
 use nexus_runtime_podman::PodmanRuntime;
 use nexus_runtime_podman::podman_api::opts::{ContainerCreateOpts, ContainerListFilter, ContainerListOpts};
@@ -70,5 +70,5 @@ fn failed(e: nexus_runtime_podman::podman_api::Error) -> RuntimeError {
 }
 
 mod conformance {
-    nexus_core::runtime_conformance_tests!(super::subject);
+    nexus_conformance::runtime_conformance_tests!(super::subject);
 }

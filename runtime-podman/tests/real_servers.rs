@@ -1,14 +1,14 @@
 //! Real game servers through their real eggs on a local Podman service: the shared scenarios
-//! of `nexus_runtime_testing::teeworlds` and `nexus_runtime_testing::minetest` (what they
+//! of `nexus_conformance::teeworlds` and `nexus_conformance::minetest` (what they
 //! check, and what stands in for the eggs' installs, is documented there).
 
 #![allow(clippy::expect_used, clippy::unwrap_used, reason = "test code: a failed expectation fails the test")]
 
-use nexus_core::conformance::require_service;
+use nexus_conformance::minetest::minetest_egg_runs_on_a_terminal;
+use nexus_conformance::require_service;
+use nexus_conformance::teeworlds::teeworlds_egg_runs_listens_and_stops;
 use nexus_core::runtime::ContainerId;
 use nexus_runtime_podman::PodmanRuntime;
-use nexus_runtime_testing::minetest::minetest_egg_runs_on_a_terminal;
-use nexus_runtime_testing::teeworlds::teeworlds_egg_runs_listens_and_stops;
 use std::future::Future;
 
 async fn podman() -> Option<PodmanRuntime> {

@@ -13,8 +13,8 @@ use crate::backend::Backend;
 use crate::repo::{accounts, infra, servers};
 use crate::store::{SqlStore, StoreOptions};
 use diesel::RunQueryDsl;
-use nexus_core::conformance::require_service;
-use nexus_core::conformance::store::fixtures;
+use nexus_conformance::require_service;
+use nexus_conformance::store::fixtures;
 use nexus_core::ids::*;
 use nexus_core::model::*;
 use nexus_core::store::*;
@@ -152,7 +152,7 @@ fn test_options() -> StoreOptions {
 }
 
 /// A migrated store on a fresh throwaway database that is removed with the store: the
-/// `make` of `nexus_core::store_conformance_tests!`. `None` when the server is unreachable
+/// `make` of `nexus_conformance::store_conformance_tests!`. `None` when the server is unreachable
 /// and [`require_service`] allows a skip (it panics under `CI=true`).
 pub async fn fresh_store<B: TestBackend>() -> Option<SqlStore<B>> {
     let db = throwaway::<B>()?;

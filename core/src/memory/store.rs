@@ -946,20 +946,3 @@ impl<B: Backing> AuditRepo for B {
         self.read(|s| s.list_audit(subject, page)).await
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The whole store conformance suite, one test per case.
-    mod conformance {
-        use super::MemoryStore;
-        crate::store_conformance_tests!(|| async { Some(MemoryStore::new()) });
-    }
-
-    /// The same suite through `run_all`, on a single-threaded runtime.
-    #[tokio::test]
-    async fn conformance_run_all_on_current_thread() {
-        crate::conformance::store::run_all(|| async { Some(MemoryStore::new()) }).await;
-    }
-}

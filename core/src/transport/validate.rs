@@ -32,8 +32,8 @@
 //! a letter or digit: a syntax check only (no whitespace, no option-like `-x`, nothing an
 //! engine would have to guess at); whether the image exists is the runtime's to say at start.
 
+use super::MAX_COMMAND_BYTES;
 use super::ServerSpec;
-use crate::agent::{DoneWatcher, MAX_COMMAND_BYTES};
 use crate::model::{DoneMatcher, StopMethod};
 use std::net::IpAddr;
 
@@ -268,7 +268,11 @@ impl ServerSpec {
             }
         }
         // Each pattern compiled alone; together they may still exceed the set's size limit.
-        DoneWatcher::new(&self.done).map_err(|e| SpecError::new("done", e.to_string()))?;
+        let patterns = self.done.iter().filter_map(|m| match m {
+            DoneMatcher::Regex(pattern) => Some(pattern.as_str()),
+            DoneMatcher::Substring(_) => None,
+        });
+        regex::RegexSet::new(patterns).map_err(|e| SpecError::new("done", format!("done patterns: {e}")))?;
         Ok(())
     }
 

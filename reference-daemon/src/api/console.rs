@@ -28,7 +28,7 @@ use super::request::server_id;
 use super::{ApiError, ApiState, caller, require, with_state};
 use crate::auth::Caller;
 use futures::{SinkExt as _, StreamExt as _};
-use nexus_core::agent::{ConsoleEvent, SharedEvent, lagged_notice};
+use nexus_agent::{ConsoleEvent, SharedEvent, lagged_notice};
 use nexus_core::ids::ServerId;
 use nexus_core::model::Permission;
 use serde::Deserialize;

@@ -18,7 +18,7 @@
 //! 4. 404, when no route has the path.
 
 use crate::files::FilesError;
-use nexus_core::agent::AgentError;
+use nexus_agent::AgentError;
 use nexus_core::transport::SpecError;
 use serde::Serialize;
 use std::convert::Infallible;

@@ -29,7 +29,7 @@ use super::{ApiError, ApiState, caller, json, no_content, require, respond, with
 use crate::auth::Caller;
 use crate::files::{ArchiveFormat, FileEntry, FileKind, FileOwner, FilesConfig, ServerFiles};
 use futures::StreamExt as _;
-use nexus_core::agent::NodeAgent;
+use nexus_agent::NodeAgent;
 use nexus_core::ids::ServerId;
 use nexus_core::model::Permission;
 use serde::Deserialize;

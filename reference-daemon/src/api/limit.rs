@@ -13,7 +13,7 @@
 
 use super::ApiError;
 use crate::auth::Caller;
-use nexus_core::agent::AgentError;
+use nexus_agent::AgentError;
 use nexus_core::ids::ServerId;
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -58,7 +58,7 @@ use crate::auth::{Caller, NodeToken, TokenSigner};
 use crate::metrics::HttpMetrics;
 use crate::preparer::EggPreparer;
 use files::FileManagers;
-use nexus_core::agent::NodeAgent;
+use nexus_agent::NodeAgent;
 use nexus_core::ids::ServerId;
 use nexus_core::model::Permission;
 use std::collections::HashMap;

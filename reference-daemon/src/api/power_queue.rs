@@ -4,7 +4,7 @@
 //! for minutes. Over the bound the request is refused with `429 too_many_power_actions`.
 
 use super::ApiError;
-use nexus_core::agent::NodeAgent;
+use nexus_agent::NodeAgent;
 use nexus_core::ids::ServerId;
 use nexus_core::transport::PowerAction;
 use std::collections::HashMap;

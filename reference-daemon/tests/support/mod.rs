@@ -4,9 +4,9 @@
 #![allow(dead_code, reason = "each test binary uses a subset")]
 
 use futures::{SinkExt as _, StreamExt as _};
-use nexus_core::agent::NODE_LABEL;
-use nexus_core::conformance::require_service;
-use nexus_core::conformance::runtime::BUSYBOX_IMAGE;
+use nexus_agent::NODE_LABEL;
+use nexus_conformance::require_service;
+use nexus_conformance::runtime::BUSYBOX_IMAGE;
 use nexus_core::ids::{NodeId, ServerId};
 use nexus_core::model::{DoneMatcher, EggScript, ServerLimits, StopMethod};
 use nexus_core::runtime::Runtime;
@@ -285,7 +285,7 @@ pub fn inspect(id: &str, format: &str) -> String {
 
 /// A loopback port free for TCP and UDP (the runtime conformance suite's helper).
 #[allow(unused_imports, reason = "each test binary uses a subset")]
-pub use nexus_core::conformance::runtime::context::free_port;
+pub use nexus_conformance::runtime::context::free_port;
 
 /// The `nexus-wings` binary running as a child process; killed (SIGKILL) when dropped.
 pub struct Wings(pub std::process::Child);

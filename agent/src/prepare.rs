@@ -1,0 +1,53 @@
+//! [`StartPreparer`]: what turns a [`ServerSpec`] into the process a container runs.
+//!
+//! Startup rendering and config-file patching live in `nexus-eggs`, which core cannot depend
+//! on; the daemon implements this trait with it. [`ShellPreparer`] is the trivial version.
+
+use super::error::AgentError;
+use async_trait::async_trait;
+use nexus_core::transport::ServerSpec;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The command and environment of one start.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PreparedStart {
+    /// Command run in the container; empty keeps the image's default.
+    pub command: Vec<String>,
+    /// Environment of the process (and of install scripts).
+    pub env: BTreeMap<String, String>,
+    /// What went wrong without stopping the start (a config file that could not be patched,
+    /// as Wings logs and goes on), shown on the server's console before it starts.
+    pub notices: Vec<String>,
+}
+
+/// Turns a [`ServerSpec`] into what the container runs.
+#[async_trait]
+pub trait StartPreparer: Send + Sync {
+    /// Called before every start, after the data directory `data_dir` exists: renders the
+    /// startup command and environment, patches config files.
+    async fn prepare(&self, spec: &ServerSpec, data_dir: &Path) -> Result<PreparedStart, AgentError>;
+
+    /// The environment of an install script. Defaults to [`prepare`](Self::prepare)'s; an
+    /// implementation whose `prepare` has side effects (config patching) should override it.
+    async fn install_env(&self, spec: &ServerSpec, data_dir: &Path) -> Result<BTreeMap<String, String>, AgentError> {
+        Ok(self.prepare(spec, data_dir).await?.env)
+    }
+}
+
+/// Runs the spec's `startup` unchanged under `sh -c`, with the spec's environment. No
+/// `{{VAR}}` rendering and no config files: for tests and for embedders whose startup already
+/// is a shell command.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ShellPreparer;
+
+#[async_trait]
+impl StartPreparer for ShellPreparer {
+    async fn prepare(&self, spec: &ServerSpec, _data_dir: &Path) -> Result<PreparedStart, AgentError> {
+        Ok(PreparedStart {
+            command: vec!["sh".into(), "-c".into(), spec.startup.clone()],
+            env: spec.environment.clone(),
+            notices: Vec::new(),
+        })
+    }
+}

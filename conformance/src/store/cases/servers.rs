@@ -1,0 +1,381 @@
+//! Servers, their lifecycle events, schedules and backups.
+
+use crate::store::fixtures::*;
+use nexus_core::ids::*;
+use nexus_core::lifecycle::{LifecycleEvent, ServerState, Trigger};
+use nexus_core::model::*;
+use nexus_core::store::*;
+use std::sync::Arc;
+
+/// Servers round-trip every field; creating one assigns all its allocations to it and no others.
+pub async fn servers_round_trip_assigns_allocations(store: Arc<dyn Store>) {
+    let world = World::seed(&*store, 4).await;
+    let server = world.create_server(&*store, &[2, 0, 1]).await;
+    assert_eq!(store.get_server(server.id).await.expect("get"), server, "round-trip, allocation order kept");
+    for index in [0, 1, 2] {
+        let allocation = store.get_allocation(world.allocation(index)).await.expect("get allocation");
+        assert_eq!(allocation.server, Some(server.id), "allocation {index} assigned");
+    }
+    assert_eq!(store.get_allocation(world.allocation(3)).await.expect("get").server, None, "others stay free");
+    assert_err!(store.get_server(ServerId::new()).await, StoreError::NotFound { .. }, "get unknown");
+}
+
+/// `list_servers` filters by owner, node and egg (empty filter: all), orders by creation time
+/// then id, and pages.
+pub async fn servers_listed_filtered_and_paged(store: Arc<dyn Store>) {
+    let a = World::seed(&*store, 4).await;
+    let b = World::seed(&*store, 2).await;
+    let make = |world: &World, index: usize, at: i64| Server { created_at: ts(at), ..world.server(&[index]) };
+    let a30 = make(&a, 0, 30);
+    let b10 = make(&b, 0, 10);
+    let a20 = make(&a, 1, 20);
+    let a10 = make(&a, 2, 10);
+    // Owner from `a`, node and egg from `b`: the filters are independent.
+    let mixed = Server { owner: a.user.id, created_at: ts(40), ..b.server(&[1]) };
+    for server in [&a30, &b10, &a20, &a10, &mixed] {
+        store.create_server(server).await.expect("create server");
+    }
+    let ids = |servers: Vec<Server>| servers.into_iter().map(|s| s.id).collect::<Vec<_>>();
+    let list = |filter: ServerFilter, page: Page| {
+        let store = Arc::clone(&store);
+        async move { ids(store.list_servers(&filter, page).await.expect("list_servers")) }
+    };
+    let (first10, second10) = if a10.id < b10.id { (a10.id, b10.id) } else { (b10.id, a10.id) };
+
+    let all = list(ServerFilter::default(), Page::all()).await;
+    assert_eq!(all, [first10, second10, a20.id, a30.id, mixed.id], "by created_at, then id");
+    let owned = list(ServerFilter { owner: Some(a.user.id), ..ServerFilter::default() }, Page::all()).await;
+    assert_eq!(owned, [a10.id, a20.id, a30.id, mixed.id], "by owner");
+    let on_b = list(ServerFilter { node: Some(b.node.id), ..ServerFilter::default() }, Page::all()).await;
+    assert_eq!(on_b, [b10.id, mixed.id], "by node");
+    let egg_a = list(ServerFilter { egg: Some(a.egg.id), ..ServerFilter::default() }, Page::all()).await;
+    assert_eq!(egg_a, [a10.id, a20.id, a30.id], "by egg");
+    let both = ServerFilter { owner: Some(a.user.id), node: Some(b.node.id), egg: Some(b.egg.id) };
+    assert_eq!(list(both, Page::all()).await, [mixed.id], "filters combine");
+    let none = ServerFilter { owner: Some(b.user.id), node: Some(a.node.id), egg: None };
+    assert!(list(none, Page::all()).await.is_empty(), "no match");
+    let page = list(ServerFilter { owner: Some(a.user.id), ..ServerFilter::default() }, Page { offset: 1, limit: 2 });
+    assert_eq!(page.await, [a20.id, a30.id], "filter, then page");
+}
+
+/// `create_server` fails with `AllocationUnavailable` for an allocation that is taken, on
+/// another node, missing or listed twice, with `InvalidReference` for a missing owner or egg,
+/// with `Duplicate` for a taken id — and then changes nothing.
+pub async fn server_create_conflicts_change_nothing(store: Arc<dyn Store>) {
+    let world = World::seed(&*store, 3).await;
+    let elsewhere = World::seed(&*store, 1).await;
+    let existing = world.create_server(&*store, &[0]).await;
+    let missing = AllocationId::new();
+
+    let cases = [
+        (world.allocation(0), "taken by another server"),
+        (elsewhere.allocation(0), "on another node"),
+        (missing, "does not exist"),
+        (world.allocation(1), "listed twice"),
+    ];
+    for (extra, why) in cases {
+        let server = Server { extra_allocations: vec![world.allocation(2), extra], ..world.server(&[1]) };
+        match store.create_server(&server).await {
+            Err(StoreError::AllocationUnavailable { allocation, .. }) => {
+                assert_eq!(allocation, extra, "the error names the unavailable allocation ({why})")
+            }
+            other => panic!("allocation {why}: expected AllocationUnavailable, got {other:?}"),
+        }
+        assert_err!(store.get_server(server.id).await, StoreError::NotFound { .. }, "server stored although {why}");
+    }
+
+    let orphan = Server { owner: UserId::new(), ..world.server(&[1]) };
+    assert_err!(store.create_server(&orphan).await, StoreError::InvalidReference(_), "unknown owner");
+    let eggless = Server { egg: EggId::new(), ..world.server(&[1]) };
+    assert_err!(store.create_server(&eggless).await, StoreError::InvalidReference(_), "unknown egg");
+    // With an unknown node the allocations are also "on another node"; either error will do.
+    let nodeless = Server { node: NodeId::new(), ..world.server(&[1]) };
+    assert_err!(
+        store.create_server(&nodeless).await,
+        StoreError::InvalidReference(_) | StoreError::AllocationUnavailable { .. },
+        "unknown node"
+    );
+    let twin = Server { id: existing.id, ..world.server(&[1]) };
+    assert_err!(store.create_server(&twin).await, StoreError::Duplicate { .. }, "same id");
+
+    for index in [1, 2] {
+        assert_eq!(store.get_allocation(world.allocation(index)).await.expect("get").server, None, "still free");
+    }
+    assert_eq!(store.get_allocation(elsewhere.allocation(0)).await.expect("get").server, None, "still free");
+    assert_eq!(store.get_server(existing.id).await.expect("get"), existing, "existing server untouched");
+    let all = store.list_servers(&ServerFilter::default(), Page::all()).await.expect("list");
+    assert_eq!(all, [existing], "only the first server exists");
+}
+
+/// An allocation claimed for a server id that does not exist yet can be used to create that
+/// server (and only that server).
+pub async fn server_create_accepts_allocation_claimed_for_it(store: Arc<dyn Store>) {
+    let world = World::seed(&*store, 2).await;
+    let planned = ServerId::new();
+    let claimed = store.claim_free_allocation(world.node.id, planned).await.expect("claim").expect("free");
+
+    let intruder = Server { primary_allocation: claimed.id, ..world.server(&[1]) };
+    match store.create_server(&intruder).await {
+        Err(StoreError::AllocationUnavailable { allocation, .. }) => assert_eq!(allocation, claimed.id),
+        other => panic!("reserved for another server: expected AllocationUnavailable, got {other:?}"),
+    }
+    let server = Server { id: planned, primary_allocation: claimed.id, ..world.server(&[1]) };
+    store.create_server(&server).await.expect("create with the claimed allocation");
+    assert_eq!(store.get_server(planned).await.expect("get"), server);
+    assert_eq!(store.get_allocation(claimed.id).await.expect("get").server, Some(planned));
+}
+
+/// `update_server` writes only at the stored version (else `VersionConflict` with both
+/// versions), bumps it by one, returns the stored row, ignores allocation fields, refuses to
+/// move the server to another node, and checks owner and egg.
+pub async fn server_update_checks_version(store: Arc<dyn Store>) {
+    let world = World::seed(&*store, 3).await;
+    let original = world.create_server(&*store, &[0]).await;
+
+    let mut edited = original.clone();
+    edited.name = "renamed".into();
+    edited.image = "ghcr.io/pterodactyl/yolks:java_17".into();
+    edited.environment.insert("EXTRA".into(), "1".into());
+    edited.limits.memory_mb = 4096;
+    edited.state = ServerState::Installed;
+    let updated = store.update_server(&edited).await.expect("update at the current version");
+    assert_eq!(updated, Server { version: original.version + 1, ..edited.clone() }, "fields written, version bumped");
+    assert_eq!(store.get_server(original.id).await.expect("get"), updated, "returned value is what is stored");
+
+    let stale = Server { name: "lost update".into(), ..original.clone() };
+    assert_err!(
+        store.update_server(&stale).await,
+        StoreError::VersionConflict { expected, actual, .. } if expected == original.version && actual == updated.version,
+        "stale version"
+    );
+    assert_eq!(store.get_server(original.id).await.expect("get"), updated, "a conflict changes nothing");
+
+    let reallocated = Server {
+        primary_allocation: world.allocation(1),
+        extra_allocations: vec![world.allocation(2)],
+        ..updated.clone()
+    };
+    let again = store.update_server(&reallocated).await.expect("update ignoring allocations");
+    assert_eq!((again.primary_allocation, again.extra_allocations.clone()), (world.allocation(0), vec![]), "kept");
+    assert_eq!(store.get_allocation(world.allocation(1)).await.expect("get").server, None, "not assigned");
+
+    let elsewhere = World::seed(&*store, 1).await;
+    let moved = Server { node: elsewhere.node.id, ..again.clone() };
+    assert_err!(store.update_server(&moved).await, StoreError::InvalidReference(_), "moving nodes");
+    let orphan = Server { owner: UserId::new(), ..again.clone() };
+    assert_err!(store.update_server(&orphan).await, StoreError::InvalidReference(_), "unknown owner");
+    let eggless = Server { egg: EggId::new(), ..again.clone() };
+    assert_err!(store.update_server(&eggless).await, StoreError::InvalidReference(_), "unknown egg");
+    assert_eq!(store.get_server(original.id).await.expect("get"), again, "rejected updates change nothing");
+    let ghost = world.server(&[1]);
+    assert_err!(store.update_server(&ghost).await, StoreError::NotFound { .. }, "unknown server");
+}
+
+/// `transition_server` applies an event at the expected version (else `VersionConflict`),
+/// only from the stored state and only along the lifecycle table (else `StateMismatch`),
+/// bumping the version and appending the event; unknown servers are `NotFound`.
+pub async fn server_transition_checks_version_and_state(store: Arc<dyn Store>) {
+    let world = World::seed(&*store, 1).await;
+    let server = world.create_server(&*store, &[0]).await;
+    let install = event(server.id, ServerState::Requested, Trigger::InstallStarted, ts(1));
+    let after = store.transition_server(server.version, &install).await.expect("transition");
+    assert_eq!(after, Server { state: ServerState::Installing, version: server.version + 1, ..server.clone() });
+    assert_eq!(store.get_server(server.id).await.expect("get"), after, "stored");
+
+    let done = event(server.id, ServerState::Installing, Trigger::InstallSucceeded, ts(2));
+    assert_err!(
+        store.transition_server(server.version, &done).await,
+        StoreError::VersionConflict { expected, actual, .. } if expected == server.version && actual == after.version,
+        "stale version"
+    );
+    assert_err!(
+        store.transition_server(after.version, &install).await,
+        StoreError::StateMismatch { .. },
+        "event from a state the server is not in"
+    );
+    let forbidden = LifecycleEvent { to: ServerState::Running, ..done.clone() };
+    assert_err!(
+        store.transition_server(after.version, &forbidden).await,
+        StoreError::StateMismatch { .. },
+        "transition not in the lifecycle table"
+    );
+    assert_eq!(store.get_server(server.id).await.expect("get"), after, "rejected transitions change nothing");
+    assert_eq!(store.server_events(server.id, 10).await.expect("events"), [install], "one event appended");
+
+    let ghost = event(ServerId::new(), ServerState::Requested, Trigger::InstallStarted, ts(1));
+    assert_err!(store.transition_server(0, &ghost).await, StoreError::NotFound { .. }, "unknown server");
+}
+
+/// `server_events` returns the newest `limit` events, newest first; equal timestamps: last
+/// appended first.
+pub async fn server_events_newest_first(store: Arc<dyn Store>) {
+    let world = World::seed(&*store, 2).await;
+    let server = world.create_server(&*store, &[0]).await;
+    let other = world.create_server(&*store, &[1]).await;
+    let steps = [
+        (ServerState::Requested, Trigger::InstallStarted, 10),
+        (ServerState::Installing, Trigger::InstallSucceeded, 20),
+        (ServerState::Installed, Trigger::Start, 30),
+        (ServerState::Starting, Trigger::Ready, 30),
+        (ServerState::Running, Trigger::Stop, 40),
+    ];
+    let mut version = server.version;
+    let mut events = Vec::new();
+    for (from, trigger, at) in steps {
+        let e = event(server.id, from, trigger, ts(at));
+        version = store.transition_server(version, &e).await.expect("transition").version;
+        events.push(e);
+    }
+    let e = event(other.id, ServerState::Requested, Trigger::InstallStarted, ts(50));
+    store.transition_server(other.version, &e).await.expect("transition other");
+
+    events.reverse();
+    assert_eq!(store.server_events(server.id, 10).await.expect("events"), events, "newest first, only this server");
+    assert_eq!(store.server_events(server.id, 2).await.expect("events"), events[..2], "limit");
+    assert!(store.server_events(server.id, 0).await.expect("events").is_empty(), "limit 0");
+    assert_eq!(store.server_events(other.id, 10).await.expect("events").len(), 1);
+    assert_err!(store.server_events(ServerId::new(), 10).await, StoreError::NotFound { .. }, "unknown server");
+}
+
+/// `delete_server` removes the server with its events, schedules and backups (locked ones too),
+/// frees its allocations, keeps everything of other servers and the audit log.
+pub async fn server_delete_cleans_up(store: Arc<dyn Store>) {
+    let world = World::seed(&*store, 3).await;
+    let doomed = world.create_server(&*store, &[0, 1]).await;
+    let survivor = world.create_server(&*store, &[2]).await;
+    let e = event(doomed.id, ServerState::Requested, Trigger::InstallStarted, ts(1));
+    store.transition_server(doomed.version, &e).await.expect("transition");
+    let doomed_schedule = schedule(doomed.id, "restart", Some(ts(100)));
+    let doomed_backup = Backup { locked: true, ..backup(doomed.id, "nightly", ts(5)) };
+    let survivor_schedule = schedule(survivor.id, "restart", Some(ts(100)));
+    let survivor_backup = backup(survivor.id, "nightly", ts(5));
+    let note = audit(AuditSubject::Server(doomed.id), "server.create", ts(0));
+    store.create_schedule(&doomed_schedule).await.expect("schedule");
+    store.create_schedule(&survivor_schedule).await.expect("schedule");
+    store.create_backup(&doomed_backup).await.expect("backup");
+    store.create_backup(&survivor_backup).await.expect("backup");
+    store.append_audit(&note).await.expect("audit");
+
+    store.delete_server(doomed.id).await.expect("delete");
+    assert_err!(store.get_server(doomed.id).await, StoreError::NotFound { .. }, "server gone");
+    assert_err!(store.server_events(doomed.id, 10).await, StoreError::NotFound { .. }, "events gone with it");
+    assert_err!(store.get_schedule(doomed_schedule.id).await, StoreError::NotFound { .. }, "schedule gone");
+    assert_err!(store.get_backup(doomed_backup.id).await, StoreError::NotFound { .. }, "locked backup gone");
+    for index in [0, 1] {
+        assert_eq!(store.get_allocation(world.allocation(index)).await.expect("get").server, None, "freed");
+    }
+    assert_eq!(store.get_schedule(survivor_schedule.id).await.expect("get"), survivor_schedule, "other kept");
+    assert_eq!(store.get_backup(survivor_backup.id).await.expect("get"), survivor_backup, "other kept");
+    assert_eq!(store.get_allocation(world.allocation(2)).await.expect("get").server, Some(survivor.id));
+    let about = store.list_audit(Some(&AuditSubject::Server(doomed.id)), Page::all()).await.expect("audit");
+    assert_eq!(about, [note], "the audit log keeps history");
+    assert_err!(store.delete_server(doomed.id).await, StoreError::NotFound { .. }, "delete twice");
+
+    let reborn = world.create_server(&*store, &[0, 1]).await;
+    assert!(store.server_events(reborn.id, 10).await.expect("events").is_empty(), "no events inherited");
+}
+
+/// Schedules round-trip with their tasks, list by name per server, update and delete; the
+/// server must exist.
+pub async fn schedules_round_trip(store: Arc<dyn Store>) {
+    let world = World::seed(&*store, 2).await;
+    let server = world.create_server(&*store, &[0]).await;
+    let other = world.create_server(&*store, &[1]).await;
+    let mut restart = schedule(server.id, "b-restart", Some(ts(100)));
+    let backup_task = Schedule {
+        tasks: vec![Task {
+            id: TaskId::new(),
+            action: TaskAction::Backup(vec!["*.log".into(), "cache/".into()]),
+            offset_seconds: 0,
+            continue_on_failure: false,
+        }],
+        ..schedule(server.id, "a-backup", None)
+    };
+    let foreign = schedule(other.id, "0-other", None);
+    for s in [&restart, &backup_task, &foreign] {
+        store.create_schedule(s).await.expect("create schedule");
+    }
+    assert_eq!(store.get_schedule(restart.id).await.expect("get"), restart, "round-trip");
+    assert_eq!(store.list_schedules(server.id).await.expect("list"), [backup_task.clone(), restart.clone()], "by name");
+    assert_err!(store.create_schedule(&restart).await, StoreError::Duplicate { .. }, "same id");
+
+    restart.enabled = false;
+    restart.only_when_online = true;
+    restart.cron = "*/5 * * * *".into();
+    restart.timezone = "UTC".into();
+    restart.tasks.reverse();
+    restart.last_run_at = Some(ts(90));
+    restart.next_run_at = Some(ts(120));
+    store.update_schedule(&restart).await.expect("update");
+    assert_eq!(store.get_schedule(restart.id).await.expect("get"), restart, "update replaces every field");
+
+    store.delete_schedule(restart.id).await.expect("delete");
+    assert_err!(store.get_schedule(restart.id).await, StoreError::NotFound { .. }, "deleted");
+    assert_err!(store.delete_schedule(restart.id).await, StoreError::NotFound { .. }, "delete twice");
+    assert_err!(store.update_schedule(&restart).await, StoreError::NotFound { .. }, "update unknown");
+    assert_eq!(store.list_schedules(server.id).await.expect("list"), [backup_task], "one left");
+
+    let orphan = schedule(ServerId::new(), "orphan", None);
+    assert_err!(store.create_schedule(&orphan).await, StoreError::InvalidReference(_), "unknown server");
+    assert_err!(store.list_schedules(ServerId::new()).await, StoreError::NotFound { .. }, "list of unknown server");
+}
+
+/// `due_schedules` returns enabled schedules with `next_run_at <= now` (any server), soonest
+/// first.
+pub async fn due_schedules_soonest_first(store: Arc<dyn Store>) {
+    let world = World::seed(&*store, 2).await;
+    let a = world.create_server(&*store, &[0]).await;
+    let b = world.create_server(&*store, &[1]).await;
+    let later = schedule(a.id, "later", Some(ts(30)));
+    let soonest = schedule(b.id, "soonest", Some(ts(10)));
+    let disabled = Schedule { enabled: false, ..schedule(a.id, "disabled", Some(ts(5))) };
+    let unplanned = schedule(a.id, "unplanned", None);
+    let future = schedule(b.id, "future", Some(ts(41)));
+    let exactly_now = schedule(a.id, "now", Some(ts(40)));
+    for s in [&later, &soonest, &disabled, &unplanned, &future, &exactly_now] {
+        store.create_schedule(s).await.expect("create schedule");
+    }
+    let due = store.due_schedules(ts(40)).await.expect("due");
+    assert_eq!(due, [soonest, later, exactly_now], "enabled, due by now inclusive, soonest first");
+    assert!(store.due_schedules(ts(9)).await.expect("due").is_empty(), "nothing due yet");
+}
+
+/// Backups round-trip, list newest first per server, update, and a locked backup cannot be
+/// deleted (`InUse`) until unlocked; the server must exist.
+pub async fn backups_round_trip_and_lock(store: Arc<dyn Store>) {
+    let world = World::seed(&*store, 2).await;
+    let server = world.create_server(&*store, &[0]).await;
+    let other = world.create_server(&*store, &[1]).await;
+    let mut old = backup(server.id, "old", ts(10));
+    let new = backup(server.id, "new", ts(30));
+    let mid = backup(server.id, "mid", ts(20));
+    let foreign = backup(other.id, "foreign", ts(40));
+    for b in [&old, &new, &mid, &foreign] {
+        store.create_backup(b).await.expect("create backup");
+    }
+    assert_eq!(store.get_backup(mid.id).await.expect("get"), mid, "round-trip");
+    let listed: Vec<BackupId> = store.list_backups(server.id).await.expect("list").into_iter().map(|b| b.id).collect();
+    assert_eq!(listed, [new.id, mid.id, old.id], "newest first, only this server");
+    assert_err!(store.create_backup(&old).await, StoreError::Duplicate { .. }, "same id");
+
+    old.state = BackupState::Succeeded;
+    old.bytes = Some(5 * 1024 * 1024 * 1024);
+    old.checksum = Some("sha256:abc".into());
+    old.completed_at = Some(ts(11));
+    old.locked = true;
+    store.update_backup(&old).await.expect("update");
+    assert_eq!(store.get_backup(old.id).await.expect("get"), old, "update replaces every field");
+
+    assert_err!(store.delete_backup(old.id).await, StoreError::InUse { .. }, "locked");
+    assert_eq!(store.get_backup(old.id).await.expect("get"), old, "still there");
+    old.locked = false;
+    store.update_backup(&old).await.expect("unlock");
+    store.delete_backup(old.id).await.expect("delete unlocked");
+    assert_err!(store.get_backup(old.id).await, StoreError::NotFound { .. }, "deleted");
+    assert_err!(store.delete_backup(old.id).await, StoreError::NotFound { .. }, "delete twice");
+    assert_err!(store.update_backup(&old).await, StoreError::NotFound { .. }, "update unknown");
+
+    let orphan = backup(ServerId::new(), "orphan", ts(1));
+    assert_err!(store.create_backup(&orphan).await, StoreError::InvalidReference(_), "unknown server");
+    assert_err!(store.list_backups(ServerId::new()).await, StoreError::NotFound { .. }, "list of unknown server");
+}
