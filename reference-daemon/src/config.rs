@@ -24,9 +24,9 @@
 //! - a token or secret written inline in a configuration file readable by group or others
 //!   (configuration files are often world-readable by convention; move it to `token_file`).
 
-use crate::files::FileOwner;
 use nexus_core::ids::NodeId;
 use nexus_core::runtime::{ContainerUser, Isolation};
+use nexus_files::FileOwner;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -34,13 +34,13 @@ const MIB: u64 = 1 << 20;
 
 /// Longest the walk of one server's files may take before the server is treated as over its
 /// limit. Time spent waiting for a turn (other servers' walks, at most
-/// [`NODE_MEASURES`](crate::files::NODE_MEASURES) at once, each bounded by this) does not
+/// [`NODE_MEASURES`](nexus_files::NODE_MEASURES) at once, each bounded by this) does not
 /// count: only the server's own tree can make its measurement fail.
 pub const MEASURE_DEADLINE: Duration = Duration::from_secs(60);
 
 /// Measures a server's files, outside the tenant's job queue, its walk bounded by
 /// [`MEASURE_DEADLINE`].
-pub async fn measure(files: &crate::files::ServerFiles) -> Result<u64, String> {
+pub async fn measure(files: &nexus_files::ServerFiles) -> Result<u64, String> {
     files.measure(MEASURE_DEADLINE).await.map_err(|error| error.to_string())
 }
 

@@ -7,9 +7,6 @@
 //! - [`auth`]: the node token (constant-time) and short-lived signed browser tokens.
 //! - [`config`]: the TOML configuration file and its defaults.
 //! - [`daemon`]: assembling runtime, agent and API; signals; logging.
-//! - [`files`]: every file operation a panel user can ask for (list, read, write, rename,
-//!   copy, delete, mkdir, chmod, compress, decompress), confined to one server's data
-//!   directory, with an egg denylist, archive-bomb limits and an incrementally tracked quota.
 //! - [`metrics`]: Prometheus text format.
 //! - [`panel`]: the HTTP link to the panel (heartbeats, lifecycle events).
 //! - [`preparer`]: what runs before each start (config files, startup command), with
@@ -21,7 +18,6 @@ pub mod auth;
 pub mod config;
 pub mod daemon;
 pub mod disk;
-pub mod files;
 pub mod host;
 pub mod listener;
 pub mod metrics;

@@ -21,13 +21,13 @@
 //! the stop signal reaches. Images whose entrypoint evaluates `STARTUP` themselves (the
 //! Pterodactyl yolks) receive the wrapper as arguments and ignore it.
 
-use crate::files::{FilesConfig, FilesError, ServerFiles};
 use async_trait::async_trait;
 use nexus_agent::{AgentError, PreparedStart, StartPreparer};
 use nexus_core::model::ConfigFile;
 use nexus_core::transport::ServerSpec;
 use nexus_eggs::config_files::{ConfigContext, apply};
 use nexus_eggs::startup::{RenderedStartup, ServerFacts, StartupError, render_startup};
+use nexus_files::{FilesConfig, FilesError, ServerFiles};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -112,7 +112,7 @@ impl EggPreparer {
 
     /// Owner of config files created or replaced while patching.
     #[must_use]
-    pub fn with_file_owner(mut self, owner: Option<crate::files::FileOwner>) -> Self {
+    pub fn with_file_owner(mut self, owner: Option<nexus_files::FileOwner>) -> Self {
         self.files.owner = owner;
         self
     }

@@ -17,9 +17,9 @@
 //! 3. 405, when some route has the path but not the method;
 //! 4. 404, when no route has the path.
 
-use crate::files::FilesError;
 use nexus_agent::AgentError;
 use nexus_core::transport::SpecError;
+use nexus_files::FilesError;
 use serde::Serialize;
 use std::convert::Infallible;
 use warp::http::StatusCode;

@@ -10,7 +10,7 @@
 //! | `PUT files/<file>` | the bytes (streamed; `content-length` lets the quota refuse up front) | `200` the new [`FileEntry`] |
 //! | `DELETE files/<path>` | | `204` |
 //! | `POST files/compress` | `{"root":"/","files":["world","server.properties"],"destination":"backup.tar.zst","format":"tar.zst"}` (`format` optional: from the extension, else tar.gz) | `200` [`FileEntry`] |
-//! | `POST files/decompress` | `{"file":"modpack.zip","destination":"/"}` (`destination` optional: `/`) | `200` [`ExtractSummary`](crate::files::ExtractSummary) |
+//! | `POST files/decompress` | `{"file":"modpack.zip","destination":"/"}` (`destination` optional: `/`) | `200` [`ExtractSummary`](nexus_files::ExtractSummary) |
 //! | `POST files/rename` | `{"from":"a","to":"b"}` | `204` |
 //! | `POST files/copy` | `{"from":"a","to":"b"}` | `200` [`FileEntry`] |
 //! | `POST files/mkdir` | `{"path":"a/b"}` | `200` [`FileEntry`] |
@@ -19,7 +19,7 @@
 //! # Disk usage
 //! Each server's manager is opened on first use with the spec's quota (`disk_mb`) and
 //! denylist, and kept: one per server, so that its bound on concurrent file jobs
-//! ([`JobLimits`](crate::files::JobLimits)) holds across requests. The manager's usage counter
+//! ([`JobLimits`](nexus_files::JobLimits)) holds across requests. The manager's usage counter
 //! sees its own writes, every entry at its on-disk cost; what the game server writes is picked
 //! up by one rescan the first time the files are used after the server has stopped (no
 //! periodic rescan loop).
@@ -27,11 +27,11 @@
 use super::request::{body, json_content_type, server_id};
 use super::{ApiError, ApiState, caller, json, no_content, require, respond, with_state};
 use crate::auth::Caller;
-use crate::files::{ArchiveFormat, FileEntry, FileKind, FileOwner, FilesConfig, ServerFiles};
 use futures::StreamExt as _;
 use nexus_agent::NodeAgent;
 use nexus_core::ids::ServerId;
 use nexus_core::model::Permission;
+use nexus_files::{ArchiveFormat, FileEntry, FileKind, FileOwner, FilesConfig, ServerFiles};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

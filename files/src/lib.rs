@@ -1,10 +1,12 @@
+//! # nexus-files
+//!
 //! The confined file manager: every file operation a panel user can ask for, on one server's
 //! data directory, and never outside it.
 //!
 //! ```no_run
-//! use nexus_wings::files::{ArchiveFormat, FilesConfig, ServerFiles};
+//! use nexus_files::{ArchiveFormat, FilesConfig, ServerFiles};
 //!
-//! # async fn demo() -> Result<(), nexus_wings::files::FilesError> {
+//! # async fn demo() -> Result<(), nexus_files::FilesError> {
 //! let config = FilesConfig { quota_bytes: 10 << 30, denylist: vec!["*.jar".into()], ..Default::default() };
 //! let files = ServerFiles::open("/var/lib/nexus/volumes/3f2a…", config).await?;
 //! files.write("config/server.properties", "motd=hello\n").await?;

@@ -6,7 +6,7 @@ mod common;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 use common::{Env, MAX};
-use nexus_wings::files::{ArchiveFormat, FileKind, FileOwner, FilesConfig, FilesError, dir_cost, file_cost};
+use nexus_files::{ArchiveFormat, FileKind, FileOwner, FilesConfig, FilesError, dir_cost, file_cost};
 
 /// The counter must always equal a fresh scan after the manager's own operations.
 async fn assert_usage_consistent(env: &Env) -> u64 {

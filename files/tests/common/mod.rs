@@ -11,7 +11,7 @@ use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use nexus_wings::files::{FilesConfig, FilesError, ServerFiles};
+use nexus_files::{FilesConfig, FilesError, ServerFiles};
 
 pub const SECRET: &[u8] = b"TOP SECRET: the sentinel's content";
 pub const MAX: u64 = 1 << 20;

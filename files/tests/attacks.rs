@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::*;
-use nexus_wings::files::{
+use nexus_files::{
     ArchiveFormat, ArchiveLimits, ENTRY_COST, FilesConfig, FilesError as E, ServerFiles, dir_cost, file_cost,
 };
 
