@@ -8,31 +8,14 @@
 //! send to its client like any other event.
 
 use super::ring::ReplayRing;
-use nexus_core::console::ConsoleLine;
+pub use nexus_core::console::ConsoleEvent;
 use nexus_core::lifecycle::LifecycleEvent;
 use nexus_core::runtime::ResourceStats;
-use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use tokio::sync::broadcast;
 
 /// Events a console subscriber receives per channel capacity before it starts lagging.
 pub const CONSOLE_CHANNEL_CAPACITY: usize = 1024;
-
-/// One thing a console subscriber sees.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", content = "data", rename_all = "snake_case")]
-pub enum ConsoleEvent {
-    /// A line of the server's output.
-    Line(ConsoleLine),
-    /// A resource sample.
-    Stats(ResourceStats),
-    /// A lifecycle transition.
-    State(LifecycleEvent),
-    /// A message from the agent (throttling, crashes, skipped lines, ...).
-    Notice(String),
-    /// A line of install output.
-    Install(String),
-}
 
 /// A published event as every subscriber receives it: shared, with its JSON text computed
 /// once for all of them (a console with hundreds of clients must not serialize each line
@@ -156,7 +139,7 @@ impl ConsoleHub {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nexus_core::console::ConsoleStream;
+    use nexus_core::console::{ConsoleLine, ConsoleStream};
 
     fn line(i: usize) -> ConsoleEvent {
         ConsoleEvent::Line(ConsoleLine { stream: ConsoleStream::Stdout, text: format!("line {i}") })

@@ -1,4 +1,5 @@
-//! Console lines and the splitter every runtime uses to turn byte chunks into lines.
+//! Console lines, the splitter every runtime uses to turn byte chunks into lines, and the
+//! events a console subscriber receives.
 
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +20,23 @@ pub struct ConsoleLine {
     pub stream: ConsoleStream,
     /// Text; invalid UTF-8 is replaced.
     pub text: String,
+}
+
+/// One thing a console subscriber sees: what the node agent publishes per server and the
+/// console WebSocket sends, one JSON text message each (`{"type":"line","data":{..}}`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data", rename_all = "snake_case")]
+pub enum ConsoleEvent {
+    /// A line of the server's output.
+    Line(ConsoleLine),
+    /// A resource sample.
+    Stats(crate::runtime::ResourceStats),
+    /// A lifecycle transition.
+    State(crate::lifecycle::LifecycleEvent),
+    /// A message from the agent (throttling, crashes, skipped lines, ...).
+    Notice(String),
+    /// A line of install output.
+    Install(String),
 }
 
 /// Longest line kept whole; longer output is cut into pieces of this size so that a process

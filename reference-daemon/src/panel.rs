@@ -1,9 +1,6 @@
-//! The node → panel link: [`HttpPanelTransport`] POSTs each [`NodeMessage`] as JSON to
-//! `<panel_url>/api/remote/events` with `Authorization: Bearer <node token>`.
-//!
-//! Body: `{"node": "<node uuid>", "message": <NodeMessage>}` (the message is tagged:
-//! `{"type":"heartbeat","data":{..}}` or `{"type":"lifecycle","data":{..}}`). Any 2xx is
-//! delivery. The answer maps to [`TransportError`] so the agent's outbox can decide: a
+//! The node → panel link: [`HttpPanelTransport`] POSTs each [`NodeMessage`] as an
+//! [`EventEnvelope`] to `<panel_url>` + [`EVENTS_PATH`] with `Authorization: Bearer <node
+//! token>` (the protocol is [`nexus_wire::events`]). Any 2xx is delivery. The answer maps to [`TransportError`] so the agent's outbox can decide: a
 //! connection failure, a timeout, 408, 429 and 5xx are `Unreachable` (retry later), 401/403
 //! `Unauthorized`, other statuses `Rejected`. Retry, backoff and ordering are the outbox's
 //! job, not this type's: one call is one attempt.
@@ -13,14 +10,12 @@
 use async_trait::async_trait;
 use nexus_core::ids::NodeId;
 use nexus_core::transport::{NodeMessage, PanelTransport, TransportError};
-use serde::Serialize;
+pub use nexus_wire::events::EVENTS_PATH;
+use nexus_wire::events::{EventEnvelope, events_url};
 use std::time::Duration;
 
 /// Time one delivery attempt may take.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Path appended to the panel URL.
-pub const EVENTS_PATH: &str = "/api/remote/events";
 
 /// Delivers node messages to the panel over HTTP(S).
 #[derive(Clone)]
@@ -36,12 +31,6 @@ impl std::fmt::Debug for HttpPanelTransport {
     }
 }
 
-#[derive(Serialize)]
-struct Envelope<'a> {
-    node: NodeId,
-    message: &'a NodeMessage,
-}
-
 impl HttpPanelTransport {
     /// A transport to the panel at `panel_url` (its base URL) presenting `token`.
     pub fn new(panel_url: &str, token: &str) -> Result<Self, TransportError> {
@@ -53,7 +42,7 @@ impl HttpPanelTransport {
             .pool_max_idle_per_host(1)
             .build()
             .map_err(|e| TransportError::Protocol(format!("HTTP client: {e}")))?;
-        let url = format!("{}{EVENTS_PATH}", panel_url.trim_end_matches('/'));
+        let url = events_url(panel_url);
         Ok(Self { client, url, token: token.to_owned() })
     }
 
@@ -66,7 +55,7 @@ impl HttpPanelTransport {
 #[async_trait]
 impl PanelTransport for HttpPanelTransport {
     async fn publish(&self, node: NodeId, message: NodeMessage) -> Result<(), TransportError> {
-        let body = serde_json::to_vec(&Envelope { node, message: &message })
+        let body = serde_json::to_vec(&EventEnvelope::new(node, message))
             .map_err(|e| TransportError::Protocol(e.to_string()))?;
         let response = self
             .client

@@ -297,12 +297,7 @@ async fn browser_tokens(c: &Client, id: ServerId) {
     assert_eq!(refused.status().as_u16(), 403);
 
     // Expired, forged, and on node-only routes.
-    let expired = s.sign(&TokenClaims {
-        server: id,
-        permissions: Permission::ALL.to_vec(),
-        expires: chrono::Utc::now().timestamp() as u64 - 1,
-        nonce: "n".into(),
-    });
+    let expired = s.sign(&TokenClaims::new(id, Permission::ALL.to_vec(), chrono::Utc::now().timestamp() as u64 - 1));
     let (status, _) = read(get(format!("{files}/config"), expired).await.unwrap()).await;
     assert_eq!(status, 401, "expired");
     let forged = TokenSigner::new(b"not-the-secret-not-the-secret-xx", Duration::from_secs(900)).unwrap().mint(

@@ -31,7 +31,6 @@ use futures::{SinkExt as _, StreamExt as _};
 use nexus_agent::{ConsoleEvent, SharedEvent, lagged_notice};
 use nexus_core::ids::ServerId;
 use nexus_core::model::Permission;
-use serde::Deserialize;
 use std::sync::Arc;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use warp::Filter;
@@ -51,16 +50,7 @@ pub const SLOW_CLIENT_DEADLINE: std::time::Duration = std::time::Duration::from_
 /// Largest message a client may send (a command line).
 const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
 
-/// What a client sends.
-#[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum ClientMessage {
-    /// A console command.
-    Command {
-        /// The line, without newline.
-        line: String,
-    },
-}
+use nexus_wire::api::ConsoleClientMessage as ClientMessage;
 
 pub(super) fn route(state: Arc<ApiState>) -> BoxedFilter<(Response,)> {
     server_id()
@@ -219,8 +209,9 @@ async fn handle_client(
     may_write: bool,
     text: &[u8],
 ) -> Option<ApiError> {
-    let ClientMessage::Command { line } = match serde_json::from_slice::<ClientMessage>(text) {
-        Ok(message) => message,
+    let line = match serde_json::from_slice::<ClientMessage>(text) {
+        Ok(ClientMessage::Command { line }) => line,
+        Ok(other) => return Some(ApiError::bad_request(format!("unsupported message: {other:?}"))),
         Err(e) => return Some(ApiError::bad_request(format!("invalid message: {e}"))),
     };
     if !may_write {

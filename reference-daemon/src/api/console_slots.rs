@@ -142,7 +142,9 @@ mod tests {
     use crate::auth::TokenClaims;
 
     fn browser(nonce: &str, server: ServerId) -> Caller {
-        Caller::Browser(TokenClaims { server, permissions: vec![], expires: u64::MAX, nonce: nonce.into() })
+        let mut claims = TokenClaims::new(server, vec![], u64::MAX);
+        claims.nonce = nonce.into();
+        Caller::Browser(claims)
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Typed JSON errors: every failure answers `{"error":{"code":"...","message":"..."}}` with a
-//! matching status code; errors about one field of the request (a server spec refused with
+//! Typed JSON errors: every failure answers `{"error":{"code":"...","message":"..."}}`
+//! ([`nexus_wire::error`], which lists the codes) with a matching status code; errors about one field of the request (a server spec refused with
 //! `422 invalid_spec`) add `"field"`, its path in the request's JSON (`limits.memory_mb`,
 //! `environment.STARTUP`, `done[1]`).
 //!
@@ -20,7 +20,7 @@
 use nexus_agent::AgentError;
 use nexus_core::transport::SpecError;
 use nexus_files::FilesError;
-use serde::Serialize;
+use nexus_wire::ErrorBody;
 use std::convert::Infallible;
 use warp::http::StatusCode;
 use warp::reply::{Reply, Response};
@@ -40,19 +40,6 @@ pub struct ApiError {
 }
 
 impl warp::reject::Reject for ApiError {}
-
-#[derive(Serialize)]
-struct Body<'a> {
-    error: Inner<'a>,
-}
-
-#[derive(Serialize)]
-struct Inner<'a> {
-    code: &'a str,
-    message: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    field: Option<&'a str>,
-}
 
 impl ApiError {
     /// An error with `status`, `code` and `message`.
@@ -82,10 +69,18 @@ impl ApiError {
         Self::new(400, "bad_request", what)
     }
 
+    /// The error as it travels ([`nexus_wire::ErrorBody`]).
+    pub fn body(&self) -> ErrorBody {
+        let body = ErrorBody::new(self.code, self.message.clone());
+        match &self.field {
+            Some(field) => body.with_field(field.clone()),
+            None => body,
+        }
+    }
+
     /// The JSON body of this error (also sent on the console WebSocket).
     pub fn to_json(&self) -> String {
-        let inner = Inner { code: self.code, message: &self.message, field: self.field.as_deref() };
-        serde_json::to_string(&Body { error: inner })
+        serde_json::to_string(&self.body())
             .unwrap_or_else(|_| r#"{"error":{"code":"internal","message":"unserializable error"}}"#.into())
     }
 }

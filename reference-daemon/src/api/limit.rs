@@ -120,7 +120,7 @@ mod tests {
     use std::time::Duration;
 
     fn browser(server: ServerId) -> Caller {
-        Caller::Browser(TokenClaims { server, permissions: vec![], expires: u64::MAX, nonce: String::new() })
+        Caller::Browser(TokenClaims::new(server, vec![], u64::MAX))
     }
 
     #[test]

@@ -7,78 +7,13 @@ use crate::metrics::{self, resident_memory_bytes};
 use nexus_core::ids::ServerId;
 use nexus_core::transport::validate::printable;
 use nexus_core::transport::{PowerAction, ServerSpec};
-use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use warp::Filter;
 use warp::filters::BoxedFilter;
 use warp::reply::{Reply, Response};
 
-/// `POST /api/servers` query (`?install=true|false`); other parameters are refused, so a typo
-/// never silently skips the install.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateQuery {
-    #[serde(default)]
-    install: bool,
-}
-
-/// `POST /api/servers/:id/power` query: `?wait=true` answers once the action is done.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PowerQuery {
-    #[serde(default)]
-    wait: bool,
-}
-
-/// `POST /api/servers/:id/power` body.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PowerBody {
-    action: PowerAction,
-}
-
-/// `POST /api/servers/:id/commands` body: `{"command": "..."}` (`"line"` is accepted too).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CommandBody {
-    #[serde(alias = "line")]
-    command: String,
-}
-
-/// `GET /api/servers/:id` answer.
-#[derive(Serialize)]
-struct ServerDetails {
-    server: ServerId,
-    state: Option<nexus_core::lifecycle::ServerState>,
-    /// Disk usage as last measured (see `crate::disk`), bytes.
-    disk_bytes: u64,
-    spec: ServerSpec,
-}
-
-/// `GET /api/system` answer.
-#[derive(Debug, Serialize)]
-pub struct SystemInfo {
-    /// Daemon version.
-    pub version: &'static str,
-    /// Container runtime.
-    pub runtime: &'static str,
-    /// CPUs available to the daemon.
-    pub cpu_count: usize,
-    /// Total memory of the host, bytes.
-    pub memory_total_bytes: u64,
-    /// Memory available for new allocations, bytes.
-    pub memory_available_bytes: u64,
-    /// Servers on this node.
-    pub servers: usize,
-    /// Resident memory of the daemon, bytes.
-    pub daemon_rss_bytes: u64,
-    /// Seconds since the daemon started.
-    pub uptime_secs: u64,
-    /// Kernel (`uname -r`).
-    pub kernel: String,
-    /// CPU architecture.
-    pub arch: &'static str,
-}
+pub use nexus_wire::api::SystemInfo;
+use nexus_wire::api::{CommandRequest, CreateServerQuery, PowerQuery, PowerRequest, ServerDetails};
 
 pub(super) fn routes(state: Arc<ApiState>) -> BoxedFilter<(Response,)> {
     let node = || caller(Arc::clone(&state), false);
@@ -100,10 +35,10 @@ pub(super) fn routes(state: Arc<ApiState>) -> BoxedFilter<(Response,)> {
     let create = warp::path!("api" / "servers")
         .and(warp::post())
         .and(node())
-        .and(query::<CreateQuery>())
+        .and(query::<CreateServerQuery>())
         .and(json_body::<ServerSpec>(limit))
         .and(st())
-        .and_then(|_: Caller, query: CreateQuery, spec: ServerSpec, state: Arc<ApiState>| async move {
+        .and_then(|_: Caller, query: CreateServerQuery, spec: ServerSpec, state: Arc<ApiState>| async move {
             respond(create(&state, spec, query.install).await)
         });
 
@@ -133,9 +68,9 @@ pub(super) fn routes(state: Arc<ApiState>) -> BoxedFilter<(Response,)> {
         .and(warp::post())
         .and(node())
         .and(query::<PowerQuery>())
-        .and(json_body::<PowerBody>(limit))
+        .and(json_body::<PowerRequest>(limit))
         .and(st())
-        .and_then(|id: ServerId, _: Caller, query: PowerQuery, body: PowerBody, state: Arc<ApiState>| async move {
+        .and_then(|id: ServerId, _: Caller, query: PowerQuery, body: PowerRequest, state: Arc<ApiState>| async move {
             respond(power(&state, id, body.action, query.wait).await)
         });
 
@@ -152,9 +87,9 @@ pub(super) fn routes(state: Arc<ApiState>) -> BoxedFilter<(Response,)> {
         .and(warp::path!("commands"))
         .and(warp::post())
         .and(node())
-        .and(json_body::<CommandBody>(limit))
+        .and(json_body::<CommandRequest>(limit))
         .and(st())
-        .and_then(|id: ServerId, caller: Caller, body: CommandBody, state: Arc<ApiState>| async move {
+        .and_then(|id: ServerId, caller: Caller, body: CommandRequest, state: Arc<ApiState>| async move {
             respond(send_command(&state, id, &caller, &body.command).await.map(|()| no_content()))
         });
 
@@ -336,8 +271,8 @@ fn render_metrics(state: &ApiState) -> String {
 pub fn system_info(state: &ApiState) -> SystemInfo {
     let (total, available) = meminfo().unwrap_or((0, 0));
     SystemInfo {
-        version: env!("CARGO_PKG_VERSION"),
-        runtime: state.runtime_name,
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        runtime: state.runtime_name.to_owned(),
         cpu_count: std::thread::available_parallelism().map(usize::from).unwrap_or(1),
         memory_total_bytes: total,
         memory_available_bytes: available,
@@ -345,7 +280,7 @@ pub fn system_info(state: &ApiState) -> SystemInfo {
         daemon_rss_bytes: resident_memory_bytes().unwrap_or(0),
         uptime_secs: state.started.elapsed().as_secs(),
         kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_owned()).unwrap_or_default(),
-        arch: std::env::consts::ARCH,
+        arch: std::env::consts::ARCH.to_owned(),
     }
 }
 
