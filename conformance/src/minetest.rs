@@ -100,6 +100,8 @@ where
         port,
         uuid: server.to_string(),
         timezone: None,
+        location: None,
+        allocation_limit: None,
     };
     let startup = render_startup(startup_template, &values, &facts).expect("render");
     let spec = ContainerSpec {

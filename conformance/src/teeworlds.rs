@@ -105,6 +105,8 @@ where
         port,
         uuid: server.to_string(),
         timezone: None,
+        location: None,
+        allocation_limit: None,
     };
     let startup = render_startup(egg.default_startup().expect("startup command"), &values, &facts).expect("render");
     let spec = ContainerSpec {

@@ -51,6 +51,14 @@ pub struct ServerSpec {
     pub file_denylist: Vec<String>,
     /// Suspended servers cannot start.
     pub suspended: bool,
+    /// Short code of the server's location, as the panel names it (`P_SERVER_LOCATION` in
+    /// the server's environment, as Pterodactyl sets it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// How many allocations the server may hold (`P_SERVER_ALLOCATION_LIMIT`; `0` when
+    /// none is set, as Pterodactyl sends it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allocation_limit: Option<u32>,
 }
 
 /// A power action.

@@ -26,10 +26,10 @@ use nexus_agent::{AgentError, PreparedStart, StartPreparer};
 use nexus_core::model::ConfigFile;
 use nexus_core::transport::ServerSpec;
 use nexus_eggs::config_files::{ConfigContext, apply};
-use nexus_eggs::startup::{RenderedStartup, ServerFacts, StartupError, render_startup};
+use nexus_eggs::spec::{primary_address, render_spec_startup};
+use nexus_eggs::startup::{RenderedStartup, StartupError};
 use nexus_files::{FilesConfig, FilesError, ServerFiles};
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 
 /// The fixed script the container's `/bin/sh -c` runs; see the module docs.
@@ -157,7 +157,7 @@ impl EggPreparer {
         let files = ServerFiles::open(data_dir, self.files.clone())
             .await
             .map_err(|e| prepare_error(format!("open data directory: {e}")))?;
-        let ctx = ConfigContext::new(primary(spec), spec.limits.memory_mb)
+        let ctx = ConfigContext::new(primary_address(spec), spec.limits.memory_mb)
             .with_environment(spec.environment.clone())
             .with_node_config(self.node_config.clone());
         for file in &spec.config_files {
@@ -194,15 +194,7 @@ impl EggPreparer {
     /// The startup of `spec` as [`render`](Self::render) renders it, or why it cannot be
     /// (the API checks a new spec with it, before accepting it).
     pub fn render_startup(&self, spec: &ServerSpec) -> Result<RenderedStartup, StartupError> {
-        let primary = primary(spec);
-        let facts = ServerFacts {
-            memory_mib: spec.limits.memory_mb,
-            ip: primary.ip().to_string(),
-            port: primary.port(),
-            uuid: spec.id.to_string(),
-            timezone: self.timezone.clone(),
-        };
-        render_startup(&spec.startup, &spec.environment, &facts)
+        render_spec_startup(spec, self.timezone.as_deref())
     }
 }
 
@@ -221,14 +213,6 @@ impl StartPreparer for EggPreparer {
     async fn install_env(&self, spec: &ServerSpec, _data_dir: &Path) -> Result<BTreeMap<String, String>, AgentError> {
         Ok(self.render(spec)?.env)
     }
-}
-
-/// The primary allocation; a server without one binds nothing (`0.0.0.0:0`).
-fn primary(spec: &ServerSpec) -> SocketAddr {
-    spec.allocations
-        .first()
-        .map(|a| SocketAddr::new(a.ip, a.port))
-        .unwrap_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0))
 }
 
 fn prepare_error(message: String) -> AgentError {
@@ -256,6 +240,8 @@ mod tests {
             install: EggScript { script: String::new(), container: String::new(), entrypoint: "ash".into() },
             file_denylist: vec![],
             suspended: false,
+            location: None,
+            allocation_limit: None,
         }
     }
 

@@ -137,6 +137,8 @@ fn spec(startup: &str) -> ServerSpec {
         install: EggScript { script: String::new(), container: BUSYBOX_IMAGE.into(), entrypoint: "sh".into() },
         file_denylist: vec![],
         suspended: false,
+        location: None,
+        allocation_limit: None,
     }
 }
 

@@ -22,6 +22,7 @@
 //! | `stop` | a command: not blank, one line, at most [`MAX_COMMAND_BYTES`] |
 //! | `config_files` | at most [`MAX_CONFIG_FILES`]; a path that is not blank, has no NUL and no `..` component |
 //! | `install.entrypoint` | empty (`bash`) or a program name or path: no whitespace or control characters |
+//! | `location` | at most [`MAX_LOCATION_BYTES`], no control characters |
 //! | `file_denylist` | at most [`MAX_DENYLIST_PATTERNS`]; each at most [`MAX_PATTERN_BYTES`], no NUL or line break (whether a pattern is valid gitignore syntax is the file manager's to say: the daemon checks it) |
 //!
 //! **Memory floor.** Docker refuses limits under 6 MiB, and a process with a few MiB is
@@ -36,6 +37,9 @@ use super::MAX_COMMAND_BYTES;
 use super::ServerSpec;
 use crate::model::{DoneMatcher, StopMethod};
 use std::net::IpAddr;
+
+/// Longest location code a spec may carry (`P_SERVER_LOCATION`).
+pub const MAX_LOCATION_BYTES: usize = 255;
 
 /// Smallest memory limit, MiB (see the module docs).
 pub const MIN_MEMORY_MB: u64 = 16;
@@ -115,6 +119,14 @@ impl ServerSpec {
             check_image("install.container", &self.install.container)?;
         }
         check_entrypoint(&self.install.entrypoint)?;
+        if let Some(location) = &self.location {
+            if location.len() > MAX_LOCATION_BYTES {
+                return Err(SpecError::new("location", format!("longer than {MAX_LOCATION_BYTES} bytes")));
+            }
+            if location.chars().any(char::is_control) {
+                return Err(SpecError::new("location", "contains a control character"));
+            }
+        }
         check_patterns("file_denylist", &self.file_denylist, MAX_DENYLIST_PATTERNS)?;
         for (i, pattern) in self.file_denylist.iter().enumerate() {
             if pattern.contains('\0') {
@@ -404,6 +416,8 @@ mod tests {
             install: EggScript { script: "echo hi".into(), container: "".into(), entrypoint: "bash".into() },
             file_denylist: vec!["*.jar".into()],
             suspended: false,
+            location: None,
+            allocation_limit: None,
         }
     }
 
@@ -427,6 +441,14 @@ mod tests {
         assert_eq!(field(|s| s.stop = StopMethod::Signal(crate::model::StopSignal::Interrupt)), None);
         assert_eq!(field(|s| s.install.entrypoint.clear()), None);
         assert_eq!(field(|s| s.image = "localhost:5000/a/b@sha256:0123abcd".into()), None);
+        assert_eq!(field(|s| s.location = Some("fra-1".into())), None);
+    }
+
+    #[test]
+    fn a_location_is_one_short_line() {
+        assert_eq!(field(|s| s.location = Some("a\nb".into())).as_deref(), Some("location"));
+        assert_eq!(field(|s| s.location = Some("\0".into())).as_deref(), Some("location"));
+        assert_eq!(field(|s| s.location = Some("x".repeat(MAX_LOCATION_BYTES + 1))).as_deref(), Some("location"));
     }
 
     #[test]

@@ -44,8 +44,9 @@
 //!
 //! # Environment
 //!
-//! In this order: `SERVER_MEMORY` (MiB), `SERVER_IP`, `SERVER_PORT`, `P_SERVER_UUID`, `TZ`
-//! (when the platform has one), `HOME=/home/container`, `USER=container`, then every variable
+//! In this order: `SERVER_MEMORY` (MiB), `SERVER_IP`, `SERVER_PORT`, `P_SERVER_UUID`,
+//! `P_SERVER_LOCATION` (when the panel gave one), `P_SERVER_ALLOCATION_LIMIT` (`0` when
+//! none), `TZ` (when the platform has one), `HOME=/home/container`, `USER=container`, then every variable
 //! in the given order, then `STARTUP` (the rendered `command`, which Pterodactyl images read and
 //! evaluate; it is the template with each placeholder turned into a `${X}` reference). Variable
 //! names keep their case (Wings upper-cases them; the corpus has `srv_name`, referenced as
@@ -142,6 +143,10 @@ pub struct ServerFacts {
     pub uuid: String,
     /// Time zone for `TZ`, e.g. `Europe/Berlin`; `None` sets no `TZ` (unless the egg does).
     pub timezone: Option<String>,
+    /// The location's short code (`P_SERVER_LOCATION`); `None` sets none.
+    pub location: Option<String>,
+    /// Allocations the server may hold (`P_SERVER_ALLOCATION_LIMIT`, `0` when `None`).
+    pub allocation_limit: Option<u32>,
 }
 
 /// A rendered startup command with its environment.
@@ -224,6 +229,10 @@ where
     env.insert("SERVER_IP".into(), facts.ip.clone());
     env.insert("SERVER_PORT".into(), facts.port.to_string());
     env.insert("P_SERVER_UUID".into(), facts.uuid.clone());
+    if let Some(location) = &facts.location {
+        env.insert("P_SERVER_LOCATION".into(), location.clone());
+    }
+    env.insert("P_SERVER_ALLOCATION_LIMIT".into(), facts.allocation_limit.unwrap_or(0).to_string());
     if let Some(tz) = &facts.timezone {
         env.insert("TZ".into(), tz.clone());
     }

@@ -12,6 +12,8 @@ fn facts() -> ServerFacts {
         port: 25565,
         uuid: "7a3f9c1e-0b6d-4e52-9d1a-5c2e8f4b7a10".into(),
         timezone: Some("Europe/Berlin".into()),
+        location: Some("fra".into()),
+        allocation_limit: Some(3),
     }
 }
 
@@ -163,8 +165,26 @@ fn environment_is_complete() {
     let keys: Vec<&str> = r.env.keys().map(String::as_str).collect();
     assert_eq!(
         keys,
-        ["SERVER_MEMORY", "SERVER_IP", "SERVER_PORT", "P_SERVER_UUID", "TZ", "HOME", "USER", "A", "B", "STARTUP"]
+        [
+            "SERVER_MEMORY",
+            "SERVER_IP",
+            "SERVER_PORT",
+            "P_SERVER_UUID",
+            "P_SERVER_LOCATION",
+            "P_SERVER_ALLOCATION_LIMIT",
+            "TZ",
+            "HOME",
+            "USER",
+            "A",
+            "B",
+            "STARTUP"
+        ]
     );
+    assert_eq!((r.env["P_SERVER_LOCATION"].as_str(), r.env["P_SERVER_ALLOCATION_LIMIT"].as_str()), ("fra", "3"));
+    let unset = render_startup("run", [("A", "1")], &ServerFacts { location: None, allocation_limit: None, ..facts() })
+        .unwrap();
+    assert!(!unset.env.contains_key("P_SERVER_LOCATION"));
+    assert_eq!(unset.env["P_SERVER_ALLOCATION_LIMIT"], "0", "Pterodactyl sends 0 when no limit is set");
     assert_eq!(r.env["SERVER_MEMORY"], "2048");
     assert_eq!(r.env["SERVER_IP"], "10.0.0.2");
     assert_eq!(r.env["SERVER_PORT"], "25565");

@@ -445,6 +445,8 @@ mod tests {
             install: EggScript { script: String::new(), container: String::new(), entrypoint: "ash".into() },
             file_denylist: vec![],
             suspended: false,
+            location: None,
+            allocation_limit: None,
         };
         let managers = FileManagers::new(None);
         let small = managers.open_for(&spec, dir.path(), false).await.unwrap();

@@ -82,6 +82,8 @@ pub fn busybox_spec() -> ServerSpec {
         },
         file_denylist: vec!["secret.txt".into()],
         suspended: false,
+        location: None,
+        allocation_limit: None,
     }
 }
 
