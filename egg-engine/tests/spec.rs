@@ -84,7 +84,8 @@ fn settings_override_the_egg_image_and_startup() {
 
 #[test]
 fn every_refusal_names_the_variable_and_the_rule() {
-    let cases: [(&[(&str, &str)], &str, &str); 5] = [
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+    let cases: [Case<'_>; 5] = [
         (&[("GREETING", "")], "GREETING", "required"),
         (&[("GREETING", "a greeting far longer than twenty")], "GREETING", "max"),
         (&[("MAX_PLAYERS", "many")], "MAX_PLAYERS", "integer"),
