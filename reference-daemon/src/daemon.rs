@@ -14,9 +14,8 @@ use crate::auth::{NodeToken, TokenSigner};
 use crate::config::{LogFormat, ResolvedConfig};
 use crate::metrics::HttpMetrics;
 use crate::panel::{HttpPanelTransport, NullPanelTransport};
-use crate::preparer::EggPreparer;
-use crate::state::FileStateStore;
 use nexus_agent::{AgentConfig, AgentError, NodeAgent};
+use nexus_agent::{EggPreparer, FileStateStore};
 use nexus_core::runtime::{Runtime, RuntimeError};
 use nexus_core::transport::{PanelTransport, TransportError};
 use std::future::Future;
@@ -104,7 +103,7 @@ impl Daemon {
         let files = Arc::new(api::files::FileManagers::new(Some(c.file_owner())));
         let egg_preparer = EggPreparer::new(c.timezone.clone())
             .with_file_owner(Some(c.file_owner()))
-            .with_disk_limits(Arc::clone(&files));
+            .with_disk_check(Arc::new(crate::disk::StartDiskCheck(Arc::clone(&files))));
         let preparer = Arc::new(egg_preparer.clone());
         let agent_config = AgentConfig {
             node: config.node_id,

@@ -44,6 +44,30 @@ pub async fn measure(files: &nexus_files::ServerFiles) -> Result<u64, String> {
     files.measure(MEASURE_DEADLINE).await.map_err(|error| error.to_string())
 }
 
+/// The check before every start: the usage measured through the API's file managers (whose
+/// counters it refreshes), a server over its `disk_mb` refused.
+#[derive(Debug)]
+pub struct StartDiskCheck(pub Arc<FileManagers>);
+
+#[async_trait::async_trait]
+impl nexus_agent::DiskCheck for StartDiskCheck {
+    async fn check(&self, spec: &ServerSpec, data_dir: &std::path::Path) -> Result<(), AgentError> {
+        if limit_bytes(spec).is_none() {
+            return Ok(());
+        }
+        let files = self
+            .0
+            .open_for(spec, data_dir, false)
+            .await
+            .map_err(|e| AgentError::Prepare(format!("measuring disk usage: {}", e.message)))?;
+        let used = measure(&files).await.map_err(|e| AgentError::Prepare(format!("measuring disk usage: {e}")))?;
+        match over_limit(spec, used) {
+            Some(over) => Err(over),
+            None => Ok(()),
+        }
+    }
+}
+
 /// The limit of `spec` in bytes, if it has one.
 pub fn limit_bytes(spec: &ServerSpec) -> Option<u64> {
     (spec.limits.disk_mb > 0).then(|| spec.limits.disk_mb.saturating_mul(MIB))

@@ -1,7 +1,8 @@
 //! # nexus-wings
 //!
 //! The reference node daemon of Nexus ("wings"): the data plane that runs game servers on one
-//! host. It wraps the generic node agent of `nexus-core` with everything host-specific:
+//! host. It wraps the node agent of `nexus-agent` (with its egg preparer and file-backed state)
+//! with everything host-specific:
 //!
 //! - [`api`]: the HTTP/WebSocket API (warp): servers, power, console, files, system, metrics.
 //! - [`auth`]: the node token (constant-time) and short-lived signed browser tokens.
@@ -9,9 +10,6 @@
 //! - [`daemon`]: assembling runtime, agent and API; signals; logging.
 //! - [`metrics`]: Prometheus text format.
 //! - [`panel`]: the HTTP link to the panel (heartbeats, lifecycle events).
-//! - [`preparer`]: what runs before each start (config files, startup command), with
-//!   `nexus-eggs`.
-//! - [`state`]: the agent's state as an atomically replaced JSON file.
 
 pub mod api;
 pub mod auth;
@@ -22,8 +20,6 @@ pub mod host;
 pub mod listener;
 pub mod metrics;
 pub mod panel;
-pub mod preparer;
-pub mod state;
 
 pub use auth::{Caller, NodeToken, TokenClaims, TokenSigner};
 pub use config::{Config, ResolvedConfig};

@@ -56,8 +56,8 @@ pub use limit::{CommandLimits, Rate};
 
 use crate::auth::{Caller, NodeToken, TokenSigner};
 use crate::metrics::HttpMetrics;
-use crate::preparer::EggPreparer;
 use files::FileManagers;
+use nexus_agent::EggPreparer;
 use nexus_agent::NodeAgent;
 use nexus_core::ids::ServerId;
 use nexus_core::model::Permission;

@@ -9,7 +9,7 @@
 //!    root) is left alone: the start goes on, and a console notice names the file and the
 //!    reason ([`ConfigOutcome::notices`]). The egg's file denylist does not apply here (it
 //!    restricts users, not the egg), and neither does the quota.
-//! 2. **Startup command.** [`render_startup`] with the spec's environment and the server's
+//! 2. **Startup command.** [`render_spec_startup`] with the spec's environment and the server's
 //!    facts (memory, primary allocation, uuid, the node's time zone). Values travel in the
 //!    environment, never in the command text.
 //!
@@ -21,8 +21,8 @@
 //! the stop signal reaches. Images whose entrypoint evaluates `STARTUP` themselves (the
 //! Pterodactyl yolks) receive the wrapper as arguments and ignore it.
 
+use crate::{AgentError, PreparedStart, StartPreparer};
 use async_trait::async_trait;
-use nexus_agent::{AgentError, PreparedStart, StartPreparer};
 use nexus_core::model::ConfigFile;
 use nexus_core::transport::ServerSpec;
 use nexus_eggs::config_files::{ConfigContext, apply};
@@ -93,7 +93,17 @@ pub struct EggPreparer {
     timezone: Option<String>,
     node_config: BTreeMap<String, String>,
     files: FilesConfig,
-    managers: Option<std::sync::Arc<crate::api::files::FileManagers>>,
+    disk: Option<std::sync::Arc<dyn DiskCheck>>,
+}
+
+/// What refuses the start of a server over its disk limit, called before every start (the
+/// reference daemon measures through its file managers, with a per-node budget).
+#[async_trait]
+pub trait DiskCheck: Send + Sync + std::fmt::Debug {
+    /// `Ok` when `spec`'s server, whose files are in `data_dir`, may start; otherwise the
+    /// error the start fails with ([`AgentError::OverDiskQuota`], or
+    /// [`AgentError::Prepare`] when the usage cannot be measured).
+    async fn check(&self, spec: &ServerSpec, data_dir: &Path) -> Result<(), AgentError>;
 }
 
 impl EggPreparer {
@@ -117,30 +127,11 @@ impl EggPreparer {
         self
     }
 
-    /// Measures disk usage before every start through `managers` (the API's file managers,
-    /// whose counters it refreshes) and refuses to start a server over its `disk_mb`.
+    /// Checks disk usage with `check` before every start.
     #[must_use]
-    pub fn with_disk_limits(mut self, managers: std::sync::Arc<crate::api::files::FileManagers>) -> Self {
-        self.managers = Some(managers);
+    pub fn with_disk_check(mut self, check: std::sync::Arc<dyn DiskCheck>) -> Self {
+        self.disk = Some(check);
         self
-    }
-
-    /// Refuses the start of a server over its disk limit (see [`crate::disk`]).
-    async fn check_disk(&self, spec: &ServerSpec, data_dir: &Path) -> Result<(), AgentError> {
-        let Some(managers) = &self.managers else { return Ok(()) };
-        if crate::disk::limit_bytes(spec).is_none() {
-            return Ok(());
-        }
-        let files = managers
-            .open_for(spec, data_dir, false)
-            .await
-            .map_err(|e| prepare_error(format!("measuring disk usage: {}", e.message)))?;
-        let used =
-            crate::disk::measure(&files).await.map_err(|e| prepare_error(format!("measuring disk usage: {e}")))?;
-        match crate::disk::over_limit(spec, used) {
-            Some(over) => Err(over),
-            None => Ok(()),
-        }
     }
 
     /// Patches the spec's config files in `data_dir`. As with Wings, a file that cannot be
@@ -201,7 +192,9 @@ impl EggPreparer {
 #[async_trait]
 impl StartPreparer for EggPreparer {
     async fn prepare(&self, spec: &ServerSpec, data_dir: &Path) -> Result<PreparedStart, AgentError> {
-        self.check_disk(spec, data_dir).await?;
+        if let Some(disk) = &self.disk {
+            disk.check(spec, data_dir).await?;
+        }
         let config = self.patch_config_files(spec, data_dir).await?;
         let mut prepared = self.render(spec)?;
         prepared.notices = config.notices;

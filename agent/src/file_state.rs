@@ -12,8 +12,8 @@
 //! directory would adopt, stop and restart the same containers, so a second one is refused
 //! at open with an error naming the directory.
 
+use crate::{AgentError, AgentSnapshot, AgentStateStore};
 use async_trait::async_trait;
-use nexus_agent::{AgentError, AgentSnapshot, AgentStateStore};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
