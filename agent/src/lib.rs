@@ -33,7 +33,7 @@
 //!
 //! * **Persistence.** An [`AgentSnapshot`] (specs, lifecycles with their last crash,
 //!   container ids, undelivered events) is saved through the [`AgentStateStore`] after every
-//!   change. [`NodeAgent::start`] loads it and re-adopts running containers (see the table in
+//!   change. [`NodeAgentBuilder::start`] loads it and re-adopts running containers (see the table in
 //!   `adopt.rs`): no server is started twice, none is orphaned.
 //! * **Panel.** Heartbeats every [`AgentConfig::heartbeat_interval`] and lifecycle events
 //!   leave through one ordered outbox: retried with exponential backoff (250 ms doubling to
@@ -53,6 +53,7 @@ mod handler;
 mod heartbeat;
 mod install;
 mod metrics;
+mod no_panel;
 mod node;
 mod outbox;
 mod power;
@@ -76,7 +77,8 @@ pub use error::AgentError;
 pub use file_state::FileStateStore;
 pub use install::{INSTALL_EVENT_LINES, INSTALL_LOG_DIR};
 pub use metrics::AgentMetrics;
-pub use node::{MAX_COMMAND_BYTES, NodeAgent};
+pub use no_panel::NoPanel;
+pub use node::{MAX_COMMAND_BYTES, NodeAgent, NodeAgentBuilder};
 pub use outbox::{Backoff, INITIAL_BACKOFF, MAX_BACKOFF, OUTBOX_EVENT_LIMIT, PUBLISH_TIMEOUT};
 pub use power::NODE_LABEL;
 pub use prepare::{PreparedStart, ShellPreparer, StartPreparer};

@@ -5,10 +5,11 @@ use super::console::{ConsoleEvent, ConsoleHub, ConsoleSubscription};
 use super::done::DoneWatcher;
 use super::error::AgentError;
 use super::metrics::{AgentMetrics, Counters};
+use super::no_panel::NoPanel;
 use super::outbox::{Backoff, INITIAL_BACKOFF, MAX_BACKOFF, OUTBOX_EVENT_LIMIT, Outbox};
 use super::prepare::StartPreparer;
 use super::server::{Operation, Server, ServerInner, lock};
-use super::state::{AgentSnapshot, AgentStateStore, SNAPSHOT_FORMAT, ServerRecord};
+use super::state::{AgentSnapshot, AgentStateStore, MemoryStateStore, SNAPSHOT_FORMAT, ServerRecord};
 use chrono::Utc;
 use nexus_core::ids::ServerId;
 use nexus_core::lifecycle::{Lifecycle, LifecycleError, LifecycleEvent, ServerState, Trigger};
@@ -32,7 +33,7 @@ pub const COMMAND_WRITE_DEADLINE: std::time::Duration = std::time::Duration::fro
 /// The node agent: runs the servers of one node through a [`Runtime`], reports to the panel
 /// through a [`PanelTransport`], remembers its state through an [`AgentStateStore`].
 ///
-/// Created with [`start`](Self::start); background tasks hold only a weak reference, so
+/// Created with [`NodeAgent::builder`]; background tasks hold only a weak reference, so
 /// dropping the last `Arc` (or calling [`shutdown`](Self::shutdown)) stops every loop and
 /// console attachment and leaves the containers running, as a daemon crash would; the next
 /// agent started on the same state store re-adopts them.
@@ -60,13 +61,83 @@ impl fmt::Debug for NodeAgent {
     }
 }
 
-impl NodeAgent {
+/// Assembles a [`NodeAgent`]: the configuration and the runtime are required, the rest has
+/// defaults. [`start`](Self::start) loads the saved state, re-adopts running containers and
+/// starts the agent's loops.
+///
+/// ```no_run
+/// # async fn demo(runtime: std::sync::Arc<dyn nexus_core::runtime::Runtime>) -> Result<(), nexus_agent::AgentError> {
+/// use nexus_agent::{AgentConfig, EggPreparer, FileStateStore, NodeAgent};
+/// use nexus_core::ids::NodeId;
+/// use std::sync::Arc;
+///
+/// let agent = NodeAgent::builder(AgentConfig::new(NodeId::new(), "/var/lib/nexus/volumes"), runtime)
+///     .state_store(Arc::new(FileStateStore::open("/var/lib/nexus/state")?))
+///     .preparer(Arc::new(EggPreparer::new(Some("Europe/Berlin".into()))))
+///     .start()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[must_use = "a builder does nothing until `start` is called"]
+pub struct NodeAgentBuilder {
+    config: AgentConfig,
+    runtime: Arc<dyn Runtime>,
+    panel: Arc<dyn PanelTransport>,
+    state: Arc<dyn AgentStateStore>,
+    preparer: Arc<dyn StartPreparer>,
+}
+
+impl std::fmt::Debug for NodeAgentBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeAgentBuilder").field("node", &self.config.node).finish_non_exhaustive()
+    }
+}
+
+impl NodeAgentBuilder {
+    /// Where heartbeats and lifecycle events go. Default: [`NoPanel`] (a standalone node).
+    pub fn panel(mut self, panel: Arc<dyn PanelTransport>) -> Self {
+        self.panel = panel;
+        self
+    }
+
+    /// Where the agent's snapshot is kept across restarts. Default: [`MemoryStateStore`]
+    /// (nothing survives the process; use [`FileStateStore`](crate::FileStateStore) on a
+    /// real node).
+    pub fn state_store(mut self, state: Arc<dyn AgentStateStore>) -> Self {
+        self.state = state;
+        self
+    }
+
+    /// What runs before each start. Default: [`EggPreparer`](crate::EggPreparer) with no
+    /// time zone (config files patched, startup rendered as Wings does).
+    pub fn preparer(mut self, preparer: Arc<dyn StartPreparer>) -> Self {
+        self.preparer = preparer;
+        self
+    }
+
     /// Loads the saved state, re-adopts the containers found through
     /// [`Runtime::list_managed`], and starts the heartbeat and outbox loops.
     ///
     /// Fails when the state cannot be loaded or the runtime cannot list its containers (the
     /// agent must not guess which servers are running).
-    pub async fn start(
+    pub async fn start(self) -> Result<Arc<NodeAgent>, AgentError> {
+        NodeAgent::start(self.config, self.runtime, self.panel, self.state, self.preparer).await
+    }
+}
+
+impl NodeAgent {
+    /// A builder for an agent running `config` on `runtime`.
+    pub fn builder(config: AgentConfig, runtime: Arc<dyn Runtime>) -> NodeAgentBuilder {
+        NodeAgentBuilder {
+            config,
+            runtime,
+            panel: Arc::new(NoPanel),
+            state: Arc::new(MemoryStateStore::new()),
+            preparer: Arc::new(crate::EggPreparer::default()),
+        }
+    }
+
+    async fn start(
         config: AgentConfig,
         runtime: Arc<dyn Runtime>,
         panel: Arc<dyn PanelTransport>,

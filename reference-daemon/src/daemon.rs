@@ -13,7 +13,8 @@ use crate::api::{self, ApiState};
 use crate::auth::{NodeToken, TokenSigner};
 use crate::config::{LogFormat, ResolvedConfig};
 use crate::metrics::HttpMetrics;
-use crate::panel::{HttpPanelTransport, NullPanelTransport};
+use crate::panel::HttpPanelTransport;
+use nexus_agent::NoPanel;
 use nexus_agent::{AgentConfig, AgentError, NodeAgent};
 use nexus_agent::{EggPreparer, FileStateStore};
 use nexus_core::runtime::{Runtime, RuntimeError};
@@ -120,7 +121,12 @@ impl Daemon {
             tty: c.container_tty,
         };
         let runtime_name = runtime.name();
-        let agent = NodeAgent::start(agent_config, runtime, panel, state, preparer).await?;
+        let agent = NodeAgent::builder(agent_config, runtime)
+            .panel(panel)
+            .state_store(state)
+            .preparer(preparer)
+            .start()
+            .await?;
         let signer = match &config.token_secret {
             Some(secret) => Some(TokenSigner::new(secret, c.max_token_lifetime())?),
             None => None,
@@ -234,7 +240,7 @@ pub fn run(config: ResolvedConfig) -> Result<(), DaemonError> {
             Some(url) => Arc::new(HttpPanelTransport::new(url, &config.token)?),
             None => {
                 tracing::warn!("no panel_url configured: running standalone, heartbeats and events are dropped");
-                Arc::new(NullPanelTransport)
+                Arc::new(NoPanel)
             }
         };
         let daemon = Daemon::start(&config, runtime, panel).await?;

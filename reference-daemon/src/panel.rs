@@ -5,7 +5,7 @@
 //! `Unauthorized`, other statuses `Rejected`. Retry, backoff and ordering are the outbox's
 //! job, not this type's: one call is one attempt.
 //!
-//! [`NullPanelTransport`] is for a daemon without a panel: it accepts and drops.
+//! A daemon without a panel uses [`nexus_agent::NoPanel`].
 
 use async_trait::async_trait;
 use nexus_core::ids::NodeId;
@@ -78,17 +78,5 @@ impl PanelTransport for HttpPanelTransport {
             408 | 429 | 500..=599 => TransportError::Unreachable("panel".into(), format!("HTTP {code}: {message}")),
             _ => TransportError::Rejected { status: code, message },
         })
-    }
-}
-
-/// A panel link for a standalone daemon: every message is accepted and dropped.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct NullPanelTransport;
-
-#[async_trait]
-impl PanelTransport for NullPanelTransport {
-    async fn publish(&self, node: NodeId, message: NodeMessage) -> Result<(), TransportError> {
-        tracing::trace!(%node, ?message, "no panel configured; message dropped");
-        Err(TransportError::NoPanel)
     }
 }

@@ -86,7 +86,11 @@ impl Node {
     }
 
     async fn agent_with(&self, config: AgentConfig) -> Arc<NodeAgent> {
-        NodeAgent::start(config, self.docker.clone(), self.panel.clone(), self.store.clone(), Arc::new(ShellPreparer))
+        NodeAgent::builder(config, self.docker.clone())
+            .panel(self.panel.clone())
+            .state_store(self.store.clone())
+            .preparer(Arc::new(ShellPreparer))
+            .start()
             .await
             .expect("agent starts")
     }
@@ -627,15 +631,13 @@ async fn a_new_agent_readopts_running_servers_without_a_second_start() {
         docker_cli(&["rm", "-f", &containers_of(vanished_id)[0].0]);
 
         // An agent with other state leaves containers it does not know alone.
-        let stranger = NodeAgent::start(
-            AgentConfig::new(NodeId::new(), node.dir.path().join("other")),
-            node.docker.clone(),
-            Arc::new(TestPanel::default()),
-            Arc::new(MemoryStateStore::new()),
-            Arc::new(ShellPreparer),
-        )
-        .await
-        .unwrap();
+        let stranger =
+            NodeAgent::builder(AgentConfig::new(NodeId::new(), node.dir.path().join("other")), node.docker.clone())
+                .panel(Arc::new(TestPanel::default()))
+                .preparer(Arc::new(ShellPreparer))
+                .start()
+                .await
+                .unwrap();
         assert!(stranger.servers().is_empty());
         drop(stranger);
         assert_eq!(containers_of(running_id), before, "unknown containers are not killed");

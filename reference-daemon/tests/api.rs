@@ -11,6 +11,7 @@
 
 mod support;
 
+use nexus_agent::NoPanel;
 use nexus_core::ids::{NodeId, ServerId};
 use nexus_core::model::{ConfigFile, ConfigParser, FindValue, Permission};
 use nexus_core::model::{DoneMatcher, StopMethod};
@@ -19,7 +20,6 @@ use nexus_core::transport::ServerSpec;
 use nexus_wings::auth::{TokenClaims, TokenSigner};
 use nexus_wings::config::Config;
 use nexus_wings::daemon::Daemon;
-use nexus_wings::panel::NullPanelTransport;
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -50,7 +50,7 @@ async fn start_daemon_with(docker: nexus_runtime_docker::DockerRuntime, tweak: i
     tweak(&mut config);
     let config = config.resolve().unwrap();
     let docker = docker.with_install_dir(dir.path().join("install"));
-    let daemon = Daemon::start(&config, Arc::new(docker), Arc::new(NullPanelTransport)).await.unwrap();
+    let daemon = Daemon::start(&config, Arc::new(docker), Arc::new(NoPanel)).await.unwrap();
     let client = Client::new(daemon.local_addr());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let served = tokio::spawn(daemon.serve(async move {

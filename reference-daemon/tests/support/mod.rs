@@ -390,7 +390,7 @@ impl TestDaemon {
         let daemon = nexus_wings::daemon::Daemon::start(
             &config,
             std::sync::Arc::new(docker),
-            std::sync::Arc::new(nexus_wings::panel::NullPanelTransport),
+            std::sync::Arc::new(nexus_agent::NoPanel),
         )
         .await
         .unwrap();
