@@ -68,6 +68,25 @@ pub struct ContainerSpec {
     pub tty: bool,
 }
 
+impl ContainerSpec {
+    /// A spec for `server` running `image`'s own command, with `data_dir` mounted at
+    /// [`HOME`], server [`Isolation`], no limits, ports, labels or environment, no TTY.
+    pub fn new(server: ServerId, image: impl Into<String>, data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            server,
+            image: image.into(),
+            command: None,
+            env: BTreeMap::new(),
+            data_dir: data_dir.into(),
+            limits: ServerLimits::default(),
+            ports: Vec::new(),
+            labels: BTreeMap::new(),
+            isolation: Isolation::server(),
+            tty: false,
+        }
+    }
+}
+
 /// A numeric user and group a container process runs as (need not exist in the image).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ContainerUser {

@@ -45,6 +45,8 @@
 mod console;
 mod engine;
 mod error;
+#[cfg(feature = "conformance")]
+pub mod probe;
 mod spec;
 mod stats;
 
