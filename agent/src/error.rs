@@ -7,6 +7,7 @@ use nexus_core::transport::TransportError;
 
 /// Failures of the node agent.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum AgentError {
     /// The server is not on this node.
     #[error("server {0} is not known on this node")]
@@ -99,7 +100,8 @@ impl AgentError {
                 RuntimeError::Conflict(_) => 409,
                 RuntimeError::Unavailable(_) => 503,
                 RuntimeError::Timeout(_) => 504,
-                RuntimeError::ContainerNotFound(_) | RuntimeError::Engine(_) | RuntimeError::Io(_) => 500,
+                // ContainerNotFound, Engine, Io and failures a later core adds.
+                _ => 500,
             },
             Self::Transport(_) => 502,
             Self::State(_) | Self::Io(_) => 500,
@@ -151,7 +153,7 @@ mod tests {
         let id = ServerId::new();
         assert_eq!(AgentError::UnknownServer(id).status_code(), 404);
         assert_eq!(AgentError::Busy { server: id, operation: "install" }.status_code(), 409);
-        let lc = LifecycleError { server: id, from: ServerState::Installing, trigger: Trigger::Start };
+        let lc = LifecycleError::new(id, ServerState::Installing, Trigger::Start);
         assert_eq!(AgentError::from(lc).status_code(), 409);
         assert_eq!(AgentError::from(RuntimeError::ImageNotFound { image: "x".into() }).status_code(), 422);
         assert_eq!(AgentError::from(RuntimeError::Unavailable("down".into())).status_code(), 503);

@@ -10,7 +10,7 @@
 //!   console subscribers ([`ConsoleEvent::State`]) and to the panel
 //!   ([`NodeMessage::Lifecycle`](nexus_core::transport::NodeMessage::Lifecycle)) in the order it
 //!   happened. `Running` only when a console line matches the egg's `done` matchers
-//!   ([`DoneWatcher`]; substring or regex), or at process start when there are none.
+//!   (substring or regex), or at process start when there are none.
 //! * **Power.** Start = [`StartPreparer::prepare`] → remove the previous container → create
 //!   (image, command, env, `data_root/<id>`, limits, ports from the allocations, labels) →
 //!   attach → `Start` → start. Stop = the egg's stop method (command or signal) through
@@ -24,7 +24,7 @@
 //!   cancels the pending restart.
 //! * **Console.** See [`ConsoleSubscription`]: a replay ring, a broadcast fan-out (a slow
 //!   subscriber lags alone and is told how much it missed), a per-server throttle
-//!   ([`Throttle`], one notice per second that dropped lines), stats samples.
+//!   (one notice per second that dropped lines), stats samples.
 //! * **Install.** `Runtime::run_install` with the egg's script, image and interpreter and the
 //!   preparer's environment; `Installing` → `Installed`/`InstallFailed`; log kept under
 //!   `data_root/.install-logs/` ([`NodeAgent::install_log`]).
@@ -67,21 +67,15 @@ pub use config::{
     AgentConfig, DEFAULT_CONSOLE_LINES_PER_SECOND, DEFAULT_CONSOLE_REPLAY_LINES, DEFAULT_HEARTBEAT_INTERVAL,
     DEFAULT_INSTALL_TIMEOUT, DEFAULT_PIDS_LIMIT, DEFAULT_STOP_TIMEOUT,
 };
-pub use console::{
-    CONSOLE_CHANNEL_CAPACITY, ConsoleEvent, ConsoleSubscription, SharedEvent, event_json, lagged_notice,
-};
-pub use data_dir::PRIVATE_DIR_MODE;
-pub use done::DoneWatcher;
+pub use console::{ConsoleEvent, ConsoleSubscription, SharedEvent, lagged_notice};
 pub use egg_preparer::{ConfigOutcome, DiskCheck, EggPreparer, MAX_CONFIG_FILE_BYTES, PATCH_BUDGET, SHELL_WRAPPER};
 pub use error::AgentError;
 pub use file_state::FileStateStore;
-pub use install::{INSTALL_EVENT_LINES, INSTALL_LOG_DIR};
+pub use install::INSTALL_LOG_DIR;
 pub use metrics::AgentMetrics;
 pub use no_panel::NoPanel;
 pub use node::{MAX_COMMAND_BYTES, NodeAgent, NodeAgentBuilder};
-pub use outbox::{Backoff, INITIAL_BACKOFF, MAX_BACKOFF, OUTBOX_EVENT_LIMIT, PUBLISH_TIMEOUT};
+pub use outbox::OUTBOX_EVENT_LIMIT;
 pub use power::NODE_LABEL;
 pub use prepare::{PreparedStart, ShellPreparer, StartPreparer};
-pub use ring::ReplayRing;
 pub use state::{AgentSnapshot, AgentStateStore, MemoryStateStore, SNAPSHOT_FORMAT, ServerRecord};
-pub use throttle::{Admission, Throttle};

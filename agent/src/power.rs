@@ -44,7 +44,7 @@ impl NodeAgent {
             _ => {}
         }
         if next_state(state, Trigger::Start).is_none() {
-            return Err(LifecycleError { server: srv.id, from: state, trigger: Trigger::Start }.into());
+            return Err(LifecycleError::new(srv.id, state, Trigger::Start).into());
         }
         let launched = self.launch(srv, &spec, done, old).await;
         if let Err(error) = &launched {

@@ -1,7 +1,7 @@
 //! [`StartPreparer`]: what turns a [`ServerSpec`] into the process a container runs.
 //!
-//! Startup rendering and config-file patching live in `nexus-eggs`, which core cannot depend
-//! on; the daemon implements this trait with it. [`ShellPreparer`] is the trivial version.
+//! [`EggPreparer`](crate::EggPreparer) renders the startup and patches config files with
+//! `nexus-eggs`, as Wings does; [`ShellPreparer`] is the trivial version.
 
 use super::error::AgentError;
 use async_trait::async_trait;

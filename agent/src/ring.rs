@@ -33,11 +33,13 @@ impl<T: Clone> ReplayRing<T> {
     }
 
     /// Number of items held.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.items.len()
     }
 
     /// True when nothing is held.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
     }

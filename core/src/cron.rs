@@ -145,6 +145,7 @@ pub enum FieldProblem {
 
 /// Why an expression could not be parsed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum CronError {
     /// The expression is empty or only whitespace.
     #[error("empty cron expression")]

@@ -161,6 +161,7 @@ pub fn next_state(from: ServerState, trigger: Trigger) -> Option<ServerState> {
 /// A transition that the table does not allow.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("server {server}: `{trigger:?}` is not allowed while {from:?}")]
+#[non_exhaustive]
 pub struct LifecycleError {
     /// The server.
     pub server: ServerId,
@@ -168,6 +169,13 @@ pub struct LifecycleError {
     pub from: ServerState,
     /// The refused trigger.
     pub trigger: Trigger,
+}
+
+impl LifecycleError {
+    /// `trigger` is not allowed for `server` in state `from`.
+    pub fn new(server: ServerId, from: ServerState, trigger: Trigger) -> Self {
+        Self { server, from, trigger }
+    }
 }
 
 /// One accepted transition.

@@ -285,6 +285,7 @@ impl std::fmt::Debug for ConsoleIo {
 
 /// Failures of a runtime, mapped from engine errors.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RuntimeError {
     /// The image is not present locally (Nexus never pulls).
     #[error("image `{image}` is not available on this node; import or build it first (images are never pulled)")]

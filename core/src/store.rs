@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 /// Failures of a store.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// No such record.
     #[error("{entity} `{id}` not found")]

@@ -17,6 +17,7 @@ pub struct TemplateRef {
 
 /// Failures of a template source.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TemplateError {
     /// No template under that key.
     #[error("template `{0}` not found")]

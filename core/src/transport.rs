@@ -158,6 +158,7 @@ pub enum NodeMessage {
 
 /// Failures crossing the wire.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum TransportError {
     /// The node (or panel) cannot be reached; retrying may help.
     #[error("{0} unreachable: {1}")]

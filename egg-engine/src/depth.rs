@@ -2,11 +2,13 @@
 //! before a parser that recurses once per level (serde_json, toml_edit, our own JSON and YAML
 //! locators) or slows down per level sees them.
 //!
-//! libyaml (under serde_yaml) is the reason this exists for YAML: its scanner walks the whole
-//! stack of open flow collections for every token, so 200 KB of `[[[[…` takes most of a minute
-//! before serde_yaml's own recursion limit is ever consulted. [`yaml`] therefore follows
-//! libyaml's scanner closely enough to count exactly the flow levels and block indentation
-//! levels libyaml itself opens, up to the point where libyaml would stop with an error.
+//! libyaml (under yaml_serde, as libyaml-rs: libyaml translated to Rust, the same code as the
+//! unsafe-libyaml that serde_yaml used) is the reason this exists for YAML: its scanner walks
+//! the whole stack of open flow collections for every token, so 200 KB of `[[[[…` takes most
+//! of a minute before yaml_serde's own recursion limit is ever consulted. [`yaml`] therefore
+//! follows libyaml's scanner closely enough to count exactly the flow levels and block
+//! indentation levels libyaml itself opens, up to the point where libyaml would stop with an
+//! error.
 
 /// Where a document first nests deeper than allowed: the byte offset of the opening token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -623,10 +625,10 @@ mod tests {
             }
         }
 
-        /// Block YAML as serde_yaml writes it is never found deeper than it is.
+        /// Block YAML as yaml_serde writes it is never found deeper than it is.
         #[test]
         fn yaml_never_over_counts_block_documents(value in tree()) {
-            let text = serde_yaml::to_string(&value).unwrap();
+            let text = yaml_serde::to_string(&value).unwrap();
             prop_assert!(yaml(&text, nesting(&value).max(1)).is_ok(), "{}", text);
         }
     }

@@ -21,6 +21,7 @@ pub enum ExportFormat {
 
 /// Why an export failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ExportError {
     /// Serialization failed.
     #[error("cannot serialize egg `{egg}`: {message}")]
@@ -38,7 +39,7 @@ pub fn export_egg(egg: &Egg, format: ExportFormat) -> Result<String, ExportError
     match format {
         ExportFormat::PtdlV2 => serde_json::to_string_pretty(&ptdl_v2(egg)).map_err(|e| fail(e.to_string())),
         ExportFormat::PlcnV3Json => serde_json::to_string_pretty(&plcn_v3(egg)).map_err(|e| fail(e.to_string())),
-        ExportFormat::PlcnV3Yaml => serde_yaml::to_string(&plcn_v3(egg)).map_err(|e| fail(e.to_string())),
+        ExportFormat::PlcnV3Yaml => yaml_serde::to_string(&plcn_v3(egg)).map_err(|e| fail(e.to_string())),
     }
 }
 

@@ -4,7 +4,7 @@
 //! An alias (`*a`) repeats the whole node its anchor (`&a`) names, and the repeated node may
 //! itself hold aliases: ten lines of `b: &b [*a, *a, *a, …]` expand to billions of nodes
 //! ("billion laughs"), and a megabyte-long scalar aliased a thousand times to a gigabyte.
-//! serde_yaml follows aliases while deserializing (its own guard allows a hundred jumps per
+//! yaml_serde follows aliases while deserializing (its own guard allows a hundred jumps per
 //! event, far too many when each jump repeats a large node), so everything that reads a
 //! tenant's or an egg author's YAML into a tree, or only validates it, first walks it here:
 //! one node costs one unit, a scalar one more per byte, and a document of `n` bytes may
@@ -12,7 +12,7 @@
 //! least a byte of the text), so the budget only ever refuses repetition.
 //!
 //! `%TAG` directives are refused before parsing: libyaml copies a directive's prefix into every
-//! tag that uses it, and serde_yaml keeps every event's tag before any visitor runs, so a long
+//! tag that uses it, and yaml_serde keeps every event's tag before any visitor runs, so a long
 //! prefix used by many short tags (`%TAG !e! <4 MiB>` then `!e!a x` …) would take terabytes.
 //! No config file or egg needs one.
 
@@ -35,7 +35,7 @@ pub(crate) enum Refused {
         limit: usize,
     },
     /// Not valid YAML (or more than one document).
-    Malformed(serde_yaml::Error),
+    Malformed(yaml_serde::Error),
     /// A `%TAG` directive, on the given line (1-based).
     TagDirective {
         /// The directive's line.
@@ -62,7 +62,7 @@ pub(crate) fn check(text: &str) -> Result<(), Refused> {
     }
     let limit = budget(text.len());
     let meter = Meter { left: Cell::new(limit), spent: Cell::new(false) };
-    match Node(&meter).deserialize(serde_yaml::Deserializer::from_str(text)) {
+    match Node(&meter).deserialize(yaml_serde::Deserializer::from_str(text)) {
         Ok(()) => Ok(()),
         Err(_) if meter.spent.get() => Err(Refused::Expands { limit }),
         Err(error) => Err(Refused::Malformed(error)),
@@ -197,7 +197,7 @@ mod tests {
     fn a_few_aliases_fit() {
         let text = "defaults: &d {port: 1, host: x, motd: hello}\nlobby: *d\ngame: *d\nother: *d\n";
         check(text).unwrap();
-        assert_eq!(serde_yaml::from_str::<serde_yaml::Value>(text).unwrap()["game"]["port"], 1);
+        assert_eq!(yaml_serde::from_str::<yaml_serde::Value>(text).unwrap()["game"]["port"], 1);
     }
 
     /// Ten lines that expand to ten billion nodes are refused after about the budget's

@@ -31,7 +31,7 @@ fn raw(name: &str, bytes: &[u8]) -> Value {
     if name.ends_with(".json") {
         serde_json::from_slice(bytes).unwrap()
     } else {
-        serde_json::to_value(serde_yaml::from_slice::<serde_yaml::Value>(bytes).unwrap()).unwrap()
+        serde_json::to_value(yaml_serde::from_slice::<yaml_serde::Value>(bytes).unwrap()).unwrap()
     }
 }
 

@@ -38,6 +38,7 @@ pub const DEFAULT_CONFIG: &str = include_str!("default-config.toml");
 
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// The file could not be read.
     #[error("cannot read {path}: {source}")]

@@ -1,4 +1,4 @@
-//! The generic node agent of `nexus-core` (`nexus_agent`) on the real Docker runtime:
+//! The generic node agent (`nexus-agent`) on the real Docker runtime:
 //! done line → `Running`, console round trip, crash → automatic restart → crash loop, stop by
 //! command and by signal, serialized power actions, install success and failure, re-adoption
 //! after the agent dies, panel outage.

@@ -1,4 +1,4 @@
-//! The runtime conformance suite of `nexus-core`, run against the local Docker Engine.
+//! The runtime conformance suite of `nexus-conformance`, run against the local Docker Engine.
 //!
 //! Needs the engine (`docker info`) and the busybox test image (`scripts/images/busybox.sh`);
 //! without them every case skips, or fails under `CI=true`.

@@ -6,6 +6,7 @@ use nexus_core::store::StoreError;
 /// Failures inside the SQL stores. Every public call returns [`StoreError`]; this type keeps
 /// the cause precise until then (see the `From<SqlError> for StoreError` mapping).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SqlError {
     /// A rule of the store was violated (found by a check, before any write).
     #[error(transparent)]

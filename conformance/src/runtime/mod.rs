@@ -280,8 +280,7 @@ async fn image_available(subject: &Subject) -> bool {
 /// }
 /// ```
 ///
-/// Needs the `conformance` feature of `nexus-core` (see
-/// [`conformance::runtime`](crate::runtime)).
+/// See [the module docs](crate::runtime).
 #[macro_export]
 macro_rules! runtime_conformance_tests {
     ($make:expr $(,)?) => {

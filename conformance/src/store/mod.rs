@@ -137,7 +137,7 @@ where
 /// }
 /// ```
 ///
-/// Needs the `conformance` feature of `nexus-core` (see [`conformance`](crate::store)).
+/// See [the module docs](crate::store).
 #[macro_export]
 macro_rules! store_conformance_tests {
     ($make:expr $(,)?) => {

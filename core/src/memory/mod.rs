@@ -2,7 +2,7 @@
 //! node agents in one process.
 //!
 //! * [`MemoryStore`]: a [`Store`](crate::store::Store) that passes the store conformance suite
-//!   (`nexus_conformance`, behind the `conformance` feature).
+//!   (`nexus-conformance`).
 //! * [`InProcessTransport`]: a [`NodeTransport`](crate::transport::NodeTransport) and
 //!   [`PanelTransport`](crate::transport::PanelTransport) without a network.
 

@@ -6,6 +6,7 @@ use std::fmt;
 
 /// Errors of [`Placement`](super::Placement).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PlacementError {
     /// The request asked for zero allocations; every server needs a primary one.
     #[error("a server needs at least one allocation")]

@@ -83,6 +83,7 @@ pub const MAX_IMAGE_BYTES: usize = 512;
 /// `environment.STARTUP`, `done[1]`, ...) and what is wrong with it.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]
+#[non_exhaustive]
 pub struct SpecError {
     /// Path of the field in the spec's JSON form (`limits.memory_mb`, `allocations[2]`).
     pub field: String,

@@ -106,6 +106,7 @@ pub const MAX_FIND_ENTRIES: usize = 64;
 /// Why a config file could not be patched. Each variant names the file; those about one
 /// `find` entry also name its key.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// The original file is not valid in the egg's format.
     #[error("config file `{path}` is not valid {parser}: {reason}")]

@@ -16,7 +16,7 @@ fn egg_config(egg: &str, path: &str) -> ConfigFile {
     let egg: serde_json::Value = if egg.ends_with(".json") {
         serde_json::from_str(&source).unwrap()
     } else {
-        serde_yaml::from_str(&source).unwrap()
+        yaml_serde::from_str(&source).unwrap()
     };
     let files = match &egg["config"]["files"] {
         serde_json::Value::String(encoded) => serde_json::from_str(encoded).unwrap(),
@@ -158,8 +158,8 @@ fn yaml_bungeecord_egg_with_regex_rules() {
         .edited("address: 127.0.0.1:25566  # same host", "address: 172.18.0.1:25566  # same host");
     assert_eq!(out, expected);
     assert_eq!(apply(&file, &out, &ctx()).unwrap(), out, "idempotent");
-    let parsed: serde_yaml::Value = serde_yaml::from_str(&out).unwrap();
-    assert_eq!(parsed["listeners"][0]["query_port"], serde_yaml::Value::from(25600));
+    let parsed: yaml_serde::Value = yaml_serde::from_str(&out).unwrap();
+    assert_eq!(parsed["listeners"][0]["query_port"], yaml_serde::Value::from(25600));
 }
 
 #[test]
@@ -798,17 +798,17 @@ proptest! {
         let file = text_edits("config.yml", ConfigParser::Yaml, &keyed);
         let out = apply(&file, &text, &ctx()).unwrap();
         prop_assert_eq!(&apply(&file, &out, &ctx()).unwrap(), &out);
-        let parsed: serde_yaml::Value = serde_yaml::from_str(&out).unwrap();
+        let parsed: yaml_serde::Value = yaml_serde::from_str(&out).unwrap();
         for (key, value) in &edits {
             let existed = original.iter().any(|(k, _)| k == key);
             let expected = if !existed && replacement::is_integer(value) {
-                serde_yaml::from_str::<serde_yaml::Value>(value).unwrap()
+                yaml_serde::from_str::<yaml_serde::Value>(value).unwrap()
             } else {
-                serde_yaml::Value::String(value.clone())
+                yaml_serde::Value::String(value.clone())
             };
             prop_assert_eq!(&parsed["root"][key.as_str()], &expected, "{} in {:?}", key, out);
         }
-        prop_assert_eq!(&parsed["after"], &serde_yaml::Value::from(1));
+        prop_assert_eq!(&parsed["after"], &yaml_serde::Value::from(1));
         if edits.iter().all(|(key, _)| original.iter().any(|(k, _)| k == key)) {
             untouched_lines_survive(&text, &out, |line| edits.iter().any(|(key, _)| line.starts_with(&format!("  {key}:"))));
         }
@@ -954,10 +954,10 @@ proptest! {
         let mut expected = root.clone();
         set_at(&mut expected, &path, serde_json::Value::String(new.clone()));
 
-        let yaml = serde_yaml::to_string(&root).unwrap();
+        let yaml = yaml_serde::to_string(&root).unwrap();
         let file = text_edits("config.yml", ConfigParser::Yaml, &[(path.clone(), new.clone())]);
         let out = apply(&file, &yaml, &ctx()).unwrap();
-        let reread: serde_json::Value = serde_yaml::from_str(&out).unwrap();
+        let reread: serde_json::Value = yaml_serde::from_str(&out).unwrap();
         prop_assert_eq!(&reread, &expected, "{} in\n{}\n=>\n{}", path, yaml, out);
 
         let json = serde_json::to_string_pretty(&root).unwrap();

@@ -1,7 +1,7 @@
 //! YAML files (BungeeCord's `config.yml`, Lavalink's `application.yml`), edited through a
 //! locator for block-style (indentation-based) YAML that records the byte span of scalars.
 //!
-//! The file is first validated with `serde_yaml`. Paths may not lead into flow-style
+//! The file is first validated with `yaml_serde`. Paths may not lead into flow-style
 //! collections (`{a: 1}`, `[1, 2]`); those can only be replaced whole.
 //!
 //! Text is written plain when YAML reads it back as the same text and type; otherwise it is
@@ -867,8 +867,8 @@ mod tests {
     use super::*;
     use crate::config_files::test_support::set;
 
-    fn read(text: &str, path: &str) -> serde_yaml::Value {
-        let mut value = serde_yaml::from_str::<serde_yaml::Value>(text).unwrap();
+    fn read(text: &str, path: &str) -> yaml_serde::Value {
+        let mut value = yaml_serde::from_str::<yaml_serde::Value>(text).unwrap();
         for part in path.split('.') {
             value = match part.parse::<usize>() {
                 Ok(index) => value[index].clone(),
@@ -913,9 +913,9 @@ mod tests {
         ];
         let out = patch(text, &edits).unwrap();
         assert_eq!(out, "a: '123'\nb: 'it''s'\nc: \"tab\\there\"\nd: 25565\ne: 'x: y'\nf: one\ng: ''\n");
-        assert_eq!(read(&out, "a"), serde_yaml::Value::String("123".into()));
-        assert_eq!(read(&out, "c"), serde_yaml::Value::String("tab\there".into()));
-        assert_eq!(read(&out, "d"), serde_yaml::Value::Number(25565.into()));
+        assert_eq!(read(&out, "a"), yaml_serde::Value::String("123".into()));
+        assert_eq!(read(&out, "c"), yaml_serde::Value::String("tab\there".into()));
+        assert_eq!(read(&out, "d"), yaml_serde::Value::Number(25565.into()));
     }
 
     #[test]

@@ -2,6 +2,7 @@ use crate::rules::RuleError;
 
 /// Why an egg file could not be imported. Every variant names the offending part.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ImportError {
     /// Neither valid JSON nor valid YAML.
     #[error("not a valid {format} egg file: {message}")]

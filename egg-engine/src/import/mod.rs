@@ -37,9 +37,9 @@ use serde_json::{Map, Value};
 pub const MAX_EGG_BYTES: usize = 8 * 1024 * 1024;
 
 /// Deepest nesting accepted in an egg file, and in the JSON some of its fields embed. Real
-/// eggs nest about 5 levels deep. The nesting is measured before parsing: serde_yaml's
+/// eggs nest about 5 levels deep. The nesting is measured before parsing: yaml_serde's
 /// parser, libyaml, slows down quadratically on deeply nested flow collections before
-/// serde_yaml's own recursion limit applies.
+/// yaml_serde's own recursion limit applies.
 pub const MAX_EGG_DEPTH: usize = 64;
 
 /// Imports an egg from JSON or YAML bytes (detected from the content).
@@ -75,10 +75,10 @@ fn parse_document(text: &str) -> Result<Value, ImportError> {
             Err(refused @ yaml_expansion::Refused::TagDirective { .. }) => {
                 return Err(ImportError::Syntax { format: "YAML", message: refused.to_string() });
             }
-            // A malformed document gets serde_yaml's own message just below.
+            // A malformed document gets yaml_serde's own message just below.
             Ok(()) | Err(yaml_expansion::Refused::Malformed(_)) => {}
         }
-        let yaml: serde_yaml::Value = serde_yaml::from_str(trimmed)
+        let yaml: yaml_serde::Value = yaml_serde::from_str(trimmed)
             .map_err(|e| ImportError::Syntax { format: "YAML", message: e.to_string() })?;
         serde_json::to_value(yaml).map_err(|e| ImportError::Syntax { format: "YAML", message: e.to_string() })
     }

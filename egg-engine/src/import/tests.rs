@@ -154,7 +154,7 @@ fn errors_name_what_is_wrong() {
 }
 
 /// Deep eggs are refused before serde parses them, without recursion: YAML flow collections
-/// 100,000 deep (200 KB) took libyaml over 40 seconds before serde_yaml's recursion limit
+/// 100,000 deep (200 KB) took libyaml over 40 seconds before yaml_serde's recursion limit
 /// applied, and the others came back as syntax errors rather than typed ones.
 #[test]
 fn deeply_nested_eggs_are_refused_quickly() {

@@ -260,6 +260,7 @@ impl fmt::Display for Rule {
 
 /// Why a rule string does not parse.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum RuleError {
     /// A rule Nexus does not implement.
     #[error("unknown validation rule `{rule}`")]
@@ -376,6 +377,7 @@ pub struct RuleViolation {
 /// A variable's value fails one of its rules.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 #[error("{env_variable} ({name}): {reason}")]
+#[non_exhaustive]
 pub struct ValidationError {
     /// The variable's environment name.
     pub env_variable: String,

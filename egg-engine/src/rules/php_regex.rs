@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 /// Why a PHP pattern cannot be used.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PhpRegexError {
     /// Nothing but whitespace.
     #[error("empty pattern")]

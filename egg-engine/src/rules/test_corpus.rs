@@ -30,7 +30,7 @@ pub(crate) fn eggs() -> Vec<RawEgg> {
             let doc = if file.ends_with(".json") {
                 serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{file}: {e}"))
             } else {
-                let yaml: serde_yaml::Value = serde_yaml::from_slice(&bytes).unwrap_or_else(|e| panic!("{file}: {e}"));
+                let yaml: yaml_serde::Value = yaml_serde::from_slice(&bytes).unwrap_or_else(|e| panic!("{file}: {e}"));
                 serde_json::to_value(yaml).unwrap()
             };
             RawEgg { file, doc }

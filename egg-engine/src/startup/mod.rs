@@ -165,6 +165,7 @@ pub struct RenderedStartup {
 
 /// Why a startup command cannot be rendered.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum StartupError {
     /// A variable name the shell could not reference.
     #[error("variable `{name}`: environment name must match [A-Za-z_][A-Za-z0-9_]*")]
