@@ -1,11 +1,12 @@
-//! The HTTP/WebSocket API end to end, against the real Docker Engine and busybox servers:
+//! The HTTP/WebSocket API end to end, against the real Docker Engine (the whole walk also on
+//! Podman) and busybox servers:
 //! authentication, create → install → start → console → stop → destroy, the files
 //! endpoints (traversal refused over HTTP), browser tokens (scope, permissions, expiry),
 //! `/metrics` and `/api/system`; specs refused at create, status codes by the matching route
 //! (a sweep over every route), console command rate limits.
 //!
-//! Needs Docker and `nexus-test/busybox:latest` (`scripts/images/busybox.sh`); skips without
-//! them, fails under `CI=true`.
+//! Needs Docker, Podman and `nexus-test/busybox:latest` (`scripts/images/busybox.sh`); skips
+//! without them, fails under `CI=true`.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, reason = "test code: a failed expectation fails the test")]
 
@@ -37,26 +38,31 @@ struct Running {
     _cleanup: Cleanup,
 }
 
-async fn start_daemon(docker: nexus_runtime_docker::DockerRuntime) -> Running {
-    start_daemon_with(docker, |_| {}).await
+/// A daemon on `engine`, or `None` without it (skip; a failure under `CI=true`).
+async fn start_daemon(engine: Engine) -> Option<Running> {
+    start_daemon_with(engine, |_| {}).await
 }
 
-/// A daemon with the test configuration changed by `tweak`.
-async fn start_daemon_with(docker: nexus_runtime_docker::DockerRuntime, tweak: impl FnOnce(&mut Config)) -> Running {
+/// A daemon on `engine` with the test configuration changed by `tweak`.
+async fn start_daemon_with(engine: Engine, tweak: impl FnOnce(&mut Config)) -> Option<Running> {
     let dir = tempfile::tempdir().unwrap();
+    let runtime = engine.runtime(&dir.path().join("install")).await?;
     let node = NodeId::new();
     let cleanup = Cleanup(node);
     let mut config = config(dir.path(), node, "127.0.0.1:0".parse().unwrap());
+    if engine == Engine::Podman {
+        config.runtime = nexus_wings::config::RuntimeKind::Podman;
+        config.podman_socket = Engine::podman_socket().into();
+    }
     tweak(&mut config);
     let config = config.resolve().unwrap();
-    let docker = docker.with_install_dir(dir.path().join("install"));
-    let daemon = Daemon::start(&config, Arc::new(docker), Arc::new(NoPanel)).await.unwrap();
+    let daemon = Daemon::start(&config, runtime, Arc::new(NoPanel)).await.unwrap();
     let client = Client::new(daemon.local_addr());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let served = tokio::spawn(daemon.serve(async move {
         let _ = stopped.await;
     }));
-    Running { client, node, stop: Some(stop), served, _dir: dir, _cleanup: cleanup }
+    Some(Running { client, node, stop: Some(stop), served, _dir: dir, _cleanup: cleanup })
 }
 
 fn signer() -> TokenSigner {
@@ -64,9 +70,17 @@ fn signer() -> TokenSigner {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn http_api_end_to_end() {
-    let Some(docker) = docker().await else { return };
-    let mut daemon = start_daemon(docker).await;
+async fn http_api_end_to_end_on_docker() {
+    http_api_end_to_end(Engine::Docker).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_api_end_to_end_on_podman() {
+    http_api_end_to_end(Engine::Podman).await;
+}
+
+async fn http_api_end_to_end(engine: Engine) {
+    let Some(mut daemon) = start_daemon(engine).await else { return };
     let c = daemon.client.clone();
 
     // --- authentication ---------------------------------------------------------------
@@ -84,7 +98,7 @@ async fn http_api_end_to_end() {
     assert!(system["cpu_count"].as_u64().unwrap() >= 1);
     assert!(system["memory_total_bytes"].as_u64().unwrap() > 0);
     assert_eq!(system["servers"], 0);
-    assert_eq!(system["runtime"], "docker");
+    assert_eq!(system["runtime"], engine.cli());
     let (status, body) = c.get("/api/nothing-here").await;
     assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")));
 
@@ -397,8 +411,7 @@ fn impossible_specs() -> Vec<(&'static str, Change)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn impossible_specs_are_refused_at_create() {
-    let Some(docker) = docker().await else { return };
-    let daemon = start_daemon(docker).await;
+    let Some(daemon) = start_daemon(Engine::Docker).await else { return };
     let c = daemon.client.clone();
     for (field, change) in impossible_specs() {
         let mut spec = busybox_spec();
@@ -438,8 +451,7 @@ const ROUTES: &[(&str, &str, Option<&str>)] = &[
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_codes_come_from_the_matching_route() {
-    let Some(docker) = docker().await else { return };
-    let daemon = start_daemon_with(docker, |c| c.max_json_body_bytes = 64 * 1024).await;
+    let Some(daemon) = start_daemon_with(Engine::Docker, |c| c.max_json_body_bytes = 64 * 1024).await else { return };
     let c = daemon.client.clone();
     let spec = || serde_json::to_string(&busybox_spec()).unwrap();
     let json_type = ("content-type", "application/json");
@@ -527,12 +539,14 @@ async fn status_codes_come_from_the_matching_route() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_commands_are_rate_limited() {
-    let Some(docker) = docker().await else { return };
-    let daemon = start_daemon_with(docker, |c| {
+    let Some(daemon) = start_daemon_with(Engine::Docker, |c| {
         c.node_commands_per_second = 5;
         c.node_command_burst = 10;
     })
-    .await;
+    .await
+    else {
+        return;
+    };
     let c = daemon.client.clone();
     let spec = busybox_spec();
     let id = spec.id;
@@ -612,8 +626,7 @@ async fn console_commands_are_rate_limited() {
 /// `?wait=true` keeps the old way (answer when done, typed errors).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn power_actions_answer_at_once() {
-    let Some(docker) = docker().await else { return };
-    let daemon = start_daemon_with(docker, |c| c.stop_timeout_secs = 8).await;
+    let Some(daemon) = start_daemon_with(Engine::Docker, |c| c.stop_timeout_secs = 8).await else { return };
     let c = daemon.client.clone();
     let mut spec = busybox_spec();
     // Ignores its stop command: the stop waits for the timeout, then kills.

@@ -1,4 +1,4 @@
-//! Shared by the daemon's Docker tests: a busybox server spec, the daemon's configuration,
+//! Shared by the daemon's tests (Docker, and Podman where a test runs on both): a busybox server spec, the daemon's configuration,
 //! HTTP and WebSocket helpers, container counting and cleanup by the node label.
 
 #![allow(dead_code, reason = "each test binary uses a subset")]
@@ -25,6 +25,64 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 pub const TOKEN: &str = "test-node-token-0123456789";
 /// The browser token secret of every test daemon.
 pub const SECRET: &str = "test-token-secret-0123456789abcdef-xyz";
+
+/// A container engine the daemon's tests run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    /// The local Docker Engine.
+    Docker,
+    /// `podman system service` (`NEXUS_TEST_PODMAN_SOCKET`, else Podman's default socket).
+    Podman,
+}
+
+impl Engine {
+    /// Its CLI, and the runtime name `/api/system` reports.
+    pub fn cli(self) -> &'static str {
+        match self {
+            Self::Docker => "docker",
+            Self::Podman => "podman",
+        }
+    }
+
+    /// The engine's socket for Podman.
+    pub fn podman_socket() -> String {
+        std::env::var("NEXUS_TEST_PODMAN_SOCKET")
+            .ok()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| nexus_runtime_podman::DEFAULT_SOCKET.to_owned())
+    }
+
+    /// The runtime on this engine with the busybox image, staging install scripts under
+    /// `install_dir`; `None` when it is unavailable (skip; a failure under `CI=true`).
+    pub async fn runtime(self, install_dir: &Path) -> Option<std::sync::Arc<dyn Runtime>> {
+        let probe: Result<std::sync::Arc<dyn Runtime>, String> = async {
+            let runtime: std::sync::Arc<dyn Runtime> = match self {
+                Self::Docker => std::sync::Arc::new(
+                    DockerRuntime::connect_default().await.map_err(|e| e.to_string())?.with_install_dir(install_dir),
+                ),
+                Self::Podman => std::sync::Arc::new(
+                    nexus_runtime_podman::PodmanRuntime::connect(Self::podman_socket())
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .with_install_dir(install_dir),
+                ),
+            };
+            match runtime.image_exists(BUSYBOX_IMAGE).await {
+                Ok(true) => Ok(runtime),
+                Ok(false) => Err(format!("image {BUSYBOX_IMAGE} missing: run scripts/images/busybox.sh")),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+        .await;
+        match probe {
+            Ok(runtime) => Some(runtime),
+            Err(reason) => {
+                require_service(if self == Self::Docker { "Docker" } else { "Podman" }, Err(reason));
+                None
+            }
+        }
+    }
+}
 
 /// Docker with the busybox image, or `None` (skip; a failure under `CI=true`).
 pub async fn docker() -> Option<DockerRuntime> {
@@ -270,12 +328,20 @@ pub async fn send_command(socket: &mut Socket, line: &str) {
 
 /// Ids of the containers carrying `io.nexus.node=<node>` (running or not).
 pub fn node_containers(node: NodeId, only_running: bool) -> Vec<String> {
+    node_containers_on(Engine::Docker, node, only_running)
+}
+
+/// Containers of `node` on `engine` (its CLI; `ps -q --no-trunc` by the node label).
+pub fn node_containers_on(engine: Engine, node: NodeId, only_running: bool) -> Vec<String> {
     let filter = format!("label={NODE_LABEL}={node}");
-    let mut args = vec!["ps", "-q", "--no-trunc", "--filter", filter.as_str()];
-    if !only_running {
-        args.push("-a");
+    let mut args = vec!["ps".to_owned(), "-q".into(), "--no-trunc".into(), "--filter".into(), filter];
+    if engine == Engine::Podman {
+        args.splice(0..0, ["--url".to_owned(), format!("unix://{}", Engine::podman_socket())]);
     }
-    let out = Command::new("docker").args(&args).output().expect("docker ps");
+    if !only_running {
+        args.push("-a".into());
+    }
+    let Ok(out) = Command::new(engine.cli()).args(&args).output() else { return Vec::new() };
     String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).filter(|l| !l.is_empty()).collect()
 }
 
@@ -360,10 +426,19 @@ impl Wings {
 pub struct Cleanup(pub NodeId);
 
 impl Drop for Cleanup {
+    /// Removes the node's containers from every engine the tests use.
     fn drop(&mut self) {
-        let ids = node_containers(self.0, false);
-        if !ids.is_empty() {
-            let _ = Command::new("docker").arg("rm").arg("-f").args(&ids).output();
+        for engine in [Engine::Docker, Engine::Podman] {
+            let ids = node_containers_on(engine, self.0, false);
+            if ids.is_empty() {
+                continue;
+            }
+            let mut args = Vec::new();
+            if engine == Engine::Podman {
+                args.extend(["--url".to_owned(), format!("unix://{}", Engine::podman_socket())]);
+            }
+            args.extend(["rm".to_owned(), "-f".into()]);
+            let _ = Command::new(engine.cli()).args(&args).args(&ids).output();
         }
     }
 }
