@@ -22,6 +22,36 @@ pub struct PreparedStart {
 }
 
 /// Turns a [`ServerSpec`] into what the container runs.
+///
+/// # Contract
+///
+/// `prepare` runs before every start, while nothing runs in `data_dir`; it may change files
+/// there (config patching) and must be bounded in time, since the start waits for it. An
+/// error fails the start with that error; what should not stop a start goes into
+/// [`PreparedStart::notices`]. Values must reach the process through the environment, never
+/// spliced into the command text.
+///
+/// # Example
+///
+/// ```
+/// use async_trait::async_trait;
+/// use nexus_agent::{AgentError, PreparedStart, StartPreparer};
+/// use nexus_core::transport::ServerSpec;
+/// use std::path::Path;
+///
+/// /// Runs every server's startup under `nice`.
+/// struct Nice;
+///
+/// #[async_trait]
+/// impl StartPreparer for Nice {
+///     async fn prepare(&self, spec: &ServerSpec, _data_dir: &Path) -> Result<PreparedStart, AgentError> {
+///         let mut env = spec.environment.clone();
+///         env.insert("STARTUP".into(), spec.startup.clone());
+///         let command = vec!["nice".into(), "-n".into(), "10".into(), "sh".into(), "-c".into(), r#"exec sh -c "$STARTUP""#.into()];
+///         Ok(PreparedStart { command, env, notices: Vec::new() })
+///     }
+/// }
+/// ```
 #[async_trait]
 pub trait StartPreparer: Send + Sync {
     /// Called before every start, after the data directory `data_dir` exists: renders the

@@ -19,6 +19,26 @@ pub const SNAPSHOT_FORMAT: u32 = 1;
 /// `save` is called after every change (lifecycle transition, new container, delivered panel
 /// event), one call at a time, each with a snapshot at least as new as the previous one. An
 /// implementation should replace the stored snapshot atomically (write + rename for files).
+///
+/// # Contract
+///
+/// `load` after `save(s)` returns `s` (also after the process died at any point: a
+/// half-written snapshot is never loaded), and `load` on a fresh store returns an empty
+/// snapshot. Failing is allowed, losing a saved snapshot is not: the agent would re-create
+/// servers that exist or orphan their containers. [`FileStateStore`](crate::FileStateStore)
+/// is the node's; [`MemoryStateStore`] keeps it in memory.
+///
+/// # Example
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// use nexus_agent::{AgentSnapshot, AgentStateStore, MemoryStateStore};
+///
+/// let store = MemoryStateStore::new();
+/// assert!(store.load().await?.servers.is_empty());
+/// store.save(&AgentSnapshot::default()).await?;
+/// # Ok::<(), nexus_agent::AgentError>(()) }).unwrap();
+/// ```
 #[async_trait]
 pub trait AgentStateStore: Send + Sync {
     /// The last saved snapshot, or an empty one ([`AgentSnapshot::default`]) when none was

@@ -317,6 +317,61 @@ pub enum RuntimeError {
 }
 
 /// A container engine on one node.
+///
+/// # Contract
+///
+/// Besides what each method's docs say, every implementation behaves like this (the runtime
+/// conformance suite of `nexus-conformance` checks each rule against a real engine; Docker and
+/// Podman pass it, and so must a runtime of your own):
+///
+/// * Containers are named `nexus-server-<uuid>` ([`container_name`]),
+///   carry [`SERVER_LABEL`] = the server id and
+///   [`MANAGED_LABEL`] (any value) plus the spec's labels,
+///   run under an init process (the server process is not PID 1), and start in
+///   `/home/container` with exactly the spec's environment added.
+/// * Creating a second container for a server whose container exists is
+///   [`RuntimeError::Conflict`]; so is killing a
+///   container that is not running.
+/// * Operations on a removed container (start, stop, kill, wait, attach, stats) fail with
+///   [`RuntimeError::ContainerNotFound`];
+///   `stats` fails on the call, not on the first item. `destroy` succeeds on it.
+/// * `stop` of a container that already exited returns that exit, `graceful: true`. A process
+///   killed after the stop timeout exits with code 137 (128 + SIGKILL), an untrapped signal
+///   with 128 + its number.
+/// * Output is attachable before `start`, so a console attached between `create` and `start`
+///   sees the first line; the output stream ends when the process exits; an unterminated last
+///   line is delivered; stdout and stderr keep their [`ConsoleStream`](crate::console::ConsoleStream).
+/// * Stats samples carry `memory_limit_bytes` equal to the memory limit, and the stream ends
+///   within a few seconds of the container stopping.
+/// * An install that exits non-zero is an `Ok` [`InstallOutcome`]
+///   with that code, not an error. Install containers carry `SERVER_LABEL` (so leftovers can be
+///   found) but not `MANAGED_LABEL` (so [`list_managed`](Runtime::list_managed)
+///   never offers them for adoption), and none is left once `run_install` returns.
+/// * `list_managed` returns exactly the containers with `MANAGED_LABEL`, running or not, and
+///   ignores every container without it, even one carrying `SERVER_LABEL`.
+/// * Nothing is ever pulled: a missing image is [`RuntimeError::ImageNotFound`] naming it.
+/// * [`Isolation`] holds inside the container: the user, `no-new-privileges`,
+///   [`SERVER_DROPPED_CAPABILITIES`] / [`INSTALL_DROPPED_CAPABILITIES`], the read-only root and
+///   the `nosuid,nodev` `/tmp` of its size.
+///
+/// # Example
+///
+/// A node agent needs nothing but this trait. Running a short command to completion:
+///
+/// ```no_run
+/// use nexus_core::ids::ServerId;
+/// use nexus_core::runtime::{ContainerSpec, Runtime, RuntimeError};
+///
+/// async fn run_once(runtime: &dyn Runtime, data_dir: &std::path::Path) -> Result<i64, RuntimeError> {
+///     let mut spec = ContainerSpec::new(ServerId::new(), "nexus-test/busybox:latest", data_dir);
+///     spec.command = Some(vec!["/bin/sh".into(), "-c".into(), "echo hi".into()]);
+///     let id = runtime.create(&spec).await?;
+///     runtime.start(&id).await?;
+///     let exit = runtime.wait(&id).await?;
+///     runtime.destroy(&id).await?;
+///     Ok(exit.code)
+/// }
+/// ```
 #[async_trait]
 pub trait Runtime: Send + Sync {
     /// Short name for logs (`docker`, `podman`).
@@ -377,7 +432,7 @@ pub trait Runtime: Send + Sync {
 /// (egg startup commands such as `./teeworlds_srv` are relative to it).
 pub const HOME: &str = "/home/container";
 
-/// Where every container gets its size-limited tmpfs ([`Isolation::tmp_size_mb`](Isolation::tmp_size_mb)).
+/// Where every container gets its size-limited tmpfs ([`Isolation::tmp_size_mb`]).
 pub const TMP_DIR: &str = "/tmp";
 
 /// Capabilities removed from server containers, on top of `no-new-privileges`: Wings' list

@@ -350,7 +350,61 @@ pub trait StoreTransaction: Repositories {
     async fn rollback(self: Box<Self>) -> StoreResult<()>;
 }
 
-/// A control-plane store.
+/// A control-plane store: every repository, plus transactions.
+///
+/// # Contract
+///
+/// Besides what each method's docs say, every implementation behaves like this (the store
+/// conformance suite of `nexus-conformance` checks each rule; `MemoryStore` and the SQL stores
+/// pass it):
+///
+/// * Delete guards (user owning servers, node with servers, egg or location in use, locked
+///   backup, assigned allocation) fail with [`StoreError::InUse`];
+///   references to missing records on create/update with
+///   [`StoreError::InvalidReference`]; a
+///   `transition_server` event whose `from` is not the stored state, or that the lifecycle
+///   table forbids, with [`StoreError::StateMismatch`].
+/// * Listings scoped to a parent (`list_allocations`, `server_events`, `list_schedules`,
+///   `list_backups`, `list_api_keys`) fail with `NotFound` for an unknown parent.
+/// * Ties: users by lower-cased username; nodes, eggs, schedules, locations by name/code then
+///   id; servers by creation time then id; "newest first" listings of keys and backups by
+///   creation time descending then id ascending; events and audit entries with equal
+///   timestamps newest *appended* first.
+/// * `claim_free_allocation` may reserve for a server that does not exist yet;
+///   `create_server` accepts allocations reserved for that same server id. Claiming for an
+///   existing server appends to its `extra_allocations` and bumps its version.
+/// * `update_server` ignores the allocation fields and refuses to change the node.
+/// * `delete_user` removes the user's API keys; `delete_node` removes its (free)
+///   allocations; `delete_server` removes locked backups too. Audit entries are never removed.
+/// * `mark_stale_nodes_offline` treats an online node that never sent a heartbeat as stale;
+///   a heartbeat exactly at the cutoff is not stale.
+/// * Callers never continue a transaction after a failed call (PostgreSQL aborts the
+///   transaction there), and a task holding a transaction never writes outside it (the
+///   memory store serialises writers, so that would wait forever). Other tasks may write
+///   meanwhile; their writes must survive the commit.
+///
+/// # Example
+///
+/// ```
+/// # #[cfg(feature = "memory")]
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+/// use nexus_core::ids::LocationId;
+/// use nexus_core::memory::MemoryStore;
+/// use nexus_core::model::Location;
+/// use nexus_core::store::{LocationRepo, Store};
+///
+/// let store = MemoryStore::new();
+/// let tx = store.begin().await?;
+/// tx.create_location(&Location { id: LocationId::new(), short: "fra".into(), long: "Frankfurt".into() }).await?;
+/// // The same code again would fail with `Duplicate`: short codes are unique.
+/// tx.commit().await?;
+/// assert_eq!(store.list_locations().await?[0].short, "fra");
+/// # Ok(()) })
+/// # }
+/// # #[cfg(not(feature = "memory"))]
+/// # fn main() {}
+/// ```
 #[async_trait]
 pub trait Store: Repositories {
     /// Backend name for logs (`postgres`, `sqlite`, `memory`).

@@ -31,6 +31,13 @@ pub enum TemplateError {
 }
 
 /// A read-only collection of template files.
+///
+/// # Contract
+///
+/// `list` returns every template once, ordered by key; `fetch` of a listed key returns its
+/// bytes, of any other key [`TemplateError::NotFound`]. Keys are relative paths without `..`
+/// ([`TemplateError::InvalidKey`] otherwise). Layered templates from object storage, which
+/// will implement this, are not built yet.
 #[async_trait]
 pub trait TemplateSource: Send + Sync {
     /// Every template, ordered by key.

@@ -184,6 +184,28 @@ pub enum TransportError {
 }
 
 /// Panel side: sends commands to nodes.
+///
+/// # Contract
+///
+/// One call is one delivery attempt: a node that cannot be reached is
+/// [`TransportError::Unreachable`] (the caller decides whether to retry; commands are not
+/// queued), a node that refuses is [`TransportError::Rejected`] with its status, and the
+/// answer is the node's [`NodeHandler`]'s. Implementations: HTTP to `nexus-wings` (the panel),
+/// `InProcessTransport` (feature `memory`: both planes in one process).
+///
+/// # Example
+///
+/// ```
+/// use nexus_core::ids::NodeId;
+/// use nexus_core::transport::{NodeCommand, NodeResponse, NodeTransport, TransportError};
+///
+/// async fn states(nodes: &dyn NodeTransport, node: NodeId) -> Result<usize, TransportError> {
+///     match nodes.send(node, NodeCommand::ListServers).await? {
+///         NodeResponse::Servers(servers) => Ok(servers.len()),
+///         _ => Err(TransportError::Protocol("expected a server list".into())),
+///     }
+/// }
+/// ```
 #[async_trait]
 pub trait NodeTransport: Send + Sync {
     /// Delivers `command` to `node` and returns its answer.
@@ -198,6 +220,16 @@ pub trait NodeHandler: Send + Sync {
 }
 
 /// Node side: sends heartbeats and events to the panel.
+///
+/// # Contract
+///
+/// One call is one attempt, and a success means the panel has the message. Retrying,
+/// backoff and ordering are the caller's (the node agent's outbox): return
+/// [`TransportError::Unreachable`] for anything worth retrying (connection failures,
+/// timeouts, overload), [`TransportError::Unauthorized`] when the panel refuses the node's
+/// credentials, and [`TransportError::NoPanel`] when there is no panel at all (the outbox
+/// then drops instead of retrying). The panel must ingest idempotently: after a crash the
+/// same lifecycle event may be published again.
 #[async_trait]
 pub trait PanelTransport: Send + Sync {
     /// Delivers one message from `node`.

@@ -51,33 +51,12 @@
 //! an engine discards the weight (Docker does, with a warning) and the suite accepts a
 //! read-back of 0 and says so on stderr.
 //!
-//! # Rules pinned by the suite where the trait docs leave room
+//! # What the suite pins
 //!
-//! * Containers are named `nexus-server-<uuid>` ([`container_name`](nexus_core::runtime::container_name)),
-//!   carry [`SERVER_LABEL`](nexus_core::runtime::SERVER_LABEL) = the server id and
-//!   [`MANAGED_LABEL`](nexus_core::runtime::MANAGED_LABEL) (any value) plus the spec's labels,
-//!   run under an init process (the server process is not PID 1), and start in
-//!   `/home/container` with exactly the spec's environment added.
-//! * Creating a second container for a server whose container exists is
-//!   [`RuntimeError::Conflict`]; so is killing a
-//!   container that is not running.
-//! * Operations on a removed container (start, stop, kill, wait, attach, stats) fail with
-//!   [`RuntimeError::ContainerNotFound`];
-//!   `stats` fails on the call, not on the first item. `destroy` succeeds on it.
-//! * `stop` of a container that already exited returns that exit, `graceful: true`. A process
-//!   killed after the stop timeout exits with code 137 (128 + SIGKILL), an untrapped signal
-//!   with 128 + its number.
-//! * Output is attachable before `start`, so a console attached between `create` and `start`
-//!   sees the first line; the output stream ends when the process exits; an unterminated last
-//!   line is delivered; stdout and stderr keep their [`ConsoleStream`](nexus_core::console::ConsoleStream).
-//! * Stats samples carry `memory_limit_bytes` equal to the memory limit, and the stream ends
-//!   within a few seconds of the container stopping.
-//! * An install that exits non-zero is an `Ok` [`InstallOutcome`](nexus_core::runtime::InstallOutcome)
-//!   with that code, not an error. Install containers carry `SERVER_LABEL` (so leftovers can be
-//!   found) but not `MANAGED_LABEL` (so [`list_managed`](nexus_core::runtime::Runtime::list_managed)
-//!   never offers them for adoption), and none is left once `run_install` returns.
-//! * `list_managed` returns exactly the containers with `MANAGED_LABEL`, running or not, and
-//!   ignores every container without it, even one carrying `SERVER_LABEL`.
+//! The contract is written on the trait: see "Contract" on
+//! [`Runtime`]. Each rule there is a case here, and the
+//! isolation cases check [`Isolation`](nexus_core::runtime::Isolation) from inside real
+//! containers.
 
 #![allow(
     clippy::expect_used,

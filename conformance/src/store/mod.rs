@@ -17,32 +17,10 @@
 //! [`run_all`] runs every case inside one test instead, and [`CASES`] lists them for custom
 //! harnesses.
 //!
-//! # Rules pinned by the suite where the trait docs leave room
+//! # What the suite pins
 //!
-//! * Delete guards (user owning servers, node with servers, egg or location in use, locked
-//!   backup, assigned allocation) fail with [`StoreError::InUse`](nexus_core::store::StoreError::InUse);
-//!   references to missing records on create/update with
-//!   [`StoreError::InvalidReference`](nexus_core::store::StoreError::InvalidReference); a
-//!   `transition_server` event whose `from` is not the stored state, or that the lifecycle
-//!   table forbids, with [`StoreError::StateMismatch`](nexus_core::store::StoreError::StateMismatch).
-//! * Listings scoped to a parent (`list_allocations`, `server_events`, `list_schedules`,
-//!   `list_backups`, `list_api_keys`) fail with `NotFound` for an unknown parent.
-//! * Ties: users by lower-cased username; nodes, eggs, schedules, locations by name/code then
-//!   id; servers by creation time then id; "newest first" listings of keys and backups by
-//!   creation time descending then id ascending; events and audit entries with equal
-//!   timestamps newest *appended* first.
-//! * `claim_free_allocation` may reserve for a server that does not exist yet;
-//!   `create_server` accepts allocations reserved for that same server id. Claiming for an
-//!   existing server appends to its `extra_allocations` and bumps its version.
-//! * `update_server` ignores the allocation fields and refuses to change the node.
-//! * `delete_user` removes the user's API keys; `delete_node` removes its (free)
-//!   allocations; `delete_server` removes locked backups too. Audit entries are never removed.
-//! * `mark_stale_nodes_offline` treats an online node that never sent a heartbeat as stale;
-//!   a heartbeat exactly at the cutoff is not stale.
-//! * The suite never continues a transaction after a failed call (PostgreSQL aborts the
-//!   transaction there), and a task holding a transaction never writes outside it (the
-//!   memory store serialises writers, so that would wait forever). Other tasks may write
-//!   meanwhile; their writes must survive the commit.
+//! The contract is written on the trait: see "Contract" on
+//! [`Store`]. Each rule there is a case here.
 
 #![allow(
     clippy::expect_used,

@@ -84,6 +84,54 @@ use crate::store::NodeUsage;
 ///
 /// Implementations hold their own view of nodes and usage; the caller feeds it changes
 /// (node edits, heartbeats, servers created or deleted) and asks for decisions.
+///
+/// # Contract
+///
+/// * `decide` never books; it returns a node that accepts placements (online, not in
+///   maintenance), carries every required tag, is in the requested location, has the free
+///   allocations and fits memory, disk and CPU within its overallocation; otherwise
+///   [`PlacementError::NoCapacity`] counts, per reason, why none did.
+/// * The same nodes, usage, request and configuration give the same decision (ties broken by
+///   a seeded hash, never by iteration order or time).
+/// * `commit`/`release` of an unknown node are errors; `release` never drives usage below
+///   zero.
+///
+/// `core/src/placement/tests.rs` checks [`ScoringPlacement`] against a brute-force oracle.
+///
+/// # Example
+///
+/// ```
+/// use nexus_core::ids::NodeId;
+/// use nexus_core::model::{Node, NodeCapacity, NodeStatus, Overallocation};
+/// use nexus_core::placement::{Placement, PlacementConfig, PlacementRequest, ScoringPlacement};
+/// use nexus_core::store::NodeUsage;
+/// use std::collections::BTreeSet;
+///
+/// let node = |name: &str, memory_mb| Node {
+///     id: NodeId::new(),
+///     name: name.into(),
+///     fqdn: format!("{name}.example.com"),
+///     daemon_port: 8080,
+///     token_hash: String::new(),
+///     location: None,
+///     tags: BTreeSet::new(),
+///     capacity: NodeCapacity { memory_mb, disk_mb: 100_000, cpu_percent: 800 },
+///     overallocation: Overallocation::default(),
+///     maintenance: false,
+///     status: NodeStatus::Online,
+///     last_heartbeat: None,
+/// };
+/// let (small, big) = (node("small", 4096), node("big", 65_536));
+/// // What the store reports as booked: nothing yet, ten free ports each.
+/// let usage = |node: &Node| NodeUsage { node: Some(node.id), free_allocations: 10, ..NodeUsage::default() };
+/// let mut placement =
+///     ScoringPlacement::new(&[small.clone(), big.clone()], &[usage(&small), usage(&big)], PlacementConfig::default());
+/// // Bin packing: the fullest node that still fits.
+/// assert_eq!(placement.place(&PlacementRequest::new(2048, 10_000, 100))?.node, small.id);
+/// // Too big for `small` now: only `big` fits.
+/// assert_eq!(placement.place(&PlacementRequest::new(4096, 10_000, 100))?.node, big.id);
+/// # Ok::<(), nexus_core::placement::PlacementError>(())
+/// ```
 pub trait Placement: Send + Sync {
     /// The node that should take `request`, without booking anything.
     fn decide(&self, request: &PlacementRequest) -> Result<PlacementDecision, PlacementError>;
