@@ -402,7 +402,8 @@ pub trait Runtime: Send + Sync {
     /// The last `max_lines` lines container `id` printed since its process last started,
     /// oldest first, from the engine's log (stdout and stderr, each line whole): what a node
     /// agent that was away missed. A re-adopting agent replays them and looks for the done
-    /// line in them. Bounded by `max_lines` whatever the container printed.
+    /// line in them. Bounded by `max_lines` whatever the container printed. The engine's log
+    /// may trail an attached console by a moment.
     async fn output_since_start(&self, id: &ContainerId, max_lines: usize) -> Result<Vec<ConsoleLine>, RuntimeError>;
 
     /// A stream of resource samples until the container stops.

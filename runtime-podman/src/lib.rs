@@ -72,6 +72,8 @@ mod api;
 mod console;
 mod error;
 mod libpod;
+#[cfg(feature = "conformance")]
+pub mod probe;
 mod spec;
 mod stats;
 

@@ -1,4 +1,4 @@
-//! The runtime conformance suite of `nexus-core`, run against a local Podman service.
+//! The runtime conformance suite of `nexus-conformance`, run against a local Podman service.
 //!
 //! Needs `podman system service` on `$NEXUS_TEST_PODMAN_SOCKET` (or `$CONTAINER_HOST`, or
 //! /run/podman/podman.sock; `scripts/services/podman.sh` starts it) and the busybox test
@@ -7,14 +7,11 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, reason = "test code: a failed expectation fails the test")]
 
-use async_trait::async_trait;
 use nexus_conformance::require_service;
-use nexus_conformance::runtime::{EngineProbe, EngineView, Subject};
-use nexus_core::ServerId;
-use nexus_core::runtime::{ContainerId, RuntimeError, SERVER_LABEL};
+use nexus_conformance::runtime::Subject;
+use nexus_core::runtime::RuntimeError;
 use nexus_runtime_podman::PodmanRuntime;
-use nexus_runtime_podman::podman_api::opts::{ContainerCreateOpts, ContainerListFilter, ContainerListOpts};
-use std::collections::BTreeMap;
+use nexus_runtime_podman::probe::PodmanProbe;
 use std::sync::Arc;
 
 /// The socket the tests use: the setup script's, else the runtime's default.
@@ -35,38 +32,6 @@ async fn subject() -> Option<Subject> {
         }
     };
     Some(Subject { runtime: runtime.clone(), probe: Arc::new(PodmanProbe(runtime)) })
-}
-
-/// Reads what Podman recorded, through podman-api rather than the `Runtime` methods.
-struct PodmanProbe(Arc<PodmanRuntime>);
-
-#[async_trait]
-impl EngineProbe for PodmanProbe {
-    async fn inspect(&self, id: &ContainerId) -> Result<EngineView, RuntimeError> {
-        // Runtime-specific inspect (not a `Runtime` method): what the engine recorded.
-        Ok(self.0.inspect(id).await?.into())
-    }
-
-    async fn run_unmanaged(&self, image: &str, labels: &BTreeMap<String, String>) -> Result<ContainerId, RuntimeError> {
-        let containers = self.0.client().containers();
-        let options =
-            ContainerCreateOpts::builder().image(image).command(["sleep", "600"]).labels(labels).init(true).build();
-        let created = containers.create(&options).await.map_err(failed)?;
-        containers.get(&created.id).start(None).await.map_err(failed)?;
-        Ok(ContainerId(created.id))
-    }
-
-    async fn server_containers(&self, server: ServerId) -> Result<Vec<ContainerId>, RuntimeError> {
-        let filter = ContainerListFilter::LabelKeyVal(SERVER_LABEL.into(), server.to_string());
-        let options = ContainerListOpts::builder().all(true).filter([filter]).build();
-        let listed = self.0.client().containers().list(&options).await.map_err(failed)?;
-        Ok(listed.into_iter().filter_map(|c| c.id).map(ContainerId).collect())
-    }
-}
-
-/// A probe call that failed (the probe maps nothing: any failure fails the case).
-fn failed(e: nexus_runtime_podman::podman_api::Error) -> RuntimeError {
-    RuntimeError::Engine(format!("probe: {e}"))
 }
 
 mod conformance {

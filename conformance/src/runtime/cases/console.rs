@@ -111,7 +111,16 @@ pub async fn output_since_start_reads_the_log(ctx: Ctx) {
         .spec("i=1; while [ $i -le 50 ]; do echo line-$i; i=$((i+1)); done; echo to-stderr >&2; echo ready; sleep 600");
     let (id, mut console) = ctx.run_attached(&spec).await;
     expect_line(&mut console.output, "ready").await;
-    let all = ctx.runtime.output_since_start(&id, 1000).await.expect("output_since_start");
+    // The engine writes its log apart from the live stream (Podman's conmon), so the log may
+    // trail what an attached console already saw by a moment.
+    let deadline = tokio::time::Instant::now() + LINE_TIMEOUT;
+    let all = loop {
+        let all = ctx.runtime.output_since_start(&id, 1000).await.expect("output_since_start");
+        if all.len() >= 52 || tokio::time::Instant::now() > deadline {
+            break all;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(all.len(), 52, "{all:?}");
     // Each stream in order; between the two, engines do not promise an order.
     let mut stdout: Vec<String> = (1..=50).map(|i| format!("line-{i}")).collect();
