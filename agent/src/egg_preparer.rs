@@ -65,6 +65,7 @@ pub const MAX_CONFIG_FILE_BYTES: u64 = nexus_eggs::config_files::MAX_CONFIG_BYTE
 
 /// What patching a server's config files did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ConfigOutcome {
     /// Files written.
     pub changed: usize,

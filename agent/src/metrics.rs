@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// A point-in-time reading of the agent's counters (monotonic since the agent started) and
 /// gauges.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct AgentMetrics {
     /// Gauge: servers per lifecycle state (states with no server are absent).
     pub servers: BTreeMap<ServerState, usize>,

@@ -20,6 +20,7 @@ pub enum FileKind {
 
 /// One entry of a listing, or the result of `stat`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct FileEntry {
     /// The entry's name (lossy UTF-8).
     pub name: String,
@@ -41,6 +42,7 @@ pub struct FileEntry {
 
 /// What a decompression extracted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ExtractSummary {
     /// Entries extracted (files, directories, symlinks).
     pub entries: u64,

@@ -28,6 +28,7 @@ pub enum PlacementError {
 /// maintenance, location, tags, memory, disk, cpu, allocations. So `memory: 40` means 40 nodes
 /// were online, in the right location and carried the tags, but lacked memory.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Rejections {
     /// Nodes known to the index.
     pub nodes: u64,

@@ -128,6 +128,7 @@ pub struct Resources {
 
 /// The node chosen for a request.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct PlacementDecision {
     /// The chosen node.
     pub node: NodeId,

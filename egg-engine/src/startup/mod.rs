@@ -151,6 +151,7 @@ pub struct ServerFacts {
 
 /// A rendered startup command with its environment.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RenderedStartup {
     /// Shell-safe command for `/bin/sh -c`, run with [`Self::env`].
     pub command: String,
