@@ -5,7 +5,10 @@
 //! replay), and no container may be started twice or left behind. Then SIGTERM: the daemon
 //! exits cleanly and leaves the servers running.
 //!
-//! Needs Docker and `nexus-test/busybox:latest`; skips without them, fails under `CI=true`.
+//! The kill -9 walk runs on Docker and on Podman (`runtime = "podman"`).
+//!
+//! Needs Docker, Podman and `nexus-test/busybox:latest`; skips without them, fails under
+//! `CI=true`.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, reason = "test code: a failed expectation fails the test")]
 
@@ -36,6 +39,16 @@ impl Setup {
         Self::with(|_| {})
     }
 
+    /// A node on `engine` (`runtime = "podman"` and the test socket for Podman).
+    fn on(engine: Engine) -> Self {
+        Self::with(|c| {
+            if engine == Engine::Podman {
+                c.runtime = nexus_wings::config::RuntimeKind::Podman;
+                c.podman_socket = Engine::podman_socket().into();
+            }
+        })
+    }
+
     fn with(adjust: impl FnOnce(&mut nexus_wings::config::Config)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let node = NodeId::new();
@@ -56,11 +69,23 @@ impl Setup {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_and_restart_readopts_every_server() {
-    if docker().await.is_none() {
+async fn kill_9_and_restart_readopts_every_server_on_docker() {
+    kill_9_and_restart_readopts_every_server(Engine::Docker).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_and_restart_readopts_every_server_on_podman() {
+    kill_9_and_restart_readopts_every_server(Engine::Podman).await;
+}
+
+async fn kill_9_and_restart_readopts_every_server(engine: Engine) {
+    let probe_dir = tempfile::tempdir().unwrap();
+    if engine.runtime(probe_dir.path()).await.is_none() {
         return;
     }
-    let setup = Setup::new();
+    let setup = Setup::on(engine);
+    let node_containers = |node, only_running| node_containers_on(engine, node, only_running);
+    let inspect = |id: &str, format: &str| inspect_on(engine, id, format);
     let (node, c) = (setup.node, &setup.client);
 
     let mut daemon = setup.spawn();
@@ -263,64 +288,4 @@ async fn a_second_daemon_on_the_same_state_directory_exits() {
     assert!(said.contains("already uses the state directory"), "{said}");
     let (status, _) = setup.client.get("/api/system").await;
     assert_eq!(status, 200, "the first daemon keeps serving");
-}
-
-/// The daemon on Podman (`runtime = "podman"`): a server is created, started and answers
-/// commands; `kill -9` of the daemon leaves it running, and the restarted daemon re-adopts it
-/// (same container, console attached) and stops it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_daemon_runs_and_readopts_servers_on_podman() {
-    let socket = std::env::var("NEXUS_TEST_PODMAN_SOCKET")
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| nexus_runtime_podman::DEFAULT_SOCKET.to_owned());
-    let probe = nexus_runtime_podman::PodmanRuntime::connect(&socket).await.map(drop).map_err(|e| e.to_string());
-    if !nexus_conformance::require_service("Podman", probe) {
-        return;
-    }
-    let setup = Setup::with(|c| {
-        c.runtime = nexus_wings::config::RuntimeKind::Podman;
-        c.podman_socket = socket.clone().into();
-    });
-    let podman_ps = |only_running: bool| -> Vec<String> {
-        let filter = format!("label={}={}", nexus_agent::NODE_LABEL, setup.node);
-        let mut args =
-            vec!["--url".to_owned(), format!("unix://{socket}"), "ps".into(), "-q".into(), "--no-trunc".into()];
-        args.extend(["--filter".to_owned(), filter]);
-        if !only_running {
-            args.push("-a".into());
-        }
-        let out = std::process::Command::new("podman").args(&args).output().expect("podman ps");
-        String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
-    };
-    let c = &setup.client;
-    let mut daemon = setup.spawn();
-    c.wait_up(T).await;
-    let spec = busybox_spec();
-    let id = spec.id;
-    assert_eq!(c.post("/api/servers", serde_json::to_value(&spec).unwrap()).await.0, 201);
-    let (status, body) = c.post(&format!("/api/servers/{id}/power?wait=true"), json!({ "action": "start" })).await;
-    assert_eq!(status, 204, "{body}");
-    c.wait_state(id, "running", T).await;
-    let mut socket_ws = console(&c.base, id, None).await;
-    send_command(&mut socket_ws, "on podman").await;
-    until(&mut socket_ws, T, |e| is_line(e, "got: on podman")).await;
-    let before = podman_ps(true);
-    assert_eq!(before.len(), 1, "one running container");
-
-    daemon.kill9();
-    drop(socket_ws);
-    assert_eq!(podman_ps(true), before, "the container survives the daemon");
-    let _daemon = setup.spawn();
-    c.wait_up(T).await;
-    c.wait_state(id, "running", T).await;
-    assert_eq!(podman_ps(false), before, "re-adopted: same container, no second one");
-    let mut socket_ws = console(&c.base, id, None).await;
-    send_command(&mut socket_ws, "after the restart").await;
-    until(&mut socket_ws, T, |e| is_line(e, "got: after the restart")).await;
-    let (status, body) = c.post(&format!("/api/servers/{id}/power?wait=true"), json!({ "action": "stop" })).await;
-    assert_eq!(status, 204, "{body}");
-    let (status, _) = c.call(reqwest::Method::DELETE, &format!("/api/servers/{id}"), None).await;
-    assert_eq!(status, 204);
-    assert!(podman_ps(false).is_empty(), "nothing left on podman");
 }

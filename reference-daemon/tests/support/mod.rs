@@ -347,7 +347,17 @@ pub fn node_containers_on(engine: Engine, node: NodeId, only_running: bool) -> V
 
 /// `docker inspect -f <format> <id>`.
 pub fn inspect(id: &str, format: &str) -> String {
-    let out = Command::new("docker").args(["inspect", "-f", format, id]).output().expect("docker inspect");
+    inspect_on(Engine::Docker, id, format)
+}
+
+/// `<engine> inspect -f <format> <id>`.
+pub fn inspect_on(engine: Engine, id: &str, format: &str) -> String {
+    let mut args = Vec::new();
+    if engine == Engine::Podman {
+        args.extend(["--url".to_owned(), format!("unix://{}", Engine::podman_socket())]);
+    }
+    args.extend(["inspect".to_owned(), "-f".into(), format.into(), id.into()]);
+    let out = Command::new(engine.cli()).args(&args).output().expect("inspect");
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
