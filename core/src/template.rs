@@ -38,6 +38,28 @@ pub enum TemplateError {
 /// bytes, of any other key [`TemplateError::NotFound`]. Keys are relative paths without `..`
 /// ([`TemplateError::InvalidKey`] otherwise). Layered templates from object storage, which
 /// will implement this, are not built yet.
+///
+/// # Example
+///
+/// ```
+/// use async_trait::async_trait;
+/// use bytes::Bytes;
+/// use nexus_core::template::{TemplateError, TemplateRef, TemplateSource};
+/// use std::collections::BTreeMap;
+///
+/// /// Templates compiled into the program.
+/// struct Builtin(BTreeMap<&'static str, &'static [u8]>);
+///
+/// #[async_trait]
+/// impl TemplateSource for Builtin {
+///     async fn list(&self) -> Result<Vec<TemplateRef>, TemplateError> {
+///         Ok(self.0.iter().map(|(key, bytes)| TemplateRef { key: (*key).into(), etag: None, size: bytes.len() as u64 }).collect())
+///     }
+///     async fn fetch(&self, key: &str) -> Result<Bytes, TemplateError> {
+///         self.0.get(key).map(|b| Bytes::from_static(b)).ok_or_else(|| TemplateError::NotFound(key.into()))
+///     }
+/// }
+/// ```
 #[async_trait]
 pub trait TemplateSource: Send + Sync {
     /// Every template, ordered by key.

@@ -230,6 +230,29 @@ pub trait NodeHandler: Send + Sync {
 /// credentials, and [`TransportError::NoPanel`] when there is no panel at all (the outbox
 /// then drops instead of retrying). The panel must ingest idempotently: after a crash the
 /// same lifecycle event may be published again.
+///
+/// # Example
+///
+/// A link that logs instead of delivering, for a node run without a panel:
+///
+/// ```
+/// use async_trait::async_trait;
+/// use nexus_core::ids::NodeId;
+/// use nexus_core::transport::{NodeMessage, PanelTransport, TransportError};
+///
+/// struct LogOnly;
+///
+/// #[async_trait]
+/// impl PanelTransport for LogOnly {
+///     async fn publish(&self, node: NodeId, message: NodeMessage) -> Result<(), TransportError> {
+///         if let NodeMessage::Lifecycle(event) = &message {
+///             println!("{node}: {} {:?} -> {:?}", event.server, event.from, event.to);
+///         }
+///         // Accepted: the outbox removes it. `Err(TransportError::NoPanel)` would drop it too.
+///         Ok(())
+///     }
+/// }
+/// ```
 #[async_trait]
 pub trait PanelTransport: Send + Sync {
     /// Delivers one message from `node`.
