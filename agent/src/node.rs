@@ -110,6 +110,12 @@ impl NodeAgentBuilder {
 
     /// What runs before each start. Default: [`EggPreparer`](crate::EggPreparer) with no
     /// time zone (config files patched, startup rendered as Wings does).
+    ///
+    /// The default enforces no disk limit: a server's directory is a bind mount, so no
+    /// engine limit applies to what its process writes. A node hosting strangers gives the
+    /// preparer a [`DiskCheck`](crate::DiskCheck) (`EggPreparer::with_disk_check`) and
+    /// measures running servers too, as the reference daemon does (`nexus-wings`' `disk`
+    /// module).
     pub fn preparer(mut self, preparer: Arc<dyn StartPreparer>) -> Self {
         self.preparer = preparer;
         self

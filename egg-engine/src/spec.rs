@@ -4,19 +4,26 @@
 //! overrides, location), its allocations (primary first) and the variable values a user or
 //! admin gave, and returns a spec that a node accepts, or the first reason it would not:
 //!
-//! 1. Every value names a variable of the egg ([`SpecBuildError::UnknownVariable`]).
-//! 2. Every variable gets its value, or its default when none was given; an empty value is
-//!    "no value" (Laravel turns empty strings into `null` before validating, so a
-//!    `nullable` variable may be left empty and a `required` one may not). Each is checked
-//!    against the variable's rules ([`SpecBuildError::Invalid`] names the variable, the rule
-//!    and what the value must do).
+//! 1. Every value names a variable of the egg ([`SpecBuildError::UnknownVariable`]) that its
+//!    [`Editor`] may set: a user only `user_editable` (and viewable) ones, as in Pterodactyl
+//!    ([`SpecBuildError::NotEditable`]); an admin every one.
+//! 2. Every variable gets its value, or its default when none was given, trimmed of
+//!    surrounding white space as Laravel trims request strings; an empty value is "no value"
+//!    (a `nullable` variable may be left empty, a `required` one may not). Each value is at
+//!    most [`MAX_ENV_ENTRY_BYTES`] ([`SpecBuildError::TooLong`], before any rule runs) and is
+//!    checked against the variable's rules ([`SpecBuildError::Invalid`] names the variable,
+//!    the rule and what the value must do).
 //! 3. The startup command is rendered once as the node will render it
 //!    ([`render_spec_startup`]), so a value the renderer refuses (a non-integer where bash
 //!    evaluates arithmetic) fails here, not at the first start.
-//! 4. The spec passes [`ServerSpec::validate`], the node's own check.
+//! 4. The spec passes [`ServerSpec::validate`], the node's own check of every field.
 //!
-//! Whether a caller may set a variable (`user_editable`) or pick an image is the control
-//! plane's decision, not this function's: it takes the values it is given.
+//! Pass [`Editor::User`] (the default) for values a user just submitted, and
+//! [`Editor::Admin`] for an admin's and for values already stored (which were checked when
+//! they were set). Who may pick an image is the control plane's decision.
+//!
+//! What only a node can check (whether the image exists, the denylist as its file manager
+//! compiles it, the size of a request its API takes) is still the node's to refuse.
 //!
 //! # Environment
 //!
@@ -25,7 +32,8 @@
 //! primary allocation), `P_SERVER_UUID`, `P_SERVER_LOCATION` (from
 //! [`ServerSettings::location`]), `P_SERVER_ALLOCATION_LIMIT`, `TZ`, `HOME`, `USER` and
 //! `STARTUP` (see [`crate::startup`]). [`render_spec_startup`] shows the complete
-//! environment.
+//! environment. `P_SERVER_ALLOCATION_LIMIT` is `0` when no limit is set, as the panel sends it;
+//! Wings itself formats that number as `0.000000`, a quirk Nexus does not copy.
 //!
 //! ```
 //! use nexus_core::ids::ServerId;
@@ -63,6 +71,7 @@ use crate::startup::{RenderedStartup, ServerFacts, StartupError, render_startup}
 use nexus_core::ids::ServerId;
 use nexus_core::model::{Egg, ServerLimits};
 use nexus_core::runtime::PortBinding;
+use nexus_core::transport::validate::{MAX_ENV_ENTRY_BYTES, printable};
 use nexus_core::transport::{ServerSpec, SpecError};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -85,6 +94,20 @@ pub struct ServerSettings {
     pub allocation_limit: Option<u32>,
     /// A suspended server cannot start.
     pub suspended: bool,
+    /// Who gives the values, which decides the variables they may set.
+    pub editor: Editor,
+}
+
+/// Who gives a server's variable values.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Editor {
+    /// The server's owner or a subuser: only variables the egg marks `user_editable` and
+    /// `user_viewable`, as Pterodactyl's client API allows.
+    #[default]
+    User,
+    /// An admin, or values already stored: every variable.
+    Admin,
 }
 
 impl ServerSettings {
@@ -98,6 +121,7 @@ impl ServerSettings {
             location: None,
             allocation_limit: None,
             suspended: false,
+            editor: Editor::User,
         }
     }
 }
@@ -109,7 +133,19 @@ pub enum SpecBuildError {
     /// A value for a variable the egg does not define.
     #[error("the egg has no variable `{name}`")]
     UnknownVariable {
-        /// The name given.
+        /// The name given (control characters escaped, shortened).
+        name: String,
+    },
+    /// A user gave a value for a variable only an admin may set.
+    #[error("variable `{name}` cannot be changed by users")]
+    NotEditable {
+        /// The variable's environment name.
+        name: String,
+    },
+    /// A value longer than any environment entry may be.
+    #[error("variable `{name}`: the value is longer than {MAX_ENV_ENTRY_BYTES} bytes")]
+    TooLong {
+        /// The variable's environment name.
         name: String,
     },
     /// A value (or a default) fails one of its variable's rules.
@@ -148,17 +184,25 @@ pub fn server_spec(
     allocations: &[PortBinding],
     values: &BTreeMap<String, String>,
 ) -> Result<ServerSpec, SpecBuildError> {
-    if let Some(name) = values.keys().find(|name| egg.variable(name).is_none()) {
-        return Err(SpecBuildError::UnknownVariable { name: name.clone() });
+    for name in values.keys() {
+        let Some(variable) = egg.variable(name) else {
+            return Err(SpecBuildError::UnknownVariable { name: printable(name) });
+        };
+        if settings.editor == Editor::User && !(variable.user_editable && variable.user_viewable) {
+            return Err(SpecBuildError::NotEditable { name: name.clone() });
+        }
     }
     let mut environment = BTreeMap::new();
     for variable in &egg.variables {
         let value = values.get(&variable.env_variable).unwrap_or(&variable.default_value);
+        if value.len() > MAX_ENV_ENTRY_BYTES {
+            return Err(SpecBuildError::TooLong { name: variable.env_variable.clone() });
+        }
+        let value = value.trim();
         let rules = parse_rules(&variable.rules)
             .map_err(|source| SpecBuildError::Rules { name: variable.env_variable.clone(), source })?;
-        let given = (!value.is_empty()).then_some(value.as_str());
-        validate(variable, &rules, given).map_err(SpecBuildError::Invalid)?;
-        environment.insert(variable.env_variable.clone(), value.clone());
+        validate(variable, &rules, Some(value)).map_err(SpecBuildError::Invalid)?;
+        environment.insert(variable.env_variable.clone(), value.to_owned());
     }
     let image = settings.image.as_deref().or(egg.default_image()).ok_or(SpecBuildError::NoImage)?;
     let startup = settings.startup.as_deref().or(egg.default_startup()).ok_or(SpecBuildError::NoStartup)?;

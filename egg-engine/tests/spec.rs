@@ -8,7 +8,7 @@ use nexus_core::ids::ServerId;
 use nexus_core::model::{Egg, ServerLimits};
 use nexus_core::runtime::PortBinding;
 use nexus_eggs::import::import_egg;
-use nexus_eggs::spec::{ServerSettings, SpecBuildError, render_spec_startup, server_spec};
+use nexus_eggs::spec::{Editor, ServerSettings, SpecBuildError, render_spec_startup, server_spec};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -92,8 +92,10 @@ fn every_refusal_names_the_variable_and_the_rule() {
         (&[("MAX_PLAYERS", "65")], "MAX_PLAYERS", "between"),
         (&[("MOTD", &"m".repeat(65))], "MOTD", "max"),
     ];
+    let mut admin = settings();
+    admin.editor = Editor::Admin;
     for (given, variable, rule) in cases {
-        match server_spec(&egg(), &settings(), &ports(), &values(given)) {
+        match server_spec(&egg(), &admin, &ports(), &values(given)) {
             Err(SpecBuildError::Invalid(e)) => {
                 assert_eq!((e.env_variable.as_str(), e.rule.name()), (variable, rule), "{given:?}");
                 let message = SpecBuildError::Invalid(e).to_string();
@@ -103,7 +105,43 @@ fn every_refusal_names_the_variable_and_the_rule() {
         }
     }
     // A nullable variable may be left empty.
-    assert!(server_spec(&egg(), &settings(), &ports(), &values(&[("MOTD", "")])).is_ok());
+    assert!(server_spec(&egg(), &admin, &ports(), &values(&[("MOTD", "")])).is_ok());
+}
+
+/// As Pterodactyl's client API: users set only variables the egg lets them edit; admins (and
+/// values already stored) set any.
+#[test]
+fn users_cannot_set_locked_variables() {
+    match server_spec(&egg(), &settings(), &ports(), &values(&[("MOTD", "mine")])) {
+        Err(SpecBuildError::NotEditable { name }) => assert_eq!(name, "MOTD"),
+        other => panic!("{other:?}"),
+    }
+    let mut admin = settings();
+    admin.editor = Editor::Admin;
+    let spec = server_spec(&egg(), &admin, &ports(), &values(&[("MOTD", "theirs")])).unwrap();
+    assert_eq!(spec.environment["MOTD"], "theirs");
+}
+
+/// Laravel trims request strings before validating; so does this, and it stores what it
+/// checked. Oversized values are refused before any rule looks at them.
+#[test]
+fn values_are_trimmed_and_bounded() {
+    let spec = server_spec(&egg(), &settings(), &ports(), &values(&[("GREETING", "  hi  "), ("MAX_PLAYERS", " 9\n")]))
+        .unwrap();
+    assert_eq!((spec.environment["GREETING"].as_str(), spec.environment["MAX_PLAYERS"].as_str()), ("hi", "9"));
+    match server_spec(&egg(), &settings(), &ports(), &values(&[("GREETING", "   ")])) {
+        Err(SpecBuildError::Invalid(e)) => assert_eq!(e.rule.name(), "required", "blank is empty"),
+        other => panic!("{other:?}"),
+    }
+    let huge = "x".repeat(200 * 1024);
+    assert!(matches!(
+        server_spec(&egg(), &settings(), &ports(), &values(&[("GREETING", &huge)])),
+        Err(SpecBuildError::TooLong { name }) if name == "GREETING"
+    ));
+    match server_spec(&egg(), &settings(), &ports(), &values(&[("BAD\u{1b}[2J", "1")])) {
+        Err(SpecBuildError::UnknownVariable { name }) => assert!(!name.contains('\u{1b}'), "{name:?}"),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]

@@ -192,7 +192,7 @@ async fn http_api_end_to_end(engine: Engine) {
     assert_eq!(status, 204, "{body}");
     let (status, body) = c.get(&format!("/api/servers/{id}")).await;
     assert_eq!((status, body["error"]["code"].as_str()), (404, Some("unknown_server")));
-    assert!(node_containers(daemon.node, false).is_empty());
+    assert!(node_containers_on(engine, daemon.node, false).is_empty(), "nothing left on {engine:?}");
     let (status, body) = c.post(&format!("/api/servers/{}/power", ServerId::new()), json!({ "action": "start" })).await;
     assert_eq!((status, body["error"]["code"].as_str()), (404, Some("unknown_server")));
 

@@ -7,11 +7,11 @@
 //! |---|---|---|
 //! | GET | `/api/system` | → [`SystemInfo`] |
 //! | GET | `/api/servers` | → `[`[`ServerStatus`]`]` |
-//! | POST | `/api/servers[?install=true]` ([`CreateServerQuery`]) | [`ServerSpec`] → `201`/`200` `{"server":"<uuid>"}`; a spec that can never run: `422 invalid_spec` with `field` |
+//! | POST | `/api/servers[?install=true]` ([`CreateServerQuery`]) | [`ServerSpec`] → `201` `{"server":"<uuid>"}` (also when it replaces the spec of an existing server); a spec that can never run: `422 invalid_spec` with `field` |
 //! | GET | `/api/servers/:id` | → [`ServerDetails`] |
 //! | DELETE | `/api/servers/:id` | → `204` |
 //! | POST | `/api/servers/:id/power[?wait=true]` ([`PowerQuery`]) | [`PowerRequest`] → `202` (queued; failures become console notices) or, with `wait`, `204` once done |
-//! | POST | `/api/servers/:id/install` | → `202` |
+//! | POST | `/api/servers/:id/install` | → `204` once the install ran |
 //! | POST | `/api/servers/:id/commands` | [`CommandRequest`] → `204` |
 //! | GET | `/api/servers/:id/install-log` | → `text/plain` |
 //! | GET | `/api/servers/:id/console` | WebSocket: server → client [`ConsoleEvent`]s as JSON text, client → server [`ConsoleClientMessage`] |

@@ -4,7 +4,7 @@
 //! console WebSocket as `{"type":"error","error":{..}}` for a refused command):
 //!
 //! ```json
-//! {"error":{"code":"invalid_spec","message":"limits.memory_mb: below 16 MiB","field":"limits.memory_mb"}}
+//! {"error":{"code":"invalid_spec","message":"limits.memory_mb: 1 MiB: must be 0 (unlimited) or 16..=16777216","field":"limits.memory_mb"}}
 //! ```
 //!
 //! `code` is stable and machine-readable; `message` is for people; `field`, present for
@@ -22,8 +22,9 @@
 //! | 411, 413, 415 | `length_required`, `payload_too_large`, `too_large`, `unsupported_media_type`, `unsupported_archive` | body and archive limits |
 //! | 422 | `invalid_spec`, `prepare`, `archive_rejected`, `runtime` | a [`ServerSpec`](nexus_core::transport::ServerSpec) that can never run (`field` names the value); an image that does not exist |
 //! | 429 | `rate_limited`, `too_many_consoles`, `too_many_power_actions` | commands past the server's rate; console caps; power actions past the queue |
-//! | 500, 502 | `internal`, `io`, `state`, `runtime`, `transport` | the node failed |
-//! | 503, 504 | `panel_backlog`, `shutting_down`, `scan_timed_out`, `install_timeout` | the node cannot take this work now |
+//! | 409 | `runtime` | the engine refused the action in the container's state |
+//! | 500, 502 | `internal`, `io`, `state`, `runtime`, `transport`, `invalid_config` | the node failed |
+//! | 503, 504 | `panel_backlog`, `shutting_down`, `scan_timed_out`, `install_timeout`, `runtime` | the node or its engine cannot take this work now, or timed out |
 //! | 507 | `over_disk_quota`, `quota_exceeded` | the server is over its disk limit |
 
 use serde::{Deserialize, Serialize};

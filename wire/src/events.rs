@@ -8,9 +8,9 @@
 //! {"node":"6f1c…","message":{"type":"lifecycle","data":{"server":"3f2a…","from":"starting","to":"running","trigger":"ready","at":"2026-12-03T18:00:01Z"}}}
 //! ```
 //!
-//! Any 2xx answer is delivery. A node retries on a connection failure, a timeout, 408, 429
-//! and 5xx (with backoff, in order, never dropping a lifecycle event), stops on 401/403, and
-//! gives up on other statuses for that message. Delivery is therefore at least once: a panel
+//! Any 2xx answer is delivery. A node retries on a connection failure, a timeout, 401/403
+//! (until its token is fixed), 408, 429 and 5xx, with backoff, in order, never dropping a
+//! lifecycle event; another 4xx drops that one message as one the panel will never take. Delivery is therefore at least once: a panel
 //! ingests idempotently (an event applied twice changes nothing) and in order per server.
 
 use nexus_core::ids::NodeId;

@@ -76,6 +76,39 @@ impl NodeToken {
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         bool::from(self.digest.ct_eq(&digest))
     }
+
+    /// A new random token (64 hex characters, 256 bits from the operating system's random
+    /// source) and its [`NodeToken`]: what a panel shows once when it registers a node.
+    pub fn generate() -> (String, Self) {
+        let bytes = [*uuid::Uuid::new_v4().as_bytes(), *uuid::Uuid::new_v4().as_bytes()].concat();
+        // v4 UUIDs fix 6 bits each; hashing keeps the full 32 bytes uniformly random-looking
+        // while the 244 random bits underneath are what an attacker has to guess.
+        let token = hex(&Sha256::digest(&bytes));
+        let node_token = Self::new(&token);
+        (token, node_token)
+    }
+
+    /// The form a panel stores: `sha256:<hex digest>` (never the token).
+    pub fn stored(&self) -> String {
+        format!("sha256:{}", hex(&self.digest))
+    }
+
+    /// Reads what [`stored`](Self::stored) wrote; `None` for anything else.
+    pub fn from_stored(stored: &str) -> Option<Self> {
+        let text = stored.strip_prefix("sha256:")?;
+        if text.len() != 64 {
+            return None;
+        }
+        let mut digest = [0u8; 32];
+        for (i, byte) in digest.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(text.get(i * 2..i * 2 + 2)?, 16).ok()?;
+        }
+        Some(Self { digest })
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// What a verified browser token grants.
@@ -223,6 +256,21 @@ mod tests {
         assert!(!token.matches("secret-node-tokeN"));
         assert!(!token.matches(""));
         assert!(!token.matches("secret-node-token "));
+    }
+
+    #[test]
+    fn generated_node_tokens_are_distinct_and_survive_storage() {
+        let (token, node_token) = NodeToken::generate();
+        let (other, _) = NodeToken::generate();
+        assert_ne!(token, other);
+        assert_eq!(token.len(), 64);
+        let stored = node_token.stored();
+        assert!(stored.starts_with("sha256:") && !stored.contains(&token));
+        let back = NodeToken::from_stored(&stored).unwrap();
+        assert!(back.matches(&token) && !back.matches(&other));
+        for bad in ["", "sha256:", "sha256:zz", &stored[..stored.len() - 1], &stored.replace("sha256:", "md5:")] {
+            assert!(NodeToken::from_stored(bad).is_none(), "{bad}");
+        }
     }
 
     #[test]

@@ -32,10 +32,13 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut spec = ContainerSpec::new(ServerId::new(), "nexus-test/busybox:latest", data.path());
     spec.command = Some(vec!["sh".into(), "-c".into(), "echo hello from an allowed image".into()]);
     let id = runtime.create(&spec).await?;
-    runtime.start(&id).await?;
-    let exit = runtime.wait(&id).await?;
-    println!("allowed image ran and exited with {}", exit.code);
+    let ran = async {
+        runtime.start(&id).await?;
+        runtime.wait(&id).await
+    }
+    .await;
     runtime.destroy(&id).await?;
+    println!("allowed image ran and exited with {}", ran?.code);
 
     let mut off_list = ContainerSpec::new(ServerId::new(), "docker.io/library/alpine:latest", data.path());
     off_list.command = Some(vec!["true".into()]);

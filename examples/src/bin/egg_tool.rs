@@ -4,21 +4,23 @@
 //! egg_tool <egg file> [NAME=value ...]
 //! ```
 //!
-//! Imports the egg (any Pterodactyl or Pelican format, JSON or YAML), checks every variable's
-//! default and every given value against the variable's rules, then renders the default
-//! startup command with the values (a given value, else the default) and prints the egg's
-//! name, its variables, the `display` line (values pasted in, for people) and the `command`
-//! line (values referenced from the environment, for `/bin/sh -c`).
+//! Imports the egg (any Pterodactyl or Pelican format, JSON or YAML), builds the server spec
+//! a panel would send a node (`nexus_eggs::server_spec`: every given value, else the default,
+//! checked against the variable's rules), renders its startup as the node will and prints the
+//! egg's name, its variables, the `display` line (values pasted in, for people) and the
+//! `command` line (values referenced from the environment, for `/bin/sh -c`).
 //!
 //! Exit status: 0 on success; 2 when the egg or a value is refused (one line on stderr naming
 //! the variable and the rule); 64 on a usage error.
 
-use nexus_core::model::{Egg, EggVariable};
+use nexus_core::ids::ServerId;
+use nexus_core::model::Egg;
+use nexus_core::runtime::PortBinding;
 use nexus_eggs::import::import_egg;
-use nexus_eggs::rules::{RuleSet, parse_rules, validate};
-use nexus_eggs::startup::{ServerFacts, render_startup};
+use nexus_eggs::spec::{Editor, ServerSettings, SpecBuildError, render_spec_startup, server_spec};
 use std::collections::BTreeMap;
 use std::ffi::OsString;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -70,44 +72,33 @@ fn run(args: Vec<OsString>) -> Result<String, Failure> {
     let bytes = std::fs::read(&path).map_err(|e| Failure::Refused(format!("cannot read `{}`: {e}", path.display())))?;
     let egg = import_egg(&bytes).map_err(|e| Failure::Refused(format!("cannot import `{}`: {e}", path.display())))?;
 
-    if let Some(unknown) = given.keys().find(|name| egg.variable(name).is_none()) {
-        return Err(Failure::Refused(format!(
-            "{unknown} is not a variable of egg `{}` (variables: {})",
+    // What a panel does with a user's values, run by an operator: every variable may be set.
+    let mut settings = ServerSettings::new(ServerId::new());
+    settings.editor = Editor::Admin;
+    settings.limits.memory_mb = 1024;
+    let port = PortBinding { ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED), port: 25_565 };
+    let spec = server_spec(&egg, &settings, &[port], &given).map_err(|e| match e {
+        SpecBuildError::UnknownVariable { name } => Failure::Refused(format!(
+            "{name} is not a variable of egg `{}` (variables: {})",
             egg.name,
             variable_names(&egg)
-        )));
-    }
-
-    let mut checked: Vec<(&EggVariable, RuleSet, &str)> = Vec::with_capacity(egg.variables.len());
-    for variable in &egg.variables {
-        let rules = parse_rules(&variable.rules)
-            .map_err(|e| Failure::Refused(format!("{}: the egg's rules do not parse: {e}", variable.env_variable)))?;
-        if let Some(value) = given.get(variable.env_variable.as_str()) {
-            check(variable, &rules, value, "value")?;
+        )),
+        SpecBuildError::Invalid(e) => {
+            let value = given.get(&e.env_variable).map_or("(default)".to_owned(), |v| format!("{v:?}"));
+            Failure::Refused(format!(
+                "{} value {value} fails rule `{}`: {} {}",
+                e.env_variable, e.rule, e.name, e.reason
+            ))
         }
-        check(variable, &rules, &variable.default_value, "default value")?;
-        let value = given.get(variable.env_variable.as_str()).map_or(variable.default_value.as_str(), String::as_str);
-        checked.push((variable, rules, value));
-    }
-
-    let template =
-        egg.default_startup().ok_or_else(|| Failure::Refused(format!("egg `{}` has no startup command", egg.name)))?;
-    let facts = ServerFacts {
-        memory_mib: 1024,
-        ip: "0.0.0.0".into(),
-        port: 25_565,
-        uuid: "00000000-0000-4000-8000-000000000000".into(),
-        timezone: None,
-        location: None,
-        allocation_limit: None,
-    };
-    let values = checked.iter().map(|(variable, _, value)| (variable.env_variable.as_str(), *value));
-    let rendered = render_startup(template, values, &facts)
+        other => Failure::Refused(other.to_string()),
+    })?;
+    let rendered = render_spec_startup(&spec, None)
         .map_err(|e| Failure::Refused(format!("cannot render the startup command: {e}")))?;
 
     let mut report = format!("egg: {}\nvariables:\n", egg.name);
-    for (variable, rules, value) in &checked {
-        report.push_str(&format!("  {}={value:?} (rules: {rules})\n", variable.env_variable));
+    for variable in &egg.variables {
+        let value = &spec.environment[&variable.env_variable];
+        report.push_str(&format!("  {}={value:?} (rules: {})\n", variable.env_variable, variable.rules.join("|")));
     }
     report.push_str(&format!("display: {}\ncommand: {}\n", rendered.display, rendered.command));
     Ok(report)
@@ -129,16 +120,6 @@ fn parse_assignments(args: impl Iterator<Item = OsString>) -> Result<BTreeMap<St
         }
     }
     Ok(given)
-}
-
-/// Checks one value of `variable`; `what` says which (`value`, `default value`).
-fn check(variable: &EggVariable, rules: &RuleSet, value: &str, what: &str) -> Result<(), Failure> {
-    validate(variable, rules, Some(value)).map_err(|e| {
-        Failure::Refused(format!(
-            "{} {what} {value:?} fails rule `{}`: {} {}",
-            e.env_variable, e.rule, e.name, e.reason
-        ))
-    })
 }
 
 /// The egg's variable names, comma-separated, or `none`.

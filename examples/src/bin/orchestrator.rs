@@ -159,7 +159,7 @@ async fn run() -> Result<(), Error> {
                     }
                 }
                 NodeMessage::Lifecycle(event) => {
-                    if let Err(e) = apply(&*ingest_store, &event).await {
+                    if let Err(e) = apply(&*ingest_store, from, &event).await {
                         println!("event not applied: {e}");
                     }
                     println!("[panel] {:?} -> {:?} ({:?})", event.from, event.to, event.trigger);
@@ -169,33 +169,41 @@ async fn run() -> Result<(), Error> {
         }
     });
 
-    // 5. Create and install, start, talk, stop, remove.
+    // 5. Create and install, start, talk, stop, remove; on any failure on the way, the server
+    // is removed from the node before the error is reported (no container left running).
     transport.send(node.id, NodeCommand::CreateServer { spec: Box::new(spec), install: true }).await?;
-    wait_for(&mut state_rx, ServerState::Installed).await?;
-    print!("{}", agent.install_log(server_id).await.unwrap_or_default());
+    let life = async {
+        wait_for(&mut state_rx, ServerState::Installed).await?;
+        print!("{}", agent.install_log(server_id).await.unwrap_or_default());
 
-    let mut console = agent.console(server_id).await?;
-    let printer = tokio::spawn(async move {
-        while let Some(event) = console.recv().await {
-            match event {
-                ConsoleEvent::Line(line) => println!("[console] {}", line.text),
-                ConsoleEvent::Notice(text) => println!("[notice] {text}"),
-                _ => {}
+        let mut console = agent.console(server_id).await?;
+        let printer = tokio::spawn(async move {
+            while let Some(event) = console.recv().await {
+                match event {
+                    ConsoleEvent::Line(line) => println!("[console] {}", line.text),
+                    ConsoleEvent::Notice(text) => println!("[notice] {text}"),
+                    _ => {}
+                }
             }
-        }
-    });
-    transport.send(node.id, NodeCommand::Power { server: server_id, action: PowerAction::Start }).await?;
-    wait_for(&mut state_rx, ServerState::Running).await?;
-    // The egg's config files were patched before the start (the allocated port, a variable).
-    let properties = tokio::fs::read_to_string(agent.data_dir(server_id).join("server.properties")).await?;
-    println!("server.properties after the start: {}", properties.lines().collect::<Vec<_>>().join(", "));
-    transport.send(node.id, NodeCommand::SendCommand { server: server_id, line: "are you there?".into() }).await?;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    transport.send(node.id, NodeCommand::Power { server: server_id, action: PowerAction::Stop }).await?;
-    wait_for(&mut state_rx, ServerState::Stopped).await?;
-    transport.send(node.id, NodeCommand::DestroyServer { server: server_id }).await?;
-    wait_for(&mut state_rx, ServerState::Destroyed).await?;
-    printer.abort();
+        });
+        transport.send(node.id, NodeCommand::Power { server: server_id, action: PowerAction::Start }).await?;
+        wait_for(&mut state_rx, ServerState::Running).await?;
+        // The egg's config files were patched before the start (the allocated port, a variable).
+        let properties = tokio::fs::read_to_string(agent.data_dir(server_id).join("server.properties")).await?;
+        println!("server.properties after the start: {}", properties.lines().collect::<Vec<_>>().join(", "));
+        transport.send(node.id, NodeCommand::SendCommand { server: server_id, line: "are you there?".into() }).await?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        transport.send(node.id, NodeCommand::Power { server: server_id, action: PowerAction::Stop }).await?;
+        wait_for(&mut state_rx, ServerState::Stopped).await?;
+        transport.send(node.id, NodeCommand::DestroyServer { server: server_id }).await?;
+        wait_for(&mut state_rx, ServerState::Destroyed).await?;
+        printer.abort();
+        Ok::<(), Error>(())
+    };
+    if let Err(e) = life.await {
+        let _ = transport.send(node.id, NodeCommand::DestroyServer { server: server_id }).await;
+        return Err(e);
+    }
 
     let events = store.server_events(server_id, 100).await?;
     println!(
@@ -209,12 +217,19 @@ async fn run() -> Result<(), Error> {
     Ok(())
 }
 
-/// Applies one lifecycle event to the store, as a panel ingests them: idempotent (an event
-/// the store already moved past changes nothing) and checked against the stored version.
-async fn apply(store: &dyn Store, event: &LifecycleEvent) -> Result<(), Error> {
+/// Applies one lifecycle event to the store, as a panel ingests them: only from the node the
+/// server is on, idempotent (an event already in the server's history changes nothing), and
+/// checked against the stored version. `nexus-control` does this for a real panel.
+async fn apply(store: &dyn Store, from: NodeId, event: &LifecycleEvent) -> Result<(), Error> {
     let server = store.get_server(event.server).await?;
+    if server.node != from {
+        return Err(format!("node {from} reported on server {}, which is not on it", server.id).into());
+    }
     if server.state != event.from {
-        return Ok(());
+        if store.server_events(server.id, 50).await?.contains(event) {
+            return Ok(());
+        }
+        return Err(format!("server is {:?}, the event goes from {:?}", server.state, event.from).into());
     }
     store.transition_server(server.version, event).await?;
     Ok(())

@@ -115,27 +115,6 @@ impl From<AgentError> for ApiError {
     }
 }
 
-/// A generic code for a status.
-pub fn status_code_name(status: u16) -> &'static str {
-    match status {
-        400 => "bad_request",
-        401 => "unauthorized",
-        403 => "forbidden",
-        404 => "not_found",
-        405 => "method_not_allowed",
-        409 => "conflict",
-        411 => "length_required",
-        413 => "payload_too_large",
-        415 => "unsupported_media_type",
-        422 => "unprocessable",
-        502 => "bad_gateway",
-        503 => "unavailable",
-        504 => "timeout",
-        _ if status >= 500 => "internal",
-        _ => "error",
-    }
-}
-
 /// Turns every rejection into a typed JSON error, the most specific one first (see the
 /// module docs).
 pub async fn recover(rejection: warp::Rejection) -> Result<Response, Infallible> {

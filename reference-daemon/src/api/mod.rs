@@ -51,7 +51,7 @@ pub mod power_queue;
 mod request;
 mod servers;
 
-pub use error::{ApiError, recover, status_code_name};
+pub use error::{ApiError, recover};
 pub use limit::{CommandLimits, Rate};
 
 use crate::auth::{Caller, NodeToken, TokenSigner};

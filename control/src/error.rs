@@ -1,0 +1,71 @@
+//! [`ControlError`]: everything a control-plane operation can fail with.
+
+use nexus_core::ids::{EggId, NodeId, ServerId};
+use nexus_core::placement::PlacementError;
+use nexus_core::store::StoreError;
+use nexus_core::transport::TransportError;
+use nexus_eggs::spec::SpecBuildError;
+
+/// Why a control-plane operation failed. [`status_code`](Self::status_code) maps each to the
+/// HTTP status an API in front of it should answer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ControlError {
+    /// The store refused or failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// No node can take the server.
+    #[error(transparent)]
+    Placement(#[from] PlacementError),
+    /// The egg and the values given do not make a server a node would run (names the
+    /// variable and the rule, or the field).
+    #[error(transparent)]
+    Spec(#[from] SpecBuildError),
+    /// A node could not be reached or refused.
+    #[error("node {node}: {source}")]
+    Node {
+        /// The node.
+        node: NodeId,
+        /// What the transport said.
+        #[source]
+        source: TransportError,
+    },
+    /// A port list such as `25565-25665` that is not one.
+    #[error("allocation ports `{input}`: {reason}")]
+    InvalidPorts {
+        /// What was given.
+        input: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The chosen node has no free allocation left (placement's view was stale).
+    #[error("node {0} has no free allocation")]
+    NoFreeAllocation(NodeId),
+    /// The egg does not exist.
+    #[error("egg {0} does not exist")]
+    UnknownEgg(EggId),
+    /// The server does not exist.
+    #[error("server {0} does not exist")]
+    UnknownServer(ServerId),
+}
+
+impl ControlError {
+    /// The HTTP status for this error: 4xx for what the caller can fix, 409 for conflicts,
+    /// 502/504 for nodes, 500 for the store failing.
+    pub fn status_code(&self) -> u16 {
+        match self {
+            Self::Store(e) => match e {
+                StoreError::NotFound { .. } => 404,
+                StoreError::Duplicate { .. } | StoreError::InUse { .. } | StoreError::VersionConflict { .. } => 409,
+                StoreError::StateMismatch { .. } | StoreError::AllocationUnavailable { .. } => 409,
+                StoreError::InvalidReference(_) => 422,
+                _ => 500,
+            },
+            Self::Placement(_) | Self::NoFreeAllocation(_) => 409,
+            Self::Spec(_) | Self::InvalidPorts { .. } => 422,
+            Self::Node { source: TransportError::Rejected { status, .. }, .. } if (400..500).contains(status) => 409,
+            Self::Node { .. } => 502,
+            Self::UnknownEgg(_) | Self::UnknownServer(_) => 404,
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! Nodes whose heartbeats stopped.
+
+use crate::{ControlError, ControlPlane};
+use chrono::{DateTime, Utc};
+use nexus_core::ids::NodeId;
+
+/// Heartbeat intervals of silence after which a node is offline.
+pub const MISSED_HEARTBEATS: u32 = 3;
+
+impl ControlPlane {
+    /// Marks every online node silent for [`MISSED_HEARTBEATS`] intervals at `now` offline
+    /// (in the store and in placement, which then stops choosing it); returns them. A later
+    /// heartbeat brings a node back ([`ingest`](ControlPlane::ingest)).
+    pub async fn mark_silent_nodes_offline(&self, now: DateTime<Utc>) -> Result<Vec<NodeId>, ControlError> {
+        let silence = self.config.heartbeat_interval * MISSED_HEARTBEATS;
+        let cutoff = chrono::Duration::from_std(silence)
+            .ok()
+            .and_then(|silence| now.checked_sub_signed(silence))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        let offline = self.store.mark_stale_nodes_offline(cutoff).await?;
+        for node in &offline {
+            tracing::warn!(%node, ?silence, "node offline: no heartbeat");
+            if let Err(e) = self.placement().set_online(*node, false) {
+                tracing::debug!(%node, error = %e, "offline node unknown to placement");
+            }
+        }
+        Ok(offline)
+    }
+}

@@ -1,0 +1,86 @@
+//! Node → panel messages, applied idempotently and only from the node a server lives on.
+//!
+//! Nodes deliver at least once and in order per server (their outbox retries until the panel
+//! answers), so the same event can arrive twice, also after a panel or node restart. An event
+//! is applied when the stored state is the event's `from`; if the server already went through
+//! it (the same transition at the same instant is in its history) it changes nothing; any
+//! other mismatch is reported and left for reconciliation, never forced.
+
+use crate::servers::server_of;
+use crate::{ControlError, ControlPlane};
+use chrono::Utc;
+use nexus_core::ids::NodeId;
+use nexus_core::lifecycle::LifecycleEvent;
+use nexus_core::model::Server;
+use nexus_core::store::StoreError;
+use nexus_core::transport::NodeMessage;
+
+/// Events of a server's history searched for a duplicate.
+const HISTORY: u64 = 50;
+
+/// What ingesting one message did.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Ingested {
+    /// A heartbeat: the node is online, seen now.
+    Heartbeat,
+    /// The event moved the server; it is now this.
+    Transitioned(Box<Server>),
+    /// The event was applied before; nothing changed.
+    AlreadyApplied,
+    /// Not applied, and why (another node's server, an unknown server, a state that does not
+    /// match): left for reconciliation with the node's list.
+    Ignored(String),
+}
+
+impl ControlPlane {
+    /// Applies one message `from` a node (whose token the caller checked).
+    pub async fn ingest(&self, from: NodeId, message: NodeMessage) -> Result<Ingested, ControlError> {
+        match message {
+            NodeMessage::Heartbeat(beat) => {
+                if beat.node != from {
+                    return Ok(Ingested::Ignored(format!("a heartbeat of node {} sent by {from}", beat.node)));
+                }
+                // The panel's clock, not the node's: a node with a clock running ahead must
+                // not stay online after it falls silent.
+                self.store.record_heartbeat(from, Utc::now()).await?;
+                if let Err(e) = self.placement().set_online(from, true) {
+                    tracing::debug!(node = %from, error = %e, "heartbeat of a node placement does not know");
+                }
+                Ok(Ingested::Heartbeat)
+            }
+            NodeMessage::Lifecycle(event) => self.apply_event(from, &event).await,
+        }
+    }
+
+    async fn apply_event(&self, from: NodeId, event: &LifecycleEvent) -> Result<Ingested, ControlError> {
+        // One retry: a concurrent writer (a rename, a second panel) may bump the version
+        // between the read and the transition.
+        for _ in 0..2 {
+            let server = match server_of(self.store.as_ref(), event.server).await {
+                Ok(server) => server,
+                Err(ControlError::UnknownServer(id)) => return Ok(Ingested::Ignored(format!("unknown server {id}"))),
+                Err(e) => return Err(e),
+            };
+            if server.node != from {
+                return Ok(Ingested::Ignored(format!("server {} is not on node {from}", server.id)));
+            }
+            if server.state != event.from {
+                let history = self.store.server_events(server.id, HISTORY).await?;
+                if history.contains(event) {
+                    return Ok(Ingested::AlreadyApplied);
+                }
+                return Ok(Ingested::Ignored(format!(
+                    "server {} is {:?}; the event goes from {:?} to {:?}",
+                    server.id, server.state, event.from, event.to
+                )));
+            }
+            match self.store.transition_server(server.version, event).await {
+                Ok(server) => return Ok(Ingested::Transitioned(Box::new(server))),
+                Err(StoreError::VersionConflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(Ingested::Ignored(format!("server {} kept changing under the event", event.server)))
+    }
+}

@@ -1,0 +1,109 @@
+//! # nexus-control
+//!
+//! The control plane of Nexus as a library: what a panel decides, written only against the
+//! core traits (`Store`, `NodeTransport`, `Placement`) and `nexus-eggs`, with no HTTP framework,
+//! so a hosting company can put its own API in front of it. The reference panel is a thin
+//! layer over it.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`nodes`] | register a node (its token shown once, stored hashed), check a node's token, add allocations from port lists |
+//! | [`servers`] | create a server: placement, the allocation claimed in the same transaction as the server row, the spec built from the egg, sent to the node |
+//! | [`ingest`] | node → panel messages applied idempotently (an event delivered twice changes nothing) |
+//! | [`heartbeat`] | nodes whose heartbeats stopped marked offline |
+//! | [`ports`] | port lists (`25565-25665`) as Pterodactyl takes them |
+//!
+//! Every call to a node has a deadline ([`ControlConfig::node_timeout`]), so a node that is
+//! down costs its own requests that long and no one else's.
+
+mod error;
+pub mod heartbeat;
+pub mod ingest;
+pub mod nodes;
+pub mod ports;
+pub mod servers;
+
+pub use error::ControlError;
+
+use nexus_core::placement::{PlacementConfig, ScoringPlacement};
+use nexus_core::store::Store;
+use nexus_core::transport::NodeTransport;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+/// Settings of a [`ControlPlane`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ControlConfig {
+    /// Longest one call to a node may take.
+    pub node_timeout: Duration,
+    /// How often nodes send heartbeats; a node silent for three intervals is offline.
+    pub heartbeat_interval: Duration,
+    /// How placement ranks nodes.
+    pub placement: PlacementConfig,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        Self {
+            node_timeout: Duration::from_secs(10),
+            heartbeat_interval: Duration::from_secs(10),
+            placement: PlacementConfig::default(),
+        }
+    }
+}
+
+/// The control plane: a store, a way to reach nodes, and placement over the store's nodes.
+pub struct ControlPlane {
+    store: Arc<dyn Store>,
+    nodes: Arc<dyn NodeTransport>,
+    placement: Mutex<ScoringPlacement>,
+    config: ControlConfig,
+}
+
+impl std::fmt::Debug for ControlPlane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlPlane").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl ControlPlane {
+    /// A control plane over `store`, reaching nodes through `nodes`; placement starts from the
+    /// nodes and usage the store holds.
+    pub async fn new(
+        store: Arc<dyn Store>,
+        nodes: Arc<dyn NodeTransport>,
+        config: ControlConfig,
+    ) -> Result<Self, ControlError> {
+        let placement = ScoringPlacement::new(&store.list_nodes().await?, &store.node_usage().await?, config.placement);
+        Ok(Self { store, nodes, placement: Mutex::new(placement), config })
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &ControlConfig {
+        &self.config
+    }
+
+    /// Re-reads every node and its usage from the store into placement (after changes made
+    /// behind this control plane's back, e.g. by another panel process).
+    pub async fn refresh_placement(&self) -> Result<(), ControlError> {
+        let fresh = ScoringPlacement::new(
+            &self.store.list_nodes().await?,
+            &self.store.node_usage().await?,
+            self.config.placement,
+        );
+        *self.placement.lock().unwrap_or_else(PoisonError::into_inner) = fresh;
+        Ok(())
+    }
+
+    fn placement(&self) -> std::sync::MutexGuard<'_, ScoringPlacement> {
+        // Placement is only ever replaced or updated in one call, so a panic elsewhere cannot
+        // leave it half-changed.
+        self.placement.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}

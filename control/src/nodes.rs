@@ -1,0 +1,109 @@
+//! Nodes: registration with a token shown once, token checks, allocations.
+
+use crate::ports::parse_ports;
+use crate::{ControlError, ControlPlane};
+use nexus_core::ids::{AllocationId, LocationId, NodeId};
+use nexus_core::model::{Allocation, Node, NodeCapacity, NodeStatus, Overallocation};
+use nexus_core::placement::Placement;
+use nexus_wire::NodeToken;
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+/// What an admin gives to register a node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NewNode {
+    /// Unique name.
+    pub name: String,
+    /// Host name the panel and browsers reach the daemon at.
+    pub fqdn: String,
+    /// The daemon's API port.
+    pub daemon_port: u16,
+    /// Location, if any.
+    pub location: Option<LocationId>,
+    /// Tags placement can require.
+    pub tags: BTreeSet<String>,
+    /// What the node may host.
+    pub capacity: NodeCapacity,
+}
+
+impl NewNode {
+    /// A node `name` at `fqdn:daemon_port` with `capacity`, no location or tags.
+    pub fn new(name: impl Into<String>, fqdn: impl Into<String>, daemon_port: u16, capacity: NodeCapacity) -> Self {
+        Self { name: name.into(), fqdn: fqdn.into(), daemon_port, location: None, tags: BTreeSet::new(), capacity }
+    }
+}
+
+/// A registered node and its token. The token is only ever here: the store keeps its hash.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Registration {
+    /// The node as stored.
+    pub node: Node,
+    /// The node token, to put in the daemon's configuration.
+    pub token: String,
+}
+
+impl ControlPlane {
+    /// Registers a node: stored `Offline` until its first heartbeat, with a fresh token whose
+    /// hash is all the store keeps.
+    pub async fn register_node(&self, new: NewNode) -> Result<Registration, ControlError> {
+        let (token, node_token) = NodeToken::generate();
+        let node = Node {
+            id: NodeId::new(),
+            name: new.name,
+            fqdn: new.fqdn,
+            daemon_port: new.daemon_port,
+            token_hash: node_token.stored(),
+            location: new.location,
+            tags: new.tags,
+            capacity: new.capacity,
+            overallocation: Overallocation::default(),
+            maintenance: false,
+            status: NodeStatus::Offline,
+            last_heartbeat: None,
+        };
+        self.store.create_node(&node).await?;
+        self.placement().upsert_node(&node);
+        Ok(Registration { node, token })
+    }
+
+    /// Whether `presented` is `node`'s token (constant time); false for an unknown node.
+    pub async fn node_token_matches(&self, node: NodeId, presented: &str) -> Result<bool, ControlError> {
+        let node = match self.store.get_node(node).await {
+            Ok(node) => node,
+            Err(nexus_core::store::StoreError::NotFound { .. }) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(NodeToken::from_stored(&node.token_hash).is_some_and(|token| token.matches(presented)))
+    }
+
+    /// Adds allocations on `node` for every port of `ports` (`25565-25665`, see
+    /// [`parse_ports`]) on `ip`; ports already allocated on that address are an error and
+    /// nothing is added.
+    pub async fn add_allocations(
+        &self,
+        node: NodeId,
+        ip: IpAddr,
+        ports: &str,
+    ) -> Result<Vec<Allocation>, ControlError> {
+        let ports = parse_ports(ports)?;
+        self.store.get_node(node).await?;
+        let allocations: Vec<Allocation> = ports
+            .into_iter()
+            .map(|port| Allocation { id: AllocationId::new(), node, ip, alias: None, port, server: None })
+            .collect();
+        self.store.create_allocations(&allocations).await?;
+        self.refresh_usage(node).await?;
+        Ok(allocations)
+    }
+
+    /// Placement's booked usage of `node`, re-read from the store.
+    pub(crate) async fn refresh_usage(&self, node: NodeId) -> Result<(), ControlError> {
+        let usage = self.store.node_usage().await?;
+        if let Some(usage) = usage.iter().find(|u| u.node == Some(node)) {
+            self.placement().set_usage(usage)?;
+        }
+        Ok(())
+    }
+}

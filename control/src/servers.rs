@@ -1,0 +1,194 @@
+//! Creating servers: placement, the allocation and the server row in one transaction, the
+//! spec from the egg, delivery to the node.
+
+use crate::{ControlError, ControlPlane};
+use chrono::Utc;
+use nexus_core::ids::{EggId, LocationId, NodeId, ServerId, UserId};
+use nexus_core::lifecycle::ServerState;
+use nexus_core::model::{Server, ServerLimits};
+use nexus_core::placement::{Placement, PlacementRequest};
+use nexus_core::runtime::PortBinding;
+use nexus_core::store::{Store, StoreError};
+use nexus_core::transport::{NodeCommand, ServerSpec};
+use nexus_eggs::spec::{Editor, ServerSettings, server_spec};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// What a caller asks for when creating a server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NewServer {
+    /// Display name.
+    pub name: String,
+    /// Owner.
+    pub owner: UserId,
+    /// The egg it runs.
+    pub egg: EggId,
+    /// Limits (placement books memory, disk and CPU from them).
+    pub limits: ServerLimits,
+    /// Variable values (environment name → value); missing ones take the egg's defaults.
+    pub values: BTreeMap<String, String>,
+    /// Image; `None` for the egg's default.
+    pub image: Option<String>,
+    /// Startup template; `None` for the egg's default.
+    pub startup: Option<String>,
+    /// Only nodes in this location.
+    pub location: Option<LocationId>,
+    /// Only nodes carrying all these tags.
+    pub required_tags: BTreeSet<String>,
+    /// This node instead of placement's choice (admins).
+    pub node: Option<NodeId>,
+    /// Who gives the values: users may set only the variables the egg lets them edit.
+    pub editor: Editor,
+}
+
+impl NewServer {
+    /// A server `name` of `owner` running `egg` within `limits`, with the egg's defaults.
+    pub fn new(name: impl Into<String>, owner: UserId, egg: EggId, limits: ServerLimits) -> Self {
+        Self {
+            name: name.into(),
+            owner,
+            egg,
+            limits,
+            values: BTreeMap::new(),
+            image: None,
+            startup: None,
+            location: None,
+            required_tags: BTreeSet::new(),
+            node: None,
+            editor: Editor::User,
+        }
+    }
+}
+
+/// Whether the node has the new server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Delivery {
+    /// The node took it and is installing it.
+    Sent,
+    /// The node could not be reached or refused; the server is stored as `Requested`.
+    Pending(String),
+}
+
+/// A created server.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct CreatedServer {
+    /// The server as stored (`Requested`).
+    pub server: Server,
+    /// What the node runs.
+    pub spec: ServerSpec,
+    /// Whether the node has it.
+    pub delivery: Delivery,
+}
+
+impl ControlPlane {
+    /// Creates a server: every value checked by its variable's rules, a node chosen by
+    /// placement (or `new.node`), a free allocation claimed in the same transaction as the
+    /// server row (a failure leaves neither), then the spec sent to the node to install.
+    pub async fn create_server(&self, new: NewServer) -> Result<CreatedServer, ControlError> {
+        let egg = match self.store.get_egg(new.egg).await {
+            Ok(egg) => egg,
+            Err(StoreError::NotFound { .. }) => return Err(ControlError::UnknownEgg(new.egg)),
+            Err(e) => return Err(e.into()),
+        };
+        let mut request = PlacementRequest::new(new.limits.memory_mb, new.limits.disk_mb, new.limits.cpu_percent);
+        request.location = new.location;
+        request.required_tags = new.required_tags.clone();
+        let node = match new.node {
+            Some(node) => node,
+            None => self.placement().decide(&request)?.node,
+        };
+        let node_record = self.store.get_node(node).await?;
+        let location = match node_record.location {
+            Some(id) => self.store.list_locations().await?.into_iter().find(|l| l.id == id).map(|l| l.short),
+            None => None,
+        };
+
+        let id = ServerId::new();
+        let tx = self.store.begin().await?;
+        let built = async {
+            let allocation = tx.claim_free_allocation(node, id).await?.ok_or(ControlError::NoFreeAllocation(node))?;
+            let mut settings = ServerSettings::new(id);
+            settings.limits = new.limits;
+            settings.image = new.image.clone();
+            settings.startup = new.startup.clone();
+            settings.location = location;
+            settings.editor = new.editor;
+            let spec =
+                server_spec(&egg, &settings, &[PortBinding { ip: allocation.ip, port: allocation.port }], &new.values)?;
+            let server = Server {
+                id,
+                name: new.name.clone(),
+                owner: new.owner,
+                node,
+                egg: egg.id,
+                image: spec.image.clone(),
+                startup: spec.startup.clone(),
+                environment: spec.environment.clone(),
+                limits: new.limits,
+                primary_allocation: allocation.id,
+                extra_allocations: Vec::new(),
+                state: ServerState::Requested,
+                version: 0,
+                created_at: Utc::now(),
+            };
+            tx.create_server(&server).await?;
+            Ok::<_, ControlError>((server, spec))
+        }
+        .await;
+        let (server, spec) = match built {
+            Ok(built) => {
+                tx.commit().await?;
+                built
+            }
+            Err(e) => {
+                if let Err(rollback) = tx.rollback().await {
+                    tracing::warn!(error = %rollback, "rollback after a failed create");
+                }
+                return Err(e);
+            }
+        };
+        // Placement books what the store now holds, and the next decision sees it.
+        if let Err(e) = self.placement().commit(node, &request.resources()) {
+            tracing::warn!(%node, error = %e, "placement does not know the server's node");
+        }
+        let delivery =
+            match self.send(node, NodeCommand::CreateServer { spec: Box::new(spec.clone()), install: true }).await {
+                Ok(()) => Delivery::Sent,
+                Err(e) => {
+                    tracing::warn!(server = %id, %node, error = %e, "the node does not have the new server yet");
+                    Delivery::Pending(e.to_string())
+                }
+            };
+        Ok(CreatedServer { server, spec, delivery })
+    }
+
+    /// A server by id.
+    pub async fn server(&self, id: ServerId) -> Result<Server, ControlError> {
+        server_of(self.store.as_ref(), id).await
+    }
+
+    /// Sends `command` to `node` within [`node_timeout`](crate::ControlConfig::node_timeout).
+    pub(crate) async fn send(&self, node: NodeId, command: NodeCommand) -> Result<(), ControlError> {
+        match tokio::time::timeout(self.config.node_timeout, self.nodes.send(node, command)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(source)) => Err(ControlError::Node { node, source }),
+            Err(_) => Err(ControlError::Node {
+                node,
+                source: nexus_core::transport::TransportError::Unreachable(
+                    format!("node {node}"),
+                    format!("no answer within {:?}", self.config.node_timeout),
+                ),
+            }),
+        }
+    }
+}
+
+pub(crate) async fn server_of(store: &dyn Store, id: ServerId) -> Result<Server, ControlError> {
+    match store.get_server(id).await {
+        Ok(server) => Ok(server),
+        Err(StoreError::NotFound { .. }) => Err(ControlError::UnknownServer(id)),
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,256 @@
+//! The control plane on the in-memory store and transport, with a scripted node: node
+//! registration and tokens, allocations, server creation (placement, the allocation and the
+//! row in one transaction, nothing left behind by a failure), a node that does not answer,
+//! idempotent event ingest, heartbeats.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use async_trait::async_trait;
+use chrono::Utc;
+use nexus_control::nodes::NewNode;
+use nexus_control::servers::{Delivery, NewServer};
+use nexus_control::{ControlConfig, ControlError, ControlPlane, ingest::Ingested};
+use nexus_core::ids::{NodeId, UserId};
+use nexus_core::lifecycle::{LifecycleEvent, ServerState, Trigger};
+use nexus_core::memory::{InProcessTransport, MemoryStore};
+use nexus_core::model::{NodeCapacity, NodeStatus, Role, ServerLimits, User};
+use nexus_core::store::Page;
+use nexus_core::store::{AllocationRepo, EggRepo, NodeRepo, ServerFilter, ServerRepo, Store, UserRepo};
+use nexus_core::transport::{Heartbeat, NodeCommand, NodeHandler, NodeMessage, NodeResponse, TransportError};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A node that records what it is sent; `hang` makes it never answer.
+#[derive(Default)]
+struct ScriptedNode {
+    seen: Mutex<Vec<NodeCommand>>,
+    hang: bool,
+}
+
+#[async_trait]
+impl NodeHandler for ScriptedNode {
+    async fn handle(&self, command: NodeCommand) -> Result<NodeResponse, TransportError> {
+        self.seen.lock().unwrap().push(command);
+        if self.hang {
+            std::future::pending::<()>().await;
+        }
+        Ok(NodeResponse::Ok)
+    }
+}
+
+struct World {
+    control: ControlPlane,
+    store: Arc<MemoryStore>,
+    transport: InProcessTransport,
+    owner: UserId,
+}
+
+async fn world() -> World {
+    let store = Arc::new(MemoryStore::new());
+    let (transport, _inbox) = InProcessTransport::new(16);
+    let mut config = ControlConfig::default();
+    config.node_timeout = Duration::from_millis(300);
+    let control =
+        ControlPlane::new(store.clone() as Arc<dyn Store>, Arc::new(transport.clone()), config).await.unwrap();
+    let owner = User {
+        id: UserId::new(),
+        username: "owner".into(),
+        email: "owner@example.com".into(),
+        password_hash: String::new(),
+        role: Role::User,
+        created_at: Utc::now(),
+    };
+    store.create_user(&owner).await.unwrap();
+    World { control, store, transport, owner: owner.id }
+}
+
+impl World {
+    async fn node(&self, name: &str, memory_mb: u64, ports: &str, handler: Arc<ScriptedNode>) -> NodeId {
+        let capacity = NodeCapacity { memory_mb, disk_mb: 100_000, cpu_percent: 400 };
+        let registration =
+            self.control.register_node(NewNode::new(name, format!("{name}.test"), 8080, capacity)).await.unwrap();
+        let id = registration.node.id;
+        self.control.add_allocations(id, "10.0.0.1".parse().unwrap(), ports).await.unwrap();
+        self.transport.register(id, handler);
+        self.control
+            .ingest(
+                id,
+                NodeMessage::Heartbeat(Heartbeat { node: id, at: Utc::now(), version: "t".into(), servers: vec![] }),
+            )
+            .await
+            .unwrap();
+        id
+    }
+
+    async fn egg(&self) -> nexus_core::ids::EggId {
+        let egg =
+            nexus_eggs::import::import_egg(include_bytes!("../../egg-engine/tests/fixtures/egg-busybox-echo.json"))
+                .unwrap();
+        self.store.create_egg(&egg).await.unwrap();
+        egg.id
+    }
+
+    fn request(&self, egg: nexus_core::ids::EggId, memory_mb: u64) -> NewServer {
+        NewServer::new("srv", self.owner, egg, ServerLimits { memory_mb, ..ServerLimits::default() })
+    }
+
+    async fn claimed(&self, node: NodeId) -> usize {
+        self.store.list_allocations(node).await.unwrap().iter().filter(|a| a.server.is_some()).count()
+    }
+}
+
+#[tokio::test]
+async fn a_node_token_is_shown_once_and_only_its_hash_is_kept() {
+    let w = world().await;
+    let capacity = NodeCapacity { memory_mb: 1024, disk_mb: 1024, cpu_percent: 100 };
+    let registration = w.control.register_node(NewNode::new("n1", "n1.test", 8080, capacity)).await.unwrap();
+    let stored = w.store.get_node(registration.node.id).await.unwrap();
+    assert!(!stored.token_hash.contains(&registration.token), "the store never holds the token");
+    assert_eq!(stored.status, NodeStatus::Offline, "offline until its first heartbeat");
+    assert!(w.control.node_token_matches(stored.id, &registration.token).await.unwrap());
+    assert!(!w.control.node_token_matches(stored.id, "guess").await.unwrap());
+    assert!(!w.control.node_token_matches(NodeId::new(), &registration.token).await.unwrap());
+}
+
+#[tokio::test]
+async fn allocations_come_from_port_lists_and_never_twice() {
+    let w = world().await;
+    let node = w.node("n1", 4096, "25565-25569,27015", Arc::default()).await;
+    assert_eq!(w.store.list_allocations(node).await.unwrap().len(), 6);
+    let again = w.control.add_allocations(node, "10.0.0.1".parse().unwrap(), "25569-25570").await;
+    assert_eq!(again.unwrap_err().status_code(), 409, "25569 exists");
+    assert_eq!(w.store.list_allocations(node).await.unwrap().len(), 6, "nothing added");
+    let bad = w.control.add_allocations(node, "10.0.0.1".parse().unwrap(), "80").await.unwrap_err();
+    assert!(matches!(bad, ControlError::InvalidPorts { .. }) && bad.status_code() == 422, "{bad}");
+}
+
+#[tokio::test]
+async fn a_server_is_placed_claimed_stored_and_sent() {
+    let w = world().await;
+    let small_node = Arc::new(ScriptedNode::default());
+    let big_node = Arc::new(ScriptedNode::default());
+    let small = w.node("small", 1024, "30000-30001", small_node.clone()).await;
+    let big = w.node("big", 8192, "30000-30001", big_node.clone()).await;
+    let egg = w.egg().await;
+
+    let mut request = w.request(egg, 2048);
+    request.values.insert("GREETING".into(), "hey".into());
+    let created = w.control.create_server(request).await.unwrap();
+    assert_eq!(created.server.node, big, "only the big node fits 2 GiB");
+    assert_eq!(created.delivery, Delivery::Sent);
+    assert_eq!(created.server.state, ServerState::Requested);
+    assert_eq!(w.store.get_server(created.server.id).await.unwrap(), created.server);
+    assert_eq!((w.claimed(big).await, w.claimed(small).await), (1, 0));
+    let allocation = w.store.get_allocation(created.server.primary_allocation).await.unwrap();
+    assert_eq!(allocation.server, Some(created.server.id));
+    assert_eq!(created.spec.allocations[0].port, allocation.port);
+    assert_eq!(created.spec.environment["GREETING"], "hey");
+    assert_eq!(created.spec.environment["MAX_PLAYERS"], "8", "defaults applied");
+    match &big_node.seen.lock().unwrap()[..] {
+        [NodeCommand::CreateServer { spec, install: true }] => assert_eq!(**spec, created.spec),
+        other => panic!("the node got {other:?}"),
+    }
+    assert!(small_node.seen.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_refused_value_or_a_full_node_leaves_nothing_behind() {
+    let w = world().await;
+    let handler = Arc::new(ScriptedNode::default());
+    let node = w.node("n1", 4096, "30000", handler.clone()).await;
+    let egg = w.egg().await;
+
+    let mut bad = w.request(egg, 512);
+    bad.values.insert("MAX_PLAYERS".into(), "1000".into());
+    match w.control.create_server(bad).await {
+        Err(ControlError::Spec(e)) => {
+            let text = e.to_string();
+            assert!(text.contains("MAX_PLAYERS") && text.contains("between"), "{text}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let mut unknown = w.request(egg, 512);
+    unknown.values.insert("NOPE".into(), "1".into());
+    assert_eq!(w.control.create_server(unknown).await.unwrap_err().status_code(), 422);
+    assert_eq!(w.claimed(node).await, 0, "the claim was rolled back with the failed create");
+    let servers = w.store.list_servers(&ServerFilter::default(), Page::first(100)).await.unwrap();
+    assert!(servers.is_empty(), "no half-created server: {servers:?}");
+    assert!(handler.seen.lock().unwrap().is_empty(), "the node heard nothing");
+
+    // The one allocation goes to the first server; the second finds no room.
+    w.control.create_server(w.request(egg, 512)).await.unwrap();
+    let full = w.control.create_server(w.request(egg, 512)).await.unwrap_err();
+    assert_eq!(full.status_code(), 409, "{full}");
+    assert_eq!(w.store.list_servers(&ServerFilter::default(), Page::first(100)).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_node_that_does_not_answer_costs_only_its_own_timeout() {
+    let w = world().await;
+    let node = w.node("silent", 4096, "30000", Arc::new(ScriptedNode { hang: true, ..ScriptedNode::default() })).await;
+    let egg = w.egg().await;
+    let started = std::time::Instant::now();
+    let created = w.control.create_server(w.request(egg, 512)).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(
+        matches!(created.delivery, Delivery::Pending(ref why) if why.contains("no answer")),
+        "{:?}",
+        created.delivery
+    );
+    assert_eq!(w.store.get_server(created.server.id).await.unwrap().state, ServerState::Requested);
+    assert_eq!(created.server.node, node);
+}
+
+#[tokio::test]
+async fn events_apply_once_and_only_from_the_servers_node() {
+    let w = world().await;
+    let node = w.node("n1", 4096, "30000", Arc::default()).await;
+    let other = w.node("n2", 1024, "30000", Arc::default()).await;
+    let egg = w.egg().await;
+    let server = w.control.create_server(w.request(egg, 2048)).await.unwrap().server;
+    assert_eq!(server.node, node);
+    let event = LifecycleEvent {
+        server: server.id,
+        from: ServerState::Requested,
+        to: ServerState::Installing,
+        trigger: Trigger::InstallStarted,
+        at: Utc::now(),
+    };
+
+    let forged = w.control.ingest(other, NodeMessage::Lifecycle(event.clone())).await.unwrap();
+    assert!(matches!(forged, Ingested::Ignored(ref why) if why.contains("not on node")), "{forged:?}");
+    assert_eq!(w.control.server(server.id).await.unwrap().state, ServerState::Requested);
+
+    match w.control.ingest(node, NodeMessage::Lifecycle(event.clone())).await.unwrap() {
+        Ingested::Transitioned(now) => assert_eq!(now.state, ServerState::Installing),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(w.control.ingest(node, NodeMessage::Lifecycle(event.clone())).await.unwrap(), Ingested::AlreadyApplied);
+    let events = w.store.server_events(server.id, 10).await.unwrap();
+    assert_eq!(events, vec![event.clone()], "delivered twice, stored once");
+
+    // Out of order (a state the server is not in): reported, not forced.
+    let skipped =
+        LifecycleEvent { from: ServerState::Starting, to: ServerState::Running, trigger: Trigger::Ready, ..event };
+    assert!(matches!(w.control.ingest(node, NodeMessage::Lifecycle(skipped)).await.unwrap(), Ingested::Ignored(_)));
+    assert_eq!(w.control.server(server.id).await.unwrap().state, ServerState::Installing);
+}
+
+#[tokio::test]
+async fn silent_nodes_go_offline_and_stop_being_chosen_until_they_beat_again() {
+    let w = world().await;
+    let quiet = w.node("quiet", 8192, "30000-30004", Arc::default()).await;
+    let egg = w.egg().await;
+    let interval = w.control.config().heartbeat_interval;
+    let later = Utc::now() + chrono::Duration::from_std(interval * 3 + Duration::from_secs(1)).unwrap();
+    assert_eq!(w.control.mark_silent_nodes_offline(Utc::now()).await.unwrap(), Vec::<NodeId>::new(), "just beat");
+    assert_eq!(w.control.mark_silent_nodes_offline(later).await.unwrap(), vec![quiet]);
+    assert_eq!(w.store.get_node(quiet).await.unwrap().status, NodeStatus::Offline);
+    let refused = w.control.create_server(w.request(egg, 512)).await.unwrap_err();
+    assert!(matches!(refused, ControlError::Placement(_)), "{refused}");
+
+    let beat = Heartbeat { node: quiet, at: Utc::now(), version: "t".into(), servers: vec![] };
+    assert_eq!(w.control.ingest(quiet, NodeMessage::Heartbeat(beat)).await.unwrap(), Ingested::Heartbeat);
+    assert_eq!(w.store.get_node(quiet).await.unwrap().status, NodeStatus::Online);
+    assert!(w.control.create_server(w.request(egg, 512)).await.is_ok(), "chosen again");
+}
