@@ -128,7 +128,6 @@ pub struct Resources {
 
 /// The node chosen for a request.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
 pub struct PlacementDecision {
     /// The chosen node.
     pub node: NodeId,

@@ -20,7 +20,8 @@
 //! | `allocations` | at most [`MAX_ALLOCATIONS`]; port not 0; not a multicast or broadcast address; no two binding the same port on the same address (or one of them on the unspecified address of the same family) |
 //! | `done` | at most [`MAX_DONE_MATCHERS`]; each non-empty, at most [`MAX_PATTERN_BYTES`], no line break (lines never contain one); regexes compile, alone and as a set |
 //! | `stop` | a command: not blank, one line, at most [`MAX_COMMAND_BYTES`] |
-//! | `config_files` | at most [`MAX_CONFIG_FILES`]; a path that is not blank, has no NUL and no `..` component |
+//! | `config_files` | at most [`MAX_CONFIG_FILES`]; a path that is not blank, has no NUL and no `..` component; its `find` entries at most [`MAX_CONFIG_FIND_BYTES`] together |
+//! | `install.script` | at most [`MAX_INSTALL_SCRIPT_BYTES`], no NUL |
 //! | `install.entrypoint` | empty (`bash`) or a program name or path: no whitespace or control characters |
 //! | `location` | at most [`MAX_LOCATION_BYTES`], no control characters |
 //! | `file_denylist` | at most [`MAX_DENYLIST_PATTERNS`]; each at most [`MAX_PATTERN_BYTES`], no NUL or line break (whether a pattern is valid gitignore syntax is the file manager's to say: the daemon checks it) |
@@ -35,7 +36,7 @@
 
 use super::MAX_COMMAND_BYTES;
 use super::ServerSpec;
-use crate::model::{DoneMatcher, StopMethod};
+use crate::model::{DoneMatcher, FindValue, StopMethod};
 use std::net::IpAddr;
 
 /// Longest location code a spec may carry (`P_SERVER_LOCATION`).
@@ -74,6 +75,12 @@ pub const MAX_DONE_MATCHERS: usize = 64;
 pub const MAX_PATTERN_BYTES: usize = 4096;
 /// Most config files patched per start.
 pub const MAX_CONFIG_FILES: usize = 64;
+
+/// Largest install script a spec may carry (the real eggs' longest are a few tens of KiB).
+pub const MAX_INSTALL_SCRIPT_BYTES: usize = 1 << 20;
+
+/// Most bytes the `find` entries of one config file may take together (keys and values).
+pub const MAX_CONFIG_FIND_BYTES: usize = 256 * 1024;
 /// Most denylist patterns.
 pub const MAX_DENYLIST_PATTERNS: usize = 1024;
 /// Longest image reference.
@@ -120,6 +127,12 @@ impl ServerSpec {
             check_image("install.container", &self.install.container)?;
         }
         check_entrypoint(&self.install.entrypoint)?;
+        if self.install.script.len() > MAX_INSTALL_SCRIPT_BYTES {
+            return Err(SpecError::new("install.script", format!("longer than {MAX_INSTALL_SCRIPT_BYTES} bytes")));
+        }
+        if self.install.script.contains('\0') {
+            return Err(SpecError::new("install.script", "contains a NUL byte"));
+        }
         if let Some(location) = &self.location {
             if location.len() > MAX_LOCATION_BYTES {
                 return Err(SpecError::new("location", format!("longer than {MAX_LOCATION_BYTES} bytes")));
@@ -294,6 +307,13 @@ impl ServerSpec {
             return Err(SpecError::new("config_files", format!("more than {MAX_CONFIG_FILES}")));
         }
         for (i, file) in self.config_files.iter().enumerate() {
+            let find_bytes: usize = file.find.iter().map(|(key, value)| key.len() + find_value_bytes(value)).sum();
+            if find_bytes > MAX_CONFIG_FIND_BYTES {
+                return Err(SpecError::new(
+                    format!("config_files[{i}].find"),
+                    format!("{find_bytes} bytes; at most {MAX_CONFIG_FIND_BYTES}"),
+                ));
+            }
             let field = || format!("config_files[{i}].path");
             if file.path.contains('\0') {
                 return Err(SpecError::new(field(), "contains a NUL byte"));
@@ -308,6 +328,15 @@ impl ServerSpec {
             }
         }
         Ok(())
+    }
+}
+
+/// The size of one `find` value as text.
+fn find_value_bytes(value: &FindValue) -> usize {
+    match value {
+        FindValue::Text(text) => text.len(),
+        FindValue::Scalar(scalar) => scalar.to_string().len(),
+        FindValue::Match(pairs) => pairs.iter().map(|(a, b)| a.len() + b.len()).sum(),
     }
 }
 
@@ -443,6 +472,18 @@ mod tests {
         assert_eq!(field(|s| s.install.entrypoint.clear()), None);
         assert_eq!(field(|s| s.image = "localhost:5000/a/b@sha256:0123abcd".into()), None);
         assert_eq!(field(|s| s.location = Some("fra-1".into())), None);
+    }
+
+    #[test]
+    fn install_scripts_and_config_patches_are_bounded() {
+        assert_eq!(field(|s| s.install.script = "x".repeat(MAX_INSTALL_SCRIPT_BYTES)), None);
+        let too_long = field(|s| s.install.script = "x".repeat(MAX_INSTALL_SCRIPT_BYTES + 1));
+        assert_eq!(too_long.as_deref(), Some("install.script"));
+        assert_eq!(field(|s| s.install.script = "a\0b".into()).as_deref(), Some("install.script"));
+        let huge = field(|s| {
+            s.config_files[0].find = vec![("key".into(), FindValue::Text("v".repeat(MAX_CONFIG_FIND_BYTES)))]
+        });
+        assert_eq!(huge.as_deref(), Some("config_files[0].find"));
     }
 
     #[test]
