@@ -47,6 +47,9 @@ pub enum ControlError {
     /// The server does not exist.
     #[error("server {0} does not exist")]
     UnknownServer(ServerId),
+    /// The server is suspended.
+    #[error("server {0} is suspended")]
+    Suspended(ServerId),
 }
 
 impl ControlError {
@@ -66,6 +69,7 @@ impl ControlError {
             Self::Node { source: TransportError::Rejected { status, .. }, .. } if (400..500).contains(status) => 409,
             Self::Node { .. } => 502,
             Self::UnknownEgg(_) | Self::UnknownServer(_) => 404,
+            Self::Suspended(_) => 409,
         }
     }
 }

@@ -9,7 +9,7 @@ use nexus_core::model::{Server, ServerLimits};
 use nexus_core::placement::{Placement, PlacementRequest};
 use nexus_core::runtime::PortBinding;
 use nexus_core::store::{Store, StoreError};
-use nexus_core::transport::{NodeCommand, ServerSpec};
+use nexus_core::transport::{NodeCommand, PowerAction, ServerSpec};
 use nexus_eggs::spec::{Editor, ServerSettings, server_spec};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -162,6 +162,16 @@ impl ControlPlane {
                 }
             };
         Ok(CreatedServer { server, spec, delivery })
+    }
+
+    /// Asks the server's node to `action` it (start, stop, restart, kill); the state changes
+    /// arrive as events. A suspended server cannot start.
+    pub async fn power(&self, id: ServerId, action: PowerAction) -> Result<(), ControlError> {
+        let server = self.server(id).await?;
+        if server.state == ServerState::Suspended && matches!(action, PowerAction::Start | PowerAction::Restart) {
+            return Err(ControlError::Suspended(id));
+        }
+        self.send(server.node, NodeCommand::Power { server: id, action }).await
     }
 
     /// A server by id.
