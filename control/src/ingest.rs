@@ -11,7 +11,7 @@ use crate::{ControlError, ControlPlane};
 use chrono::Utc;
 use nexus_core::ids::NodeId;
 use nexus_core::lifecycle::LifecycleEvent;
-use nexus_core::model::Server;
+use nexus_core::model::{NodeStatus, Server};
 use nexus_core::store::StoreError;
 use nexus_core::transport::NodeMessage;
 
@@ -24,6 +24,9 @@ const HISTORY: u64 = 50;
 pub enum Ingested {
     /// A heartbeat: the node is online, seen now.
     Heartbeat,
+    /// The first heartbeat after the node was offline (or had never reported): it is online
+    /// again and was reconciled.
+    Returned(crate::reconcile::Reconciled),
     /// The event moved the server; it is now this.
     Transitioned(Box<Server>),
     /// The event was applied before; nothing changed.
@@ -41,11 +44,17 @@ impl ControlPlane {
                 if beat.node != from {
                     return Ok(Ingested::Ignored(format!("a heartbeat of node {} sent by {from}", beat.node)));
                 }
+                let returning = self.store.get_node(from).await?.status != NodeStatus::Online;
                 // The panel's clock, not the node's: a node with a clock running ahead must
                 // not stay online after it falls silent.
                 self.store.record_heartbeat(from, Utc::now()).await?;
                 if let Err(e) = self.placement().set_online(from, true) {
                     tracing::debug!(node = %from, error = %e, "heartbeat of a node placement does not know");
+                }
+                if returning {
+                    // Back from silence (or first contact): bring its servers in line.
+                    let reconciled = self.reconcile(from, &beat.servers).await?;
+                    return Ok(Ingested::Returned(reconciled));
                 }
                 Ok(Ingested::Heartbeat)
             }

@@ -11,6 +11,7 @@
 //! | [`servers`] | create a server: placement, the allocation claimed in the same transaction as the server row, the spec built from the egg, sent to the node |
 //! | [`ingest`] | node → panel messages applied idempotently (an event delivered twice changes nothing) |
 //! | [`heartbeat`] | nodes whose heartbeats stopped marked offline |
+//! | [`reconcile`] | a node that returns: servers deleted meanwhile destroyed on it, creates it never got sent again, nothing started |
 //! | [`ports`] | port lists (`25565-25665`) as Pterodactyl takes them |
 //!
 //! Every call to a node has a deadline ([`ControlConfig::node_timeout`]), so a node that is
@@ -21,6 +22,7 @@ pub mod heartbeat;
 pub mod ingest;
 pub mod nodes;
 pub mod ports;
+pub mod reconcile;
 pub mod servers;
 
 pub use error::ControlError;

@@ -17,19 +17,25 @@ use nexus_core::model::{NodeCapacity, NodeStatus, Role, ServerLimits, User};
 use nexus_core::store::Page;
 use nexus_core::store::{AllocationRepo, EggRepo, NodeRepo, ServerFilter, ServerRepo, Store, UserRepo};
 use nexus_core::transport::{Heartbeat, NodeCommand, NodeHandler, NodeMessage, NodeResponse, TransportError};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// A node that records what it is sent; `hang` makes it never answer.
+/// A node that records what it is sent; `hang` makes it never answer, `down` refuses every
+/// call as unreachable.
 #[derive(Default)]
 struct ScriptedNode {
     seen: Mutex<Vec<NodeCommand>>,
     hang: bool,
+    down: AtomicBool,
 }
 
 #[async_trait]
 impl NodeHandler for ScriptedNode {
     async fn handle(&self, command: NodeCommand) -> Result<NodeResponse, TransportError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(TransportError::Unreachable("node".into(), "down".into()));
+        }
         self.seen.lock().unwrap().push(command);
         if self.hang {
             std::future::pending::<()>().await;
@@ -250,7 +256,56 @@ async fn silent_nodes_go_offline_and_stop_being_chosen_until_they_beat_again() {
     assert!(matches!(refused, ControlError::Placement(_)), "{refused}");
 
     let beat = Heartbeat { node: quiet, at: Utc::now(), version: "t".into(), servers: vec![] };
-    assert_eq!(w.control.ingest(quiet, NodeMessage::Heartbeat(beat)).await.unwrap(), Ingested::Heartbeat);
+    assert!(matches!(
+        w.control.ingest(quiet, NodeMessage::Heartbeat(beat.clone())).await.unwrap(),
+        Ingested::Returned(_)
+    ));
+    assert_eq!(
+        w.control.ingest(quiet, NodeMessage::Heartbeat(beat)).await.unwrap(),
+        Ingested::Heartbeat,
+        "online already"
+    );
     assert_eq!(w.store.get_node(quiet).await.unwrap().status, NodeStatus::Online);
     assert!(w.control.create_server(w.request(egg, 512)).await.is_ok(), "chosen again");
+}
+
+/// A node that was away: a server deleted meanwhile is destroyed on it, a create it never got
+/// is sent again (the same spec), and nothing is started.
+#[tokio::test]
+async fn a_returning_node_is_reconciled_without_starting_anything() {
+    let w = world().await;
+    let handler = Arc::new(ScriptedNode::default());
+    let node = w.node("away", 8192, "30000-30004", handler.clone()).await;
+    let egg = w.egg().await;
+    let delivered = w.control.create_server(w.request(egg, 512)).await.unwrap();
+
+    // The node goes down: a create does not reach it.
+    handler.down.store(true, Ordering::SeqCst);
+    let pending = w.control.create_server(w.request(egg, 512)).await.unwrap();
+    assert!(matches!(pending.delivery, Delivery::Pending(_)), "{:?}", pending.delivery);
+    let later = Utc::now() + chrono::Duration::seconds(60);
+    assert_eq!(w.control.mark_silent_nodes_offline(later).await.unwrap(), vec![node]);
+    handler.down.store(false, Ordering::SeqCst);
+    handler.seen.lock().unwrap().clear();
+
+    // It comes back running the delivered server and one the panel deleted meanwhile.
+    let deleted = nexus_core::ids::ServerId::new();
+    let servers = vec![
+        nexus_core::transport::ServerStatus { server: delivered.server.id, state: ServerState::Running },
+        nexus_core::transport::ServerStatus { server: deleted, state: ServerState::Running },
+    ];
+    let beat = Heartbeat { node, at: Utc::now(), version: "t".into(), servers };
+    let Ingested::Returned(done) = w.control.ingest(node, NodeMessage::Heartbeat(beat)).await.unwrap() else {
+        panic!("not treated as a return")
+    };
+    assert_eq!((done.destroyed.clone(), done.resent.clone()), (vec![deleted], vec![pending.server.id]), "{done:?}");
+    assert!(done.failed.is_empty(), "{done:?}");
+    let seen = handler.seen.lock().unwrap();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(seen.contains(&NodeCommand::DestroyServer { server: deleted }));
+    assert!(
+        seen.iter().any(|c| matches!(c, NodeCommand::CreateServer { spec, install: true } if **spec == pending.spec)),
+        "the same spec again: {seen:?}"
+    );
+    assert!(!seen.iter().any(|c| matches!(c, NodeCommand::Power { .. })), "nothing started");
 }

@@ -1,0 +1,102 @@
+//! A node that comes back: its view and the panel's are brought together, from the server
+//! list its heartbeat carries.
+//!
+//! * A server the node runs that the panel does not know (deleted while the node was away)
+//!   is destroyed on the node.
+//! * A server the panel has but the node never received (`Requested`: the create did not
+//!   reach it) is sent again, rebuilt from what the store holds.
+//! * Nothing is ever started here: a server the node runs keeps running, one it does not run
+//!   stays down until someone starts it, so no server is started twice.
+
+use crate::{ControlError, ControlPlane};
+use nexus_core::ids::NodeId;
+use nexus_core::lifecycle::ServerState;
+use nexus_core::model::Server;
+use nexus_core::runtime::PortBinding;
+use nexus_core::store::{Page, ServerFilter, StoreError};
+use nexus_core::transport::{NodeCommand, ServerSpec, ServerStatus};
+use nexus_eggs::spec::{Editor, ServerSettings, server_spec};
+use std::collections::BTreeSet;
+
+/// Most servers of one node read at once (a page of the store).
+const PAGE: u64 = 1000;
+
+/// What reconciling one node did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Reconciled {
+    /// Servers destroyed on the node because the panel no longer has them.
+    pub destroyed: Vec<nexus_core::ids::ServerId>,
+    /// Servers sent to the node again because it never got them.
+    pub resent: Vec<nexus_core::ids::ServerId>,
+    /// What could not be done now, and why (tried again at the node's next return).
+    pub failed: Vec<String>,
+}
+
+impl ControlPlane {
+    /// Brings `node`'s servers in line with the panel, given the servers the node reports
+    /// (its heartbeat's list). See the module docs.
+    pub async fn reconcile(&self, node: NodeId, on_node: &[ServerStatus]) -> Result<Reconciled, ControlError> {
+        let mut known = Vec::new();
+        let filter = ServerFilter { node: Some(node), ..ServerFilter::default() };
+        loop {
+            let page = self.store.list_servers(&filter, Page { offset: known.len() as u64, limit: PAGE }).await?;
+            let last = (page.len() as u64) < PAGE;
+            known.extend(page);
+            if last {
+                break;
+            }
+        }
+        let known_ids: BTreeSet<_> = known.iter().map(|s| s.id).collect();
+        let reported: BTreeSet<_> = on_node.iter().map(|s| s.server).collect();
+        let mut done = Reconciled::default();
+        for status in on_node.iter().filter(|s| !known_ids.contains(&s.server)) {
+            match self.send(node, NodeCommand::DestroyServer { server: status.server }).await {
+                Ok(()) => done.destroyed.push(status.server),
+                Err(e) => done.failed.push(format!("destroy {}: {e}", status.server)),
+            }
+        }
+        for server in known.iter().filter(|s| s.state == ServerState::Requested && !reported.contains(&s.id)) {
+            let sent = async {
+                let spec = self.spec_of(server).await?;
+                self.send(node, NodeCommand::CreateServer { spec: Box::new(spec), install: true }).await
+            };
+            match sent.await {
+                Ok(()) => done.resent.push(server.id),
+                Err(e) => done.failed.push(format!("create {}: {e}", server.id)),
+            }
+        }
+        if done != Reconciled::default() {
+            tracing::info!(%node, ?done, "node reconciled");
+        }
+        Ok(done)
+    }
+
+    /// The spec of a stored server, rebuilt from its egg, its stored values (set by whoever
+    /// was allowed to when they were set), its allocations and its node's location.
+    pub async fn spec_of(&self, server: &Server) -> Result<ServerSpec, ControlError> {
+        let egg = match self.store.get_egg(server.egg).await {
+            Ok(egg) => egg,
+            Err(StoreError::NotFound { .. }) => return Err(ControlError::UnknownEgg(server.egg)),
+            Err(e) => return Err(e.into()),
+        };
+        let mut ports = Vec::new();
+        for id in server.allocations() {
+            let allocation = self.store.get_allocation(id).await?;
+            ports.push(PortBinding { ip: allocation.ip, port: allocation.port });
+        }
+        let node = self.store.get_node(server.node).await?;
+        let location = match node.location {
+            Some(id) => self.store.list_locations().await?.into_iter().find(|l| l.id == id).map(|l| l.short),
+            None => None,
+        };
+        let mut settings = ServerSettings::new(server.id);
+        settings.limits = server.limits;
+        settings.image = Some(server.image.clone());
+        settings.startup = Some(server.startup.clone());
+        settings.location = location;
+        settings.suspended = server.state == ServerState::Suspended;
+        settings.editor = Editor::Admin;
+        Ok(server_spec(&egg, &settings, &ports, &server.environment)?)
+    }
+}
