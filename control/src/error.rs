@@ -50,6 +50,20 @@ pub enum ControlError {
     /// The server is suspended.
     #[error("server {0} is suspended")]
     Suspended(ServerId),
+    /// A value the caller gave is not acceptable.
+    #[error("{field}: {reason}")]
+    Invalid {
+        /// Which.
+        field: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// A login or key was refused.
+    #[error(transparent)]
+    Auth(#[from] crate::accounts::AuthError),
+    /// Allowed to be here, not to do this.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
 }
 
 impl ControlError {
@@ -70,6 +84,10 @@ impl ControlError {
             Self::Node { .. } => 502,
             Self::UnknownEgg(_) | Self::UnknownServer(_) => 404,
             Self::Suspended(_) => 409,
+            Self::Invalid { .. } => 422,
+            Self::Auth(crate::accounts::AuthError::Throttled { .. }) => 429,
+            Self::Auth(_) => 401,
+            Self::Forbidden(_) => 403,
         }
     }
 }

@@ -7,6 +7,7 @@
 //!
 //! | module | what |
 //! |---|---|
+//! | [`accounts`] | users with argon2id passwords, login throttling, API keys shown once (`ptla_`/`ptlc_`) |
 //! | [`nodes`] | register a node (its token shown once, stored hashed), check a node's token, add allocations from port lists |
 //! | [`servers`] | create a server: placement, the allocation claimed in the same transaction as the server row, the spec built from the egg, sent to the node |
 //! | [`ingest`] | node → panel messages applied idempotently (an event delivered twice changes nothing) |
@@ -17,6 +18,7 @@
 //! Every call to a node has a deadline ([`ControlConfig::node_timeout`]), so a node that is
 //! down costs its own requests that long and no one else's.
 
+pub mod accounts;
 mod error;
 pub mod heartbeat;
 pub mod ingest;
@@ -61,6 +63,9 @@ pub struct ControlPlane {
     nodes: Arc<dyn NodeTransport>,
     placement: Mutex<ScoringPlacement>,
     config: ControlConfig,
+    throttle: accounts::LoginThrottle,
+    /// Verified against when a login names no account, so both cost the same.
+    dummy_hash: String,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -78,7 +83,15 @@ impl ControlPlane {
         config: ControlConfig,
     ) -> Result<Self, ControlError> {
         let placement = ScoringPlacement::new(&store.list_nodes().await?, &store.node_usage().await?, config.placement);
-        Ok(Self { store, nodes, placement: Mutex::new(placement), config })
+        let dummy_hash = accounts::hash_password("no account has this password")?;
+        Ok(Self {
+            store,
+            nodes,
+            placement: Mutex::new(placement),
+            config,
+            throttle: accounts::LoginThrottle::default(),
+            dummy_hash,
+        })
     }
 
     /// The store.

@@ -1,0 +1,321 @@
+//! Users, passwords and API keys.
+//!
+//! * **Passwords** are hashed with argon2id (RustCrypto `argon2`, its default cost: 19 MiB,
+//!   2 passes, as OWASP recommends), 8..=[`MAX_PASSWORD_BYTES`] bytes; verification is
+//!   constant-time, and a login for an unknown account still runs one verification so the
+//!   answer time does not tell which accounts exist.
+//! * **Login throttling**: at most [`MAX_FAILURES`] failed logins per account and per client
+//!   address within [`THROTTLE_WINDOW`]; past it the login is refused with
+//!   [`AuthError::Throttled`] before the password is looked at. In memory, per panel process.
+//! * **API keys** look like Pterodactyl's: `ptla_` (application: admin-wide) or `ptlc_`
+//!   (client: one user's rights), then a 16-character identifier and a 32-character secret.
+//!   The store keeps the identifier (to find the key) and a SHA-256 of the whole key (the
+//!   secret has 190 random bits, so a slow hash adds nothing); the key is shown once.
+
+use crate::{ControlError, ControlPlane};
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use chrono::{DateTime, Utc};
+use nexus_core::ids::{ApiKeyId, UserId};
+use nexus_core::model::{ApiKey, ApiKeyScope, Role, User};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// Longest password accepted (argon2 takes any length; this bounds the work per login).
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+/// Shortest password accepted, in characters.
+pub const MIN_PASSWORD_CHARS: usize = 8;
+/// Failed logins allowed per account and per address within [`THROTTLE_WINDOW`].
+pub const MAX_FAILURES: u32 = 5;
+/// The window failed logins are counted in.
+pub const THROTTLE_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// Entries the throttle keeps at most (oldest windows dropped first), so a flood of logins
+/// from many addresses cannot grow it without bound.
+const THROTTLE_ENTRIES: usize = 100_000;
+
+/// Why a login or key was refused. Deliberately vague towards the caller: which part was
+/// wrong is logged, not answered.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// Unknown login or wrong password; unknown, malformed or wrong API key.
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    /// The API key has expired.
+    #[error("this API key has expired")]
+    Expired,
+    /// Too many failed logins; try again later.
+    #[error("too many failed logins; try again in {} s", retry_after.as_secs().max(1))]
+    Throttled {
+        /// When another attempt will be considered.
+        retry_after: Duration,
+    },
+}
+
+/// What a new account needs.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NewUser {
+    /// Unique user name: 3..=64 of `[A-Za-z0-9._-]`.
+    pub username: String,
+    /// Unique e-mail address.
+    pub email: String,
+    /// The password.
+    pub password: String,
+    /// Admin or user.
+    pub role: Role,
+}
+
+impl std::fmt::Debug for NewUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewUser").field("username", &self.username).field("email", &self.email).finish_non_exhaustive()
+    }
+}
+
+impl NewUser {
+    /// A user account.
+    pub fn new(username: impl Into<String>, email: impl Into<String>, password: impl Into<String>, role: Role) -> Self {
+        Self { username: username.into(), email: email.into(), password: password.into(), role }
+    }
+}
+
+/// Failed logins per account and per address.
+#[derive(Debug, Default)]
+pub(crate) struct LoginThrottle {
+    failures: Mutex<HashMap<String, (Instant, u32)>>,
+}
+
+impl LoginThrottle {
+    fn check(&self, keys: &[String], now: Instant) -> Result<(), AuthError> {
+        let failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+        for key in keys {
+            if let Some((since, count)) = failures.get(key) {
+                let elapsed = now.saturating_duration_since(*since);
+                if elapsed < THROTTLE_WINDOW && *count >= MAX_FAILURES {
+                    return Err(AuthError::Throttled { retry_after: THROTTLE_WINDOW - elapsed });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn fail(&self, keys: &[String], now: Instant) {
+        let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+        if failures.len() >= THROTTLE_ENTRIES {
+            failures.retain(|_, (since, _)| now.saturating_duration_since(*since) < THROTTLE_WINDOW);
+            if failures.len() >= THROTTLE_ENTRIES {
+                // Still full of live windows: forget the oldest half rather than grow.
+                let mut oldest: Vec<(String, Instant)> = failures.iter().map(|(k, (t, _))| (k.clone(), *t)).collect();
+                oldest.sort_by_key(|(_, t)| *t);
+                for (key, _) in oldest.into_iter().take(THROTTLE_ENTRIES / 2) {
+                    failures.remove(&key);
+                }
+            }
+        }
+        for key in keys {
+            let entry = failures.entry(key.clone()).or_insert((now, 0));
+            if now.saturating_duration_since(entry.0) >= THROTTLE_WINDOW {
+                *entry = (now, 0);
+            }
+            entry.1 += 1;
+        }
+    }
+
+    fn clear(&self, account: &str) {
+        self.failures.lock().unwrap_or_else(PoisonError::into_inner).remove(account);
+    }
+}
+
+/// Hashes `password` with argon2id and a fresh salt, in PHC string form.
+pub fn hash_password(password: &str) -> Result<String, ControlError> {
+    check_password(password)?;
+    let salt = SaltString::encode_b64(uuid::Uuid::new_v4().as_bytes())
+        .map_err(|e| ControlError::Invalid { field: "password", reason: format!("salt: {e}") })?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .map_err(|e| ControlError::Invalid { field: "password", reason: format!("hashing failed: {e}") })
+}
+
+/// Whether `password` matches the PHC `hash` (false for a malformed hash).
+pub fn verify_password(password: &str, hash: &str) -> bool {
+    if password.len() > MAX_PASSWORD_BYTES {
+        return false;
+    }
+    PasswordHash::new(hash).is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+}
+
+fn check_password(password: &str) -> Result<(), ControlError> {
+    let invalid = |reason: String| ControlError::Invalid { field: "password", reason };
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(invalid(format!("longer than {MAX_PASSWORD_BYTES} bytes")));
+    }
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(invalid(format!("shorter than {MIN_PASSWORD_CHARS} characters")));
+    }
+    Ok(())
+}
+
+fn check_username(username: &str) -> Result<(), ControlError> {
+    let ok = (3..=64).contains(&username.len())
+        && username.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ControlError::Invalid { field: "username", reason: "3 to 64 of letters, digits, `.`, `_`, `-`".into() })
+    }
+}
+
+fn check_email(email: &str) -> Result<(), ControlError> {
+    let ok = email.len() <= 254
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !domain.contains('@')
+        });
+    if ok { Ok(()) } else { Err(ControlError::Invalid { field: "email", reason: "not an e-mail address".into() }) }
+}
+
+/// The prefix of API keys of `scope`, as Pterodactyl's.
+pub fn key_prefix(scope: ApiKeyScope) -> &'static str {
+    match scope {
+        ApiKeyScope::Application => "ptla_",
+        ApiKeyScope::Client => "ptlc_",
+    }
+}
+
+fn random_alphanumeric(len: usize) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut out = String::with_capacity(len);
+    while out.len() < len {
+        for byte in uuid::Uuid::new_v4().as_bytes() {
+            // Rejection sampling keeps every character equally likely (248 = 4 × 62).
+            if *byte < 248 && out.len() < len {
+                out.push(char::from(ALPHABET[usize::from(*byte) % ALPHABET.len()]));
+            }
+        }
+    }
+    out
+}
+
+fn key_hash(key: &str) -> String {
+    Sha256::digest(key.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl ControlPlane {
+    /// Creates an account (the password hashed with argon2id).
+    pub async fn create_user(&self, new: NewUser) -> Result<User, ControlError> {
+        check_username(&new.username)?;
+        check_email(&new.email)?;
+        let password_hash = hash_password(&new.password)?;
+        let user = User {
+            id: UserId::new(),
+            username: new.username,
+            email: new.email,
+            password_hash,
+            role: new.role,
+            created_at: Utc::now(),
+        };
+        self.store.create_user(&user).await?;
+        Ok(user)
+    }
+
+    /// Checks a login (user name or e-mail) and password from `client`, throttled per account
+    /// and per address.
+    pub async fn authenticate(&self, login: &str, password: &str, client: IpAddr) -> Result<User, ControlError> {
+        let now = Instant::now();
+        let keys = [format!("login:{}", login.to_lowercase()), format!("ip:{client}")];
+        self.throttle.check(&keys, now).map_err(ControlError::Auth)?;
+        let user = self.store.find_user_by_login(login).await?;
+        // The same work whether or not the account exists.
+        let matches = match &user {
+            Some(user) => verify_password(password, &user.password_hash),
+            None => {
+                verify_password(password, &self.dummy_hash);
+                false
+            }
+        };
+        match user {
+            Some(user) if matches => {
+                self.throttle.clear(&keys[0]);
+                Ok(user)
+            }
+            _ => {
+                self.throttle.fail(&keys, now);
+                tracing::info!(%client, "failed login");
+                Err(ControlError::Auth(AuthError::InvalidCredentials))
+            }
+        }
+    }
+
+    /// Creates an API key for `user`; returns the stored key and the full key, shown once.
+    /// Application keys are for admins only.
+    pub async fn create_api_key(
+        &self,
+        user: UserId,
+        scope: ApiKeyScope,
+        memo: &str,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<(ApiKey, String), ControlError> {
+        let owner = self.store.get_user(user).await?;
+        if scope == ApiKeyScope::Application && owner.role != Role::Admin {
+            return Err(ControlError::Forbidden("application keys are for admins".into()));
+        }
+        if memo.len() > 500 || memo.chars().any(char::is_control) {
+            return Err(ControlError::Invalid { field: "memo", reason: "at most 500 bytes, one line".into() });
+        }
+        let identifier = random_alphanumeric(16);
+        let key = format!("{}{identifier}{}", key_prefix(scope), random_alphanumeric(32));
+        let record = ApiKey {
+            id: ApiKeyId::new(),
+            user,
+            prefix: identifier,
+            secret_hash: key_hash(&key),
+            memo: memo.to_owned(),
+            scope,
+            created_at: Utc::now(),
+            last_used_at: None,
+            expires_at,
+        };
+        self.store.create_api_key(&record).await?;
+        Ok((record, key))
+    }
+
+    /// The key and its owner for a presented API key; records its use.
+    pub async fn authenticate_key(&self, presented: &str) -> Result<(ApiKey, User), ControlError> {
+        let invalid = || ControlError::Auth(AuthError::InvalidCredentials);
+        let (scope, rest) = if let Some(rest) = presented.strip_prefix("ptla_") {
+            (ApiKeyScope::Application, rest)
+        } else if let Some(rest) = presented.strip_prefix("ptlc_") {
+            (ApiKeyScope::Client, rest)
+        } else {
+            return Err(invalid());
+        };
+        if rest.len() != 48 || !rest.is_ascii() {
+            return Err(invalid());
+        }
+        let Some(key) = self.store.find_api_key(&rest[..16]).await? else { return Err(invalid()) };
+        let presented_hash = key_hash(presented);
+        let same = presented_hash.len() == key.secret_hash.len()
+            && presented_hash.bytes().zip(key.secret_hash.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+        if !same || key.scope != scope {
+            return Err(invalid());
+        }
+        let now = Utc::now();
+        if key.expires_at.is_some_and(|at| at <= now) {
+            return Err(ControlError::Auth(AuthError::Expired));
+        }
+        let user = self.store.get_user(key.user).await?;
+        if key.scope == ApiKeyScope::Application && user.role != Role::Admin {
+            return Err(invalid());
+        }
+        self.store.touch_api_key(key.id, now).await?;
+        Ok((key, user))
+    }
+}

@@ -1,0 +1,139 @@
+//! Accounts: argon2id passwords, login throttling per account and per address, API keys shown
+//! once and stored hashed, on the in-memory store.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use chrono::Utc;
+use nexus_control::accounts::{AuthError, MAX_FAILURES, NewUser};
+use nexus_control::{ControlConfig, ControlError, ControlPlane};
+use nexus_core::memory::{InProcessTransport, MemoryStore};
+use nexus_core::model::{ApiKeyScope, Role};
+use nexus_core::store::{ApiKeyRepo, Store, UserRepo};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+async fn control() -> (ControlPlane, Arc<MemoryStore>) {
+    let store = Arc::new(MemoryStore::new());
+    let (transport, _inbox) = InProcessTransport::new(4);
+    let control = ControlPlane::new(store.clone() as Arc<dyn Store>, Arc::new(transport), ControlConfig::default())
+        .await
+        .unwrap();
+    (control, store)
+}
+
+fn ip(last: u8) -> IpAddr {
+    IpAddr::from([198, 51, 100, last])
+}
+
+fn refused(result: Result<impl std::fmt::Debug, ControlError>) -> AuthError {
+    match result {
+        Err(ControlError::Auth(e)) => e,
+        other => panic!("expected an auth refusal, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn accounts_are_checked_and_passwords_never_stored() {
+    let (control, store) = control().await;
+    let user = control
+        .create_user(NewUser::new("alice", "alice@example.com", "correct horse battery", Role::User))
+        .await
+        .unwrap();
+    let stored = store.get_user(user.id).await.unwrap();
+    assert!(stored.password_hash.starts_with("$argon2id$"), "{}", stored.password_hash);
+    assert!(!stored.password_hash.contains("correct horse"));
+
+    for (new, field) in [
+        (NewUser::new("al", "a@example.com", "long enough pw", Role::User), "username"),
+        (NewUser::new("bob smith", "b@example.com", "long enough pw", Role::User), "username"),
+        (NewUser::new("bob", "not-an-address", "long enough pw", Role::User), "email"),
+        (NewUser::new("bob", "bob@example.com", "short", Role::User), "password"),
+        (NewUser::new("bob", "bob@example.com", "x".repeat(2000), Role::User), "password"),
+    ] {
+        match control.create_user(new).await {
+            Err(ControlError::Invalid { field: got, .. }) => assert_eq!(got, field),
+            other => panic!("{field}: {other:?}"),
+        }
+    }
+    let duplicate =
+        control.create_user(NewUser::new("alice2", "ALICE@example.com", "another password", Role::User)).await;
+    assert_eq!(duplicate.unwrap_err().status_code(), 409, "e-mail addresses are unique, whatever their case");
+}
+
+#[tokio::test]
+async fn logins_by_name_or_address_and_one_answer_for_every_failure() {
+    let (control, _) = control().await;
+    let user = control
+        .create_user(NewUser::new("alice", "alice@example.com", "correct horse battery", Role::User))
+        .await
+        .unwrap();
+    assert_eq!(control.authenticate("alice", "correct horse battery", ip(1)).await.unwrap().id, user.id);
+    assert_eq!(control.authenticate("Alice@Example.com", "correct horse battery", ip(1)).await.unwrap().id, user.id);
+    assert_eq!(refused(control.authenticate("alice", "wrong password!", ip(1)).await), AuthError::InvalidCredentials);
+    assert_eq!(refused(control.authenticate("nobody", "wrong password!", ip(1)).await), AuthError::InvalidCredentials);
+}
+
+#[tokio::test]
+async fn failed_logins_are_throttled_per_account_and_per_address() {
+    let (control, _) = control().await;
+    control.create_user(NewUser::new("alice", "alice@example.com", "correct horse battery", Role::User)).await.unwrap();
+    control.create_user(NewUser::new("carol", "carol@example.com", "another good one", Role::User)).await.unwrap();
+
+    // Guessing alice's password from many addresses: the account locks.
+    for i in 0..MAX_FAILURES {
+        let refusal = refused(control.authenticate("alice", "guess", ip(10 + i as u8)).await);
+        assert_eq!(refusal, AuthError::InvalidCredentials);
+    }
+    let locked = refused(control.authenticate("alice", "correct horse battery", ip(99)).await);
+    assert!(matches!(locked, AuthError::Throttled { .. }), "{locked:?}");
+    assert_eq!(control.authenticate("carol", "another good one", ip(99)).await.unwrap().username, "carol");
+
+    // One address guessing many accounts: the address locks, for every account.
+    for i in 0..MAX_FAILURES {
+        refused(control.authenticate(&format!("user{i}"), "guess", ip(200)).await);
+    }
+    let from_there = refused(control.authenticate("carol", "another good one", ip(200)).await);
+    assert!(matches!(from_there, AuthError::Throttled { .. }), "{from_there:?}");
+    let err = control.authenticate("carol", "another good one", ip(200)).await.unwrap_err();
+    assert_eq!(err.status_code(), 429);
+}
+
+#[tokio::test]
+async fn api_keys_are_shown_once_stored_hashed_and_scoped() {
+    let (control, store) = control().await;
+    let user = control
+        .create_user(NewUser::new("alice", "alice@example.com", "correct horse battery", Role::User))
+        .await
+        .unwrap();
+    let admin =
+        control.create_user(NewUser::new("root", "root@example.com", "admin password!", Role::Admin)).await.unwrap();
+
+    let (record, key) = control.create_api_key(user.id, ApiKeyScope::Client, "billing", None).await.unwrap();
+    assert!(key.starts_with("ptlc_") && key.len() == 53, "{key}");
+    assert!(key[5..].bytes().all(|b| b.is_ascii_alphanumeric()));
+    let stored = store.list_api_keys(user.id).await.unwrap();
+    assert_eq!(stored, vec![record.clone()]);
+    assert!(!stored[0].secret_hash.contains(&key[21..]), "the secret is not stored");
+    let (found, owner) = control.authenticate_key(&key).await.unwrap();
+    assert_eq!((found.id, owner.id), (record.id, user.id));
+    assert!(store.list_api_keys(user.id).await.unwrap()[0].last_used_at.is_some(), "use recorded");
+
+    // Tampered, truncated, the other kind's prefix, garbage: one answer.
+    let mut tampered = key.clone();
+    tampered.replace_range(50..51, if &key[50..51] == "a" { "b" } else { "a" });
+    for bad in [tampered, key[..52].to_owned(), key.replacen("ptlc_", "ptla_", 1), "ptlc_".into(), "Bearer x".into()] {
+        assert_eq!(refused(control.authenticate_key(&bad).await), AuthError::InvalidCredentials, "{bad}");
+    }
+
+    // Application keys are for admins; an expired key says so.
+    assert_eq!(
+        control.create_api_key(user.id, ApiKeyScope::Application, "x", None).await.unwrap_err().status_code(),
+        403
+    );
+    let (_, admin_key) = control.create_api_key(admin.id, ApiKeyScope::Application, "ops", None).await.unwrap();
+    assert!(admin_key.starts_with("ptla_"));
+    assert_eq!(control.authenticate_key(&admin_key).await.unwrap().1.id, admin.id);
+    let past = Utc::now() - chrono::Duration::seconds(1);
+    let (_, expired) = control.create_api_key(user.id, ApiKeyScope::Client, "old", Some(past)).await.unwrap();
+    assert_eq!(refused(control.authenticate_key(&expired).await), AuthError::Expired);
+}
