@@ -27,3 +27,24 @@ impl ControlPlane {
         Ok(offline)
     }
 }
+
+impl ControlPlane {
+    /// Runs [`mark_silent_nodes_offline`](Self::mark_silent_nodes_offline) every heartbeat
+    /// interval until `shutdown` resolves. A failing store is logged and tried again at the
+    /// next tick.
+    pub async fn watch_heartbeats(&self, shutdown: impl std::future::Future<Output = ()>) {
+        let mut tick = tokio::time::interval(self.config.heartbeat_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => return,
+                _ = tick.tick() => {
+                    if let Err(e) = self.mark_silent_nodes_offline(Utc::now()).await {
+                        tracing::warn!(error = %e, "heartbeat watch");
+                    }
+                }
+            }
+        }
+    }
+}

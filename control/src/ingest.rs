@@ -4,14 +4,18 @@
 //! answers), so the same event can arrive twice, also after a panel or node restart. An event
 //! is applied when the stored state is the event's `from`; if the server already went through
 //! it (the same transition at the same instant is in its history) it changes nothing; any
-//! other mismatch is reported and left for reconciliation, never forced.
+//! other mismatch is reported and left for reconciliation, never forced. A server that
+//! reaches `Destroyed` is removed from the store with its allocations; a late duplicate of
+//! that event then names an unknown server and changes nothing.
 
 use crate::servers::server_of;
 use crate::{ControlError, ControlPlane};
 use chrono::Utc;
 use nexus_core::ids::NodeId;
 use nexus_core::lifecycle::LifecycleEvent;
+use nexus_core::lifecycle::ServerState;
 use nexus_core::model::{NodeStatus, Server};
+use nexus_core::placement::{Placement, PlacementRequest};
 use nexus_core::store::StoreError;
 use nexus_core::transport::NodeMessage;
 
@@ -29,6 +33,8 @@ pub enum Ingested {
     Returned(crate::reconcile::Reconciled),
     /// The event moved the server; it is now this.
     Transitioned(Box<Server>),
+    /// The server reached `Destroyed` on its node: its row and allocations are gone.
+    Removed(nexus_core::ids::ServerId),
     /// The event was applied before; nothing changed.
     AlreadyApplied,
     /// Not applied, and why (another node's server, an unknown server, a state that does not
@@ -85,6 +91,21 @@ impl ControlPlane {
                 )));
             }
             match self.store.transition_server(server.version, event).await {
+                Ok(server) if server.state == ServerState::Destroyed => {
+                    // Gone from its node: the row goes, its allocations are free again, and
+                    // placement stops booking it.
+                    self.store.delete_server(server.id).await?;
+                    let request = PlacementRequest::new(
+                        server.limits.memory_mb,
+                        server.limits.disk_mb,
+                        server.limits.cpu_percent,
+                    )
+                    .with_allocations(1 + server.extra_allocations.len() as u64);
+                    if let Err(e) = self.placement().release(server.node, &request.resources()) {
+                        tracing::debug!(node = %server.node, error = %e, "release on a node placement does not know");
+                    }
+                    return Ok(Ingested::Removed(server.id));
+                }
                 Ok(server) => return Ok(Ingested::Transitioned(Box::new(server))),
                 Err(StoreError::VersionConflict { .. }) => continue,
                 Err(e) => return Err(e.into()),

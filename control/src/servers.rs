@@ -174,6 +174,19 @@ impl ControlPlane {
         self.send(server.node, NodeCommand::Power { server: id, action }).await
     }
 
+    /// Writes `line` to the server's console (through its node).
+    pub async fn send_command(&self, id: ServerId, line: &str) -> Result<(), ControlError> {
+        let server = self.server(id).await?;
+        self.send(server.node, NodeCommand::SendCommand { server: id, line: line.to_owned() }).await
+    }
+
+    /// Removes the server from its node; the node's `Destroyed` event then removes it from the
+    /// store and frees its allocations ([`ingest`](ControlPlane::ingest)).
+    pub async fn destroy_server(&self, id: ServerId) -> Result<(), ControlError> {
+        let server = self.server(id).await?;
+        self.send(server.node, NodeCommand::DestroyServer { server: id }).await
+    }
+
     /// A server by id.
     pub async fn server(&self, id: ServerId) -> Result<Server, ControlError> {
         server_of(self.store.as_ref(), id).await

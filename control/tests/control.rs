@@ -309,3 +309,68 @@ async fn a_returning_node_is_reconciled_without_starting_anything() {
     );
     assert!(!seen.iter().any(|c| matches!(c, NodeCommand::Power { .. })), "nothing started");
 }
+
+/// A server's `Destroyed` event removes it from the store and frees its allocation, which the
+/// next server gets; a late duplicate of the event changes nothing.
+#[tokio::test]
+async fn a_destroyed_server_gives_its_allocation_back() {
+    let w = world().await;
+    let handler = Arc::new(ScriptedNode::default());
+    let node = w.node("n1", 1024, "30000", handler.clone()).await;
+    let egg = w.egg().await;
+    let first = w.control.create_server(w.request(egg, 1024)).await.unwrap().server;
+    assert_eq!(w.control.create_server(w.request(egg, 512)).await.unwrap_err().status_code(), 409, "node full");
+
+    w.control.destroy_server(first.id).await.unwrap();
+    assert!(handler.seen.lock().unwrap().contains(&NodeCommand::DestroyServer { server: first.id }));
+    let at = Utc::now();
+    let step = |from, to, trigger| LifecycleEvent { server: first.id, from, to, trigger, at };
+    let destroying = step(ServerState::Requested, ServerState::Destroying, Trigger::Destroy);
+    let destroyed = step(ServerState::Destroying, ServerState::Destroyed, Trigger::DestroyCompleted);
+    w.control.ingest(node, NodeMessage::Lifecycle(destroying)).await.unwrap();
+    assert_eq!(
+        w.control.ingest(node, NodeMessage::Lifecycle(destroyed.clone())).await.unwrap(),
+        Ingested::Removed(first.id)
+    );
+    assert!(matches!(w.control.server(first.id).await, Err(ControlError::UnknownServer(_))));
+    assert_eq!(w.claimed(node).await, 0);
+    assert!(matches!(w.control.ingest(node, NodeMessage::Lifecycle(destroyed)).await.unwrap(), Ingested::Ignored(_)));
+
+    let second = w.control.create_server(w.request(egg, 1024)).await.unwrap().server;
+    assert_eq!(second.node, node, "the memory and the port are free again");
+}
+
+/// The heartbeat watch marks a silent node offline on its own and stops when asked.
+#[tokio::test]
+async fn the_heartbeat_watch_runs_until_shutdown() {
+    let store = Arc::new(MemoryStore::new());
+    let (transport, _inbox) = InProcessTransport::new(4);
+    let mut config = ControlConfig::default();
+    config.heartbeat_interval = Duration::from_millis(50);
+    let control =
+        Arc::new(ControlPlane::new(store.clone() as Arc<dyn Store>, Arc::new(transport), config).await.unwrap());
+    let capacity = NodeCapacity { memory_mb: 1024, disk_mb: 1024, cpu_percent: 100 };
+    let node = control.register_node(NewNode::new("n", "n.test", 8080, capacity)).await.unwrap().node.id;
+    let beat = Heartbeat { node, at: Utc::now(), version: "t".into(), servers: vec![] };
+    control.ingest(node, NodeMessage::Heartbeat(beat)).await.unwrap();
+    assert_eq!(store.get_node(node).await.unwrap().status, NodeStatus::Online);
+
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let watch = tokio::spawn({
+        let control = control.clone();
+        async move {
+            control
+                .watch_heartbeats(async move {
+                    let _ = stopped.await;
+                })
+                .await;
+        }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while store.get_node(node).await.unwrap().status != NodeStatus::Offline {
+        assert!(std::time::Instant::now() < deadline, "still online after 3 silent intervals");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(2), watch).await.expect("the watch stops").unwrap();
+}

@@ -17,8 +17,8 @@ use nexus_core::lifecycle::ServerState;
 use nexus_core::memory::MemoryStore;
 use nexus_core::model::{NodeCapacity, NodeStatus, Role, ServerLimits, User};
 use nexus_core::runtime::Runtime;
-use nexus_core::store::{EggRepo, NodeRepo, ServerRepo, Store, UserRepo};
-use nexus_core::transport::{NodeCommand, NodeTransport, PowerAction};
+use nexus_core::store::{AllocationRepo, EggRepo, NodeRepo, ServerRepo, Store, UserRepo};
+use nexus_core::transport::PowerAction;
 use nexus_panel::node_client::{HttpNodeTransport, NodeEndpoint};
 use nexus_runtime_docker::DockerRuntime;
 use nexus_wings::config::Config;
@@ -145,10 +145,9 @@ async fn a_server_lives_its_whole_life_through_the_panel_and_a_real_node() {
     wait_state(store.as_ref(), id, ServerState::Installed).await;
     control.power(id, PowerAction::Start).await.unwrap();
     wait_state(store.as_ref(), id, ServerState::Running).await;
+    control.send_command(id, "are you there?").await.unwrap();
     control.power(id, PowerAction::Stop).await.unwrap();
     wait_state(store.as_ref(), id, ServerState::Stopped).await;
-    nodes.send(node, NodeCommand::DestroyServer { server: id }).await.unwrap();
-    wait_state(store.as_ref(), id, ServerState::Destroyed).await;
 
     // Every transition came from the node's events, each stored once, in order.
     let events = store.server_events(id, 100).await.unwrap();
@@ -163,12 +162,20 @@ async fn a_server_lives_its_whole_life_through_the_panel_and_a_real_node() {
             ServerState::Running,
             ServerState::Stopping,
             ServerState::Stopped,
-            ServerState::Destroying,
-            ServerState::Destroyed
         ],
         "{events:?}"
     );
     assert_eq!(events.len(), path.len(), "no event stored twice: {events:?}");
+
+    // Removal: the node destroys it, its Destroyed event removes the row and frees the port.
+    control.destroy_server(id).await.unwrap();
+    let deadline = tokio::time::Instant::now() + T;
+    while store.get_server(id).await.is_ok() {
+        assert!(tokio::time::Instant::now() < deadline, "the server was not removed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let allocations = store.list_allocations(node).await.unwrap();
+    assert!(allocations.iter().all(|a| a.server.is_none()), "{allocations:?}");
 
     // A node token that is not this node's is refused at the event endpoint.
     let refused = reqwest::Client::new()
