@@ -4,13 +4,16 @@
 //!   2 passes, as OWASP recommends), 8..=[`MAX_PASSWORD_BYTES`] bytes; verification is
 //!   constant-time, and a login for an unknown account still runs one verification so the
 //!   answer time does not tell which accounts exist.
-//! * **Login throttling**: at most [`MAX_FAILURES`] failed logins per account and per client
-//!   address within [`THROTTLE_WINDOW`]; past it the login is refused with
-//!   [`AuthError::Throttled`] before the password is looked at. In memory, per panel process.
+//! * **Login throttling**: at most [`MAX_FAILURES`] attempts per login and client address
+//!   (so a stranger cannot lock an account for its owner) and per address within
+//!   [`THROTTLE_WINDOW`], counted before the password is checked (parallel guesses count) and
+//!   taken back on success; past it the login is refused with [`AuthError::Throttled`]. In
+//!   memory, per panel process, bounded (a table full of live windows refuses new keys).
+//!   Password checks run on the blocking pool, at most [`HASHING_AT_ONCE`] at once.
 //! * **API keys** look like Pterodactyl's: `ptla_` (application: admin-wide) or `ptlc_`
 //!   (client: one user's rights), then a 16-character identifier and a 32-character secret.
 //!   The store keeps the identifier (to find the key) and a SHA-256 of the whole key (the
-//!   secret has 190 random bits, so a slow hash adds nothing); the key is shown once.
+//!   secret has about 185 random bits, so a slow hash adds nothing); the key is shown once.
 
 use crate::{ControlError, ControlPlane};
 use argon2::Argon2;
@@ -28,10 +31,14 @@ use std::time::{Duration, Instant};
 pub const MAX_PASSWORD_BYTES: usize = 1024;
 /// Shortest password accepted, in characters.
 pub const MIN_PASSWORD_CHARS: usize = 8;
-/// Failed logins allowed per account and per address within [`THROTTLE_WINDOW`].
+/// Longest login (user name or e-mail) looked up.
+pub const MAX_LOGIN_BYTES: usize = 256;
+/// Failed logins allowed per login and address, and per address, within [`THROTTLE_WINDOW`].
 pub const MAX_FAILURES: u32 = 5;
 /// The window failed logins are counted in.
 pub const THROTTLE_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// Password verifications run at once (each takes 19 MiB).
+pub const HASHING_AT_ONCE: usize = 4;
 /// Entries the throttle keeps at most (oldest windows dropped first), so a flood of logins
 /// from many addresses cannot grow it without bound.
 const THROTTLE_ENTRIES: usize = 100_000;
@@ -82,50 +89,55 @@ impl NewUser {
     }
 }
 
-/// Failed logins per account and per address.
+/// Login attempts per (login, address) and per address. An attempt is counted before the
+/// password is checked (so parallel guesses cannot all pass the check) and taken back when
+/// it succeeds.
 #[derive(Debug, Default)]
 pub(crate) struct LoginThrottle {
-    failures: Mutex<HashMap<String, (Instant, u32)>>,
+    attempts: Mutex<HashMap<String, (Instant, u32)>>,
 }
 
 impl LoginThrottle {
-    fn check(&self, keys: &[String], now: Instant) -> Result<(), AuthError> {
-        let failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+    /// Counts one attempt on every key, or refuses it when a key is over the limit. When the
+    /// table is full of live windows (a flood from very many addresses), new keys are
+    /// refused rather than old counters forgotten.
+    fn begin(&self, keys: &[String], now: Instant) -> Result<(), AuthError> {
+        let mut attempts = self.attempts.lock().unwrap_or_else(PoisonError::into_inner);
         for key in keys {
-            if let Some((since, count)) = failures.get(key) {
+            if let Some((since, count)) = attempts.get(key) {
                 let elapsed = now.saturating_duration_since(*since);
                 if elapsed < THROTTLE_WINDOW && *count >= MAX_FAILURES {
                     return Err(AuthError::Throttled { retry_after: THROTTLE_WINDOW - elapsed });
                 }
             }
         }
-        Ok(())
-    }
-
-    fn fail(&self, keys: &[String], now: Instant) {
-        let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
-        if failures.len() >= THROTTLE_ENTRIES {
-            failures.retain(|_, (since, _)| now.saturating_duration_since(*since) < THROTTLE_WINDOW);
-            if failures.len() >= THROTTLE_ENTRIES {
-                // Still full of live windows: forget the oldest half rather than grow.
-                let mut oldest: Vec<(String, Instant)> = failures.iter().map(|(k, (t, _))| (k.clone(), *t)).collect();
-                oldest.sort_by_key(|(_, t)| *t);
-                for (key, _) in oldest.into_iter().take(THROTTLE_ENTRIES / 2) {
-                    failures.remove(&key);
-                }
+        if attempts.len() + keys.len() > THROTTLE_ENTRIES {
+            attempts.retain(|_, (since, _)| now.saturating_duration_since(*since) < THROTTLE_WINDOW);
+            if attempts.len() + keys.len() > THROTTLE_ENTRIES && keys.iter().any(|k| !attempts.contains_key(k)) {
+                return Err(AuthError::Throttled { retry_after: THROTTLE_WINDOW });
             }
         }
         for key in keys {
-            let entry = failures.entry(key.clone()).or_insert((now, 0));
+            let entry = attempts.entry(key.clone()).or_insert((now, 0));
             if now.saturating_duration_since(entry.0) >= THROTTLE_WINDOW {
                 *entry = (now, 0);
             }
             entry.1 += 1;
         }
+        Ok(())
     }
 
-    fn clear(&self, account: &str) {
-        self.failures.lock().unwrap_or_else(PoisonError::into_inner).remove(account);
+    /// A successful login: the attempt is not a failure.
+    fn succeeded(&self, keys: &[String]) {
+        let mut attempts = self.attempts.lock().unwrap_or_else(PoisonError::into_inner);
+        // The (login, address) pair starts afresh; the address keeps the attempt it made,
+        // minus this one.
+        attempts.remove(&keys[0]);
+        for key in &keys[1..] {
+            if let Some(entry) = attempts.get_mut(key) {
+                entry.1 = entry.1.saturating_sub(1);
+            }
+        }
     }
 }
 
@@ -195,7 +207,8 @@ fn random_alphanumeric(len: usize) -> String {
     let mut out = String::with_capacity(len);
     while out.len() < len {
         for byte in uuid::Uuid::new_v4().as_bytes() {
-            // Rejection sampling keeps every character equally likely (248 = 4 × 62).
+            // Rejection sampling keeps each character uniform over the byte (248 = 4 × 62); the
+            // version and variant bits of a v4 UUID make two of its 16 bytes less random.
             if *byte < 248 && out.len() < len {
                 out.push(char::from(ALPHABET[usize::from(*byte) % ALPHABET.len()]));
             }
@@ -229,25 +242,32 @@ impl ControlPlane {
     /// Checks a login (user name or e-mail) and password from `client`, throttled per account
     /// and per address.
     pub async fn authenticate(&self, login: &str, password: &str, client: IpAddr) -> Result<User, ControlError> {
-        let now = Instant::now();
-        let keys = [format!("login:{}", login.to_lowercase()), format!("ip:{client}")];
-        self.throttle.check(&keys, now).map_err(ControlError::Auth)?;
+        let login = login.trim();
+        if login.len() > MAX_LOGIN_BYTES {
+            return Err(ControlError::Auth(AuthError::InvalidCredentials));
+        }
+        // Per login and address, as Pterodactyl: a stranger cannot lock an account for its
+        // owner; and per address, so one address cannot try many accounts.
+        let keys = [format!("login:{}|{client}", login.to_lowercase()), format!("ip:{client}")];
+        self.throttle.begin(&keys, Instant::now()).map_err(ControlError::Auth)?;
         let user = self.store.find_user_by_login(login).await?;
-        // The same work whether or not the account exists.
-        let matches = match &user {
-            Some(user) => verify_password(password, &user.password_hash),
-            None => {
-                verify_password(password, &self.dummy_hash);
-                false
-            }
-        };
+        // The same work whether or not the account exists, off the async threads (argon2
+        // takes 19 MiB and tens of milliseconds), at most a few at once.
+        let hash = user.as_ref().map_or_else(|| self.dummy_hash.clone(), |u| u.password_hash.clone());
+        let permit = self
+            .hashing
+            .acquire()
+            .await
+            .map_err(|_| ControlError::Invalid { field: "password", reason: "shutting down".into() })?;
+        let password = password.to_owned();
+        let matches = tokio::task::spawn_blocking(move || verify_password(&password, &hash)).await.unwrap_or(false);
+        drop(permit);
         match user {
             Some(user) if matches => {
-                self.throttle.clear(&keys[0]);
+                self.throttle.succeeded(&keys);
                 Ok(user)
             }
             _ => {
-                self.throttle.fail(&keys, now);
                 tracing::info!(%client, "failed login");
                 Err(ControlError::Auth(AuthError::InvalidCredentials))
             }

@@ -64,6 +64,9 @@ pub enum ControlError {
     /// Allowed to be here, not to do this.
     #[error("forbidden: {0}")]
     Forbidden(String),
+    /// Something changed concurrently; try again.
+    #[error("busy: {0}")]
+    Busy(String),
 }
 
 impl ControlError {
@@ -88,6 +91,7 @@ impl ControlError {
             Self::Auth(crate::accounts::AuthError::Throttled { .. }) => 429,
             Self::Auth(_) => 401,
             Self::Forbidden(_) => 403,
+            Self::Busy(_) => 503,
         }
     }
 }

@@ -12,7 +12,7 @@ impl ControlPlane {
     /// (in the store and in placement, which then stops choosing it); returns them. A later
     /// heartbeat brings a node back ([`ingest`](ControlPlane::ingest)).
     pub async fn mark_silent_nodes_offline(&self, now: DateTime<Utc>) -> Result<Vec<NodeId>, ControlError> {
-        let silence = self.config.heartbeat_interval * MISSED_HEARTBEATS;
+        let silence = self.config.heartbeat_interval.saturating_mul(MISSED_HEARTBEATS);
         let cutoff = chrono::Duration::from_std(silence)
             .ok()
             .and_then(|silence| now.checked_sub_signed(silence))

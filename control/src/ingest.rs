@@ -4,7 +4,7 @@
 //! answers), so the same event can arrive twice, also after a panel or node restart. An event
 //! is applied when the stored state is the event's `from`; if the server already went through
 //! it (the same transition at the same instant is in its history) it changes nothing; any
-//! other mismatch is reported and left for reconciliation, never forced. A server that
+//! other mismatch is reported, never forced. A server that
 //! reaches `Destroyed` is removed from the store with its allocations; a late duplicate of
 //! that event then names an unknown server and changes nothing.
 
@@ -50,7 +50,9 @@ impl ControlPlane {
                 if beat.node != from {
                     return Ok(Ingested::Ignored(format!("a heartbeat of node {} sent by {from}", beat.node)));
                 }
-                let returning = self.store.get_node(from).await?.status != NodeStatus::Online;
+                let known = self.store.get_node(from).await?;
+                let returning = known.status != NodeStatus::Online;
+                let first_contact = known.last_heartbeat.is_none();
                 // The panel's clock, not the node's: a node with a clock running ahead must
                 // not stay online after it falls silent.
                 self.store.record_heartbeat(from, Utc::now()).await?;
@@ -59,7 +61,7 @@ impl ControlPlane {
                 }
                 if returning {
                     // Back from silence (or first contact): bring its servers in line.
-                    let reconciled = self.reconcile(from, &beat.servers).await?;
+                    let reconciled = self.reconcile(from, &beat.servers, first_contact).await?;
                     return Ok(Ingested::Returned(reconciled));
                 }
                 Ok(Ingested::Heartbeat)
@@ -80,6 +82,12 @@ impl ControlPlane {
             if server.node != from {
                 return Ok(Ingested::Ignored(format!("server {} is not on node {from}", server.id)));
             }
+            if server.state == ServerState::Destroyed {
+                // A cleanup that failed after the transition: finish it now (the node retries
+                // the event until the panel answers).
+                self.remove_destroyed(&server).await?;
+                return Ok(Ingested::Removed(server.id));
+            }
             if server.state != event.from {
                 let history = self.store.server_events(server.id, HISTORY).await?;
                 if history.contains(event) {
@@ -92,18 +100,7 @@ impl ControlPlane {
             }
             match self.store.transition_server(server.version, event).await {
                 Ok(server) if server.state == ServerState::Destroyed => {
-                    // Gone from its node: the row goes, its allocations are free again, and
-                    // placement stops booking it.
-                    self.store.delete_server(server.id).await?;
-                    let request = PlacementRequest::new(
-                        server.limits.memory_mb,
-                        server.limits.disk_mb,
-                        server.limits.cpu_percent,
-                    )
-                    .with_allocations(1 + server.extra_allocations.len() as u64);
-                    if let Err(e) = self.placement().release(server.node, &request.resources()) {
-                        tracing::debug!(node = %server.node, error = %e, "release on a node placement does not know");
-                    }
+                    self.remove_destroyed(&server).await?;
                     return Ok(Ingested::Removed(server.id));
                 }
                 Ok(server) => return Ok(Ingested::Transitioned(Box::new(server))),
@@ -111,6 +108,22 @@ impl ControlPlane {
                 Err(e) => return Err(e.into()),
             }
         }
-        Ok(Ingested::Ignored(format!("server {} kept changing under the event", event.server)))
+        // Answered as a failure, so the node delivers the event again.
+        Err(ControlError::Busy(format!("server {} kept changing under the event", event.server)))
+    }
+
+    /// A server gone from its node: the row goes, its allocations are free again, and
+    /// placement stops booking it.
+    pub(crate) async fn remove_destroyed(&self, server: &Server) -> Result<(), ControlError> {
+        match self.store.delete_server(server.id).await {
+            Ok(()) | Err(StoreError::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let request = PlacementRequest::new(server.limits.memory_mb, server.limits.disk_mb, server.limits.cpu_percent)
+            .with_allocations(1 + server.extra_allocations.len() as u64);
+        if let Err(e) = self.placement().release(server.node, &request.resources()) {
+            tracing::debug!(node = %server.node, error = %e, "release on a node placement does not know");
+        }
+        Ok(())
     }
 }

@@ -64,6 +64,7 @@ pub struct ControlPlane {
     placement: Mutex<ScoringPlacement>,
     config: ControlConfig,
     throttle: accounts::LoginThrottle,
+    hashing: tokio::sync::Semaphore,
     /// Verified against when a login names no account, so both cost the same.
     dummy_hash: String,
 }
@@ -82,6 +83,12 @@ impl ControlPlane {
         nodes: Arc<dyn NodeTransport>,
         config: ControlConfig,
     ) -> Result<Self, ControlError> {
+        if config.heartbeat_interval.is_zero() || config.node_timeout.is_zero() {
+            return Err(ControlError::Invalid {
+                field: "config",
+                reason: "intervals and timeouts must be positive".into(),
+            });
+        }
         let placement = ScoringPlacement::new(&store.list_nodes().await?, &store.node_usage().await?, config.placement);
         let dummy_hash = accounts::hash_password("no account has this password")?;
         Ok(Self {
@@ -90,6 +97,7 @@ impl ControlPlane {
             placement: Mutex::new(placement),
             config,
             throttle: accounts::LoginThrottle::default(),
+            hashing: tokio::sync::Semaphore::new(accounts::HASHING_AT_ONCE),
             dummy_hash,
         })
     }

@@ -1,20 +1,24 @@
 //! A node that comes back: its view and the panel's are brought together, from the server
 //! list its heartbeat carries.
 //!
-//! * A server the node runs that the panel does not know (deleted while the node was away)
-//!   is destroyed on the node.
+//! * A server the node runs that the panel does not have (deleted while the node was away)
+//!   is destroyed on the node, each one confirmed absent from the store first; never at a
+//!   node's first contact (a re-registered node, a restored database): those are reported
+//!   in [`Reconciled::unknown`] and left alone.
 //! * A server the panel has but the node never received (`Requested`: the create did not
-//!   reach it) is sent again, rebuilt from what the store holds.
+//!   reach it) is sent again, rebuilt from what the store holds, once the node's own fresh
+//!   list (not the heartbeat's, which may be older than a create in flight) confirms it does
+//!   not have it: a create is never sent twice to a node that has the server.
 //! * Nothing is ever started here: a server the node runs keeps running, one it does not run
 //!   stays down until someone starts it, so no server is started twice.
 
 use crate::{ControlError, ControlPlane};
-use nexus_core::ids::NodeId;
+use nexus_core::ids::{NodeId, ServerId};
 use nexus_core::lifecycle::ServerState;
 use nexus_core::model::Server;
 use nexus_core::runtime::PortBinding;
 use nexus_core::store::{Page, ServerFilter, StoreError};
-use nexus_core::transport::{NodeCommand, ServerSpec, ServerStatus};
+use nexus_core::transport::{NodeCommand, NodeResponse, ServerSpec, ServerStatus, TransportError};
 use nexus_eggs::spec::{Editor, ServerSettings, server_spec};
 use std::collections::BTreeSet;
 
@@ -29,14 +33,22 @@ pub struct Reconciled {
     pub destroyed: Vec<nexus_core::ids::ServerId>,
     /// Servers sent to the node again because it never got them.
     pub resent: Vec<nexus_core::ids::ServerId>,
+    /// Servers the node runs that the panel does not have, left alone (first contact).
+    pub unknown: Vec<nexus_core::ids::ServerId>,
     /// What could not be done now, and why (tried again at the node's next return).
     pub failed: Vec<String>,
 }
 
 impl ControlPlane {
     /// Brings `node`'s servers in line with the panel, given the servers the node reports
-    /// (its heartbeat's list). See the module docs.
-    pub async fn reconcile(&self, node: NodeId, on_node: &[ServerStatus]) -> Result<Reconciled, ControlError> {
+    /// (its heartbeat's list); `first_contact` when the node never reported before. See the
+    /// module docs.
+    pub async fn reconcile(
+        &self,
+        node: NodeId,
+        on_node: &[ServerStatus],
+        first_contact: bool,
+    ) -> Result<Reconciled, ControlError> {
         let mut known = Vec::new();
         let filter = ServerFilter { node: Some(node), ..ServerFilter::default() };
         loop {
@@ -51,12 +63,25 @@ impl ControlPlane {
         let reported: BTreeSet<_> = on_node.iter().map(|s| s.server).collect();
         let mut done = Reconciled::default();
         for status in on_node.iter().filter(|s| !known_ids.contains(&s.server)) {
+            // Pages can shift under a concurrent delete: ask for this one server.
+            match self.store.get_server(status.server).await {
+                Err(StoreError::NotFound { .. }) => {}
+                Ok(_) => continue,
+                Err(e) => return Err(e.into()),
+            }
+            if first_contact {
+                done.unknown.push(status.server);
+                continue;
+            }
             match self.send(node, NodeCommand::DestroyServer { server: status.server }).await {
                 Ok(()) => done.destroyed.push(status.server),
                 Err(e) => done.failed.push(format!("destroy {}: {e}", status.server)),
             }
         }
-        for server in known.iter().filter(|s| s.state == ServerState::Requested && !reported.contains(&s.id)) {
+        let missing: Vec<&Server> =
+            known.iter().filter(|s| s.state == ServerState::Requested && !reported.contains(&s.id)).collect();
+        let has_now = if missing.is_empty() { BTreeSet::new() } else { self.node_servers(node).await? };
+        for server in missing.into_iter().filter(|s| !has_now.contains(&s.id)) {
             let sent = async {
                 let spec = self.spec_of(server).await?;
                 self.send(node, NodeCommand::CreateServer { spec: Box::new(spec), install: true }).await
@@ -70,6 +95,17 @@ impl ControlPlane {
             tracing::info!(%node, ?done, "node reconciled");
         }
         Ok(done)
+    }
+
+    /// The servers `node` has, asked now.
+    pub(crate) async fn node_servers(&self, node: NodeId) -> Result<BTreeSet<ServerId>, ControlError> {
+        match self.request(node, NodeCommand::ListServers).await? {
+            NodeResponse::Servers(list) => Ok(list.into_iter().map(|s| s.server).collect()),
+            other => Err(ControlError::Node {
+                node,
+                source: TransportError::Protocol(format!("expected a server list, got {other:?}")),
+            }),
+        }
     }
 
     /// The spec of a stored server, rebuilt from its egg, its stored values (set by whoever

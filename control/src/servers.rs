@@ -9,7 +9,7 @@ use nexus_core::model::{Server, ServerLimits};
 use nexus_core::placement::{Placement, PlacementRequest};
 use nexus_core::runtime::PortBinding;
 use nexus_core::store::{Store, StoreError};
-use nexus_core::transport::{NodeCommand, PowerAction, ServerSpec};
+use nexus_core::transport::{NodeCommand, NodeResponse, PowerAction, ServerSpec};
 use nexus_eggs::spec::{Editor, ServerSettings, server_spec};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -92,6 +92,18 @@ impl ControlPlane {
             Err(StoreError::NotFound { .. }) => return Err(ControlError::UnknownEgg(new.egg)),
             Err(e) => return Err(e.into()),
         };
+        if new.editor == Editor::User {
+            // As in Pterodactyl's client area: users choose among the egg's images and keep
+            // its startup command.
+            if new.startup.is_some() {
+                return Err(ControlError::Forbidden("only admins may change the startup command".into()));
+            }
+            if let Some(image) = &new.image
+                && !egg.images.iter().any(|i| &i.image == image)
+            {
+                return Err(ControlError::Forbidden("users choose among the egg's images".into()));
+            }
+        }
         let mut request = PlacementRequest::new(new.limits.memory_mb, new.limits.disk_mb, new.limits.cpu_percent);
         request.location = new.location;
         request.required_tags = new.required_tags.clone();
@@ -181,10 +193,16 @@ impl ControlPlane {
     }
 
     /// Removes the server from its node; the node's `Destroyed` event then removes it from the
-    /// store and frees its allocations ([`ingest`](ControlPlane::ingest)).
+    /// store and frees its allocations ([`ingest`](ControlPlane::ingest)). A server the node
+    /// never received (still `Requested`, and not in the node's list) sends no event: it is
+    /// removed here.
     pub async fn destroy_server(&self, id: ServerId) -> Result<(), ControlError> {
         let server = self.server(id).await?;
-        self.send(server.node, NodeCommand::DestroyServer { server: id }).await
+        self.send(server.node, NodeCommand::DestroyServer { server: id }).await?;
+        if server.state == ServerState::Requested && !self.node_servers(server.node).await?.contains(&id) {
+            self.remove_destroyed(&server).await?;
+        }
+        Ok(())
     }
 
     /// A server by id.
@@ -194,8 +212,13 @@ impl ControlPlane {
 
     /// Sends `command` to `node` within [`node_timeout`](crate::ControlConfig::node_timeout).
     pub(crate) async fn send(&self, node: NodeId, command: NodeCommand) -> Result<(), ControlError> {
+        self.request(node, command).await.map(drop)
+    }
+
+    /// [`send`](Self::send), returning the node's answer.
+    pub(crate) async fn request(&self, node: NodeId, command: NodeCommand) -> Result<NodeResponse, ControlError> {
         match tokio::time::timeout(self.config.node_timeout, self.nodes.send(node, command)).await {
-            Ok(Ok(_)) => Ok(()),
+            Ok(Ok(response)) => Ok(response),
             Ok(Err(source)) => Err(ControlError::Node { node, source }),
             Err(_) => Err(ControlError::Node {
                 node,

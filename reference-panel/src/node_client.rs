@@ -4,7 +4,8 @@
 //! (`Authorization: Bearer`), with a deadline and a bound on the answer's size; no retries
 //! (the caller decides). A connection failure or timeout is [`TransportError::Unreachable`],
 //! 401/403 [`TransportError::Unauthorized`], any other non-2xx [`TransportError::Rejected`]
-//! with the node's typed error message. Destroying a server the node does not know is done.
+//! with the node's typed error message. Destroying a server the node answers it does not know
+//! (`404 unknown_server`) is done.
 
 use async_trait::async_trait;
 use nexus_core::ids::NodeId;
@@ -47,6 +48,8 @@ impl HttpNodeTransport {
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
             .user_agent(concat!("nexus-panel/", env!("CARGO_PKG_VERSION")))
+            // A node answers itself; a redirect would carry the token elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| TransportError::Protocol(format!("HTTP client: {e}")))?;
         Ok(Self { client, endpoints: RwLock::new(HashMap::new()) })
@@ -104,7 +107,13 @@ impl NodeTransport for HttpNodeTransport {
             .map_err(|e| TransportError::Unreachable(target.clone(), e))?;
         match status {
             200..=299 => {}
-            404 if matches!(command, NodeCommand::DestroyServer { .. }) => return Ok(NodeResponse::Ok),
+            // Only the daemon's own "no such server" makes a removal done: a wrong URL or a
+            // proxy answering 404 must not.
+            404 if matches!(command, NodeCommand::DestroyServer { .. })
+                && serde_json::from_slice::<ErrorBody>(&body).is_ok_and(|e| e.error.code == "unknown_server") =>
+            {
+                return Ok(NodeResponse::Ok);
+            }
             401 | 403 => return Err(TransportError::Unauthorized),
             _ => {
                 let message = serde_json::from_slice::<ErrorBody>(&body)

@@ -77,8 +77,8 @@ impl NodeToken {
         bool::from(self.digest.ct_eq(&digest))
     }
 
-    /// A new random token (64 hex characters, 256 bits from the operating system's random
-    /// source) and its [`NodeToken`]: what a panel shows once when it registers a node.
+    /// A new random token (64 hex characters over 244 bits from the operating system's
+    /// random source) and its [`NodeToken`]: what a panel shows once when it registers a node.
     pub fn generate() -> (String, Self) {
         let bytes = [*uuid::Uuid::new_v4().as_bytes(), *uuid::Uuid::new_v4().as_bytes()].concat();
         // v4 UUIDs fix 6 bits each; hashing keeps the full 32 bytes uniformly random-looking
