@@ -35,6 +35,34 @@ use nexus_core::transport::NodeTransport;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+/// The panel's secret its nodes' tokens are derived from (at least 32 bytes); printed as
+/// `NodeSecret(..)`.
+#[derive(Clone)]
+pub struct NodeSecret(Vec<u8>);
+
+impl NodeSecret {
+    /// Shortest secret accepted.
+    pub const MIN_BYTES: usize = 32;
+
+    /// `secret`, refused when shorter than [`MIN_BYTES`](Self::MIN_BYTES).
+    pub fn new(secret: impl Into<Vec<u8>>) -> Result<Self, ControlError> {
+        let secret = secret.into();
+        if secret.len() < Self::MIN_BYTES {
+            return Err(ControlError::Invalid {
+                field: "node_secret",
+                reason: format!("shorter than {} bytes", Self::MIN_BYTES),
+            });
+        }
+        Ok(Self(secret))
+    }
+}
+
+impl std::fmt::Debug for NodeSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NodeSecret(..)")
+    }
+}
+
 /// Settings of a [`ControlPlane`].
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -45,6 +73,12 @@ pub struct ControlConfig {
     pub heartbeat_interval: Duration,
     /// How placement ranks nodes.
     pub placement: PlacementConfig,
+    /// Node tokens derived from this secret (the panel can call its nodes after a restart
+    /// while storing only the tokens' hashes); `None`: random tokens, which the caller must
+    /// keep to reach the node.
+    pub node_secret: Option<NodeSecret>,
+    /// `https` (default) or `http`: how nodes' APIs are reached.
+    pub node_scheme: &'static str,
 }
 
 impl Default for ControlConfig {
@@ -53,6 +87,8 @@ impl Default for ControlConfig {
             node_timeout: Duration::from_secs(10),
             heartbeat_interval: Duration::from_secs(10),
             placement: PlacementConfig::default(),
+            node_secret: None,
+            node_scheme: "https",
         }
     }
 }
@@ -83,6 +119,9 @@ impl ControlPlane {
         nodes: Arc<dyn NodeTransport>,
         config: ControlConfig,
     ) -> Result<Self, ControlError> {
+        if !matches!(config.node_scheme, "http" | "https") {
+            return Err(ControlError::Invalid { field: "node_scheme", reason: "http or https".into() });
+        }
         if config.heartbeat_interval.is_zero() || config.node_timeout.is_zero() {
             return Err(ControlError::Invalid {
                 field: "config",

@@ -48,9 +48,13 @@ impl ControlPlane {
     /// Registers a node: stored `Offline` until its first heartbeat, with a fresh token whose
     /// hash is all the store keeps.
     pub async fn register_node(&self, new: NewNode) -> Result<Registration, ControlError> {
-        let (token, node_token) = NodeToken::generate();
+        let id = NodeId::new();
+        let (token, node_token) = match &self.config.node_secret {
+            Some(secret) => NodeToken::derive(&secret.0, id),
+            None => NodeToken::generate(),
+        };
         let node = Node {
-            id: NodeId::new(),
+            id,
             name: new.name,
             fqdn: new.fqdn,
             daemon_port: new.daemon_port,
@@ -66,6 +70,25 @@ impl ControlPlane {
         self.store.create_node(&node).await?;
         self.placement().upsert_node(&node);
         Ok(Registration { node, token })
+    }
+
+    /// Where `node`'s API is and its token, derived from the panel's
+    /// [`node_secret`](crate::ControlConfig::node_secret) and checked against the stored hash
+    /// (a node registered with a random token, or under another secret, is refused).
+    pub async fn node_endpoint(&self, node: NodeId) -> Result<(String, String), ControlError> {
+        let Some(secret) = &self.config.node_secret else {
+            return Err(ControlError::Invalid { field: "node_secret", reason: "no node secret configured".into() });
+        };
+        let record = self.store.get_node(node).await?;
+        let (token, _) = NodeToken::derive(&secret.0, node);
+        if !NodeToken::from_stored(&record.token_hash).is_some_and(|stored| stored.matches(&token)) {
+            return Err(ControlError::Invalid {
+                field: "node_secret",
+                reason: format!("node {node}'s token was not derived from this secret; register it again"),
+            });
+        }
+        let url = format!("{}://{}:{}", self.config.node_scheme, record.fqdn, record.daemon_port);
+        Ok((url, token))
     }
 
     /// Whether `presented` is `node`'s token (constant time); false for an unknown node.

@@ -464,3 +464,36 @@ async fn users_cannot_choose_foreign_images_or_startup_commands() {
     foreign.editor = nexus_eggs::spec::Editor::Admin;
     assert!(w.control.create_server(foreign).await.is_ok(), "an admin may");
 }
+
+/// With a node secret, the panel can compute a node's token again (after a restart) while the
+/// store holds only its hash; another secret, or a node with a random token, is refused.
+#[tokio::test]
+async fn derived_node_tokens_survive_a_panel_restart() {
+    let store = Arc::new(MemoryStore::new());
+    let start = |secret: Option<&[u8]>| {
+        let store = store.clone();
+        let secret = secret.map(|s| nexus_control::NodeSecret::new(s.to_vec()).unwrap());
+        async move {
+            let (transport, _inbox) = InProcessTransport::new(4);
+            let mut config = ControlConfig::default();
+            config.node_secret = secret;
+            ControlPlane::new(store as Arc<dyn Store>, Arc::new(transport), config).await.unwrap()
+        }
+    };
+    let secret: &[u8] = b"the panel's node secret, 32+ bytes";
+    let first = start(Some(secret)).await;
+    let capacity = NodeCapacity { memory_mb: 1024, disk_mb: 1024, cpu_percent: 100 };
+    let registration = first.register_node(NewNode::new("n", "node.example", 8443, capacity)).await.unwrap();
+    drop(first);
+
+    let again = start(Some(secret)).await;
+    let (url, token) = again.node_endpoint(registration.node.id).await.unwrap();
+    assert_eq!((url.as_str(), token.as_str()), ("https://node.example:8443", registration.token.as_str()));
+    assert!(!store.get_node(registration.node.id).await.unwrap().token_hash.contains(&token));
+
+    let other = start(Some(b"a different secret, also 32 bytes+")).await;
+    assert!(matches!(other.node_endpoint(registration.node.id).await, Err(ControlError::Invalid { .. })));
+    let random = start(None).await.register_node(NewNode::new("r", "r.example", 8443, capacity)).await.unwrap();
+    assert!(matches!(again.node_endpoint(random.node.id).await, Err(ControlError::Invalid { .. })));
+    assert!(nexus_control::NodeSecret::new(b"short".to_vec()).is_err());
+}

@@ -8,6 +8,7 @@
 //! (`404 unknown_server`) is done.
 
 use async_trait::async_trait;
+use nexus_control::{ControlError, ControlPlane};
 use nexus_core::ids::NodeId;
 use nexus_core::transport::{NodeCommand, NodeResponse, NodeTransport, ServerStatus, TransportError};
 use nexus_wire::ErrorBody;
@@ -58,6 +59,23 @@ impl HttpNodeTransport {
     /// Routes commands for `node` to `endpoint`.
     pub fn set_endpoint(&self, node: NodeId, endpoint: NodeEndpoint) {
         self.endpoints.write().unwrap_or_else(PoisonError::into_inner).insert(node, endpoint);
+    }
+
+    /// Routes every node of `control`'s store to its API with its derived token
+    /// ([`ControlPlane::node_endpoint`]); returns how many. Nodes whose token cannot be derived
+    /// (registered without the panel's node secret) are left out and logged.
+    pub async fn sync_endpoints(&self, control: &ControlPlane) -> Result<usize, ControlError> {
+        let mut routed = 0;
+        for node in control.store().list_nodes().await? {
+            match control.node_endpoint(node.id).await {
+                Ok((base_url, token)) => {
+                    self.set_endpoint(node.id, NodeEndpoint { base_url, token });
+                    routed += 1;
+                }
+                Err(e) => tracing::warn!(node = %node.id, error = %e, "node not reachable by the panel"),
+            }
+        }
+        Ok(routed)
     }
 
     /// Forgets `node`.

@@ -19,7 +19,7 @@ use nexus_core::model::{NodeCapacity, NodeStatus, Role, ServerLimits, User};
 use nexus_core::runtime::Runtime;
 use nexus_core::store::{AllocationRepo, EggRepo, NodeRepo, ServerRepo, Store, UserRepo};
 use nexus_core::transport::PowerAction;
-use nexus_panel::node_client::{HttpNodeTransport, NodeEndpoint};
+use nexus_panel::node_client::HttpNodeTransport;
 use nexus_runtime_docker::DockerRuntime;
 use nexus_wings::config::Config;
 use nexus_wings::daemon::Daemon;
@@ -77,6 +77,8 @@ async fn a_server_lives_its_whole_life_through_the_panel_and_a_real_node() {
     let nodes = Arc::new(HttpNodeTransport::new(Duration::from_secs(30)).unwrap());
     let mut config = ControlConfig::default();
     config.node_timeout = Duration::from_secs(30);
+    config.node_secret = Some(nexus_control::NodeSecret::new(b"the panel's node secret, 32+ bytes".to_vec()).unwrap());
+    config.node_scheme = "http";
     let control = Arc::new(ControlPlane::new(store.clone() as Arc<dyn Store>, nodes.clone(), config).await.unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let panel_url = format!("http://{}", listener.local_addr().unwrap());
@@ -106,10 +108,11 @@ async fn a_server_lives_its_whole_life_through_the_panel_and_a_real_node() {
     let link = HttpPanelTransport::new(&panel_url, &registration.token).unwrap();
     let runtime = Arc::new(docker.with_install_dir(dir.path().join("install")));
     let daemon = Daemon::start(&daemon_config, runtime, Arc::new(link)).await.unwrap();
-    nodes.set_endpoint(
-        node,
-        NodeEndpoint { base_url: format!("http://{}", daemon.local_addr()), token: registration.token },
-    );
+    // The node's address as an admin would enter it; the panel derives its token again.
+    let mut record = store.get_node(node).await.unwrap();
+    record.daemon_port = daemon.local_addr().port();
+    store.update_node(&record).await.unwrap();
+    assert_eq!(nodes.sync_endpoints(&control).await.unwrap(), 1);
     let (stop_daemon, stopped) = tokio::sync::oneshot::channel::<()>();
     let served = tokio::spawn(daemon.serve(async move {
         let _ = stopped.await;

@@ -88,6 +88,23 @@ impl NodeToken {
         (token, node_token)
     }
 
+    /// The token of `node` derived from a panel's `secret` (64 hex characters:
+    /// HMAC-SHA256 over a fixed context and the node id) and its [`NodeToken`]. A panel that
+    /// derives its nodes' tokens stores only their hashes and can still compute each token to
+    /// call the node; whoever has the secret has every node's token, so it is kept like one.
+    pub fn derive(secret: &[u8], node: nexus_core::ids::NodeId) -> (String, Self) {
+        let mut mac = match HmacSha256::new_from_slice(secret) {
+            Ok(mac) => mac,
+            // HMAC takes keys of any length; this arm cannot be reached.
+            Err(_) => return Self::generate(),
+        };
+        mac.update(b"nexus-node-token.v1:");
+        mac.update(node.to_string().as_bytes());
+        let token = hex(&mac.finalize().into_bytes());
+        let node_token = Self::new(&token);
+        (token, node_token)
+    }
+
     /// The form a panel stores: `sha256:<hex digest>` (never the token).
     pub fn stored(&self) -> String {
         format!("sha256:{}", hex(&self.digest))
@@ -256,6 +273,16 @@ mod tests {
         assert!(!token.matches("secret-node-tokeN"));
         assert!(!token.matches(""));
         assert!(!token.matches("secret-node-token "));
+    }
+
+    #[test]
+    fn derived_node_tokens_depend_on_the_secret_and_the_node() {
+        let (a, node) = (b"a panel secret of at least 32 bytes.", nexus_core::ids::NodeId::new());
+        let (token, stored) = NodeToken::derive(a, node);
+        assert_eq!(NodeToken::derive(a, node).0, token, "the same inputs give the same token");
+        assert!(stored.matches(&token) && token.len() == 64);
+        assert_ne!(NodeToken::derive(b"another panel secret, 32+ bytes long", node).0, token);
+        assert_ne!(NodeToken::derive(a, nexus_core::ids::NodeId::new()).0, token);
     }
 
     #[test]
