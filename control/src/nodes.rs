@@ -121,6 +121,12 @@ impl ControlPlane {
         Ok(allocations)
     }
 
+    /// The short code of `node`'s location (`P_SERVER_LOCATION`), if it has one.
+    pub(crate) async fn location_short(&self, node: NodeId) -> Result<Option<String>, ControlError> {
+        let Some(location) = self.store.get_node(node).await?.location else { return Ok(None) };
+        Ok(self.store.list_locations().await?.into_iter().find(|l| l.id == location).map(|l| l.short))
+    }
+
     /// Placement's booked usage of `node`, re-read from the store.
     pub(crate) async fn refresh_usage(&self, node: NodeId) -> Result<(), ControlError> {
         let usage = self.store.node_usage().await?;

@@ -121,11 +121,7 @@ impl ControlPlane {
             let allocation = self.store.get_allocation(id).await?;
             ports.push(PortBinding { ip: allocation.ip, port: allocation.port });
         }
-        let node = self.store.get_node(server.node).await?;
-        let location = match node.location {
-            Some(id) => self.store.list_locations().await?.into_iter().find(|l| l.id == id).map(|l| l.short),
-            None => None,
-        };
+        let location = self.location_short(server.node).await?;
         let mut settings = ServerSettings::new(server.id);
         settings.limits = server.limits;
         settings.image = Some(server.image.clone());

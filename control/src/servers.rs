@@ -111,11 +111,7 @@ impl ControlPlane {
             Some(node) => node,
             None => self.placement().decide(&request)?.node,
         };
-        let node_record = self.store.get_node(node).await?;
-        let location = match node_record.location {
-            Some(id) => self.store.list_locations().await?.into_iter().find(|l| l.id == id).map(|l| l.short),
-            None => None,
-        };
+        let location = self.location_short(node).await?;
 
         let id = ServerId::new();
         let tx = self.store.begin().await?;
