@@ -24,6 +24,7 @@ fn the_orchestrator_runs_a_server_from_an_egg_file_through_its_whole_life() {
         "[console] echo: are you there?",
         "Stopping -> Stopped",
         "the server is Destroyed",
+        "its row and its port are gone from the store: true",
     ] {
         assert!(stdout.contains(expected), "missing `{expected}` in:\n{stdout}");
     }
