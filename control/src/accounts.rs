@@ -39,6 +39,8 @@ pub const MAX_FAILURES: u32 = 5;
 pub const THROTTLE_WINDOW: Duration = Duration::from_secs(15 * 60);
 /// Password verifications run at once (each takes 19 MiB).
 pub const HASHING_AT_ONCE: usize = 4;
+/// A key's `last_used_at` is written at most this often (seconds).
+const TOUCH_EVERY_SECS: i64 = 60;
 /// Entries the throttle keeps at most (oldest windows dropped first), so a flood of logins
 /// from many addresses cannot grow it without bound.
 const THROTTLE_ENTRIES: usize = 100_000;
@@ -202,7 +204,9 @@ pub fn key_prefix(scope: ApiKeyScope) -> &'static str {
     }
 }
 
-fn random_alphanumeric(len: usize) -> String {
+/// `len` characters drawn uniformly from `[A-Za-z0-9]` (about 5.95 bits each) from the
+/// operating system's random source: API keys, session ids, CSRF tokens, generated passwords.
+pub fn random_alphanumeric(len: usize) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     let mut out = String::with_capacity(len);
     while out.len() < len {
@@ -226,7 +230,7 @@ impl ControlPlane {
     pub async fn create_user(&self, new: NewUser) -> Result<User, ControlError> {
         check_username(&new.username)?;
         check_email(&new.email)?;
-        let password_hash = hash_password(&new.password)?;
+        let password_hash = self.hash_on_pool(&new.password).await?;
         let user = User {
             id: UserId::new(),
             username: new.username,
@@ -272,6 +276,33 @@ impl ControlPlane {
                 Err(ControlError::Auth(AuthError::InvalidCredentials))
             }
         }
+    }
+
+    /// [`hash_password`] on the blocking pool, at most [`HASHING_AT_ONCE`] at once.
+    async fn hash_on_pool(&self, password: &str) -> Result<String, ControlError> {
+        check_password(password)?;
+        let _permit = self.hashing.acquire().await.map_err(|_| ControlError::Busy("shutting down".into()))?;
+        let password = password.to_owned();
+        tokio::task::spawn_blocking(move || hash_password(&password))
+            .await
+            .map_err(|e| ControlError::Busy(format!("password hashing stopped: {e}")))?
+    }
+
+    /// Changes `user`'s password after checking the current one (throttled like a login).
+    /// Ending the account's other sessions is the caller's part (sessions are an HTTP
+    /// matter).
+    pub async fn change_password(
+        &self,
+        user: UserId,
+        current: &str,
+        new: &str,
+        client: IpAddr,
+    ) -> Result<(), ControlError> {
+        let account = self.store.get_user(user).await?;
+        let mut account = self.authenticate(&account.username, current, client).await?;
+        account.password_hash = self.hash_on_pool(new).await?;
+        self.store.update_user(&account).await?;
+        Ok(())
     }
 
     /// Creates an API key for `user`; returns the stored key and the full key, shown once.
@@ -335,7 +366,11 @@ impl ControlPlane {
         if key.scope == ApiKeyScope::Application && user.role != Role::Admin {
             return Err(invalid());
         }
-        self.store.touch_api_key(key.id, now).await?;
+        // One write per minute per key at most: a busy billing system must not turn every read
+        // into a write.
+        if key.last_used_at.is_none_or(|at| now - at > chrono::Duration::seconds(TOUCH_EVERY_SECS)) {
+            self.store.touch_api_key(key.id, now).await?;
+        }
         Ok((key, user))
     }
 }

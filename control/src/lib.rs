@@ -8,6 +8,8 @@
 //! | module | what |
 //! |---|---|
 //! | [`accounts`] | users with argon2id passwords, login throttling, API keys shown once (`ptla_`/`ptlc_`) |
+//! | [`console`] | browser console tokens for one server and a caller's permissions, signed with the node's derived console secret |
+//! | [`eggs`] | import (Pterodactyl/Pelican files), export, update from a file, delete |
 //! | [`nodes`] | register a node (its token shown once, stored hashed), check a node's token, add allocations from port lists |
 //! | [`servers`] | create a server: placement, the allocation claimed in the same transaction as the server row, the spec built from the egg, sent to the node |
 //! | [`ingest`] | node → panel messages applied idempotently (an event delivered twice changes nothing) |
@@ -19,6 +21,8 @@
 //! down costs its own requests that long and no one else's.
 
 pub mod accounts;
+pub mod console;
+pub mod eggs;
 mod error;
 pub mod heartbeat;
 pub mod ingest;

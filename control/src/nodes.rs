@@ -48,6 +48,23 @@ impl ControlPlane {
     /// Registers a node: stored `Offline` until its first heartbeat, with a fresh token whose
     /// hash is all the store keeps.
     pub async fn register_node(&self, new: NewNode) -> Result<Registration, ControlError> {
+        let name = new.name.trim();
+        if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
+            return Err(ControlError::Invalid { field: "name", reason: "1 to 100 bytes, one line".into() });
+        }
+        let fqdn = new.fqdn.trim();
+        let host_ok = fqdn.parse::<IpAddr>().is_ok()
+            || (!fqdn.is_empty()
+                && fqdn.len() <= 253
+                && fqdn.split('.').all(|label| {
+                    (1..=63).contains(&label.len())
+                        && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                        && !label.starts_with('-')
+                        && !label.ends_with('-')
+                }));
+        if !host_ok {
+            return Err(ControlError::Invalid { field: "fqdn", reason: "a host name or an IP address".into() });
+        }
         let id = NodeId::new();
         let (token, node_token) = match &self.config.node_secret {
             Some(secret) => NodeToken::derive(&secret.0, id),
@@ -55,8 +72,8 @@ impl ControlPlane {
         };
         let node = Node {
             id,
-            name: new.name,
-            fqdn: new.fqdn,
+            name: name.to_owned(),
+            fqdn: fqdn.to_owned(),
             daemon_port: new.daemon_port,
             token_hash: node_token.stored(),
             location: new.location,

@@ -250,6 +250,24 @@ pub fn run(config: ResolvedConfig) -> Result<(), DaemonError> {
     })
 }
 
+/// The runtime of a node that should just work on this host: Docker at `$DOCKER_HOST` or
+/// its default socket if it answers, else Podman at `$CONTAINER_HOST` or its default socket;
+/// an error naming both otherwise. Install containers keep their scripts in `install_dir`.
+pub async fn detect_runtime(install_dir: &std::path::Path) -> Result<Arc<dyn Runtime>, DaemonError> {
+    // Connecting checks that the engine answers.
+    let docker = match nexus_runtime_docker::DockerRuntime::connect_default().await {
+        Ok(docker) => return Ok(Arc::new(docker.with_install_dir(install_dir.to_path_buf()))),
+        Err(e) => e.to_string(),
+    };
+    let podman = match nexus_runtime_podman::PodmanRuntime::connect_default().await {
+        Ok(podman) => return Ok(Arc::new(podman.with_install_dir(install_dir.to_path_buf()))),
+        Err(e) => e.to_string(),
+    };
+    Err(DaemonError::Runtime(RuntimeError::Unavailable(format!(
+        "no container engine answers: Docker: {docker}; Podman: {podman}"
+    ))))
+}
+
 /// Resolves on SIGTERM or SIGINT.
 pub async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};

@@ -10,5 +10,6 @@
 //!
 //! Accounts, the `/api/v1` API, the web UI and `nexus-panel up` are not built yet.
 
+pub mod api;
 pub mod events;
 pub mod node_client;

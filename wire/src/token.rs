@@ -105,6 +105,21 @@ impl NodeToken {
         (token, node_token)
     }
 
+    /// The `token_secret` (browser tokens) of `node` derived from a panel's `secret`: 64 hex
+    /// characters, HMAC-SHA256 over a context distinct from [`derive`](Self::derive)'s, so a
+    /// node's console secret and its token never coincide and neither reveals the other.
+    pub fn derive_console_secret(secret: &[u8], node: nexus_core::ids::NodeId) -> String {
+        match HmacSha256::new_from_slice(secret) {
+            Ok(mut mac) => {
+                mac.update(b"nexus-console-secret.v1:");
+                mac.update(node.to_string().as_bytes());
+                hex(&mac.finalize().into_bytes())
+            }
+            // HMAC takes keys of any length; this arm cannot be reached.
+            Err(_) => Self::generate().0,
+        }
+    }
+
     /// The form a panel stores: `sha256:<hex digest>` (never the token).
     pub fn stored(&self) -> String {
         format!("sha256:{}", hex(&self.digest))
@@ -273,6 +288,16 @@ mod tests {
         assert!(!token.matches("secret-node-tokeN"));
         assert!(!token.matches(""));
         assert!(!token.matches("secret-node-token "));
+    }
+
+    #[test]
+    fn a_derived_console_secret_differs_from_the_token_and_between_nodes() {
+        let (secret, node) = (b"a panel secret of at least 32 bytes.", nexus_core::ids::NodeId::new());
+        let console = NodeToken::derive_console_secret(secret, node);
+        assert_eq!(console, NodeToken::derive_console_secret(secret, node));
+        assert_eq!(console.len(), 64);
+        assert_ne!(console, NodeToken::derive(secret, node).0);
+        assert_ne!(console, NodeToken::derive_console_secret(secret, nexus_core::ids::NodeId::new()));
     }
 
     #[test]

@@ -1,0 +1,175 @@
+//! Who is calling: a browser session (cookie + CSRF token) or an API key (`Authorization:
+//! Bearer ptla_…/ptlc_…`), and what that caller may do.
+//!
+//! * **Sessions** live in this panel process's memory, bounded ([`MAX_SESSIONS`]), for
+//!   [`SESSION_LIFETIME`]. The cookie is `HttpOnly`, `SameSite=Strict`, and `Secure` when the
+//!   panel is served over TLS. Every request with a session other than `GET`/`HEAD` must
+//!   carry the session's CSRF token in `X-CSRF-Token` (compared in constant time); API-key
+//!   requests carry no ambient credential and need none.
+//! * **Rights**: an admin's session or application key may do everything; a client key acts on
+//!   its user's servers (every server for an admin, as Pterodactyl's client API) but not on
+//!   panel-wide routes; a user's session acts on the servers the user owns.
+
+use nexus_control::accounts::random_alphanumeric;
+use nexus_core::ids::UserId;
+use nexus_core::model::{ApiKeyScope, Permission, Role, Server, User};
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// Name of the session cookie.
+pub const SESSION_COOKIE: &str = "nexus_session";
+/// Header carrying the CSRF token of a session.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+/// How long a session lasts after login.
+pub const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 60 * 60);
+/// Sessions kept at most per panel process; past it the oldest is dropped.
+pub const MAX_SESSIONS: usize = 100_000;
+
+/// How a caller proved who they are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Via {
+    /// A browser session.
+    Session {
+        /// The session id (the cookie's value).
+        id: String,
+        /// The token state-changing requests must echo.
+        csrf: String,
+    },
+    /// An API key of this kind.
+    Key(ApiKeyScope),
+}
+
+/// An authenticated caller.
+#[derive(Clone, Debug)]
+pub struct Principal {
+    /// The account.
+    pub user: User,
+    /// How they authenticated.
+    pub via: Via,
+}
+
+impl Principal {
+    /// Whether the caller may use panel-wide (admin) routes: an admin's session or an
+    /// application key (only admins hold those).
+    pub fn is_admin(&self) -> bool {
+        self.user.role == Role::Admin && !matches!(self.via, Via::Key(ApiKeyScope::Client))
+    }
+
+    /// What the caller may do on `server`; `None` when it is not theirs to see at all.
+    pub fn server_permissions(&self, server: &Server) -> Option<Vec<Permission>> {
+        if self.user.role == Role::Admin {
+            let mut all = Permission::ALL.to_vec();
+            all.push(Permission::InstallRead);
+            Some(all)
+        } else if server.owner == self.user.id {
+            Some(Permission::ALL.to_vec())
+        } else {
+            None
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Session {
+    user: UserId,
+    csrf: String,
+    created: Instant,
+}
+
+/// The sessions of this panel process.
+#[derive(Debug, Default)]
+pub struct Sessions {
+    sessions: Mutex<HashMap<String, Session>>,
+}
+
+impl Sessions {
+    /// A new session for `user`: its id (the cookie) and CSRF token.
+    pub fn open(&self, user: UserId) -> (String, String) {
+        let (id, csrf) = (random_alphanumeric(43), random_alphanumeric(43));
+        let now = Instant::now();
+        let mut sessions = self.lock();
+        if sessions.len() >= MAX_SESSIONS {
+            sessions.retain(|_, s| now.saturating_duration_since(s.created) < SESSION_LIFETIME);
+            if sessions.len() >= MAX_SESSIONS
+                && let Some(oldest) = sessions.iter().min_by_key(|(_, s)| s.created).map(|(id, _)| id.clone())
+            {
+                sessions.remove(&oldest);
+            }
+        }
+        sessions.insert(id.clone(), Session { user, csrf: csrf.clone(), created: now });
+        (id, csrf)
+    }
+
+    /// The user and CSRF token of a live session.
+    pub fn get(&self, id: &str) -> Option<(UserId, String)> {
+        let mut sessions = self.lock();
+        let session = sessions.get(id)?;
+        if session.created.elapsed() >= SESSION_LIFETIME {
+            sessions.remove(id);
+            return None;
+        }
+        Some((session.user, session.csrf.clone()))
+    }
+
+    /// Ends a session.
+    pub fn close(&self, id: &str) {
+        self.lock().remove(id);
+    }
+
+    /// Ends every session of `user` except `keep` (after a password change).
+    pub fn close_all_of(&self, user: UserId, keep: Option<&str>) {
+        self.lock().retain(|id, s| s.user != user || Some(id.as_str()) == keep);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
+        self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The session id in a `Cookie` header.
+pub fn session_cookie(cookie_header: &str) -> Option<&str> {
+    cookie_header
+        .split(';')
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value)
+}
+
+/// Constant-time equality of two tokens.
+pub fn same_token(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_session_cookie_is_found_among_others() {
+        assert_eq!(session_cookie("a=1; nexus_session=abc; b=2"), Some("abc"));
+        assert_eq!(session_cookie("nexus_session_x=abc"), None);
+        assert_eq!(session_cookie(""), None);
+    }
+
+    #[test]
+    fn sessions_open_close_and_close_all_of_a_user() {
+        let sessions = Sessions::default();
+        let (alice, bob) = (UserId::new(), UserId::new());
+        let (a1, csrf) = sessions.open(alice);
+        let (a2, _) = sessions.open(alice);
+        let (b1, _) = sessions.open(bob);
+        assert_eq!(sessions.get(&a1), Some((alice, csrf)));
+        sessions.close_all_of(alice, Some(&a2));
+        assert_eq!(sessions.get(&a1), None);
+        assert!(sessions.get(&a2).is_some() && sessions.get(&b1).is_some());
+        sessions.close(&a2);
+        assert_eq!(sessions.get(&a2), None);
+    }
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(same_token("abc", "abc"));
+        assert!(!same_token("abc", "abd") && !same_token("abc", "ab") && !same_token("", "a"));
+    }
+}

@@ -1,0 +1,43 @@
+//! `nexus-panel`: the reference panel.
+//!
+//! * `nexus-panel up`: the panel with a local node in one process, on SQLite under
+//!   `--data-dir`; the first start creates an admin and prints its password once.
+//! * `nexus-panel keys create`: a new API key for an account, printed alone on stdout.
+
+mod cli;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Nexus panel: game servers on your own machines.
+#[derive(Debug, Parser)]
+#[command(name = "nexus-panel", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the panel with a local node on this machine (Docker, else Podman) and the embedded
+    /// SQLite store: everything in one process, for a first look or a single machine.
+    Up(cli::up::UpArgs),
+    /// API keys.
+    #[command(subcommand)]
+    Keys(cli::keys::KeysCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Up(args) => cli::up::run(args),
+        Command::Keys(command) => cli::keys::run(command),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("nexus-panel: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! The authorization matrix of `/api/v1`: every route of the router's own table, called over
+//! HTTP as each kind of caller, must be allowed for exactly the callers this file lists. A
+//! route added to the router without a row here fails the test, as does a row whose route is
+//! gone.
+//!
+//! "Refused" is `401`, `403`, or on a server route the `404` that hides someone else's
+//! server; anything else (including `400` for the empty bodies sent here, or `502` because no
+//! node runs in this test) got past authorization.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use nexus_control::accounts::NewUser;
+use nexus_control::nodes::NewNode;
+use nexus_control::servers::NewServer;
+use nexus_control::{ControlConfig, ControlPlane, NodeSecret};
+use nexus_core::memory::MemoryStore;
+use nexus_core::model::{ApiKeyScope, NodeCapacity, Role, ServerLimits};
+use nexus_core::store::Store;
+use nexus_panel::api::auth::{CSRF_HEADER, SESSION_COOKIE};
+use nexus_panel::api::{Access, PanelState, routes};
+use nexus_panel::node_client::HttpNodeTransport;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The callers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Who {
+    Anonymous,
+    /// A user who does not own the server.
+    Stranger,
+    /// The server's owner, logged in.
+    Owner,
+    /// The owner's client key.
+    OwnerClientKey,
+    /// An admin's client key.
+    AdminClientKey,
+    /// An admin's application key.
+    ApplicationKey,
+    /// An admin, logged in.
+    Admin,
+}
+
+use Who::*;
+const EVERYONE: &[Who] = &[Anonymous, Stranger, Owner, OwnerClientKey, AdminClientKey, ApplicationKey, Admin];
+const LOGGED_IN: &[Who] = &[Stranger, Owner, OwnerClientKey, AdminClientKey, ApplicationKey, Admin];
+const ADMINS: &[Who] = &[ApplicationKey, Admin];
+const SERVER_USERS: &[Who] = &[Owner, OwnerClientKey, AdminClientKey, ApplicationKey, Admin];
+
+/// Who may call each route. Subusers are not built yet; when they are, they get columns here.
+fn expected() -> BTreeMap<(&'static str, &'static str), &'static [Who]> {
+    BTreeMap::from([
+        (("GET", "/api/v1/health"), EVERYONE),
+        (("POST", "/api/v1/auth/login"), EVERYONE),
+        (("POST", "/api/v1/auth/logout"), LOGGED_IN),
+        (("GET", "/api/v1/account"), LOGGED_IN),
+        (("PUT", "/api/v1/account/password"), LOGGED_IN),
+        (("GET", "/api/v1/account/api-keys"), LOGGED_IN),
+        (("POST", "/api/v1/account/api-keys"), LOGGED_IN),
+        (("DELETE", "/api/v1/account/api-keys/{id}"), LOGGED_IN),
+        (("GET", "/api/v1/users"), ADMINS),
+        (("POST", "/api/v1/users"), ADMINS),
+        (("GET", "/api/v1/locations"), ADMINS),
+        (("POST", "/api/v1/locations"), ADMINS),
+        (("GET", "/api/v1/nodes"), ADMINS),
+        (("POST", "/api/v1/nodes"), ADMINS),
+        (("GET", "/api/v1/nodes/{id}"), ADMINS),
+        (("GET", "/api/v1/nodes/{id}/configuration"), ADMINS),
+        (("GET", "/api/v1/nodes/{id}/allocations"), ADMINS),
+        (("POST", "/api/v1/nodes/{id}/allocations"), ADMINS),
+        (("GET", "/api/v1/eggs"), LOGGED_IN),
+        (("POST", "/api/v1/eggs"), ADMINS),
+        (("GET", "/api/v1/eggs/{id}"), LOGGED_IN),
+        (("PUT", "/api/v1/eggs/{id}"), ADMINS),
+        (("GET", "/api/v1/eggs/{id}/export"), ADMINS),
+        (("DELETE", "/api/v1/eggs/{id}"), ADMINS),
+        (("GET", "/api/v1/servers"), LOGGED_IN),
+        (("POST", "/api/v1/servers"), ADMINS),
+        (("GET", "/api/v1/servers/{id}"), SERVER_USERS),
+        (("GET", "/api/v1/servers/{id}/events"), SERVER_USERS),
+        (("POST", "/api/v1/servers/{id}/power"), SERVER_USERS),
+        (("POST", "/api/v1/servers/{id}/command"), SERVER_USERS),
+        (("GET", "/api/v1/servers/{id}/websocket"), SERVER_USERS),
+        (("DELETE", "/api/v1/servers/{id}"), ADMINS),
+    ])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_allows_exactly_its_callers() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let mut config = ControlConfig::default();
+    config.node_secret = Some(NodeSecret::new(b"authorization test node secret, 32+ bytes".to_vec()).unwrap());
+    config.node_scheme = "http";
+    config.node_timeout = Duration::from_secs(2);
+    // No node runs: calls that reach one fail fast with 502, after authorization.
+    let nodes = Arc::new(HttpNodeTransport::new(Duration::from_secs(2)).unwrap());
+    let control = Arc::new(ControlPlane::new(store.clone(), nodes, config).await.unwrap());
+
+    let admin = control.create_user(NewUser::new("admin", "admin@example.com", "admin password", Role::Admin)).await.unwrap();
+    let owner = control.create_user(NewUser::new("owner", "owner@example.com", "owner password", Role::User)).await.unwrap();
+    let stranger =
+        control.create_user(NewUser::new("stranger", "stranger@example.com", "stranger password", Role::User)).await.unwrap();
+    let capacity = NodeCapacity { memory_mb: 4096, disk_mb: 10_240, cpu_percent: 200 };
+    let node = control.register_node(NewNode::new("n1", "127.0.0.1", 1, capacity)).await.unwrap().node;
+    control.add_allocations(node.id, "127.0.0.1".parse().unwrap(), "30500-30509").await.unwrap();
+    let egg = control
+        .import_egg(include_bytes!("../../egg-engine/tests/fixtures/egg-busybox-echo.json").to_vec())
+        .await
+        .unwrap();
+    let mut request = NewServer::new("s", owner.id, egg.id, ServerLimits { memory_mb: 64, ..ServerLimits::default() });
+    request.node = Some(node.id);
+    let server = control.create_server(request).await.unwrap().server;
+
+    let state = Arc::new(PanelState::new(control.clone(), "http://127.0.0.1"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(warp::serve(nexus_panel::api::filter(state.clone())).incoming(listener).run());
+
+    let owner_key = control.create_api_key(owner.id, ApiKeyScope::Client, "", None).await.unwrap().1;
+    let admin_client_key = control.create_api_key(admin.id, ApiKeyScope::Client, "", None).await.unwrap().1;
+    let application_key = control.create_api_key(admin.id, ApiKeyScope::Application, "", None).await.unwrap().1;
+
+    let table = routes();
+    let expected = expected();
+    let listed: BTreeSet<(String, &str)> = table.iter().map(|r| (r.method.to_string(), r.path)).collect();
+    let written: BTreeSet<(String, &str)> = expected.keys().map(|(m, p)| ((*m).to_owned(), *p)).collect();
+    assert_eq!(listed, written, "the router's routes and this test's rows differ");
+
+    let http = reqwest::Client::new();
+    let mut wrong = Vec::new();
+    for route in &table {
+        let id = match route.path {
+            p if p.starts_with("/api/v1/servers/") => server.id.to_string(),
+            p if p.starts_with("/api/v1/nodes/") => node.id.to_string(),
+            p if p.starts_with("/api/v1/eggs/") => egg.id.to_string(),
+            _ => uuid::Uuid::new_v4().to_string(),
+        };
+        let path = route.path.replace("{id}", &id);
+        let allowed: BTreeSet<Who> = expected[&(route.method.as_str(), route.path)].iter().copied().collect();
+        for who in EVERYONE.iter().copied() {
+            let mut request =
+                http.request(route.method.clone(), format!("{base}{path}")).header("content-type", "application/json");
+            if route.method != reqwest::Method::GET {
+                request = request.body("{}");
+            }
+            request = match who {
+                Anonymous => request,
+                OwnerClientKey => request.bearer_auth(&owner_key),
+                AdminClientKey => request.bearer_auth(&admin_client_key),
+                ApplicationKey => request.bearer_auth(&application_key),
+                Stranger | Owner | Admin => {
+                    let user = match who {
+                        Stranger => stranger.id,
+                        Owner => owner.id,
+                        _ => admin.id,
+                    };
+                    // A fresh session per call: logout must not end the next call's.
+                    let (session, csrf) = state.sessions.open(user);
+                    request.header("cookie", format!("{SESSION_COOKIE}={session}")).header(CSRF_HEADER, csrf)
+                }
+            };
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let body = response.text().await.unwrap();
+            let refused =
+                status == 401 || status == 403 || (status == 404 && matches!(route.access, Access::Server(_)));
+            if refused == allowed.contains(&who) {
+                wrong.push(format!("{} {} as {who:?}: {status} {body}", route.method, route.path));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "authorization differs from the matrix:\n{}", wrong.join("\n"));
+    // The server survived every call (no node: nothing could delete it).
+    assert!(store.get_server(server.id).await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_without_its_csrf_token_cannot_change_anything() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let nodes = Arc::new(HttpNodeTransport::new(Duration::from_secs(2)).unwrap());
+    let control = Arc::new(ControlPlane::new(store, nodes, ControlConfig::default()).await.unwrap());
+    let admin = control.create_user(NewUser::new("admin", "admin@example.com", "admin password", Role::Admin)).await.unwrap();
+    let state = Arc::new(PanelState::new(control.clone(), "http://127.0.0.1"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(warp::serve(nexus_panel::api::filter(state.clone())).incoming(listener).run());
+    let (session, csrf) = state.sessions.open(admin.id);
+    let http = reqwest::Client::new();
+    let body = r#"{"short":"fra1"}"#;
+    for token in [None, Some("wrong"), Some(&csrf[..csrf.len() - 1])] {
+        let mut request = http
+            .post(format!("{base}/api/v1/locations"))
+            .header("cookie", format!("{SESSION_COOKIE}={session}"))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(token) = token {
+            request = request.header(CSRF_HEADER, token);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 403, "CSRF token {token:?}");
+    }
+    // Reads need no token; the right token writes.
+    let read = http.get(format!("{base}/api/v1/locations")).header("cookie", format!("{SESSION_COOKIE}={session}"));
+    assert_eq!(read.send().await.unwrap().status(), 200);
+    let write = http
+        .post(format!("{base}/api/v1/locations"))
+        .header("cookie", format!("{SESSION_COOKIE}={session}"))
+        .header(CSRF_HEADER, &csrf)
+        .header("content-type", "application/json")
+        .body(body);
+    assert_eq!(write.send().await.unwrap().status(), 201);
+    // Another content type is refused even with the token (no form posts).
+    let form = http
+        .post(format!("{base}/api/v1/locations"))
+        .header("cookie", format!("{SESSION_COOKIE}={session}"))
+        .header(CSRF_HEADER, &csrf)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("short=ams1");
+    assert_eq!(form.send().await.unwrap().status(), 415);
+}

@@ -1,0 +1,288 @@
+//! `nexus-panel up` end to end, as an operator runs it: the real binary in a temporary data
+//! directory, with its local node on Docker. Log in over HTTP, import an egg, create a server
+//! on the busybox image, start it (Running on its done line), read its console over the
+//! node's WebSocket with the panel-issued token, send a command and see its output, stop it,
+//! delete it (its port is free again), make an API key with `nexus-panel keys create` and use
+//! it; Ctrl-C stops the panel, and a second `up` reuses everything (no new admin, no egg
+//! imported twice). Needs Docker and the busybox test image; fails under `CI=true` without.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use futures::StreamExt;
+use nexus_conformance::require_service;
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const T: Duration = Duration::from_secs(60);
+const BIN: &str = env!("CARGO_BIN_EXE_nexus-panel");
+
+/// A running `nexus-panel up`, killed if the test fails.
+struct Up {
+    child: Child,
+    url: String,
+    /// The admin password, when this start printed one.
+    password: Option<String>,
+    node_containers: Option<String>,
+}
+
+impl Up {
+    fn start(data_dir: &Path) -> Self {
+        let mut child = Command::new(BIN)
+            .args(["up", "--listen", "127.0.0.1:0", "--heartbeat-secs", "1", "--ports", "30410-30419", "--data-dir"])
+            .arg(data_dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nexus-panel up");
+        let stdout = child.stdout.take().unwrap();
+        let (mut url, mut password) = (None, None);
+        for line in BufReader::new(stdout).lines() {
+            let line = line.expect("read the panel's output");
+            if let Some(rest) = line.strip_prefix("Nexus panel: ") {
+                url = Some(rest.split_whitespace().next().unwrap().to_owned());
+            }
+            if let Some(rest) = line.trim().strip_prefix("password: ") {
+                password = Some(rest.to_owned());
+            }
+            if line.starts_with("Stop with Ctrl-C") {
+                break;
+            }
+        }
+        let url = url.expect("the panel printed its URL");
+        Self { child, url, password, node_containers: None }
+    }
+
+    /// Ctrl-C; the panel exits cleanly in time.
+    fn interrupt(mut self) {
+        Command::new("kill").args(["-INT", &self.child.id().to_string()]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "nexus-panel up exited with {status}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "nexus-panel up did not stop on SIGINT");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.node_containers = None;
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(filter) = &self.node_containers {
+            remove_containers(filter);
+        }
+    }
+}
+
+fn remove_containers(filter: &str) {
+    let Ok(out) = Command::new("docker").args(["ps", "-aq", "--filter", filter]).output() else { return };
+    let ids: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect();
+    if !ids.is_empty() {
+        let _ = Command::new("docker").arg("rm").arg("-f").args(&ids).output();
+    }
+}
+
+/// A browser-like client: the session cookie and the CSRF token after login.
+struct Client {
+    http: reqwest::Client,
+    base: String,
+    cookie: String,
+    csrf: String,
+}
+
+impl Client {
+    async fn login(base: &str, login: &str, password: &str) -> Self {
+        let http = reqwest::Client::new();
+        let response = http
+            .post(format!("{base}/api/v1/auth/login"))
+            .json(&json!({ "login": login, "password": password }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "login");
+        let cookie = response.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+        let body: Value = response.json().await.unwrap();
+        Self { http, base: base.to_owned(), cookie, csrf: body["csrf_token"].as_str().unwrap().to_owned() }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header("cookie", &self.cookie)
+            .header("x-csrf-token", &self.csrf);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let (status, body) = self.call(reqwest::Method::GET, path, None).await;
+        assert_eq!(status, 200, "GET {path}: {body}");
+        body
+    }
+
+    async fn wait_state(&self, server: &str, state: &str) {
+        let deadline = Instant::now() + T;
+        loop {
+            let now = self.get(&format!("/api/v1/servers/{server}")).await["state"].clone();
+            if now == state {
+                return;
+            }
+            assert!(Instant::now() < deadline, "server {server} stayed {now}, expected {state}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nexus_panel_up_runs_a_server_from_login_to_removal_and_restarts_on_its_data() {
+    let probe =
+        match Command::new("docker").args(["image", "inspect", nexus_conformance::runtime::BUSYBOX_IMAGE]).output() {
+            Ok(out) if out.status.success() => Ok(()),
+            Ok(_) => Err("the busybox test image is missing".to_owned()),
+            Err(e) => Err(e.to_string()),
+        };
+    if !require_service("Docker", probe) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut up = Up::start(&data);
+    let password = up.password.clone().expect("the first start prints the admin password");
+    let admin = Client::login(&up.url, "admin@nexus.local", &password).await;
+    let node = admin.get("/api/v1/nodes").await["data"][0].clone();
+    assert_eq!(node["name"], "local");
+    let node_id = node["id"].as_str().unwrap().to_owned();
+    up.node_containers = Some(format!("label={}={node_id}", nexus_agent::NODE_LABEL));
+    let shipped = admin.get("/api/v1/eggs").await["data"].as_array().unwrap().len();
+    assert!(shipped >= 1, "the panel ships eggs");
+
+    // The local node comes online through its heartbeats.
+    let deadline = Instant::now() + T;
+    while admin.get(&format!("/api/v1/nodes/{node_id}")).await["status"] != "online" {
+        assert!(Instant::now() < deadline, "the local node never came online");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Import an egg file, as an admin uploads it.
+    let egg_file =
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../egg-engine/tests/fixtures/egg-busybox-echo.json"))
+            .unwrap();
+    let response = admin
+        .http
+        .post(format!("{}/api/v1/eggs", up.url))
+        .header("cookie", &admin.cookie)
+        .header("x-csrf-token", &admin.csrf)
+        .header("content-type", "application/json")
+        .body(egg_file)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let egg: Value = response.json().await.unwrap();
+    assert_eq!(egg["name"], "Busybox echo");
+
+    // A bad value is refused naming the variable; nothing is left behind.
+    let me = admin.get("/api/v1/account").await["id"].clone();
+    let mut create = json!({
+        "name": "echo", "owner": me, "egg": egg["id"], "limits": { "memory_mb": 128 },
+        "variables": { "GREETING": "hello from up", "MAX_PLAYERS": "500" },
+    });
+    let (status, error) = admin.call(reqwest::Method::POST, "/api/v1/servers", Some(create.clone())).await;
+    assert_eq!((status, error["error"]["field"].as_str()), (422, Some("MAX_PLAYERS")), "{error}");
+    assert_eq!(admin.get("/api/v1/servers").await["data"].as_array().unwrap().len(), 0);
+
+    create["variables"]["MAX_PLAYERS"] = json!("8");
+    let (status, created) = admin.call(reqwest::Method::POST, "/api/v1/servers", Some(create)).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["delivery"], "sent");
+    let server = created["server"]["id"].as_str().unwrap().to_owned();
+    admin.wait_state(&server, "installed").await;
+    assert_eq!(admin.get(&format!("/api/v1/servers/{server}")).await["allocation"]["port"], 30410);
+
+    // The console, straight from the node with the panel's token.
+    let access = admin.get(&format!("/api/v1/servers/{server}/websocket")).await;
+    let url = format!("{}?token={}", access["socket"].as_str().unwrap(), access["token"].as_str().unwrap());
+    let (mut socket, _) = tokio_tungstenite::connect_async(url.as_str()).await.expect("console socket");
+    let (status, _) = admin
+        .call(reqwest::Method::POST, &format!("/api/v1/servers/{server}/power"), Some(json!({"action":"start"})))
+        .await;
+    assert_eq!(status, 202);
+    let mut console = String::new();
+    let seen = |console: &str, needle: &str| console.contains(needle);
+    let deadline = tokio::time::Instant::now() + T;
+    while !seen(&console, "hello from up on port 30410") {
+        let message = tokio::time::timeout_at(deadline, socket.next()).await.expect("a console line in time");
+        console.push_str(&message.unwrap().unwrap().into_text().unwrap());
+    }
+    admin.wait_state(&server, "running").await;
+    let (status, _) = admin
+        .call(reqwest::Method::POST, &format!("/api/v1/servers/{server}/command"), Some(json!({"command":"ping up"})))
+        .await;
+    assert_eq!(status, 204);
+    while !seen(&console, "echo: ping up") {
+        let message = tokio::time::timeout_at(deadline, socket.next()).await.expect("the command's output in time");
+        console.push_str(&message.unwrap().unwrap().into_text().unwrap());
+    }
+    let _ = socket.close(None).await;
+
+    let (status, _) = admin
+        .call(reqwest::Method::POST, &format!("/api/v1/servers/{server}/power"), Some(json!({"action":"stop"})))
+        .await;
+    assert_eq!(status, 202);
+    admin.wait_state(&server, "stopped").await;
+
+    // An API key from the command line, used as a billing system would.
+    let out = Command::new(BIN)
+        .args(["keys", "create", "--user", "admin@nexus.local", "--kind", "application", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(key.starts_with("ptla_") && key.len() == 53, "{key}");
+    let listed: Value = reqwest::Client::new()
+        .get(format!("{}/api/v1/servers", up.url))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["data"][0]["id"], server);
+
+    // Delete: the node removes it, the panel drops the row and frees the port.
+    let (status, _) = admin.call(reqwest::Method::DELETE, &format!("/api/v1/servers/{server}"), None).await;
+    assert_eq!(status, 202);
+    let deadline = Instant::now() + T;
+    while admin.call(reqwest::Method::GET, &format!("/api/v1/servers/{server}"), None).await.0 != 404 {
+        assert!(Instant::now() < deadline, "the server was never removed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let allocations = admin.get(&format!("/api/v1/nodes/{node_id}/allocations")).await;
+    assert!(allocations["data"].as_array().unwrap().iter().all(|a| a["server"].is_null()), "{allocations}");
+
+    // Ctrl-C, then a second start on the same data.
+    let node_containers = up.node_containers.clone();
+    up.interrupt();
+    let mut again = Up::start(&data);
+    again.node_containers = node_containers;
+    assert_eq!(again.password, None, "a second start creates no admin");
+    let admin = Client::login(&again.url, "admin", &password).await;
+    assert_eq!(admin.get("/api/v1/nodes").await["data"].as_array().unwrap().len(), 1, "the same local node");
+    assert_eq!(admin.get("/api/v1/eggs").await["data"].as_array().unwrap().len(), shipped + 1, "no egg imported twice");
+    again.interrupt();
+}
