@@ -103,7 +103,7 @@ impl LoginThrottle {
     /// Counts one attempt on every key, or refuses it when a key is over the limit. When the
     /// table is full of live windows (a flood from very many addresses), new keys are
     /// refused rather than old counters forgotten.
-    fn begin(&self, keys: &[String], now: Instant) -> Result<(), AuthError> {
+    pub(crate) fn begin(&self, keys: &[String], now: Instant) -> Result<(), AuthError> {
         let mut attempts = self.attempts.lock().unwrap_or_else(PoisonError::into_inner);
         for key in keys {
             if let Some((since, count)) = attempts.get(key) {
@@ -130,7 +130,7 @@ impl LoginThrottle {
     }
 
     /// A successful login: the attempt is not a failure.
-    fn succeeded(&self, keys: &[String]) {
+    pub(crate) fn succeeded(&self, keys: &[String]) {
         let mut attempts = self.attempts.lock().unwrap_or_else(PoisonError::into_inner);
         // The (login, address) pair starts afresh; the address keeps the attempt it made,
         // minus this one.

@@ -50,6 +50,12 @@ pub enum ControlError {
     /// The server is suspended.
     #[error("server {0} is suspended")]
     Suspended(ServerId),
+    /// The server is being deleted (its node was away when asked).
+    #[error("server {0} is being deleted")]
+    Deleting(ServerId),
+    /// The server must be stopped first.
+    #[error("server {0} is running; stop it first")]
+    Running(ServerId),
     /// A value the caller gave is not acceptable.
     #[error("{field}: {reason}")]
     Invalid {
@@ -86,7 +92,7 @@ impl ControlError {
             Self::Node { source: TransportError::Rejected { status, .. }, .. } if (400..500).contains(status) => 409,
             Self::Node { .. } => 502,
             Self::UnknownEgg(_) | Self::UnknownServer(_) => 404,
-            Self::Suspended(_) => 409,
+            Self::Suspended(_) | Self::Deleting(_) | Self::Running(_) => 409,
             Self::Invalid { .. } => 422,
             Self::Auth(crate::accounts::AuthError::Throttled { .. }) => 429,
             Self::Auth(_) => 401,

@@ -10,11 +10,15 @@
 //! | [`accounts`] | users with argon2id passwords, login throttling, API keys shown once (`ptla_`/`ptlc_`) |
 //! | [`console`] | browser console tokens for one server and a caller's permissions, signed with the node's derived console secret |
 //! | [`eggs`] | import (Pterodactyl/Pelican files), export, update from a file, delete |
+//! | [`manage`] | rename, startup variables (re-validated), build, reinstall, suspend/unsuspend |
 //! | [`nodes`] | register a node (its token shown once, stored hashed), check a node's token, add allocations from port lists |
 //! | [`servers`] | create a server: placement, the allocation claimed in the same transaction as the server row, the spec built from the egg, sent to the node |
+//! | [`subusers`] | who may do what on a server: owner, admins, subusers with Pterodactyl's permission names |
+//! | [`totp`] | TOTP second factor (RFC 6238) with single-use recovery codes |
 //! | [`ingest`] | node → panel messages applied idempotently (an event delivered twice changes nothing) |
 //! | [`heartbeat`] | nodes whose heartbeats stopped marked offline |
 //! | [`reconcile`] | a node that returns: servers deleted meanwhile destroyed on it, creates it never got sent again, nothing started |
+//! | [`schedules`] | schedules (cron + tasks) and their runner: each due run claimed in the store, so several panel processes run it exactly once |
 //! | [`ports`] | port lists (`25565-25665`) as Pterodactyl takes them |
 //!
 //! Every call to a node has a deadline ([`ControlConfig::node_timeout`]), so a node that is
@@ -26,10 +30,14 @@ pub mod eggs;
 mod error;
 pub mod heartbeat;
 pub mod ingest;
+pub mod manage;
 pub mod nodes;
 pub mod ports;
 pub mod reconcile;
+pub mod schedules;
 pub mod servers;
+pub mod subusers;
+pub mod totp;
 
 pub use error::ControlError;
 

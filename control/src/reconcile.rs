@@ -9,6 +9,10 @@
 //!   reach it) is sent again, rebuilt from what the store holds, once the node's own fresh
 //!   list (not the heartbeat's, which may be older than a create in flight) confirms it does
 //!   not have it: a create is never sent twice to a node that has the server.
+//! * A server deleted while the node was away (marked with `deletion_requested_at`) is
+//!   destroyed on the node (its `Destroyed` event removes the row) or, when the node's fresh
+//!   list lacks it, removed at once. A server suspended or unsuspended meanwhile gets its spec
+//!   again.
 //! * Nothing is ever started here: a server the node runs keeps running, one it does not run
 //!   stays down until someone starts it, so no server is started twice.
 
@@ -35,6 +39,8 @@ pub struct Reconciled {
     pub resent: Vec<nexus_core::ids::ServerId>,
     /// Servers the node runs that the panel does not have, left alone (first contact).
     pub unknown: Vec<nexus_core::ids::ServerId>,
+    /// Servers whose spec was sent again (suspended or unsuspended while the node was away).
+    pub updated: Vec<nexus_core::ids::ServerId>,
     /// What could not be done now, and why (tried again at the node's next return).
     pub failed: Vec<String>,
 }
@@ -78,10 +84,23 @@ impl ControlPlane {
                 Err(e) => done.failed.push(format!("destroy {}: {e}", status.server)),
             }
         }
-        let missing: Vec<&Server> =
-            known.iter().filter(|s| s.state == ServerState::Requested && !reported.contains(&s.id)).collect();
-        let has_now = if missing.is_empty() { BTreeSet::new() } else { self.node_servers(node).await? };
-        for server in missing.into_iter().filter(|s| !has_now.contains(&s.id)) {
+        // Servers the node may lack (never delivered, or deleted while it was away): its own
+        // fresh list decides, never the heartbeat's, which may predate a create in flight.
+        let unsure: Vec<&Server> = known
+            .iter()
+            .filter(|s| !reported.contains(&s.id))
+            .filter(|s| s.state == ServerState::Requested || s.deletion_requested_at.is_some())
+            .collect();
+        let has_now = if unsure.is_empty() { BTreeSet::new() } else { self.node_servers(node).await? };
+        for server in unsure.into_iter().filter(|s| !has_now.contains(&s.id)) {
+            if server.deletion_requested_at.is_some() {
+                // Deleted while the node was away, and the node does not have it: done.
+                match self.remove_destroyed(server).await {
+                    Ok(()) => done.destroyed.push(server.id),
+                    Err(e) => done.failed.push(format!("remove {}: {e}", server.id)),
+                }
+                continue;
+            }
             let sent = async {
                 let spec = self.spec_of(server).await?;
                 self.send(node, NodeCommand::CreateServer { spec: Box::new(spec), install: true }).await
@@ -89,6 +108,23 @@ impl ControlPlane {
             match sent.await {
                 Ok(()) => done.resent.push(server.id),
                 Err(e) => done.failed.push(format!("create {}: {e}", server.id)),
+            }
+        }
+        let states: std::collections::BTreeMap<_, _> = on_node.iter().map(|s| (s.server, s.state)).collect();
+        for server in &known {
+            let Some(state) = states.get(&server.id) else { continue };
+            if server.deletion_requested_at.is_some() {
+                // Its Destroyed event removes the row.
+                match self.send(node, NodeCommand::DestroyServer { server: server.id }).await {
+                    Ok(()) => done.destroyed.push(server.id),
+                    Err(e) => done.failed.push(format!("destroy {}: {e}", server.id)),
+                }
+            } else if server.suspended != (*state == ServerState::Suspended) && *state != ServerState::Requested {
+                // Suspended or unsuspended while the node was away: it gets the spec again.
+                match self.resend_spec(server).await {
+                    Ok(()) => done.updated.push(server.id),
+                    Err(e) => done.failed.push(format!("update {}: {e}", server.id)),
+                }
             }
         }
         if done != Reconciled::default() {
@@ -106,6 +142,13 @@ impl ControlPlane {
                 source: TransportError::Protocol(format!("expected a server list, got {other:?}")),
             }),
         }
+    }
+
+    /// Sends the node `server`'s current spec (no install): how changes to suspension,
+    /// limits, startup or variables reach a node.
+    pub(crate) async fn resend_spec(&self, server: &Server) -> Result<(), ControlError> {
+        let spec = self.spec_of(server).await?;
+        self.send(server.node, NodeCommand::CreateServer { spec: Box::new(spec), install: false }).await
     }
 
     /// The spec of a stored server, rebuilt from its egg, its stored values (set by whoever
@@ -127,7 +170,7 @@ impl ControlPlane {
         settings.image = Some(server.image.clone());
         settings.startup = Some(server.startup.clone());
         settings.location = location;
-        settings.suspended = server.state == ServerState::Suspended;
+        settings.suspended = server.suspended;
         settings.editor = Editor::Admin;
         Ok(server_spec(&egg, &settings, &ports, &server.environment)?)
     }

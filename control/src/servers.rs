@@ -9,7 +9,7 @@ use nexus_core::model::{Server, ServerLimits};
 use nexus_core::placement::{Placement, PlacementRequest};
 use nexus_core::runtime::PortBinding;
 use nexus_core::store::{Store, StoreError};
-use nexus_core::transport::{NodeCommand, NodeResponse, PowerAction, ServerSpec};
+use nexus_core::transport::{NodeCommand, NodeResponse, PowerAction, ServerSpec, TransportError};
 use nexus_eggs::spec::{Editor, ServerSettings, server_spec};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -140,6 +140,8 @@ impl ControlPlane {
                 state: ServerState::Requested,
                 version: 0,
                 created_at: Utc::now(),
+                suspended: false,
+                deletion_requested_at: None,
             };
             tx.create_server(&server).await?;
             Ok::<_, ControlError>((server, spec))
@@ -173,10 +175,12 @@ impl ControlPlane {
     }
 
     /// Asks the server's node to `action` it (start, stop, restart, kill); the state changes
-    /// arrive as events. A suspended server cannot start.
+    /// arrive as events. A suspended server cannot start; one being deleted takes no action.
     pub async fn power(&self, id: ServerId, action: PowerAction) -> Result<(), ControlError> {
         let server = self.server(id).await?;
-        if server.state == ServerState::Suspended && matches!(action, PowerAction::Start | PowerAction::Restart) {
+        refuse_if_deleting(&server)?;
+        let starts = matches!(action, PowerAction::Start | PowerAction::Restart);
+        if starts && (server.suspended || server.state == ServerState::Suspended) {
             return Err(ControlError::Suspended(id));
         }
         self.send(server.node, NodeCommand::Power { server: id, action }).await
@@ -185,20 +189,62 @@ impl ControlPlane {
     /// Writes `line` to the server's console (through its node).
     pub async fn send_command(&self, id: ServerId, line: &str) -> Result<(), ControlError> {
         let server = self.server(id).await?;
+        refuse_if_deleting(&server)?;
         self.send(server.node, NodeCommand::SendCommand { server: id, line: line.to_owned() }).await
     }
 
     /// Removes the server from its node; the node's `Destroyed` event then removes it from the
     /// store and frees its allocations ([`ingest`](ControlPlane::ingest)). A server the node
     /// never received (still `Requested`, and not in the node's list) sends no event: it is
-    /// removed here.
-    pub async fn destroy_server(&self, id: ServerId) -> Result<(), ControlError> {
+    /// removed here. When the node cannot be reached, the server is marked for deletion
+    /// ([`Delivery::Pending`]) and the deletion finishes when the node returns
+    /// ([`reconcile`](ControlPlane::reconcile)).
+    pub async fn destroy_server(&self, id: ServerId) -> Result<Delivery, ControlError> {
         let server = self.server(id).await?;
-        self.send(server.node, NodeCommand::DestroyServer { server: id }).await?;
+        match self.send(server.node, NodeCommand::DestroyServer { server: id }).await {
+            Ok(()) => {}
+            Err(ControlError::Node { source: TransportError::Unreachable(_, reason), .. }) => {
+                self.mark_for_deletion(id).await?;
+                tracing::info!(server = %id, node = %server.node, %reason, "marked for deletion until its node returns");
+                return Ok(Delivery::Pending(reason));
+            }
+            Err(e) => return Err(e),
+        }
         if server.state == ServerState::Requested && !self.node_servers(server.node).await?.contains(&id) {
             self.remove_destroyed(&server).await?;
         }
-        Ok(())
+        Ok(Delivery::Sent)
+    }
+
+    /// Records that `id` is to be deleted (once; retried on a concurrent change).
+    async fn mark_for_deletion(&self, id: ServerId) -> Result<(), ControlError> {
+        self.update_server_with(id, |server| {
+            if server.deletion_requested_at.is_none() {
+                server.deletion_requested_at = Some(Utc::now());
+            }
+            Ok(())
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Applies `change` to the stored server and writes it, re-reading and retrying once when
+    /// another writer (an event, another panel) changed it in between.
+    pub(crate) async fn update_server_with(
+        &self,
+        id: ServerId,
+        change: impl Fn(&mut Server) -> Result<(), ControlError>,
+    ) -> Result<Server, ControlError> {
+        for _ in 0..3 {
+            let mut server = self.server(id).await?;
+            change(&mut server)?;
+            match self.store.update_server(&server).await {
+                Ok(updated) => return Ok(updated),
+                Err(StoreError::VersionConflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ControlError::Busy(format!("server {id} kept changing")))
     }
 
     /// A server by id.
@@ -224,6 +270,14 @@ impl ControlPlane {
                 ),
             }),
         }
+    }
+}
+
+/// A server marked for deletion takes no further actions.
+pub(crate) fn refuse_if_deleting(server: &Server) -> Result<(), ControlError> {
+    match server.deletion_requested_at {
+        Some(_) => Err(ControlError::Deleting(server.id)),
+        None => Ok(()),
     }
 }
 

@@ -135,6 +135,9 @@ pub struct ServerFilter {
     pub node: Option<NodeId>,
     /// Created from this egg.
     pub egg: Option<EggId>,
+    /// Owned by this user or shared with them as a subuser.
+    #[serde(default)]
+    pub member: Option<UserId>,
 }
 
 /// Resources booked on a node by its servers, for placement.
@@ -271,6 +274,47 @@ pub trait ScheduleRepo: Send + Sync {
     async fn delete_schedule(&self, id: ScheduleId) -> StoreResult<()>;
     /// Enabled schedules with `next_run_at <= now`, soonest first.
     async fn due_schedules(&self, now: DateTime<Utc>) -> StoreResult<Vec<Schedule>>;
+    /// Claims the run of schedule `id` that was due at `due`: only if the schedule is enabled
+    /// and its `next_run_at` is still exactly `due`, sets `last_run_at = ran_at` and
+    /// `next_run_at = next` and answers `true`; otherwise changes nothing and answers
+    /// `false`. Atomic, so when several panel processes see the same due schedule exactly
+    /// one of them runs it. `NotFound` for an unknown schedule.
+    async fn claim_schedule_run(
+        &self,
+        id: ScheduleId,
+        due: DateTime<Utc>,
+        next: Option<DateTime<Utc>>,
+        ran_at: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+}
+
+/// Subusers: users granted rights on a server they do not own.
+#[async_trait]
+pub trait SubuserRepo: Send + Sync {
+    /// Adds `subuser`, or replaces the permissions of an existing one (keeping its
+    /// `created_at`). The server and user must exist (`InvalidReference`); the owner cannot
+    /// be a subuser of their own server (`InvalidReference`).
+    async fn put_subuser(&self, subuser: &Subuser) -> StoreResult<()>;
+    /// `user`'s grant on `server`, if any.
+    async fn get_subuser(&self, server: ServerId, user: UserId) -> StoreResult<Option<Subuser>>;
+    /// A server's subusers, oldest first (then by user id). `NotFound` for an unknown server.
+    async fn list_subusers(&self, server: ServerId) -> StoreResult<Vec<Subuser>>;
+    /// Removes `user`'s grant on `server`; `NotFound` if there is none. Deleting the server
+    /// or the user removes their grants too.
+    async fn delete_subuser(&self, server: ServerId, user: UserId) -> StoreResult<()>;
+}
+
+/// Second factors of users.
+#[async_trait]
+pub trait TotpRepo: Send + Sync {
+    /// Sets `totp` as its user's second factor (replacing any). The user must exist
+    /// (`InvalidReference`).
+    async fn put_totp(&self, totp: &UserTotp) -> StoreResult<()>;
+    /// `user`'s second factor, if any.
+    async fn get_totp(&self, user: UserId) -> StoreResult<Option<UserTotp>>;
+    /// Removes `user`'s second factor; `NotFound` if there is none. Deleting the user removes
+    /// it too.
+    async fn delete_totp(&self, user: UserId) -> StoreResult<()>;
 }
 
 /// API keys.
@@ -324,6 +368,8 @@ pub trait Repositories:
     + ApiKeyRepo
     + BackupRepo
     + AuditRepo
+    + SubuserRepo
+    + TotpRepo
 {
 }
 
@@ -338,6 +384,8 @@ impl<T> Repositories for T where
         + ApiKeyRepo
         + BackupRepo
         + AuditRepo
+        + SubuserRepo
+        + TotpRepo
 {
 }
 
@@ -374,8 +422,10 @@ pub trait StoreTransaction: Repositories {
 ///   `create_server` accepts allocations reserved for that same server id. Claiming for an
 ///   existing server appends to its `extra_allocations` and bumps its version.
 /// * `update_server` ignores the allocation fields and refuses to change the node.
-/// * `delete_user` removes the user's API keys; `delete_node` removes its (free)
-///   allocations; `delete_server` removes locked backups too. Audit entries are never removed.
+/// * `delete_user` removes the user's API keys, subuser grants and second factor;
+///   `delete_node` removes its (free) allocations; `delete_server` removes locked backups and
+///   subuser grants too. Audit entries are never removed.
+/// * `list_servers` with `member` lists the servers the user owns and those shared with them.
 /// * `mark_stale_nodes_offline` treats an online node that never sent a heartbeat as stale;
 ///   a heartbeat exactly at the cutoff is not stale.
 /// * Callers never continue a transaction after a failed call (PostgreSQL aborts the

@@ -213,6 +213,13 @@ traced_repo!(ScheduleRepo {
     fn update_schedule(&self, schedule: &Schedule) -> StoreResult<()>;
     fn delete_schedule(&self, id: ScheduleId) -> StoreResult<()>;
     fn due_schedules(&self, now: DateTime<Utc>) -> StoreResult<Vec<Schedule>>;
+    fn claim_schedule_run(
+        &self,
+        id: ScheduleId,
+        due: DateTime<Utc>,
+        next: Option<DateTime<Utc>>,
+        ran_at: DateTime<Utc>,
+    ) -> StoreResult<bool>;
 });
 
 traced_repo!(ApiKeyRepo {
@@ -229,6 +236,19 @@ traced_repo!(BackupRepo {
     fn list_backups(&self, server: ServerId) -> StoreResult<Vec<Backup>>;
     fn update_backup(&self, backup: &Backup) -> StoreResult<()>;
     fn delete_backup(&self, id: BackupId) -> StoreResult<()>;
+});
+
+traced_repo!(SubuserRepo {
+    fn put_subuser(&self, subuser: &Subuser) -> StoreResult<()>;
+    fn get_subuser(&self, server: ServerId, user: UserId) -> StoreResult<Option<Subuser>>;
+    fn list_subusers(&self, server: ServerId) -> StoreResult<Vec<Subuser>>;
+    fn delete_subuser(&self, server: ServerId, user: UserId) -> StoreResult<()>;
+});
+
+traced_repo!(TotpRepo {
+    fn put_totp(&self, totp: &UserTotp) -> StoreResult<()>;
+    fn get_totp(&self, user: UserId) -> StoreResult<Option<UserTotp>>;
+    fn delete_totp(&self, user: UserId) -> StoreResult<()>;
 });
 
 traced_repo!(AuditRepo {

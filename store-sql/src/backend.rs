@@ -10,13 +10,15 @@
 //! | read transaction (`begin`) | `REPEATABLE READ READ ONLY` | `REPEATABLE READ`, `READ ONLY` | `BEGIN` (a WAL snapshot) |
 //! | claiming an allocation (`claim_candidate`) | `FOR UPDATE SKIP LOCKED` | `FOR UPDATE SKIP LOCKED` | plain (the writer lock is held) |
 //! | summing `BIGINT`s (`server_totals`) | `CAST(SUM(..) AS BIGINT)` | `CAST(SUM(..) AS SIGNED)` | `SUM(..)` |
+//! | insert or update (`upsert!`) | `ON CONFLICT (key) DO UPDATE` | `ON DUPLICATE KEY UPDATE` | `ON CONFLICT (key) DO UPDATE` |
 //! | migration lock (`lock_migrations`) | advisory lock | `GET_LOCK` | none (one process owns the file) |
 //! | migrations ([`Backend::migrations`]) | `migrations/postgres` | `migrations/mysql` | `migrations/sqlite` |
 //! | column types | `VARCHAR COLLATE "C"`, `TIMESTAMP`, `BIGSERIAL` | `utf8mb4_bin`, `DATETIME(6)`, `AUTO_INCREMENT` | `TEXT`, `INTEGER PRIMARY KEY AUTOINCREMENT` |
 //!
 //! What the dialects would also differ in, the stores avoid needing: ids are UUIDs made by
-//! the caller, so no statement needs `RETURNING` (MySQL has none); no repository upserts; and
-//! UUIDs, timestamps and JSON use the SQL types all three share (text, `Timestamp`, text).
+//! the caller, so no statement needs `RETURNING` (MySQL has none); the few upserts (subusers,
+//! second factors) need no `RETURNING` either; and UUIDs, timestamps and JSON use the SQL
+//! types all three share (text, `Timestamp`, text).
 
 use crate::connection::AnyConnection;
 use crate::error::SqlResult;
@@ -298,3 +300,32 @@ macro_rules! insert_rows {
     }};
 }
 pub(crate) use insert_rows;
+
+/// Inserts `$row` into `$table` or, if a row with the same key exists, applies `$changes` to
+/// it: one statement, so two writers adding the same key at once both succeed (a read, then an
+/// insert, would fail the later one with a unique violation). `$target` is the conflict key for
+/// PostgreSQL and SQLite; MySQL's `ON DUPLICATE KEY` fires on any unique key, so tables
+/// upserted here must have no unique key but the primary one. A macro for the same reason as
+/// [`insert_rows!`].
+macro_rules! upsert {
+    ($conn:expr, $table:expr, $row:expr, $target:expr, $changes:expr) => {{
+        match $conn {
+            #[cfg(feature = "postgres")]
+            $crate::connection::AnyConnection::Postgres(c) => {
+                diesel::insert_into($table).values($row).on_conflict($target).do_update().set($changes).execute(c)
+            }
+            #[cfg(feature = "mysql")]
+            $crate::connection::AnyConnection::Mysql(c) => diesel::insert_into($table)
+                .values($row)
+                .on_conflict(diesel::dsl::DuplicatedKeys)
+                .do_update()
+                .set($changes)
+                .execute(c),
+            #[cfg(feature = "sqlite")]
+            $crate::connection::AnyConnection::Sqlite(c) => {
+                diesel::insert_into($table).values($row).on_conflict($target).do_update().set($changes).execute(c)
+            }
+        }
+    }};
+}
+pub(crate) use upsert;

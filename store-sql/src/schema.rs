@@ -15,7 +15,8 @@ diesel::table! {
 }
 
 diesel::table! {
-    /// Per-server rights of sub-users (no repository uses it yet; the panel's sub-users will).
+    /// Per-server rights of sub-users, one row per permission: never used by a repository and
+    /// superseded by `subusers`; kept because the init migration is never edited.
     server_permissions (server_id, user_id, permission) {
         server_id -> Text,
         user_id -> Text,
@@ -140,6 +141,29 @@ diesel::table! {
         state -> Text,
         version -> BigInt,
         created_at -> Timestamp,
+        suspended -> Bool,
+        deletion_requested_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    /// Users granted rights on a server they do not own; `permissions` is a JSON array.
+    subusers (server_id, user_id) {
+        server_id -> Text,
+        user_id -> Text,
+        permissions -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    /// Users' TOTP second factors; `recovery_hashes` is a JSON array.
+    user_totp (user_id) {
+        user_id -> Text,
+        secret -> Text,
+        recovery_hashes -> Text,
+        enabled_at -> Nullable<Timestamp>,
+        last_step -> Nullable<BigInt>,
     }
 }
 
@@ -233,6 +257,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     eggs,
     egg_variables,
     servers,
+    subusers,
+    user_totp,
     server_events,
     schedules,
     schedule_tasks,

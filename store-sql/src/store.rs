@@ -10,7 +10,7 @@
 use crate::backend::{self, Backend, Mode};
 use crate::connection::AnyConnection;
 use crate::error::{SqlError, SqlResult};
-use crate::repo::{accounts, infra, servers};
+use crate::repo::{access, accounts, infra, servers};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use diesel::Connection;
@@ -469,6 +469,46 @@ macro_rules! repositories {
             }
             async fn due_schedules(&self, now: DateTime<Utc>) -> StoreResult<Vec<Schedule>> {
                 self.run(Mode::Read, move |c| servers::due_schedules(c, now)).await
+            }
+            async fn claim_schedule_run(
+                &self,
+                id: ScheduleId,
+                due: DateTime<Utc>,
+                next: Option<DateTime<Utc>>,
+                ran_at: DateTime<Utc>,
+            ) -> StoreResult<bool> {
+                self.run(Mode::Write, move |c| servers::claim_schedule_run(c, id, due, next, ran_at)).await
+            }
+        }
+
+        #[async_trait]
+        impl<B: Backend> SubuserRepo for $ty<B> {
+            async fn put_subuser(&self, subuser: &Subuser) -> StoreResult<()> {
+                let subuser = subuser.clone();
+                self.run(Mode::Write, move |c| access::put_subuser(c, &subuser)).await
+            }
+            async fn get_subuser(&self, server: ServerId, user: UserId) -> StoreResult<Option<Subuser>> {
+                self.run(Mode::Read, move |c| access::get_subuser(c, server, user)).await
+            }
+            async fn list_subusers(&self, server: ServerId) -> StoreResult<Vec<Subuser>> {
+                self.run(Mode::Read, move |c| access::list_subusers(c, server)).await
+            }
+            async fn delete_subuser(&self, server: ServerId, user: UserId) -> StoreResult<()> {
+                self.run(Mode::Write, move |c| access::delete_subuser(c, server, user)).await
+            }
+        }
+
+        #[async_trait]
+        impl<B: Backend> TotpRepo for $ty<B> {
+            async fn put_totp(&self, totp: &UserTotp) -> StoreResult<()> {
+                let totp = totp.clone();
+                self.run(Mode::Write, move |c| access::put_totp(c, &totp)).await
+            }
+            async fn get_totp(&self, user: UserId) -> StoreResult<Option<UserTotp>> {
+                self.run(Mode::Read, move |c| access::get_totp(c, user)).await
+            }
+            async fn delete_totp(&self, user: UserId) -> StoreResult<()> {
+                self.run(Mode::Write, move |c| access::delete_totp(c, user)).await
             }
         }
 

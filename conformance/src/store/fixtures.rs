@@ -2,8 +2,9 @@
 //!
 //! Every builder returns a complete, valid record that is not yet stored. Timestamps are whole
 //! seconds after [`BASE_TIME`], so every backend (microsecond `timestamptz`, `DATETIME(6)`,
-//! SQLite text) round-trips them exactly. Names get a random tag where a case may seed the
-//! same kind of record twice, so uniqueness rules never collide by accident.
+//! SQLite text) round-trips them exactly; the few cases that check precision add whole
+//! microseconds, the finest precision a store must keep. Names get a random tag where a case
+//! may seed the same kind of record twice, so uniqueness rules never collide by accident.
 
 use chrono::{DateTime, TimeZone, Utc};
 use nexus_core::ids::*;
@@ -134,8 +135,8 @@ pub fn egg(name: &str) -> Egg {
     }
 }
 
-/// A `Requested` server, version 0, created at `ts(0)`, using `allocations` (the first is the
-/// primary; there must be at least one).
+/// A `Requested`, unsuspended server, version 0, created at `ts(0)`, using `allocations` (the
+/// first is the primary; there must be at least one).
 pub fn server(owner: &User, node: &Node, egg: &Egg, allocations: &[AllocationId]) -> Server {
     let Some((&primary, extra)) = allocations.split_first() else {
         panic!("a fixture server needs at least one allocation");
@@ -155,6 +156,8 @@ pub fn server(owner: &User, node: &Node, egg: &Egg, allocations: &[AllocationId]
         state: ServerState::Requested,
         version: 0,
         created_at: ts(0),
+        suspended: false,
+        deletion_requested_at: None,
     }
 }
 
@@ -215,6 +218,23 @@ pub fn backup(server: ServerId, name: &str, created_at: DateTime<Utc>) -> Backup
         locked: false,
         created_at,
         completed_at: None,
+    }
+}
+
+/// `user`'s grant on `server` with `permissions`, first added at `created_at`.
+pub fn subuser(server: ServerId, user: UserId, permissions: &[&str], created_at: DateTime<Utc>) -> Subuser {
+    Subuser { server, user, permissions: permissions.iter().map(|p| (*p).to_owned()).collect(), created_at }
+}
+
+/// A confirmed second factor of `user` with two recovery codes left, last used at step
+/// `last_step`.
+pub fn totp(user: UserId, last_step: Option<u64>) -> UserTotp {
+    UserTotp {
+        user,
+        secret: "JBSWY3DPEHPK3PXP".into(),
+        recovery_hashes: vec!["sha256:recovery-1".into(), "sha256:recovery-2".into()],
+        enabled_at: Some(ts(60)),
+        last_step,
     }
 }
 

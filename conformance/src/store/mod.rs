@@ -135,6 +135,12 @@ macro_rules! __store_conformance_cases {
             users_listed_by_username_and_paged,
             user_delete_guarded_by_servers_and_removes_keys,
             api_keys_round_trip,
+            subusers_put_replaces_and_keeps_created_at,
+            subusers_checked_references,
+            subusers_listed_oldest_first,
+            subusers_deleted_alone_and_with_server_or_user,
+            totp_put_replace_delete,
+            totp_removed_with_user,
             audit_newest_first_filtered_and_paged,
             locations_unique_ordered_and_guarded,
             nodes_round_trip,
@@ -151,6 +157,8 @@ macro_rules! __store_conformance_cases {
             egg_delete_guarded_by_servers,
             servers_round_trip_assigns_allocations,
             servers_listed_filtered_and_paged,
+            servers_listed_by_member,
+            server_suspension_and_deletion_request_round_trip,
             server_create_conflicts_change_nothing,
             server_create_accepts_allocation_claimed_for_it,
             server_update_checks_version,
@@ -159,6 +167,7 @@ macro_rules! __store_conformance_cases {
             server_delete_cleans_up,
             schedules_round_trip,
             due_schedules_soonest_first,
+            schedule_runs_claimed_once,
             backups_round_trip_and_lock,
             transaction_commit_makes_writes_visible,
             transaction_rollback_discards_writes,
@@ -169,6 +178,7 @@ macro_rules! __store_conformance_cases {
             concurrent_claims_fewer_tasks_than_allocations,
             concurrent_transitions_one_winner,
             concurrent_updates_one_winner,
+            concurrent_schedule_claims_one_winner,
         ] }
     };
 }

@@ -155,6 +155,8 @@ struct State {
     backups: HashMap<BackupId, Backup>,
     /// In append order (ties on `at` are broken by it).
     audit: Vec<AuditEvent>,
+    subusers: HashMap<(ServerId, UserId), Subuser>,
+    totp: HashMap<UserId, UserTotp>,
 }
 
 fn duplicate(entity: &'static str, detail: impl Into<String>) -> StoreError {
@@ -267,6 +269,8 @@ impl State {
         self.users.remove(&id);
         // Keys act with their owner's rights; they cannot outlive the owner.
         self.api_keys.retain(|_, key| key.user != id);
+        self.subusers.retain(|(_, user), _| *user != id);
+        self.totp.remove(&id);
         Ok(())
     }
 
@@ -545,6 +549,7 @@ impl State {
             .filter(|s| filter.owner.is_none_or(|owner| s.owner == owner))
             .filter(|s| filter.node.is_none_or(|node| s.node == node))
             .filter(|s| filter.egg.is_none_or(|egg| s.egg == egg))
+            .filter(|s| filter.member.is_none_or(|user| s.owner == user || self.subusers.contains_key(&(s.id, user))))
             .collect();
         servers.sort_by_key(|s| (s.created_at, s.id));
         Ok(paged(servers.into_iter().cloned(), page))
@@ -617,7 +622,59 @@ impl State {
         self.schedules.retain(|_, s| s.server != id);
         // Locked backups go too: the lock guards against deleting one backup, not the server.
         self.backups.retain(|_, b| b.server != id);
+        self.subusers.retain(|(server, _), _| *server != id);
         Ok(())
+    }
+}
+
+// Subusers, second factors.
+impl State {
+    fn put_subuser(&mut self, subuser: &Subuser) -> StoreResult<()> {
+        let server = self
+            .servers
+            .get(&subuser.server)
+            .ok_or_else(|| invalid(format!("subuser refers to missing server `{}`", subuser.server)))?;
+        if !self.users.contains_key(&subuser.user) {
+            return Err(invalid(format!("subuser refers to missing user `{}`", subuser.user)));
+        }
+        if server.owner == subuser.user {
+            return Err(invalid(format!("user `{}` owns server `{}`", subuser.user, subuser.server)));
+        }
+        let key = (subuser.server, subuser.user);
+        let created_at = self.subusers.get(&key).map_or(subuser.created_at, |s| s.created_at);
+        self.subusers.insert(key, Subuser { created_at, ..subuser.clone() });
+        Ok(())
+    }
+
+    fn get_subuser(&self, server: ServerId, user: UserId) -> StoreResult<Option<Subuser>> {
+        Ok(self.subusers.get(&(server, user)).cloned())
+    }
+
+    fn list_subusers(&self, server: ServerId) -> StoreResult<Vec<Subuser>> {
+        found(&self.servers, &server, "server", server)?;
+        let mut list: Vec<&Subuser> = self.subusers.values().filter(|s| s.server == server).collect();
+        list.sort_by_key(|s| (s.created_at, s.user));
+        Ok(list.into_iter().cloned().collect())
+    }
+
+    fn delete_subuser(&mut self, server: ServerId, user: UserId) -> StoreResult<()> {
+        self.subusers.remove(&(server, user)).map(drop).ok_or_else(|| StoreError::not_found("subuser", user))
+    }
+
+    fn put_totp(&mut self, totp: &UserTotp) -> StoreResult<()> {
+        if !self.users.contains_key(&totp.user) {
+            return Err(invalid(format!("second factor refers to missing user `{}`", totp.user)));
+        }
+        self.totp.insert(totp.user, totp.clone());
+        Ok(())
+    }
+
+    fn get_totp(&self, user: UserId) -> StoreResult<Option<UserTotp>> {
+        Ok(self.totp.get(&user).cloned())
+    }
+
+    fn delete_totp(&mut self, user: UserId) -> StoreResult<()> {
+        self.totp.remove(&user).map(drop).ok_or_else(|| StoreError::not_found("second factor", user))
     }
 }
 
@@ -665,6 +722,22 @@ impl State {
             self.schedules.values().filter(|s| s.enabled && s.next_run_at.is_some_and(|at| at <= now)).collect();
         due.sort_by_key(|s| (s.next_run_at, s.id));
         Ok(due.into_iter().cloned().collect())
+    }
+
+    fn claim_schedule_run(
+        &mut self,
+        id: ScheduleId,
+        due: DateTime<Utc>,
+        next: Option<DateTime<Utc>>,
+        ran_at: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let schedule = found_mut(&mut self.schedules, &id, "schedule", id)?;
+        if !schedule.enabled || schedule.next_run_at != Some(due) {
+            return Ok(false);
+        }
+        schedule.last_run_at = Some(ran_at);
+        schedule.next_run_at = next;
+        Ok(true)
     }
 
     fn create_api_key(&mut self, key: &ApiKey) -> StoreResult<()> {
@@ -897,6 +970,15 @@ impl<B: Backing> ScheduleRepo for B {
     async fn due_schedules(&self, now: DateTime<Utc>) -> StoreResult<Vec<Schedule>> {
         self.read(|s| s.due_schedules(now)).await
     }
+    async fn claim_schedule_run(
+        &self,
+        id: ScheduleId,
+        due: DateTime<Utc>,
+        next: Option<DateTime<Utc>>,
+        ran_at: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        self.write(|s| s.claim_schedule_run(id, due, next, ran_at)).await
+    }
 }
 
 #[async_trait]
@@ -944,5 +1026,34 @@ impl<B: Backing> AuditRepo for B {
     }
     async fn list_audit(&self, subject: Option<&AuditSubject>, page: Page) -> StoreResult<Vec<AuditEvent>> {
         self.read(|s| s.list_audit(subject, page)).await
+    }
+}
+
+#[async_trait]
+impl<B: Backing> SubuserRepo for B {
+    async fn put_subuser(&self, subuser: &Subuser) -> StoreResult<()> {
+        self.write(|s| s.put_subuser(subuser)).await
+    }
+    async fn get_subuser(&self, server: ServerId, user: UserId) -> StoreResult<Option<Subuser>> {
+        self.read(|s| s.get_subuser(server, user)).await
+    }
+    async fn list_subusers(&self, server: ServerId) -> StoreResult<Vec<Subuser>> {
+        self.read(|s| s.list_subusers(server)).await
+    }
+    async fn delete_subuser(&self, server: ServerId, user: UserId) -> StoreResult<()> {
+        self.write(|s| s.delete_subuser(server, user)).await
+    }
+}
+
+#[async_trait]
+impl<B: Backing> TotpRepo for B {
+    async fn put_totp(&self, totp: &UserTotp) -> StoreResult<()> {
+        self.write(|s| s.put_totp(totp)).await
+    }
+    async fn get_totp(&self, user: UserId) -> StoreResult<Option<UserTotp>> {
+        self.read(|s| s.get_totp(user)).await
+    }
+    async fn delete_totp(&self, user: UserId) -> StoreResult<()> {
+        self.write(|s| s.delete_totp(user)).await
     }
 }

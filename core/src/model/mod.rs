@@ -10,6 +10,7 @@ mod egg;
 mod node;
 mod schedule;
 mod server;
+mod subuser;
 mod user;
 
 pub use allocation::Allocation;
@@ -23,4 +24,5 @@ pub use egg::{
 pub use node::{Location, Node, NodeCapacity, NodeStatus, Overallocation};
 pub use schedule::{Schedule, Task, TaskAction};
 pub use server::{Server, ServerLimits};
+pub use subuser::{Subuser, UserTotp};
 pub use user::{Permission, Role, User};

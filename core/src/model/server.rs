@@ -35,6 +35,14 @@ pub struct Server {
     pub version: u64,
     /// Creation time.
     pub created_at: DateTime<Utc>,
+    /// Suspended by an admin: it may not start, and its node stops it. The panel's intention;
+    /// `state` is what the node reports.
+    #[serde(default)]
+    pub suspended: bool,
+    /// When deletion was asked for while the node could not be reached; the node is told
+    /// when it returns, and the row goes once it reports the server destroyed.
+    #[serde(default)]
+    pub deletion_requested_at: Option<DateTime<Utc>>,
 }
 
 impl Server {

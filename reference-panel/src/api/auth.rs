@@ -8,11 +8,12 @@
 //!   requests carry no ambient credential and need none.
 //! * **Rights**: an admin's session or application key may do everything; a client key acts on
 //!   its user's servers (every server for an admin, as Pterodactyl's client API) but not on
-//!   panel-wide routes; a user's session acts on the servers the user owns.
+//!   panel-wide routes; a user's session acts on the servers the user owns or was granted
+//!   as a subuser ([`ServerAccess`](nexus_control::subusers::ServerAccess)).
 
 use nexus_control::accounts::random_alphanumeric;
 use nexus_core::ids::UserId;
-use nexus_core::model::{ApiKeyScope, Permission, Role, Server, User};
+use nexus_core::model::{ApiKeyScope, Role, User};
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -55,19 +56,6 @@ impl Principal {
     pub fn is_admin(&self) -> bool {
         self.user.role == Role::Admin && !matches!(self.via, Via::Key(ApiKeyScope::Client))
     }
-
-    /// What the caller may do on `server`; `None` when it is not theirs to see at all.
-    pub fn server_permissions(&self, server: &Server) -> Option<Vec<Permission>> {
-        if self.user.role == Role::Admin {
-            let mut all = Permission::ALL.to_vec();
-            all.push(Permission::InstallRead);
-            Some(all)
-        } else if server.owner == self.user.id {
-            Some(Permission::ALL.to_vec())
-        } else {
-            None
-        }
-    }
 }
 
 #[derive(Debug)]
@@ -77,10 +65,14 @@ struct Session {
     created: Instant,
 }
 
-/// The sessions of this panel process.
+/// How long a login waiting for its second factor stays valid.
+pub const SECOND_FACTOR_WINDOW: Duration = Duration::from_secs(5 * 60);
+
+/// The sessions of this panel process, and logins waiting for their second factor.
 #[derive(Debug, Default)]
 pub struct Sessions {
     sessions: Mutex<HashMap<String, Session>>,
+    pending: Mutex<HashMap<String, (UserId, Instant)>>,
 }
 
 impl Sessions {
@@ -120,6 +112,42 @@ impl Sessions {
     /// Ends every session of `user` except `keep` (after a password change).
     pub fn close_all_of(&self, user: UserId, keep: Option<&str>) {
         self.lock().retain(|id, s| s.user != user || Some(id.as_str()) == keep);
+    }
+
+    /// A login whose password was right and whose second factor is still due: a token for
+    /// the second step, valid [`SECOND_FACTOR_WINDOW`].
+    pub fn await_second_factor(&self, user: UserId) -> String {
+        let token = random_alphanumeric(43);
+        let now = Instant::now();
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        if pending.len() >= MAX_SESSIONS {
+            pending.retain(|_, (_, at)| now.saturating_duration_since(*at) < SECOND_FACTOR_WINDOW);
+            if pending.len() >= MAX_SESSIONS
+                && let Some(oldest) = pending.iter().min_by_key(|(_, (_, at))| *at).map(|(t, _)| t.clone())
+            {
+                pending.remove(&oldest);
+            }
+        }
+        pending.insert(token.clone(), (user, now));
+        token
+    }
+
+    /// The user of a pending login token still in its window (the token stays until used
+    /// successfully, so a mistyped code can be retried; attempts are throttled by the
+    /// control plane).
+    pub fn pending_login(&self, token: &str) -> Option<UserId> {
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        let (user, at) = *pending.get(token)?;
+        if at.elapsed() >= SECOND_FACTOR_WINDOW {
+            pending.remove(token);
+            return None;
+        }
+        Some(user)
+    }
+
+    /// Spends a pending login token.
+    pub fn finish_login(&self, token: &str) {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner).remove(token);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {

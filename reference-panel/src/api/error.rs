@@ -79,6 +79,8 @@ impl From<ControlError> for ApiError {
             ControlError::Node { .. } if status.is_client_error() => "node_refused",
             ControlError::Node { .. } => "node_unavailable",
             ControlError::Suspended(_) => "suspended",
+            ControlError::Deleting(_) => "deleting",
+            ControlError::Running(_) => "running",
             ControlError::Auth(AuthError::Throttled { .. }) => "throttled",
             ControlError::Auth(_) => "unauthenticated",
             ControlError::Forbidden(_) => "forbidden",

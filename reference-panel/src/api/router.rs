@@ -5,7 +5,8 @@ use super::auth::{CSRF_HEADER, Principal, Via, same_token, session_cookie};
 use super::{ApiError, DEFAULT_PER_PAGE, MAX_BODY_BYTES, MAX_PER_PAGE, PanelState, handlers};
 use bytes::{Buf, Bytes, BytesMut};
 use futures::{Stream, StreamExt};
-use nexus_core::model::{Permission, Server};
+use nexus_control::subusers::ServerAccess;
+use nexus_core::model::Server;
 use nexus_core::store::Page;
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
@@ -29,8 +30,10 @@ pub enum Access {
     /// Admins (session or application key).
     Admin,
     /// Whoever may see the server named by the route's first `{…}` segment and, if given,
-    /// holds this permission on it. Others get `404` (existence is not revealed) or `403`.
-    Server(Option<Permission>),
+    /// holds this permission on it (a Pterodactyl name, see
+    /// [`PERMISSIONS`](nexus_control::subusers::PERMISSIONS); owners and admins hold all).
+    /// Others get `404` (existence is not revealed) or `403`.
+    Server(Option<&'static str>),
 }
 
 /// What a handler answers.
@@ -68,16 +71,21 @@ macro_rules! route {
 /// Every route of `/api/v1`.
 pub fn routes() -> Vec<Route> {
     use Access::{Admin, Authenticated, Public, Server};
-    use handlers::{account, infra, servers};
+    use handlers::{account, infra, schedules, servers, subusers};
     vec![
         route!(GET "/api/v1/health", Public, account::health),
         route!(POST "/api/v1/auth/login", Public, account::login),
+        route!(POST "/api/v1/auth/login/totp", Public, account::login_second_factor),
         route!(POST "/api/v1/auth/logout", Authenticated, account::logout),
         route!(GET "/api/v1/account", Authenticated, account::me),
         route!(PUT "/api/v1/account/password", Authenticated, account::change_password),
+        route!(POST "/api/v1/account/totp", Authenticated, account::totp_setup),
+        route!(POST "/api/v1/account/totp/enable", Authenticated, account::totp_enable),
+        route!(POST "/api/v1/account/totp/disable", Authenticated, account::totp_disable),
         route!(GET "/api/v1/account/api-keys", Authenticated, account::list_keys),
         route!(POST "/api/v1/account/api-keys", Authenticated, account::create_key),
         route!(DELETE "/api/v1/account/api-keys/{id}", Authenticated, account::delete_key),
+        route!(GET "/api/v1/permissions", Authenticated, subusers::catalog),
         route!(GET "/api/v1/users", Admin, account::list_users),
         route!(POST "/api/v1/users", Admin, account::create_user),
         route!(GET "/api/v1/locations", Admin, infra::list_locations),
@@ -97,10 +105,28 @@ pub fn routes() -> Vec<Route> {
         route!(GET "/api/v1/servers", Authenticated, servers::list),
         route!(POST "/api/v1/servers", Admin, servers::create),
         route!(GET "/api/v1/servers/{id}", Server(None), servers::show),
-        route!(GET "/api/v1/servers/{id}/events", Server(None), servers::events),
-        route!(POST "/api/v1/servers/{id}/power", Server(Some(Permission::Power)), servers::power),
-        route!(POST "/api/v1/servers/{id}/command", Server(Some(Permission::ConsoleWrite)), servers::command),
-        route!(GET "/api/v1/servers/{id}/websocket", Server(Some(Permission::ConsoleRead)), servers::websocket),
+        route!(GET "/api/v1/servers/{id}/events", Server(Some("activity.read")), servers::events),
+        route!(POST "/api/v1/servers/{id}/power", Server(None), servers::power),
+        route!(POST "/api/v1/servers/{id}/command", Server(Some("control.console")), servers::command),
+        route!(GET "/api/v1/servers/{id}/websocket", Server(None), servers::websocket),
+        route!(POST "/api/v1/servers/{id}/rename", Server(Some("settings.rename")), servers::rename),
+        route!(POST "/api/v1/servers/{id}/reinstall", Server(Some("settings.reinstall")), servers::reinstall),
+        route!(GET "/api/v1/servers/{id}/startup", Server(Some("startup.read")), servers::startup),
+        route!(PUT "/api/v1/servers/{id}/startup", Server(Some("startup.update")), servers::update_startup),
+        route!(PUT "/api/v1/servers/{id}/build", Admin, servers::update_build),
+        route!(POST "/api/v1/servers/{id}/suspend", Admin, servers::suspend),
+        route!(POST "/api/v1/servers/{id}/unsuspend", Admin, servers::unsuspend),
+        route!(GET "/api/v1/servers/{id}/users", Server(Some("user.read")), subusers::list),
+        route!(POST "/api/v1/servers/{id}/users", Server(Some("user.create")), subusers::create),
+        route!(PUT "/api/v1/servers/{id}/users/{user}", Server(Some("user.update")), subusers::update),
+        route!(DELETE "/api/v1/servers/{id}/users/{user}", Server(Some("user.delete")), subusers::delete),
+        route!(GET "/api/v1/servers/{id}/schedules", Server(Some("schedule.read")), schedules::list),
+        route!(POST "/api/v1/servers/{id}/schedules", Server(Some("schedule.create")), schedules::create),
+        route!(GET "/api/v1/servers/{id}/schedules/{schedule}", Server(Some("schedule.read")), schedules::show),
+        route!(PUT "/api/v1/servers/{id}/schedules/{schedule}", Server(Some("schedule.update")), schedules::update),
+        route!(DELETE "/api/v1/servers/{id}/schedules/{schedule}", Server(Some("schedule.delete")), schedules::delete),
+        route!(POST "/api/v1/servers/{id}/schedules/{schedule}/run", Server(Some("schedule.update")), schedules::run),
+        route!(GET "/api/v1/servers/{id}/activity", Server(Some("activity.read")), schedules::activity),
         route!(DELETE "/api/v1/servers/{id}", Admin, servers::delete),
     ]
 }
@@ -113,6 +139,8 @@ pub struct Call {
     pub principal: Option<Principal>,
     /// The server of a [`Access::Server`] route, loaded and checked.
     pub server: Option<Server>,
+    /// The caller's access to that server.
+    pub access: Option<ServerAccess>,
     /// The path's `{…}` segments, in order.
     pub params: Vec<String>,
     /// Query parameters.
@@ -134,6 +162,20 @@ impl Call {
     /// The checked server of a server route.
     pub fn server(&self) -> Result<&Server, ApiError> {
         self.server.as_ref().ok_or_else(|| ApiError::not_found("server"))
+    }
+
+    /// The caller's access to the server of a server route.
+    pub fn access(&self) -> Result<&ServerAccess, ApiError> {
+        self.access.as_ref().ok_or_else(|| ApiError::not_found("server"))
+    }
+
+    /// Refuses unless the caller holds the permission `name` on the route's server.
+    pub fn require(&self, name: &str) -> Result<(), ApiError> {
+        if self.access()?.allows(name) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!("this needs the `{name}` permission")))
+        }
     }
 
     /// The `i`th `{…}` segment as `T` (`400 invalid_id` otherwise).
@@ -267,7 +309,7 @@ where
     {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "csrf", "missing or wrong X-CSRF-Token"));
     }
-    let mut server = None;
+    let (mut server, mut access) = (None, None);
     match route.access {
         Access::Public => {}
         _ if principal.is_none() => return Err(ApiError::unauthenticated()),
@@ -286,15 +328,17 @@ where
                 Err(nexus_control::ControlError::UnknownServer(_)) => return Err(ApiError::not_found("server")),
                 Err(e) => return Err(e.into()),
             };
-            let Some(granted) = principal.as_ref().and_then(|p| p.server_permissions(&record)) else {
+            let Some(user) = principal.as_ref().map(|p| &p.user) else { return Err(ApiError::unauthenticated()) };
+            let Some(granted) = state.control.server_access(user, &record).await? else {
                 return Err(ApiError::not_found("server"));
             };
             if let Some(needed) = permission
-                && !granted.contains(&needed)
+                && !granted.allows(needed)
             {
-                return Err(ApiError::forbidden(format!("this needs the {needed:?} permission")));
+                return Err(ApiError::forbidden(format!("this needs the `{needed}` permission")));
             }
             server = Some(record);
+            access = Some(granted);
         }
     }
     let query = serde_urlencoded::from_str::<Vec<(String, String)>>(query)
@@ -306,6 +350,7 @@ where
     let call = Call {
         principal,
         server,
+        access,
         params,
         query,
         body,

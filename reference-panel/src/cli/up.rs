@@ -124,6 +124,7 @@ async fn up(args: UpArgs) -> Result<(), CliError> {
         let stopped = stopped.clone();
         tokio::spawn(async move { control.watch_heartbeats(wait(stopped)).await })
     };
+    let schedules = tokio::spawn(Arc::clone(&control).watch_schedules(wait(stopped.clone())));
 
     println!("Nexus panel: {public_url}  (local node on {}, runtime {})", record.daemon_port, container_runtime.name());
     if let Some(password) = first_admin {
@@ -139,6 +140,7 @@ async fn up(args: UpArgs) -> Result<(), CliError> {
     let _ = panel.await;
     let _ = node_task.await;
     let _ = heartbeats.await;
+    let _ = schedules.await;
     Ok(())
 }
 

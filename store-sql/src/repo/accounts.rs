@@ -49,7 +49,7 @@ impl UserRow {
     }
 }
 
-fn user_exists(c: &mut AnyConnection, id: &str) -> SqlResult<bool> {
+pub(crate) fn user_exists(c: &mut AnyConnection, id: &str) -> SqlResult<bool> {
     Ok(users::table.find(id).select(users::id).first::<String>(c).optional()?.is_some())
 }
 
@@ -134,7 +134,8 @@ pub(crate) fn delete_user(c: &mut AnyConnection, id: UserId) -> SqlResult<()> {
     if owned > 0 {
         return Err(in_use("user", id, format!("owns {owned} server(s)")).into());
     }
-    // The user's API keys go with it (ON DELETE CASCADE): keys act with their owner's rights.
+    // The user's API keys, subuser grants and second factor go with it (ON DELETE CASCADE):
+    // keys and grants act with the user's rights, and a new user must not inherit a factor.
     diesel::delete(users::table.find(&key)).execute(c)?;
     Ok(())
 }

@@ -6,6 +6,7 @@
 //! [`StoreError`] variant as `MemoryStore`, naming the offending value. The database's own
 //! constraints (unique keys, foreign keys) stay as the last line against concurrent writers.
 
+pub(crate) mod access;
 pub(crate) mod accounts;
 pub(crate) mod infra;
 pub(crate) mod servers;

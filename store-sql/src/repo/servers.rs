@@ -5,7 +5,7 @@ use super::{duplicate, invalid};
 use crate::connection::AnyConnection;
 use crate::convert::*;
 use crate::error::{SqlError, SqlResult};
-use crate::schema::{allocations, backups, schedule_tasks, schedules, server_events, servers, users};
+use crate::schema::{allocations, backups, schedule_tasks, schedules, server_events, servers, subusers, users};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use nexus_core::ids::*;
@@ -36,6 +36,8 @@ pub(crate) struct ServerRow {
     pub state: String,
     pub version: i64,
     pub created_at: chrono::NaiveDateTime,
+    pub suspended: bool,
+    pub deletion_requested_at: Option<chrono::NaiveDateTime>,
 }
 
 impl ServerRow {
@@ -61,6 +63,8 @@ impl ServerRow {
             state: enum_name(&server.state, "server state")?,
             version: to_i64(server.version, "server version")?,
             created_at: to_db_time(server.created_at),
+            suspended: server.suspended,
+            deletion_requested_at: to_db_time_opt(server.deletion_requested_at),
         })
     }
 
@@ -87,6 +91,8 @@ impl ServerRow {
             state: parse_enum(&self.state, "server state")?,
             version: to_u64(self.version, "server version")?,
             created_at: from_db_time(self.created_at),
+            suspended: self.suspended,
+            deletion_requested_at: from_db_time_opt(self.deletion_requested_at),
         })
     }
 }
@@ -95,7 +101,7 @@ fn load_server(c: &mut AnyConnection, id: &str) -> SqlResult<Option<ServerRow>> 
     Ok(servers::table.find(id).select(ServerRow::as_select()).first(c).optional()?)
 }
 
-fn server_exists(c: &mut AnyConnection, id: &str) -> SqlResult<bool> {
+pub(crate) fn server_exists(c: &mut AnyConnection, id: &str) -> SqlResult<bool> {
     Ok(servers::table.find(id).select(servers::id).first::<String>(c).optional()?.is_some())
 }
 
@@ -205,6 +211,12 @@ pub(crate) fn list_servers(c: &mut AnyConnection, filter: &ServerFilter, page: P
     if let Some(egg) = filter.egg {
         query = query.filter(servers::egg_id.eq(egg.to_string()));
     }
+    if let Some(member) = filter.member {
+        let member = member.to_string();
+        let shared =
+            subusers::table.filter(subusers::server_id.eq(servers::id)).filter(subusers::user_id.eq(member.clone()));
+        query = query.filter(servers::owner_id.eq(member).or(diesel::dsl::exists(shared)));
+    }
     let rows: Vec<ServerRow> = query
         .order((servers::created_at, servers::id))
         .offset(offset)
@@ -249,6 +261,8 @@ pub(crate) fn update_server(c: &mut AnyConnection, server: &Server) -> SqlResult
             servers::pids.eq(row.pids),
             servers::state.eq(&row.state),
             servers::created_at.eq(row.created_at),
+            servers::suspended.eq(row.suspended),
+            servers::deletion_requested_at.eq(row.deletion_requested_at),
             servers::version.eq(next),
         ))
         .execute(c)?;
@@ -357,8 +371,8 @@ pub(crate) fn delete_server(c: &mut AnyConnection, id: ServerId) -> SqlResult<()
     diesel::update(allocations::table.filter(allocations::server_id.eq(&key)))
         .set(allocations::server_id.eq(None::<String>))
         .execute(c)?;
-    // Events, schedules with their tasks, and backups (locked ones too: the lock guards
-    // against deleting one backup, not the server) go by ON DELETE CASCADE.
+    // Events, schedules with their tasks, subuser grants and backups (locked ones too: the
+    // lock guards against deleting one backup, not the server) go by ON DELETE CASCADE.
     diesel::delete(servers::table.find(&key)).execute(c)?;
     Ok(())
 }
@@ -549,6 +563,37 @@ pub(crate) fn due_schedules(c: &mut AnyConnection, now: DateTime<Utc>) -> SqlRes
         .select(ScheduleRow::as_select())
         .load(c)?;
     with_tasks(c, rows)
+}
+
+/// Claims the run of a schedule due at `due`. One conditional UPDATE whose affected-row count
+/// decides, so that of several panels claiming the same run exactly one wins: PostgreSQL and
+/// MySQL make a later writer wait for the winner's row lock and then re-check the WHERE
+/// clause against the winner's `next_run_at`; SQLite runs one writer at a time.
+pub(crate) fn claim_schedule_run(
+    c: &mut AnyConnection,
+    id: ScheduleId,
+    due: DateTime<Utc>,
+    next: Option<DateTime<Utc>>,
+    ran_at: DateTime<Utc>,
+) -> SqlResult<bool> {
+    let key = id.to_string();
+    // `due` is cut to microseconds as the stored value was, so the very `next_run_at` the
+    // caller wrote (or read back) matches on every backend.
+    let claimed = diesel::update(
+        schedules::table
+            .find(&key)
+            .filter(schedules::enabled.eq(true))
+            .filter(schedules::next_run_at.eq(to_db_time(due))),
+    )
+    .set((schedules::last_run_at.eq(Some(to_db_time(ran_at))), schedules::next_run_at.eq(to_db_time_opt(next))))
+    .execute(c)?;
+    if claimed == 1 {
+        return Ok(true);
+    }
+    if !schedule_exists(c, &key)? {
+        return Err(StoreError::not_found("schedule", id).into());
+    }
+    Ok(false)
 }
 
 #[derive(Queryable, Selectable, Insertable, AsChangeset)]

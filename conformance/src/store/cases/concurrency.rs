@@ -12,6 +12,9 @@ use tokio::sync::Barrier;
 /// Concurrent tasks in the races below; above the 50 the suite promises.
 const RACERS: usize = 64;
 
+/// Panel processes racing for one schedule run: a handful, as in a replicated panel.
+const SCHEDULERS: usize = 8;
+
 /// Writes in a transaction are visible inside it at once, invisible outside until `commit`,
 /// and all visible after.
 pub async fn transaction_commit_makes_writes_visible(store: Arc<dyn Store>) {
@@ -76,6 +79,8 @@ async fn write_everything(tx: &dyn StoreTransaction, world: &World) -> Changes {
     tx.record_heartbeat(world.node.id, ts(77)).await.expect("heartbeat");
     let audit = audit(AuditSubject::Server(server.id), "server.create", ts(1));
     tx.append_audit(&audit).await.expect("append audit");
+    tx.put_subuser(&subuser(server.id, user.id, &["control.console"], ts(1))).await.expect("put subuser");
+    tx.put_totp(&totp(user.id, Some(1))).await.expect("put second factor");
     Changes { user, server, audit }
 }
 
@@ -89,6 +94,9 @@ async fn assert_untouched(store: &dyn Store, world: &World, changes: &Changes) {
     // The store must not stay locked by the finished transaction.
     store.create_user(&changes.user).await.expect("write after the transaction ended");
     store.create_server(&changes.server).await.expect("create the server for real");
+    assert_eq!(store.get_totp(changes.user.id).await.expect("get totp"), None, "discarded second factor");
+    let grant = store.get_subuser(changes.server.id, changes.user.id).await.expect("get subuser");
+    assert_eq!(grant, None, "discarded subuser grant");
 }
 
 /// A write made by another task while a transaction is open is not lost when the transaction
@@ -235,4 +243,39 @@ pub async fn concurrent_updates_one_winner(store: Arc<dyn Store>) {
     }
     assert_eq!(winners.len(), 1, "exactly one update wins");
     assert_eq!(store.get_server(server.id).await.expect("get"), winners[0], "the winner's write is stored");
+}
+
+/// Several concurrent `claim_schedule_run` calls for the same due run (panel replicas seeing
+/// the same due schedule): exactly one gets `true`, and its `last_run_at` and `next_run_at`
+/// are the ones stored.
+pub async fn concurrent_schedule_claims_one_winner(store: Arc<dyn Store>) {
+    let world = World::seed(&*store, 1).await;
+    let server = world.create_server(&*store, &[0]).await;
+    let due = ts(100);
+    let restart = schedule(server.id, "restart", Some(due));
+    store.create_schedule(&restart).await.expect("create schedule");
+    let barrier = Arc::new(Barrier::new(SCHEDULERS));
+    let handles: Vec<_> = (0..SCHEDULERS)
+        .map(|i| {
+            let (store, barrier, id) = (Arc::clone(&store), Arc::clone(&barrier), restart.id);
+            let offset = i64::try_from(i).unwrap_or(0);
+            let (next, ran_at) = (ts(1_000 + offset), ts(100 + offset));
+            tokio::spawn(async move {
+                barrier.wait().await;
+                (next, ran_at, store.claim_schedule_run(id, due, Some(next), ran_at).await)
+            })
+        })
+        .collect();
+
+    let mut winners = Vec::new();
+    for handle in handles {
+        let (next, ran_at, claimed) = handle.await.expect("claimer task panicked");
+        if claimed.expect("claim_schedule_run must not fail under concurrency") {
+            winners.push((next, ran_at));
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one claim wins, got {winners:?}");
+    let (next, ran_at) = winners[0];
+    let stored = store.get_schedule(restart.id).await.expect("get");
+    assert_eq!(stored, Schedule { last_run_at: Some(ran_at), next_run_at: Some(next), ..restart }, "winner's write");
 }

@@ -50,12 +50,84 @@ pub async fn servers_listed_filtered_and_paged(store: Arc<dyn Store>) {
     assert_eq!(on_b, [b10.id, mixed.id], "by node");
     let egg_a = list(ServerFilter { egg: Some(a.egg.id), ..ServerFilter::default() }, Page::all()).await;
     assert_eq!(egg_a, [a10.id, a20.id, a30.id], "by egg");
-    let both = ServerFilter { owner: Some(a.user.id), node: Some(b.node.id), egg: Some(b.egg.id) };
+    let both = ServerFilter { owner: Some(a.user.id), node: Some(b.node.id), egg: Some(b.egg.id), member: None };
     assert_eq!(list(both, Page::all()).await, [mixed.id], "filters combine");
-    let none = ServerFilter { owner: Some(b.user.id), node: Some(a.node.id), egg: None };
+    let none = ServerFilter { owner: Some(b.user.id), node: Some(a.node.id), ..ServerFilter::default() };
     assert!(list(none, Page::all()).await.is_empty(), "no match");
     let page = list(ServerFilter { owner: Some(a.user.id), ..ServerFilter::default() }, Page { offset: 1, limit: 2 });
     assert_eq!(page.await, [a20.id, a30.id], "filter, then page");
+}
+
+/// `list_servers` with `member` lists the servers the user owns and those shared with them as
+/// a subuser (not other users' servers, nor servers shared with someone else), in the usual
+/// order, combined with the other filters and paged; a removed grant no longer counts.
+pub async fn servers_listed_by_member(store: Arc<dyn Store>) {
+    let a = World::seed(&*store, 2).await;
+    let b = World::seed(&*store, 3).await;
+    let guest = user(&format!("guest-{}", tag()));
+    let stranger = user(&format!("stranger-{}", tag()));
+    for u in [&guest, &stranger] {
+        store.create_user(u).await.expect("create user");
+    }
+    let make = |world: &World, index: usize, at: i64| Server { created_at: ts(at), ..world.server(&[index]) };
+    let a10 = make(&a, 0, 10);
+    let a20 = make(&a, 1, 20);
+    let b15 = make(&b, 0, 15);
+    let b25 = make(&b, 1, 25);
+    let b5 = make(&b, 2, 5);
+    for server in [&a10, &a20, &b15, &b25, &b5] {
+        store.create_server(server).await.expect("create server");
+    }
+    for (server, user) in [(b15.id, a.user.id), (b25.id, a.user.id), (b5.id, guest.id), (b25.id, guest.id)] {
+        store.put_subuser(&subuser(server, user, &["control.console"], ts(1))).await.expect("put subuser");
+    }
+    let list = |filter: ServerFilter, page: Page| {
+        let store = Arc::clone(&store);
+        async move {
+            let servers = store.list_servers(&filter, page).await.expect("list_servers");
+            servers.into_iter().map(|s| s.id).collect::<Vec<_>>()
+        }
+    };
+    let member = |user: UserId| ServerFilter { member: Some(user), ..ServerFilter::default() };
+
+    assert_eq!(list(member(a.user.id), Page::all()).await, [a10.id, b15.id, a20.id, b25.id], "owned and shared");
+    assert_eq!(list(member(b.user.id), Page::all()).await, [b5.id, b15.id, b25.id], "grants to others do not matter");
+    assert_eq!(list(member(guest.id), Page::all()).await, [b5.id, b25.id], "shared only");
+    assert!(list(member(stranger.id), Page::all()).await.is_empty(), "neither owned nor shared");
+    assert!(list(member(UserId::new()), Page::all()).await.is_empty(), "unknown user: empty, not an error");
+    let on_b = ServerFilter { node: Some(b.node.id), ..member(a.user.id) };
+    assert_eq!(list(on_b, Page::all()).await, [b15.id, b25.id], "member and node combine");
+    let owned_by_b = ServerFilter { owner: Some(b.user.id), ..member(a.user.id) };
+    assert_eq!(list(owned_by_b, Page::all()).await, [b15.id, b25.id], "member and owner combine");
+    let owned_by_a = ServerFilter { owner: Some(a.user.id), ..member(guest.id) };
+    assert!(list(owned_by_a, Page::all()).await.is_empty(), "member and owner combine, no match");
+    assert_eq!(list(member(a.user.id), Page { offset: 1, limit: 2 }).await, [b15.id, a20.id], "filter, then page");
+
+    store.delete_subuser(b15.id, a.user.id).await.expect("delete grant");
+    assert_eq!(list(member(a.user.id), Page::all()).await, [a10.id, a20.id, b25.id], "removed grant");
+}
+
+/// `suspended` and `deletion_requested_at` round-trip through `create_server` and
+/// `update_server`, set and cleared again.
+pub async fn server_suspension_and_deletion_request_round_trip(store: Arc<dyn Store>) {
+    let world = World::seed(&*store, 2).await;
+    let requested_at = ts(50) + chrono::Duration::microseconds(123_456);
+    let flagged = Server { suspended: true, deletion_requested_at: Some(requested_at), ..world.server(&[0]) };
+    store.create_server(&flagged).await.expect("create suspended server");
+    assert_eq!(store.get_server(flagged.id).await.expect("get"), flagged, "round-trip through create");
+    let plain = world.create_server(&*store, &[1]).await;
+    let stored = store.get_server(plain.id).await.expect("get");
+    assert_eq!((stored.suspended, stored.deletion_requested_at), (false, None), "defaults");
+
+    let cleared = Server { suspended: false, deletion_requested_at: None, ..flagged.clone() };
+    let updated = store.update_server(&cleared).await.expect("clear");
+    assert_eq!(updated, Server { version: flagged.version + 1, ..cleared }, "cleared by update");
+    assert_eq!(store.get_server(flagged.id).await.expect("get"), updated, "stored");
+    let set = Server { suspended: true, deletion_requested_at: Some(ts(70)), ..updated.clone() };
+    let updated = store.update_server(&set).await.expect("set");
+    assert_eq!(updated, Server { version: set.version + 1, ..set }, "set by update");
+    assert_eq!(store.get_server(flagged.id).await.expect("get"), updated, "stored");
+    assert_eq!(store.get_server(plain.id).await.expect("get"), stored, "other servers untouched");
 }
 
 /// `create_server` fails with `AllocationUnavailable` for an allocation that is taken, on
@@ -318,6 +390,47 @@ pub async fn schedules_round_trip(store: Arc<dyn Store>) {
     let orphan = schedule(ServerId::new(), "orphan", None);
     assert_err!(store.create_schedule(&orphan).await, StoreError::InvalidReference(_), "unknown server");
     assert_err!(store.list_schedules(ServerId::new()).await, StoreError::NotFound { .. }, "list of unknown server");
+}
+
+/// `claim_schedule_run` claims a due run once: the first claim of a `due` answers `true` and
+/// sets `last_run_at` and `next_run_at`; the same `due` again, another `due`, or a disabled
+/// schedule answer `false` and change nothing; an unknown schedule is `NotFound`. `due` is
+/// compared at the precision timestamps are stored with (microseconds).
+pub async fn schedule_runs_claimed_once(store: Arc<dyn Store>) {
+    let world = World::seed(&*store, 1).await;
+    let server = world.create_server(&*store, &[0]).await;
+    let due = ts(100) + chrono::Duration::microseconds(250_001);
+    let restart = schedule(server.id, "restart", Some(due));
+    let twin = schedule(server.id, "twin", Some(due));
+    let disabled = Schedule { enabled: false, ..schedule(server.id, "disabled", Some(due)) };
+    for s in [&restart, &twin, &disabled] {
+        store.create_schedule(s).await.expect("create schedule");
+    }
+    let get = |id: ScheduleId| {
+        let store = Arc::clone(&store);
+        async move { store.get_schedule(id).await.expect("get schedule") }
+    };
+
+    assert!(store.claim_schedule_run(restart.id, due, Some(ts(200)), ts(101)).await.expect("claim"), "first claim");
+    let claimed = Schedule { last_run_at: Some(ts(101)), next_run_at: Some(ts(200)), ..restart.clone() };
+    assert_eq!(get(restart.id).await, claimed, "last and next run written");
+    assert!(!store.claim_schedule_run(restart.id, due, Some(ts(300)), ts(102)).await.expect("claim"), "same due");
+    assert!(!store.claim_schedule_run(restart.id, ts(150), Some(ts(300)), ts(102)).await.expect("claim"), "other due");
+    assert_eq!(get(restart.id).await, claimed, "refused claims change nothing");
+    assert_eq!(get(twin.id).await, twin, "only the claimed schedule changes");
+
+    assert!(store.claim_schedule_run(restart.id, ts(200), None, ts(201)).await.expect("claim"), "next run");
+    let finished = Schedule { last_run_at: Some(ts(201)), next_run_at: None, ..restart.clone() };
+    assert_eq!(get(restart.id).await, finished, "no next run");
+    assert!(!store.claim_schedule_run(restart.id, ts(200), None, ts(202)).await.expect("claim"), "nothing due");
+
+    assert!(!store.claim_schedule_run(disabled.id, due, Some(ts(200)), ts(101)).await.expect("claim"), "disabled");
+    assert_eq!(get(disabled.id).await, disabled, "a disabled schedule is not claimed");
+    assert_err!(
+        store.claim_schedule_run(ScheduleId::new(), due, None, ts(101)).await,
+        StoreError::NotFound { .. },
+        "unknown schedule"
+    );
 }
 
 /// `due_schedules` returns enabled schedules with `next_run_at <= now` (any server), soonest

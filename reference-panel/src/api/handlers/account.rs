@@ -27,9 +27,37 @@ struct Login {
 pub(crate) async fn login(state: Arc<PanelState>, call: Call) -> Result<Response, ApiError> {
     let body: Login = call.json()?;
     let user = state.control.authenticate(&body.login, &body.password, call.client).await?;
+    if state.control.totp_enabled(user.id).await? {
+        // The password was right; the session waits for the second factor.
+        let token = state.sessions.await_second_factor(user.id);
+        return ok(&serde_json::json!({ "totp_required": true, "login_token": token }));
+    }
+    session_response(&state, &user)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecondFactor {
+    login_token: String,
+    /// A code from the authenticator app, or a recovery code.
+    code: String,
+}
+
+pub(crate) async fn login_second_factor(state: Arc<PanelState>, call: Call) -> Result<Response, ApiError> {
+    let body: SecondFactor = call.json()?;
+    let Some(user) = state.sessions.pending_login(&body.login_token) else {
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "the login expired; log in again"));
+    };
+    state.control.verify_second_factor(user, &body.code, call.client).await?;
+    state.sessions.finish_login(&body.login_token);
+    let user = state.control.store().get_user(user).await.map_err(ctl)?;
+    session_response(&state, &user)
+}
+
+fn session_response(state: &PanelState, user: &nexus_core::model::User) -> Result<Response, ApiError> {
     let (id, csrf) = state.sessions.open(user.id);
     let mut response =
-        json_response(StatusCode::OK, &serde_json::json!({ "user": UserView::from(&user), "csrf_token": csrf }));
+        json_response(StatusCode::OK, &serde_json::json!({ "user": UserView::from(user), "csrf_token": csrf }));
     let cookie = format!(
         "{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
         SESSION_LIFETIME.as_secs(),
@@ -142,4 +170,33 @@ pub(crate) async fn create_user(state: Arc<PanelState>, call: Call) -> Result<Re
 /// A store error as the API answers it.
 pub(super) fn ctl(e: nexus_core::store::StoreError) -> ApiError {
     nexus_control::ControlError::from(e).into()
+}
+
+pub(crate) async fn totp_setup(state: Arc<PanelState>, call: Call) -> Result<Response, ApiError> {
+    let setup = state.control.totp_setup(call.principal()?.user.id).await?;
+    ok(&serde_json::json!({ "secret": setup.secret, "uri": setup.uri }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TotpCode {
+    code: String,
+}
+
+pub(crate) async fn totp_enable(state: Arc<PanelState>, call: Call) -> Result<Response, ApiError> {
+    let body: TotpCode = call.json()?;
+    let codes = state.control.totp_enable(call.principal()?.user.id, &body.code).await?;
+    ok(&serde_json::json!({ "recovery_codes": codes }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Password {
+    password: String,
+}
+
+pub(crate) async fn totp_disable(state: Arc<PanelState>, call: Call) -> Result<Response, ApiError> {
+    let body: Password = call.json()?;
+    state.control.totp_disable(call.principal()?.user.id, &body.password, call.client).await?;
+    no_content()
 }

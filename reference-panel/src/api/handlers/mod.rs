@@ -3,7 +3,9 @@
 
 pub(super) mod account;
 pub(super) mod infra;
+pub(super) mod schedules;
 pub(super) mod servers;
+pub(super) mod subusers;
 mod views;
 
 use super::{ApiError, json_response};

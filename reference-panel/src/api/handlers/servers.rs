@@ -25,9 +25,10 @@ const MAX_EVENTS: u64 = 100;
 pub(crate) async fn list(state: Arc<PanelState>, call: Call) -> Result<Response, ApiError> {
     let principal = call.principal()?;
     let (page, number, per_page) = call.page()?;
-    // Admins see every server (Pterodactyl's `?type=admin`); everyone else their own.
+    // Admins see every server (Pterodactyl's `?type=admin`); everyone else their own and
+    // those shared with them.
     let filter = ServerFilter {
-        owner: if principal.user.role == nexus_core::model::Role::Admin { None } else { Some(principal.user.id) },
+        member: if principal.user.role == nexus_core::model::Role::Admin { None } else { Some(principal.user.id) },
         ..ServerFilter::default()
     };
     let rows = state.control.store().list_servers(&filter, page).await.map_err(ctl)?;
@@ -77,10 +78,7 @@ struct CreateServer {
 
 pub(crate) async fn create(state: Arc<PanelState>, call: Call) -> Result<Response, ApiError> {
     let body: CreateServer = call.json()?;
-    let name = body.name.trim();
-    if name.is_empty() || name.len() > 191 || name.chars().any(char::is_control) {
-        return Err(ApiError::invalid("name", "1 to 191 bytes, one line"));
-    }
+    let name = nexus_control::manage::check_name(&body.name)?;
     // The owner must exist: a server for nobody could never be seen.
     match state.control.store().get_user(body.owner).await {
         Ok(_) => {}
@@ -89,15 +87,7 @@ pub(crate) async fn create(state: Arc<PanelState>, call: Call) -> Result<Respons
         }
         Err(e) => return Err(ctl(e)),
     }
-    let l = body.limits;
-    let limits = ServerLimits {
-        memory_mb: l.memory_mb,
-        swap_mb: l.swap_mb,
-        cpu_percent: l.cpu_percent,
-        disk_mb: l.disk_mb,
-        io_weight: l.io_weight,
-        pids: l.pids,
-    };
+    let limits: ServerLimits = body.limits.into();
     let mut new = NewServer::new(name, body.owner, body.egg, limits);
     new.values = body.variables;
     new.image = body.image;
@@ -108,11 +98,7 @@ pub(crate) async fn create(state: Arc<PanelState>, call: Call) -> Result<Respons
     // Only admins reach this route: they may set any variable and override image and startup.
     new.editor = Editor::Admin;
     let done = state.control.create_server(new).await?;
-    let (delivery, reason) = match &done.delivery {
-        Delivery::Sent => ("sent", None),
-        Delivery::Pending(reason) => ("pending", Some(reason.clone())),
-        _ => ("pending", None),
-    };
+    let (delivery, reason) = delivery_json(&done.delivery);
     created(&serde_json::json!({
         "server": ServerView::from(&done.server),
         "delivery": delivery,
@@ -141,6 +127,12 @@ struct Power {
 
 pub(crate) async fn power(state: Arc<PanelState>, call: Call) -> Result<Response, ApiError> {
     let body: Power = call.json()?;
+    // As Pterodactyl: each action its own permission.
+    call.require(match body.action {
+        PowerAction::Start => "control.start",
+        PowerAction::Stop | PowerAction::Kill => "control.stop",
+        PowerAction::Restart => "control.restart",
+    })?;
     state.control.power(call.server()?.id, body.action).await?;
     Ok(json_response(StatusCode::ACCEPTED, &serde_json::json!({ "action": body.action })))
 }
@@ -163,7 +155,10 @@ pub(crate) async fn command(state: Arc<PanelState>, call: Call) -> Result<Respon
 /// Credentials for the node's console WebSocket, with the caller's permissions on the server.
 pub(crate) async fn websocket(state: Arc<PanelState>, call: Call) -> Result<Response, ApiError> {
     let server = call.server()?;
-    let permissions = call.principal()?.server_permissions(server).unwrap_or_default();
+    let permissions = call.access()?.node_permissions();
+    if !permissions.contains(&nexus_core::model::Permission::ConsoleRead) {
+        return Err(ApiError::forbidden("this needs the `websocket.connect` permission"));
+    }
     let access = state.control.console_access(server.id, &permissions).await?;
     ok(&access)
 }
@@ -171,8 +166,115 @@ pub(crate) async fn websocket(state: Arc<PanelState>, call: Call) -> Result<Resp
 pub(crate) async fn delete(state: Arc<PanelState>, call: Call) -> Result<Response, ApiError> {
     let id: ServerId = call.param(0)?;
     match state.control.destroy_server(id).await {
-        Ok(()) => Ok(json_response(StatusCode::ACCEPTED, &serde_json::json!({ "server": id, "deleting": true }))),
+        Ok(delivery) => {
+            let (delivery, reason) = delivery_json(&delivery);
+            let body =
+                serde_json::json!({ "server": id, "deleting": true, "delivery": delivery, "pending_reason": reason });
+            Ok(json_response(StatusCode::ACCEPTED, &body))
+        }
         Err(nexus_control::ControlError::UnknownServer(_)) => Err(ApiError::not_found("server")),
         Err(e) => Err(e.into()),
+    }
+}
+
+fn delivery_json(delivery: &Delivery) -> (&'static str, Option<String>) {
+    match delivery {
+        Delivery::Sent => ("sent", None),
+        Delivery::Pending(reason) => ("pending", Some(reason.clone())),
+        _ => ("pending", None),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Rename {
+    name: String,
+}
+
+pub(crate) async fn rename(state: Arc<PanelState>, call: Call) -> Result<Response, ApiError> {
+    let body: Rename = call.json()?;
+    let server = state.control.rename_server(call.server()?.id, &body.name).await?;
+    ok(&ServerView::from(&server))
+}
+
+pub(crate) async fn reinstall(state: Arc<PanelState>, call: Call) -> Result<Response, ApiError> {
+    state.control.reinstall_server(call.server()?.id).await?;
+    Ok(json_response(StatusCode::ACCEPTED, &serde_json::json!({ "reinstalling": true })))
+}
+
+/// The startup command and the variables the caller may see, with values and rules.
+pub(crate) async fn startup(state: Arc<PanelState>, call: Call) -> Result<Response, ApiError> {
+    let server = call.server()?;
+    let admin = matches!(call.access()?, nexus_control::subusers::ServerAccess::Admin);
+    let egg = state.control.egg(server.egg).await?;
+    let variables: Vec<serde_json::Value> = egg
+        .variables
+        .iter()
+        .filter(|v| admin || v.user_viewable)
+        .map(|v| {
+            serde_json::json!({
+                "name": v.name,
+                "description": v.description,
+                "env_variable": v.env_variable,
+                "default_value": v.default_value,
+                "value": server.environment.get(&v.env_variable).unwrap_or(&v.default_value),
+                "editable": admin || v.user_editable,
+                "rules": v.rules,
+            })
+        })
+        .collect();
+    ok(&serde_json::json!({ "startup": server.startup, "image": server.image, "variables": variables }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateStartup {
+    variables: BTreeMap<String, String>,
+}
+
+pub(crate) async fn update_startup(state: Arc<PanelState>, call: Call) -> Result<Response, ApiError> {
+    let body: UpdateStartup = call.json()?;
+    let editor = if matches!(call.access()?, nexus_control::subusers::ServerAccess::Admin) {
+        Editor::Admin
+    } else {
+        Editor::User
+    };
+    let server = state.control.update_variables(call.server()?.id, &body.variables, editor).await?;
+    ok(&ServerView::from(&server))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateBuild {
+    limits: Limits,
+}
+
+pub(crate) async fn update_build(state: Arc<PanelState>, call: Call) -> Result<Response, ApiError> {
+    let id: ServerId = call.param(0)?;
+    let body: UpdateBuild = call.json()?;
+    let server = state.control.update_build(id, body.limits.into()).await?;
+    ok(&ServerView::from(&server))
+}
+
+pub(crate) async fn suspend(state: Arc<PanelState>, call: Call) -> Result<Response, ApiError> {
+    let server = state.control.set_suspended(call.param(0)?, true).await?;
+    ok(&ServerView::from(&server))
+}
+
+pub(crate) async fn unsuspend(state: Arc<PanelState>, call: Call) -> Result<Response, ApiError> {
+    let server = state.control.set_suspended(call.param(0)?, false).await?;
+    ok(&ServerView::from(&server))
+}
+
+impl From<Limits> for ServerLimits {
+    fn from(l: Limits) -> Self {
+        ServerLimits {
+            memory_mb: l.memory_mb,
+            swap_mb: l.swap_mb,
+            cpu_percent: l.cpu_percent,
+            disk_mb: l.disk_mb,
+            io_weight: l.io_weight,
+            pids: l.pids,
+        }
     }
 }

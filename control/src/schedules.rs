@@ -1,0 +1,304 @@
+//! Schedules: cron-driven task lists on a server (Pterodactyl's schedules), and the runner.
+//!
+//! Each due run is claimed in the store ([`claim_schedule_run`]: a compare-and-set of
+//! `next_run_at`), so when several panel processes share one database every run happens
+//! exactly once, whichever process sees it first. A claimed run executes its tasks in order,
+//! each `offset_seconds` after the previous one; a failing task stops the rest unless it
+//! says `continue_on_failure`. Every run and its outcome go to the audit log
+//! (`schedule.run`), which is where "last result" is read from.
+//!
+//! [`claim_schedule_run`]: nexus_core::store::ScheduleRepo::claim_schedule_run
+
+use crate::{ControlError, ControlPlane};
+use chrono::{DateTime, Utc};
+use nexus_core::cron::CronSchedule;
+use nexus_core::ids::{AuditEventId, ScheduleId, ServerId, TaskId};
+use nexus_core::lifecycle::ServerState;
+use nexus_core::model::{AuditEvent, AuditSubject, Schedule, Task, TaskAction};
+use nexus_core::transport::PowerAction;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Most schedules per server.
+pub const MAX_SCHEDULES: usize = 50;
+/// Most tasks per schedule.
+pub const MAX_TASKS: usize = 20;
+/// Longest delay of one task after the previous, seconds (Pterodactyl's limit is 900).
+pub const MAX_OFFSET_SECS: u32 = 900;
+/// How often the runner looks for due schedules.
+pub const TICK: Duration = Duration::from_secs(5);
+
+/// What a caller gives to create or change a schedule.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ScheduleInput {
+    /// Display name.
+    pub name: String,
+    /// Five-field cron expression.
+    pub cron: String,
+    /// IANA time zone (default `UTC`).
+    #[serde(default = "utc")]
+    pub timezone: String,
+    /// Whether it fires.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Fire only while the server runs.
+    #[serde(default)]
+    pub only_when_online: bool,
+    /// Tasks in order.
+    #[serde(default)]
+    pub tasks: Vec<TaskInput>,
+}
+
+/// One task as a caller gives it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct TaskInput {
+    /// What to do.
+    pub action: TaskAction,
+    /// Delay after the previous task, seconds.
+    #[serde(default)]
+    pub offset_seconds: u32,
+    /// Keep going if it fails.
+    #[serde(default)]
+    pub continue_on_failure: bool,
+}
+
+fn utc() -> String {
+    "UTC".into()
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> ControlError {
+    ControlError::Invalid { field, reason: reason.into() }
+}
+
+/// Checks `input` and makes the schedule `id` of `server` from it, due next after `now`.
+fn build(id: ScheduleId, server: ServerId, input: ScheduleInput, now: DateTime<Utc>) -> Result<Schedule, ControlError> {
+    let name = input.name.trim();
+    if name.is_empty() || name.len() > 191 || name.chars().any(char::is_control) {
+        return Err(invalid("name", "1 to 191 bytes, one line"));
+    }
+    let cron =
+        CronSchedule::parse_in(input.cron.trim(), input.timezone.trim()).map_err(|e| invalid("cron", e.to_string()))?;
+    if input.tasks.len() > MAX_TASKS {
+        return Err(invalid("tasks", format!("at most {MAX_TASKS}")));
+    }
+    let mut tasks = Vec::with_capacity(input.tasks.len());
+    for task in input.tasks {
+        if task.offset_seconds > MAX_OFFSET_SECS {
+            return Err(invalid("offset_seconds", format!("at most {MAX_OFFSET_SECS}")));
+        }
+        match &task.action {
+            TaskAction::Command(line) if line.is_empty() || line.len() > 4096 || line.contains(['\n', '\r', '\0']) => {
+                return Err(invalid("tasks", "a command is one line of 1 to 4096 bytes"));
+            }
+            TaskAction::Power(action) if power_action(action).is_none() => {
+                return Err(invalid("tasks", "power is start, stop, restart or kill"));
+            }
+            TaskAction::Backup(_) => return Err(invalid("tasks", "backups are not available yet")),
+            _ => {}
+        }
+        tasks.push(Task {
+            id: TaskId::new(),
+            action: task.action,
+            offset_seconds: task.offset_seconds,
+            continue_on_failure: task.continue_on_failure,
+        });
+    }
+    Ok(Schedule {
+        id,
+        server,
+        name: name.to_owned(),
+        cron: cron.expression().to_owned(),
+        timezone: input.timezone.trim().to_owned(),
+        enabled: input.enabled,
+        only_when_online: input.only_when_online,
+        tasks,
+        last_run_at: None,
+        next_run_at: if input.enabled { cron.next_after(now) } else { None },
+    })
+}
+
+fn power_action(name: &str) -> Option<PowerAction> {
+    match name {
+        "start" => Some(PowerAction::Start),
+        "stop" => Some(PowerAction::Stop),
+        "restart" => Some(PowerAction::Restart),
+        "kill" => Some(PowerAction::Kill),
+        _ => None,
+    }
+}
+
+impl ControlPlane {
+    /// Creates a schedule on `server`.
+    pub async fn create_schedule(&self, server: ServerId, input: ScheduleInput) -> Result<Schedule, ControlError> {
+        self.server(server).await?;
+        if self.store.list_schedules(server).await?.len() >= MAX_SCHEDULES {
+            return Err(invalid("schedule", format!("a server has at most {MAX_SCHEDULES} schedules")));
+        }
+        let schedule = build(ScheduleId::new(), server, input, Utc::now())?;
+        self.store.create_schedule(&schedule).await?;
+        Ok(schedule)
+    }
+
+    /// Replaces schedule `id` of `server` (its next run recomputed).
+    pub async fn update_schedule(
+        &self,
+        server: ServerId,
+        id: ScheduleId,
+        input: ScheduleInput,
+    ) -> Result<Schedule, ControlError> {
+        let current = self.schedule_of(server, id).await?;
+        let mut schedule = build(id, server, input, Utc::now())?;
+        schedule.last_run_at = current.last_run_at;
+        self.store.update_schedule(&schedule).await?;
+        Ok(schedule)
+    }
+
+    /// Schedule `id` if it belongs to `server` (`NotFound` otherwise, so ids of other
+    /// servers' schedules reveal nothing).
+    pub async fn schedule_of(&self, server: ServerId, id: ScheduleId) -> Result<Schedule, ControlError> {
+        let schedule = self.store.get_schedule(id).await?;
+        if schedule.server != server {
+            return Err(nexus_core::store::StoreError::not_found("schedule", id).into());
+        }
+        Ok(schedule)
+    }
+
+    /// Runs every schedule due at `now` that this process claims; returns how many it
+    /// started. The tasks run in the background (`self` must be in an `Arc`).
+    pub async fn run_due_schedules(self: &Arc<Self>, now: DateTime<Utc>) -> Result<usize, ControlError> {
+        let mut started = 0;
+        for schedule in self.store.due_schedules(now).await? {
+            let Some(due) = schedule.next_run_at else { continue };
+            let next = CronSchedule::parse_in(&schedule.cron, &schedule.timezone).ok().and_then(|c| c.next_after(now));
+            if !self.store.claim_schedule_run(schedule.id, due, next, now).await? {
+                continue; // another panel process has it
+            }
+            started += 1;
+            let me = Arc::clone(self);
+            tokio::spawn(async move { me.execute(&schedule, "cron").await });
+        }
+        Ok(started)
+    }
+
+    /// Runs schedule `id` of `server` now, whatever its cron says (its next run unchanged);
+    /// returns once the tasks ran.
+    pub async fn run_schedule_now(&self, server: ServerId, id: ScheduleId) -> Result<(), ControlError> {
+        let schedule = self.schedule_of(server, id).await?;
+        self.execute(&schedule, "manual").await
+    }
+
+    /// The tasks of `schedule`, in order; the outcome goes to the audit log.
+    async fn execute(&self, schedule: &Schedule, trigger: &str) -> Result<(), ControlError> {
+        let mut outcome: Result<(), String> = Ok(());
+        let mut ran = 0;
+        let online = self.server(schedule.server).await.map(|s| s.state == ServerState::Running).unwrap_or(false);
+        if schedule.only_when_online && !online {
+            outcome = Err("skipped: the server is not running".into());
+        } else {
+            for task in &schedule.tasks {
+                if task.offset_seconds > 0 {
+                    tokio::time::sleep(Duration::from_secs(u64::from(task.offset_seconds))).await;
+                }
+                let result = match &task.action {
+                    TaskAction::Command(line) => self.send_command(schedule.server, line).await,
+                    TaskAction::Power(action) => match power_action(action) {
+                        Some(action) => self.power(schedule.server, action).await,
+                        None => Err(invalid("tasks", format!("unknown power action `{action}`"))),
+                    },
+                    TaskAction::Backup(_) => Err(invalid("tasks", "backups are not available yet")),
+                };
+                ran += 1;
+                if let Err(e) = result {
+                    tracing::info!(schedule = %schedule.id, task = %task.id, error = %e, "schedule task failed");
+                    if outcome.is_ok() {
+                        outcome = Err(format!("task {ran}: {e}"));
+                    }
+                    if !task.continue_on_failure {
+                        break;
+                    }
+                }
+            }
+        }
+        let event = AuditEvent {
+            id: AuditEventId::new(),
+            actor: None,
+            action: "schedule.run".into(),
+            subject: AuditSubject::Server(schedule.server),
+            metadata: serde_json::json!({
+                "schedule": schedule.id,
+                "name": schedule.name,
+                "trigger": trigger,
+                "tasks_run": ran,
+                "ok": outcome.is_ok(),
+                "error": outcome.as_ref().err(),
+            }),
+            ip: None,
+            at: Utc::now(),
+        };
+        if let Err(e) = self.store.append_audit(&event).await {
+            tracing::warn!(error = %e, "recording a schedule run");
+        }
+        outcome.map_err(|e| ControlError::Invalid { field: "schedule", reason: e })
+    }
+
+    /// Runs due schedules every [`TICK`] until `shutdown` resolves.
+    pub async fn watch_schedules(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = tick.tick() => {
+                    if let Err(e) = self.run_due_schedules(Utc::now()).await {
+                        tracing::warn!(error = %e, "schedule runner");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(cron: &str, tasks: Vec<TaskInput>) -> ScheduleInput {
+        ScheduleInput {
+            name: "nightly".into(),
+            cron: cron.into(),
+            timezone: "Europe/Berlin".into(),
+            enabled: true,
+            only_when_online: false,
+            tasks,
+        }
+    }
+
+    #[test]
+    fn schedules_are_checked_and_get_their_next_run() {
+        let now = Utc::now();
+        let ok = build(ScheduleId::new(), ServerId::new(), input("0 4 * * *", vec![]), now).unwrap();
+        assert!(ok.next_run_at.is_some_and(|next| next > now));
+        assert!(build(ScheduleId::new(), ServerId::new(), input("61 * * * *", vec![]), now).is_err());
+        let mut zone = input("0 4 * * *", vec![]);
+        zone.timezone = "Mars/Olympus".into();
+        assert!(build(ScheduleId::new(), ServerId::new(), zone, now).is_err());
+        let power = |action: &str| TaskInput {
+            action: TaskAction::Power(action.into()),
+            offset_seconds: 0,
+            continue_on_failure: false,
+        };
+        assert!(build(ScheduleId::new(), ServerId::new(), input("* * * * *", vec![power("restart")]), now).is_ok());
+        assert!(build(ScheduleId::new(), ServerId::new(), input("* * * * *", vec![power("explode")]), now).is_err());
+        let late = TaskInput { offset_seconds: MAX_OFFSET_SECS + 1, ..power("stop") };
+        assert!(build(ScheduleId::new(), ServerId::new(), input("* * * * *", vec![late]), now).is_err());
+    }
+}

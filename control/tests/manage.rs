@@ -1,0 +1,303 @@
+//! Changing servers after creation, on the in-memory store with a scripted node: deletion
+//! while the node is away finishes when it returns; suspension (stored, sent, re-sent to a
+//! node that was away, start refused); startup variables (rights and rules, nothing stored
+//! on a refusal); build; rename; reinstall; subusers and what their grants allow.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use async_trait::async_trait;
+use chrono::Utc;
+use nexus_control::accounts::NewUser;
+use nexus_control::ingest::Ingested;
+use nexus_control::nodes::NewNode;
+use nexus_control::servers::{Delivery, NewServer};
+use nexus_control::subusers::ServerAccess;
+use nexus_control::{ControlConfig, ControlError, ControlPlane};
+use nexus_core::ids::{NodeId, ServerId};
+use nexus_core::lifecycle::{LifecycleEvent, ServerState, Trigger};
+use nexus_core::memory::{InProcessTransport, MemoryStore};
+use nexus_core::model::{NodeCapacity, Permission, Role, Server, ServerLimits, User};
+use nexus_core::store::{Page, ServerRepo};
+use nexus_core::store::{ServerFilter, Store, SubuserRepo};
+use nexus_core::transport::{Heartbeat, NodeCommand, NodeHandler, NodeMessage, NodeResponse, PowerAction};
+use nexus_core::transport::{ServerStatus, TransportError};
+use nexus_eggs::spec::Editor;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A node that records commands and keeps a server list; `down` makes it unreachable.
+#[derive(Default)]
+struct Node {
+    seen: Mutex<Vec<NodeCommand>>,
+    servers: Mutex<Vec<ServerStatus>>,
+    down: AtomicBool,
+}
+
+#[async_trait]
+impl NodeHandler for Node {
+    async fn handle(&self, command: NodeCommand) -> Result<NodeResponse, TransportError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(TransportError::Unreachable("node".into(), "down".into()));
+        }
+        self.seen.lock().unwrap().push(command.clone());
+        let mut servers = self.servers.lock().unwrap();
+        match command {
+            NodeCommand::CreateServer { spec, install } if !servers.iter().any(|s| s.server == spec.id) => {
+                let state = if install { ServerState::Installing } else { ServerState::Installed };
+                servers.push(ServerStatus { server: spec.id, state });
+            }
+            NodeCommand::DestroyServer { server } => servers.retain(|s| s.server != server),
+            NodeCommand::ListServers => return Ok(NodeResponse::Servers(servers.clone())),
+            _ => {}
+        }
+        Ok(NodeResponse::Ok)
+    }
+}
+
+impl Node {
+    fn take(&self) -> Vec<NodeCommand> {
+        std::mem::take(&mut *self.seen.lock().unwrap())
+    }
+}
+
+struct World {
+    control: ControlPlane,
+    store: Arc<MemoryStore>,
+    node: NodeId,
+    handler: Arc<Node>,
+    owner: User,
+}
+
+async fn world() -> World {
+    let store = Arc::new(MemoryStore::new());
+    let (transport, _inbox) = InProcessTransport::new(16);
+    let mut config = ControlConfig::default();
+    config.node_timeout = Duration::from_millis(300);
+    let control =
+        ControlPlane::new(store.clone() as Arc<dyn Store>, Arc::new(transport.clone()), config).await.unwrap();
+    let owner =
+        control.create_user(NewUser::new("owner", "owner@example.com", "owner password", Role::User)).await.unwrap();
+    let capacity = NodeCapacity { memory_mb: 8192, disk_mb: 100_000, cpu_percent: 400 };
+    let node = control.register_node(NewNode::new("n1", "n1.test", 8080, capacity)).await.unwrap().node.id;
+    control.add_allocations(node, "10.0.0.1".parse().unwrap(), "30000-30009").await.unwrap();
+    let handler = Arc::new(Node::default());
+    transport.register(node, handler.clone());
+    let beat = Heartbeat { node, at: Utc::now(), version: "t".into(), servers: vec![] };
+    control.ingest(node, NodeMessage::Heartbeat(beat)).await.unwrap();
+    World { control, store, node, handler, owner }
+}
+
+impl World {
+    /// An installed server of the busybox egg.
+    async fn server(&self) -> Server {
+        let egg = self
+            .control
+            .import_egg(include_bytes!("../../egg-engine/tests/fixtures/egg-busybox-echo.json").to_vec())
+            .await
+            .unwrap();
+        let request =
+            NewServer::new("srv", self.owner.id, egg.id, ServerLimits { memory_mb: 256, ..ServerLimits::default() });
+        let server = self.control.create_server(request).await.unwrap().server;
+        for (from, to, trigger) in [
+            (ServerState::Requested, ServerState::Installing, Trigger::InstallStarted),
+            (ServerState::Installing, ServerState::Installed, Trigger::InstallSucceeded),
+        ] {
+            self.event(server.id, from, to, trigger).await;
+        }
+        self.handler.servers.lock().unwrap().iter_mut().for_each(|s| s.state = ServerState::Installed);
+        self.handler.take();
+        self.control.server(server.id).await.unwrap()
+    }
+
+    async fn event(&self, server: ServerId, from: ServerState, to: ServerState, trigger: Trigger) -> Ingested {
+        let event = LifecycleEvent { server, from, to, trigger, at: Utc::now() };
+        self.control.ingest(self.node, NodeMessage::Lifecycle(event)).await.unwrap()
+    }
+
+    /// The node goes silent (offline), then returns with its list.
+    async fn away_and_back(&self) -> Ingested {
+        let later = Utc::now() + chrono::Duration::seconds(120);
+        assert_eq!(self.control.mark_silent_nodes_offline(later).await.unwrap(), vec![self.node]);
+        self.handler.down.store(false, Ordering::SeqCst);
+        let servers = self.handler.servers.lock().unwrap().clone();
+        let beat = Heartbeat { node: self.node, at: Utc::now(), version: "t".into(), servers };
+        self.control.ingest(self.node, NodeMessage::Heartbeat(beat)).await.unwrap()
+    }
+}
+
+#[tokio::test]
+async fn a_deletion_asked_while_the_node_is_away_finishes_when_it_returns() {
+    let w = world().await;
+    let server = w.server().await;
+    w.handler.down.store(true, Ordering::SeqCst);
+    let delivery = w.control.destroy_server(server.id).await.unwrap();
+    assert!(matches!(delivery, Delivery::Pending(_)), "{delivery:?}");
+    let marked = w.control.server(server.id).await.unwrap();
+    assert!(marked.deletion_requested_at.is_some(), "the intention is stored");
+    // Nothing else may happen to it meanwhile.
+    assert!(matches!(w.control.power(server.id, PowerAction::Start).await, Err(ControlError::Deleting(_))));
+
+    let Ingested::Returned(done) = w.away_and_back().await else { panic!("not a return") };
+    assert_eq!(done.destroyed, vec![server.id], "{done:?}");
+    assert!(w.handler.take().contains(&NodeCommand::DestroyServer { server: server.id }));
+    // The node's events then remove the row and free the port.
+    w.event(server.id, ServerState::Installed, ServerState::Destroying, Trigger::Destroy).await;
+    let removed = w.event(server.id, ServerState::Destroying, ServerState::Destroyed, Trigger::DestroyCompleted).await;
+    assert_eq!(removed, Ingested::Removed(server.id));
+    assert!(w.store.list_servers(&ServerFilter::default(), Page::all()).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_marked_server_the_returning_node_no_longer_has_is_removed_at_once() {
+    let w = world().await;
+    let server = w.server().await;
+    w.handler.down.store(true, Ordering::SeqCst);
+    w.control.destroy_server(server.id).await.unwrap();
+    // The node lost it meanwhile (a wiped disk): nothing to destroy there.
+    w.handler.servers.lock().unwrap().clear();
+    let Ingested::Returned(done) = w.away_and_back().await else { panic!("not a return") };
+    assert_eq!(done.destroyed, vec![server.id], "{done:?}");
+    assert!(matches!(w.control.server(server.id).await, Err(ControlError::UnknownServer(_))));
+}
+
+#[tokio::test]
+async fn a_suspended_server_cannot_start_and_its_node_is_told_even_after_being_away() {
+    let w = world().await;
+    let server = w.server().await;
+    let suspended = w.control.set_suspended(server.id, true).await.unwrap();
+    assert!(suspended.suspended);
+    let sent = w.handler.take();
+    assert!(
+        sent.iter().any(|c| matches!(c, NodeCommand::CreateServer { spec, install: false } if spec.suspended)),
+        "the node gets the suspended spec: {sent:?}"
+    );
+    assert!(matches!(w.control.power(server.id, PowerAction::Start).await, Err(ControlError::Suspended(_))));
+    // The node reports the suspension.
+    w.event(server.id, ServerState::Installed, ServerState::Suspended, Trigger::Suspend).await;
+    w.handler.servers.lock().unwrap().iter_mut().for_each(|s| s.state = ServerState::Suspended);
+
+    // Unsuspended while the node is away: stored, and sent when it returns.
+    w.handler.down.store(true, Ordering::SeqCst);
+    assert!(!w.control.set_suspended(server.id, false).await.unwrap().suspended);
+    let Ingested::Returned(done) = w.away_and_back().await else { panic!("not a return") };
+    assert_eq!(done.updated, vec![server.id], "{done:?}");
+    assert!(
+        w.handler
+            .take()
+            .iter()
+            .any(|c| matches!(c, NodeCommand::CreateServer { spec, install: false } if !spec.suspended))
+    );
+}
+
+#[tokio::test]
+async fn startup_variables_are_checked_by_rights_and_rules_and_a_refusal_stores_nothing() {
+    let w = world().await;
+    let server = w.server().await;
+    let values = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    };
+    // MOTD is viewable but not editable by users; admins may set it.
+    let refused = w.control.update_variables(server.id, &values(&[("MOTD", "hi")]), Editor::User).await.unwrap_err();
+    assert_eq!(refused.status_code(), 422, "{refused}");
+    let refused =
+        w.control.update_variables(server.id, &values(&[("MAX_PLAYERS", "500")]), Editor::User).await.unwrap_err();
+    assert!(refused.to_string().contains("MAX_PLAYERS"), "{refused}");
+    let unknown = w.control.update_variables(server.id, &values(&[("NOPE", "1")]), Editor::Admin).await.unwrap_err();
+    assert_eq!(unknown.status_code(), 422);
+    assert_eq!(w.control.server(server.id).await.unwrap().environment, server.environment, "nothing stored");
+    assert!(w.handler.take().is_empty(), "nothing sent");
+
+    let changed =
+        w.control.update_variables(server.id, &values(&[("MAX_PLAYERS", " 12 ")]), Editor::User).await.unwrap();
+    assert_eq!(changed.environment["MAX_PLAYERS"], "12");
+    assert_eq!(changed.environment["GREETING"], server.environment["GREETING"], "the others are kept");
+    let sent = w.handler.take();
+    assert!(
+        sent.iter().any(|c| matches!(c, NodeCommand::CreateServer { spec, install: false }
+        if spec.environment["MAX_PLAYERS"] == "12")),
+        "{sent:?}"
+    );
+    w.control.update_variables(server.id, &values(&[("MOTD", "admin says")]), Editor::Admin).await.unwrap();
+}
+
+#[tokio::test]
+async fn rename_build_and_reinstall() {
+    let w = world().await;
+    let server = w.server().await;
+    assert_eq!(w.control.rename_server(server.id, "  new name ").await.unwrap().name, "new name");
+    assert_eq!(w.control.rename_server(server.id, "a\nb").await.unwrap_err().status_code(), 422);
+    let limits = ServerLimits { memory_mb: 1024, ..server.limits };
+    assert_eq!(w.control.update_build(server.id, limits).await.unwrap().limits.memory_mb, 1024);
+    let bad = ServerLimits { memory_mb: 1, ..server.limits };
+    assert_eq!(w.control.update_build(server.id, bad).await.unwrap_err().status_code(), 422, "a spec no node accepts");
+    assert_eq!(w.control.server(server.id).await.unwrap().limits.memory_mb, 1024, "unchanged by the refusal");
+    w.handler.take();
+    w.control.reinstall_server(server.id).await.unwrap();
+    assert!(w.handler.take().contains(&NodeCommand::Install { server: server.id }));
+    w.event(server.id, ServerState::Installed, ServerState::Starting, Trigger::Start).await;
+    assert!(matches!(w.control.reinstall_server(server.id).await, Err(ControlError::Running(_))));
+}
+
+#[tokio::test]
+async fn subusers_get_what_they_were_granted_and_grant_no_more_than_they_hold() {
+    let w = world().await;
+    let server = w.server().await;
+    let friend = w
+        .control
+        .create_user(NewUser::new("friend", "friend@example.com", "friend password", Role::User))
+        .await
+        .unwrap();
+    let other =
+        w.control.create_user(NewUser::new("other", "other@example.com", "other password", Role::User)).await.unwrap();
+    let owner_access = w.control.server_access(&w.owner, &server).await.unwrap().unwrap();
+    assert_eq!(owner_access, ServerAccess::Owner);
+    assert_eq!(w.control.server_access(&friend, &server).await.unwrap(), None, "not theirs before a grant");
+
+    let grant = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect::<BTreeSet<String>>();
+    let bad = w
+        .control
+        .put_subuser(server.id, "friend@example.com", grant(&["control.all"]), (&w.owner, &owner_access))
+        .await;
+    assert_eq!(bad.unwrap_err().status_code(), 422);
+    let bad = w
+        .control
+        .put_subuser(server.id, "owner@example.com", grant(&["control.console"]), (&w.owner, &owner_access))
+        .await;
+    assert_eq!(bad.unwrap_err().status_code(), 422, "the owner is no subuser");
+    w.control
+        .put_subuser(
+            server.id,
+            "friend@example.com",
+            grant(&["control.console", "user.create"]),
+            (&w.owner, &owner_access),
+        )
+        .await
+        .unwrap();
+    let friend_access = w.control.server_access(&friend, &server).await.unwrap().unwrap();
+    assert!(friend_access.allows("control.console") && !friend_access.allows("control.start"));
+    assert_eq!(friend_access.node_permissions(), [Permission::ConsoleRead, Permission::ConsoleWrite]);
+    // The friend lists the server as theirs.
+    let filter = ServerFilter { member: Some(friend.id), ..ServerFilter::default() };
+    assert_eq!(w.store.list_servers(&filter, Page::all()).await.unwrap().len(), 1);
+
+    // A subuser grants only what they hold, and never changes their own grant.
+    let more = w
+        .control
+        .put_subuser(server.id, "other@example.com", grant(&["control.start"]), (&friend, &friend_access))
+        .await;
+    assert_eq!(more.unwrap_err().status_code(), 403);
+    let own = w
+        .control
+        .put_subuser(server.id, "friend@example.com", grant(&["control.console"]), (&friend, &friend_access))
+        .await;
+    assert_eq!(own.unwrap_err().status_code(), 403);
+    w.control
+        .put_subuser(server.id, "other@example.com", grant(&["control.console"]), (&friend, &friend_access))
+        .await
+        .unwrap();
+    assert!(w.control.remove_subuser(server.id, friend.id, (&friend, &friend_access)).await.is_err());
+    w.control.remove_subuser(server.id, other.id, (&w.owner, &owner_access)).await.unwrap();
+    assert_eq!(w.store.list_subusers(server.id).await.unwrap().len(), 1);
+}

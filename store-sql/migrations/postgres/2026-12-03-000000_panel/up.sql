@@ -1,0 +1,30 @@
+-- Panel features: suspension, deferred deletion, subusers, second factors. PostgreSQL dialect;
+-- keep in step with ../../mysql and ../../sqlite and with src/schema.rs.
+
+-- DEFAULT FALSE: servers that existed before this migration are not suspended.
+ALTER TABLE servers
+    ADD COLUMN suspended BOOLEAN NOT NULL DEFAULT FALSE,
+    ADD COLUMN deletion_requested_at TIMESTAMP;
+
+-- Users granted rights on a server they do not own; permissions are a JSON array of names.
+-- Supersedes server_permissions (never used by a repository).
+CREATE TABLE subusers (
+    server_id VARCHAR(36) COLLATE "C" NOT NULL REFERENCES servers (id) ON DELETE CASCADE,
+    user_id VARCHAR(36) COLLATE "C" NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    permissions TEXT NOT NULL,
+    created_at TIMESTAMP NOT NULL,
+    PRIMARY KEY (server_id, user_id)
+);
+-- list_subusers: oldest first, then user id.
+CREATE INDEX subusers_server_created ON subusers (server_id, created_at, user_id);
+-- list_servers by member, and the cascade when a user is deleted.
+CREATE INDEX subusers_user ON subusers (user_id, server_id);
+
+-- One TOTP second factor per user; recovery_hashes is a JSON array.
+CREATE TABLE user_totp (
+    user_id VARCHAR(36) COLLATE "C" PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,
+    secret TEXT NOT NULL,
+    recovery_hashes TEXT NOT NULL,
+    enabled_at TIMESTAMP,
+    last_step BIGINT
+);
