@@ -4,15 +4,17 @@ use crate::{ControlError, ControlPlane};
 use chrono::{DateTime, Utc};
 use nexus_core::ids::NodeId;
 
-/// Heartbeat intervals of silence after which a node is offline.
-pub const MISSED_HEARTBEATS: u32 = 3;
+/// Silence after which a node is offline, in half heartbeat intervals (2½ intervals: one lost
+/// or late heartbeat is tolerated). With the watch looking every quarter interval, a node is
+/// offline within 3 intervals of its last heartbeat.
+pub const SILENT_HALF_INTERVALS: u32 = 5;
 
 impl ControlPlane {
-    /// Marks every online node silent for [`MISSED_HEARTBEATS`] intervals at `now` offline
+    /// Marks every online node silent for 2½ intervals ([`SILENT_HALF_INTERVALS`]) at `now` offline
     /// (in the store and in placement, which then stops choosing it); returns them. A later
     /// heartbeat brings a node back ([`ingest`](ControlPlane::ingest)).
     pub async fn mark_silent_nodes_offline(&self, now: DateTime<Utc>) -> Result<Vec<NodeId>, ControlError> {
-        let silence = self.config.heartbeat_interval.saturating_mul(MISSED_HEARTBEATS);
+        let silence = self.config.heartbeat_interval.saturating_mul(SILENT_HALF_INTERVALS) / 2;
         let cutoff = chrono::Duration::from_std(silence)
             .ok()
             .and_then(|silence| now.checked_sub_signed(silence))
@@ -29,11 +31,11 @@ impl ControlPlane {
 }
 
 impl ControlPlane {
-    /// Runs [`mark_silent_nodes_offline`](Self::mark_silent_nodes_offline) every heartbeat
-    /// interval until `shutdown` resolves. A failing store is logged and tried again at the
+    /// Runs [`mark_silent_nodes_offline`](Self::mark_silent_nodes_offline) every quarter
+    /// heartbeat interval until `shutdown` resolves. A failing store is logged and tried again at the
     /// next tick.
     pub async fn watch_heartbeats(&self, shutdown: impl std::future::Future<Output = ()>) {
-        let mut tick = tokio::time::interval(self.config.heartbeat_interval);
+        let mut tick = tokio::time::interval(self.config.heartbeat_interval / 4);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
         loop {

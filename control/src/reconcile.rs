@@ -175,3 +175,48 @@ impl ControlPlane {
         Ok(server_spec(&egg, &settings, &ports, &server.environment)?)
     }
 }
+
+impl ControlPlane {
+    /// Sends every server still `Requested` to its node if the node's own list lacks it: what
+    /// a panel does at start, for creates a crash (or `kill -9`) interrupted between storing
+    /// the server and telling the node. Returns the servers sent; nodes that cannot be
+    /// reached are skipped (their return reconciles them).
+    pub async fn resume_requested(&self) -> Result<Vec<ServerId>, ControlError> {
+        let mut requested: std::collections::BTreeMap<NodeId, Vec<Server>> = std::collections::BTreeMap::new();
+        let mut offset = 0;
+        loop {
+            let page = self.store.list_servers(&ServerFilter::default(), Page { offset, limit: PAGE }).await?;
+            offset += page.len() as u64;
+            let last = (page.len() as u64) < PAGE;
+            for server in page {
+                if server.state == ServerState::Requested && server.deletion_requested_at.is_none() {
+                    requested.entry(server.node).or_default().push(server);
+                }
+            }
+            if last {
+                break;
+            }
+        }
+        let mut sent = Vec::new();
+        for (node, servers) in requested {
+            let has = match self.node_servers(node).await {
+                Ok(has) => has,
+                Err(e) => {
+                    tracing::info!(%node, error = %e, "node away; its pending creates wait for its return");
+                    continue;
+                }
+            };
+            for server in servers.iter().filter(|s| !has.contains(&s.id)) {
+                let spec = self.spec_of(server).await?;
+                match self.send(node, NodeCommand::CreateServer { spec: Box::new(spec), install: true }).await {
+                    Ok(()) => sent.push(server.id),
+                    Err(e) => tracing::warn!(server = %server.id, error = %e, "pending create not delivered"),
+                }
+            }
+        }
+        if !sent.is_empty() {
+            tracing::info!(count = sent.len(), "pending creates delivered");
+        }
+        Ok(sent)
+    }
+}

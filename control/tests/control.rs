@@ -497,3 +497,27 @@ async fn derived_node_tokens_survive_a_panel_restart() {
     assert!(matches!(again.node_endpoint(random.node.id).await, Err(ControlError::Invalid { .. })));
     assert!(nexus_control::NodeSecret::new(b"short".to_vec()).is_err());
 }
+
+/// A create interrupted between the store and the node (a crashed panel) is delivered at the
+/// next start; one the node already has is not sent twice.
+#[tokio::test]
+async fn pending_creates_are_delivered_when_the_panel_starts_again() {
+    let w = world().await;
+    let handler = Arc::new(ScriptedNode::default());
+    let node = w.node("n1", 4096, "30000-30003", handler.clone()).await;
+    let egg = w.egg().await;
+    handler.down.store(true, Ordering::SeqCst);
+    let lost = w.control.create_server(w.request(egg, 256)).await.unwrap();
+    assert!(matches!(lost.delivery, Delivery::Pending(_)));
+    handler.down.store(false, Ordering::SeqCst);
+    let delivered = w.control.create_server(w.request(egg, 256)).await.unwrap();
+    assert_eq!(delivered.delivery, Delivery::Sent);
+    handler.seen.lock().unwrap().clear();
+
+    assert_eq!(w.control.resume_requested().await.unwrap(), vec![lost.server.id]);
+    let seen = handler.seen.lock().unwrap().clone();
+    let creates: Vec<_> = seen.iter().filter(|c| matches!(c, NodeCommand::CreateServer { .. })).collect();
+    assert_eq!(creates.len(), 1, "only the lost one: {seen:?}");
+    assert_eq!(w.control.resume_requested().await.unwrap(), vec![], "now the node has both");
+    let _ = node;
+}

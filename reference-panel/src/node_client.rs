@@ -14,7 +14,7 @@ use nexus_core::transport::{NodeCommand, NodeResponse, NodeTransport, ServerStat
 use nexus_wire::ErrorBody;
 use nexus_wire::api::{CommandRequest, PowerRequest, paths};
 use std::collections::HashMap;
-use std::sync::{PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 /// Largest answer read from a node (a server list of ~100,000 servers).
@@ -76,6 +76,28 @@ impl HttpNodeTransport {
             }
         }
         Ok(routed)
+    }
+
+    /// Re-reads every node's endpoint from the store each heartbeat interval until
+    /// `shutdown`: nodes registered or changed by another panel process on the same database.
+    pub async fn keep_synced(
+        self: Arc<Self>,
+        control: Arc<ControlPlane>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        tokio::pin!(shutdown);
+        let mut tick = tokio::time::interval(control.config().heartbeat_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = tick.tick() => {
+                    if let Err(e) = self.sync_endpoints(&control).await {
+                        tracing::warn!(error = %e, "syncing node endpoints");
+                    }
+                }
+            }
+        }
     }
 
     /// Forgets `node`.

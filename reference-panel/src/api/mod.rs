@@ -42,13 +42,28 @@ pub struct PanelState {
     /// The URL nodes and browsers reach this panel at (`http://127.0.0.1:8080`); written into
     /// node configuration files.
     pub public_url: String,
+    /// The node client, told about nodes registered through the API.
+    pub node_client: Option<Arc<crate::node_client::HttpNodeTransport>>,
 }
 
 impl PanelState {
     /// State over `control`, reached at `public_url`.
     pub fn new(control: Arc<ControlPlane>, public_url: impl Into<String>) -> Self {
         let public_url = public_url.into();
-        Self { control, sessions: Sessions::default(), secure_cookies: public_url.starts_with("https://"), public_url }
+        Self {
+            control,
+            sessions: Sessions::default(),
+            secure_cookies: public_url.starts_with("https://"),
+            public_url,
+            node_client: None,
+        }
+    }
+
+    /// Routes nodes registered through the API with `client` at once (instead of at the
+    /// next periodic sync).
+    pub fn with_node_client(mut self, client: Arc<crate::node_client::HttpNodeTransport>) -> Self {
+        self.node_client = Some(client);
+        self
     }
 }
 

@@ -7,14 +7,12 @@
 //! (or SIGTERM) stops the panel and the node; game servers keep running and are re-adopted
 //! on the next start.
 
-use super::{CliError, DataDir, fail, open_control};
+use super::{CliError, DataDir, fail, first_admin, open_control};
 use clap::Args;
 use nexus_control::ControlPlane;
-use nexus_control::accounts::{NewUser, random_alphanumeric};
+use nexus_control::accounts::random_alphanumeric;
 use nexus_control::nodes::NewNode;
-use nexus_core::model::{Node, NodeCapacity, Role};
-use nexus_core::store::Page;
-use nexus_panel::api::{PanelState, json_response_not_found};
+use nexus_core::model::{Node, NodeCapacity};
 use nexus_wings::config::Config as NodeConfig;
 use nexus_wings::daemon::{Daemon, detect_runtime, shutdown_signal};
 use nexus_wings::panel::HttpPanelTransport;
@@ -23,13 +21,9 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use warp::Filter;
 
 /// The local node's name in the store.
 const LOCAL_NODE: &str = "local";
-/// The admin account made on first start.
-const ADMIN_USERNAME: &str = "admin";
-const ADMIN_EMAIL: &str = "admin@nexus.local";
 
 /// Eggs shipped with the panel, imported on first start.
 const SHIPPED_EGGS: &[(&str, &str)] = &[("busybox-echo.json", include_str!("../../eggs/busybox-echo.json"))];
@@ -107,40 +101,17 @@ async fn up(args: UpArgs) -> Result<(), CliError> {
     transport.sync_endpoints(&control).await.map_err(fail("reach the nodes"))?;
 
     // Stop on Ctrl-C / SIGTERM: panel first (no new requests), then the node.
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let state = Arc::new(PanelState::new(Arc::clone(&control), public_url.clone()));
-    let routes = nexus_panel::events::route(Arc::clone(&control))
-        .or(nexus_panel::api::filter(state))
-        .unify()
-        .or(warp::any().map(json_response_not_found))
-        .unify();
-    let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
-    let panel = tokio::spawn(warp::serve(routes).incoming(listener).graceful(wait(stopped.clone())).run());
-    let node_task = tokio::spawn(daemon.serve(wait(stopped.clone())));
-    let heartbeats = {
-        let control = Arc::clone(&control);
-        let stopped = stopped.clone();
-        tokio::spawn(async move { control.watch_heartbeats(wait(stopped)).await })
-    };
-    let schedules = tokio::spawn(Arc::clone(&control).watch_schedules(wait(stopped.clone())));
+    let running = super::run::start(&control, &transport, listener, &public_url);
+    let node_task = tokio::spawn(daemon.serve(super::run::stopping(running.subscribe())));
 
     println!("Nexus panel: {public_url}  (local node on {}, runtime {})", record.daemon_port, container_runtime.name());
-    if let Some(password) = first_admin {
-        println!("First start: created the admin account (shown once; change it after logging in)");
-        println!("  e-mail:   {ADMIN_EMAIL}");
-        println!("  password: {password}");
-    }
+    super::print_first_admin(first_admin.as_deref());
     println!("Stop with Ctrl-C.");
 
     shutdown_signal().await;
     tracing::info!("stopping: the panel, then the local node (game servers keep running)");
-    let _ = stop.send(true);
-    let _ = panel.await;
+    running.stop().await;
     let _ = node_task.await;
-    let _ = heartbeats.await;
-    let _ = schedules.await;
     Ok(())
 }
 
@@ -169,19 +140,6 @@ fn prepare_data_dir(dir: &Path) -> Result<PathBuf, CliError> {
         file.write_all(random_alphanumeric(64).as_bytes()).map_err(fail(format!("write {}", secret.display())))?;
     }
     Ok(root)
-}
-
-/// The admin account on first start (no account at all yet); its password, shown once.
-async fn first_admin(control: &ControlPlane) -> Result<Option<String>, CliError> {
-    if !control.store().list_users(Page::first(1)).await.map_err(fail("read the accounts"))?.is_empty() {
-        return Ok(None);
-    }
-    let password = random_alphanumeric(20);
-    control
-        .create_user(NewUser::new(ADMIN_USERNAME, ADMIN_EMAIL, password.clone(), Role::Admin))
-        .await
-        .map_err(fail("create the admin account"))?;
-    Ok(Some(password))
 }
 
 /// The local node: found by name, or registered with this host's capacity and `ports`.

@@ -72,6 +72,11 @@ pub(crate) async fn create_node(state: Arc<PanelState>, call: Call) -> Result<Re
     new.location = body.location;
     new.tags = body.tags;
     let registration = state.control.register_node(new).await?;
+    if let Some(client) = &state.node_client
+        && let Err(e) = client.sync_endpoints(&state.control).await
+    {
+        tracing::warn!(error = %e, "routing the new node");
+    }
     created(&serde_json::json!({ "node": NodeView::from(&registration.node), "token": registration.token }))
 }
 
