@@ -266,7 +266,11 @@ impl NodeAgent {
                     tracing::info!(install, "server spec updated");
                     self.persist().await;
                     self.apply_suspension(&server).await?;
-                    if install {
+                    // A create sent again (two panels delivering one pending create, a retry
+                    // after a lost answer) must not reinstall over a server that was
+                    // installed: only one never installed is. Reinstalls are `install`.
+                    let never_installed = server.inner().lifecycle.state() == ServerState::Requested;
+                    if install && never_installed {
                         op.relabel(Operation::Install);
                         self.begin_install(&server, op).await?;
                     }

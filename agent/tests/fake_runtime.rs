@@ -782,6 +782,12 @@ async fn install_success_and_failure() {
         assert_eq!(install.data_dir, agent.data_dir(good_id));
         let log = agent.install_log(good_id).await.unwrap();
         assert!(log.contains("installing") && log.contains("downloaded 3 files"), "{log}");
+        // The same create again (two panels delivering one pending create) installs nothing
+        // over the installed server: it only updates the spec.
+        let again = agent.spec(good_id).unwrap();
+        agent.create_server(again, true).await.unwrap();
+        assert_eq!(node.fake.installs().len(), 1, "no second install");
+        assert_eq!(agent.state(good_id), Some(S::Installed));
         agent.power(good_id, PowerAction::Start).await.unwrap();
         watch.state(S::Running).await;
 

@@ -42,7 +42,29 @@ pub enum Ingested {
     Ignored(String),
 }
 
+/// Heartbeat intervals between two reconciliations of a node that stays online: suspensions,
+/// deletions and creates that could not be delivered while it was briefly unreachable (but
+/// not silent long enough to go offline) are retried at least this often.
+pub const RECONCILE_EVERY: u32 = 30;
+
 impl ControlPlane {
+    /// Whether `node` is due for reconciliation (first heartbeat since this process started,
+    /// or [`RECONCILE_EVERY`] intervals since the last); marks it done.
+    fn reconcile_due(&self, node: NodeId) -> bool {
+        let every = self.config.heartbeat_interval.saturating_mul(RECONCILE_EVERY);
+        let now = std::time::Instant::now();
+        let mut reconciled = self.reconciled_lock();
+        let due = reconciled.get(&node).is_none_or(|at| now.saturating_duration_since(*at) >= every);
+        if due {
+            reconciled.insert(node, now);
+        }
+        due
+    }
+
+    fn reconciled_lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<NodeId, std::time::Instant>> {
+        self.reconciled.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Applies one message `from` a node (whose token the caller checked).
     pub async fn ingest(&self, from: NodeId, message: NodeMessage) -> Result<Ingested, ControlError> {
         match message {
@@ -51,18 +73,29 @@ impl ControlPlane {
                     return Ok(Ingested::Ignored(format!("a heartbeat of node {} sent by {from}", beat.node)));
                 }
                 let known = self.store.get_node(from).await?;
-                let returning = known.status != NodeStatus::Online;
                 let first_contact = known.last_heartbeat.is_none();
+                let returning = known.status != NodeStatus::Online;
+                let due = self.reconcile_due(from);
                 // The panel's clock, not the node's: a node with a clock running ahead must
                 // not stay online after it falls silent.
                 self.store.record_heartbeat(from, Utc::now()).await?;
                 if let Err(e) = self.placement().set_online(from, true) {
                     tracing::debug!(node = %from, error = %e, "heartbeat of a node placement does not know");
                 }
-                if returning {
-                    // Back from silence (or first contact): bring its servers in line.
-                    let reconciled = self.reconcile(from, &beat.servers, first_contact).await?;
-                    return Ok(Ingested::Returned(reconciled));
+                if returning || due {
+                    // Back from silence, first contact, first heartbeat since this panel
+                    // started, or simply time: bring its servers in line. A failure leaves it
+                    // due, so the next heartbeat tries again.
+                    let reconciled = match self.reconcile(from, &beat.servers, first_contact).await {
+                        Ok(reconciled) => reconciled,
+                        Err(e) => {
+                            self.reconciled_lock().remove(&from);
+                            return Err(e);
+                        }
+                    };
+                    if returning {
+                        return Ok(Ingested::Returned(reconciled));
+                    }
                 }
                 Ok(Ingested::Heartbeat)
             }

@@ -115,6 +115,10 @@ pub struct ControlPlane {
     hashing: tokio::sync::Semaphore,
     /// Verified against when a login names no account, so both cost the same.
     dummy_hash: String,
+    /// When each node was last reconciled by this process: a node is reconciled at its first
+    /// heartbeat after this panel started (events may have been lost while it was down) and
+    /// again every [`RECONCILE_EVERY`](ingest::RECONCILE_EVERY) heartbeat intervals.
+    reconciled: Mutex<std::collections::HashMap<nexus_core::ids::NodeId, std::time::Instant>>,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -150,6 +154,7 @@ impl ControlPlane {
             throttle: accounts::LoginThrottle::default(),
             hashing: tokio::sync::Semaphore::new(accounts::HASHING_AT_ONCE),
             dummy_hash,
+            reconciled: Mutex::default(),
         })
     }
 

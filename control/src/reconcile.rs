@@ -13,6 +13,8 @@
 //!   destroyed on the node (its `Destroyed` event removes the row) or, when the node's fresh
 //!   list lacks it, removed at once. A server suspended or unsuspended meanwhile gets its spec
 //!   again.
+//! * A server whose state on the node differs from the store's (events lost when the node or
+//!   the panel was killed) takes the node's state.
 //! * Nothing is ever started here: a server the node runs keeps running, one it does not run
 //!   stays down until someone starts it, so no server is started twice.
 
@@ -41,6 +43,8 @@ pub struct Reconciled {
     pub unknown: Vec<nexus_core::ids::ServerId>,
     /// Servers whose spec was sent again (suspended or unsuspended while the node was away).
     pub updated: Vec<nexus_core::ids::ServerId>,
+    /// Servers whose state the panel took from the node's report (events were lost).
+    pub adopted: Vec<nexus_core::ids::ServerId>,
     /// What could not be done now, and why (tried again at the node's next return).
     pub failed: Vec<String>,
 }
@@ -113,11 +117,35 @@ impl ControlPlane {
         let states: std::collections::BTreeMap<_, _> = on_node.iter().map(|s| (s.server, s.state)).collect();
         for server in &known {
             let Some(state) = states.get(&server.id) else { continue };
+            if *state == ServerState::Requested && server.deletion_requested_at.is_none() {
+                // The node has it but never began its install (killed in between): begin it.
+                match self.send(node, NodeCommand::Install { server: server.id }).await {
+                    Ok(()) => done.resent.push(server.id),
+                    Err(e) => done.failed.push(format!("install {}: {e}", server.id)),
+                }
+                continue;
+            }
             if server.deletion_requested_at.is_some() {
                 // Its Destroyed event removes the row.
                 match self.send(node, NodeCommand::DestroyServer { server: server.id }).await {
                     Ok(()) => done.destroyed.push(server.id),
                     Err(e) => done.failed.push(format!("destroy {}: {e}", server.id)),
+                }
+            } else if *state != server.state && server.state != ServerState::Destroyed {
+                // Events were lost (a node or this panel was killed): what the node reports
+                // is what is. Later events then apply from it.
+                let adopted = self
+                    .update_server_with(server.id, |stored| {
+                        stored.state = *state;
+                        Ok(())
+                    })
+                    .await;
+                match adopted {
+                    Ok(_) => {
+                        tracing::info!(server = %server.id, from = ?server.state, to = ?state, "state taken from the node");
+                        done.adopted.push(server.id);
+                    }
+                    Err(e) => done.failed.push(format!("adopt the state of {}: {e}", server.id)),
                 }
             } else if server.suspended != (*state == ServerState::Suspended) && *state != ServerState::Requested {
                 // Suspended or unsuspended while the node was away: it gets the spec again.
@@ -135,8 +163,16 @@ impl ControlPlane {
 
     /// The servers `node` has, asked now.
     pub(crate) async fn node_servers(&self, node: NodeId) -> Result<BTreeSet<ServerId>, ControlError> {
+        Ok(self.node_server_states(node).await?.into_keys().collect())
+    }
+
+    /// The servers `node` has and their states, asked now.
+    pub(crate) async fn node_server_states(
+        &self,
+        node: NodeId,
+    ) -> Result<std::collections::BTreeMap<ServerId, ServerState>, ControlError> {
         match self.request(node, NodeCommand::ListServers).await? {
-            NodeResponse::Servers(list) => Ok(list.into_iter().map(|s| s.server).collect()),
+            NodeResponse::Servers(list) => Ok(list.into_iter().map(|s| (s.server, s.state)).collect()),
             other => Err(ControlError::Node {
                 node,
                 source: TransportError::Protocol(format!("expected a server list, got {other:?}")),
@@ -199,16 +235,21 @@ impl ControlPlane {
         }
         let mut sent = Vec::new();
         for (node, servers) in requested {
-            let has = match self.node_servers(node).await {
+            let has = match self.node_server_states(node).await {
                 Ok(has) => has,
                 Err(e) => {
                     tracing::info!(%node, error = %e, "node away; its pending creates wait for its return");
                     continue;
                 }
             };
-            for server in servers.iter().filter(|s| !has.contains(&s.id)) {
-                let spec = self.spec_of(server).await?;
-                match self.send(node, NodeCommand::CreateServer { spec: Box::new(spec), install: true }).await {
+            for server in &servers {
+                let command = match has.get(&server.id) {
+                    None => NodeCommand::CreateServer { spec: Box::new(self.spec_of(server).await?), install: true },
+                    // Delivered, but the node stopped before its install began.
+                    Some(ServerState::Requested) => NodeCommand::Install { server: server.id },
+                    Some(_) => continue,
+                };
+                match self.send(node, command).await {
                     Ok(()) => sent.push(server.id),
                     Err(e) => tracing::warn!(server = %server.id, error = %e, "pending create not delivered"),
                 }

@@ -33,11 +33,19 @@ struct Up {
 
 impl Up {
     fn start(data_dir: &Path) -> Self {
+        Self::start_with_ports(data_dir, "30410-30419")
+    }
+
+    fn start_with_ports(data_dir: &Path, ports: &str) -> Self {
         let mut child = Command::new(BIN)
-            .args(["up", "--listen", "127.0.0.1:0", "--heartbeat-secs", "1", "--ports", "30410-30419", "--data-dir"])
+            .args(["up", "--listen", "127.0.0.1:0", "--heartbeat-secs", "1", "--ports", ports, "--data-dir"])
             .arg(data_dir)
+            .args(std::env::var_os("NEXUS_TEST_PANEL_LOG").map(|_| "--verbose"))
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(match std::env::var_os("NEXUS_TEST_PANEL_LOG") {
+                Some(path) => Stdio::from(std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap()),
+                None => Stdio::null(),
+            })
             .spawn()
             .expect("start nexus-panel up");
         let stdout = child.stdout.take().unwrap();
@@ -90,6 +98,91 @@ fn remove_containers(filter: &str) {
     if !ids.is_empty() {
         let _ = Command::new("docker").arg("rm").arg("-f").args(&ids).output();
     }
+}
+
+fn docker_ready() -> bool {
+    let probe =
+        match Command::new("docker").args(["image", "inspect", nexus_conformance::runtime::BUSYBOX_IMAGE]).output() {
+            Ok(out) if out.status.success() => Ok(()),
+            Ok(_) => Err("the busybox test image is missing".to_owned()),
+            Err(e) => Err(e.to_string()),
+        };
+    require_service("Docker", probe)
+}
+
+/// `kill -9` during a burst of creates, then a restart: every server the panel stored is
+/// installed or failed (none stuck half-made), and exactly the stored servers hold ports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panel_killed_during_a_burst_of_creates_leaves_nothing_half_made() {
+    if !docker_ready() {
+        return;
+    }
+    const BURST: usize = 30;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut up = Up::start_with_ports(&data, "30440-30479");
+    let password = up.password.clone().unwrap();
+    let admin = Client::login(&up.url, "admin", &password).await;
+    let node_id = admin.get("/api/v1/nodes").await["data"][0]["id"].as_str().unwrap().to_owned();
+    up.node_containers = Some(format!("label={}={node_id}", nexus_agent::NODE_LABEL));
+    let (_, key) =
+        admin.call(reqwest::Method::POST, "/api/v1/account/api-keys", Some(json!({"kind":"application"}))).await;
+    let key = key["secret"].as_str().unwrap().to_owned();
+    let me = admin.get("/api/v1/account").await["id"].clone();
+    let egg = admin.get("/api/v1/eggs").await["data"][0]["id"].clone();
+
+    let http = reqwest::Client::new();
+    let mut creates = tokio::task::JoinSet::new();
+    for i in 0..BURST {
+        let (http, url, key) = (http.clone(), up.url.clone(), key.clone());
+        let body = json!({ "name": format!("burst-{i}"), "owner": me, "egg": egg, "limits": { "memory_mb": 32 } });
+        creates
+            .spawn(async move { http.post(format!("{url}/api/v1/servers")).bearer_auth(key).json(&body).send().await });
+    }
+    // Kill the whole process (panel and its local node) once a third have answered.
+    let mut answered = 0;
+    while let Some(result) = creates.join_next().await {
+        if result.unwrap().is_ok_and(|r| r.status() == 201) {
+            answered += 1;
+        }
+        if answered == BURST / 3 {
+            up.child.kill().unwrap();
+            let _ = up.child.wait();
+            break;
+        }
+    }
+    creates.abort_all();
+
+    let node_containers = up.node_containers.take();
+    drop(up);
+    let mut again = Up::start_with_ports(&data, "30440-30479");
+    again.node_containers = node_containers;
+    let admin = Client::login(&again.url, "admin", &password).await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let servers = loop {
+        let servers = admin.get("/api/v1/servers?per_page=100").await["data"].as_array().unwrap().clone();
+        let settled = servers.iter().all(|s| s["state"] == "installed" || s["state"] == "install_failed");
+        if settled {
+            break servers;
+        }
+        let states: Vec<String> = servers
+            .iter()
+            .filter(|s| s["state"] != "installed" && s["state"] != "install_failed")
+            .map(|s| format!("{} {} {}", s["name"], s["id"], s["state"]))
+            .collect();
+        assert!(Instant::now() < deadline, "servers not settled after the restart: {states:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(servers.len() >= answered, "every answered create is stored ({} < {answered})", servers.len());
+    let allocations =
+        admin.get(&format!("/api/v1/nodes/{node_id}/allocations")).await["data"].as_array().unwrap().clone();
+    let holders: Vec<&Value> = allocations.iter().map(|a| &a["server"]).filter(|s| !s.is_null()).collect();
+    assert_eq!(holders.len(), servers.len(), "one port per stored server, none leaked");
+    for server in &servers {
+        assert!(holders.contains(&&server["id"]), "{} holds no port", server["id"]);
+    }
+    eprintln!("burst: {answered} answered before kill -9, {} stored, all settled", servers.len());
+    again.interrupt();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -183,6 +276,13 @@ async fn nexus_panel_up_runs_a_server_from_login_to_removal_and_restarts_on_its_
         console.push_str(&message.unwrap().unwrap().into_text().unwrap());
     }
     let _ = socket.close(None).await;
+    // What was done to the server is in its activity, with who did it.
+    let activity = admin.get(&format!("/api/v1/servers/{server}/activity")).await;
+    let actions: Vec<&str> =
+        activity["data"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert!(actions.contains(&"POST /api/v1/servers/{id}/power"), "{actions:?}");
+    assert!(actions.contains(&"POST /api/v1/servers/{id}/command"), "{actions:?}");
+    assert!(activity["data"][0]["actor"] == me, "{activity}");
 
     let (status, _) = admin
         .call(reqwest::Method::POST, &format!("/api/v1/servers/{server}/power"), Some(json!({"action":"stop"})))

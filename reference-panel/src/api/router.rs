@@ -6,7 +6,8 @@ use super::{ApiError, DEFAULT_PER_PAGE, MAX_BODY_BYTES, MAX_PER_PAGE, PanelState
 use bytes::{Buf, Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 use nexus_control::subusers::ServerAccess;
-use nexus_core::model::Server;
+use nexus_core::ids::{AuditEventId, ServerId, UserId};
+use nexus_core::model::{AuditEvent, AuditSubject, Server};
 use nexus_core::store::Page;
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
@@ -357,7 +358,38 @@ where
         content_type: header("content-type").map(str::to_owned),
         client,
     };
-    (route.handler)(Arc::clone(state), call).await
+    let audit = (!matches!(method, Method::GET | Method::HEAD))
+        .then(|| call.principal.as_ref().map(|p| (p.user.id, call.server.as_ref().map(|s| s.id))))
+        .flatten();
+    let client = call.client;
+    let answer = (route.handler)(Arc::clone(state), call).await;
+    if let (Some((actor, server)), Ok(response)) = (audit, &answer)
+        && response.status().is_success()
+    {
+        record(state, actor, server, route, client).await;
+    }
+    answer
+}
+
+/// Writes a changing request that succeeded to the audit log (never its body: it may hold
+/// passwords). Server routes are recorded on the server (its activity), others on the actor.
+async fn record(state: &PanelState, actor: UserId, server: Option<ServerId>, route: &Route, client: IpAddr) {
+    let subject = match server {
+        Some(server) => AuditSubject::Server(server),
+        None => AuditSubject::User(actor),
+    };
+    let event = AuditEvent {
+        id: AuditEventId::new(),
+        actor: Some(actor),
+        action: format!("{} {}", route.method, route.path),
+        subject,
+        metadata: serde_json::Value::Null,
+        ip: Some(client.to_string()),
+        at: chrono::Utc::now(),
+    };
+    if let Err(e) = state.control.store().append_audit(&event).await {
+        tracing::warn!(error = %e, "writing the audit log");
+    }
 }
 
 async fn authenticate(

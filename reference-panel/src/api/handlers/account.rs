@@ -56,6 +56,7 @@ pub(crate) async fn login_second_factor(state: Arc<PanelState>, call: Call) -> R
 
 fn session_response(state: &PanelState, user: &nexus_core::model::User) -> Result<Response, ApiError> {
     let (id, csrf) = state.sessions.open(user.id);
+    tracing::info!(user = %user.id, "login");
     let mut response =
         json_response(StatusCode::OK, &serde_json::json!({ "user": UserView::from(user), "csrf_token": csrf }));
     let cookie = format!(
