@@ -39,6 +39,8 @@ pub const MAX_FAILURES: u32 = 5;
 pub const THROTTLE_WINDOW: Duration = Duration::from_secs(15 * 60);
 /// Password verifications run at once (each takes 19 MiB).
 pub const HASHING_AT_ONCE: usize = 4;
+/// Longest a login waits for a hashing slot before it is answered `503`.
+pub const HASHING_WAIT: Duration = Duration::from_secs(5);
 /// A key's `last_used_at` is written at most this often (seconds).
 const TOUCH_EVERY_SECS: i64 = 60;
 /// Entries the throttle keeps at most (oldest windows dropped first), so a flood of logins
@@ -258,11 +260,13 @@ impl ControlPlane {
         // The same work whether or not the account exists, off the async threads (argon2
         // takes 19 MiB and tens of milliseconds), at most a few at once.
         let hash = user.as_ref().map_or_else(|| self.dummy_hash.clone(), |u| u.password_hash.clone());
-        let permit = self
-            .hashing
-            .acquire()
-            .await
-            .map_err(|_| ControlError::Invalid { field: "password", reason: "shutting down".into() })?;
+        // A flood of logins waits a bounded time for the hashing slots, then is told to come
+        // back, instead of queueing minutes of work ahead of everyone.
+        let permit = match tokio::time::timeout(HASHING_WAIT, self.hashing.acquire()).await {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_)) => return Err(ControlError::Busy("shutting down".into())),
+            Err(_) => return Err(ControlError::Busy("too many logins at once; try again".into())),
+        };
         let password = password.to_owned();
         let matches = tokio::task::spawn_blocking(move || verify_password(&password, &hash)).await.unwrap_or(false);
         drop(permit);
@@ -281,7 +285,10 @@ impl ControlPlane {
     /// [`hash_password`] on the blocking pool, at most [`HASHING_AT_ONCE`] at once.
     async fn hash_on_pool(&self, password: &str) -> Result<String, ControlError> {
         check_password(password)?;
-        let _permit = self.hashing.acquire().await.map_err(|_| ControlError::Busy("shutting down".into()))?;
+        let _permit = tokio::time::timeout(HASHING_WAIT, self.hashing.acquire())
+            .await
+            .map_err(|_| ControlError::Busy("too many password changes at once; try again".into()))?
+            .map_err(|_| ControlError::Busy("shutting down".into()))?;
         let password = password.to_owned();
         tokio::task::spawn_blocking(move || hash_password(&password))
             .await
@@ -351,14 +358,19 @@ impl ControlPlane {
         if rest.len() != 48 || !rest.is_ascii() {
             return Err(invalid());
         }
-        let Some(key) = self.store.find_api_key(&rest[..16]).await? else { return Err(invalid()) };
         let presented_hash = key_hash(presented);
+        let now = Utc::now();
+        if let Some(cached) = self.key_cache.get(&presented_hash, Instant::now())
+            && cached.0.expires_at.is_none_or(|at| at > now)
+        {
+            return Ok(cached);
+        }
+        let Some(key) = self.store.find_api_key(&rest[..16]).await? else { return Err(invalid()) };
         let same = presented_hash.len() == key.secret_hash.len()
             && presented_hash.bytes().zip(key.secret_hash.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
         if !same || key.scope != scope {
             return Err(invalid());
         }
-        let now = Utc::now();
         if key.expires_at.is_some_and(|at| at <= now) {
             return Err(ControlError::Auth(AuthError::Expired));
         }
@@ -371,6 +383,63 @@ impl ControlPlane {
         if key.last_used_at.is_none_or(|at| now - at > chrono::Duration::seconds(TOUCH_EVERY_SECS)) {
             self.store.touch_api_key(key.id, now).await?;
         }
+        self.key_cache.put(presented_hash, (key.clone(), user.clone()), Instant::now());
         Ok((key, user))
+    }
+
+    /// Deletes API key `id` of `user` (`NotFound` if it is not theirs); this process stops
+    /// accepting it at once, other panel processes within [`KEY_CACHE_TTL`].
+    pub async fn delete_api_key(&self, user: UserId, id: ApiKeyId) -> Result<(), ControlError> {
+        if !self.store.list_api_keys(user).await?.iter().any(|k| k.id == id) {
+            return Err(nexus_core::store::StoreError::not_found("api key", id).into());
+        }
+        self.store.delete_api_key(id).await?;
+        self.key_cache.forget_key(id);
+        Ok(())
+    }
+
+    /// Forgets every cached key of `user` (after a role change, a deletion).
+    pub fn forget_cached_keys_of(&self, user: UserId) {
+        self.key_cache.forget_user(user);
+    }
+}
+
+/// How long a verified API key is trusted without asking the store again. A key deleted
+/// through another panel process keeps working here at most this long.
+pub const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
+/// Keys cached at most.
+const KEY_CACHE_ENTRIES: usize = 10_000;
+
+/// Verified API keys by the hash of the presented key: a busy client costs no store reads
+/// per request. Bounded; entries live [`KEY_CACHE_TTL`].
+#[derive(Debug, Default)]
+pub(crate) struct KeyCache {
+    entries: Mutex<HashMap<String, (ApiKey, User, Instant)>>,
+}
+
+impl KeyCache {
+    fn get(&self, hash: &str, now: Instant) -> Option<(ApiKey, User)> {
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let (key, user, at) = entries.get(hash)?;
+        (now.saturating_duration_since(*at) < KEY_CACHE_TTL).then(|| (key.clone(), user.clone()))
+    }
+
+    fn put(&self, hash: String, (key, user): (ApiKey, User), now: Instant) {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if entries.len() >= KEY_CACHE_ENTRIES {
+            entries.retain(|_, (_, _, at)| now.saturating_duration_since(*at) < KEY_CACHE_TTL);
+            if entries.len() >= KEY_CACHE_ENTRIES {
+                entries.clear();
+            }
+        }
+        entries.insert(hash, (key, user, now));
+    }
+
+    fn forget_key(&self, id: ApiKeyId) {
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner).retain(|_, (key, _, _)| key.id != id);
+    }
+
+    fn forget_user(&self, user: UserId) {
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner).retain(|_, (key, _, _)| key.user != user);
     }
 }

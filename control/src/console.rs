@@ -41,6 +41,10 @@ impl ControlPlane {
             return Err(ControlError::Invalid { field: "node_secret", reason: "no node secret configured".into() });
         };
         let record = self.server(server).await?;
+        crate::servers::refuse_if_deleting(&record)?;
+        if record.suspended {
+            return Err(ControlError::Suspended(server));
+        }
         let node = self.store.get_node(record.node).await?;
         let console_secret = NodeToken::derive_console_secret(&secret.0, node.id);
         let signer = TokenSigner::new(console_secret.as_bytes(), CONSOLE_TOKEN_LIFETIME)

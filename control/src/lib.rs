@@ -112,6 +112,7 @@ pub struct ControlPlane {
     placement: Mutex<ScoringPlacement>,
     config: ControlConfig,
     throttle: accounts::LoginThrottle,
+    key_cache: accounts::KeyCache,
     hashing: tokio::sync::Semaphore,
     /// Verified against when a login names no account, so both cost the same.
     dummy_hash: String,
@@ -119,6 +120,11 @@ pub struct ControlPlane {
     /// heartbeat after this panel started (events may have been lost while it was down) and
     /// again every [`RECONCILE_EVERY`](ingest::RECONCILE_EVERY) heartbeat intervals.
     reconciled: Mutex<std::collections::HashMap<nexus_core::ids::NodeId, std::time::Instant>>,
+    /// Schedules with a run under way in this process (a run never overlaps itself).
+    running_schedules: Mutex<std::collections::HashSet<nexus_core::ids::ScheduleId>>,
+    /// One second-factor check at a time in this process, so a code or recovery code is
+    /// spent once even when sent twice at once.
+    totp_check: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -152,9 +158,12 @@ impl ControlPlane {
             placement: Mutex::new(placement),
             config,
             throttle: accounts::LoginThrottle::default(),
+            key_cache: accounts::KeyCache::default(),
             hashing: tokio::sync::Semaphore::new(accounts::HASHING_AT_ONCE),
             dummy_hash,
             reconciled: Mutex::default(),
+            running_schedules: Mutex::default(),
+            totp_check: tokio::sync::Mutex::new(()),
         })
     }
 

@@ -9,6 +9,7 @@
 //!
 //! [`claim_schedule_run`]: nexus_core::store::ScheduleRepo::claim_schedule_run
 
+use crate::subusers::ServerAccess;
 use crate::{ControlError, ControlPlane};
 use chrono::{DateTime, Utc};
 use nexus_core::cron::CronSchedule;
@@ -125,6 +126,17 @@ fn build(id: ScheduleId, server: ServerId, input: ScheduleInput, now: DateTime<U
     })
 }
 
+/// What a tenant is told about a failed task.
+fn public_reason(e: &ControlError) -> &'static str {
+    match e {
+        ControlError::Suspended(_) => "the server is suspended",
+        ControlError::Deleting(_) => "the server is being deleted",
+        ControlError::Node { .. } => "the node could not do it",
+        ControlError::Invalid { .. } => "the task is not valid",
+        _ => "internal error",
+    }
+}
+
 fn power_action(name: &str) -> Option<PowerAction> {
     match name {
         "start" => Some(PowerAction::Start),
@@ -135,9 +147,37 @@ fn power_action(name: &str) -> Option<PowerAction> {
     }
 }
 
+/// The permission a task needs from whoever schedules or runs it: a schedule must not do
+/// what its author may not do by hand.
+fn task_permission(action: &TaskAction) -> &'static str {
+    match action {
+        TaskAction::Command(_) => "control.console",
+        TaskAction::Power(action) => match power_action(action) {
+            Some(PowerAction::Start) => "control.start",
+            Some(PowerAction::Stop | PowerAction::Kill) => "control.stop",
+            _ => "control.restart",
+        },
+        TaskAction::Backup(_) => "backup.create",
+    }
+}
+
+fn check_tasks(tasks: &[TaskAction], access: &ServerAccess) -> Result<(), ControlError> {
+    match tasks.iter().map(task_permission).find(|name| !access.allows(name)) {
+        Some(name) => Err(ControlError::Forbidden(format!("a task needs `{name}`, which you do not hold"))),
+        None => Ok(()),
+    }
+}
+
 impl ControlPlane {
-    /// Creates a schedule on `server`.
-    pub async fn create_schedule(&self, server: ServerId, input: ScheduleInput) -> Result<Schedule, ControlError> {
+    /// Creates a schedule on `server` for a caller with `access` (each task needs the
+    /// permission its action would need by hand).
+    pub async fn create_schedule(
+        &self,
+        server: ServerId,
+        input: ScheduleInput,
+        access: &ServerAccess,
+    ) -> Result<Schedule, ControlError> {
+        check_tasks(&input.tasks.iter().map(|t| t.action.clone()).collect::<Vec<_>>(), access)?;
         self.server(server).await?;
         if self.store.list_schedules(server).await?.len() >= MAX_SCHEDULES {
             return Err(invalid("schedule", format!("a server has at most {MAX_SCHEDULES} schedules")));
@@ -147,13 +187,16 @@ impl ControlPlane {
         Ok(schedule)
     }
 
-    /// Replaces schedule `id` of `server` (its next run recomputed).
+    /// Replaces schedule `id` of `server` (its next run recomputed), for a caller with
+    /// `access`.
     pub async fn update_schedule(
         &self,
         server: ServerId,
         id: ScheduleId,
         input: ScheduleInput,
+        access: &ServerAccess,
     ) -> Result<Schedule, ControlError> {
+        check_tasks(&input.tasks.iter().map(|t| t.action.clone()).collect::<Vec<_>>(), access)?;
         let current = self.schedule_of(server, id).await?;
         let mut schedule = build(id, server, input, Utc::now())?;
         schedule.last_run_at = current.last_run_at;
@@ -188,15 +231,42 @@ impl ControlPlane {
         Ok(started)
     }
 
-    /// Runs schedule `id` of `server` now, whatever its cron says (its next run unchanged);
-    /// returns once the tasks ran.
-    pub async fn run_schedule_now(&self, server: ServerId, id: ScheduleId) -> Result<(), ControlError> {
+    /// Starts schedule `id` of `server` now, whatever its cron says (its next run
+    /// unchanged), for a caller with `access`; the tasks run in the background and the
+    /// outcome goes to the audit log. Refused while a run of it is under way.
+    pub async fn run_schedule_now(
+        self: &Arc<Self>,
+        server: ServerId,
+        id: ScheduleId,
+        access: &ServerAccess,
+    ) -> Result<(), ControlError> {
         let schedule = self.schedule_of(server, id).await?;
-        self.execute(&schedule, "manual").await
+        check_tasks(&schedule.tasks.iter().map(|t| t.action.clone()).collect::<Vec<_>>(), access)?;
+        if self.running_lock().contains(&id) {
+            return Err(ControlError::Busy(format!("schedule {id} is running")));
+        }
+        let me = Arc::clone(self);
+        tokio::spawn(async move { me.execute(&schedule, "manual").await });
+        Ok(())
     }
 
-    /// The tasks of `schedule`, in order; the outcome goes to the audit log.
+    fn running_lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<ScheduleId>> {
+        self.running_schedules.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The tasks of `schedule`, in order; the outcome goes to the audit log. A run of a
+    /// schedule whose previous run is still under way in this process is skipped.
     async fn execute(&self, schedule: &Schedule, trigger: &str) -> Result<(), ControlError> {
+        if !self.running_lock().insert(schedule.id) {
+            tracing::info!(schedule = %schedule.id, "skipped: the previous run is still under way");
+            return Ok(());
+        }
+        let outcome = self.execute_tasks(schedule, trigger).await;
+        self.running_lock().remove(&schedule.id);
+        outcome
+    }
+
+    async fn execute_tasks(&self, schedule: &Schedule, trigger: &str) -> Result<(), ControlError> {
         let mut outcome: Result<(), String> = Ok(());
         let mut ran = 0;
         let online = self.server(schedule.server).await.map(|s| s.state == ServerState::Running).unwrap_or(false);
@@ -219,7 +289,9 @@ impl ControlPlane {
                 if let Err(e) = result {
                     tracing::info!(schedule = %schedule.id, task = %task.id, error = %e, "schedule task failed");
                     if outcome.is_ok() {
-                        outcome = Err(format!("task {ran}: {e}"));
+                        // Tenants read this in their activity: a kind of failure, not the
+                        // internals (store errors, node addresses) the log has.
+                        outcome = Err(format!("task {ran}: {}", public_reason(&e)));
                     }
                     if !task.continue_on_failure {
                         break;

@@ -138,14 +138,16 @@ impl ControlPlane {
         Ok(self.store.get_subuser(server.id, user.id).await?.map(|s| ServerAccess::Subuser(s.permissions)))
     }
 
-    /// Grants the account with `email` the permissions `names` on `server`, or changes an
-    /// existing grant; `by` is the caller's own access (a subuser grants only what they hold
-    /// and never changes their own grant).
+    /// Grants the account with `email` the permissions `names` on `server`; `existing`
+    /// says whether this changes a grant (`true`: there must be one) or adds one (`false`:
+    /// there must be none, `409` otherwise). `by` is the caller's own access (a subuser grants
+    /// only what they hold and never changes their own grant).
     pub async fn put_subuser(
         &self,
         server: ServerId,
         email: &str,
         names: BTreeSet<String>,
+        existing: bool,
         by: (&User, &ServerAccess),
     ) -> Result<Subuser, ControlError> {
         check_permissions(&names)?;
@@ -153,7 +155,11 @@ impl ControlPlane {
         if let Some(name) = names.iter().find(|n| !access.allows(n)) {
             return Err(ControlError::Forbidden(format!("you cannot grant `{name}`: you do not hold it")));
         }
-        let Some(user) = self.store.find_user_by_login(email.trim()).await? else {
+        // By e-mail only (not user name), so the field cannot be used to look accounts up
+        // by name.
+        let email = email.trim();
+        let Some(user) = self.store.find_user_by_login(email).await?.filter(|u| u.email.eq_ignore_ascii_case(email))
+        else {
             return Err(ControlError::Invalid { field: "email", reason: "no account with this e-mail".into() });
         };
         if user.id == caller.id && matches!(access, ServerAccess::Subuser(_)) {
@@ -163,8 +169,19 @@ impl ControlPlane {
         if record.owner == user.id {
             return Err(ControlError::Invalid { field: "email", reason: "this account owns the server".into() });
         }
-        let existing = self.store.list_subusers(server).await?;
-        if existing.len() >= MAX_SUBUSERS && !existing.iter().any(|s| s.user == user.id) {
+        let current = self.store.list_subusers(server).await?;
+        let has = current.iter().any(|s| s.user == user.id);
+        if has != existing {
+            return Err(if has {
+                ControlError::Store(nexus_core::store::StoreError::Duplicate {
+                    entity: "subuser",
+                    detail: "this account is already a subuser; change its permissions instead".into(),
+                })
+            } else {
+                nexus_core::store::StoreError::not_found("subuser", user.id).into()
+            });
+        }
+        if current.len() >= MAX_SUBUSERS && !has {
             return Err(ControlError::Invalid {
                 field: "email",
                 reason: format!("a server has at most {MAX_SUBUSERS} subusers"),

@@ -178,6 +178,7 @@ impl ControlPlane {
         let keys = [format!("totp:{user}|{client}"), format!("totp-user:{user}")];
         self.throttle.begin(&keys, Instant::now()).map_err(ControlError::Auth)?;
         let invalid = || ControlError::Auth(AuthError::InvalidCredentials);
+        let _one_at_a_time = self.totp_check.lock().await;
         let Some(mut totp) = self.store.get_totp(user).await?.filter(|t| t.enabled_at.is_some()) else {
             return Err(invalid());
         };

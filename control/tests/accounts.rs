@@ -144,3 +144,20 @@ async fn api_keys_are_shown_once_stored_hashed_and_scoped() {
     let (_, expired) = control.create_api_key(user.id, ApiKeyScope::Client, "old", Some(past)).await.unwrap();
     assert_eq!(refused(control.authenticate_key(&expired).await), AuthError::Expired);
 }
+
+/// A verified key is cached, yet deleting it through the control plane ends it at once; a
+/// key of another account cannot be deleted.
+#[tokio::test]
+async fn a_deleted_key_stops_working_at_once_despite_the_cache() {
+    let (control, _store) = control().await;
+    let alice =
+        control.create_user(NewUser::new("alice", "alice@example.com", "alice password", Role::User)).await.unwrap();
+    let bob = control.create_user(NewUser::new("bob", "bob@example.com", "bob password", Role::User)).await.unwrap();
+    let (record, key) = control.create_api_key(alice.id, ApiKeyScope::Client, "", None).await.unwrap();
+    control.authenticate_key(&key).await.unwrap();
+    control.authenticate_key(&key).await.unwrap();
+    assert_eq!(control.delete_api_key(bob.id, record.id).await.unwrap_err().status_code(), 404);
+    control.authenticate_key(&key).await.unwrap();
+    control.delete_api_key(alice.id, record.id).await.unwrap();
+    assert!(matches!(control.authenticate_key(&key).await, Err(ControlError::Auth(AuthError::InvalidCredentials))));
+}

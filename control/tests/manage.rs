@@ -258,12 +258,12 @@ async fn subusers_get_what_they_were_granted_and_grant_no_more_than_they_hold() 
     let grant = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect::<BTreeSet<String>>();
     let bad = w
         .control
-        .put_subuser(server.id, "friend@example.com", grant(&["control.all"]), (&w.owner, &owner_access))
+        .put_subuser(server.id, "friend@example.com", grant(&["control.all"]), false, (&w.owner, &owner_access))
         .await;
     assert_eq!(bad.unwrap_err().status_code(), 422);
     let bad = w
         .control
-        .put_subuser(server.id, "owner@example.com", grant(&["control.console"]), (&w.owner, &owner_access))
+        .put_subuser(server.id, "owner@example.com", grant(&["control.console"]), false, (&w.owner, &owner_access))
         .await;
     assert_eq!(bad.unwrap_err().status_code(), 422, "the owner is no subuser");
     w.control
@@ -271,6 +271,7 @@ async fn subusers_get_what_they_were_granted_and_grant_no_more_than_they_hold() 
             server.id,
             "friend@example.com",
             grant(&["control.console", "user.create"]),
+            false,
             (&w.owner, &owner_access),
         )
         .await
@@ -285,19 +286,50 @@ async fn subusers_get_what_they_were_granted_and_grant_no_more_than_they_hold() 
     // A subuser grants only what they hold, and never changes their own grant.
     let more = w
         .control
-        .put_subuser(server.id, "other@example.com", grant(&["control.start"]), (&friend, &friend_access))
+        .put_subuser(server.id, "other@example.com", grant(&["control.start"]), false, (&friend, &friend_access))
         .await;
     assert_eq!(more.unwrap_err().status_code(), 403);
     let own = w
         .control
-        .put_subuser(server.id, "friend@example.com", grant(&["control.console"]), (&friend, &friend_access))
+        .put_subuser(server.id, "friend@example.com", grant(&["control.console"]), true, (&friend, &friend_access))
         .await;
     assert_eq!(own.unwrap_err().status_code(), 403);
     w.control
-        .put_subuser(server.id, "other@example.com", grant(&["control.console"]), (&friend, &friend_access))
+        .put_subuser(server.id, "other@example.com", grant(&["control.console"]), false, (&friend, &friend_access))
         .await
         .unwrap();
+    // Adding again is a conflict (changing is the update's job); a user name is no e-mail.
+    let again =
+        w.control.put_subuser(server.id, "other@example.com", grant(&[]), false, (&friend, &friend_access)).await;
+    assert_eq!(again.unwrap_err().status_code(), 409);
+    let by_name = w.control.put_subuser(server.id, "other", grant(&[]), false, (&w.owner, &owner_access)).await;
+    assert_eq!(by_name.unwrap_err().status_code(), 422);
     assert!(w.control.remove_subuser(server.id, friend.id, (&friend, &friend_access)).await.is_err());
     w.control.remove_subuser(server.id, other.id, (&w.owner, &owner_access)).await.unwrap();
     assert_eq!(w.store.list_subusers(server.id).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_schedule_cannot_do_what_its_author_may_not_do_by_hand() {
+    let w = world().await;
+    let server = w.server().await;
+    let planner =
+        ServerAccess::Subuser(["schedule.create", "schedule.update", "control.start"].map(String::from).into());
+    let command: nexus_control::schedules::ScheduleInput = serde_json::from_str(
+        r#"{"name":"say","cron":"0 4 * * *","tasks":[{"action":{"kind":"command","payload":"say hi"}}]}"#,
+    )
+    .unwrap();
+    let refused = w.control.create_schedule(server.id, command.clone(), &planner).await.unwrap_err();
+    assert_eq!(refused.status_code(), 403, "{refused}");
+    let start: nexus_control::schedules::ScheduleInput = serde_json::from_str(
+        r#"{"name":"boot","cron":"0 4 * * *","tasks":[{"action":{"kind":"power","payload":"start"}}]}"#,
+    )
+    .unwrap();
+    let made = w.control.create_schedule(server.id, start, &planner).await.unwrap();
+    // Nor can it be changed into one, nor run by someone who lacks what it does.
+    assert_eq!(w.control.update_schedule(server.id, made.id, command, &planner).await.unwrap_err().status_code(), 403);
+    let control = Arc::new(w.control);
+    let watcher = ServerAccess::Subuser(["schedule.update"].map(String::from).into());
+    assert_eq!(control.run_schedule_now(server.id, made.id, &watcher).await.unwrap_err().status_code(), 403);
+    control.run_schedule_now(server.id, made.id, &ServerAccess::Owner).await.unwrap();
 }

@@ -53,6 +53,8 @@ const EVERYONE: &[Who] =
 const LOGGED_IN: &[Who] =
     &[Stranger, SubuserWithout, SubuserWith, Owner, OwnerClientKey, AdminClientKey, ApplicationKey, Admin];
 const ADMINS: &[Who] = &[ApplicationKey, Admin];
+/// Browser sessions, not keys.
+const SESSIONS: &[Who] = &[Stranger, SubuserWithout, SubuserWith, Owner, Admin];
 /// Whoever holds the route's permission on the server.
 const GRANTED: &[Who] = &[SubuserWith, Owner, OwnerClientKey, AdminClientKey, ApplicationKey, Admin];
 /// Whoever may see the server at all.
@@ -66,13 +68,13 @@ fn expected() -> BTreeMap<(&'static str, &'static str), (&'static [Who], &'stati
         (("POST", "/api/v1/auth/login/totp"), (EVERYONE, "")),
         (("POST", "/api/v1/auth/logout"), (LOGGED_IN, "")),
         (("GET", "/api/v1/account"), (LOGGED_IN, "")),
-        (("PUT", "/api/v1/account/password"), (LOGGED_IN, "")),
-        (("POST", "/api/v1/account/totp"), (LOGGED_IN, "")),
-        (("POST", "/api/v1/account/totp/enable"), (LOGGED_IN, "")),
-        (("POST", "/api/v1/account/totp/disable"), (LOGGED_IN, "")),
+        (("PUT", "/api/v1/account/password"), (SESSIONS, "")),
+        (("POST", "/api/v1/account/totp"), (SESSIONS, "")),
+        (("POST", "/api/v1/account/totp/enable"), (SESSIONS, "")),
+        (("POST", "/api/v1/account/totp/disable"), (SESSIONS, "")),
         (("GET", "/api/v1/account/api-keys"), (LOGGED_IN, "")),
-        (("POST", "/api/v1/account/api-keys"), (LOGGED_IN, "")),
-        (("DELETE", "/api/v1/account/api-keys/{id}"), (LOGGED_IN, "")),
+        (("POST", "/api/v1/account/api-keys"), (SESSIONS, "")),
+        (("DELETE", "/api/v1/account/api-keys/{id}"), (SESSIONS, "")),
         (("GET", "/api/v1/permissions"), (LOGGED_IN, "")),
         (("GET", "/api/v1/users"), (ADMINS, "")),
         (("POST", "/api/v1/users"), (ADMINS, "")),
@@ -201,7 +203,11 @@ async fn every_route_allows_exactly_its_callers() {
             store.put_subuser(&grant(target.id, &["control.console"])).await.unwrap();
             if store.get_schedule(schedule).await.is_err() {
                 let mut made = control
-                    .create_schedule(server.id, serde_json::from_str(r#"{"name":"s","cron":"0 4 * * *"}"#).unwrap())
+                    .create_schedule(
+                        server.id,
+                        serde_json::from_str(r#"{"name":"s","cron":"0 4 * * *"}"#).unwrap(),
+                        &nexus_control::subusers::ServerAccess::Owner,
+                    )
                     .await
                     .unwrap();
                 store.delete_schedule(made.id).await.unwrap();

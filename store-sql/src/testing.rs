@@ -241,9 +241,10 @@ const SERVERS_PER_USER: usize = 50;
 /// Rows per seeding transaction.
 const SEED_CHUNK: usize = 5_000;
 
-/// Seeds `count` servers (on 10 nodes, one allocation each, `SERVERS_PER_USER` per user) with
-/// multi-row inserts; returns one of the users.
-async fn seed<B: Backend>(store: &SqlStore<B>, count: usize) -> User {
+/// Seeds `count` servers (on 10 nodes, one allocation each, 50 per user) with multi-row
+/// inserts; returns one of the users (who owns 50 of them). For benchmarks of what sits on
+/// a store (the panel's API benchmark uses it too).
+pub async fn seed_servers<B: Backend>(store: &SqlStore<B>, count: usize) -> User {
     let world = fixtures::World::seed(store, 0).await;
     let nodes: Vec<Node> = (0..10).map(|i| fixtures::node(&format!("bench-node-{i}"))).collect();
     for node in &nodes {
@@ -301,7 +302,7 @@ pub fn bench<B: TestBackend>(c: &mut criterion::Criterion) {
     let Some(db) = throwaway::<B>() else { return };
     let store = runtime.block_on(SqlStore::<B>::connect_with(&db.url, test_options())).expect("connect");
     let started = Instant::now();
-    let user = runtime.block_on(seed(&store, count));
+    let user = runtime.block_on(seed_servers(&store, count));
     let _ = writeln!(std::io::stderr(), "{}: seeded {count} servers in {:.1?}", B::NAME, started.elapsed());
 
     let mut group = c.benchmark_group(format!("store/{}", B::NAME));

@@ -26,6 +26,9 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 pub const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 60 * 60);
 /// Sessions kept at most per panel process; past it the oldest is dropped.
 pub const MAX_SESSIONS: usize = 100_000;
+/// Sessions one account keeps at most; a new login past it ends that account's oldest, so
+/// no account can push other accounts' sessions out.
+pub const MAX_SESSIONS_PER_USER: usize = 20;
 
 /// How a caller proved who they are.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,6 +84,12 @@ impl Sessions {
         let (id, csrf) = (random_alphanumeric(43), random_alphanumeric(43));
         let now = Instant::now();
         let mut sessions = self.lock();
+        let mine: Vec<(&String, &Session)> = sessions.iter().filter(|(_, s)| s.user == user).collect();
+        if mine.len() >= MAX_SESSIONS_PER_USER
+            && let Some(oldest) = mine.iter().min_by_key(|(_, s)| s.created).map(|(id, _)| (*id).clone())
+        {
+            sessions.remove(&oldest);
+        }
         if sessions.len() >= MAX_SESSIONS {
             sessions.retain(|_, s| now.saturating_duration_since(s.created) < SESSION_LIFETIME);
             if sessions.len() >= MAX_SESSIONS
@@ -193,6 +202,19 @@ mod tests {
         assert!(sessions.get(&a2).is_some() && sessions.get(&b1).is_some());
         sessions.close(&a2);
         assert_eq!(sessions.get(&a2), None);
+    }
+
+    #[test]
+    fn an_account_keeps_a_bounded_number_of_sessions_without_ending_others() {
+        let sessions = Sessions::default();
+        let (alice, bob) = (UserId::new(), UserId::new());
+        let (bobs, _) = sessions.open(bob);
+        let (first, _) = sessions.open(alice);
+        for _ in 0..MAX_SESSIONS_PER_USER {
+            sessions.open(alice);
+        }
+        assert_eq!(sessions.get(&first), None, "alice's oldest went");
+        assert!(sessions.get(&bobs).is_some(), "bob's stays");
     }
 
     #[test]

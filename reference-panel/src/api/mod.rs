@@ -44,6 +44,9 @@ pub struct PanelState {
     pub public_url: String,
     /// The node client, told about nodes registered through the API.
     pub node_client: Option<Arc<crate::node_client::HttpNodeTransport>>,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (login throttling and the
+    /// audit log then see the real address, not the proxy's).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl PanelState {
@@ -56,6 +59,7 @@ impl PanelState {
             secure_cookies: public_url.starts_with("https://"),
             public_url,
             node_client: None,
+            trusted_proxies: Vec::new(),
         }
     }
 

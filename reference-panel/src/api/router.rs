@@ -28,6 +28,10 @@ pub enum Access {
     Public,
     /// Any logged-in user or key.
     Authenticated,
+    /// A browser session only, not an API key: what manages the account's own credentials
+    /// (password, second factor, keys), so a stolen key cannot lock its owner out or mint
+    /// itself successors.
+    Session,
     /// Admins (session or application key).
     Admin,
     /// Whoever may see the server named by the route's first `{…}` segment and, if given,
@@ -71,7 +75,7 @@ macro_rules! route {
 
 /// Every route of `/api/v1`.
 pub fn routes() -> Vec<Route> {
-    use Access::{Admin, Authenticated, Public, Server};
+    use Access::{Admin, Authenticated, Public, Server, Session};
     use handlers::{account, infra, schedules, servers, subusers};
     vec![
         route!(GET "/api/v1/health", Public, account::health),
@@ -79,13 +83,13 @@ pub fn routes() -> Vec<Route> {
         route!(POST "/api/v1/auth/login/totp", Public, account::login_second_factor),
         route!(POST "/api/v1/auth/logout", Authenticated, account::logout),
         route!(GET "/api/v1/account", Authenticated, account::me),
-        route!(PUT "/api/v1/account/password", Authenticated, account::change_password),
-        route!(POST "/api/v1/account/totp", Authenticated, account::totp_setup),
-        route!(POST "/api/v1/account/totp/enable", Authenticated, account::totp_enable),
-        route!(POST "/api/v1/account/totp/disable", Authenticated, account::totp_disable),
+        route!(PUT "/api/v1/account/password", Session, account::change_password),
+        route!(POST "/api/v1/account/totp", Session, account::totp_setup),
+        route!(POST "/api/v1/account/totp/enable", Session, account::totp_enable),
+        route!(POST "/api/v1/account/totp/disable", Session, account::totp_disable),
         route!(GET "/api/v1/account/api-keys", Authenticated, account::list_keys),
-        route!(POST "/api/v1/account/api-keys", Authenticated, account::create_key),
-        route!(DELETE "/api/v1/account/api-keys/{id}", Authenticated, account::delete_key),
+        route!(POST "/api/v1/account/api-keys", Session, account::create_key),
+        route!(DELETE "/api/v1/account/api-keys/{id}", Session, account::delete_key),
         route!(GET "/api/v1/permissions", Authenticated, subusers::catalog),
         route!(GET "/api/v1/users", Admin, account::list_users),
         route!(POST "/api/v1/users", Admin, account::create_user),
@@ -302,10 +306,12 @@ where
         });
     };
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let client = client_address(client, header("x-forwarded-for"), &state.trusted_proxies);
     let principal = authenticate(state, header("authorization"), header("cookie")).await?;
     if let Some(principal) = &principal
         && let Via::Session { csrf, .. } = &principal.via
         && !matches!(method, Method::GET | Method::HEAD)
+        && route.access != Access::Public
         && !header(CSRF_HEADER).is_some_and(|sent| same_token(sent, csrf))
     {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "csrf", "missing or wrong X-CSRF-Token"));
@@ -315,6 +321,11 @@ where
         Access::Public => {}
         _ if principal.is_none() => return Err(ApiError::unauthenticated()),
         Access::Authenticated => {}
+        Access::Session => {
+            if !principal.as_ref().is_some_and(|p| matches!(p.via, Via::Session { .. })) {
+                return Err(ApiError::forbidden("this needs a browser session, not an API key"));
+            }
+        }
         Access::Admin => {
             if !principal.as_ref().is_some_and(Principal::is_admin) {
                 return Err(ApiError::forbidden("this needs an admin"));
@@ -416,6 +427,21 @@ async fn authenticate(
     }
 }
 
+/// The client's address: the peer, or, when the peer is a trusted proxy, the right-most
+/// address in `X-Forwarded-For` that is not itself a trusted proxy (the left part of that
+/// header is whatever the client claims).
+fn client_address(peer: IpAddr, forwarded: Option<&str>, trusted: &[IpAddr]) -> IpAddr {
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    forwarded
+        .into_iter()
+        .flat_map(|list| list.rsplit(','))
+        .filter_map(|hop| hop.trim().parse::<IpAddr>().ok())
+        .find(|hop| !trusted.contains(hop))
+        .unwrap_or(peer)
+}
+
 /// The whole body, at most `limit` bytes: refused from its `content-length` before anything
 /// is read, or once a chunked body passes the limit.
 async fn read_bounded<S, B>(length: Option<u64>, mut stream: S, limit: u64) -> Result<Bytes, ApiError>
@@ -460,6 +486,16 @@ mod tests {
         assert_eq!(matches("/api/v1/servers/{id}", "/api/v1/servers/abc/power"), None);
         assert_eq!(matches("/api/v1/servers", "/api/v1/servers/"), Some(vec![]));
         assert_eq!(matches("/api/v1/servers", "/api/v1/server"), None);
+    }
+
+    #[test]
+    fn the_client_address_comes_from_trusted_proxies_only() {
+        let (proxy, client): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "203.0.113.7".parse().unwrap());
+        assert_eq!(client_address(client, Some("1.2.3.4"), &[proxy]), client, "an untrusted peer's header is ignored");
+        assert_eq!(client_address(proxy, Some("1.2.3.4, 203.0.113.7"), &[proxy]), client);
+        assert_eq!(client_address(proxy, Some("203.0.113.7, 10.0.0.1"), &[proxy]), client, "proxy hops skipped");
+        assert_eq!(client_address(proxy, Some("garbage"), &[proxy]), proxy);
+        assert_eq!(client_address(proxy, None, &[proxy]), proxy);
     }
 
     #[test]

@@ -43,9 +43,12 @@ pub(crate) fn start(
     transport: &Arc<HttpNodeTransport>,
     listener: tokio::net::TcpListener,
     public_url: &str,
+    trusted_proxies: Vec<std::net::IpAddr>,
 ) -> Running {
     let (stop, stopped) = watch::channel(false);
-    let state = Arc::new(PanelState::new(Arc::clone(control), public_url).with_node_client(Arc::clone(transport)));
+    let mut state = PanelState::new(Arc::clone(control), public_url).with_node_client(Arc::clone(transport));
+    state.trusted_proxies = trusted_proxies;
+    let state = Arc::new(state);
     let routes = nexus_panel::events::route(Arc::clone(control))
         .or(nexus_panel::api::filter(state))
         .unify()

@@ -43,6 +43,11 @@ node_timeout_secs = 10
 
 # Log level: error, warn, info, debug, trace.
 log_level = "info"
+
+# Addresses of reverse proxies in front of the panel. Requests from them are attributed to
+# the client their `X-Forwarded-For` names (login throttling, audit log); from anyone else
+# that header is ignored.
+trusted_proxies = ["127.0.0.1"]
 "#;
 
 /// The configuration file.
@@ -61,6 +66,8 @@ pub(crate) struct ServeConfig {
     node_timeout_secs: u64,
     #[serde(default = "info")]
     log_level: String,
+    #[serde(default)]
+    trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 fn https() -> String {
@@ -141,7 +148,8 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), CliError> {
         let address = listener.local_addr().map_err(fail("the panel's address"))?;
         let first = first_admin(&control).await?;
         transport.sync_endpoints(&control).await.map_err(fail("reach the nodes"))?;
-        let running = super::run::start(&control, &transport, listener, &config.public_url);
+        let running =
+            super::run::start(&control, &transport, listener, &config.public_url, config.trusted_proxies.clone());
         println!("Nexus panel: http://{address}  (public URL {})", config.public_url);
         super::print_first_admin(first.as_deref());
         println!("Stop with Ctrl-C.");

@@ -70,6 +70,8 @@ async fn up(args: UpArgs) -> Result<(), CliError> {
     let public_url = format!("http://{address}");
 
     let first_admin = first_admin(&control).await?;
+    // Shown now: should the node fail to start below, the password is not lost.
+    super::print_first_admin(first_admin.as_deref());
     let node = local_node(&control, &data, &args.ports).await?;
     import_eggs(&control, args.eggs.as_deref()).await?;
 
@@ -101,11 +103,10 @@ async fn up(args: UpArgs) -> Result<(), CliError> {
     transport.sync_endpoints(&control).await.map_err(fail("reach the nodes"))?;
 
     // Stop on Ctrl-C / SIGTERM: panel first (no new requests), then the node.
-    let running = super::run::start(&control, &transport, listener, &public_url);
+    let running = super::run::start(&control, &transport, listener, &public_url, Vec::new());
     let node_task = tokio::spawn(daemon.serve(super::run::stopping(running.subscribe())));
 
     println!("Nexus panel: {public_url}  (local node on {}, runtime {})", record.daemon_port, container_runtime.name());
-    super::print_first_admin(first_admin.as_deref());
     println!("Stop with Ctrl-C.");
 
     shutdown_signal().await;

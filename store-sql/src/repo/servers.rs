@@ -213,9 +213,16 @@ pub(crate) fn list_servers(c: &mut AnyConnection, filter: &ServerFilter, page: P
     }
     if let Some(member) = filter.member {
         let member = member.to_string();
-        let shared =
-            subusers::table.filter(subusers::server_id.eq(servers::id)).filter(subusers::user_id.eq(member.clone()));
-        query = query.filter(servers::owner_id.eq(member).or(diesel::dsl::exists(shared)));
+        // The shared servers first (a user is subuser of few), then owner OR one of those as
+        // plain index lookups: a correlated EXISTS in the OR made PostgreSQL walk every
+        // server.
+        let shared: Vec<String> =
+            subusers::table.filter(subusers::user_id.eq(&member)).select(subusers::server_id).load(c)?;
+        query = if shared.is_empty() {
+            query.filter(servers::owner_id.eq(member))
+        } else {
+            query.filter(servers::owner_id.eq(member).or(servers::id.eq_any(shared)))
+        };
     }
     let rows: Vec<ServerRow> = query
         .order((servers::created_at, servers::id))

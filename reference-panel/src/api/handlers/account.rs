@@ -13,6 +13,9 @@ use std::sync::Arc;
 use warp::http::{HeaderValue, StatusCode};
 use warp::reply::Response;
 
+/// API keys per account at most (as Pterodactyl).
+const MAX_KEYS: usize = 25;
+
 pub(crate) async fn health(_: Arc<PanelState>, _: Call) -> Result<Response, ApiError> {
     ok(&serde_json::json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))
 }
@@ -82,8 +85,15 @@ pub(crate) async fn logout(state: Arc<PanelState>, call: Call) -> Result<Respons
     Ok(response)
 }
 
+/// The caller's account; a session also gets its CSRF token back (a reloaded page has the
+/// cookie but lost the token).
 pub(crate) async fn me(_: Arc<PanelState>, call: Call) -> Result<Response, ApiError> {
-    ok(&UserView::from(&call.principal()?.user))
+    let principal = call.principal()?;
+    let mut view = serde_json::to_value(UserView::from(&principal.user)).unwrap_or_default();
+    if let Via::Session { csrf, .. } = &principal.via {
+        view["csrf_token"] = serde_json::Value::String(csrf.clone());
+    }
+    ok(&view)
 }
 
 #[derive(Deserialize)]
@@ -127,18 +137,16 @@ pub(crate) async fn create_key(state: Arc<PanelState>, call: Call) -> Result<Res
     if body.kind == ApiKeyScope::Application && !principal.is_admin() {
         return Err(ApiError::forbidden("application keys are for admins"));
     }
+    if state.control.store().list_api_keys(principal.user.id).await.map_err(ctl)?.len() >= MAX_KEYS {
+        return Err(ApiError::invalid("kind", format!("an account has at most {MAX_KEYS} API keys; delete one first")));
+    }
     let (key, secret) = state.control.create_api_key(principal.user.id, body.kind, &body.memo, body.expires_at).await?;
     created(&serde_json::json!({ "key": KeyView::from(&key), "secret": secret }))
 }
 
 pub(crate) async fn delete_key(state: Arc<PanelState>, call: Call) -> Result<Response, ApiError> {
     let id: ApiKeyId = call.param(0)?;
-    let user = call.principal()?.user.id;
-    let store = state.control.store();
-    if !store.list_api_keys(user).await.map_err(ctl)?.iter().any(|k| k.id == id) {
-        return Err(ApiError::not_found("API key"));
-    }
-    store.delete_api_key(id).await.map_err(ctl)?;
+    state.control.delete_api_key(call.principal()?.user.id, id).await?;
     no_content()
 }
 

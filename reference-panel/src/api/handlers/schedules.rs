@@ -16,7 +16,7 @@ pub(crate) async fn list(state: Arc<PanelState>, call: Call) -> Result<Response,
 
 pub(crate) async fn create(state: Arc<PanelState>, call: Call) -> Result<Response, ApiError> {
     let body: ScheduleInput = call.json()?;
-    created(&state.control.create_schedule(call.server()?.id, body).await?)
+    created(&state.control.create_schedule(call.server()?.id, body, call.access()?).await?)
 }
 
 pub(crate) async fn show(state: Arc<PanelState>, call: Call) -> Result<Response, ApiError> {
@@ -27,7 +27,7 @@ pub(crate) async fn show(state: Arc<PanelState>, call: Call) -> Result<Response,
 pub(crate) async fn update(state: Arc<PanelState>, call: Call) -> Result<Response, ApiError> {
     let id: ScheduleId = call.param(1)?;
     let body: ScheduleInput = call.json()?;
-    ok(&state.control.update_schedule(call.server()?.id, id, body).await?)
+    ok(&state.control.update_schedule(call.server()?.id, id, body, call.access()?).await?)
 }
 
 pub(crate) async fn delete(state: Arc<PanelState>, call: Call) -> Result<Response, ApiError> {
@@ -37,11 +37,11 @@ pub(crate) async fn delete(state: Arc<PanelState>, call: Call) -> Result<Respons
     no_content()
 }
 
-/// Runs the schedule now and answers with its outcome.
+/// Starts the schedule now; its outcome goes to the activity log.
 pub(crate) async fn run(state: Arc<PanelState>, call: Call) -> Result<Response, ApiError> {
     let id: ScheduleId = call.param(1)?;
-    state.control.run_schedule_now(call.server()?.id, id).await?;
-    Ok(json_response(StatusCode::OK, &serde_json::json!({ "ok": true })))
+    state.control.run_schedule_now(call.server()?.id, id, call.access()?).await?;
+    Ok(json_response(StatusCode::ACCEPTED, &serde_json::json!({ "running": true })))
 }
 
 pub(crate) async fn activity(state: Arc<PanelState>, call: Call) -> Result<Response, ApiError> {

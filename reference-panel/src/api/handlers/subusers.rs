@@ -51,7 +51,7 @@ struct NewSubuser {
 pub(crate) async fn create(state: Arc<PanelState>, call: Call) -> Result<Response, ApiError> {
     let body: NewSubuser = call.json()?;
     let caller = (&call.principal()?.user, call.access()?);
-    let subuser = state.control.put_subuser(call.server()?.id, &body.email, body.permissions, caller).await?;
+    let subuser = state.control.put_subuser(call.server()?.id, &body.email, body.permissions, false, caller).await?;
     created(&view(&state, &subuser).await?)
 }
 
@@ -70,7 +70,7 @@ pub(crate) async fn update(state: Arc<PanelState>, call: Call) -> Result<Respons
     }
     let account = state.control.store().get_user(user).await.map_err(ctl)?;
     let caller = (&call.principal()?.user, call.access()?);
-    let subuser = state.control.put_subuser(server, &account.email, body.permissions, caller).await?;
+    let subuser = state.control.put_subuser(server, &account.email, body.permissions, true, caller).await?;
     ok(&view(&state, &subuser).await?)
 }
 
