@@ -268,9 +268,11 @@ impl NodeAgent {
                     self.apply_suspension(&server).await?;
                     // A create sent again (two panels delivering one pending create, a retry
                     // after a lost answer) must not reinstall over a server that was
-                    // installed: only one never installed is. Reinstalls are `install`.
-                    let never_installed = server.inner().lifecycle.state() == ServerState::Requested;
-                    if install && never_installed {
+                    // installed: only one never installed, or whose install failed (a fixed
+                    // spec retried), is. Reinstalls of installed servers are `install`.
+                    let state = server.inner().lifecycle.state();
+                    let not_installed = matches!(state, ServerState::Requested | ServerState::InstallFailed);
+                    if install && not_installed {
                         op.relabel(Operation::Install);
                         self.begin_install(&server, op).await?;
                     }
