@@ -223,8 +223,15 @@ pub fn random_alphanumeric(len: usize) -> String {
     out
 }
 
-fn key_hash(key: &str) -> String {
-    Sha256::digest(key.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+/// SHA-256 of `text` as lower-case hex: how API keys and recovery codes are stored.
+pub(crate) fn sha256_hex(text: &str) -> String {
+    Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether `a` and `b` are equal, in time that depends only on their lengths (for secrets
+/// and their hashes).
+pub fn constant_time_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 impl ControlPlane {
@@ -334,7 +341,7 @@ impl ControlPlane {
             id: ApiKeyId::new(),
             user,
             prefix: identifier,
-            secret_hash: key_hash(&key),
+            secret_hash: sha256_hex(&key),
             memo: memo.to_owned(),
             scope,
             created_at: Utc::now(),
@@ -358,7 +365,7 @@ impl ControlPlane {
         if rest.len() != 48 || !rest.is_ascii() {
             return Err(invalid());
         }
-        let presented_hash = key_hash(presented);
+        let presented_hash = sha256_hex(presented);
         let now = Utc::now();
         if let Some(cached) = self.key_cache.get(&presented_hash, Instant::now())
             && cached.0.expires_at.is_none_or(|at| at > now)
@@ -366,8 +373,7 @@ impl ControlPlane {
             return Ok(cached);
         }
         let Some(key) = self.store.find_api_key(&rest[..16]).await? else { return Err(invalid()) };
-        let same = presented_hash.len() == key.secret_hash.len()
-            && presented_hash.bytes().zip(key.secret_hash.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+        let same = constant_time_eq(&presented_hash, &key.secret_hash);
         if !same || key.scope != scope {
             return Err(invalid());
         }

@@ -11,7 +11,7 @@
 //!   like logins.
 //! * Disabling needs the password.
 
-use crate::accounts::{AuthError, random_alphanumeric};
+use crate::accounts::{AuthError, constant_time_eq as equal, random_alphanumeric, sha256_hex as hash};
 use crate::{ControlError, ControlPlane};
 use chrono::Utc;
 use hmac::{Hmac, Mac};
@@ -99,14 +99,6 @@ pub fn code_at(secret: &[u8], step: u64) -> String {
 /// The current time step.
 pub fn current_step() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) / STEP_SECS
-}
-
-fn hash(code: &str) -> String {
-    Sha256::digest(code.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn equal(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The step within one of `now` whose code `code` is, later than `last`.

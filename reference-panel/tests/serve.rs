@@ -13,7 +13,6 @@ mod common;
 
 use common::{Client, T};
 use futures::StreamExt;
-use nexus_conformance::require_service;
 use nexus_core::store::Store;
 use nexus_store_sql::backend::{Mysql, Postgres};
 use nexus_store_sql::testing::{TestBackend, throwaway};
@@ -117,13 +116,7 @@ async fn list_p99(admin: &Client, n: usize) -> f64 {
 /// The whole flow on backend `B`; game ports from `first_port` (each backend its own, the
 /// tests run in parallel).
 async fn whole_system<B: TestBackend>(first_port: u16) {
-    let probe =
-        match Command::new("docker").args(["image", "inspect", nexus_conformance::runtime::BUSYBOX_IMAGE]).output() {
-            Ok(out) if out.status.success() => Ok(()),
-            Ok(_) => Err("the busybox test image is missing".to_owned()),
-            Err(e) => Err(e.to_string()),
-        };
-    if !require_service("Docker", probe) {
+    if !common::docker_ready() {
         return;
     }
     let Some(db) = throwaway::<B>() else { return };

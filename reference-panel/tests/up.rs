@@ -12,7 +12,6 @@ mod common;
 
 use common::Client;
 use futures::StreamExt;
-use nexus_conformance::require_service;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -100,21 +99,11 @@ fn remove_containers(filter: &str) {
     }
 }
 
-fn docker_ready() -> bool {
-    let probe =
-        match Command::new("docker").args(["image", "inspect", nexus_conformance::runtime::BUSYBOX_IMAGE]).output() {
-            Ok(out) if out.status.success() => Ok(()),
-            Ok(_) => Err("the busybox test image is missing".to_owned()),
-            Err(e) => Err(e.to_string()),
-        };
-    require_service("Docker", probe)
-}
-
 /// `kill -9` during a burst of creates, then a restart: every server the panel stored is
 /// installed or failed (none stuck half-made), and exactly the stored servers hold ports.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panel_killed_during_a_burst_of_creates_leaves_nothing_half_made() {
-    if !docker_ready() {
+    if !common::docker_ready() {
         return;
     }
     const BURST: usize = 30;
@@ -187,13 +176,7 @@ async fn a_panel_killed_during_a_burst_of_creates_leaves_nothing_half_made() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nexus_panel_up_runs_a_server_from_login_to_removal_and_restarts_on_its_data() {
-    let probe =
-        match Command::new("docker").args(["image", "inspect", nexus_conformance::runtime::BUSYBOX_IMAGE]).output() {
-            Ok(out) if out.status.success() => Ok(()),
-            Ok(_) => Err("the busybox test image is missing".to_owned()),
-            Err(e) => Err(e.to_string()),
-        };
-    if !require_service("Docker", probe) {
+    if !common::docker_ready() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

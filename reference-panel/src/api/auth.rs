@@ -175,7 +175,7 @@ pub fn session_cookie(cookie_header: &str) -> Option<&str> {
 
 /// Constant-time equality of two tokens.
 pub fn same_token(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    nexus_control::accounts::constant_time_eq(a, b)
 }
 
 #[cfg(test)]

@@ -5,6 +5,18 @@
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
+/// Whether Docker answers and has the busybox test image; under `CI=true` a missing one
+/// fails the test instead ([`require_service`](nexus_conformance::require_service)).
+pub fn docker_ready() -> bool {
+    let image = nexus_conformance::runtime::BUSYBOX_IMAGE;
+    let probe = match std::process::Command::new("docker").args(["image", "inspect", image]).output() {
+        Ok(out) if out.status.success() => Ok(()),
+        Ok(_) => Err("the busybox test image is missing".to_owned()),
+        Err(e) => Err(e.to_string()),
+    };
+    nexus_conformance::require_service("Docker", probe)
+}
+
 /// How long a test waits for a state.
 pub const T: Duration = Duration::from_secs(60);
 
