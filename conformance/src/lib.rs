@@ -108,3 +108,27 @@ fn case_runtime() -> tokio::runtime::Runtime {
 fn ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
 }
+
+/// Panics unless `promtool check metrics` (Debian's `prometheus` package, installed by
+/// `scripts/services/promtool.sh`) accepts `metrics`, a Prometheus text exposition, lint
+/// included. A missing `promtool` fails under `CI=true` ([`require_service`]).
+pub fn promtool_accepts(metrics: &str) {
+    use std::io::Write as _;
+    let spawned = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(e) => {
+            require_service("promtool", Err(e.to_string()));
+            return;
+        }
+    };
+    child.stdin.take().unwrap().write_all(metrics.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && said.trim().is_empty(), "promtool: {said}\n{metrics}");
+}

@@ -18,6 +18,7 @@ use std::time::Duration;
 pub const CONSOLE_TOKEN_LIFETIME: Duration = Duration::from_secs(600);
 
 /// Where a browser connects for a server's console, and with what.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct ConsoleAccess {

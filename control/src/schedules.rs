@@ -30,6 +30,7 @@ pub const MAX_OFFSET_SECS: u32 = 900;
 pub const TICK: Duration = Duration::from_secs(5);
 
 /// What a caller gives to create or change a schedule.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
@@ -53,6 +54,7 @@ pub struct ScheduleInput {
 }
 
 /// One task as a caller gives it.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]

@@ -138,6 +138,26 @@ pub struct ServerFilter {
     /// Owned by this user or shared with them as a subuser.
     #[serde(default)]
     pub member: Option<UserId>,
+    /// The order of the list.
+    #[serde(default)]
+    pub order: ServerOrder,
+}
+
+/// How a server list is ordered; ties are broken by id, so pages never overlap. Names sort as
+/// the database collates them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ServerOrder {
+    /// Oldest first.
+    #[default]
+    CreatedAt,
+    /// Newest first.
+    CreatedAtDesc,
+    /// By name, A to Z.
+    Name,
+    /// By name, Z to A.
+    NameDesc,
 }
 
 /// Resources booked on a node by its servers, for placement.

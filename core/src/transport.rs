@@ -62,6 +62,7 @@ pub struct ServerSpec {
 }
 
 /// A power action.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PowerAction {

@@ -184,7 +184,7 @@ async fn http_api_end_to_end(engine: Engine) {
     // A node without a panel counts what it drops as dropped, never as sent.
     assert!(metrics.contains("nexus_wings_events_sent_total 0"), "{metrics}");
     assert!(!metrics.contains("nexus_wings_messages_dropped_total 0\n"), "{metrics}");
-    promtool_accepts(&metrics);
+    nexus_conformance::promtool_accepts(&metrics);
     let (status, _) = read(c.http.get(c.url("/metrics")).send().await.unwrap()).await;
     assert_eq!(status, 401, "metrics need the token by default");
 
@@ -673,27 +673,4 @@ async fn power_actions_answer_at_once() {
     assert!(body["error"]["message"].as_str().unwrap_or_default().contains("nexus-test/absent"), "{body}");
     let (status, _) = c.post(&format!("/api/servers/{}/power", ServerId::new()), json!({ "action": "kill" })).await;
     assert_eq!(status, 404);
-}
-
-/// `promtool check metrics` (Debian's `prometheus` package, installed by
-/// `scripts/services/promtool.sh`) accepts the exposition, lint included.
-fn promtool_accepts(metrics: &str) {
-    use std::io::Write as _;
-    let spawned = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn();
-    let mut child = match spawned {
-        Ok(child) => child,
-        Err(e) => {
-            nexus_conformance::require_service("promtool", Err(e.to_string()));
-            return;
-        }
-    };
-    child.stdin.take().unwrap().write_all(metrics.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success() && said.trim().is_empty(), "promtool: {said}\n{metrics}");
 }

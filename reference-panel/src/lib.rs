@@ -1,15 +1,19 @@
 //! # nexus-panel
 //!
-//! The reference panel's pieces over [`nexus_control`] (first slice of the panel):
+//! The reference panel: a thin HTTP layer over [`nexus_control`], and the `nexus-panel`
+//! binary (`up`, `serve`, `keys create`).
 //!
+//! - [`api`]: the REST API under `/api/v1` (sessions and API keys, the route table with each
+//!   route's access rule, typed JSON errors, its OpenAPI 3.1 document at
+//!   `/api/v1/openapi.json`).
 //! - [`node_client`]: [`HttpNodeTransport`](node_client::HttpNodeTransport), the panel → node
 //!   link over the daemon's HTTP API (`nexus-wire`'s paths and bodies), each call bounded in
 //!   time and in the size of what it reads back.
 //! - [`events`]: the node → panel endpoint, `POST /api/remote/events`: the node's token
 //!   checked, the message handed to [`ControlPlane::ingest`](nexus_control::ControlPlane::ingest).
-//!
-//! Accounts, the `/api/v1` API, the web UI and `nexus-panel up` are not built yet.
+//! - [`metrics`]: Prometheus text at `/metrics` (admins).
 
 pub mod api;
 pub mod events;
+pub mod metrics;
 pub mod node_client;

@@ -10,6 +10,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use nexus_control::accounts::NewUser;
 use nexus_control::nodes::NewNode;
 use nexus_control::servers::NewServer;
@@ -63,6 +65,7 @@ const MEMBERS: &[Who] = &[SubuserWithout, SubuserWith, Owner, OwnerClientKey, Ad
 /// Who may call each route, and the one permission `SubuserWith` holds for it.
 fn expected() -> BTreeMap<(&'static str, &'static str), (&'static [Who], &'static str)> {
     BTreeMap::from([
+        (("GET", "/api/v1/openapi.json"), (EVERYONE, "")),
         (("GET", "/api/v1/health"), (EVERYONE, "")),
         (("POST", "/api/v1/auth/login"), (EVERYONE, "")),
         (("POST", "/api/v1/auth/login/totp"), (EVERYONE, "")),
@@ -78,6 +81,7 @@ fn expected() -> BTreeMap<(&'static str, &'static str), (&'static [Who], &'stati
         (("GET", "/api/v1/permissions"), (LOGGED_IN, "")),
         (("GET", "/api/v1/users"), (ADMINS, "")),
         (("POST", "/api/v1/users"), (ADMINS, "")),
+        (("GET", "/api/v1/activity"), (ADMINS, "")),
         (("GET", "/api/v1/locations"), (ADMINS, "")),
         (("POST", "/api/v1/locations"), (ADMINS, "")),
         (("GET", "/api/v1/nodes"), (ADMINS, "")),
@@ -173,6 +177,15 @@ async fn every_route_allows_exactly_its_callers() {
     let listed: BTreeSet<(String, &str)> = table.iter().map(|r| (r.method.to_string(), r.path)).collect();
     let written: BTreeSet<(String, &str)> = expected.keys().map(|(m, p)| ((*m).to_owned(), *p)).collect();
     assert_eq!(listed, written, "the router's routes and this test's rows differ");
+    // The served OpenAPI document names exactly these routes, and every answer below (each
+    // refusal too) must match the schema it documents.
+    let spec = common::Spec::fetch(&base).await;
+    let documented: BTreeSet<(String, &str)> = spec
+        .operations()
+        .into_iter()
+        .map(|(m, p)| (m, listed.iter().find(|(_, q)| *q == p).map_or("?", |(_, q)| *q)))
+        .collect();
+    assert_eq!(documented, listed, "the OpenAPI document and the router differ");
 
     let grant = |user, names: &[&str]| Subuser {
         server: server.id,
@@ -240,6 +253,9 @@ async fn every_route_allows_exactly_its_callers() {
             let response = request.send().await.unwrap();
             let status = response.status().as_u16();
             let body = response.text().await.unwrap();
+            spec.check(route.method.as_str(), &path, status, &body);
+            let unrouted = status == 405 || (status == 404 && body.contains("no route"));
+            assert!(!unrouted, "{} {path} is documented but not served: {body}", route.method);
             let refused =
                 status == 401 || status == 403 || (status == 404 && matches!(route.access, Access::Server(_)));
             if refused == allowed.contains(&who) {

@@ -30,6 +30,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The body of every error answer.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
     /// What went wrong.
@@ -37,6 +38,7 @@ pub struct ErrorBody {
 }
 
 /// One error.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorDetail {
     /// Stable machine-readable code (`unauthorized`, `unknown_server`, `outside_root`, ...).

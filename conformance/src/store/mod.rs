@@ -158,6 +158,7 @@ macro_rules! __store_conformance_cases {
             servers_round_trip_assigns_allocations,
             servers_listed_filtered_and_paged,
             servers_listed_by_member,
+            servers_listed_in_order,
             server_suspension_and_deletion_request_round_trip,
             server_create_conflicts_change_nothing,
             server_create_accepts_allocation_claimed_for_it,

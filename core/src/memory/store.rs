@@ -551,7 +551,12 @@ impl State {
             .filter(|s| filter.egg.is_none_or(|egg| s.egg == egg))
             .filter(|s| filter.member.is_none_or(|user| s.owner == user || self.subusers.contains_key(&(s.id, user))))
             .collect();
-        servers.sort_by_key(|s| (s.created_at, s.id));
+        match filter.order {
+            ServerOrder::CreatedAtDesc => servers.sort_by_key(|s| Reverse((s.created_at, s.id))),
+            ServerOrder::Name => servers.sort_by(|a, b| (&a.name, a.id).cmp(&(&b.name, b.id))),
+            ServerOrder::NameDesc => servers.sort_by(|a, b| (&b.name, b.id).cmp(&(&a.name, a.id))),
+            _ => servers.sort_by_key(|s| (s.created_at, s.id)),
+        }
         Ok(paged(servers.into_iter().cloned(), page))
     }
 

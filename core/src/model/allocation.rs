@@ -3,6 +3,7 @@ use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 
 /// One `ip:port` on a node that a server can bind. Unique per node.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Allocation {
     /// Identifier.

@@ -26,6 +26,7 @@ pub struct ApiKey {
 }
 
 /// What an API key may do.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ApiKeyScope {

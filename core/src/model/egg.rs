@@ -101,6 +101,7 @@ impl EggSourceFormat {
 pub type EggFeatures = Vec<String>;
 
 /// One selectable image.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EggImage {
     /// Label shown to users (`Java 17`); equals the image where the source gave none.

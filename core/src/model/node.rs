@@ -40,6 +40,7 @@ impl Node {
 }
 
 /// Resources of a node.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeCapacity {
     /// Memory in MiB.
@@ -52,6 +53,7 @@ pub struct NodeCapacity {
 
 /// Per-resource overallocation in percent of capacity. `None` disables the check for that
 /// resource (Pterodactyl's `-1`).
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Overallocation {
     /// Extra memory allowed, percent.
@@ -86,6 +88,7 @@ impl Overallocation {
 }
 
 /// Liveness of a node as seen by the panel.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NodeStatus {
@@ -96,6 +99,7 @@ pub enum NodeStatus {
 }
 
 /// A named group of nodes (a data centre, a region).
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Location {
     /// Identifier.

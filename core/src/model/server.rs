@@ -53,6 +53,7 @@ impl Server {
 }
 
 /// Resource limits of one server, applied by the runtime.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ServerLimits {
     /// Memory, MiB.

@@ -20,6 +20,7 @@ pub struct User {
 }
 
 /// Panel-wide role of a user. Per-server rights are [`Permission`]s.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {

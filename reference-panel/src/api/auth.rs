@@ -113,6 +113,16 @@ impl Sessions {
         Some((session.user, session.csrf.clone()))
     }
 
+    /// Sessions held (expired ones included until they are next looked at).
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether no session is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Ends a session.
     pub fn close(&self, id: &str) {
         self.lock().remove(id);

@@ -7,13 +7,15 @@
 //! Lists are served from the store, never by asking nodes, so a node that is down slows
 //! nothing but the requests sent to it.
 
+pub mod answer;
 pub mod auth;
 mod error;
 mod handlers;
+pub mod openapi;
 mod router;
 
 pub use error::ApiError;
-pub use router::{Access, Call, Route, filter, routes};
+pub use router::{Access, Call, Route, filter, metrics, routes};
 
 use auth::Sessions;
 use nexus_control::ControlPlane;
@@ -47,6 +49,8 @@ pub struct PanelState {
     /// Reverse proxies whose `X-Forwarded-For` names the client (login throttling and the
     /// audit log then see the real address, not the proxy's).
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Request counters and latencies, per route of [`routes`].
+    pub metrics: crate::metrics::HttpMetrics,
 }
 
 impl PanelState {
@@ -60,6 +64,7 @@ impl PanelState {
             public_url,
             node_client: None,
             trusted_proxies: Vec::new(),
+            metrics: crate::metrics::HttpMetrics::new(routes().into_iter().map(|r| (r.method.to_string(), r.path))),
         }
     }
 

@@ -1,7 +1,9 @@
 //! The route table and the dispatcher: path matching, authentication, the access check, the
 //! bounded body, then the handler.
 
+use super::answer::{Answer, Listing, NoContent, Text};
 use super::auth::{CSRF_HEADER, Principal, Via, same_token, session_cookie};
+use super::openapi::{AnswerDoc, BodyDoc, EXPORT_QUERY, PAGED, QueryParam, RouteDoc, SERVER_QUERY, schema};
 use super::{ApiError, DEFAULT_PER_PAGE, MAX_BODY_BYTES, MAX_PER_PAGE, PanelState, handlers};
 use bytes::{Buf, Bytes, BytesMut};
 use futures::{Stream, StreamExt};
@@ -44,7 +46,8 @@ pub enum Access {
 /// What a handler answers.
 pub type Handled = Pin<Box<dyn Future<Output = Result<Response, ApiError>> + Send>>;
 
-/// One route: method, path (`{…}` matches one segment), access, handler.
+/// One route: method, path (`{…}` matches one segment), access, handler, and what the
+/// OpenAPI document says of it.
 #[derive(Clone)]
 pub struct Route {
     /// HTTP method.
@@ -53,7 +56,17 @@ pub struct Route {
     pub path: &'static str,
     /// Who may call it.
     pub access: Access,
+    /// Its documentation: summary, body and answer schemas.
+    pub doc: RouteDoc,
     handler: fn(Arc<PanelState>, Call) -> Handled,
+}
+
+impl Route {
+    /// The same route, documenting the query parameters `query` too.
+    fn with_query(mut self, query: &'static [QueryParam]) -> Self {
+        self.doc.query = query;
+        self
+    }
 }
 
 impl std::fmt::Debug for Route {
@@ -62,77 +75,139 @@ impl std::fmt::Debug for Route {
     }
 }
 
+/// A row of [`routes`]:
+/// `route!(METHOD "/path", access, "summary", handler, [json Body | file] => status [Type | page Row | text "media"])`.
+/// A `json` handler gets the parsed body as its third argument; every handler returns
+/// `Result<Answer<Type>, ApiError>` (`Listing<Row>` for `page`, `Text` for `text`,
+/// `NoContent` for none). The same types go into the OpenAPI document.
 macro_rules! route {
-    ($method:ident $path:literal, $access:expr, $handler:path) => {
+    ($method:ident $path:literal, $access:expr, $summary:literal, $handler:path, $($rest:tt)*) => {
+        route!(@body [$method $path, $access, $summary, $handler] $($rest)*)
+    };
+    (@body $head:tt json $body:ty => $($answer:tt)*) => { route!(@answer $head [json $body] $($answer)*) };
+    (@body $head:tt file => $($answer:tt)*) => { route!(@answer $head [file] $($answer)*) };
+    (@body $head:tt => $($answer:tt)*) => { route!(@answer $head [none] $($answer)*) };
+    (@answer $head:tt $body:tt $status:literal page $row:ty) => {
+        route!(@make $head $body [$status, Listing<$row>, into_json, AnswerDoc::Json(schema::<Listing<$row>>)])
+            .with_query(PAGED)
+    };
+    (@answer $head:tt $body:tt $status:literal text $media:literal) => {
+        route!(@make $head $body [$status, Text, into_text, AnswerDoc::Text($media)])
+    };
+    (@answer $head:tt $body:tt $status:literal $answer:ty) => {
+        route!(@make $head $body [$status, $answer, into_json, AnswerDoc::Json(schema::<$answer>)])
+    };
+    (@answer $head:tt $body:tt $status:literal) => {
+        route!(@make $head $body [$status, NoContent, into_empty, AnswerDoc::Empty])
+    };
+    (@make [$method:ident $path:literal, $access:expr, $summary:literal, $handler:path] [json $body:ty]
+        [$status:literal, $answer:ty, $into:ident, $answer_doc:expr]) => {
         Route {
             method: Method::$method,
             path: $path,
             access: $access,
-            handler: |state, call| Box::pin($handler(state, call)),
+            doc: RouteDoc::new($summary, stringify!($handler), BodyDoc::Json(schema::<$body>), $status, $answer_doc),
+            handler: |state, call| {
+                Box::pin(async move {
+                    let body: $body = call.json()?;
+                    let answer: Answer<$answer> = $handler(state, call, body).await?;
+                    Ok(answer.$into())
+                })
+            },
         }
     };
+    (@make [$method:ident $path:literal, $access:expr, $summary:literal, $handler:path] [$body:ident]
+        [$status:literal, $answer:ty, $into:ident, $answer_doc:expr]) => {
+        Route {
+            method: Method::$method,
+            path: $path,
+            access: $access,
+            doc: RouteDoc::new($summary, stringify!($handler), route!(@bodydoc $body), $status, $answer_doc),
+            handler: |state, call| {
+                Box::pin(async move {
+                    let answer: Answer<$answer> = $handler(state, call).await?;
+                    Ok(answer.$into())
+                })
+            },
+        }
+    };
+    (@bodydoc none) => { BodyDoc::None };
+    (@bodydoc file) => { BodyDoc::EggFile };
 }
 
 /// Every route of `/api/v1`.
+#[rustfmt::skip]
 pub fn routes() -> Vec<Route> {
     use Access::{Admin, Authenticated, Public, Server, Session};
     use handlers::{account, infra, schedules, servers, subusers};
+    use handlers::account::{OpenApiDocument, AccountView, CreateUser, CreatedKey, Health, Login, LoginAnswer, NewKey, Password, PasswordChange, RecoveryCodes, SecondFactor, SessionView, TotpCode, TotpSetupView};
+    use handlers::infra::{CreateNode, NewAllocations, NewLocation, RegisteredNode};
+    use handlers::servers::{Command, CreateServer, CreatedServer, Deleting, Power, PowerAccepted, Reinstalling, Rename, ServerDetail, StartupView, UpdateBuild, UpdateStartup};
+    use handlers::schedules::Running;
+    use handlers::subusers::{NewSubuser, SubuserView, UpdateSubuser};
+    use handlers::views::{EggView, KeyView, NodeView, ServerView, UserView};
+    use nexus_control::console::ConsoleAccess;
+    use nexus_control::schedules::ScheduleInput;
+    use nexus_core::lifecycle::LifecycleEvent;
+    use nexus_core::model::{Allocation, AuditEvent, Location, Schedule};
     vec![
-        route!(GET "/api/v1/health", Public, account::health),
-        route!(POST "/api/v1/auth/login", Public, account::login),
-        route!(POST "/api/v1/auth/login/totp", Public, account::login_second_factor),
-        route!(POST "/api/v1/auth/logout", Authenticated, account::logout),
-        route!(GET "/api/v1/account", Authenticated, account::me),
-        route!(PUT "/api/v1/account/password", Session, account::change_password),
-        route!(POST "/api/v1/account/totp", Session, account::totp_setup),
-        route!(POST "/api/v1/account/totp/enable", Session, account::totp_enable),
-        route!(POST "/api/v1/account/totp/disable", Session, account::totp_disable),
-        route!(GET "/api/v1/account/api-keys", Authenticated, account::list_keys),
-        route!(POST "/api/v1/account/api-keys", Session, account::create_key),
-        route!(DELETE "/api/v1/account/api-keys/{id}", Session, account::delete_key),
-        route!(GET "/api/v1/permissions", Authenticated, subusers::catalog),
-        route!(GET "/api/v1/users", Admin, account::list_users),
-        route!(POST "/api/v1/users", Admin, account::create_user),
-        route!(GET "/api/v1/locations", Admin, infra::list_locations),
-        route!(POST "/api/v1/locations", Admin, infra::create_location),
-        route!(GET "/api/v1/nodes", Admin, infra::list_nodes),
-        route!(POST "/api/v1/nodes", Admin, infra::create_node),
-        route!(GET "/api/v1/nodes/{id}", Admin, infra::show_node),
-        route!(GET "/api/v1/nodes/{id}/configuration", Admin, infra::node_configuration),
-        route!(GET "/api/v1/nodes/{id}/allocations", Admin, infra::list_allocations),
-        route!(POST "/api/v1/nodes/{id}/allocations", Admin, infra::create_allocations),
-        route!(GET "/api/v1/eggs", Authenticated, infra::list_eggs),
-        route!(POST "/api/v1/eggs", Admin, infra::import_egg),
-        route!(GET "/api/v1/eggs/{id}", Authenticated, infra::show_egg),
-        route!(PUT "/api/v1/eggs/{id}", Admin, infra::update_egg),
-        route!(GET "/api/v1/eggs/{id}/export", Admin, infra::export_egg),
-        route!(DELETE "/api/v1/eggs/{id}", Admin, infra::delete_egg),
-        route!(GET "/api/v1/servers", Authenticated, servers::list),
-        route!(POST "/api/v1/servers", Admin, servers::create),
-        route!(GET "/api/v1/servers/{id}", Server(None), servers::show),
-        route!(GET "/api/v1/servers/{id}/events", Server(Some("activity.read")), servers::events),
-        route!(POST "/api/v1/servers/{id}/power", Server(None), servers::power),
-        route!(POST "/api/v1/servers/{id}/command", Server(Some("control.console")), servers::command),
-        route!(GET "/api/v1/servers/{id}/websocket", Server(None), servers::websocket),
-        route!(POST "/api/v1/servers/{id}/rename", Server(Some("settings.rename")), servers::rename),
-        route!(POST "/api/v1/servers/{id}/reinstall", Server(Some("settings.reinstall")), servers::reinstall),
-        route!(GET "/api/v1/servers/{id}/startup", Server(Some("startup.read")), servers::startup),
-        route!(PUT "/api/v1/servers/{id}/startup", Server(Some("startup.update")), servers::update_startup),
-        route!(PUT "/api/v1/servers/{id}/build", Admin, servers::update_build),
-        route!(POST "/api/v1/servers/{id}/suspend", Admin, servers::suspend),
-        route!(POST "/api/v1/servers/{id}/unsuspend", Admin, servers::unsuspend),
-        route!(GET "/api/v1/servers/{id}/users", Server(Some("user.read")), subusers::list),
-        route!(POST "/api/v1/servers/{id}/users", Server(Some("user.create")), subusers::create),
-        route!(PUT "/api/v1/servers/{id}/users/{user}", Server(Some("user.update")), subusers::update),
-        route!(DELETE "/api/v1/servers/{id}/users/{user}", Server(Some("user.delete")), subusers::delete),
-        route!(GET "/api/v1/servers/{id}/schedules", Server(Some("schedule.read")), schedules::list),
-        route!(POST "/api/v1/servers/{id}/schedules", Server(Some("schedule.create")), schedules::create),
-        route!(GET "/api/v1/servers/{id}/schedules/{schedule}", Server(Some("schedule.read")), schedules::show),
-        route!(PUT "/api/v1/servers/{id}/schedules/{schedule}", Server(Some("schedule.update")), schedules::update),
-        route!(DELETE "/api/v1/servers/{id}/schedules/{schedule}", Server(Some("schedule.delete")), schedules::delete),
-        route!(POST "/api/v1/servers/{id}/schedules/{schedule}/run", Server(Some("schedule.update")), schedules::run),
-        route!(GET "/api/v1/servers/{id}/activity", Server(Some("activity.read")), schedules::activity),
-        route!(DELETE "/api/v1/servers/{id}", Admin, servers::delete),
+        route!(GET "/api/v1/openapi.json", Public, "This API's OpenAPI 3.1 document", account::openapi, => 200 OpenApiDocument),
+        route!(GET "/api/v1/health", Public, "Whether the panel answers, and its version", account::health, => 200 Health),
+        route!(POST "/api/v1/auth/login", Public, "Log in with a password; sets the session cookie unless a second factor is due", account::login, json Login => 200 LoginAnswer),
+        route!(POST "/api/v1/auth/login/totp", Public, "Finish a login with a TOTP or recovery code", account::login_second_factor, json SecondFactor => 200 SessionView),
+        route!(POST "/api/v1/auth/logout", Authenticated, "End this session", account::logout, => 204),
+        route!(GET "/api/v1/account", Authenticated, "The caller's account (and a session's CSRF token)", account::me, => 200 AccountView),
+        route!(PUT "/api/v1/account/password", Session, "Change the password; other sessions end", account::change_password, json PasswordChange => 204),
+        route!(POST "/api/v1/account/totp", Session, "Begin setting up TOTP: a new secret", account::totp_setup, => 200 TotpSetupView),
+        route!(POST "/api/v1/account/totp/enable", Session, "Turn TOTP on with a code; answers the recovery codes once", account::totp_enable, json TotpCode => 200 RecoveryCodes),
+        route!(POST "/api/v1/account/totp/disable", Session, "Turn TOTP off (needs the password)", account::totp_disable, json Password => 204),
+        route!(GET "/api/v1/account/api-keys", Authenticated, "The caller's API keys (never their secrets)", account::list_keys, => 200 Vec<KeyView>),
+        route!(POST "/api/v1/account/api-keys", Session, "Create an API key; its secret is shown once", account::create_key, json NewKey => 201 CreatedKey),
+        route!(DELETE "/api/v1/account/api-keys/{id}", Session, "Delete an API key (refused at once)", account::delete_key, => 204),
+        route!(GET "/api/v1/permissions", Authenticated, "Every subuser permission name", subusers::catalog, => 200 Vec<&'static str>),
+        route!(GET "/api/v1/users", Admin, "List users", account::list_users, => 200 page UserView),
+        route!(POST "/api/v1/users", Admin, "Create a user", account::create_user, json CreateUser => 201 UserView),
+        route!(GET "/api/v1/activity", Admin, "The audit log of the whole panel, newest first", schedules::all_activity, => 200 page AuditEvent),
+        route!(GET "/api/v1/locations", Admin, "List locations", infra::list_locations, => 200 page Location),
+        route!(POST "/api/v1/locations", Admin, "Create a location", infra::create_location, json NewLocation => 201 Location),
+        route!(GET "/api/v1/nodes", Admin, "List nodes", infra::list_nodes, => 200 page NodeView),
+        route!(POST "/api/v1/nodes", Admin, "Register a node; its token is shown once", infra::create_node, json CreateNode => 201 RegisteredNode),
+        route!(GET "/api/v1/nodes/{id}", Admin, "Show a node", infra::show_node, => 200 NodeView),
+        route!(GET "/api/v1/nodes/{id}/configuration", Admin, "The node daemon's configuration file (TOML; holds its secrets)", infra::node_configuration, => 200 text "application/toml"),
+        route!(GET "/api/v1/nodes/{id}/allocations", Admin, "List a node's allocations", infra::list_allocations, => 200 page Allocation),
+        route!(POST "/api/v1/nodes/{id}/allocations", Admin, "Add allocations from a port list (`25565-25665`)", infra::create_allocations, json NewAllocations => 201 Vec<Allocation>),
+        route!(GET "/api/v1/eggs", Authenticated, "List eggs", infra::list_eggs, => 200 page EggView),
+        route!(POST "/api/v1/eggs", Admin, "Import a Pterodactyl or Pelican egg file (JSON or YAML)", infra::import_egg, file => 201 EggView),
+        route!(GET "/api/v1/eggs/{id}", Authenticated, "Show an egg (users see its viewable variables)", infra::show_egg, => 200 EggView),
+        route!(PUT "/api/v1/eggs/{id}", Admin, "Update an egg from a file", infra::update_egg, file => 200 EggView),
+        route!(GET "/api/v1/eggs/{id}/export", Admin, "Export an egg file", infra::export_egg, => 200 text "application/json").with_query(EXPORT_QUERY),
+        route!(DELETE "/api/v1/eggs/{id}", Admin, "Delete an egg no server uses", infra::delete_egg, => 204),
+        route!(GET "/api/v1/servers", Authenticated, "List the servers the caller may see (admins: all), from the store", servers::list, => 200 page ServerView).with_query(SERVER_QUERY),
+        route!(POST "/api/v1/servers", Admin, "Create a server: variables checked, placed, sent to its node", servers::create, json CreateServer => 201 CreatedServer),
+        route!(GET "/api/v1/servers/{id}", Server(None), "Show a server", servers::show, => 200 ServerDetail),
+        route!(GET "/api/v1/servers/{id}/events", Server(Some("activity.read")), "The server's lifecycle transitions, newest first", servers::events, => 200 Vec<LifecycleEvent>),
+        route!(POST "/api/v1/servers/{id}/power", Server(None), "Start, stop, restart or kill (each its own permission)", servers::power, json Power => 202 PowerAccepted),
+        route!(POST "/api/v1/servers/{id}/command", Server(Some("control.console")), "Send one console command", servers::command, json Command => 204),
+        route!(GET "/api/v1/servers/{id}/websocket", Server(None), "The node's console socket and a short-lived token for it", servers::websocket, => 200 ConsoleAccess),
+        route!(POST "/api/v1/servers/{id}/rename", Server(Some("settings.rename")), "Rename a server", servers::rename, json Rename => 200 ServerView),
+        route!(POST "/api/v1/servers/{id}/reinstall", Server(Some("settings.reinstall")), "Run the egg's install again", servers::reinstall, => 202 Reinstalling),
+        route!(GET "/api/v1/servers/{id}/startup", Server(Some("startup.read")), "The startup command and the variables the caller may see", servers::startup, => 200 StartupView),
+        route!(PUT "/api/v1/servers/{id}/startup", Server(Some("startup.update")), "Change variables (checked against the egg's rules)", servers::update_startup, json UpdateStartup => 200 ServerView),
+        route!(PUT "/api/v1/servers/{id}/build", Admin, "Change a server's limits", servers::update_build, json UpdateBuild => 200 ServerView),
+        route!(POST "/api/v1/servers/{id}/suspend", Admin, "Suspend a server (stops it; it cannot start)", servers::suspend, => 200 ServerView),
+        route!(POST "/api/v1/servers/{id}/unsuspend", Admin, "Lift a suspension", servers::unsuspend, => 200 ServerView),
+        route!(GET "/api/v1/servers/{id}/users", Server(Some("user.read")), "List the server's subusers", subusers::list, => 200 Vec<SubuserView>),
+        route!(POST "/api/v1/servers/{id}/users", Server(Some("user.create")), "Add a subuser by e-mail", subusers::create, json NewSubuser => 201 SubuserView),
+        route!(PUT "/api/v1/servers/{id}/users/{user}", Server(Some("user.update")), "Change a subuser's permissions", subusers::update, json UpdateSubuser => 200 SubuserView),
+        route!(DELETE "/api/v1/servers/{id}/users/{user}", Server(Some("user.delete")), "Remove a subuser", subusers::delete, => 204),
+        route!(GET "/api/v1/servers/{id}/schedules", Server(Some("schedule.read")), "List the server's schedules", schedules::list, => 200 Vec<Schedule>),
+        route!(POST "/api/v1/servers/{id}/schedules", Server(Some("schedule.create")), "Create a schedule", schedules::create, json ScheduleInput => 201 Schedule),
+        route!(GET "/api/v1/servers/{id}/schedules/{schedule}", Server(Some("schedule.read")), "Show a schedule", schedules::show, => 200 Schedule),
+        route!(PUT "/api/v1/servers/{id}/schedules/{schedule}", Server(Some("schedule.update")), "Replace a schedule", schedules::update, json ScheduleInput => 200 Schedule),
+        route!(DELETE "/api/v1/servers/{id}/schedules/{schedule}", Server(Some("schedule.delete")), "Delete a schedule", schedules::delete, => 204),
+        route!(POST "/api/v1/servers/{id}/schedules/{schedule}/run", Server(Some("schedule.update")), "Run a schedule now (in the background)", schedules::run, => 202 Running),
+        route!(GET "/api/v1/servers/{id}/activity", Server(Some("activity.read")), "The server's audit log, newest first", schedules::activity, => 200 page AuditEvent),
+        route!(DELETE "/api/v1/servers/{id}", Admin, "Delete a server (on its node first; finished when a down node returns)", servers::delete, => 202 Deleting),
     ]
 }
 
@@ -227,7 +302,8 @@ pub(crate) fn media_type(content_type: &str) -> String {
     content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase()
 }
 
-/// The warp filter serving every route of [`routes`] under `/api/v1`.
+/// The warp filter serving every route of [`routes`] under `/api/v1`, counting each answer
+/// in [`PanelState::metrics`].
 pub fn filter(state: Arc<PanelState>) -> BoxedFilter<(Response,)> {
     let table: Arc<Vec<Route>> = Arc::new(routes());
     warp::path("api")
@@ -247,15 +323,95 @@ pub fn filter(state: Arc<PanelState>) -> BoxedFilter<(Response,)> {
                   body| {
                 let (state, table) = (Arc::clone(&state), Arc::clone(&table));
                 async move {
+                    let started = std::time::Instant::now();
                     let client = remote.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
-                    match dispatch(&state, &table, method, path.as_str(), &query, &headers, client, body).await {
-                        Ok(response) => response,
-                        Err(error) => error.into_response(),
-                    }
+                    let (index, answer) = match find(&table, &method, path.as_str()) {
+                        Ok((index, params)) => {
+                            let call =
+                                Request { route: &table[index], params, query: &query, headers: &headers, client };
+                            (Some(index), dispatch(&state, call, body).await)
+                        }
+                        Err(e) => (None, Err(e)),
+                    };
+                    let response = answer.unwrap_or_else(ApiError::into_response);
+                    state.metrics.record(index, response.status().as_u16(), started.elapsed());
+                    response
                 }
             },
         )
         .boxed()
+}
+
+/// `GET /metrics`: Prometheus text for admins (an application key or an admin's session).
+pub fn metrics(state: Arc<PanelState>) -> BoxedFilter<(Response,)> {
+    warp::path("metrics")
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(warp::header::headers_cloned())
+        .then(move |headers: HeaderMap| {
+            let state = Arc::clone(&state);
+            async move {
+                let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+                let answer = match authenticate(&state, header("authorization"), header("cookie")).await {
+                    Ok(Some(principal)) if principal.is_admin() => render_metrics(&state).await,
+                    Ok(Some(_)) => Err(ApiError::forbidden("this needs an admin")),
+                    Ok(None) => Err(ApiError::unauthenticated()),
+                    Err(e) => Err(e),
+                };
+                answer.unwrap_or_else(ApiError::into_response)
+            }
+        })
+        .boxed()
+}
+
+async fn render_metrics(state: &PanelState) -> Result<Response, ApiError> {
+    let store = state.control.store();
+    let nodes = store.list_nodes().await.map_err(nexus_control::ControlError::from)?;
+    let usage = store.node_usage().await.map_err(nexus_control::ControlError::from)?;
+    let samples: Vec<crate::metrics::NodeSample<'_>> = nodes
+        .iter()
+        .map(|node| crate::metrics::NodeSample {
+            name: &node.name,
+            online: node.status == nexus_core::model::NodeStatus::Online,
+            servers: usage.iter().find(|u| u.node == Some(node.id)).map_or(0, |u| u.servers),
+        })
+        .collect();
+    let mut out = String::new();
+    state.metrics.render(&mut out);
+    crate::metrics::render_nodes(&mut out, &samples, state.sessions.len());
+    let mut response = Response::new(out.into());
+    response
+        .headers_mut()
+        .insert("content-type", warp::http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    Ok(response)
+}
+
+/// The route `method path` names and the values of its `{…}` segments; `404` for an unknown
+/// path, `405` for a known path with another method.
+fn find(table: &[Route], method: &Method, path: &str) -> Result<(usize, Vec<String>), ApiError> {
+    let mut path_known = false;
+    for (index, route) in table.iter().enumerate() {
+        if let Some(params) = matches(route.path, path) {
+            path_known = true;
+            if route.method == *method {
+                return Ok((index, params));
+            }
+        }
+    }
+    Err(if path_known {
+        ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("{method} is not allowed here"))
+    } else {
+        ApiError::not_found(format!("no route {path}"))
+    })
+}
+
+/// A request matched to its route, before authentication.
+struct Request<'a> {
+    route: &'a Route,
+    params: Vec<String>,
+    query: &'a str,
+    headers: &'a HeaderMap,
+    client: IpAddr,
 }
 
 fn matches(pattern: &str, path: &str) -> Option<Vec<String>> {
@@ -272,39 +428,13 @@ fn matches(pattern: &str, path: &str) -> Option<Vec<String>> {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn dispatch<S, B>(
-    state: &Arc<PanelState>,
-    table: &[Route],
-    method: Method,
-    path: &str,
-    query: &str,
-    headers: &HeaderMap,
-    client: IpAddr,
-    body: S,
-) -> Result<Response, ApiError>
+async fn dispatch<S, B>(state: &Arc<PanelState>, request: Request<'_>, body: S) -> Result<Response, ApiError>
 where
     S: Stream<Item = Result<B, warp::Error>> + Unpin,
     B: Buf,
 {
-    let mut path_known = false;
-    let mut found = None;
-    for route in table {
-        if let Some(params) = matches(route.path, path) {
-            path_known = true;
-            if route.method == method {
-                found = Some((route, params));
-                break;
-            }
-        }
-    }
-    let Some((route, params)) = found else {
-        return Err(if path_known {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("{method} is not allowed here"))
-        } else {
-            ApiError::not_found(format!("no route {path}"))
-        });
-    };
+    let Request { route, params, query, headers, client } = request;
+    let method = route.method.clone();
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let client = client_address(client, header("x-forwarded-for"), &state.trusted_proxies);
     let principal = authenticate(state, header("authorization"), header("cookie")).await?;

@@ -50,6 +50,8 @@ pub(crate) fn start(
     state.trusted_proxies = trusted_proxies;
     let state = Arc::new(state);
     let routes = nexus_panel::events::route(Arc::clone(control))
+        .or(nexus_panel::api::metrics(Arc::clone(&state)))
+        .unify()
         .or(nexus_panel::api::filter(state))
         .unify()
         .or(warp::any().map(json_response_not_found))

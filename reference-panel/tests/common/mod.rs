@@ -26,6 +26,8 @@ pub struct Client {
     pub base: String,
     pub cookie: String,
     pub csrf: String,
+    /// Every answer is checked against this.
+    pub spec: std::sync::Arc<Spec>,
 }
 
 impl Client {
@@ -39,14 +41,17 @@ impl Client {
             .unwrap();
         assert_eq!(response.status(), 200, "login");
         let cookie = response.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
-        let body: Value = response.json().await.unwrap();
-        Self { http, base: base.to_owned(), cookie, csrf: body["csrf_token"].as_str().unwrap().to_owned() }
+        let text = response.text().await.unwrap();
+        let spec = std::sync::Arc::new(Spec::fetch(base).await);
+        spec.check("POST", "/api/v1/auth/login", 200, &text);
+        let body: Value = serde_json::from_str(&text).unwrap();
+        Self { http, base: base.to_owned(), cookie, csrf: body["csrf_token"].as_str().unwrap().to_owned(), spec }
     }
 
     pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
         let mut request = self
             .http
-            .request(method, format!("{}{path}", self.base))
+            .request(method.clone(), format!("{}{path}", self.base))
             .header("cookie", &self.cookie)
             .header("x-csrf-token", &self.csrf);
         if let Some(body) = body {
@@ -55,6 +60,9 @@ impl Client {
         let response = request.send().await.unwrap();
         let status = response.status().as_u16();
         let text = response.text().await.unwrap();
+        if path.starts_with("/api/v1/") {
+            self.spec.check(method.as_str(), path, status, &text);
+        }
         (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
@@ -74,5 +82,70 @@ impl Client {
             assert!(Instant::now() < deadline, "server {server} stayed {now}, expected {state}");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+}
+
+/// The panel's OpenAPI document, to check real answers against: every answer the tests get
+/// must match the schema documented for its route and status (errors: `default`).
+pub struct Spec {
+    doc: Value,
+}
+
+impl Spec {
+    /// The document the panel at `base` serves.
+    pub async fn fetch(base: &str) -> Self {
+        let response = reqwest::get(format!("{base}/api/v1/openapi.json")).await.unwrap();
+        assert_eq!(response.status(), 200, "GET /api/v1/openapi.json");
+        Self { doc: response.json().await.unwrap() }
+    }
+
+    /// The documented operations, as `(METHOD, path pattern)`.
+    pub fn operations(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for (path, ops) in self.doc["paths"].as_object().unwrap() {
+            for method in ops.as_object().unwrap().keys() {
+                out.push((method.to_uppercase(), path.clone()));
+            }
+        }
+        out
+    }
+
+    /// Panics unless `body` (answered with `status` to `method path`) matches the document.
+    pub fn check(&self, method: &str, path: &str, status: u16, body: &str) {
+        let path = path.split('?').next().unwrap();
+        let (pattern, ops) = self.doc["paths"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .find(|(pattern, ops)| {
+                ops.get(method.to_ascii_lowercase()).is_some() && {
+                    let (a, b): (Vec<_>, Vec<_>) = (pattern.split('/').collect(), path.split('/').collect());
+                    a.len() == b.len() && a.iter().zip(&b).all(|(p, s)| p == s || (p.starts_with('{') && !s.is_empty()))
+                }
+            })
+            .unwrap_or_else(|| panic!("{method} {path} is not documented"));
+        let responses = &ops[method.to_ascii_lowercase()]["responses"];
+        let documented = responses.get(status.to_string()).unwrap_or(&responses["default"]);
+        let success = (200..300).contains(&status);
+        if success && responses.get(status.to_string()).is_none() {
+            panic!("{method} {pattern} answered {status}, which is not documented: {body}");
+        }
+        let Some(schema) = documented.pointer("/content/application~1json/schema") else {
+            if status == 204 {
+                assert!(body.is_empty(), "{method} {pattern}: a 204 with a body");
+            }
+            return;
+        };
+        let instance: Value = serde_json::from_str(body)
+            .unwrap_or_else(|e| panic!("{method} {pattern} {status}: not JSON ({e}): {body}"));
+        if schema == &Value::Bool(true) {
+            return;
+        }
+        let mut root = schema.clone();
+        root["components"] = self.doc["components"].clone();
+        let validator = jsonschema::draft202012::options().should_validate_formats(true).build(&root).unwrap();
+        let errors: Vec<String> =
+            validator.iter_errors(&instance).map(|e| format!("{e} at {}", e.instance_path())).collect();
+        assert!(errors.is_empty(), "{method} {pattern} {status} differs from the document: {errors:?}\n{body}");
     }
 }

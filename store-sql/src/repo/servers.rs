@@ -11,7 +11,7 @@ use diesel::prelude::*;
 use nexus_core::ids::*;
 use nexus_core::lifecycle::{LifecycleEvent, next_state};
 use nexus_core::model::*;
-use nexus_core::store::{Page, ServerFilter, StoreError};
+use nexus_core::store::{Page, ServerFilter, ServerOrder, StoreError};
 use std::collections::{HashMap, HashSet};
 
 #[derive(Queryable, Selectable, Insertable, Clone)]
@@ -224,12 +224,13 @@ pub(crate) fn list_servers(c: &mut AnyConnection, filter: &ServerFilter, page: P
             query.filter(servers::owner_id.eq(member).or(servers::id.eq_any(shared)))
         };
     }
-    let rows: Vec<ServerRow> = query
-        .order((servers::created_at, servers::id))
-        .offset(offset)
-        .limit(limit)
-        .select(ServerRow::as_select())
-        .load(c)?;
+    query = match filter.order {
+        ServerOrder::CreatedAtDesc => query.order((servers::created_at.desc(), servers::id.desc())),
+        ServerOrder::Name => query.order((servers::name.asc(), servers::id.asc())),
+        ServerOrder::NameDesc => query.order((servers::name.desc(), servers::id.desc())),
+        _ => query.order((servers::created_at.asc(), servers::id.asc())),
+    };
+    let rows: Vec<ServerRow> = query.offset(offset).limit(limit).select(ServerRow::as_select()).load(c)?;
     rows.into_iter().map(ServerRow::into_model).collect()
 }
 

@@ -50,12 +50,42 @@ pub async fn servers_listed_filtered_and_paged(store: Arc<dyn Store>) {
     assert_eq!(on_b, [b10.id, mixed.id], "by node");
     let egg_a = list(ServerFilter { egg: Some(a.egg.id), ..ServerFilter::default() }, Page::all()).await;
     assert_eq!(egg_a, [a10.id, a20.id, a30.id], "by egg");
-    let both = ServerFilter { owner: Some(a.user.id), node: Some(b.node.id), egg: Some(b.egg.id), member: None };
+    let both =
+        ServerFilter { owner: Some(a.user.id), node: Some(b.node.id), egg: Some(b.egg.id), ..ServerFilter::default() };
     assert_eq!(list(both, Page::all()).await, [mixed.id], "filters combine");
     let none = ServerFilter { owner: Some(b.user.id), node: Some(a.node.id), ..ServerFilter::default() };
     assert!(list(none, Page::all()).await.is_empty(), "no match");
     let page = list(ServerFilter { owner: Some(a.user.id), ..ServerFilter::default() }, Page { offset: 1, limit: 2 });
     assert_eq!(page.await, [a20.id, a30.id], "filter, then page");
+}
+
+/// `list_servers` orders by creation time or name, either way, ties broken by id (also
+/// reversed), and pages in that order.
+pub async fn servers_listed_in_order(store: Arc<dyn Store>) {
+    let world = World::seed(&*store, 4).await;
+    let make = |index: usize, name: &str, at: i64| Server {
+        name: name.to_owned(),
+        created_at: ts(at),
+        ..world.server(&[index])
+    };
+    let (beta, alpha, gamma, alpha2) =
+        (make(0, "beta", 10), make(1, "alpha", 30), make(2, "gamma", 20), make(3, "alpha", 30));
+    for server in [&beta, &alpha, &gamma, &alpha2] {
+        store.create_server(server).await.expect("create server");
+    }
+    let (alpha_first, alpha_second) = if alpha.id < alpha2.id { (alpha.id, alpha2.id) } else { (alpha2.id, alpha.id) };
+    let list = |order: ServerOrder, page: Page| {
+        let store = Arc::clone(&store);
+        let filter = ServerFilter { owner: Some(world.user.id), order, ..ServerFilter::default() };
+        async move {
+            store.list_servers(&filter, page).await.expect("list_servers").into_iter().map(|s| s.id).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(list(ServerOrder::CreatedAt, Page::all()).await, [beta.id, gamma.id, alpha_first, alpha_second]);
+    assert_eq!(list(ServerOrder::CreatedAtDesc, Page::all()).await, [alpha_second, alpha_first, gamma.id, beta.id]);
+    assert_eq!(list(ServerOrder::Name, Page::all()).await, [alpha_first, alpha_second, beta.id, gamma.id]);
+    assert_eq!(list(ServerOrder::NameDesc, Page::all()).await, [gamma.id, beta.id, alpha_second, alpha_first]);
+    assert_eq!(list(ServerOrder::Name, Page { offset: 1, limit: 2 }).await, [alpha_second, beta.id], "pages in order");
 }
 
 /// `list_servers` with `member` lists the servers the user owns and those shared with them as

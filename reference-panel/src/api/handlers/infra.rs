@@ -1,37 +1,44 @@
 //! Locations, nodes and their allocations, eggs.
 
 use super::account::ctl;
+use super::page_of;
 use super::views::{EggView, NodeView};
-use super::{created, listing, no_content, ok, page_of};
+use crate::api::answer::{Answer, Listing, NoContent, Text, created, listing, no_content, ok};
 use crate::api::router::media_type;
 use crate::api::{ApiError, Call, PanelState};
 use nexus_control::nodes::NewNode;
 use nexus_core::ids::{EggId, LocationId, NodeId};
-use nexus_core::model::{Location, NodeCapacity};
+use nexus_core::model::{Allocation, Location, NodeCapacity};
 use nexus_eggs::export::ExportFormat;
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::sync::Arc;
-use warp::http::{HeaderValue, StatusCode};
-use warp::reply::Response;
+use warp::http::StatusCode;
 
-pub(crate) async fn list_locations(state: Arc<PanelState>, call: Call) -> Result<Response, ApiError> {
+pub(crate) async fn list_locations(state: Arc<PanelState>, call: Call) -> Result<Answer<Listing<Location>>, ApiError> {
     let (page, number, per_page) = call.page()?;
     let rows = state.control.store().list_locations().await.map_err(ctl)?;
     listing(page_of(rows, page), number, per_page)
 }
 
-#[derive(Deserialize)]
+/// A new location.
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct NewLocation {
+pub(crate) struct NewLocation {
+    /// Short code (`fra1`): letters, digits, `-`, `_`, `.`.
     short: String,
+    /// Description.
     #[serde(default)]
     long: String,
 }
 
-pub(crate) async fn create_location(state: Arc<PanelState>, call: Call) -> Result<Response, ApiError> {
-    let body: NewLocation = call.json()?;
+pub(crate) async fn create_location(
+    state: Arc<PanelState>,
+    _: Call,
+    body: NewLocation,
+) -> Result<Answer<Location>, ApiError> {
     let short = body.short.trim();
     if short.is_empty()
         || short.len() > 60
@@ -44,30 +51,44 @@ pub(crate) async fn create_location(state: Arc<PanelState>, call: Call) -> Resul
     }
     let location = Location { id: LocationId::new(), short: short.to_owned(), long: body.long.trim().to_owned() };
     state.control.store().create_location(&location).await.map_err(ctl)?;
-    created(&location)
+    created(location)
 }
 
-pub(crate) async fn list_nodes(state: Arc<PanelState>, call: Call) -> Result<Response, ApiError> {
+pub(crate) async fn list_nodes(state: Arc<PanelState>, call: Call) -> Result<Answer<Listing<NodeView>>, ApiError> {
     let (page, number, per_page) = call.page()?;
     let rows = state.control.store().list_nodes().await.map_err(ctl)?;
     listing(page_of(rows, page).iter().map(NodeView::from).collect(), number, per_page)
 }
 
-#[derive(Deserialize)]
+/// A node to register.
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateNode {
+pub(crate) struct CreateNode {
     name: String,
+    /// Where the panel and browsers reach its daemon.
     fqdn: String,
     daemon_port: u16,
     #[serde(default)]
     location: Option<LocationId>,
+    /// Placement constraints can require these.
     #[serde(default)]
     tags: BTreeSet<String>,
+    /// What servers on it may book in total.
     capacity: NodeCapacity,
 }
 
-pub(crate) async fn create_node(state: Arc<PanelState>, call: Call) -> Result<Response, ApiError> {
-    let body: CreateNode = call.json()?;
+/// A registered node and its token (shown once; only its hash is stored).
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct RegisteredNode {
+    node: NodeView,
+    token: String,
+}
+
+pub(crate) async fn create_node(
+    state: Arc<PanelState>,
+    _: Call,
+    body: CreateNode,
+) -> Result<Answer<RegisteredNode>, ApiError> {
     let mut new = NewNode::new(body.name, body.fqdn, body.daemon_port, body.capacity);
     new.location = body.location;
     new.tags = body.tags;
@@ -77,18 +98,18 @@ pub(crate) async fn create_node(state: Arc<PanelState>, call: Call) -> Result<Re
     {
         tracing::warn!(error = %e, "routing the new node");
     }
-    created(&serde_json::json!({ "node": NodeView::from(&registration.node), "token": registration.token }))
+    created(RegisteredNode { node: NodeView::from(&registration.node), token: registration.token })
 }
 
-pub(crate) async fn show_node(state: Arc<PanelState>, call: Call) -> Result<Response, ApiError> {
+pub(crate) async fn show_node(state: Arc<PanelState>, call: Call) -> Result<Answer<NodeView>, ApiError> {
     let node = state.control.store().get_node(call.param(0)?).await.map_err(ctl)?;
-    ok(&NodeView::from(&node))
+    ok(NodeView::from(&node))
 }
 
 /// The daemon's configuration for this node (TOML for `nexus-wings --config`): its id, token,
 /// console secret and this panel's URL. Needs the panel's node secret (tokens are derived
 /// from it, so they can be shown again).
-pub(crate) async fn node_configuration(state: Arc<PanelState>, call: Call) -> Result<Response, ApiError> {
+pub(crate) async fn node_configuration(state: Arc<PanelState>, call: Call) -> Result<Answer<Text>, ApiError> {
     let id: NodeId = call.param(0)?;
     let (_, token) = state.control.node_endpoint(id).await?;
     let node = state.control.store().get_node(id).await.map_err(ctl)?;
@@ -108,12 +129,13 @@ pub(crate) async fn node_configuration(state: Arc<PanelState>, call: Call) -> Re
         panel = state.public_url,
         port = node.daemon_port,
     );
-    let mut response = Response::new(text.into());
-    response.headers_mut().insert("content-type", HeaderValue::from_static("application/toml"));
-    Ok(response)
+    Ok(Answer::text("application/toml", text))
 }
 
-pub(crate) async fn list_allocations(state: Arc<PanelState>, call: Call) -> Result<Response, ApiError> {
+pub(crate) async fn list_allocations(
+    state: Arc<PanelState>,
+    call: Call,
+) -> Result<Answer<Listing<Allocation>>, ApiError> {
     let id: NodeId = call.param(0)?;
     let (page, number, per_page) = call.page()?;
     state.control.store().get_node(id).await.map_err(ctl)?;
@@ -121,30 +143,34 @@ pub(crate) async fn list_allocations(state: Arc<PanelState>, call: Call) -> Resu
     listing(page_of(rows, page), number, per_page)
 }
 
-#[derive(Deserialize)]
+/// Allocations to add.
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct NewAllocations {
+pub(crate) struct NewAllocations {
     ip: IpAddr,
+    /// Ports and ranges: `25565`, `25565-25665`, `25565,27015-27020`.
     ports: String,
 }
 
-pub(crate) async fn create_allocations(state: Arc<PanelState>, call: Call) -> Result<Response, ApiError> {
+pub(crate) async fn create_allocations(
+    state: Arc<PanelState>,
+    call: Call,
+    body: NewAllocations,
+) -> Result<Answer<Vec<Allocation>>, ApiError> {
     let id: NodeId = call.param(0)?;
-    let body: NewAllocations = call.json()?;
-    let added = state.control.add_allocations(id, body.ip, &body.ports).await?;
-    created(&added)
+    created(state.control.add_allocations(id, body.ip, &body.ports).await?)
 }
 
-pub(crate) async fn list_eggs(state: Arc<PanelState>, call: Call) -> Result<Response, ApiError> {
+pub(crate) async fn list_eggs(state: Arc<PanelState>, call: Call) -> Result<Answer<Listing<EggView>>, ApiError> {
     let admin = call.principal()?.is_admin();
     let (page, number, per_page) = call.page()?;
     let rows = state.control.store().list_eggs().await.map_err(ctl)?;
     listing(page_of(rows, page).iter().map(|e| EggView::of(e, admin)).collect(), number, per_page)
 }
 
-pub(crate) async fn show_egg(state: Arc<PanelState>, call: Call) -> Result<Response, ApiError> {
+pub(crate) async fn show_egg(state: Arc<PanelState>, call: Call) -> Result<Answer<EggView>, ApiError> {
     let egg = state.control.egg(call.param(0)?).await?;
-    ok(&EggView::of(&egg, call.principal()?.is_admin()))
+    ok(EggView::of(&egg, call.principal()?.is_admin()))
 }
 
 /// The body of an egg upload: the file itself, JSON or YAML.
@@ -160,18 +186,18 @@ fn egg_file(call: &Call) -> Result<Vec<u8>, ApiError> {
     Ok(call.body.to_vec())
 }
 
-pub(crate) async fn import_egg(state: Arc<PanelState>, call: Call) -> Result<Response, ApiError> {
+pub(crate) async fn import_egg(state: Arc<PanelState>, call: Call) -> Result<Answer<EggView>, ApiError> {
     let egg = state.control.import_egg(egg_file(&call)?).await?;
-    created(&EggView::of(&egg, true))
+    created(EggView::of(&egg, true))
 }
 
-pub(crate) async fn update_egg(state: Arc<PanelState>, call: Call) -> Result<Response, ApiError> {
+pub(crate) async fn update_egg(state: Arc<PanelState>, call: Call) -> Result<Answer<EggView>, ApiError> {
     let id: EggId = call.param(0)?;
     let egg = state.control.update_egg_from_file(id, egg_file(&call)?).await?;
-    ok(&EggView::of(&egg, true))
+    ok(EggView::of(&egg, true))
 }
 
-pub(crate) async fn export_egg(state: Arc<PanelState>, call: Call) -> Result<Response, ApiError> {
+pub(crate) async fn export_egg(state: Arc<PanelState>, call: Call) -> Result<Answer<Text>, ApiError> {
     let id: EggId = call.param(0)?;
     let (format, content_type) = match call.query.get("format").map(String::as_str) {
         None | Some("ptdl_v2") => (ExportFormat::PtdlV2, "application/json"),
@@ -180,12 +206,10 @@ pub(crate) async fn export_egg(state: Arc<PanelState>, call: Call) -> Result<Res
         Some(_) => return Err(ApiError::invalid("format", "one of ptdl_v2, plcn_v3, plcn_v3_yaml")),
     };
     let text = state.control.export_egg(id, format).await?;
-    let mut response = Response::new(text.into());
-    response.headers_mut().insert("content-type", HeaderValue::from_static(content_type));
-    Ok(response)
+    Ok(Answer::text(content_type, text))
 }
 
-pub(crate) async fn delete_egg(state: Arc<PanelState>, call: Call) -> Result<Response, ApiError> {
+pub(crate) async fn delete_egg(state: Arc<PanelState>, call: Call) -> Result<Answer<NoContent>, ApiError> {
     state.control.delete_egg(call.param(0)?).await?;
     no_content()
 }

@@ -7,11 +7,12 @@ use nexus_core::model::{
     ApiKey, ApiKeyScope, Egg, EggImage, Node, NodeCapacity, NodeStatus, Overallocation, Role, Server, ServerLimits,
     User,
 };
+use schemars::JsonSchema;
 use serde::Serialize;
 use std::collections::BTreeSet;
 
-#[derive(Serialize)]
-pub(super) struct UserView {
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct UserView {
     id: UserId,
     username: String,
     email: String,
@@ -25,8 +26,8 @@ impl From<&User> for UserView {
     }
 }
 
-#[derive(Serialize)]
-pub(super) struct KeyView {
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct KeyView {
     id: ApiKeyId,
     identifier: String,
     kind: ApiKeyScope,
@@ -50,8 +51,8 @@ impl From<&ApiKey> for KeyView {
     }
 }
 
-#[derive(Serialize)]
-pub(super) struct NodeView {
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct NodeView {
     id: NodeId,
     name: String,
     fqdn: String,
@@ -83,8 +84,8 @@ impl From<&Node> for NodeView {
     }
 }
 
-#[derive(Serialize)]
-pub(super) struct EggView {
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct EggView {
     id: EggId,
     name: String,
     author: String,
@@ -94,8 +95,8 @@ pub(super) struct EggView {
     variables: Vec<VariableView>,
 }
 
-#[derive(Serialize)]
-struct VariableView {
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct VariableView {
     name: String,
     description: String,
     env_variable: String,
@@ -106,7 +107,7 @@ struct VariableView {
 
 impl EggView {
     /// The egg as `admin` or a user sees it: users see only viewable variables.
-    pub(super) fn of(e: &Egg, admin: bool) -> Self {
+    pub(crate) fn of(e: &Egg, admin: bool) -> Self {
         Self {
             id: e.id,
             name: e.name.clone(),
@@ -131,8 +132,8 @@ impl EggView {
     }
 }
 
-#[derive(Serialize)]
-pub(super) struct ServerView {
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct ServerView {
     id: ServerId,
     name: String,
     owner: UserId,
@@ -142,6 +143,10 @@ pub(super) struct ServerView {
     state: ServerState,
     limits: ServerLimits,
     primary_allocation: AllocationId,
+    /// A suspended server cannot start.
+    suspended: bool,
+    /// Set while a deletion waits for the server's node.
+    deletion_requested_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
 }
 
@@ -157,6 +162,8 @@ impl From<&Server> for ServerView {
             state: s.state,
             limits: s.limits,
             primary_allocation: s.primary_allocation,
+            suspended: s.suspended,
+            deletion_requested_at: s.deletion_requested_at,
             created_at: s.created_at,
         }
     }

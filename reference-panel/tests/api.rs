@@ -1,0 +1,141 @@
+//! The API's list queries and `/metrics`, on a panel without nodes (in-memory store): what
+//! the server list's filters and order return, and who may scrape what `promtool` accepts.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use nexus_control::accounts::NewUser;
+use nexus_control::nodes::NewNode;
+use nexus_control::servers::NewServer;
+use nexus_control::{ControlConfig, ControlPlane, NodeSecret};
+use nexus_core::memory::MemoryStore;
+use nexus_core::model::{ApiKeyScope, NodeCapacity, Role, ServerLimits};
+use nexus_core::store::Store;
+use nexus_panel::api::PanelState;
+use nexus_panel::node_client::HttpNodeTransport;
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+use warp::Filter;
+
+struct Panel {
+    base: String,
+    control: Arc<ControlPlane>,
+    admin_key: String,
+    admin: nexus_core::model::User,
+}
+
+async fn panel() -> Panel {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let mut config = ControlConfig::default();
+    config.node_secret = Some(NodeSecret::new(b"api test node secret, at least 32 bytes".to_vec()).unwrap());
+    config.node_timeout = Duration::from_millis(300);
+    let nodes = Arc::new(HttpNodeTransport::new(Duration::from_millis(300)).unwrap());
+    let control = Arc::new(ControlPlane::new(store, nodes, config).await.unwrap());
+    let admin =
+        control.create_user(NewUser::new("admin", "admin@example.com", "admin password", Role::Admin)).await.unwrap();
+    let admin_key = control.create_api_key(admin.id, ApiKeyScope::Application, "", None).await.unwrap().1;
+    let state = Arc::new(PanelState::new(control.clone(), "http://127.0.0.1"));
+    let routes = nexus_panel::api::metrics(state.clone()).or(nexus_panel::api::filter(state)).unify();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(warp::serve(routes).incoming(listener).run());
+    Panel { base, control, admin_key, admin }
+}
+
+async fn get(base: &str, path: &str, key: &str) -> (u16, String) {
+    let response = reqwest::Client::new().get(format!("{base}{path}")).bearer_auth(key).send().await.unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_list_filters_and_orders() {
+    let panel = panel().await;
+    let spec = common::Spec::fetch(&panel.base).await;
+    let control = &panel.control;
+    let capacity = NodeCapacity { memory_mb: 8192, disk_mb: 10_240, cpu_percent: 400 };
+    let mut nodes = Vec::new();
+    for name in ["n1", "n2"] {
+        let node = control.register_node(NewNode::new(name, "127.0.0.1", 1, capacity)).await.unwrap().node;
+        control
+            .add_allocations(
+                node.id,
+                "127.0.0.1".parse().unwrap(),
+                if name == "n1" { "30600-30609" } else { "30610-30619" },
+            )
+            .await
+            .unwrap();
+        nodes.push(node);
+    }
+    let egg = control
+        .import_egg(include_bytes!("../../egg-engine/tests/fixtures/egg-busybox-echo.json").to_vec())
+        .await
+        .unwrap();
+    let other =
+        control.create_user(NewUser::new("other", "other@example.com", "other password", Role::User)).await.unwrap();
+    // (name, owner, node)
+    let plan = [("delta", &panel.admin, 0), ("alpha", &other, 1), ("charlie", &panel.admin, 1), ("bravo", &other, 0)];
+    for (name, owner, node) in plan {
+        let mut request =
+            NewServer::new(name, owner.id, egg.id, ServerLimits { memory_mb: 64, ..ServerLimits::default() });
+        request.node = Some(nodes[node].id);
+        control.create_server(request).await.unwrap();
+    }
+    let names = async |query: &str| -> Vec<String> {
+        let path = format!("/api/v1/servers{query}");
+        let (status, body) = get(&panel.base, &path, &panel.admin_key).await;
+        spec.check("GET", &path, status, &body);
+        assert_eq!(status, 200, "{path}: {body}");
+        let body: Value = serde_json::from_str(&body).unwrap();
+        body["data"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap().to_owned()).collect()
+    };
+    assert_eq!(names("").await, ["delta", "alpha", "charlie", "bravo"], "oldest first by default");
+    assert_eq!(names("?sort=-created_at").await, ["bravo", "charlie", "alpha", "delta"]);
+    assert_eq!(names("?sort=name").await, ["alpha", "bravo", "charlie", "delta"]);
+    assert_eq!(names("?sort=-name&per_page=2").await, ["delta", "charlie"]);
+    assert_eq!(names("?sort=-name&per_page=2&page=2").await, ["bravo", "alpha"]);
+    assert_eq!(names(&format!("?owner={}&sort=name", other.id)).await, ["alpha", "bravo"]);
+    assert_eq!(names(&format!("?node={}&sort=name", nodes[1].id)).await, ["alpha", "charlie"]);
+    assert_eq!(names(&format!("?node={}&owner={}", nodes[0].id, other.id)).await, ["bravo"]);
+    assert_eq!(names(&format!("?egg={}", nexus_core::ids::EggId::new())).await, Vec::<String>::new());
+    for (query, field) in [("?sort=size", "sort"), ("?owner=me", "owner"), ("?per_page=0", "per_page")] {
+        let path = format!("/api/v1/servers{query}");
+        let (status, body) = get(&panel.base, &path, &panel.admin_key).await;
+        spec.check("GET", &path, status, &body);
+        let body: Value = serde_json::from_str(&body).unwrap();
+        assert!(status == 400 || status == 422, "{query}: {status} {body}");
+        assert_eq!(body["error"]["field"], field, "{query}: {body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_for_admins_and_count_each_route() {
+    let panel = panel().await;
+    let user =
+        panel.control.create_user(NewUser::new("user", "user@example.com", "user password", Role::User)).await.unwrap();
+    let client_key = panel.control.create_api_key(user.id, ApiKeyScope::Client, "", None).await.unwrap().1;
+    let admin_client_key = panel.control.create_api_key(panel.admin.id, ApiKeyScope::Client, "", None).await.unwrap().1;
+    let capacity = NodeCapacity { memory_mb: 1024, disk_mb: 1024, cpu_percent: 100 };
+    panel.control.register_node(NewNode::new(r#"node "quoted" \ back"#, "127.0.0.1", 1, capacity)).await.unwrap();
+    for _ in 0..3 {
+        assert_eq!(get(&panel.base, "/api/v1/servers", &panel.admin_key).await.0, 200);
+    }
+    assert_eq!(get(&panel.base, "/api/v1/nowhere", &panel.admin_key).await.0, 404);
+    let anonymous = reqwest::get(format!("{}/metrics", panel.base)).await.unwrap().status();
+    assert_eq!(anonymous, 401);
+    assert_eq!(get(&panel.base, "/metrics", &client_key).await.0, 403, "a user's key");
+    assert_eq!(get(&panel.base, "/metrics", &admin_client_key).await.0, 403, "an admin's client key");
+    let (status, metrics) = get(&panel.base, "/metrics", &panel.admin_key).await;
+    assert_eq!(status, 200, "{metrics}");
+    let has = |line: &str| metrics.lines().any(|l| l == line);
+    assert!(
+        has(r#"nexus_panel_http_requests_total{method="GET",route="/api/v1/servers",status="2xx"} 3"#),
+        "{metrics}"
+    );
+    assert!(has(r#"nexus_panel_http_requests_total{method="any",route="unmatched",status="4xx"} 1"#), "{metrics}");
+    assert!(has(r#"nexus_panel_http_request_duration_seconds_count{method="GET",route="/api/v1/servers"} 3"#));
+    assert!(has(r#"nexus_panel_nodes{status="offline"} 1"#), "{metrics}");
+    assert!(has(r#"nexus_panel_node_servers{node="node \"quoted\" \\ back"} 0"#), "names escaped: {metrics}");
+    nexus_conformance::promtool_accepts(&metrics);
+}
