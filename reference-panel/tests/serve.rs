@@ -122,7 +122,8 @@ async fn whole_system<B: TestBackend>(first_port: u16) {
     let Some(db) = throwaway::<B>() else { return };
     let dir = tempfile::tempdir().unwrap();
     let secret = dir.path().join("node-secret");
-    write_private(&secret, "a node secret for the serve test, 32+ bytes long");
+    // As an editor saves it: with a final newline, which is not part of the secret.
+    write_private(&secret, "a node secret for the serve test, 32+ bytes long\n");
     let port = free_port();
     let config = dir.path().join("panel.toml");
     let panel_config = |port: u16| {
@@ -136,6 +137,17 @@ async fn whole_system<B: TestBackend>(first_port: u16) {
     write_private(&config, &panel_config(port));
     let (panel, url, password) = serve(&config);
     let admin = Client::login(&url, "admin@nexus.local", &password.expect("first start prints the password")).await;
+    // `keys create --config` works on the same database: the key it prints is accepted.
+    let made = Command::new(PANEL)
+        .args(["keys", "create", "--user", "admin@nexus.local", "--kind", "application", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "keys create: {}", String::from_utf8_lossy(&made.stderr));
+    let key = String::from_utf8(made.stdout).unwrap().trim().to_owned();
+    assert!(key.starts_with("ptla_"), "{key}");
+    let listed = reqwest::Client::new().get(format!("{url}/api/v1/servers")).bearer_auth(&key).send().await.unwrap();
+    assert_eq!(listed.status(), 200);
 
     // A node registered through the API; its configuration file starts a separate daemon.
     let daemon_port = free_port();

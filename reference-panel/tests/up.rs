@@ -32,12 +32,12 @@ struct Up {
 
 impl Up {
     fn start(data_dir: &Path) -> Self {
-        Self::start_with_ports(data_dir, "30410-30419")
+        Self::start_with_ports(data_dir, "30410-30419", "127.0.0.1:0")
     }
 
-    fn start_with_ports(data_dir: &Path, ports: &str) -> Self {
+    fn start_with_ports(data_dir: &Path, ports: &str, listen: &str) -> Self {
         let mut child = Command::new(BIN)
-            .args(["up", "--listen", "127.0.0.1:0", "--heartbeat-secs", "1", "--ports", ports, "--data-dir"])
+            .args(["up", "--listen", listen, "--heartbeat-secs", "1", "--ports", ports, "--data-dir"])
             .arg(data_dir)
             .args(std::env::var_os("NEXUS_TEST_PANEL_LOG").map(|_| "--verbose"))
             .stdout(Stdio::piped())
@@ -109,7 +109,7 @@ async fn a_panel_killed_during_a_burst_of_creates_leaves_nothing_half_made() {
     const BURST: usize = 30;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let mut up = Up::start_with_ports(&data, "30440-30479");
+    let mut up = Up::start_with_ports(&data, "30440-30479", "127.0.0.1:0");
     let password = up.password.clone().unwrap();
     let admin = Client::login(&up.url, "admin", &password).await;
     let node_id = admin.get("/api/v1/nodes").await["data"][0]["id"].as_str().unwrap().to_owned();
@@ -144,7 +144,9 @@ async fn a_panel_killed_during_a_burst_of_creates_leaves_nothing_half_made() {
 
     let node_containers = up.node_containers.take();
     drop(up);
-    let mut again = Up::start_with_ports(&data, "30440-30479");
+    // Listening everywhere, the panel still prints (and its node uses) a loopback URL.
+    let mut again = Up::start_with_ports(&data, "30440-30479", "0.0.0.0:0");
+    assert!(again.url.starts_with("http://127.0.0.1:"), "{}", again.url);
     again.node_containers = node_containers;
     let admin = Client::login(&again.url, "admin", &password).await;
     let deadline = Instant::now() + Duration::from_secs(120);

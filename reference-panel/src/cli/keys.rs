@@ -18,6 +18,10 @@ pub(crate) struct CreateArgs {
     /// The panel's data directory (as given to `up`).
     #[arg(long, default_value = "./nexus-data")]
     data_dir: PathBuf,
+    /// The configuration file of a `serve` panel (its database is used instead of a data
+    /// directory's).
+    #[arg(long, conflicts_with = "data_dir")]
+    config: Option<PathBuf>,
     /// The account's e-mail address or user name.
     #[arg(long)]
     user: String,
@@ -40,15 +44,20 @@ pub(crate) fn run(command: KeysCommand) -> Result<(), CliError> {
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(fail("start the async runtime"))?;
     runtime.block_on(async move {
-        let data = DataDir::new(&args.data_dir);
-        if !data.database().exists() {
-            return Err(CliError(format!(
-                "{} has no panel database; run `nexus-panel up --data-dir {}` first",
-                args.data_dir.display(),
-                args.data_dir.display()
-            )));
-        }
-        let (control, _) = open_control(&data, Duration::from_secs(10)).await?;
+        let control = match &args.config {
+            Some(path) => super::serve::ServeConfig::load(path)?.open().await?.0,
+            None => {
+                let data = DataDir::new(&args.data_dir);
+                if !data.database().exists() {
+                    return Err(CliError(format!(
+                        "{} has no panel database; run `nexus-panel up --data-dir {}` first, or give --config",
+                        args.data_dir.display(),
+                        args.data_dir.display()
+                    )));
+                }
+                open_control(&data, Duration::from_secs(10)).await?.0
+            }
+        };
         let user = control
             .store()
             .find_user_by_login(args.user.trim())

@@ -62,6 +62,21 @@ pub(crate) async fn open_store(url: &str) -> Result<Arc<dyn Store>, CliError> {
     })
 }
 
+/// The panel's node secret from `path`: its bytes, without trailing whitespace (an editor's
+/// newline), never re-encoded, so `up` and `serve` derive the same node tokens from one file.
+pub(crate) fn read_node_secret(path: &Path) -> Result<NodeSecret, CliError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut secret = std::fs::read(path).map_err(fail(format!("read {}", path.display())))?;
+    while secret.last().is_some_and(u8::is_ascii_whitespace) {
+        secret.pop();
+    }
+    let mode = std::fs::metadata(path).map(|m| m.permissions().mode()).unwrap_or(0);
+    if mode & 0o077 != 0 {
+        tracing::warn!(file = %path.display(), "the node secret is readable by others (chmod 600)");
+    }
+    NodeSecret::new(secret).map_err(fail(path.display()))
+}
+
 /// The panel's store and control plane over an existing data directory.
 pub(crate) async fn open_control(
     data: &DataDir,
@@ -70,9 +85,8 @@ pub(crate) async fn open_control(
     let database = data.database();
     let url = database.to_str().ok_or_else(|| CliError(format!("{} is not UTF-8", database.display())))?;
     let store = open_store(url).await?;
-    let secret = std::fs::read(data.node_secret()).map_err(fail(format!("read {}", data.node_secret().display())))?;
     let mut config = ControlConfig::default();
-    config.node_secret = Some(NodeSecret::new(secret).map_err(fail("the node secret"))?);
+    config.node_secret = Some(read_node_secret(&data.node_secret())?);
     config.node_scheme = "http";
     config.heartbeat_interval = heartbeat;
     let nodes = Arc::new(HttpNodeTransport::new(config.node_timeout).map_err(fail("the node client"))?);

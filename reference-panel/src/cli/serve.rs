@@ -4,11 +4,10 @@
 
 use super::{CliError, fail, first_admin, open_store};
 use clap::Args;
-use nexus_control::{ControlConfig, ControlPlane, NodeSecret};
+use nexus_control::{ControlConfig, ControlPlane};
 use nexus_panel::node_client::HttpNodeTransport;
 use serde::Deserialize;
 use std::net::SocketAddr;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -99,15 +98,8 @@ impl ServeConfig {
     /// The store and control plane this configuration names.
     pub(crate) async fn open(&self) -> Result<(Arc<ControlPlane>, Arc<HttpNodeTransport>), CliError> {
         let store = open_store(&self.database_url).await?;
-        let secret_path = &self.node_secret_file;
-        let secret = std::fs::read(secret_path).map_err(fail(format!("read {}", secret_path.display())))?;
-        let mode = std::fs::metadata(secret_path).map(|m| m.permissions().mode()).unwrap_or(0);
-        if mode & 0o077 != 0 {
-            tracing::warn!(file = %secret_path.display(), "the node secret is readable by others (chmod 600)");
-        }
-        let trimmed: Vec<u8> = String::from_utf8_lossy(&secret).trim().as_bytes().to_vec();
         let mut config = ControlConfig::default();
-        config.node_secret = Some(NodeSecret::new(trimmed).map_err(fail(secret_path.display()))?);
+        config.node_secret = Some(super::read_node_secret(&self.node_secret_file)?);
         config.node_scheme = match self.node_scheme.as_str() {
             "http" => "http",
             "https" => "https",

@@ -16,7 +16,7 @@ use nexus_core::model::{Node, NodeCapacity};
 use nexus_wings::config::Config as NodeConfig;
 use nexus_wings::daemon::{Daemon, detect_runtime, shutdown_signal};
 use nexus_wings::panel::HttpPanelTransport;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -33,6 +33,10 @@ pub(crate) struct UpArgs {
     /// Address the panel listens on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// The URL browsers reach the panel at, when not the listening address (behind a proxy,
+    /// or listening on 0.0.0.0). The local node always talks to the panel over loopback.
+    #[arg(long, value_name = "URL")]
+    public_url: Option<String>,
     /// Directory of the database, secrets and the local node's server files.
     #[arg(long, default_value = "./nexus-data")]
     data_dir: PathBuf,
@@ -61,13 +65,27 @@ pub(crate) fn run(args: UpArgs) -> Result<(), CliError> {
 async fn up(args: UpArgs) -> Result<(), CliError> {
     let root = prepare_data_dir(&args.data_dir)?;
     let data = DataDir::new(&root);
+    if let Some(url) = &args.public_url
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        return Err(CliError(format!("--public-url {url}: give an http:// or https:// URL")));
+    }
     let heartbeat = Duration::from_secs(args.heartbeat_secs);
     let (control, transport) = open_control(&data, heartbeat).await?;
 
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.map_err(fail(format!("listen on {}", args.listen)))?;
-    let address = listener.local_addr().map_err(fail("the panel's address"))?;
-    let public_url = format!("http://{address}");
+    let mut address = listener.local_addr().map_err(fail("the panel's address"))?;
+    if address.ip().is_unspecified() {
+        // Listening everywhere: the local node and the printed URL use loopback.
+        address.set_ip(if address.is_ipv4() {
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        } else {
+            IpAddr::V6(Ipv6Addr::LOCALHOST)
+        });
+    }
+    let panel_link = format!("http://{address}");
+    let public_url = args.public_url.clone().map_or_else(|| panel_link.clone(), |u| u.trim_end_matches('/').to_owned());
 
     let first_admin = first_admin(&control).await?;
     // Shown now: should the node fail to start below, the password is not lost.
@@ -84,7 +102,7 @@ async fn up(args: UpArgs) -> Result<(), CliError> {
         node_id: Some(node.id),
         token: Some(token.clone()),
         token_secret: control.node_console_secret(node.id),
-        panel_url: Some(public_url.clone()),
+        panel_url: Some(panel_link.clone()),
         data_root: node_dir.join("volumes"),
         state_dir: node_dir.join("state"),
         heartbeat_interval_secs: args.heartbeat_secs,
@@ -93,7 +111,7 @@ async fn up(args: UpArgs) -> Result<(), CliError> {
     .resolve()
     .map_err(fail("the local node's configuration"))?;
     let container_runtime = detect_runtime(&node_dir.join("install")).await.map_err(fail("the local node"))?;
-    let link = HttpPanelTransport::new(&public_url, &token).map_err(fail("the local node's panel link"))?;
+    let link = HttpPanelTransport::new(&panel_link, &token).map_err(fail("the local node's panel link"))?;
     let daemon = Daemon::start(&node_config, container_runtime.clone(), Arc::new(link))
         .await
         .map_err(fail("start the local node"))?;
