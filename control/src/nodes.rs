@@ -5,6 +5,7 @@ use crate::{ControlError, ControlPlane};
 use nexus_core::ids::{AllocationId, LocationId, NodeId};
 use nexus_core::model::{Allocation, Node, NodeCapacity, NodeStatus, Overallocation};
 use nexus_core::placement::Placement;
+use nexus_core::store::{Page, ServerFilter, StoreError};
 use nexus_wire::NodeToken;
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -87,6 +88,46 @@ impl ControlPlane {
         self.store.create_node(&node).await?;
         self.placement().upsert_node(&node);
         Ok(Registration { node, token })
+    }
+
+    /// Removes a node and its allocations. A node with servers is refused (`InUse`) unless
+    /// `forget_servers`: then, for a node that is gone for good (offline), its servers' rows
+    /// go too, their allocations freed, without a word to the node; an online node is
+    /// refused even then (delete its servers through it first, so nothing keeps running
+    /// unaccounted). Answers how many servers were forgotten.
+    pub async fn delete_node(&self, node: NodeId, forget_servers: bool) -> Result<usize, ControlError> {
+        let record = self.store.get_node(node).await?;
+        let filter = ServerFilter { node: Some(node), ..ServerFilter::default() };
+        let servers = self.store.list_servers(&filter, Page::all()).await?;
+        if !servers.is_empty() {
+            if !forget_servers {
+                return Err(StoreError::InUse {
+                    entity: "node",
+                    id: node.to_string(),
+                    reason: format!(
+                        "{} server(s) are placed on it; delete them, or forget them with the node",
+                        servers.len()
+                    ),
+                }
+                .into());
+            }
+            if record.status == NodeStatus::Online {
+                return Err(ControlError::Invalid {
+                    field: "forget_servers",
+                    reason: "the node is online: delete its servers through it first".into(),
+                });
+            }
+            for server in &servers {
+                match self.store.delete_server(server.id).await {
+                    Ok(()) | Err(StoreError::NotFound { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                tracing::warn!(server = %server.id, node = %node, "server forgotten with its node");
+            }
+        }
+        self.store.delete_node(node).await?;
+        self.refresh_placement().await?;
+        Ok(servers.len())
     }
 
     /// Where `node`'s API is and its token, derived from the panel's

@@ -17,7 +17,7 @@ use nexus_core::ids::{NodeId, ServerId};
 use nexus_core::lifecycle::{LifecycleEvent, ServerState, Trigger};
 use nexus_core::memory::{InProcessTransport, MemoryStore};
 use nexus_core::model::{NodeCapacity, Permission, Role, Server, ServerLimits, User};
-use nexus_core::store::{Page, ServerRepo};
+use nexus_core::store::{AllocationRepo, EggRepo, NodeRepo, Page, ServerRepo};
 use nexus_core::store::{ServerFilter, Store, SubuserRepo};
 use nexus_core::transport::{Heartbeat, NodeCommand, NodeHandler, NodeMessage, NodeResponse, PowerAction};
 use nexus_core::transport::{ServerStatus, TransportError};
@@ -332,4 +332,27 @@ async fn a_schedule_cannot_do_what_its_author_may_not_do_by_hand() {
     let watcher = ServerAccess::Subuser(["schedule.update"].map(String::from).into());
     assert_eq!(control.run_schedule_now(server.id, made.id, &watcher).await.unwrap_err().status_code(), 403);
     control.run_schedule_now(server.id, made.id, &ServerAccess::Owner).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_node_with_servers_is_removed_only_when_gone_and_told_to_forget_them() {
+    let w = world().await;
+    let server = w.server().await;
+    let refused = w.control.delete_node(w.node, false).await;
+    assert!(matches!(refused, Err(ControlError::Store(nexus_core::store::StoreError::InUse { .. }))), "{refused:?}");
+    let online = w.control.delete_node(w.node, true).await;
+    assert!(matches!(online, Err(ControlError::Invalid { field: "forget_servers", .. })), "{online:?}");
+    assert!(w.control.server(server.id).await.is_ok(), "nothing removed by a refusal");
+
+    let later = Utc::now() + chrono::Duration::seconds(120);
+    w.control.mark_silent_nodes_offline(later).await.unwrap();
+    assert_eq!(w.control.delete_node(w.node, true).await.unwrap(), 1);
+    assert!(w.control.server(server.id).await.is_err(), "the server's row went with it");
+    assert!(w.store.get_node(w.node).await.is_err());
+    assert!(w.store.get_allocation(server.primary_allocation).await.is_err(), "its allocations too");
+    assert!(w.handler.take().is_empty(), "the gone node was not called");
+    // Placement no longer offers it.
+    let egg = w.store.list_eggs().await.unwrap().remove(0);
+    let request = NewServer::new("next", w.owner.id, egg.id, ServerLimits { memory_mb: 64, ..ServerLimits::default() });
+    assert!(w.control.create_server(request).await.is_err(), "no node left to place on");
 }

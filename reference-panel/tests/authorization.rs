@@ -87,6 +87,7 @@ fn expected() -> BTreeMap<(&'static str, &'static str), (&'static [Who], &'stati
         (("GET", "/api/v1/nodes"), (ADMINS, "")),
         (("POST", "/api/v1/nodes"), (ADMINS, "")),
         (("GET", "/api/v1/nodes/{id}"), (ADMINS, "")),
+        (("DELETE", "/api/v1/nodes/{id}"), (ADMINS, "")),
         (("GET", "/api/v1/nodes/{id}/configuration"), (ADMINS, "")),
         (("GET", "/api/v1/nodes/{id}/allocations"), (ADMINS, "")),
         (("POST", "/api/v1/nodes/{id}/allocations"), (ADMINS, "")),

@@ -114,6 +114,14 @@ pub const SERVER_QUERY: &[QueryParam] = &[
     },
 ];
 
+/// Whether a node's removal takes its servers' rows along.
+pub const NODE_DELETE_QUERY: &[QueryParam] = &[QueryParam {
+    name: "forget_servers",
+    description: "`true`: the node is gone for good (it must be offline); its servers' rows and \
+        allocations are removed without contacting it. Default `false`: refused while servers are on it.",
+    schema: || json!({ "type": "boolean", "default": false }),
+}];
+
 /// An egg export's format.
 pub const EXPORT_QUERY: &[QueryParam] = &[QueryParam {
     name: "format",

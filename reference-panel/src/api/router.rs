@@ -3,7 +3,9 @@
 
 use super::answer::{Answer, Listing, NoContent, Text};
 use super::auth::{CSRF_HEADER, Principal, Via, same_token, session_cookie};
-use super::openapi::{AnswerDoc, BodyDoc, EXPORT_QUERY, PAGED, QueryParam, RouteDoc, SERVER_QUERY, schema};
+use super::openapi::{
+    AnswerDoc, BodyDoc, EXPORT_QUERY, NODE_DELETE_QUERY, PAGED, QueryParam, RouteDoc, SERVER_QUERY, schema,
+};
 use super::{ApiError, DEFAULT_PER_PAGE, MAX_BODY_BYTES, MAX_PER_PAGE, PanelState, handlers};
 use bytes::{Buf, Bytes, BytesMut};
 use futures::{Stream, StreamExt};
@@ -141,7 +143,7 @@ pub fn routes() -> Vec<Route> {
     use Access::{Admin, Authenticated, Public, Server, Session};
     use handlers::{account, infra, schedules, servers, subusers};
     use handlers::account::{OpenApiDocument, AccountView, CreateUser, CreatedKey, Health, Login, LoginAnswer, NewKey, Password, PasswordChange, RecoveryCodes, SecondFactor, SessionView, TotpCode, TotpSetupView};
-    use handlers::infra::{CreateNode, NewAllocations, NewLocation, RegisteredNode};
+    use handlers::infra::{CreateNode, NewAllocations, NewLocation, NodeDeleted, RegisteredNode};
     use handlers::servers::{Command, CreateServer, CreatedServer, Deleting, Power, PowerAccepted, Reinstalling, Rename, ServerDetail, StartupView, UpdateBuild, UpdateStartup};
     use handlers::schedules::Running;
     use handlers::subusers::{NewSubuser, SubuserView, UpdateSubuser};
@@ -173,6 +175,7 @@ pub fn routes() -> Vec<Route> {
         route!(GET "/api/v1/nodes", Admin, "List nodes", infra::list_nodes, => 200 page NodeView),
         route!(POST "/api/v1/nodes", Admin, "Register a node; its token is shown once", infra::create_node, json CreateNode => 201 RegisteredNode),
         route!(GET "/api/v1/nodes/{id}", Admin, "Show a node", infra::show_node, => 200 NodeView),
+        route!(DELETE "/api/v1/nodes/{id}", Admin, "Remove a node with no servers (or, offline, forgetting its servers)", infra::delete_node, => 200 NodeDeleted).with_query(NODE_DELETE_QUERY),
         route!(GET "/api/v1/nodes/{id}/configuration", Admin, "The node daemon's configuration file (TOML; holds its secrets)", infra::node_configuration, => 200 text "application/toml"),
         route!(GET "/api/v1/nodes/{id}/allocations", Admin, "List a node's allocations", infra::list_allocations, => 200 page Allocation),
         route!(POST "/api/v1/nodes/{id}/allocations", Admin, "Add allocations from a port list (`25565-25665`)", infra::create_allocations, json NewAllocations => 201 Vec<Allocation>),

@@ -106,6 +106,28 @@ pub(crate) async fn show_node(state: Arc<PanelState>, call: Call) -> Result<Answ
     ok(NodeView::from(&node))
 }
 
+/// A node was removed.
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct NodeDeleted {
+    /// Servers whose rows went with it (only with `?forget_servers=true`).
+    forgotten_servers: usize,
+}
+
+pub(crate) async fn delete_node(state: Arc<PanelState>, call: Call) -> Result<Answer<NodeDeleted>, ApiError> {
+    let forget = match call.query.get("forget_servers").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return Err(ApiError::invalid("forget_servers", "true or false")),
+    };
+    let forgotten_servers = state.control.delete_node(call.param(0)?, forget).await?;
+    if let Some(client) = &state.node_client
+        && let Err(e) = client.sync_endpoints(&state.control).await
+    {
+        tracing::warn!(error = %e, "routing after a node's removal");
+    }
+    ok(NodeDeleted { forgotten_servers })
+}
+
 /// The daemon's configuration for this node (TOML for `nexus-wings --config`): its id, token,
 /// console secret and this panel's URL. Needs the panel's node secret (tokens are derived
 /// from it, so they can be shown again).
