@@ -2,8 +2,8 @@
 //! route table (labels are the table's patterns, never raw paths, so no caller can grow the
 //! label set), nodes by status and the servers booked on each, sessions, resident memory.
 //!
-//! The scrape needs an admin's application key (`Authorization: Bearer ptla_…`), as node
-//! names and counts are the operator's business.
+//! The scrape needs an admin: an application key (`Authorization: Bearer ptla_…`) or an
+//! admin's session, as node names and counts are the operator's business.
 
 use nexus_wings::metrics::{escape, metric, resident_memory_bytes};
 use std::fmt::Write as _;
@@ -15,12 +15,13 @@ const BUCKETS: [f64; 11] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 /// Status classes counted (`1xx` is never answered).
 const CLASSES: [&str; 4] = ["2xx", "3xx", "4xx", "5xx"];
 
-/// Counters of one route (or of the requests no route matched).
+/// Counters of one route (or of the requests no route matched). Each answer lands in exactly
+/// one bucket (the last is beyond every bound); the cumulative series, `+Inf` and `_count` are
+/// summed from one read of them, so a scrape never shows a bucket above the next.
 #[derive(Debug, Default)]
 struct RouteStats {
     by_class: [AtomicU64; CLASSES.len()],
-    buckets: [AtomicU64; BUCKETS.len()],
-    count: AtomicU64,
+    buckets: [AtomicU64; BUCKETS.len() + 1],
     micros: AtomicU64,
 }
 
@@ -47,15 +48,11 @@ impl HttpMetrics {
         let Some(stats) = self.routes.get(index.unwrap_or(unmatched)).or_else(|| self.routes.last()) else {
             return;
         };
-        let class = usize::from(status / 100).saturating_sub(2).min(CLASSES.len() - 1);
+        let class = usize::from(status / 100).clamp(2, 5) - 2;
         stats.by_class[class].fetch_add(1, Ordering::Relaxed);
         let seconds = took.as_secs_f64();
-        for (bound, bucket) in BUCKETS.iter().zip(&stats.buckets) {
-            if seconds <= *bound {
-                bucket.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        stats.count.fetch_add(1, Ordering::Relaxed);
+        let bucket = BUCKETS.iter().position(|bound| seconds <= *bound).unwrap_or(BUCKETS.len());
+        stats.buckets[bucket].fetch_add(1, Ordering::Relaxed);
         stats.micros.fetch_add(u64::try_from(took.as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
     }
 
@@ -77,15 +74,19 @@ impl HttpMetrics {
         out.push_str("# HELP nexus_panel_http_request_duration_seconds Time to answer, by route.\n");
         out.push_str("# TYPE nexus_panel_http_request_duration_seconds histogram\n");
         for ((method, route), stats) in self.labels.iter().zip(&self.routes) {
-            let count = stats.count.load(Ordering::Relaxed);
+            let counts: Vec<u64> = stats.buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect();
+            let count: u64 = counts.iter().sum();
             if count == 0 {
                 continue;
             }
             let labels = format!("method=\"{method}\",route=\"{route}\"");
-            for (bound, bucket) in BUCKETS.iter().zip(&stats.buckets) {
-                let n = bucket.load(Ordering::Relaxed);
-                let _ =
-                    writeln!(out, "nexus_panel_http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {n}");
+            let mut cumulative = 0;
+            for (bound, n) in BUCKETS.iter().zip(&counts) {
+                cumulative += n;
+                let _ = writeln!(
+                    out,
+                    "nexus_panel_http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {cumulative}"
+                );
             }
             let _ = writeln!(out, "nexus_panel_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {count}");
             let sum = stats.micros.load(Ordering::Relaxed) as f64 / 1e6;

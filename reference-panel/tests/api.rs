@@ -44,9 +44,11 @@ async fn panel() -> Panel {
     Panel { base, control, admin_key, admin }
 }
 
-async fn get(base: &str, path: &str, key: &str) -> (u16, String) {
+/// Status, content type and body of `GET path` with `key`.
+async fn get(base: &str, path: &str, key: &str) -> (u16, Option<String>, String) {
     let response = reqwest::Client::new().get(format!("{base}{path}")).bearer_auth(key).send().await.unwrap();
-    (response.status().as_u16(), response.text().await.unwrap())
+    let content_type = common::content_type(&response);
+    (response.status().as_u16(), content_type, response.text().await.unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,14 +84,16 @@ async fn the_server_list_filters_and_orders() {
         request.node = Some(nodes[node].id);
         control.create_server(request).await.unwrap();
     }
-    let names = async |query: &str| -> Vec<String> {
+    let other_key = control.create_api_key(other.id, ApiKeyScope::Client, "", None).await.unwrap().1;
+    let names_as = async |key: &str, query: &str| -> Vec<String> {
         let path = format!("/api/v1/servers{query}");
-        let (status, body) = get(&panel.base, &path, &panel.admin_key).await;
-        spec.check("GET", &path, status, &body);
+        let (status, content_type, body) = get(&panel.base, &path, key).await;
+        spec.check("GET", &path, status, content_type.as_deref(), &body);
         assert_eq!(status, 200, "{path}: {body}");
         let body: Value = serde_json::from_str(&body).unwrap();
         body["data"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap().to_owned()).collect()
     };
+    let names = async |query: &str| names_as(&panel.admin_key, query).await;
     assert_eq!(names("").await, ["delta", "alpha", "charlie", "bravo"], "oldest first by default");
     assert_eq!(names("?sort=-created_at").await, ["bravo", "charlie", "alpha", "delta"]);
     assert_eq!(names("?sort=name").await, ["alpha", "bravo", "charlie", "delta"]);
@@ -99,10 +103,14 @@ async fn the_server_list_filters_and_orders() {
     assert_eq!(names(&format!("?node={}&sort=name", nodes[1].id)).await, ["alpha", "charlie"]);
     assert_eq!(names(&format!("?node={}&owner={}", nodes[0].id, other.id)).await, ["bravo"]);
     assert_eq!(names(&format!("?egg={}", nexus_core::ids::EggId::new())).await, Vec::<String>::new());
+    // A filter narrows what the caller may see; it never widens it.
+    assert_eq!(names_as(&other_key, "?sort=name").await, ["alpha", "bravo"]);
+    assert_eq!(names_as(&other_key, &format!("?owner={}", panel.admin.id)).await, Vec::<String>::new());
+    assert_eq!(names_as(&other_key, &format!("?node={}&sort=name", nodes[0].id)).await, ["bravo"]);
     for (query, field) in [("?sort=size", "sort"), ("?owner=me", "owner"), ("?per_page=0", "per_page")] {
         let path = format!("/api/v1/servers{query}");
-        let (status, body) = get(&panel.base, &path, &panel.admin_key).await;
-        spec.check("GET", &path, status, &body);
+        let (status, content_type, body) = get(&panel.base, &path, &panel.admin_key).await;
+        spec.check("GET", &path, status, content_type.as_deref(), &body);
         let body: Value = serde_json::from_str(&body).unwrap();
         assert!(status == 400 || status == 422, "{query}: {status} {body}");
         assert_eq!(body["error"]["field"], field, "{query}: {body}");
@@ -126,7 +134,7 @@ async fn metrics_are_for_admins_and_count_each_route() {
     assert_eq!(anonymous, 401);
     assert_eq!(get(&panel.base, "/metrics", &client_key).await.0, 403, "a user's key");
     assert_eq!(get(&panel.base, "/metrics", &admin_client_key).await.0, 403, "an admin's client key");
-    let (status, metrics) = get(&panel.base, "/metrics", &panel.admin_key).await;
+    let (status, _, metrics) = get(&panel.base, "/metrics", &panel.admin_key).await;
     assert_eq!(status, 200, "{metrics}");
     let has = |line: &str| metrics.lines().any(|l| l == line);
     assert!(
@@ -138,4 +146,23 @@ async fn metrics_are_for_admins_and_count_each_route() {
     assert!(has(r#"nexus_panel_nodes{status="offline"} 1"#), "{metrics}");
     assert!(has(r#"nexus_panel_node_servers{node="node \"quoted\" \\ back"} 0"#), "names escaped: {metrics}");
     nexus_conformance::promtool_accepts(&metrics);
+}
+
+/// The document check used by every panel test fails on what it must catch: an undocumented
+/// field, a wrong type, an undocumented status or media type.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_document_check_refuses_what_the_document_does_not_say() {
+    let panel = panel().await;
+    let spec = common::Spec::fetch(&panel.base).await;
+    let json = Some("application/json");
+    spec.check("GET", "/api/v1/health", 200, json, r#"{"status":"ok","version":"1"}"#);
+    let refused = |status: u16, media: Option<&'static str>, body: &'static str| {
+        std::panic::catch_unwind(|| spec.check("GET", "/api/v1/health", status, media, body)).is_err()
+    };
+    assert!(refused(200, json, r#"{"status":"ok","version":"1","password_hash":"x"}"#), "extra field");
+    assert!(refused(200, json, r#"{"status":"ok","version":1}"#), "wrong type");
+    assert!(refused(200, json, r#"{"status":"ok"}"#), "missing field");
+    assert!(refused(201, json, r#"{"status":"ok","version":"1"}"#), "undocumented status");
+    assert!(refused(200, Some("text/html"), "<html>"), "undocumented media type");
+    assert!(refused(500, json, r#"{"error":{"code":"internal","message":"m","stack":"…"}}"#), "extra error field");
 }

@@ -253,8 +253,9 @@ async fn every_route_allows_exactly_its_callers() {
             };
             let response = request.send().await.unwrap();
             let status = response.status().as_u16();
+            let content_type = common::content_type(&response);
             let body = response.text().await.unwrap();
-            spec.check(route.method.as_str(), &path, status, &body);
+            spec.check(route.method.as_str(), &path, status, content_type.as_deref(), &body);
             let unrouted = status == 405 || (status == 404 && body.contains("no route"));
             assert!(!unrouted, "{} {path} is documented but not served: {body}", route.method);
             let refused =

@@ -92,6 +92,11 @@ impl<T: Serialize> Answer<T> {
     /// The response, with the body as JSON.
     pub fn into_json(self) -> Response {
         let response = json_response(self.status, &self.body);
+        if response.status() != self.status {
+            // The body could not be serialized: the error answer stands, without the
+            // success's headers (a session cookie, say).
+            return response;
+        }
         self.finish(response)
     }
 }

@@ -37,8 +37,8 @@ pub enum AnswerDoc {
     Empty,
     /// JSON of this schema.
     Json(SchemaFn),
-    /// A document of this media type.
-    Text(&'static str),
+    /// A document in one of these media types.
+    Text(&'static [&'static str]),
 }
 
 /// A documented query parameter.
@@ -95,8 +95,8 @@ pub const PAGED: &[QueryParam] = &[
     QueryParam { name: "page", description: "Page number, from 1 (default 1).", schema: positive },
     QueryParam {
         name: "per_page",
-        description: "Rows per page (default 50, at most 100).",
-        schema: || json!({ "type": "integer", "minimum": 1, "maximum": super::MAX_PER_PAGE }),
+        description: "Rows per page (default 50; more than 100 are answered as 100).",
+        schema: positive,
     },
 ];
 
@@ -197,10 +197,16 @@ fn operation(route: &Route, answers: &mut SchemaGenerator, bodies: &mut SchemaGe
             "description": "Done.",
             "content": { "application/json": { "schema": schema(answers) } },
         }),
-        AnswerDoc::Text(media) => json!({
-            "description": "The document.",
-            "content": { media: { "schema": { "type": if media == "application/json" { "object" } else { "string" } } } },
-        }),
+        AnswerDoc::Text(media) => {
+            let content: Map<String, Value> = media
+                .iter()
+                .map(|m| {
+                    let kind = if *m == "application/json" { "object" } else { "string" };
+                    ((*m).to_owned(), json!({ "schema": { "type": kind } }))
+                })
+                .collect();
+            json!({ "description": "The document.", "content": content })
+        }
     };
     let mut op = json!({
         "operationId": doc.operation.replace("::", "_"),
@@ -239,6 +245,8 @@ fn operation(route: &Route, answers: &mut SchemaGenerator, bodies: &mut SchemaGe
                 "content": {
                     "application/json": { "schema": { "type": "object" } },
                     "application/yaml": { "schema": { "type": "string" } },
+                    "application/x-yaml": { "schema": { "type": "string" } },
+                    "text/yaml": { "schema": { "type": "string" } },
                 },
             });
         }

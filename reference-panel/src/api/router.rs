@@ -78,7 +78,7 @@ impl std::fmt::Debug for Route {
 }
 
 /// A row of [`routes`]:
-/// `route!(METHOD "/path", access, "summary", handler, [json Body | file] => status [Type | page Row | text "media"])`.
+/// `route!(METHOD "/path", access, "summary", handler, [json Body | file] => status [Type | page Row | text ["media", …]])`.
 /// A `json` handler gets the parsed body as its third argument; every handler returns
 /// `Result<Answer<Type>, ApiError>` (`Listing<Row>` for `page`, `Text` for `text`,
 /// `NoContent` for none). The same types go into the OpenAPI document.
@@ -93,8 +93,8 @@ macro_rules! route {
         route!(@make $head $body [$status, Listing<$row>, into_json, AnswerDoc::Json(schema::<Listing<$row>>)])
             .with_query(PAGED)
     };
-    (@answer $head:tt $body:tt $status:literal text $media:literal) => {
-        route!(@make $head $body [$status, Text, into_text, AnswerDoc::Text($media)])
+    (@answer $head:tt $body:tt $status:literal text [$($media:literal),+]) => {
+        route!(@make $head $body [$status, Text, into_text, AnswerDoc::Text(&[$($media),+])])
     };
     (@answer $head:tt $body:tt $status:literal $answer:ty) => {
         route!(@make $head $body [$status, $answer, into_json, AnswerDoc::Json(schema::<$answer>)])
@@ -176,14 +176,14 @@ pub fn routes() -> Vec<Route> {
         route!(POST "/api/v1/nodes", Admin, "Register a node; its token is shown once", infra::create_node, json CreateNode => 201 RegisteredNode),
         route!(GET "/api/v1/nodes/{id}", Admin, "Show a node", infra::show_node, => 200 NodeView),
         route!(DELETE "/api/v1/nodes/{id}", Admin, "Remove a node with no servers (or, offline, forgetting its servers)", infra::delete_node, => 200 NodeDeleted).with_query(NODE_DELETE_QUERY),
-        route!(GET "/api/v1/nodes/{id}/configuration", Admin, "The node daemon's configuration file (TOML; holds its secrets)", infra::node_configuration, => 200 text "application/toml"),
+        route!(GET "/api/v1/nodes/{id}/configuration", Admin, "The node daemon's configuration file (TOML; holds its secrets)", infra::node_configuration, => 200 text ["application/toml"]),
         route!(GET "/api/v1/nodes/{id}/allocations", Admin, "List a node's allocations", infra::list_allocations, => 200 page Allocation),
         route!(POST "/api/v1/nodes/{id}/allocations", Admin, "Add allocations from a port list (`25565-25665`)", infra::create_allocations, json NewAllocations => 201 Vec<Allocation>),
         route!(GET "/api/v1/eggs", Authenticated, "List eggs", infra::list_eggs, => 200 page EggView),
         route!(POST "/api/v1/eggs", Admin, "Import a Pterodactyl or Pelican egg file (JSON or YAML)", infra::import_egg, file => 201 EggView),
         route!(GET "/api/v1/eggs/{id}", Authenticated, "Show an egg (users see its viewable variables)", infra::show_egg, => 200 EggView),
         route!(PUT "/api/v1/eggs/{id}", Admin, "Update an egg from a file", infra::update_egg, file => 200 EggView),
-        route!(GET "/api/v1/eggs/{id}/export", Admin, "Export an egg file", infra::export_egg, => 200 text "application/json").with_query(EXPORT_QUERY),
+        route!(GET "/api/v1/eggs/{id}/export", Admin, "Export an egg file", infra::export_egg, => 200 text ["application/json", "application/yaml"]).with_query(EXPORT_QUERY),
         route!(DELETE "/api/v1/eggs/{id}", Admin, "Delete an egg no server uses", infra::delete_egg, => 204),
         route!(GET "/api/v1/servers", Authenticated, "List the servers the caller may see (admins: all), from the store", servers::list, => 200 page ServerView).with_query(SERVER_QUERY),
         route!(POST "/api/v1/servers", Admin, "Create a server: variables checked, placed, sent to its node", servers::create, json CreateServer => 201 CreatedServer),
@@ -191,7 +191,7 @@ pub fn routes() -> Vec<Route> {
         route!(GET "/api/v1/servers/{id}/events", Server(Some("activity.read")), "The server's lifecycle transitions, newest first", servers::events, => 200 Vec<LifecycleEvent>),
         route!(POST "/api/v1/servers/{id}/power", Server(None), "Start, stop, restart or kill (each its own permission)", servers::power, json Power => 202 PowerAccepted),
         route!(POST "/api/v1/servers/{id}/command", Server(Some("control.console")), "Send one console command", servers::command, json Command => 204),
-        route!(GET "/api/v1/servers/{id}/websocket", Server(None), "The node's console socket and a short-lived token for it", servers::websocket, => 200 ConsoleAccess),
+        route!(GET "/api/v1/servers/{id}/websocket", Server(None), "The node's console socket and a short-lived token for it (needs `websocket.connect` or `control.console`)", servers::websocket, => 200 ConsoleAccess),
         route!(POST "/api/v1/servers/{id}/rename", Server(Some("settings.rename")), "Rename a server", servers::rename, json Rename => 200 ServerView),
         route!(POST "/api/v1/servers/{id}/reinstall", Server(Some("settings.reinstall")), "Run the egg's install again", servers::reinstall, => 202 Reinstalling),
         route!(GET "/api/v1/servers/{id}/startup", Server(Some("startup.read")), "The startup command and the variables the caller may see", servers::startup, => 200 StartupView),

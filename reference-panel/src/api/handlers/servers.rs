@@ -121,8 +121,7 @@ pub(crate) struct CreatedServer {
 /// Whether the node was told: `sent`, or `pending` (sent again when the node answers) and why.
 #[derive(Serialize, JsonSchema)]
 pub(crate) struct DeliveryView {
-    /// `sent` or `pending`.
-    delivery: &'static str,
+    delivery: DeliveryState,
     /// Why it is pending.
     pending_reason: Option<String>,
 }
@@ -252,12 +251,22 @@ pub(crate) async fn delete(state: Arc<PanelState>, call: Call) -> Result<Answer<
     }
 }
 
+/// Whether the node has been told.
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum DeliveryState {
+    /// The node accepted it.
+    Sent,
+    /// The node did not answer; it is sent again when it does.
+    Pending,
+}
+
 impl DeliveryView {
     fn of(delivery: &Delivery) -> Self {
         let (delivery, pending_reason) = match delivery {
-            Delivery::Sent => ("sent", None),
-            Delivery::Pending(reason) => ("pending", Some(reason.clone())),
-            _ => ("pending", None),
+            Delivery::Sent => (DeliveryState::Sent, None),
+            Delivery::Pending(reason) => (DeliveryState::Pending, Some(reason.clone())),
+            _ => (DeliveryState::Pending, None),
         };
         Self { delivery, pending_reason }
     }
