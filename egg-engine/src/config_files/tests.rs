@@ -773,13 +773,20 @@ proptest! {
         lines.push("[other]".to_owned());
         lines.push("x = 1".to_owned());
         let text = render(&lines, windows, final_newline);
-        let edits: Vec<_> = edits.into_iter().filter(|(_, value)| !value.contains('\n')).collect();
+        // A value the egg wraps in double quotes is written as it is (see `ini::encode`), so
+        // it reads back without them; one that also holds a quote inside cannot be written.
+        let wrapped = |v: &str| v.len() >= 2 && v.starts_with('"') && v.ends_with('"');
+        let edits: Vec<_> = edits
+            .into_iter()
+            .filter(|(_, value)| !value.contains('\n') && !(wrapped(value) && value[1..value.len() - 1].contains('"')))
+            .collect();
         let keyed: Vec<_> = edits.iter().map(|(key, value)| (format!("main.{key}"), value.clone())).collect();
         let file = text_edits("settings.ini", ConfigParser::Ini, &keyed);
         let out = apply(&file, &text, &ctx()).unwrap();
         prop_assert_eq!(&apply(&file, &out, &ctx()).unwrap(), &out);
         let values = ini::read(&out);
         for (key, value) in &edits {
+            let value = if wrapped(value) { value[1..value.len() - 1].to_owned() } else { value.clone() };
             prop_assert!(
                 values.contains(&("main".to_owned(), key.clone(), value.clone())),
                 "{key} = {value:?} not read back from {out:?}"
