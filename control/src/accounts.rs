@@ -58,6 +58,9 @@ pub enum AuthError {
     /// The API key has expired.
     #[error("this API key has expired")]
     Expired,
+    /// The API key is limited to addresses the request did not come from.
+    #[error("this API key is not accepted from this address")]
+    AddressNotAllowed,
     /// Too many failed logins; try again later.
     #[error("too many failed logins; try again in {} s", retry_after.as_secs().max(1))]
     Throttled {
@@ -328,6 +331,21 @@ impl ControlPlane {
         memo: &str,
         expires_at: Option<DateTime<Utc>>,
     ) -> Result<(ApiKey, String), ControlError> {
+        self.create_limited_api_key(user, scope, memo, expires_at, &[]).await
+    }
+
+    /// [`create_api_key`](Self::create_api_key) accepted only from `allowed_ips` (IPs and
+    /// CIDR ranges, at most [`MAX_RANGES`](crate::address::MAX_RANGES); empty: anywhere).
+    pub async fn create_limited_api_key(
+        &self,
+        user: UserId,
+        scope: ApiKeyScope,
+        memo: &str,
+        expires_at: Option<DateTime<Utc>>,
+        allowed_ips: &[String],
+    ) -> Result<(ApiKey, String), ControlError> {
+        let allowed_ips = crate::address::normalize(allowed_ips)
+            .map_err(|reason| ControlError::Invalid { field: "allowed_ips", reason })?;
         let owner = self.store.get_user(user).await?;
         if scope == ApiKeyScope::Application && owner.role != Role::Admin {
             return Err(ControlError::Forbidden("application keys are for admins".into()));
@@ -347,13 +365,24 @@ impl ControlPlane {
             created_at: Utc::now(),
             last_used_at: None,
             expires_at,
+            allowed_ips,
         };
         self.store.create_api_key(&record).await?;
         Ok((record, key))
     }
 
-    /// The key and its owner for a presented API key; records its use.
-    pub async fn authenticate_key(&self, presented: &str) -> Result<(ApiKey, User), ControlError> {
+    /// The key and its owner for a presented API key sent from `client`; records its use. A
+    /// key limited to addresses is refused from others
+    /// ([`AuthError::AddressNotAllowed`]).
+    pub async fn authenticate_key(&self, presented: &str, client: IpAddr) -> Result<(ApiKey, User), ControlError> {
+        let (key, user) = self.verify_key(presented).await?;
+        if !crate::address::allowed(&key.allowed_ips, client) {
+            return Err(ControlError::Auth(AuthError::AddressNotAllowed));
+        }
+        Ok((key, user))
+    }
+
+    async fn verify_key(&self, presented: &str) -> Result<(ApiKey, User), ControlError> {
         let invalid = || ControlError::Auth(AuthError::InvalidCredentials);
         let (scope, rest) = if let Some(rest) = presented.strip_prefix("ptla_") {
             (ApiKeyScope::Application, rest)

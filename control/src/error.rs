@@ -95,6 +95,7 @@ impl ControlError {
             Self::Suspended(_) | Self::Deleting(_) | Self::Running(_) => 409,
             Self::Invalid { .. } => 422,
             Self::Auth(crate::accounts::AuthError::Throttled { .. }) => 429,
+            Self::Auth(crate::accounts::AuthError::AddressNotAllowed) => 403,
             Self::Auth(_) => 401,
             Self::Forbidden(_) => 403,
             Self::Busy(_) => 503,

@@ -25,6 +25,7 @@
 //! down costs its own requests that long and no one else's.
 
 pub mod accounts;
+pub mod address;
 pub mod console;
 pub mod eggs;
 mod error;

@@ -12,6 +12,9 @@ use nexus_core::store::{ApiKeyRepo, Store, UserRepo};
 use std::net::IpAddr;
 use std::sync::Arc;
 
+/// Where the tests' API keys are sent from.
+const HERE: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 10));
+
 async fn control() -> (ControlPlane, Arc<MemoryStore>) {
     let store = Arc::new(MemoryStore::new());
     let (transport, _inbox) = InProcessTransport::new(4);
@@ -121,7 +124,7 @@ async fn api_keys_are_shown_once_stored_hashed_and_scoped() {
     let stored = store.list_api_keys(user.id).await.unwrap();
     assert_eq!(stored, vec![record.clone()]);
     assert!(!stored[0].secret_hash.contains(&key[21..]), "the secret is not stored");
-    let (found, owner) = control.authenticate_key(&key).await.unwrap();
+    let (found, owner) = control.authenticate_key(&key, HERE).await.unwrap();
     assert_eq!((found.id, owner.id), (record.id, user.id));
     assert!(store.list_api_keys(user.id).await.unwrap()[0].last_used_at.is_some(), "use recorded");
 
@@ -129,7 +132,7 @@ async fn api_keys_are_shown_once_stored_hashed_and_scoped() {
     let mut tampered = key.clone();
     tampered.replace_range(50..51, if &key[50..51] == "a" { "b" } else { "a" });
     for bad in [tampered, key[..52].to_owned(), key.replacen("ptlc_", "ptla_", 1), "ptlc_".into(), "Bearer x".into()] {
-        assert_eq!(refused(control.authenticate_key(&bad).await), AuthError::InvalidCredentials, "{bad}");
+        assert_eq!(refused(control.authenticate_key(&bad, HERE).await), AuthError::InvalidCredentials, "{bad}");
     }
 
     // Application keys are for admins; an expired key says so.
@@ -139,10 +142,10 @@ async fn api_keys_are_shown_once_stored_hashed_and_scoped() {
     );
     let (_, admin_key) = control.create_api_key(admin.id, ApiKeyScope::Application, "ops", None).await.unwrap();
     assert!(admin_key.starts_with("ptla_"));
-    assert_eq!(control.authenticate_key(&admin_key).await.unwrap().1.id, admin.id);
+    assert_eq!(control.authenticate_key(&admin_key, HERE).await.unwrap().1.id, admin.id);
     let past = Utc::now() - chrono::Duration::seconds(1);
     let (_, expired) = control.create_api_key(user.id, ApiKeyScope::Client, "old", Some(past)).await.unwrap();
-    assert_eq!(refused(control.authenticate_key(&expired).await), AuthError::Expired);
+    assert_eq!(refused(control.authenticate_key(&expired, HERE).await), AuthError::Expired);
 }
 
 /// A verified key is cached, yet deleting it through the control plane ends it at once; a
@@ -154,10 +157,38 @@ async fn a_deleted_key_stops_working_at_once_despite_the_cache() {
         control.create_user(NewUser::new("alice", "alice@example.com", "alice password", Role::User)).await.unwrap();
     let bob = control.create_user(NewUser::new("bob", "bob@example.com", "bob password", Role::User)).await.unwrap();
     let (record, key) = control.create_api_key(alice.id, ApiKeyScope::Client, "", None).await.unwrap();
-    control.authenticate_key(&key).await.unwrap();
-    control.authenticate_key(&key).await.unwrap();
+    control.authenticate_key(&key, HERE).await.unwrap();
+    control.authenticate_key(&key, HERE).await.unwrap();
     assert_eq!(control.delete_api_key(bob.id, record.id).await.unwrap_err().status_code(), 404);
-    control.authenticate_key(&key).await.unwrap();
+    control.authenticate_key(&key, HERE).await.unwrap();
     control.delete_api_key(alice.id, record.id).await.unwrap();
-    assert!(matches!(control.authenticate_key(&key).await, Err(ControlError::Auth(AuthError::InvalidCredentials))));
+    assert!(matches!(
+        control.authenticate_key(&key, HERE).await,
+        Err(ControlError::Auth(AuthError::InvalidCredentials))
+    ));
+}
+
+/// A key limited to addresses works from them only (every time: the cache does not skip the
+/// check), refuses an impossible list at creation, and stores the list canonically.
+#[tokio::test]
+async fn a_key_limited_to_addresses_is_refused_from_others() {
+    let (control, store) = control().await;
+    let user =
+        control.create_user(NewUser::new("alice", "alice@example.com", "alice password", Role::User)).await.unwrap();
+    let allowed = vec!["192.0.2.0/28".to_owned(), "2001:DB8::1".to_owned()];
+    let (record, key) = control.create_limited_api_key(user.id, ApiKeyScope::Client, "", None, &allowed).await.unwrap();
+    assert_eq!(store.list_api_keys(user.id).await.unwrap()[0].allowed_ips, ["192.0.2.0/28", "2001:db8::1"]);
+    assert_eq!(record.allowed_ips, ["192.0.2.0/28", "2001:db8::1"]);
+    control.authenticate_key(&key, HERE).await.unwrap();
+    control.authenticate_key(&key, "2001:db8::1".parse().unwrap()).await.unwrap();
+    for elsewhere in ["192.0.2.16", "198.51.100.1", "2001:db8::2"] {
+        let err = control.authenticate_key(&key, elsewhere.parse().unwrap()).await.unwrap_err();
+        assert!(matches!(err, ControlError::Auth(AuthError::AddressNotAllowed)), "{elsewhere}: {err:?}");
+        assert_eq!(err.status_code(), 403);
+    }
+    for bad in [vec!["192.0.2.1/28".to_owned()], vec!["example.com".to_owned()], vec!["10.0.0.1".to_owned(); 51]] {
+        let err = control.create_limited_api_key(user.id, ApiKeyScope::Client, "", None, &bad).await.unwrap_err();
+        assert!(matches!(err, ControlError::Invalid { field: "allowed_ips", .. }), "{bad:?}: {err:?}");
+    }
+    assert_eq!(store.list_api_keys(user.id).await.unwrap().len(), 1, "nothing stored by a refusal");
 }

@@ -166,3 +166,22 @@ async fn the_document_check_refuses_what_the_document_does_not_say() {
     assert!(refused(200, Some("text/html"), "<html>"), "undocumented media type");
     assert!(refused(500, json, r#"{"error":{"code":"internal","message":"m","stack":"…"}}"#), "extra error field");
 }
+
+/// An API key limited to addresses is answered `403 address_not_allowed` from elsewhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_limited_to_other_addresses_is_refused() {
+    let panel = panel().await;
+    let spec = common::Spec::fetch(&panel.base).await;
+    let id = panel.admin.id;
+    let here = vec!["127.0.0.0/8".to_owned()];
+    let (_, local) = panel.control.create_limited_api_key(id, ApiKeyScope::Client, "", None, &here).await.unwrap();
+    let there = vec!["192.0.2.1".to_owned()];
+    let (_, remote) = panel.control.create_limited_api_key(id, ApiKeyScope::Client, "", None, &there).await.unwrap();
+    let (status, content_type, body) = get(&panel.base, "/api/v1/servers", &local).await;
+    spec.check("GET", "/api/v1/servers", status, content_type.as_deref(), &body);
+    assert_eq!(status, 200, "{body}");
+    let (status, content_type, body) = get(&panel.base, "/api/v1/servers", &remote).await;
+    spec.check("GET", "/api/v1/servers", status, content_type.as_deref(), &body);
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["error"]["code"], "address_not_allowed");
+}

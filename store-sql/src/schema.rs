@@ -215,6 +215,7 @@ diesel::table! {
         created_at -> Timestamp,
         last_used_at -> Nullable<Timestamp>,
         expires_at -> Nullable<Timestamp>,
+        allowed_ips -> Text,
     }
 }
 

@@ -202,6 +202,7 @@ pub fn api_key(user: UserId, prefix: &str, created_at: DateTime<Utc>) -> ApiKey 
         created_at,
         last_used_at: None,
         expires_at: Some(ts(86_400 * 365)),
+        allowed_ips: vec!["203.0.113.0/24".to_owned(), "2001:db8::1".to_owned()],
     }
 }
 

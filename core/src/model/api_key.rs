@@ -23,6 +23,10 @@ pub struct ApiKey {
     pub last_used_at: Option<DateTime<Utc>>,
     /// Expiry, if any.
     pub expires_at: Option<DateTime<Utc>>,
+    /// Addresses it is accepted from: IPs and CIDR ranges (`203.0.113.7`, `10.0.0.0/8`,
+    /// `2001:db8::/32`); empty for any address.
+    #[serde(default)]
+    pub allowed_ips: Vec<String>,
 }
 
 /// What an API key may do.

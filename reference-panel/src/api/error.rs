@@ -82,6 +82,7 @@ impl From<ControlError> for ApiError {
             ControlError::Deleting(_) => "deleting",
             ControlError::Running(_) => "running",
             ControlError::Auth(AuthError::Throttled { .. }) => "throttled",
+            ControlError::Auth(AuthError::AddressNotAllowed) => "address_not_allowed",
             ControlError::Auth(_) => "unauthenticated",
             ControlError::Forbidden(_) => "forbidden",
             ControlError::Busy(_) => "busy",

@@ -351,11 +351,14 @@ pub fn metrics(state: Arc<PanelState>) -> BoxedFilter<(Response,)> {
         .and(warp::path::end())
         .and(warp::get())
         .and(warp::header::headers_cloned())
-        .then(move |headers: HeaderMap| {
+        .and(warp::addr::remote())
+        .then(move |headers: HeaderMap, remote: Option<SocketAddr>| {
             let state = Arc::clone(&state);
             async move {
                 let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-                let answer = match authenticate(&state, header("authorization"), header("cookie")).await {
+                let peer = remote.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
+                let client = client_address(peer, header("x-forwarded-for"), &state.trusted_proxies);
+                let answer = match authenticate(&state, header("authorization"), header("cookie"), client).await {
                     Ok(Some(principal)) if principal.is_admin() => render_metrics(&state).await,
                     Ok(Some(_)) => Err(ApiError::forbidden("this needs an admin")),
                     Ok(None) => Err(ApiError::unauthenticated()),
@@ -440,7 +443,7 @@ where
     let method = route.method.clone();
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let client = client_address(client, header("x-forwarded-for"), &state.trusted_proxies);
-    let principal = authenticate(state, header("authorization"), header("cookie")).await?;
+    let principal = authenticate(state, header("authorization"), header("cookie"), client).await?;
     if let Some(principal) = &principal
         && let Via::Session { csrf, .. } = &principal.via
         && !matches!(method, Method::GET | Method::HEAD)
@@ -540,12 +543,13 @@ async fn authenticate(
     state: &PanelState,
     authorization: Option<&str>,
     cookie: Option<&str>,
+    client: IpAddr,
 ) -> Result<Option<Principal>, ApiError> {
     if let Some(authorization) = authorization {
         let Some(key) = authorization.strip_prefix("Bearer ") else {
             return Err(ApiError::unauthenticated());
         };
-        let (key, user) = state.control.authenticate_key(key.trim()).await?;
+        let (key, user) = state.control.authenticate_key(key.trim(), client).await?;
         return Ok(Some(Principal { user, via: Via::Key(key.scope) }));
     }
     let Some(id) = cookie.and_then(session_cookie) else { return Ok(None) };

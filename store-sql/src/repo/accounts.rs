@@ -152,6 +152,7 @@ struct ApiKeyRow {
     created_at: chrono::NaiveDateTime,
     last_used_at: Option<chrono::NaiveDateTime>,
     expires_at: Option<chrono::NaiveDateTime>,
+    allowed_ips: String,
 }
 
 impl ApiKeyRow {
@@ -166,6 +167,7 @@ impl ApiKeyRow {
             created_at: to_db_time(key.created_at),
             last_used_at: to_db_time_opt(key.last_used_at),
             expires_at: to_db_time_opt(key.expires_at),
+            allowed_ips: to_json(&key.allowed_ips, "api key allowed ips")?,
         })
     }
 
@@ -180,6 +182,7 @@ impl ApiKeyRow {
             created_at: from_db_time(self.created_at),
             last_used_at: from_db_time_opt(self.last_used_at),
             expires_at: from_db_time_opt(self.expires_at),
+            allowed_ips: from_json(&self.allowed_ips, "api key allowed ips")?,
         })
     }
 }

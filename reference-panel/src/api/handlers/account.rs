@@ -192,6 +192,9 @@ pub(crate) struct NewKey {
     /// When it stops working (never when absent).
     #[serde(default)]
     expires_at: Option<DateTime<Utc>>,
+    /// Addresses it is accepted from: IPs and CIDR ranges, at most 50 (anywhere when empty).
+    #[serde(default)]
+    allowed_ips: Vec<String>,
 }
 
 /// A created API key and its secret (shown once; only its hash is kept).
@@ -213,7 +216,10 @@ pub(crate) async fn create_key(
     if state.control.store().list_api_keys(principal.user.id).await.map_err(ctl)?.len() >= MAX_KEYS {
         return Err(ApiError::invalid("kind", format!("an account has at most {MAX_KEYS} API keys; delete one first")));
     }
-    let (key, secret) = state.control.create_api_key(principal.user.id, body.kind, &body.memo, body.expires_at).await?;
+    let (key, secret) = state
+        .control
+        .create_limited_api_key(principal.user.id, body.kind, &body.memo, body.expires_at, &body.allowed_ips)
+        .await?;
     created(CreatedKey { key: KeyView::from(&key), secret })
 }
 

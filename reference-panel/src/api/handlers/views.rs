@@ -35,6 +35,8 @@ pub(crate) struct KeyView {
     created_at: DateTime<Utc>,
     last_used_at: Option<DateTime<Utc>>,
     expires_at: Option<DateTime<Utc>>,
+    /// Addresses it is accepted from (anywhere when empty).
+    allowed_ips: Vec<String>,
 }
 
 impl From<&ApiKey> for KeyView {
@@ -47,6 +49,7 @@ impl From<&ApiKey> for KeyView {
             created_at: k.created_at,
             last_used_at: k.last_used_at,
             expires_at: k.expires_at,
+            allowed_ips: k.allowed_ips.clone(),
         }
     }
 }
