@@ -32,6 +32,7 @@ mod error;
 pub mod heartbeat;
 pub mod ingest;
 pub mod manage;
+pub mod nests;
 pub mod nodes;
 pub mod ports;
 pub mod reconcile;

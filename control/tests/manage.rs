@@ -356,3 +356,27 @@ async fn a_node_with_servers_is_removed_only_when_gone_and_told_to_forget_them()
     let request = NewServer::new("next", w.owner.id, egg.id, ServerLimits { memory_mb: 64, ..ServerLimits::default() });
     assert!(w.control.create_server(request).await.is_err(), "no node left to place on");
 }
+
+#[tokio::test]
+async fn nests_hold_eggs_that_keep_their_nest_through_updates() {
+    let w = world().await;
+    let file = include_bytes!("../../egg-engine/tests/fixtures/egg-busybox-echo.json").to_vec();
+    let nest = w.control.create_nest("  Test games ", "Eggs for the tests.").await.unwrap();
+    assert_eq!(nest.name, "Test games");
+    assert!(matches!(w.control.create_nest("Test games", "").await, Err(ControlError::Store(_))), "name taken");
+    assert!(matches!(w.control.create_nest("bad\nname", "").await, Err(ControlError::Invalid { field: "name", .. })));
+    let unknown = w.control.import_egg_into(file.clone(), Some(nexus_core::ids::NestId::new())).await;
+    assert!(unknown.is_err(), "an unknown nest is refused before anything is stored");
+    assert!(w.store.list_eggs().await.unwrap().is_empty());
+
+    let egg = w.control.import_egg_into(file.clone(), Some(nest.id)).await.unwrap();
+    assert_eq!(egg.nest, Some(nest.id));
+    let updated = w.control.update_egg_from_file(egg.id, file).await.unwrap();
+    assert_eq!(updated.nest, Some(nest.id), "an update from a file keeps the nest");
+    let deleted = w.control.delete_nest(nest.id).await;
+    assert!(matches!(deleted, Err(ControlError::Store(nexus_core::store::StoreError::InUse { .. }))), "{deleted:?}");
+    let renamed = w.control.update_nest(nest.id, "Games", "").await.unwrap();
+    assert_eq!(renamed.name, "Games");
+    assert_eq!(w.control.move_egg(egg.id, None).await.unwrap().nest, None);
+    w.control.delete_nest(nest.id).await.unwrap();
+}

@@ -70,6 +70,10 @@ typed_id!(
     EggId
 );
 typed_id!(
+    /// Identifies a [`Nest`](crate::model::Nest).
+    NestId
+);
+typed_id!(
     /// Identifies a [`Server`](crate::model::Server).
     ServerId
 );

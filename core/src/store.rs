@@ -257,6 +257,21 @@ pub trait EggRepo: Send + Sync {
     async fn delete_egg(&self, id: EggId) -> StoreResult<()>;
 }
 
+/// Nests: named groups of eggs.
+#[async_trait]
+pub trait NestRepo: Send + Sync {
+    /// Inserts; the name is unique.
+    async fn create_nest(&self, nest: &Nest) -> StoreResult<()>;
+    /// By id.
+    async fn get_nest(&self, id: NestId) -> StoreResult<Nest>;
+    /// Ordered by name.
+    async fn list_nests(&self) -> StoreResult<Vec<Nest>>;
+    /// Replaces name and description; the name stays unique.
+    async fn update_nest(&self, nest: &Nest) -> StoreResult<()>;
+    /// Removes; fails while eggs are in it.
+    async fn delete_nest(&self, id: NestId) -> StoreResult<()>;
+}
+
 /// Servers and their lifecycle events.
 #[async_trait]
 pub trait ServerRepo: Send + Sync {
@@ -383,6 +398,7 @@ pub trait Repositories:
     + NodeRepo
     + AllocationRepo
     + EggRepo
+    + NestRepo
     + ServerRepo
     + ScheduleRepo
     + ApiKeyRepo
@@ -399,6 +415,7 @@ impl<T> Repositories for T where
         + NodeRepo
         + AllocationRepo
         + EggRepo
+        + NestRepo
         + ServerRepo
         + ScheduleRepo
         + ApiKeyRepo

@@ -196,6 +196,14 @@ traced_repo!(EggRepo {
     fn delete_egg(&self, id: EggId) -> StoreResult<()>;
 });
 
+traced_repo!(NestRepo {
+    fn create_nest(&self, nest: &Nest) -> StoreResult<()>;
+    fn get_nest(&self, id: NestId) -> StoreResult<Nest>;
+    fn list_nests(&self) -> StoreResult<Vec<Nest>>;
+    fn update_nest(&self, nest: &Nest) -> StoreResult<()>;
+    fn delete_nest(&self, id: NestId) -> StoreResult<()>;
+});
+
 traced_repo!(ServerRepo {
     fn create_server(&self, server: &Server) -> StoreResult<()>;
     fn get_server(&self, id: ServerId) -> StoreResult<Server>;

@@ -185,3 +185,48 @@ async fn a_key_limited_to_other_addresses_is_refused() {
     assert_eq!(status, 403, "{body}");
     assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["error"]["code"], "address_not_allowed");
 }
+
+/// Status, content type and body of `method path` with `key` and a JSON body.
+async fn send(base: &str, method: reqwest::Method, path: &str, key: &str, json: Option<&str>) -> (u16, Value) {
+    let mut request = reqwest::Client::new().request(method.clone(), format!("{base}{path}")).bearer_auth(key);
+    if let Some(json) = json {
+        request = request.header("content-type", "application/json").body(json.to_owned());
+    }
+    let response = request.send().await.unwrap();
+    let (status, content_type) = (response.status().as_u16(), common::content_type(&response));
+    let body = response.text().await.unwrap();
+    common::Spec::fetch(base).await.check(method.as_str(), path, status, content_type.as_deref(), &body);
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nests_group_eggs_through_the_api() {
+    use reqwest::Method;
+    let panel = panel().await;
+    let (base, key) = (&panel.base, &panel.admin_key);
+    let (status, nest) =
+        send(base, Method::POST, "/api/v1/nests", key, Some(r#"{"name":"Games","description":"d"}"#)).await;
+    assert_eq!(status, 201, "{nest}");
+    let nest = nest["id"].as_str().unwrap().to_owned();
+    let (status, body) = send(base, Method::POST, "/api/v1/nests", key, Some(r#"{"name":"Games"}"#)).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("duplicate")), "{body}");
+    let file = include_str!("../../egg-engine/tests/fixtures/egg-busybox-echo.json");
+    let (status, egg) = send(base, Method::POST, &format!("/api/v1/nests/{nest}/eggs"), key, Some(file)).await;
+    assert_eq!(status, 201, "{egg}");
+    assert_eq!(egg["nest"], nest.as_str());
+    let egg = egg["id"].as_str().unwrap().to_owned();
+    let (status, _) = send(base, Method::POST, "/api/v1/eggs", key, Some(file)).await;
+    assert_eq!(status, 201, "a second copy, in no nest");
+    let (_, listed) = send(base, Method::GET, &format!("/api/v1/eggs?nest={nest}"), key, None).await;
+    assert_eq!(listed["data"].as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed["data"][0]["id"], egg.as_str());
+    let (status, body) = send(base, Method::DELETE, &format!("/api/v1/nests/{nest}"), key, None).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("in_use")), "{body}");
+    let (status, moved) =
+        send(base, Method::PUT, &format!("/api/v1/eggs/{egg}/nest"), key, Some(r#"{"nest":null}"#)).await;
+    assert_eq!((status, &moved["nest"]), (200, &Value::Null), "{moved}");
+    let (status, _) = send(base, Method::DELETE, &format!("/api/v1/nests/{nest}"), key, None).await;
+    assert_eq!(status, 204);
+    let (status, body) = send(base, Method::GET, &format!("/api/v1/nests/{nest}"), key, None).await;
+    assert_eq!(status, 404, "{body}");
+}

@@ -101,6 +101,15 @@ diesel::table! {
         install_script -> Text,
         install_container -> Text,
         install_entrypoint -> Text,
+        nest_id -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    nests (id) {
+        id -> Text,
+        name -> Text,
+        description -> Text,
     }
 }
 
@@ -256,6 +265,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     nodes,
     allocations,
     eggs,
+    nests,
     egg_variables,
     servers,
     subusers,

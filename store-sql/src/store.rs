@@ -399,6 +399,27 @@ macro_rules! repositories {
         }
 
         #[async_trait]
+        impl<B: Backend> NestRepo for $ty<B> {
+            async fn create_nest(&self, nest: &Nest) -> StoreResult<()> {
+                let nest = nest.clone();
+                self.run(Mode::Write, move |c| infra::create_nest(c, &nest)).await
+            }
+            async fn get_nest(&self, id: NestId) -> StoreResult<Nest> {
+                self.run(Mode::Read, move |c| infra::get_nest(c, id)).await
+            }
+            async fn list_nests(&self) -> StoreResult<Vec<Nest>> {
+                self.run(Mode::Read, infra::list_nests).await
+            }
+            async fn update_nest(&self, nest: &Nest) -> StoreResult<()> {
+                let nest = nest.clone();
+                self.run(Mode::Write, move |c| infra::update_nest(c, &nest)).await
+            }
+            async fn delete_nest(&self, id: NestId) -> StoreResult<()> {
+                self.run(Mode::Write, move |c| infra::delete_nest(c, id)).await
+            }
+        }
+
+        #[async_trait]
         impl<B: Backend> EggRepo for $ty<B> {
             async fn create_egg(&self, egg: &Egg) -> StoreResult<()> {
                 let egg = egg.clone();

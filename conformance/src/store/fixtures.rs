@@ -84,6 +84,7 @@ pub fn allocations(node: NodeId, count: usize) -> Vec<Allocation> {
 /// An egg `name` that uses every field, so that round-trips exercise the whole shape.
 pub fn egg(name: &str) -> Egg {
     Egg {
+        nest: None,
         id: EggId::new(),
         source_uuid: Some(uuid::Uuid::new_v4().to_string()),
         source_format: EggSourceFormat::PtdlV2,

@@ -155,6 +155,7 @@ macro_rules! __store_conformance_cases {
             claim_for_existing_server_extends_it,
             eggs_round_trip,
             egg_delete_guarded_by_servers,
+            nests_group_eggs_and_are_guarded_by_them,
             servers_round_trip_assigns_allocations,
             servers_listed_filtered_and_paged,
             servers_listed_by_member,

@@ -147,6 +147,7 @@ struct State {
     nodes: HashMap<NodeId, Node>,
     allocations: HashMap<AllocationId, Allocation>,
     eggs: HashMap<EggId, Egg>,
+    nests: HashMap<NestId, Nest>,
     servers: HashMap<ServerId, Server>,
     /// Per server, in append order (ties on `at` are broken by it).
     events: HashMap<ServerId, Vec<LifecycleEvent>>,
@@ -464,6 +465,7 @@ impl State {
 
     fn create_egg(&mut self, egg: &Egg) -> StoreResult<()> {
         fresh(&self.eggs, &egg.id, "egg", egg.id)?;
+        self.check_nest(egg)?;
         self.eggs.insert(egg.id, egg.clone());
         Ok(())
     }
@@ -479,7 +481,51 @@ impl State {
     }
 
     fn update_egg(&mut self, egg: &Egg) -> StoreResult<()> {
+        self.check_nest(egg)?;
         *found_mut(&mut self.eggs, &egg.id, "egg", egg.id)? = egg.clone();
+        Ok(())
+    }
+
+    fn check_nest(&self, egg: &Egg) -> StoreResult<()> {
+        match egg.nest {
+            Some(nest) if !self.nests.contains_key(&nest) => {
+                Err(invalid(format!("egg `{}`: nest `{nest}` does not exist", egg.id)))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn create_nest(&mut self, nest: &Nest) -> StoreResult<()> {
+        fresh(&self.nests, &nest.id, "nest", nest.id)?;
+        if self.nests.values().any(|n| n.name == nest.name) {
+            return Err(duplicate("nest", format!("name `{}`", nest.name)));
+        }
+        self.nests.insert(nest.id, nest.clone());
+        Ok(())
+    }
+
+    fn list_nests(&self) -> StoreResult<Vec<Nest>> {
+        let mut nests: Vec<Nest> = self.nests.values().cloned().collect();
+        nests.sort_by(|a, b| (&a.name, a.id).cmp(&(&b.name, b.id)));
+        Ok(nests)
+    }
+
+    fn update_nest(&mut self, nest: &Nest) -> StoreResult<()> {
+        found(&self.nests, &nest.id, "nest", nest.id)?;
+        if self.nests.values().any(|n| n.name == nest.name && n.id != nest.id) {
+            return Err(duplicate("nest", format!("name `{}`", nest.name)));
+        }
+        self.nests.insert(nest.id, nest.clone());
+        Ok(())
+    }
+
+    fn delete_nest(&mut self, id: NestId) -> StoreResult<()> {
+        found(&self.nests, &id, "nest", id)?;
+        let eggs = self.eggs.values().filter(|e| e.nest == Some(id)).count();
+        if eggs > 0 {
+            return Err(in_use("nest", id, format!("holds {eggs} egg(s)")));
+        }
+        self.nests.remove(&id);
         Ok(())
     }
 
@@ -908,6 +954,25 @@ impl<B: Backing> AllocationRepo for B {
     }
     async fn delete_allocation(&self, id: AllocationId) -> StoreResult<()> {
         self.write(|s| s.delete_allocation(id)).await
+    }
+}
+
+#[async_trait]
+impl<B: Backing> NestRepo for B {
+    async fn create_nest(&self, nest: &Nest) -> StoreResult<()> {
+        self.write(|s| s.create_nest(nest)).await
+    }
+    async fn get_nest(&self, id: NestId) -> StoreResult<Nest> {
+        self.read(|s| found(&s.nests, &id, "nest", id).cloned()).await
+    }
+    async fn list_nests(&self) -> StoreResult<Vec<Nest>> {
+        self.read(|s| s.list_nests()).await
+    }
+    async fn update_nest(&self, nest: &Nest) -> StoreResult<()> {
+        self.write(|s| s.update_nest(nest)).await
+    }
+    async fn delete_nest(&self, id: NestId) -> StoreResult<()> {
+        self.write(|s| s.delete_nest(id)).await
     }
 }
 

@@ -1,4 +1,4 @@
-use crate::ids::EggId;
+use crate::ids::{EggId, NestId};
 use serde::{Deserialize, Serialize};
 
 /// A normalized egg: one shape for every Pterodactyl (`PTDL_v1`, `PTDL_v2`) and Pelican
@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 pub struct Egg {
     /// Identifier in this panel.
     pub id: EggId,
+    /// The nest it is grouped in, if any.
+    #[serde(default)]
+    pub nest: Option<NestId>,
     /// The egg's own UUID where the source carried one (Pelican), kept for updates.
     pub source_uuid: Option<String>,
     /// Format the egg was imported from.

@@ -7,6 +7,7 @@ mod api_key;
 mod audit;
 mod backup;
 mod egg;
+mod nest;
 mod node;
 mod schedule;
 mod server;
@@ -21,6 +22,7 @@ pub use egg::{
     ConfigFile, ConfigParser, DoneMatcher, Egg, EggFeatures, EggImage, EggScript, EggSourceFormat, EggStartup,
     EggVariable, FindValue, StopMethod, StopSignal,
 };
+pub use nest::Nest;
 pub use node::{Location, Node, NodeCapacity, NodeStatus, Overallocation};
 pub use schedule::{Schedule, Task, TaskAction};
 pub use server::{Server, ServerLimits};

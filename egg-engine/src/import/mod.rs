@@ -103,6 +103,7 @@ pub fn import_value(document: Value) -> Result<Egg, ImportError> {
     let startup_block = embedded_object(config.get("startup"), "config.startup")?;
 
     Ok(Egg {
+        nest: None,
         id: EggId::new(),
         source_uuid: text(root.get("uuid"), "uuid")?,
         source_format,

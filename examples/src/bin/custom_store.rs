@@ -91,6 +91,7 @@ async fn main() -> Result<(), StoreError> {
 /// A small egg written inline: a shell that greets and waits for `stop`.
 fn egg() -> Egg {
     Egg {
+        nest: None,
         id: EggId::new(),
         source_uuid: None,
         source_format: EggSourceFormat::PtdlV2,

@@ -122,6 +122,10 @@ pub const NODE_DELETE_QUERY: &[QueryParam] = &[QueryParam {
     schema: || json!({ "type": "boolean", "default": false }),
 }];
 
+/// The egg list's pages and nest filter.
+pub const EGG_QUERY: &[QueryParam] =
+    &[PAGED[0], PAGED[1], QueryParam { name: "nest", description: "Only eggs in this nest.", schema: uuid_schema }];
+
 /// An egg export's format.
 pub const EXPORT_QUERY: &[QueryParam] = &[QueryParam {
     name: "format",

@@ -4,7 +4,7 @@
 use super::answer::{Answer, Listing, NoContent, Text};
 use super::auth::{CSRF_HEADER, Principal, Via, same_token, session_cookie};
 use super::openapi::{
-    AnswerDoc, BodyDoc, EXPORT_QUERY, NODE_DELETE_QUERY, PAGED, QueryParam, RouteDoc, SERVER_QUERY, schema,
+    AnswerDoc, BodyDoc, EGG_QUERY, EXPORT_QUERY, NODE_DELETE_QUERY, PAGED, QueryParam, RouteDoc, SERVER_QUERY, schema,
 };
 use super::{ApiError, DEFAULT_PER_PAGE, MAX_BODY_BYTES, MAX_PER_PAGE, PanelState, handlers};
 use bytes::{Buf, Bytes, BytesMut};
@@ -143,7 +143,7 @@ pub fn routes() -> Vec<Route> {
     use Access::{Admin, Authenticated, Public, Server, Session};
     use handlers::{account, infra, schedules, servers, subusers};
     use handlers::account::{OpenApiDocument, AccountView, CreateUser, CreatedKey, Health, Login, LoginAnswer, NewKey, Password, PasswordChange, RecoveryCodes, SecondFactor, SessionView, TotpCode, TotpSetupView};
-    use handlers::infra::{CreateNode, NewAllocations, NewLocation, NodeDeleted, RegisteredNode};
+    use handlers::infra::{CreateNode, EggNest, NestInput, NewAllocations, NewLocation, NodeDeleted, RegisteredNode};
     use handlers::servers::{Command, CreateServer, CreatedServer, Deleting, Power, PowerAccepted, Reinstalling, Rename, ServerDetail, StartupView, UpdateBuild, UpdateStartup};
     use handlers::schedules::Running;
     use handlers::subusers::{NewSubuser, SubuserView, UpdateSubuser};
@@ -151,7 +151,7 @@ pub fn routes() -> Vec<Route> {
     use nexus_control::console::ConsoleAccess;
     use nexus_control::schedules::ScheduleInput;
     use nexus_core::lifecycle::LifecycleEvent;
-    use nexus_core::model::{Allocation, AuditEvent, Location, Schedule};
+    use nexus_core::model::{Allocation, AuditEvent, Location, Nest, Schedule};
     vec![
         route!(GET "/api/v1/openapi.json", Public, "This API's OpenAPI 3.1 document", account::openapi, => 200 OpenApiDocument),
         route!(GET "/api/v1/health", Public, "Whether the panel answers, and its version", account::health, => 200 Health),
@@ -179,10 +179,17 @@ pub fn routes() -> Vec<Route> {
         route!(GET "/api/v1/nodes/{id}/configuration", Admin, "The node daemon's configuration file (TOML; holds its secrets)", infra::node_configuration, => 200 text ["application/toml"]),
         route!(GET "/api/v1/nodes/{id}/allocations", Admin, "List a node's allocations", infra::list_allocations, => 200 page Allocation),
         route!(POST "/api/v1/nodes/{id}/allocations", Admin, "Add allocations from a port list (`25565-25665`)", infra::create_allocations, json NewAllocations => 201 Vec<Allocation>),
-        route!(GET "/api/v1/eggs", Authenticated, "List eggs", infra::list_eggs, => 200 page EggView),
+        route!(GET "/api/v1/eggs", Authenticated, "List eggs (`?nest=` narrows to one nest)", infra::list_eggs, => 200 page EggView).with_query(EGG_QUERY),
         route!(POST "/api/v1/eggs", Admin, "Import a Pterodactyl or Pelican egg file (JSON or YAML)", infra::import_egg, file => 201 EggView),
         route!(GET "/api/v1/eggs/{id}", Authenticated, "Show an egg (users see its viewable variables)", infra::show_egg, => 200 EggView),
         route!(PUT "/api/v1/eggs/{id}", Admin, "Update an egg from a file", infra::update_egg, file => 200 EggView),
+        route!(PUT "/api/v1/eggs/{id}/nest", Admin, "Put an egg in a nest (or in none)", infra::move_egg, json EggNest => 200 EggView),
+        route!(GET "/api/v1/nests", Admin, "List nests", infra::list_nests, => 200 page Nest),
+        route!(POST "/api/v1/nests", Admin, "Create a nest", infra::create_nest, json NestInput => 201 Nest),
+        route!(GET "/api/v1/nests/{id}", Admin, "Show a nest", infra::show_nest, => 200 Nest),
+        route!(PUT "/api/v1/nests/{id}", Admin, "Rename or re-describe a nest", infra::update_nest, json NestInput => 200 Nest),
+        route!(DELETE "/api/v1/nests/{id}", Admin, "Delete a nest that holds no egg", infra::delete_nest, => 204),
+        route!(POST "/api/v1/nests/{id}/eggs", Admin, "Import an egg file (JSON or YAML) into the nest", infra::import_egg_into_nest, file => 201 EggView),
         route!(GET "/api/v1/eggs/{id}/export", Admin, "Export an egg file", infra::export_egg, => 200 text ["application/json", "application/yaml"]).with_query(EXPORT_QUERY),
         route!(DELETE "/api/v1/eggs/{id}", Admin, "Delete an egg no server uses", infra::delete_egg, => 204),
         route!(GET "/api/v1/servers", Authenticated, "List the servers the caller may see (admins: all), from the store", servers::list, => 200 page ServerView).with_query(SERVER_QUERY),

@@ -5,7 +5,7 @@ use crate::backend;
 use crate::connection::AnyConnection;
 use crate::convert::*;
 use crate::error::{SqlError, SqlResult};
-use crate::schema::{allocations, egg_variables, eggs, locations, nodes, servers};
+use crate::schema::{allocations, egg_variables, eggs, locations, nests, nodes, servers};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use nexus_core::ids::*;
@@ -442,6 +442,7 @@ struct EggRow {
     install_script: String,
     install_container: String,
     install_entrypoint: String,
+    nest_id: Option<String>,
 }
 
 #[derive(Queryable, Selectable, Insertable)]
@@ -484,12 +485,14 @@ impl EggRow {
             install_script: egg.install.script.clone(),
             install_container: egg.install.container.clone(),
             install_entrypoint: egg.install.entrypoint.clone(),
+            nest_id: egg.nest.map(|n| n.to_string()),
         })
     }
 
     fn into_model(self, variables: Vec<EggVariableRow>) -> SqlResult<Egg> {
         Ok(Egg {
             id: parse_id(&self.id, "egg id")?,
+            nest: self.nest_id.as_deref().map(|n| parse_id(n, "egg nest")).transpose()?,
             source_uuid: self.source_uuid,
             source_format: parse_enum(&self.source_format, "egg source format")?,
             name: self.name,
@@ -563,11 +566,22 @@ fn insert_variables(c: &mut AnyConnection, egg: &Egg, key: &str) -> SqlResult<()
     Ok(())
 }
 
+/// Refuses an egg whose nest does not exist.
+fn check_nest(c: &mut AnyConnection, egg: &Egg, row: &EggRow) -> SqlResult<()> {
+    if let Some(nest) = &row.nest_id
+        && !nest_exists(c, nest)?
+    {
+        return Err(invalid(format!("egg `{}`: nest `{nest}` does not exist", egg.id)).into());
+    }
+    Ok(())
+}
+
 pub(crate) fn create_egg(c: &mut AnyConnection, egg: &Egg) -> SqlResult<()> {
     let row = EggRow::new(egg)?;
     if egg_exists(c, &row.id)? {
         return Err(duplicate("egg", format!("id `{}`", egg.id)).into());
     }
+    check_nest(c, egg, &row)?;
     diesel::insert_into(eggs::table).values(&row).execute(c)?;
     insert_variables(c, egg, &row.id)
 }
@@ -607,6 +621,7 @@ pub(crate) fn update_egg(c: &mut AnyConnection, egg: &Egg) -> SqlResult<()> {
     if !egg_exists(c, &row.id)? {
         return Err(StoreError::not_found("egg", egg.id).into());
     }
+    check_nest(c, egg, &row)?;
     diesel::update(eggs::table.find(&row.id)).set(&row).execute(c)?;
     diesel::delete(egg_variables::table.filter(egg_variables::egg_id.eq(&row.id))).execute(c)?;
     insert_variables(c, egg, &row.id)
@@ -623,5 +638,77 @@ pub(crate) fn delete_egg(c: &mut AnyConnection, id: EggId) -> SqlResult<()> {
     }
     // Variables go with the egg (ON DELETE CASCADE).
     diesel::delete(eggs::table.find(&key)).execute(c)?;
+    Ok(())
+}
+
+#[derive(Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = nests)]
+struct NestRow {
+    id: String,
+    name: String,
+    description: String,
+}
+
+impl NestRow {
+    fn into_model(self) -> SqlResult<Nest> {
+        Ok(Nest { id: parse_id(&self.id, "nest id")?, name: self.name, description: self.description })
+    }
+}
+
+fn nest_exists(c: &mut AnyConnection, id: &str) -> SqlResult<bool> {
+    Ok(nests::table.find(id).select(nests::id).first::<String>(c).optional()?.is_some())
+}
+
+/// Whether another nest than `except` has `name`.
+fn nest_name_taken(c: &mut AnyConnection, name: &str, except: &str) -> SqlResult<bool> {
+    Ok(nests::table.filter(nests::name.eq(name)).filter(nests::id.ne(except)).count().get_result::<i64>(c)? > 0)
+}
+
+pub(crate) fn create_nest(c: &mut AnyConnection, nest: &Nest) -> SqlResult<()> {
+    let id = nest.id.to_string();
+    if nest_exists(c, &id)? {
+        return Err(duplicate("nest", format!("id `{}`", nest.id)).into());
+    }
+    if nest_name_taken(c, &nest.name, &id)? {
+        return Err(duplicate("nest", format!("name `{}`", nest.name)).into());
+    }
+    let row = NestRow { id, name: nest.name.clone(), description: nest.description.clone() };
+    diesel::insert_into(nests::table).values(&row).execute(c)?;
+    Ok(())
+}
+
+pub(crate) fn get_nest(c: &mut AnyConnection, id: NestId) -> SqlResult<Nest> {
+    let row = nests::table.find(id.to_string()).select(NestRow::as_select()).first(c).optional()?;
+    row.ok_or_else(|| StoreError::not_found("nest", id))?.into_model()
+}
+
+pub(crate) fn list_nests(c: &mut AnyConnection) -> SqlResult<Vec<Nest>> {
+    let rows: Vec<NestRow> = nests::table.order((nests::name, nests::id)).select(NestRow::as_select()).load(c)?;
+    rows.into_iter().map(NestRow::into_model).collect()
+}
+
+pub(crate) fn update_nest(c: &mut AnyConnection, nest: &Nest) -> SqlResult<()> {
+    let id = nest.id.to_string();
+    if !nest_exists(c, &id)? {
+        return Err(StoreError::not_found("nest", nest.id).into());
+    }
+    if nest_name_taken(c, &nest.name, &id)? {
+        return Err(duplicate("nest", format!("name `{}`", nest.name)).into());
+    }
+    let row = NestRow { id: id.clone(), name: nest.name.clone(), description: nest.description.clone() };
+    diesel::update(nests::table.find(&id)).set(&row).execute(c)?;
+    Ok(())
+}
+
+pub(crate) fn delete_nest(c: &mut AnyConnection, id: NestId) -> SqlResult<()> {
+    let key = id.to_string();
+    if !nest_exists(c, &key)? {
+        return Err(StoreError::not_found("nest", id).into());
+    }
+    let eggs = eggs::table.filter(eggs::nest_id.eq(&key)).count().get_result::<i64>(c)?;
+    if eggs > 0 {
+        return Err(in_use("nest", id, format!("holds {eggs} egg(s)")).into());
+    }
+    diesel::delete(nests::table.find(&key)).execute(c)?;
     Ok(())
 }

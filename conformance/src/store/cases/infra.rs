@@ -355,3 +355,39 @@ pub async fn egg_delete_guarded_by_servers(store: Arc<dyn Store>) {
     store.delete_server(server.id).await.expect("delete server");
     store.delete_egg(world.egg.id).await.expect("delete unused egg");
 }
+
+/// Nests round-trip, list by name, keep names unique (also on update), hold eggs that name
+/// them (an unknown nest is refused) and cannot be deleted while they do.
+pub async fn nests_group_eggs_and_are_guarded_by_them(store: Arc<dyn Store>) {
+    let t = tag();
+    let nest =
+        |name: &str| Nest { id: NestId::new(), name: format!("{name}-{t}"), description: format!("{name} eggs") };
+    let (games, tools) = (nest("games"), nest("tools"));
+    store.create_nest(&tools).await.expect("create nest");
+    store.create_nest(&games).await.expect("create nest");
+    assert_eq!(store.get_nest(games.id).await.expect("get"), games);
+    let listed: Vec<Nest> =
+        store.list_nests().await.expect("list").into_iter().filter(|n| n.name.ends_with(&t)).collect();
+    assert_eq!(listed, [games.clone(), tools.clone()], "by name");
+    let twin = Nest { id: NestId::new(), ..games.clone() };
+    assert_err!(store.create_nest(&twin).await, StoreError::Duplicate { .. }, "same name");
+    let clash = Nest { name: games.name.clone(), ..tools.clone() };
+    assert_err!(store.update_nest(&clash).await, StoreError::Duplicate { .. }, "renamed onto another");
+    let renamed = Nest { description: "changed".into(), ..tools.clone() };
+    store.update_nest(&renamed).await.expect("update");
+    assert_eq!(store.get_nest(tools.id).await.expect("get"), renamed);
+    assert_err!(store.get_nest(NestId::new()).await, StoreError::NotFound { .. }, "unknown nest");
+
+    let stray = Egg { nest: Some(NestId::new()), ..egg("Stray") };
+    assert_err!(store.create_egg(&stray).await, StoreError::InvalidReference(_), "unknown nest");
+    let grouped = Egg { nest: Some(games.id), ..egg("Grouped") };
+    store.create_egg(&grouped).await.expect("egg in a nest");
+    assert_eq!(store.get_egg(grouped.id).await.expect("get").nest, Some(games.id));
+    assert_err!(store.delete_nest(games.id).await, StoreError::InUse { .. }, "nest holding an egg");
+    let moved = Egg { nest: Some(NestId::new()), ..grouped.clone() };
+    assert_err!(store.update_egg(&moved).await, StoreError::InvalidReference(_), "moved to an unknown nest");
+    store.update_egg(&Egg { nest: None, ..grouped.clone() }).await.expect("out of the nest");
+    assert_eq!(store.get_egg(grouped.id).await.expect("get").nest, None);
+    store.delete_nest(games.id).await.expect("delete an empty nest");
+    assert_err!(store.get_nest(games.id).await, StoreError::NotFound { .. }, "deleted");
+}

@@ -7,8 +7,8 @@ use crate::api::answer::{Answer, Listing, NoContent, Text, created, listing, no_
 use crate::api::router::media_type;
 use crate::api::{ApiError, Call, PanelState};
 use nexus_control::nodes::NewNode;
-use nexus_core::ids::{EggId, LocationId, NodeId};
-use nexus_core::model::{Allocation, Location, NodeCapacity};
+use nexus_core::ids::{EggId, LocationId, NestId, NodeId};
+use nexus_core::model::{Allocation, Location, Nest, NodeCapacity};
 use nexus_eggs::export::ExportFormat;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -186,7 +186,14 @@ pub(crate) async fn create_allocations(
 pub(crate) async fn list_eggs(state: Arc<PanelState>, call: Call) -> Result<Answer<Listing<EggView>>, ApiError> {
     let admin = call.principal()?.is_admin();
     let (page, number, per_page) = call.page()?;
-    let rows = state.control.store().list_eggs().await.map_err(ctl)?;
+    let nest: Option<NestId> = match call.query.get("nest") {
+        None => None,
+        Some(v) => Some(v.parse().map_err(|_| ApiError::invalid("nest", "`nest` must be an id (UUID)"))?),
+    };
+    let mut rows = state.control.store().list_eggs().await.map_err(ctl)?;
+    if nest.is_some() {
+        rows.retain(|egg| egg.nest == nest);
+    }
     listing(page_of(rows, page).iter().map(|e| EggView::of(e, admin)).collect(), number, per_page)
 }
 
@@ -217,6 +224,57 @@ pub(crate) async fn update_egg(state: Arc<PanelState>, call: Call) -> Result<Ans
     let id: EggId = call.param(0)?;
     let egg = state.control.update_egg_from_file(id, egg_file(&call)?).await?;
     ok(EggView::of(&egg, true))
+}
+
+/// Which nest an egg goes in (`null`: none).
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EggNest {
+    nest: Option<NestId>,
+}
+
+pub(crate) async fn move_egg(state: Arc<PanelState>, call: Call, body: EggNest) -> Result<Answer<EggView>, ApiError> {
+    let egg = state.control.move_egg(call.param(0)?, body.nest).await?;
+    ok(EggView::of(&egg, true))
+}
+
+pub(crate) async fn list_nests(state: Arc<PanelState>, call: Call) -> Result<Answer<Listing<Nest>>, ApiError> {
+    let (page, number, per_page) = call.page()?;
+    let rows = state.control.store().list_nests().await.map_err(ctl)?;
+    listing(page_of(rows, page), number, per_page)
+}
+
+/// A nest's name and description.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NestInput {
+    /// Unique, one line.
+    name: String,
+    #[serde(default)]
+    description: String,
+}
+
+pub(crate) async fn create_nest(state: Arc<PanelState>, _: Call, body: NestInput) -> Result<Answer<Nest>, ApiError> {
+    created(state.control.create_nest(&body.name, &body.description).await?)
+}
+
+pub(crate) async fn show_nest(state: Arc<PanelState>, call: Call) -> Result<Answer<Nest>, ApiError> {
+    ok(state.control.store().get_nest(call.param(0)?).await.map_err(ctl)?)
+}
+
+pub(crate) async fn update_nest(state: Arc<PanelState>, call: Call, body: NestInput) -> Result<Answer<Nest>, ApiError> {
+    ok(state.control.update_nest(call.param(0)?, &body.name, &body.description).await?)
+}
+
+pub(crate) async fn delete_nest(state: Arc<PanelState>, call: Call) -> Result<Answer<NoContent>, ApiError> {
+    state.control.delete_nest(call.param(0)?).await?;
+    no_content()
+}
+
+/// Imports an egg file into the nest.
+pub(crate) async fn import_egg_into_nest(state: Arc<PanelState>, call: Call) -> Result<Answer<EggView>, ApiError> {
+    let egg = state.control.import_egg_into(egg_file(&call)?, Some(call.param(0)?)).await?;
+    created(EggView::of(&egg, true))
 }
 
 pub(crate) async fn export_egg(state: Arc<PanelState>, call: Call) -> Result<Answer<Text>, ApiError> {

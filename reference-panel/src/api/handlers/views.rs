@@ -1,7 +1,7 @@
 //! What the API shows of stored records.
 
 use chrono::{DateTime, Utc};
-use nexus_core::ids::{AllocationId, ApiKeyId, EggId, LocationId, NodeId, ServerId, UserId};
+use nexus_core::ids::{AllocationId, ApiKeyId, EggId, LocationId, NestId, NodeId, ServerId, UserId};
 use nexus_core::lifecycle::ServerState;
 use nexus_core::model::{
     ApiKey, ApiKeyScope, Egg, EggImage, Node, NodeCapacity, NodeStatus, Overallocation, Role, Server, ServerLimits,
@@ -90,6 +90,8 @@ impl From<&Node> for NodeView {
 #[derive(Serialize, JsonSchema)]
 pub(crate) struct EggView {
     id: EggId,
+    /// The nest it is grouped in.
+    nest: Option<NestId>,
     name: String,
     author: String,
     description: String,
@@ -113,6 +115,7 @@ impl EggView {
     pub(crate) fn of(e: &Egg, admin: bool) -> Self {
         Self {
             id: e.id,
+            nest: e.nest,
             name: e.name.clone(),
             author: e.author.clone(),
             description: e.description.clone(),

@@ -1,0 +1,3 @@
+ALTER TABLE eggs DROP FOREIGN KEY eggs_nest_fk;
+ALTER TABLE eggs DROP COLUMN nest_id;
+DROP TABLE nests;
