@@ -47,10 +47,14 @@ impl ControlPlane {
         refuse_if_deleting(&current)?;
         let egg = self.egg(current.egg).await?;
         for name in values.keys() {
-            let Some(variable) = egg.variables.iter().find(|v| &v.env_variable == name) else {
+            // A variable hidden from users is unknown to them: the same answer as a name the
+            // egg lacks, so hidden names cannot be found by asking.
+            let Some(variable) =
+                egg.variables.iter().find(|v| &v.env_variable == name && (editor == Editor::Admin || v.user_viewable))
+            else {
                 return Err(SpecBuildError::UnknownVariable { name: name.chars().take(64).collect() }.into());
             };
-            if editor == Editor::User && !(variable.user_viewable && variable.user_editable) {
+            if editor == Editor::User && !variable.user_editable {
                 return Err(SpecBuildError::NotEditable { name: name.clone() }.into());
             }
         }

@@ -220,6 +220,23 @@ async fn startup_variables_are_checked_by_rights_and_rules_and_a_refusal_stores_
         "{sent:?}"
     );
     w.control.update_variables(server.id, &values(&[("MOTD", "admin says")]), Editor::Admin).await.unwrap();
+
+    // A variable hidden from users answers them exactly as a name the egg lacks.
+    let mut file: serde_json::Value =
+        serde_json::from_slice(include_bytes!("../../egg-engine/tests/fixtures/egg-busybox-echo.json")).unwrap();
+    file["variables"].as_array_mut().unwrap().push(serde_json::json!({
+        "name": "Secret", "description": "", "env_variable": "SECRET_TOKEN", "default_value": "s3cret",
+        "user_viewable": false, "user_editable": false, "rules": "nullable|string|max:20"
+    }));
+    w.control.update_egg_from_file(server.egg, serde_json::to_vec(&file).unwrap()).await.unwrap();
+    let hidden =
+        w.control.update_variables(server.id, &values(&[("SECRET_TOKEN", "x")]), Editor::User).await.unwrap_err();
+    let absent = w.control.update_variables(server.id, &values(&[("NO_SUCH", "x")]), Editor::User).await.unwrap_err();
+    assert_eq!(
+        (hidden.status_code(), hidden.to_string().replace("SECRET_TOKEN", "NAME")),
+        (absent.status_code(), absent.to_string().replace("NO_SUCH", "NAME"))
+    );
+    w.control.update_variables(server.id, &values(&[("SECRET_TOKEN", "x")]), Editor::Admin).await.unwrap();
 }
 
 #[tokio::test]
