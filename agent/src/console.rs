@@ -131,6 +131,11 @@ impl ConsoleHub {
         ConsoleSubscription { replay, live: self.tx.subscribe() }
     }
 
+    /// The latest stats sample, if any.
+    pub(crate) fn last_stats(&self) -> Option<ResourceStats> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner).last_stats.clone()
+    }
+
     pub(crate) fn subscribers(&self) -> usize {
         self.tx.receiver_count()
     }

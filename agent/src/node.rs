@@ -406,6 +406,19 @@ impl NodeAgent {
         self.read_servers().get(&server).map(|s| s.inner().lifecycle.state())
     }
 
+    /// The latest resource sample of one server while it is active (starting, running,
+    /// stopping); `None` when it is not, or no sample was taken yet.
+    pub fn resources(&self, server: ServerId) -> Option<nexus_core::runtime::ResourceStats> {
+        let servers = self.read_servers();
+        let srv = servers.get(&server)?;
+        if !srv.inner().lifecycle.state().is_active() {
+            return None;
+        }
+        let mut stats = srv.hub.last_stats()?;
+        stats.disk_bytes = srv.disk_bytes();
+        Some(stats)
+    }
+
     /// The spec of one server.
     pub fn spec(&self, server: ServerId) -> Option<ServerSpec> {
         self.read_servers().get(&server).map(|s| s.inner().spec.clone())

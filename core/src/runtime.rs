@@ -226,6 +226,7 @@ pub struct StopOutcome {
 }
 
 /// A point-in-time resource sample of one container.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ResourceStats {
     /// CPU, percent of one core.

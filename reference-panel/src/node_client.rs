@@ -39,6 +39,8 @@ impl std::fmt::Debug for NodeEndpoint {
 #[derive(Debug)]
 pub struct HttpNodeTransport {
     client: reqwest::Client,
+    /// For requests forwarded on a user's behalf, which may stream ([`crate::node_proxy`]).
+    pub(crate) streaming: reqwest::Client,
     endpoints: RwLock<HashMap<NodeId, NodeEndpoint>>,
 }
 
@@ -53,7 +55,9 @@ impl HttpNodeTransport {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| TransportError::Protocol(format!("HTTP client: {e}")))?;
-        Ok(Self { client, endpoints: RwLock::new(HashMap::new()) })
+        let streaming =
+            crate::node_proxy::client().map_err(|e| TransportError::Protocol(format!("HTTP client: {e}")))?;
+        Ok(Self { client, streaming, endpoints: RwLock::new(HashMap::new()) })
     }
 
     /// Routes commands for `node` to `endpoint`.
@@ -105,7 +109,7 @@ impl HttpNodeTransport {
         self.endpoints.write().unwrap_or_else(PoisonError::into_inner).remove(&node);
     }
 
-    fn endpoint(&self, node: NodeId) -> Result<NodeEndpoint, TransportError> {
+    pub(crate) fn endpoint(&self, node: NodeId) -> Result<NodeEndpoint, TransportError> {
         self.endpoints
             .read()
             .unwrap_or_else(PoisonError::into_inner)
@@ -172,7 +176,7 @@ impl NodeTransport for HttpNodeTransport {
 }
 
 /// The answer's body, refused past `max` bytes (declared or counted).
-async fn read_limited(response: &mut reqwest::Response, max: usize) -> Result<Vec<u8>, String> {
+pub(crate) async fn read_limited(response: &mut reqwest::Response, max: usize) -> Result<Vec<u8>, String> {
     if response.content_length().is_some_and(|len| len > max as u64) {
         return Err(format!("answer larger than {max} bytes"));
     }

@@ -129,6 +129,18 @@ fn expected() -> BTreeMap<(&'static str, &'static str), (&'static [Who], &'stati
         (("DELETE", "/api/v1/servers/{id}/schedules/{schedule}"), (GRANTED, "schedule.delete")),
         (("POST", "/api/v1/servers/{id}/schedules/{schedule}/run"), (GRANTED, "schedule.update")),
         (("GET", "/api/v1/servers/{id}/activity"), (GRANTED, "activity.read")),
+        (("GET", "/api/v1/servers/{id}/resources"), (MEMBERS, "")),
+        (("GET", "/api/v1/servers/{id}/files"), (GRANTED, "file.read")),
+        (("DELETE", "/api/v1/servers/{id}/files"), (GRANTED, "file.delete")),
+        (("GET", "/api/v1/servers/{id}/files/contents"), (GRANTED, "file.read-content")),
+        (("PUT", "/api/v1/servers/{id}/files/contents"), (GRANTED, "file.create")),
+        (("GET", "/api/v1/servers/{id}/files/download"), (GRANTED, "file.read-content")),
+        (("POST", "/api/v1/servers/{id}/files/rename"), (GRANTED, "file.update")),
+        (("POST", "/api/v1/servers/{id}/files/copy"), (GRANTED, "file.create")),
+        (("POST", "/api/v1/servers/{id}/files/create-folder"), (GRANTED, "file.create")),
+        (("POST", "/api/v1/servers/{id}/files/chmod"), (GRANTED, "file.update")),
+        (("POST", "/api/v1/servers/{id}/files/compress"), (GRANTED, "file.archive")),
+        (("POST", "/api/v1/servers/{id}/files/decompress"), (GRANTED, "file.archive")),
         (("DELETE", "/api/v1/servers/{id}"), (ADMINS, "")),
     ])
 }

@@ -261,6 +261,19 @@ async fn nexus_panel_up_runs_a_server_from_login_to_removal_and_restarts_on_its_
         console.push_str(&message.unwrap().unwrap().into_text().unwrap());
     }
     let _ = socket.close(None).await;
+    // Live figures from the node, through the panel.
+    let deadline = Instant::now() + T;
+    loop {
+        let resources = admin.get(&format!("/api/v1/servers/{server}/resources")).await;
+        if resources["stats"].is_object() {
+            assert_eq!(resources["state"], "running", "{resources}");
+            assert!(resources["stats"]["memory_limit_bytes"].as_u64().unwrap() > 0, "{resources}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no stats sample: {resources}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    files_through_the_panel(&admin, &server).await;
     // What was done to the server is in its activity, with who did it.
     let activity = admin.get(&format!("/api/v1/servers/{server}/activity")).await;
     let actions: Vec<&str> =
@@ -316,4 +329,86 @@ async fn nexus_panel_up_runs_a_server_from_login_to_removal_and_restarts_on_its_
     assert_eq!(admin.get("/api/v1/nodes").await["data"].as_array().unwrap().len(), 1, "the same local node");
     assert_eq!(admin.get("/api/v1/eggs").await["data"].as_array().unwrap().len(), shipped + 1, "no egg imported twice");
     again.interrupt();
+}
+
+/// The file manager's routes, forwarded to the node: write, read, download, rename, copy,
+/// folders, compress and decompress, delete, and refusals that keep their meaning.
+async fn files_through_the_panel(admin: &Client, server: &str) {
+    use reqwest::Method;
+    let files = format!("/api/v1/servers/{server}/files");
+    let put = |path: &str, body: &'static [u8]| {
+        admin
+            .http
+            .put(format!("{}{files}/contents?file={path}", admin.base))
+            .header("cookie", &admin.cookie)
+            .header("x-csrf-token", &admin.csrf)
+            .body(body)
+            .send()
+    };
+    let response = put("notes%20one.txt", b"hello \xc3\xa9\n").await.unwrap();
+    assert_eq!(response.status(), 200);
+    let entry: Value = response.json().await.unwrap();
+    assert_eq!((entry["name"].as_str(), entry["size"].as_u64()), (Some("notes one.txt"), Some(9)), "{entry}");
+    let (status, text) = admin.call(Method::GET, &format!("{files}/contents?file=notes%20one.txt"), None).await;
+    assert_eq!((status, text), (200, Value::String("hello é\n".into())));
+    let download = admin
+        .http
+        .get(format!("{}{files}/download?file=notes%20one.txt", admin.base))
+        .header("cookie", &admin.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(download.status(), 200);
+    assert_eq!(download.headers()["content-disposition"], "attachment; filename*=UTF-8''notes%20one%2Etxt");
+    assert_eq!(download.bytes().await.unwrap().as_ref(), b"hello \xc3\xa9\n");
+
+    let (status, _) = admin.call(Method::POST, &format!("{files}/create-folder"), Some(json!({"path": "dir"}))).await;
+    assert_eq!(status, 200);
+    let (status, body) = admin
+        .call(Method::POST, &format!("{files}/rename"), Some(json!({"from": "notes one.txt", "to": "a.txt"})))
+        .await;
+    assert_eq!(status, 204, "{body}");
+    let (status, body) =
+        admin.call(Method::POST, &format!("{files}/copy"), Some(json!({"from": "a.txt", "to": "dir/b.txt"}))).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, archive) = admin
+        .call(
+            Method::POST,
+            &format!("{files}/compress"),
+            Some(json!({"files": ["a.txt", "dir"], "destination": "x.tar.gz"})),
+        )
+        .await;
+    assert_eq!((status, archive["name"].as_str()), (200, Some("x.tar.gz")), "{archive}");
+    for gone in ["a.txt", "dir"] {
+        let (status, body) = admin.call(Method::DELETE, &format!("{files}?file={gone}"), None).await;
+        assert_eq!(status, 204, "{body}");
+    }
+    let (status, summary) =
+        admin.call(Method::POST, &format!("{files}/decompress"), Some(json!({"file": "x.tar.gz"}))).await;
+    assert_eq!(status, 200, "{summary}");
+    let listed = admin.get(&format!("{files}?directory=dir")).await;
+    assert_eq!(listed[0]["name"], "b.txt", "{listed}");
+    let (status, text) = admin.call(Method::GET, &format!("{files}/contents?file=dir/b.txt"), None).await;
+    assert_eq!((status, text), (200, Value::String("hello é\n".into())));
+
+    // Refusals keep the node's meaning; nothing leaves the server's root.
+    let (status, error) = admin.call(Method::GET, &format!("{files}/contents?file=../../../etc/passwd"), None).await;
+    assert_eq!((status, error["error"]["code"].as_str()), (400, Some("outside_root")), "{error}");
+    // Dot segments never reach another route of the node (its server details, another
+    // server's files) through the node's token.
+    for hostile in ["..", "%2e%2e", &format!("../../{server}"), "../../../api/system"] {
+        let (status, error) = admin.call(Method::GET, &format!("{files}/contents?file={hostile}"), None).await;
+        assert!(
+            status == 400 && ["outside_root", "invalid_path"].contains(&error["error"]["code"].as_str().unwrap()),
+            "{hostile}: {status} {error}"
+        );
+    }
+    let (status, error) = admin.call(Method::GET, &format!("{files}?directory=a.txt"), None).await;
+    assert_eq!((status, error["error"]["code"].as_str()), (422, Some("not_a_directory")), "{error}");
+    let (status, error) = admin.call(Method::GET, &format!("{files}/contents?file=dir"), None).await;
+    assert_eq!((status, error["error"]["code"].as_str()), (422, Some("not_a_file")), "{error}");
+    let (status, error) = admin.call(Method::GET, &format!("{files}/contents?file=nope.txt"), None).await;
+    assert_eq!((status, error["error"]["code"].as_str()), (404, Some("not_found")), "{error}");
+    let (status, error) = admin.call(Method::DELETE, &format!("{files}?file=/"), None).await;
+    assert_eq!(status, 422, "{error}");
 }

@@ -115,6 +115,9 @@ pub struct ServerDetails {
     pub state: Option<ServerState>,
     /// Disk usage as last measured, bytes.
     pub disk_bytes: u64,
+    /// The latest resource sample while the server is active.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stats: Option<nexus_core::runtime::ResourceStats>,
     /// What the node runs.
     pub spec: ServerSpec,
 }

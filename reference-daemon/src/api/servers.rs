@@ -47,7 +47,8 @@ pub(super) fn routes(state: Arc<ApiState>) -> BoxedFilter<(Response,)> {
             Some(spec) => {
                 let status = state.agent.servers().into_iter().find(|s| s.server == id).map(|s| s.state);
                 let disk_bytes = state.agent.disk_usage(id).unwrap_or(0);
-                json(&ServerDetails { server: id, state: status, disk_bytes, spec }, 200)
+                let stats = state.agent.resources(id);
+                json(&ServerDetails { server: id, state: status, disk_bytes, stats, spec }, 200)
             }
             None => ApiError::new(404, "unknown_server", format!("unknown server {id}")).into_response(),
         },

@@ -30,6 +30,12 @@ pub struct Text {
     text: String,
 }
 
+/// A body streamed from elsewhere (a file downloaded from a node), with its own headers.
+#[derive(Debug)]
+pub struct Download {
+    response: Response,
+}
+
 /// A list page: `{"data":[…],"pagination":{"page","per_page","has_more"}}`.
 #[derive(Debug, Serialize, JsonSchema)]
 #[schemars(rename = "{T}Page")]
@@ -107,6 +113,24 @@ impl Answer<Text> {
         let mut response = Response::new(std::mem::take(&mut self.body.text).into());
         response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(self.body.media));
         self.finish(response)
+    }
+}
+
+impl Answer<Download> {
+    /// `200` streaming `response`'s body with its headers.
+    pub fn download(response: Response) -> Self {
+        Self::new(StatusCode::OK, Download { response })
+    }
+
+    /// The response.
+    pub fn into_download(self) -> Response {
+        let Self { status, body, headers } = self;
+        let mut response = body.response;
+        *response.status_mut() = status;
+        for (name, value) in headers {
+            response.headers_mut().append(name, value);
+        }
+        response
     }
 }
 

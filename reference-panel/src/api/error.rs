@@ -105,6 +105,50 @@ impl From<ControlError> for ApiError {
     }
 }
 
+impl From<crate::node_proxy::ProxyError> for ApiError {
+    fn from(e: crate::node_proxy::ProxyError) -> Self {
+        use crate::node_proxy::ProxyError;
+        match e {
+            ProxyError::Refused { status, code, message } if (400..500).contains(&status) => {
+                // The node's file errors are the user's to read (a path outside the root, a
+                // full disk); the codes are the file manager's, kept as they are.
+                let code = FILE_CODES.iter().find(|known| **known == code).copied().unwrap_or("node_refused");
+                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+                Self::new(status, code, message)
+            }
+            other => {
+                tracing::warn!(error = %other, "a request forwarded to a node failed");
+                Self::new(
+                    StatusCode::BAD_GATEWAY,
+                    "node_unavailable",
+                    "the server's node does not answer; try again shortly",
+                )
+            }
+        }
+    }
+}
+
+/// The file manager's error codes a node answers with ([`nexus_files::FilesError::code`]).
+const FILE_CODES: &[&str] = &[
+    "invalid_path",
+    "outside_root",
+    "denied",
+    "not_found",
+    "already_exists",
+    "not_a_file",
+    "not_a_directory",
+    "special_file",
+    "hard_linked",
+    "symlink",
+    "invalid_mode",
+    "quota_exceeded",
+    "too_large",
+    "archive_rejected",
+    "unsupported_archive",
+    "payload_too_large",
+    "bad_request",
+];
+
 fn spec_field(e: &nexus_eggs::spec::SpecBuildError) -> Option<String> {
     use nexus_eggs::spec::SpecBuildError;
     match e {

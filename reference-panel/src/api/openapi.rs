@@ -28,6 +28,8 @@ pub enum BodyDoc {
     Json(SchemaFn),
     /// An egg file: JSON or YAML.
     EggFile,
+    /// Any bytes, streamed (a file's new content).
+    Bytes,
 }
 
 /// What a route answers on success.
@@ -125,6 +127,20 @@ pub const NODE_DELETE_QUERY: &[QueryParam] = &[QueryParam {
 /// The egg list's pages and nest filter.
 pub const EGG_QUERY: &[QueryParam] =
     &[PAGED[0], PAGED[1], QueryParam { name: "nest", description: "Only eggs in this nest.", schema: uuid_schema }];
+
+/// A file manager's folder.
+pub const DIRECTORY_QUERY: &[QueryParam] = &[QueryParam {
+    name: "directory",
+    description: "The folder, relative to the server's root (`/` when absent).",
+    schema: || json!({ "type": "string" }),
+}];
+
+/// A file manager's file.
+pub const FILE_QUERY: &[QueryParam] = &[QueryParam {
+    name: "file",
+    description: "The file, relative to the server's root.",
+    schema: || json!({ "type": "string" }),
+}];
 
 /// An egg export's format.
 pub const EXPORT_QUERY: &[QueryParam] = &[QueryParam {
@@ -252,6 +268,13 @@ fn operation(route: &Route, answers: &mut SchemaGenerator, bodies: &mut SchemaGe
                     "application/x-yaml": { "schema": { "type": "string" } },
                     "text/yaml": { "schema": { "type": "string" } },
                 },
+            });
+        }
+        BodyDoc::Bytes => {
+            op["requestBody"] = json!({
+                "required": true,
+                "description": "The file's bytes, streamed to the node (a `content-length` lets its quota refuse before anything is sent).",
+                "content": { "application/octet-stream": { "schema": { "type": "string", "contentMediaType": "application/octet-stream" } } },
             });
         }
     }

@@ -1,10 +1,11 @@
 //! The route table and the dispatcher: path matching, authentication, the access check, the
 //! bounded body, then the handler.
 
-use super::answer::{Answer, Listing, NoContent, Text};
+use super::answer::{Answer, Download, Listing, NoContent, Text};
 use super::auth::{CSRF_HEADER, Principal, Via, same_token, session_cookie};
 use super::openapi::{
-    AnswerDoc, BodyDoc, EGG_QUERY, EXPORT_QUERY, NODE_DELETE_QUERY, PAGED, QueryParam, RouteDoc, SERVER_QUERY, schema,
+    AnswerDoc, BodyDoc, DIRECTORY_QUERY, EGG_QUERY, EXPORT_QUERY, FILE_QUERY, NODE_DELETE_QUERY, PAGED, QueryParam,
+    RouteDoc, SERVER_QUERY, schema,
 };
 use super::{ApiError, DEFAULT_PER_PAGE, MAX_BODY_BYTES, MAX_PER_PAGE, PanelState, handlers};
 use bytes::{Buf, Bytes, BytesMut};
@@ -60,6 +61,8 @@ pub struct Route {
     pub access: Access,
     /// Its documentation: summary, body and answer schemas.
     pub doc: RouteDoc,
+    /// The handler gets the body as a stream ([`Call::upload`]), not read into memory.
+    streams_body: bool,
     handler: fn(Arc<PanelState>, Call) -> Handled,
 }
 
@@ -88,10 +91,14 @@ macro_rules! route {
     };
     (@body $head:tt json $body:ty => $($answer:tt)*) => { route!(@answer $head [json $body] $($answer)*) };
     (@body $head:tt file => $($answer:tt)*) => { route!(@answer $head [file] $($answer)*) };
+    (@body $head:tt stream => $($answer:tt)*) => { route!(@answer $head [stream] $($answer)*) };
     (@body $head:tt => $($answer:tt)*) => { route!(@answer $head [none] $($answer)*) };
     (@answer $head:tt $body:tt $status:literal page $row:ty) => {
         route!(@make $head $body [$status, Listing<$row>, into_json, AnswerDoc::Json(schema::<Listing<$row>>)])
             .with_query(PAGED)
+    };
+    (@answer $head:tt $body:tt $status:literal download) => {
+        route!(@make $head $body [$status, Download, into_download, AnswerDoc::Text(&["application/octet-stream"])])
     };
     (@answer $head:tt $body:tt $status:literal text [$($media:literal),+]) => {
         route!(@make $head $body [$status, Text, into_text, AnswerDoc::Text(&[$($media),+])])
@@ -109,6 +116,7 @@ macro_rules! route {
             path: $path,
             access: $access,
             doc: RouteDoc::new($summary, stringify!($handler), BodyDoc::Json(schema::<$body>), $status, $answer_doc),
+            streams_body: false,
             handler: |state, call| {
                 Box::pin(async move {
                     let body: $body = call.json()?;
@@ -125,6 +133,7 @@ macro_rules! route {
             path: $path,
             access: $access,
             doc: RouteDoc::new($summary, stringify!($handler), route!(@bodydoc $body), $status, $answer_doc),
+            streams_body: route!(@streams $body),
             handler: |state, call| {
                 Box::pin(async move {
                     let answer: Answer<$answer> = $handler(state, call).await?;
@@ -135,13 +144,18 @@ macro_rules! route {
     };
     (@bodydoc none) => { BodyDoc::None };
     (@bodydoc file) => { BodyDoc::EggFile };
+    (@bodydoc stream) => { BodyDoc::Bytes };
+    (@streams stream) => { true };
+    (@streams $other:ident) => { false };
 }
 
 /// Every route of `/api/v1`.
 #[rustfmt::skip]
 pub fn routes() -> Vec<Route> {
     use Access::{Admin, Authenticated, Public, Server, Session};
-    use handlers::{account, infra, schedules, servers, subusers};
+    use handlers::{account, files, infra, schedules, servers, subusers};
+    use handlers::files::{Chmod, Compress, Decompress, FromTo, NewFolder, Resources};
+    use nexus_files::{ExtractSummary, FileEntry};
     use handlers::account::{OpenApiDocument, AccountView, CreateUser, CreatedKey, Health, Login, LoginAnswer, NewKey, Password, PasswordChange, RecoveryCodes, SecondFactor, SessionView, TotpCode, TotpSetupView};
     use handlers::infra::{CreateNode, EggNest, NestInput, NewAllocations, NewLocation, NodeDeleted, RegisteredNode};
     use handlers::servers::{Command, CreateServer, CreatedServer, Deleting, Power, PowerAccepted, Reinstalling, Rename, ServerDetail, StartupView, UpdateBuild, UpdateStartup};
@@ -216,6 +230,18 @@ pub fn routes() -> Vec<Route> {
         route!(PUT "/api/v1/servers/{id}/schedules/{schedule}", Server(Some("schedule.update")), "Replace a schedule", schedules::update, json ScheduleInput => 200 Schedule),
         route!(DELETE "/api/v1/servers/{id}/schedules/{schedule}", Server(Some("schedule.delete")), "Delete a schedule", schedules::delete, => 204),
         route!(POST "/api/v1/servers/{id}/schedules/{schedule}/run", Server(Some("schedule.update")), "Run a schedule now (in the background)", schedules::run, => 202 Running),
+        route!(GET "/api/v1/servers/{id}/resources", Server(None), "The node's latest state, CPU, memory, network and disk figures for the server", files::resources, => 200 Resources),
+        route!(GET "/api/v1/servers/{id}/files", Server(Some("file.read")), "List a folder (`?directory=`, `/` when absent)", files::list, => 200 Vec<FileEntry>).with_query(DIRECTORY_QUERY),
+        route!(DELETE "/api/v1/servers/{id}/files", Server(Some("file.delete")), "Delete a file or folder (`?file=`)", files::delete, => 204).with_query(FILE_QUERY),
+        route!(GET "/api/v1/servers/{id}/files/contents", Server(Some("file.read-content")), "A text file's content for editing (`?file=`; at most 4 MiB)", files::contents, => 200 text ["text/plain"]).with_query(FILE_QUERY),
+        route!(PUT "/api/v1/servers/{id}/files/contents", Server(Some("file.create")), "Write a file (`?file=`), created or replaced, from the body's bytes (streamed; uploads too)", files::write, stream => 200 FileEntry).with_query(FILE_QUERY),
+        route!(GET "/api/v1/servers/{id}/files/download", Server(Some("file.read-content")), "Download a file (`?file=`), streamed", files::download, => 200 download).with_query(FILE_QUERY),
+        route!(POST "/api/v1/servers/{id}/files/rename", Server(Some("file.update")), "Rename or move a file or folder", files::rename, json FromTo => 204),
+        route!(POST "/api/v1/servers/{id}/files/copy", Server(Some("file.create")), "Copy a file", files::copy, json FromTo => 200 FileEntry),
+        route!(POST "/api/v1/servers/{id}/files/create-folder", Server(Some("file.create")), "Create a folder", files::create_folder, json NewFolder => 200 FileEntry),
+        route!(POST "/api/v1/servers/{id}/files/chmod", Server(Some("file.update")), "Change a file's permission bits", files::chmod, json Chmod => 204),
+        route!(POST "/api/v1/servers/{id}/files/compress", Server(Some("file.archive")), "Put files and folders in an archive", files::compress, json Compress => 200 FileEntry),
+        route!(POST "/api/v1/servers/{id}/files/decompress", Server(Some("file.archive")), "Extract an archive (zip, tar, tar.gz, tar.zst, ...)", files::decompress, json Decompress => 200 ExtractSummary),
         route!(GET "/api/v1/servers/{id}/activity", Server(Some("activity.read")), "The server's audit log, newest first", schedules::activity, => 200 page AuditEvent),
         route!(DELETE "/api/v1/servers/{id}", Admin, "Delete a server (on its node first; finished when a down node returns)", servers::delete, => 202 Deleting),
     ]
@@ -235,8 +261,10 @@ pub struct Call {
     pub params: Vec<String>,
     /// Query parameters.
     pub query: HashMap<String, String>,
-    /// The body (at most [`MAX_BODY_BYTES`]).
+    /// The body (at most [`MAX_BODY_BYTES`]); empty on a route that streams it.
     pub body: Bytes,
+    /// The body as it arrives, on a route that streams it (taken once).
+    pub upload: Option<Upload>,
     /// The request's `content-type`.
     pub content_type: Option<String>,
     /// The client's address.
@@ -304,6 +332,31 @@ impl Call {
         let per_page = number("per_page", DEFAULT_PER_PAGE)?.min(MAX_PER_PAGE);
         let offset = (page - 1).checked_mul(per_page).ok_or_else(|| ApiError::bad_request("`page` is too large"))?;
         Ok((Page { offset, limit: per_page + 1 }, page, per_page))
+    }
+}
+
+/// A request body as it arrives, and its declared length.
+pub struct Upload {
+    /// The chunks (in a mutex only so that a [`Call`] may be shared between threads; it is
+    /// taken whole by [`Upload::into_stream`]).
+    stream: std::sync::Mutex<BodyStream>,
+    /// The `content-length`, when the client sent one.
+    pub length: Option<u64>,
+}
+
+/// A body's chunks as they arrive.
+pub type BodyStream = Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send + Unpin>;
+
+impl Upload {
+    /// The chunks.
+    pub fn into_stream(self) -> BodyStream {
+        self.stream.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl std::fmt::Debug for Upload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upload").field("length", &self.length).finish_non_exhaustive()
     }
 }
 
@@ -443,8 +496,8 @@ fn matches(pattern: &str, path: &str) -> Option<Vec<String>> {
 
 async fn dispatch<S, B>(state: &Arc<PanelState>, request: Request<'_>, body: S) -> Result<Response, ApiError>
 where
-    S: Stream<Item = Result<B, warp::Error>> + Unpin,
-    B: Buf,
+    S: Stream<Item = Result<B, warp::Error>> + Send + Unpin + 'static,
+    B: Buf + Send,
 {
     let Request { route, params, query, headers, client } = request;
     let method = route.method.clone();
@@ -501,7 +554,13 @@ where
         .into_iter()
         .collect();
     let length = header("content-length").and_then(|l| l.parse::<u64>().ok());
-    let body = read_bounded(length, body, MAX_BODY_BYTES).await?;
+    let (body, upload) = if route.streams_body {
+        let stream =
+            body.map(|chunk| chunk.map(|mut buf| buf.copy_to_bytes(buf.remaining())).map_err(std::io::Error::other));
+        (Bytes::new(), Some(Upload { stream: std::sync::Mutex::new(Box::new(stream)), length }))
+    } else {
+        (read_bounded(length, body, MAX_BODY_BYTES).await?, None)
+    };
     let call = Call {
         principal,
         server,
@@ -509,6 +568,7 @@ where
         params,
         query,
         body,
+        upload,
         content_type: header("content-type").map(str::to_owned),
         client,
     };

@@ -160,6 +160,8 @@ pub(crate) struct ServerDetail {
     #[serde(flatten)]
     server: ServerView,
     allocation: Address,
+    /// The permissions the caller holds on this server (owners and admins: all).
+    permissions: Vec<&'static str>,
 }
 
 /// An IP and port.
@@ -172,9 +174,11 @@ pub(crate) struct Address {
 pub(crate) async fn show(state: Arc<PanelState>, call: Call) -> Result<Answer<ServerDetail>, ApiError> {
     let server = call.server()?;
     let allocation = state.control.store().get_allocation(server.primary_allocation).await.map_err(ctl)?;
+    let access = call.access()?;
     ok(ServerDetail {
         server: ServerView::from(server),
         allocation: Address { ip: allocation.ip, port: allocation.port },
+        permissions: nexus_control::subusers::PERMISSIONS.iter().copied().filter(|p| access.allows(p)).collect(),
     })
 }
 

@@ -1,0 +1,335 @@
+//! A server's files and live resources, forwarded to its node ([`crate::node_proxy`]) after
+//! the router has checked the caller's `file.*` permission. The node confines every path to
+//! the server's root and enforces its disk quota; the panel only passes paths through,
+//! percent-encoded, and never reads a whole upload or download into memory.
+
+use crate::api::answer::{Answer, Download, NoContent, Text, no_content, ok};
+use crate::api::{ApiError, Call, PanelState};
+use crate::node_client::HttpNodeTransport;
+use crate::node_proxy::{ProxyBody, file_path};
+use futures::TryStreamExt as _;
+use nexus_core::lifecycle::ServerState;
+use nexus_core::runtime::ResourceStats;
+use nexus_files::{ExtractSummary, FileEntry};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use warp::http::{HeaderValue, Method, StatusCode};
+
+/// Largest file the editor opens (`GET …/files/contents`); larger ones are downloaded.
+pub const MAX_EDIT_BYTES: u64 = 4 << 20;
+/// Longest path accepted in a query or body.
+const MAX_PATH_BYTES: usize = 4096;
+
+fn nodes(state: &PanelState) -> Result<&Arc<HttpNodeTransport>, ApiError> {
+    state.node_client.as_ref().ok_or_else(|| {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "node_unavailable", "this panel does not reach nodes over HTTP")
+    })
+}
+
+/// The query parameter `name`, a path of at most [`MAX_PATH_BYTES`] (`default` when absent).
+fn path_param(call: &Call, name: &str, default: Option<&str>) -> Result<String, ApiError> {
+    let value = match (call.query.get(name), default) {
+        (Some(value), _) => value.clone(),
+        (None, Some(default)) => default.to_owned(),
+        (None, None) => return Err(ApiError::invalid(name, format!("`{name}` is required"))),
+    };
+    if value.len() > MAX_PATH_BYTES || value.contains('\0') {
+        return Err(ApiError::invalid(name, "not a valid path"));
+    }
+    Ok(value)
+}
+
+fn json_answer(response: &reqwest::Response) -> bool {
+    response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"))
+}
+
+/// `GET /servers/{id}/files?directory=/`: the directory's entries.
+pub(crate) async fn list(state: Arc<PanelState>, call: Call) -> Result<Answer<Vec<FileEntry>>, ApiError> {
+    let server = call.server()?;
+    let directory = path_param(&call, "directory", Some("/"))?;
+    let mut response =
+        nodes(&state)?.forward(server.node, Method::GET, &file_path(server.id, &directory), ProxyBody::Empty).await?;
+    if !json_answer(&response) {
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "not_a_directory", "this is a file, not a folder"));
+    }
+    let body = crate::node_client::read_limited(&mut response, crate::node_client::MAX_ANSWER_BYTES)
+        .await
+        .map_err(|e| ApiError::from(crate::node_proxy::ProxyError::Unreachable(e)))?;
+    let entries: Vec<FileEntry> = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::from(crate::node_proxy::ProxyError::Unreachable(format!("file list: {e}"))))?;
+    ok(entries)
+}
+
+/// `GET /servers/{id}/files/contents?file=`: a text file's content, for the editor.
+pub(crate) async fn contents(state: Arc<PanelState>, call: Call) -> Result<Answer<Text>, ApiError> {
+    let server = call.server()?;
+    let file = path_param(&call, "file", None)?;
+    let mut response =
+        nodes(&state)?.forward(server.node, Method::GET, &file_path(server.id, &file), ProxyBody::Empty).await?;
+    if json_answer(&response) {
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "not_a_file", "this is a folder, not a file"));
+    }
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("the file is larger than {} MiB; download it instead", MAX_EDIT_BYTES >> 20),
+        )
+    };
+    if response.content_length().is_some_and(|length| length > MAX_EDIT_BYTES) {
+        return Err(too_large());
+    }
+    let limit = usize::try_from(MAX_EDIT_BYTES).unwrap_or(usize::MAX);
+    let body = crate::node_client::read_limited(&mut response, limit).await.map_err(|_| too_large())?;
+    let text = String::from_utf8(body).map_err(|_| {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "not_text", "this file is not text; download it instead")
+    })?;
+    Ok(Answer::text("text/plain", text))
+}
+
+/// `GET /servers/{id}/files/download?file=`: the file's bytes, streamed from the node.
+pub(crate) async fn download(state: Arc<PanelState>, call: Call) -> Result<Answer<Download>, ApiError> {
+    let server = call.server()?;
+    let file = path_param(&call, "file", None)?;
+    let response =
+        nodes(&state)?.forward(server.node, Method::GET, &file_path(server.id, &file), ProxyBody::Empty).await?;
+    if json_answer(&response) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "not_a_file",
+            "a folder cannot be downloaded; compress it first",
+        ));
+    }
+    let length = response.content_length();
+    let stream = response.bytes_stream().map_err(std::io::Error::other);
+    let mut reply = warp::reply::Reply::into_response(warp::reply::stream(stream));
+    let headers = reply.headers_mut();
+    headers.insert("content-type", HeaderValue::from_static("application/octet-stream"));
+    if let Some(length) = length.and_then(|l| HeaderValue::from_str(&l.to_string()).ok()) {
+        headers.insert("content-length", length);
+    }
+    let name = file.rsplit('/').next().unwrap_or("download");
+    // Only a plain name goes into the header; anything else is spelled by RFC 5987.
+    let encoded = percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC);
+    if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename*=UTF-8''{encoded}")) {
+        headers.insert("content-disposition", value);
+    }
+    headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    Ok(Answer::download(reply))
+}
+
+/// `PUT /servers/{id}/files/contents?file=`: writes the body (streamed) as the file's content.
+pub(crate) async fn write(state: Arc<PanelState>, mut call: Call) -> Result<Answer<FileEntry>, ApiError> {
+    let file = path_param(&call, "file", None)?;
+    let upload = call.upload.take().ok_or_else(|| ApiError::bad_request("no body"))?;
+    let server = call.server()?;
+    let length = upload.length;
+    let body = ProxyBody::Stream(upload.into_stream(), length);
+    let entry = nodes(&state)?.forward_json(server.node, Method::PUT, &file_path(server.id, &file), body).await?;
+    ok(entry)
+}
+
+/// `DELETE /servers/{id}/files?file=`.
+pub(crate) async fn delete(state: Arc<PanelState>, call: Call) -> Result<Answer<NoContent>, ApiError> {
+    let server = call.server()?;
+    let file = path_param(&call, "file", None)?;
+    if file.trim_matches('/').is_empty() {
+        return Err(ApiError::invalid("file", "the server's root folder cannot be deleted"));
+    }
+    nodes(&state)?.forward(server.node, Method::DELETE, &file_path(server.id, &file), ProxyBody::Empty).await?;
+    no_content()
+}
+
+/// Body of `rename` and `copy`.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FromTo {
+    /// The existing path.
+    from: String,
+    /// The new path.
+    to: String,
+}
+
+/// Body of `create-folder`.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewFolder {
+    /// The folder's path (parents are created).
+    path: String,
+}
+
+/// Body of `chmod`.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Chmod {
+    /// The file or folder.
+    path: String,
+    /// Octal permission bits, e.g. `"644"`.
+    mode: String,
+}
+
+/// Body of `compress`.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Compress {
+    /// The folder the files are named in (`/` when absent).
+    #[serde(default = "root")]
+    root: String,
+    /// The files and folders to put in the archive, relative to `root`.
+    files: Vec<String>,
+    /// The archive's path (`archive-<time>.tar.gz` in `root` when absent); the format comes
+    /// from its extension (`.tar.gz`, `.tar.zst`, `.zip`, ...).
+    #[serde(default)]
+    destination: Option<String>,
+}
+
+/// Body of `decompress`.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Decompress {
+    /// The archive.
+    file: String,
+    /// Where to extract it (`/` when absent).
+    #[serde(default = "root")]
+    destination: String,
+}
+
+fn root() -> String {
+    "/".into()
+}
+
+/// Refuses a path no file manager would take, before the node is called.
+fn checked(field: &'static str, path: &str) -> Result<(), ApiError> {
+    if path.len() > MAX_PATH_BYTES || path.contains('\0') || path.trim_matches('/').is_empty() {
+        return Err(ApiError::invalid(field, "not a valid path"));
+    }
+    Ok(())
+}
+
+async fn operation<T: serde::de::DeserializeOwned>(
+    state: &PanelState,
+    call: &Call,
+    op: &str,
+    body: serde_json::Value,
+) -> Result<Option<T>, ApiError> {
+    let server = call.server()?;
+    let path = format!("{}/{op}", nexus_wire::api::paths::server(server.id) + "/files");
+    let mut response = nodes(state)?.forward(server.node, Method::POST, &path, ProxyBody::Json(body)).await?;
+    if response.status() == StatusCode::NO_CONTENT {
+        return Ok(None);
+    }
+    let body = crate::node_client::read_limited(&mut response, crate::node_client::MAX_ANSWER_BYTES)
+        .await
+        .map_err(|e| ApiError::from(crate::node_proxy::ProxyError::Unreachable(e)))?;
+    serde_json::from_slice(&body)
+        .map(Some)
+        .map_err(|e| ApiError::from(crate::node_proxy::ProxyError::Unreachable(format!("{op}: {e}"))))
+}
+
+/// `POST /servers/{id}/files/rename`.
+pub(crate) async fn rename(state: Arc<PanelState>, call: Call, body: FromTo) -> Result<Answer<NoContent>, ApiError> {
+    checked("from", &body.from)?;
+    checked("to", &body.to)?;
+    operation::<serde_json::Value>(&state, &call, "rename", serde_json::json!({"from": body.from, "to": body.to}))
+        .await?;
+    no_content()
+}
+
+/// `POST /servers/{id}/files/copy`.
+pub(crate) async fn copy(state: Arc<PanelState>, call: Call, body: FromTo) -> Result<Answer<FileEntry>, ApiError> {
+    checked("from", &body.from)?;
+    checked("to", &body.to)?;
+    let entry = operation(&state, &call, "copy", serde_json::json!({"from": body.from, "to": body.to})).await?;
+    entry.map_or_else(|| Err(node_said_nothing()), ok)
+}
+
+/// `POST /servers/{id}/files/create-folder`.
+pub(crate) async fn create_folder(
+    state: Arc<PanelState>,
+    call: Call,
+    body: NewFolder,
+) -> Result<Answer<FileEntry>, ApiError> {
+    checked("path", &body.path)?;
+    let entry = operation(&state, &call, "mkdir", serde_json::json!({"path": body.path})).await?;
+    entry.map_or_else(|| Err(node_said_nothing()), ok)
+}
+
+/// `POST /servers/{id}/files/chmod`.
+pub(crate) async fn chmod(state: Arc<PanelState>, call: Call, body: Chmod) -> Result<Answer<NoContent>, ApiError> {
+    checked("path", &body.path)?;
+    if body.mode.is_empty() || body.mode.len() > 4 || !body.mode.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+        return Err(ApiError::invalid("mode", "octal permission bits, e.g. 644"));
+    }
+    operation::<serde_json::Value>(&state, &call, "chmod", serde_json::json!({"path": body.path, "mode": body.mode}))
+        .await?;
+    no_content()
+}
+
+/// `POST /servers/{id}/files/compress`.
+pub(crate) async fn compress(
+    state: Arc<PanelState>,
+    call: Call,
+    body: Compress,
+) -> Result<Answer<FileEntry>, ApiError> {
+    if body.files.is_empty() || body.files.len() > 1000 {
+        return Err(ApiError::invalid("files", "name between 1 and 1000 files or folders"));
+    }
+    for file in &body.files {
+        checked("files", file)?;
+    }
+    let destination = match body.destination {
+        Some(destination) => {
+            checked("destination", &destination)?;
+            destination
+        }
+        None => format!(
+            "{}/archive-{}.tar.gz",
+            body.root.trim_end_matches('/'),
+            chrono::Utc::now().format("%Y-%m-%d_%H-%M-%S")
+        ),
+    };
+    let request = serde_json::json!({"root": body.root, "files": body.files, "destination": destination});
+    let entry = operation(&state, &call, "compress", request).await?;
+    entry.map_or_else(|| Err(node_said_nothing()), ok)
+}
+
+/// `POST /servers/{id}/files/decompress`.
+pub(crate) async fn decompress(
+    state: Arc<PanelState>,
+    call: Call,
+    body: Decompress,
+) -> Result<Answer<ExtractSummary>, ApiError> {
+    checked("file", &body.file)?;
+    let request = serde_json::json!({"file": body.file, "destination": body.destination});
+    let summary = operation(&state, &call, "decompress", request).await?;
+    summary.map_or_else(|| Err(node_said_nothing()), ok)
+}
+
+fn node_said_nothing() -> ApiError {
+    ApiError::from(crate::node_proxy::ProxyError::Unreachable("the node answered no content".into()))
+}
+
+/// `GET /servers/{id}/resources` answer.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct Resources {
+    /// The server's state as its node reports it (none while the node is creating it).
+    state: Option<ServerState>,
+    /// The latest sample while the server runs.
+    stats: Option<ResourceStats>,
+    /// Disk space its files take, bytes, as last measured.
+    disk_bytes: u64,
+}
+
+/// `GET /servers/{id}/resources`: the node's latest figures for the server.
+pub(crate) async fn resources(state: Arc<PanelState>, call: Call) -> Result<Answer<Resources>, ApiError> {
+    let server = call.server()?;
+    let path = nexus_wire::api::paths::server(server.id);
+    let details: nexus_wire::api::ServerDetails =
+        nodes(&state)?.forward_json(server.node, Method::GET, &path, ProxyBody::Empty).await?;
+    ok(Resources { state: details.state, stats: details.stats, disk_bytes: details.disk_bytes })
+}
