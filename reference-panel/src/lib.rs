@@ -14,9 +14,11 @@
 //! - [`events`]: the node → panel endpoint, `POST /api/remote/events`: the node's token
 //!   checked, the message handed to [`ControlPlane::ingest`](nexus_control::ControlPlane::ingest).
 //! - [`metrics`]: Prometheus text at `/metrics` (admins).
+//! - [`ui`]: the web UI (tera pages, hand-written scripts, every asset served here).
 
 pub mod api;
 pub mod events;
 pub mod metrics;
 pub mod node_client;
 pub mod node_proxy;
+pub mod ui;

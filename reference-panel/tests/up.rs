@@ -11,93 +11,13 @@
 mod common;
 
 use common::Client;
+use common::up::{BIN, Up};
 use futures::StreamExt;
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const T: Duration = Duration::from_secs(60);
-const BIN: &str = env!("CARGO_BIN_EXE_nexus-panel");
-
-/// A running `nexus-panel up`, killed if the test fails.
-struct Up {
-    child: Child,
-    url: String,
-    /// The admin password, when this start printed one.
-    password: Option<String>,
-    node_containers: Option<String>,
-}
-
-impl Up {
-    fn start(data_dir: &Path) -> Self {
-        Self::start_with_ports(data_dir, "30410-30419", "127.0.0.1:0")
-    }
-
-    fn start_with_ports(data_dir: &Path, ports: &str, listen: &str) -> Self {
-        let mut child = Command::new(BIN)
-            .args(["up", "--listen", listen, "--heartbeat-secs", "1", "--ports", ports, "--data-dir"])
-            .arg(data_dir)
-            .args(std::env::var_os("NEXUS_TEST_PANEL_LOG").map(|_| "--verbose"))
-            .stdout(Stdio::piped())
-            .stderr(match std::env::var_os("NEXUS_TEST_PANEL_LOG") {
-                Some(path) => Stdio::from(std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap()),
-                None => Stdio::null(),
-            })
-            .spawn()
-            .expect("start nexus-panel up");
-        let stdout = child.stdout.take().unwrap();
-        let (mut url, mut password) = (None, None);
-        for line in BufReader::new(stdout).lines() {
-            let line = line.expect("read the panel's output");
-            if let Some(rest) = line.strip_prefix("Nexus panel: ") {
-                url = Some(rest.split_whitespace().next().unwrap().to_owned());
-            }
-            if let Some(rest) = line.trim().strip_prefix("password: ") {
-                password = Some(rest.to_owned());
-            }
-            if line.starts_with("Stop with Ctrl-C") {
-                break;
-            }
-        }
-        let url = url.expect("the panel printed its URL");
-        Self { child, url, password, node_containers: None }
-    }
-
-    /// Ctrl-C; the panel exits cleanly in time.
-    fn interrupt(mut self) {
-        Command::new("kill").args(["-INT", &self.child.id().to_string()]).status().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "nexus-panel up exited with {status}");
-                break;
-            }
-            assert!(Instant::now() < deadline, "nexus-panel up did not stop on SIGINT");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        self.node_containers = None;
-    }
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if let Some(filter) = &self.node_containers {
-            remove_containers(filter);
-        }
-    }
-}
-
-fn remove_containers(filter: &str) {
-    let Ok(out) = Command::new("docker").args(["ps", "-aq", "--filter", filter]).output() else { return };
-    let ids: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect();
-    if !ids.is_empty() {
-        let _ = Command::new("docker").arg("rm").arg("-f").args(&ids).output();
-    }
-}
 
 /// `kill -9` during a burst of creates, then a restart: every server the panel stored is
 /// installed or failed (none stuck half-made), and exactly the stored servers hold ports.

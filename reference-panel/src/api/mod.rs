@@ -15,7 +15,7 @@ pub mod openapi;
 mod router;
 
 pub use error::ApiError;
-pub use router::{Access, Call, Route, filter, metrics, routes};
+pub use router::{Access, Call, Route, filter, metrics, routes, session_principal};
 
 use auth::Sessions;
 use nexus_control::ControlPlane;

@@ -606,6 +606,12 @@ async fn record(state: &PanelState, actor: UserId, server: Option<ServerId>, rou
     }
 }
 
+/// The logged-in user of a browser session (the `cookie` header), if any: what the web UI's
+/// pages decide what to show by.
+pub async fn session_principal(state: &PanelState, cookie: Option<&str>) -> Result<Option<Principal>, ApiError> {
+    authenticate(state, None, cookie, IpAddr::V4(Ipv4Addr::UNSPECIFIED)).await
+}
+
 async fn authenticate(
     state: &PanelState,
     authorization: Option<&str>,

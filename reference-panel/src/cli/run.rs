@@ -52,7 +52,9 @@ pub(crate) fn start(
     let routes = nexus_panel::events::route(Arc::clone(control))
         .or(nexus_panel::api::metrics(Arc::clone(&state)))
         .unify()
-        .or(nexus_panel::api::filter(state))
+        .or(nexus_panel::api::filter(Arc::clone(&state)))
+        .unify()
+        .or(nexus_panel::ui::filter(state))
         .unify()
         .or(warp::any().map(json_response_not_found))
         .unify();

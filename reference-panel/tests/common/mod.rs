@@ -2,6 +2,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
+pub mod up;
+
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
