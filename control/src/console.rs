@@ -51,13 +51,19 @@ impl ControlPlane {
         let signer = TokenSigner::new(console_secret.as_bytes(), CONSOLE_TOKEN_LIFETIME)
             .map_err(|e| ControlError::Invalid { field: "node_secret", reason: e.to_string() })?;
         let token = signer.mint(server, permissions, CONSOLE_TOKEN_LIFETIME);
-        let scheme = if self.config.node_scheme == "https" { "wss" } else { "ws" };
         let lifetime = chrono::Duration::from_std(CONSOLE_TOKEN_LIFETIME).unwrap_or_default();
         Ok(ConsoleAccess {
-            socket: format!("{scheme}://{}:{}{}", node.fqdn, node.daemon_port, paths::console(server)),
+            socket: format!("{}{}", self.console_origin(&node), paths::console(server)),
             token,
             expires_at: Utc::now() + lifetime,
         })
+    }
+
+    /// Where browsers open `node`'s console sockets: `ws://fqdn:port` (`wss` when nodes are
+    /// reached over HTTPS). Pages allow their scripts to connect there and nowhere else.
+    pub fn console_origin(&self, node: &nexus_core::model::Node) -> String {
+        let scheme = if self.config.node_scheme == "https" { "wss" } else { "ws" };
+        format!("{scheme}://{}:{}", node.fqdn, node.daemon_port)
     }
 
     /// The console secret (`token_secret`) `node`'s daemon must be configured with so it

@@ -64,7 +64,7 @@ impl ControlPlane {
         for (name, value) in values {
             probe.environment.insert(name.clone(), value.trim().to_owned());
         }
-        self.spec_of(&probe).await?;
+        self.spec_of(&probe).await.map_err(|e| hidden_from(editor, &egg, e))?;
         let updated = self
             .update_server_with(id, |server| {
                 for (name, value) in values {
@@ -147,5 +147,21 @@ impl ControlPlane {
             return Ok(());
         }
         self.send(server.node, NodeCommand::CreateServer { spec: Box::new(spec), install: false }).await
+    }
+}
+
+/// `e`, unless it is about a variable `editor` may not see (a stored value or default that
+/// no longer passes its rules): users then learn that the configuration is broken, not the
+/// hidden variable's name, rule or value.
+fn hidden_from(editor: Editor, egg: &nexus_core::model::Egg, e: ControlError) -> ControlError {
+    let hidden = |name: &str| egg.variables.iter().any(|v| v.env_variable == name && !v.user_viewable);
+    match &e {
+        ControlError::Spec(spec) if editor == Editor::User && spec.variable().is_some_and(hidden) => {
+            ControlError::Invalid {
+                field: "variables",
+                reason: "the server's configuration does not pass its egg's rules; ask your host to fix it".into(),
+            }
+        }
+        _ => e,
     }
 }

@@ -237,6 +237,19 @@ async fn startup_variables_are_checked_by_rights_and_rules_and_a_refusal_stores_
         (absent.status_code(), absent.to_string().replace("NO_SUCH", "NAME"))
     );
     w.control.update_variables(server.id, &values(&[("SECRET_TOKEN", "x")]), Editor::Admin).await.unwrap();
+
+    // The hidden variable's stored value stops passing a newer rule: a user's change is
+    // refused without naming it, its rule or its value; an admin sees all of it.
+    file["variables"][3]["rules"] = serde_json::json!("required|integer");
+    w.control.update_egg_from_file(server.egg, serde_json::to_vec(&file).unwrap()).await.unwrap();
+    let refused =
+        w.control.update_variables(server.id, &values(&[("MAX_PLAYERS", "9")]), Editor::User).await.unwrap_err();
+    let said = format!("{refused} {refused:?}");
+    assert!(!said.contains("SECRET") && !said.contains("integer") && !said.contains("Secret"), "{said}");
+    assert_eq!(refused.status_code(), 422);
+    let refused =
+        w.control.update_variables(server.id, &values(&[("MAX_PLAYERS", "9")]), Editor::Admin).await.unwrap_err();
+    assert!(refused.to_string().contains("SECRET_TOKEN"), "{refused}");
 }
 
 #[tokio::test]

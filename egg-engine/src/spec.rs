@@ -174,6 +174,20 @@ pub enum SpecBuildError {
     Spec(#[source] SpecError),
 }
 
+impl SpecBuildError {
+    /// The environment name of the variable this error is about, when it is about one.
+    pub fn variable(&self) -> Option<&str> {
+        match self {
+            Self::UnknownVariable { name }
+            | Self::NotEditable { name }
+            | Self::TooLong { name }
+            | Self::Rules { name, .. } => Some(name),
+            Self::Invalid(v) => Some(&v.env_variable),
+            _ => None,
+        }
+    }
+}
+
 /// Builds the spec of one server from `egg`; see the module docs for the steps and rules.
 ///
 /// `allocations` are the server's ports, primary first; `values` maps variable environment

@@ -3,21 +3,62 @@
 //! user's credentials.
 //!
 //! Unlike [`NodeTransport`](nexus_core::transport::NodeTransport) commands these may stream
-//! (a download, an upload), so they have no overall deadline, only a connect deadline and a
-//! deadline between two reads: a node that stops answering mid-stream fails the request, a
-//! slow but moving transfer does not.
+//! (a download, an upload) or take long (extracting an archive), so each call says how long
+//! it may take ([`Deadline`]): a quick read has a short deadline, a file operation a long
+//! one, and a transfer none as a whole but [`IDLE_TIMEOUT`] between two chunks, so a stalled
+//! transfer fails and a slow but moving one does not.
 
 use crate::node_client::HttpNodeTransport;
 use bytes::Bytes;
-use futures::Stream;
+use futures::{Stream, StreamExt as _};
 use nexus_core::ids::{NodeId, ServerId};
 use nexus_wire::ErrorBody;
+use std::time::Duration;
 use warp::http::Method;
 
 /// How long the node may take to accept the connection.
-const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-/// How long the node may stay silent in the middle of an answer.
-const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a transfer may stall between two chunks, either way.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a forwarded call may take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Deadline {
+    /// A listing, a small read: 30 s.
+    Quick,
+    /// A file operation that may walk many files (compress, extract, copy, delete): 15 min.
+    Operation,
+    /// A transfer: no deadline for the whole, [`IDLE_TIMEOUT`] between chunks (the caller
+    /// wraps the streams with [`idle_limited`]).
+    Transfer,
+}
+
+impl Deadline {
+    fn total(self) -> Option<Duration> {
+        match self {
+            Self::Quick => Some(Duration::from_secs(30)),
+            Self::Operation => Some(Duration::from_secs(15 * 60)),
+            Self::Transfer => None,
+        }
+    }
+}
+
+/// `stream`, failing with `TimedOut` when no chunk comes for `idle`.
+pub fn idle_limited<S, T>(stream: S, idle: Duration) -> impl Stream<Item = Result<T, std::io::Error>> + Send + Unpin
+where
+    S: Stream<Item = Result<T, std::io::Error>> + Send + Unpin + 'static,
+    T: Send + 'static,
+{
+    Box::pin(futures::stream::unfold(Some(stream), move |state| async move {
+        let mut stream = state?;
+        match tokio::time::timeout(idle, stream.next()).await {
+            Ok(Some(item)) => Some((item, Some(stream))),
+            Ok(None) => None,
+            Err(_) => Some((Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the transfer stalled")), None)),
+        }
+    }))
+}
 /// Largest error body read from a node.
 const MAX_ERROR_BYTES: usize = 64 * 1024;
 
@@ -64,7 +105,6 @@ impl std::fmt::Debug for ProxyBody {
 pub(crate) fn client() -> reqwest::Result<reqwest::Client> {
     reqwest::Client::builder()
         .connect_timeout(CONNECT_TIMEOUT)
-        .read_timeout(READ_TIMEOUT)
         .user_agent(concat!("nexus-panel/", env!("CARGO_PKG_VERSION")))
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -108,15 +148,19 @@ impl HttpNodeTransport {
         method: Method,
         path: &str,
         body: ProxyBody,
+        deadline: Deadline,
     ) -> Result<reqwest::Response, ProxyError> {
         let endpoint = self.endpoint(node).map_err(|e| ProxyError::Unreachable(e.to_string()))?;
         let url = exact_url(&endpoint.base_url, path)?;
         let mut request = self.streaming.request(method, url).bearer_auth(&endpoint.token);
+        if let Some(total) = deadline.total() {
+            request = request.timeout(total);
+        }
         request = match body {
             ProxyBody::Empty => request,
             ProxyBody::Json(value) => request.json(&value),
             ProxyBody::Stream(stream, length) => {
-                let request = request.body(reqwest::Body::wrap_stream(stream));
+                let request = request.body(reqwest::Body::wrap_stream(idle_limited(stream, IDLE_TIMEOUT)));
                 match length {
                     Some(length) => request.header("content-length", length),
                     None => request,
@@ -153,8 +197,9 @@ impl HttpNodeTransport {
         method: Method,
         path: &str,
         body: ProxyBody,
+        deadline: Deadline,
     ) -> Result<T, ProxyError> {
-        let mut response = self.forward(node, method, path, body).await?;
+        let mut response = self.forward(node, method, path, body, deadline).await?;
         let body = crate::node_client::read_limited(&mut response, crate::node_client::MAX_ANSWER_BYTES)
             .await
             .map_err(ProxyError::Unreachable)?;
@@ -165,6 +210,22 @@ impl HttpNodeTransport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_transfer_fails_and_a_moving_one_does_not() {
+        let slow = futures::stream::iter(0..3).then(|i| async move {
+            tokio::time::sleep(IDLE_TIMEOUT / 2).await;
+            Ok::<_, std::io::Error>(i)
+        });
+        let items: Vec<_> = idle_limited(Box::pin(slow), IDLE_TIMEOUT).collect().await;
+        assert_eq!(items.iter().filter(|i| i.is_ok()).count(), 3, "slow but moving: {items:?}");
+        let stalled = futures::stream::iter(0..2).then(|i| async move {
+            tokio::time::sleep(IDLE_TIMEOUT * i * 2).await;
+            Ok::<_, std::io::Error>(i)
+        });
+        let items: Vec<_> = idle_limited(Box::pin(stalled), IDLE_TIMEOUT).collect().await;
+        assert!(matches!(&items[..], [Ok(0), Err(e)] if e.kind() == std::io::ErrorKind::TimedOut), "{items:?}");
+    }
 
     #[test]
     fn file_paths_are_encoded_per_segment() {

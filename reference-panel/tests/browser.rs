@@ -352,3 +352,246 @@ async fn a_console_only_subuser_sees_no_power_and_no_files() {
     wait_text(&browser, "h1", "Not found").await;
     browser.close().await.unwrap();
 }
+
+/// Decodes RFC 4648 base32 (a TOTP secret as the panel shows it).
+fn base32_decode(text: &str) -> Vec<u8> {
+    let (mut bits, mut value, mut out) = (0u32, 0u64, Vec::new());
+    for c in text.trim_end_matches('=').chars() {
+        let v = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567".find(c.to_ascii_uppercase()).expect("base32") as u64;
+        value = (value << 5) | v;
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((value >> bits) as u8);
+        }
+    }
+    out
+}
+
+/// What a page weighs: its HTML and every resource it loaded, bytes as sent.
+async fn page_weight(browser: &Browser) -> u64 {
+    let weight = browser
+        .execute(
+            "return performance.getEntriesByType('navigation').concat(performance.getEntriesByType('resource'))
+               .reduce((sum, e) => sum + (e.encodedBodySize || 0), 0);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    weight.as_u64().unwrap()
+}
+
+/// Script errors the page recorded (app.js keeps them).
+async fn script_errors(browser: &Browser) -> Vec<String> {
+    let errors = browser.execute("return window.nexusErrors || ['app.js did not load'];", vec![]).await.unwrap();
+    serde_json::from_value(errors).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_works_is_small_and_fits_a_phone() {
+    let (Some(driver_path), true) = (chromedriver(), common::docker_ready()) else { return };
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut up = Up::start_with_ports(&dir.path().join("data"), "30450-30459", "127.0.0.1:0");
+    let password = up.password.clone().unwrap();
+    let api = Client::login(&up.url, "admin@nexus.local", &password).await;
+    let node = api.get("/api/v1/nodes").await["data"][0]["id"].as_str().unwrap().to_owned();
+    up.node_containers = Some(format!("label={}={node}", nexus_agent::NODE_LABEL));
+    let egg_file =
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../egg-engine/tests/fixtures/egg-busybox-echo.json"))
+            .unwrap();
+    let egg: Value = api
+        .http
+        .post(format!("{}/api/v1/eggs", up.url))
+        .header("cookie", &api.cookie)
+        .header("x-csrf-token", &api.csrf)
+        .header("content-type", "application/json")
+        .body(egg_file)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let me = api.get("/api/v1/account").await["id"].clone();
+    let (status, created) = api
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/servers",
+            Some(json!({ "name": "pages", "owner": me, "egg": egg["id"], "limits": { "memory_mb": 128 } })),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let server = created["server"]["id"].as_str().unwrap().to_owned();
+    api.wait_state(&server, "installed").await;
+    let (status, body) = api
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/users",
+            Some(json!({ "username": "friend", "email": "friend@example.com", "password": "a long friend password" })),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+
+    let driver = Driver::start(&driver_path).await;
+    let browser = driver.browser().await;
+    let base = up.url.clone();
+    login(&browser, &base, "admin@nexus.local", &password).await;
+
+    // Every page: it renders, its scripts raise nothing, and it weighs under 200 KB.
+    let pages = [
+        "/".to_owned(),
+        format!("/server/{server}"),
+        format!("/server/{server}/files"),
+        format!("/server/{server}/startup"),
+        format!("/server/{server}/schedules"),
+        format!("/server/{server}/users"),
+        format!("/server/{server}/activity"),
+        format!("/server/{server}/settings"),
+        "/account".to_owned(),
+        "/admin".to_owned(),
+        "/admin/nodes".to_owned(),
+        format!("/admin/nodes/{node}"),
+        "/admin/servers".to_owned(),
+        "/admin/servers/new".to_owned(),
+        "/admin/eggs".to_owned(),
+        "/admin/users".to_owned(),
+        "/admin/activity".to_owned(),
+        "/admin/settings".to_owned(),
+    ];
+    for page in &pages {
+        browser.goto(&format!("{base}{page}")).await.unwrap();
+        browser
+            .wait()
+            .at_most(T)
+            .for_element(Locator::Css("main h1"))
+            .await
+            .unwrap_or_else(|_| panic!("{page}: no heading"));
+        tokio::time::sleep(Duration::from_millis(700)).await; // its API calls
+        assert_eq!(script_errors(&browser).await, Vec::<String>::new(), "{page}: script errors");
+        let weight = page_weight(&browser).await;
+        assert!(weight > 0 && weight < 200 * 1024, "{page} weighs {weight} bytes");
+        let text = text_of(&browser, "main").await;
+        assert!(!text.contains("{\"") && !text.contains("[object"), "{page} shows raw data: {text}");
+    }
+
+    // Startup variables: a value the egg's rules refuse is explained next to it.
+    browser.goto(&format!("{base}/server/{server}/startup")).await.unwrap();
+    let players = browser.wait().at_most(T).for_element(Locator::Css("input[data-env=MAX_PLAYERS]")).await.unwrap();
+    players.clear().await.unwrap();
+    players.send_keys("500").await.unwrap();
+    browser.find(Locator::Id("startup-save")).await.unwrap().click().await.unwrap();
+    wait_text(&browser, "[data-error-for=MAX_PLAYERS]", "MAX_PLAYERS").await;
+    players.clear().await.unwrap();
+    players.send_keys("12").await.unwrap();
+    browser.find(Locator::Id("startup-save")).await.unwrap().click().await.unwrap();
+    browser.wait().at_most(T).for_element(Locator::Css("#startup-saved:not([hidden])")).await.unwrap();
+    assert_eq!(api.get(&format!("/api/v1/servers/{server}/startup")).await["variables"][1]["value"], "12");
+
+    // A schedule: created from the form, run now, its result shown.
+    browser.goto(&format!("{base}/server/{server}/schedules")).await.unwrap();
+    browser
+        .wait()
+        .at_most(T)
+        .for_element(Locator::Id("schedule-name"))
+        .await
+        .unwrap()
+        .send_keys("nightly")
+        .await
+        .unwrap();
+    browser.find(Locator::Css("[data-task=payload]")).await.unwrap().send_keys("say nightly").await.unwrap();
+    browser.find(Locator::Id("schedule-save")).await.unwrap().click().await.unwrap();
+    wait_text(&browser, "#schedule-rows", "nightly").await;
+    browser
+        .find(Locator::XPath("//tr[@data-schedule='nightly']//button[text()='Run now']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let deadline = Instant::now() + T;
+    loop {
+        let row = text_of(&browser, "tr[data-schedule=nightly]").await;
+        if !row.contains("never ran") {
+            // The server is stopped: the command task fails, and says so in words.
+            assert!(row.contains("failed") || row.contains("ok"), "{row}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no result shown: {row}");
+        browser.refresh().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    // A subuser added with permission checkboxes.
+    browser.goto(&format!("{base}/server/{server}/users")).await.unwrap();
+    browser.wait().at_most(T).for_element(Locator::Id("subuser-add")).await.unwrap().click().await.unwrap();
+    browser.find(Locator::Id("subuser-email")).await.unwrap().send_keys("friend@example.com").await.unwrap();
+    for permission in ["control.console", "file.read"] {
+        browser.find(Locator::Css(&format!("input[value='{permission}']"))).await.unwrap().click().await.unwrap();
+    }
+    browser.find(Locator::Id("subuser-save")).await.unwrap().click().await.unwrap();
+    wait_text(&browser, "#subusers", "friend").await;
+    let subusers = api.get(&format!("/api/v1/servers/{server}/users")).await;
+    assert_eq!(subusers[0]["permissions"], json!(["control.console", "file.read"]), "{subusers}");
+    // Their file access works, and ends while the server is suspended (admins keep it).
+    let friend = Client::login(&base, "friend@example.com", "a long friend password").await;
+    let files = format!("/api/v1/servers/{server}/files");
+    assert_eq!(friend.call(reqwest::Method::GET, &files, None).await.0, 200);
+    assert_eq!(api.call(reqwest::Method::POST, &format!("/api/v1/servers/{server}/suspend"), None).await.0, 200);
+    let (status, error) = friend.call(reqwest::Method::GET, &files, None).await;
+    assert_eq!((status, error["error"]["code"].as_str()), (409, Some("suspended")), "{error}");
+    assert_eq!(api.call(reqwest::Method::GET, &files, None).await.0, 200, "an admin still reads them");
+    assert_eq!(api.call(reqwest::Method::POST, &format!("/api/v1/servers/{server}/unsuspend"), None).await.0, 200);
+    assert_eq!(friend.call(reqwest::Method::GET, &files, None).await.0, 200);
+
+    // A phone's width: nothing wider than the screen on the server and file pages.
+    browser.set_window_size(390, 844).await.unwrap();
+    for page in [format!("/server/{server}"), format!("/server/{server}/files"), "/".to_owned()] {
+        browser.goto(&format!("{base}{page}")).await.unwrap();
+        browser.wait().at_most(T).for_element(Locator::Css("main h1")).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let overflow =
+            browser.execute("return document.documentElement.scrollWidth - window.innerWidth;", vec![]).await.unwrap();
+        assert!(overflow.as_i64().unwrap() <= 0, "{page} is wider than a phone by {overflow} px");
+    }
+    screenshot(&browser, "server-page-phone.png").await;
+    browser.set_window_size(1280, 900).await.unwrap();
+
+    // Two-factor: set up from the account page, then the login asks for a code (a recovery
+    // code here: the code just used cannot be used twice).
+    browser.goto(&format!("{base}/account")).await.unwrap();
+    browser.wait().at_most(T).for_element(Locator::Id("totp-begin")).await.unwrap().click().await.unwrap();
+    wait_text(&browser, "#totp-secret", "").await;
+    let secret = loop {
+        let text = text_of(&browser, "#totp-secret").await;
+        if !text.is_empty() {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let code = nexus_control::totp::code_at(&base32_decode(&secret), nexus_control::totp::current_step());
+    browser.find(Locator::Css("#totp-enable-form input[name=code]")).await.unwrap().send_keys(&code).await.unwrap();
+    browser.find(Locator::Css("#totp-enable-form button")).await.unwrap().click().await.unwrap();
+    wait_text(&browser, "#recovery-codes", "").await;
+    browser.wait().at_most(T).for_element(Locator::Css("#recovery-codes li")).await.unwrap();
+    let recovery = browser.find(Locator::Css("#recovery-codes li")).await.unwrap().text().await.unwrap();
+    browser.find(Locator::Id("logout")).await.unwrap().click().await.unwrap();
+    wait_path(&browser, "/login").await;
+    browser
+        .wait()
+        .at_most(T)
+        .for_element(Locator::Id("login"))
+        .await
+        .unwrap()
+        .send_keys("admin@nexus.local")
+        .await
+        .unwrap();
+    browser.find(Locator::Id("password")).await.unwrap().send_keys(&password).await.unwrap();
+    browser.find(Locator::Id("login-submit")).await.unwrap().click().await.unwrap();
+    let field =
+        browser.wait().at_most(T).for_element(Locator::Css("#totp-form:not([hidden]) #totp-code")).await.unwrap();
+    field.send_keys(recovery.trim()).await.unwrap();
+    browser.find(Locator::Id("totp-submit")).await.unwrap().click().await.unwrap();
+    browser.wait().at_most(T).for_element(Locator::Id("servers")).await.expect("logged in with the second factor");
+    browser.close().await.unwrap();
+}

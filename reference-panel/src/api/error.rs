@@ -109,9 +109,13 @@ impl From<crate::node_proxy::ProxyError> for ApiError {
     fn from(e: crate::node_proxy::ProxyError) -> Self {
         use crate::node_proxy::ProxyError;
         match e {
-            ProxyError::Refused { status, code, message } if (400..500).contains(&status) => {
+            ProxyError::Refused { status, code, message }
+                if PASSED_STATUSES.contains(&status) && FILE_CODES.contains(&code.as_str()) =>
+            {
                 // The node's file errors are the user's to read (a path outside the root, a
-                // full disk); the codes are the file manager's, kept as they are.
+                // full disk); the codes and statuses are the file manager's, kept as they are.
+                // Anything else (a refused node token, an internal error) is the operator's
+                // problem, not the user's: logged, and a 502 without the node's words.
                 let code = FILE_CODES.iter().find(|known| **known == code).copied().unwrap_or("node_refused");
                 let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
                 Self::new(status, code, message)
@@ -127,6 +131,10 @@ impl From<crate::node_proxy::ProxyError> for ApiError {
         }
     }
 }
+
+/// Statuses of the node's file errors passed on to the user (never 401: that is the node
+/// refusing the panel's own token, which would send the user's browser to the login page).
+const PASSED_STATUSES: &[u16] = &[400, 403, 404, 409, 413, 415, 422, 503, 507];
 
 /// The file manager's error codes a node answers with ([`nexus_files::FilesError::code`]).
 const FILE_CODES: &[&str] = &[
@@ -145,24 +153,46 @@ const FILE_CODES: &[&str] = &[
     "too_large",
     "archive_rejected",
     "unsupported_archive",
+    "scan_timed_out",
     "payload_too_large",
     "bad_request",
 ];
 
 fn spec_field(e: &nexus_eggs::spec::SpecBuildError) -> Option<String> {
-    use nexus_eggs::spec::SpecBuildError;
-    match e {
-        SpecBuildError::UnknownVariable { name }
-        | SpecBuildError::NotEditable { name }
-        | SpecBuildError::TooLong { name }
-        | SpecBuildError::Rules { name, .. } => Some(name.clone()),
-        SpecBuildError::Invalid(v) => Some(v.env_variable.clone()),
-        _ => None,
-    }
+    e.variable().map(str::to_owned)
 }
 
 impl Reply for ApiError {
     fn into_response(self) -> Response {
         ApiError::into_response(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node_proxy::ProxyError;
+
+    fn refused(status: u16, code: &str) -> ApiError {
+        ProxyError::Refused { status, code: code.into(), message: "m".into() }.into()
+    }
+
+    #[test]
+    fn node_file_errors_reach_the_user_and_node_trouble_does_not() {
+        assert_eq!(
+            (refused(507, "quota_exceeded").status.as_u16(), refused(507, "quota_exceeded").code),
+            (507, "quota_exceeded")
+        );
+        assert_eq!(refused(403, "denied").status.as_u16(), 403);
+        assert_eq!(refused(400, "outside_root").code, "outside_root");
+        // The node refusing the panel's token is not the user's session ending.
+        assert_eq!(
+            (refused(401, "unauthorized").status.as_u16(), refused(401, "unauthorized").code),
+            (502, "node_unavailable")
+        );
+        assert_eq!(refused(500, "io").status.as_u16(), 502);
+        assert_eq!(refused(404, "made_up").status.as_u16(), 502, "unknown codes are not passed on");
+        let unreachable: ApiError = ProxyError::Unreachable("x".into()).into();
+        assert_eq!(unreachable.status.as_u16(), 502);
     }
 }

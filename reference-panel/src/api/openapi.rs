@@ -102,6 +102,17 @@ pub const PAGED: &[QueryParam] = &[
     },
 ];
 
+/// The user list's pages and its e-mail lookup.
+pub const USER_QUERY: &[QueryParam] = &[
+    PAGED[0],
+    PAGED[1],
+    QueryParam {
+        name: "email",
+        description: "Only the user with this e-mail address (any case).",
+        schema: || json!({ "type": "string" }),
+    },
+];
+
 /// The server list's filters and order, and its pages.
 pub const SERVER_QUERY: &[QueryParam] = &[
     PAGED[0],

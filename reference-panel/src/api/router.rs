@@ -5,7 +5,7 @@ use super::answer::{Answer, Download, Listing, NoContent, Text};
 use super::auth::{CSRF_HEADER, Principal, Via, same_token, session_cookie};
 use super::openapi::{
     AnswerDoc, BodyDoc, DIRECTORY_QUERY, EGG_QUERY, EXPORT_QUERY, FILE_QUERY, NODE_DELETE_QUERY, PAGED, QueryParam,
-    RouteDoc, SERVER_QUERY, schema,
+    RouteDoc, SERVER_QUERY, USER_QUERY, schema,
 };
 use super::{ApiError, DEFAULT_PER_PAGE, MAX_BODY_BYTES, MAX_PER_PAGE, PanelState, handlers};
 use bytes::{Buf, Bytes, BytesMut};
@@ -159,13 +159,13 @@ pub fn routes() -> Vec<Route> {
     use handlers::account::{OpenApiDocument, AccountView, CreateUser, CreatedKey, Health, Login, LoginAnswer, NewKey, Password, PasswordChange, RecoveryCodes, SecondFactor, SessionView, TotpCode, TotpSetupView};
     use handlers::infra::{CreateNode, EggNest, NestInput, NewAllocations, NewLocation, NodeDeleted, RegisteredNode};
     use handlers::servers::{Command, CreateServer, CreatedServer, Deleting, Power, PowerAccepted, Reinstalling, Rename, ServerDetail, StartupView, UpdateBuild, UpdateStartup};
-    use handlers::schedules::Running;
+    use handlers::schedules::{ActivityView, Running, ScheduleView};
     use handlers::subusers::{NewSubuser, SubuserView, UpdateSubuser};
     use handlers::views::{EggView, KeyView, NodeView, ServerView, UserView};
     use nexus_control::console::ConsoleAccess;
     use nexus_control::schedules::ScheduleInput;
     use nexus_core::lifecycle::LifecycleEvent;
-    use nexus_core::model::{Allocation, AuditEvent, Location, Nest, Schedule};
+    use nexus_core::model::{Allocation, Location, Nest, Schedule};
     vec![
         route!(GET "/api/v1/openapi.json", Public, "This API's OpenAPI 3.1 document", account::openapi, => 200 OpenApiDocument),
         route!(GET "/api/v1/health", Public, "Whether the panel answers, and its version", account::health, => 200 Health),
@@ -181,9 +181,9 @@ pub fn routes() -> Vec<Route> {
         route!(POST "/api/v1/account/api-keys", Session, "Create an API key; its secret is shown once", account::create_key, json NewKey => 201 CreatedKey),
         route!(DELETE "/api/v1/account/api-keys/{id}", Session, "Delete an API key (refused at once)", account::delete_key, => 204),
         route!(GET "/api/v1/permissions", Authenticated, "Every subuser permission name", subusers::catalog, => 200 Vec<&'static str>),
-        route!(GET "/api/v1/users", Admin, "List users", account::list_users, => 200 page UserView),
+        route!(GET "/api/v1/users", Admin, "List users", account::list_users, => 200 page UserView).with_query(USER_QUERY),
         route!(POST "/api/v1/users", Admin, "Create a user", account::create_user, json CreateUser => 201 UserView),
-        route!(GET "/api/v1/activity", Admin, "The audit log of the whole panel, newest first", schedules::all_activity, => 200 page AuditEvent),
+        route!(GET "/api/v1/activity", Admin, "The audit log of the whole panel, newest first", schedules::all_activity, => 200 page ActivityView),
         route!(GET "/api/v1/locations", Admin, "List locations", infra::list_locations, => 200 page Location),
         route!(POST "/api/v1/locations", Admin, "Create a location", infra::create_location, json NewLocation => 201 Location),
         route!(GET "/api/v1/nodes", Admin, "List nodes", infra::list_nodes, => 200 page NodeView),
@@ -224,7 +224,7 @@ pub fn routes() -> Vec<Route> {
         route!(POST "/api/v1/servers/{id}/users", Server(Some("user.create")), "Add a subuser by e-mail", subusers::create, json NewSubuser => 201 SubuserView),
         route!(PUT "/api/v1/servers/{id}/users/{user}", Server(Some("user.update")), "Change a subuser's permissions", subusers::update, json UpdateSubuser => 200 SubuserView),
         route!(DELETE "/api/v1/servers/{id}/users/{user}", Server(Some("user.delete")), "Remove a subuser", subusers::delete, => 204),
-        route!(GET "/api/v1/servers/{id}/schedules", Server(Some("schedule.read")), "List the server's schedules", schedules::list, => 200 Vec<Schedule>),
+        route!(GET "/api/v1/servers/{id}/schedules", Server(Some("schedule.read")), "List the server's schedules", schedules::list, => 200 Vec<ScheduleView>),
         route!(POST "/api/v1/servers/{id}/schedules", Server(Some("schedule.create")), "Create a schedule", schedules::create, json ScheduleInput => 201 Schedule),
         route!(GET "/api/v1/servers/{id}/schedules/{schedule}", Server(Some("schedule.read")), "Show a schedule", schedules::show, => 200 Schedule),
         route!(PUT "/api/v1/servers/{id}/schedules/{schedule}", Server(Some("schedule.update")), "Replace a schedule", schedules::update, json ScheduleInput => 200 Schedule),
@@ -242,7 +242,7 @@ pub fn routes() -> Vec<Route> {
         route!(POST "/api/v1/servers/{id}/files/chmod", Server(Some("file.update")), "Change a file's permission bits", files::chmod, json Chmod => 204),
         route!(POST "/api/v1/servers/{id}/files/compress", Server(Some("file.archive")), "Put files and folders in an archive", files::compress, json Compress => 200 FileEntry),
         route!(POST "/api/v1/servers/{id}/files/decompress", Server(Some("file.archive")), "Extract an archive (zip, tar, tar.gz, tar.zst, ...)", files::decompress, json Decompress => 200 ExtractSummary),
-        route!(GET "/api/v1/servers/{id}/activity", Server(Some("activity.read")), "The server's audit log, newest first", schedules::activity, => 200 page AuditEvent),
+        route!(GET "/api/v1/servers/{id}/activity", Server(Some("activity.read")), "The server's audit log, newest first", schedules::activity, => 200 page ActivityView),
         route!(DELETE "/api/v1/servers/{id}", Admin, "Delete a server (on its node first; finished when a down node returns)", servers::delete, => 202 Deleting),
     ]
 }

@@ -11,6 +11,8 @@ pub(super) const ASSETS: &[(&str, &str, &str)] = &[
     ("app.js", "text/javascript; charset=utf-8", include_str!("assets/app.js")),
     ("server.js", "text/javascript; charset=utf-8", include_str!("assets/server.js")),
     ("files.js", "text/javascript; charset=utf-8", include_str!("assets/files.js")),
+    ("manage.js", "text/javascript; charset=utf-8", include_str!("assets/manage.js")),
+    ("admin.js", "text/javascript; charset=utf-8", include_str!("assets/admin.js")),
 ];
 
 pub(super) fn filter() -> BoxedFilter<(Response,)> {

@@ -28,7 +28,17 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("admin.html", include_str!("templates/admin.html")),
     ("eggs.html", include_str!("templates/eggs.html")),
     ("new_server.html", include_str!("templates/new_server.html")),
+    ("schedules.html", include_str!("templates/schedules.html")),
+    ("users.html", include_str!("templates/users.html")),
+    ("activity.html", include_str!("templates/activity.html")),
+    ("settings.html", include_str!("templates/settings.html")),
+    ("nodes.html", include_str!("templates/nodes.html")),
+    ("node.html", include_str!("templates/node.html")),
+    ("admin_users.html", include_str!("templates/admin_users.html")),
+    ("admin_servers.html", include_str!("templates/admin_servers.html")),
+    ("admin_settings.html", include_str!("templates/admin_settings.html")),
     ("error.html", include_str!("templates/error.html")),
+    ("admin_nav.html", include_str!("templates/admin_nav.html")),
 ];
 
 /// Servers counted at most on the admin overview (in pages of 1,000).
@@ -85,10 +95,24 @@ pub(super) fn filter(state: Arc<PanelState>) -> BoxedFilter<(Response,)> {
                 ["server", id, "startup"] => {
                     server_page(&state, &visit, id, "startup.html", Some("startup.read")).await
                 }
-                ["account"] => account(&visit),
+                ["server", id, "schedules"] => {
+                    server_page(&state, &visit, id, "schedules.html", Some("schedule.read")).await
+                }
+                ["server", id, "users"] => server_page(&state, &visit, id, "users.html", Some("user.read")).await,
+                ["server", id, "activity"] => {
+                    server_page(&state, &visit, id, "activity.html", Some("activity.read")).await
+                }
+                ["server", id, "settings"] => server_page(&state, &visit, id, "settings.html", None).await,
+                ["account"] => account(&state, &visit).await,
                 ["admin"] => admin(&state, &visit).await,
-                ["admin", "eggs"] => admin_page(&visit, "eggs.html"),
-                ["admin", "servers", "new"] => admin_page(&visit, "new_server.html"),
+                ["admin", "eggs"] => admin_page(&state, &visit, "eggs.html", "Nests and eggs"),
+                ["admin", "servers"] => admin_page(&state, &visit, "admin_servers.html", "All servers"),
+                ["admin", "servers", "new"] => admin_page(&state, &visit, "new_server.html", "New server"),
+                ["admin", "nodes"] => admin_page(&state, &visit, "nodes.html", "Nodes"),
+                ["admin", "nodes", id] => admin_node(&state, &visit, id).await,
+                ["admin", "users"] => admin_page(&state, &visit, "admin_users.html", "Users"),
+                ["admin", "activity"] => admin_page(&state, &visit, "activity.html", "Activity"),
+                ["admin", "settings"] => admin_page(&state, &visit, "admin_settings.html", "Settings"),
                 _ => return Err(warp::reject::not_found()),
             };
             Ok::<_, warp::Rejection>(render(&visit, outcome))
@@ -132,21 +156,52 @@ fn servers(visit: &Visit) -> Outcome {
     Outcome::Page("servers.html", base(visit, "Servers", "servers"))
 }
 
-fn account(visit: &Visit) -> Outcome {
-    if visit.principal.is_none() {
-        return Outcome::Login;
+async fn account(state: &PanelState, visit: &Visit) -> Outcome {
+    let Some(principal) = &visit.principal else { return Outcome::Login };
+    let mut context = base(visit, "Account", "account");
+    match state.control.totp_enabled(principal.user.id).await {
+        Ok(enabled) => context.insert("totp_enabled", &enabled),
+        Err(e) => return Outcome::Failed(e.to_string()),
     }
-    Outcome::Page("account.html", base(visit, "Account", "account"))
+    Outcome::Page("account.html", context)
 }
 
-fn admin_page(visit: &Visit, template: &'static str) -> Outcome {
+fn admin_page(state: &PanelState, visit: &Visit, template: &'static str, title: &str) -> Outcome {
     match &visit.principal {
         None => Outcome::Login,
         Some(p) if p.user.role != Role::Admin => Outcome::NotFound,
         Some(_) => {
-            let title = if template == "eggs.html" { "Eggs" } else { "New server" };
-            Outcome::Page(template, base(visit, title, "admin"))
+            let mut context = base(visit, title, "admin");
+            let config = state.control.config();
+            context.insert(
+                "panel",
+                &json!({
+                    "public_url": state.public_url,
+                    "heartbeat_secs": config.heartbeat_interval.as_secs(),
+                    "node_secret": config.node_secret.is_some(),
+                    "secure_cookies": state.secure_cookies,
+                    "trusted_proxies": state.trusted_proxies.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                }),
+            );
+            Outcome::Page(template, context)
         }
+    }
+}
+
+/// A node's page: its allocations (admins).
+async fn admin_node(state: &PanelState, visit: &Visit, id: &str) -> Outcome {
+    let Outcome::Page(template, mut context) = admin_page(state, visit, "node.html", "Node") else {
+        return admin_page(state, visit, "node.html", "Node");
+    };
+    let Ok(id) = id.parse::<nexus_core::ids::NodeId>() else { return Outcome::NotFound };
+    match state.control.store().get_node(id).await {
+        Ok(node) => {
+            context.insert("title", &node.name);
+            context.insert("node", &json!({ "id": node.id.to_string(), "name": node.name, "fqdn": node.fqdn }));
+            Outcome::Page(template, context)
+        }
+        Err(nexus_core::store::StoreError::NotFound { .. }) => Outcome::NotFound,
+        Err(e) => Outcome::Failed(e.to_string()),
     }
 }
 
@@ -177,12 +232,14 @@ async fn server_page(
         Ok(allocation) => format!("{}:{}", allocation.ip, allocation.port),
         Err(_) => String::new(),
     };
-    let tab = match template {
-        "files.html" => "files",
-        "startup.html" => "startup",
-        _ => "console",
-    };
+    let tab = template.trim_end_matches(".html");
+    if template == "settings.html" && !access.allows("settings.rename") && !access.allows("settings.reinstall") {
+        return Outcome::NotFound;
+    }
     let mut context = base(visit, &server.name, "servers");
+    if let Ok(node) = state.control.store().get_node(server.node).await {
+        context.insert("connect_src", &state.control.console_origin(&node));
+    }
     context.insert("server", &server_json(&server, &address));
     context.insert("perms", &permissions(&access));
     context.insert("tab", tab);
@@ -268,18 +325,14 @@ fn render(visit: &Visit, outcome: Outcome) -> Response {
     let (status, html) = match outcome {
         Outcome::Login => return redirect("/login"),
         Outcome::Redirect(to) => return redirect(to),
-        Outcome::Page(template, context) => match templates().and_then(|t| {
-            t.render(template, &context).map_err(|e| {
-                tracing::error!(template, error = ?e, "rendering a page");
-                "render"
-            })
-        }) {
-            Ok(html) => (StatusCode::OK, html),
-            Err(e) => {
-                tracing::error!(error = e, "the UI's templates");
-                (StatusCode::INTERNAL_SERVER_ERROR, plain_error())
-            }
-        },
+        Outcome::Page(template, context) => {
+            let connect = context.get("connect_src").and_then(|v| v.as_str()).map(str::to_owned);
+            let (status, html) = page(template, &context);
+            let mut response = Response::new(html.into());
+            *response.status_mut() = status;
+            secure(&mut response, connect.as_deref());
+            return response;
+        }
         Outcome::NotFound => {
             (StatusCode::NOT_FOUND, error_page(visit, "Not found", "There is nothing here, or it is not yours to see."))
         }
@@ -297,8 +350,24 @@ fn render(visit: &Visit, outcome: Outcome) -> Response {
     };
     let mut response = Response::new(html.into());
     *response.status_mut() = status;
-    secure(&mut response);
+    secure(&mut response, None);
     response
+}
+
+fn page(template: &'static str, context: &Context) -> (StatusCode, String) {
+    let rendered = templates().and_then(|t| {
+        t.render(template, context).map_err(|e| {
+            tracing::error!(template, error = ?e, "rendering a page");
+            "render"
+        })
+    });
+    match rendered {
+        Ok(html) => (StatusCode::OK, html),
+        Err(e) => {
+            tracing::error!(error = e, "the UI's templates");
+            (StatusCode::INTERNAL_SERVER_ERROR, plain_error())
+        }
+    }
 }
 
 fn error_page(visit: &Visit, title: &str, message: &str) -> String {
@@ -315,21 +384,24 @@ fn redirect(to: &'static str) -> Response {
     let mut response = Response::new(Vec::new().into());
     *response.status_mut() = StatusCode::SEE_OTHER;
     response.headers_mut().insert("location", HeaderValue::from_static(to));
-    secure(&mut response);
+    secure(&mut response, None);
     response
 }
 
-/// Headers every page carries.
-fn secure(response: &mut Response) {
+/// Headers every page carries; `console` is the one other origin its scripts may connect to
+/// (the server's node, for the console socket).
+fn secure(response: &mut Response, console: Option<&str>) {
     let headers = response.headers_mut();
     headers.insert("content-type", HeaderValue::from_static("text/html; charset=utf-8"));
-    // The console socket is on the node (another origin): ws/wss are allowed to connect.
-    headers.insert(
-        "content-security-policy",
-        HeaderValue::from_static(
-            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self' ws: wss:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
-        ),
+    // A node's address is an admin's input: only host-and-port characters reach the header.
+    let console = console.filter(|origin| origin.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:/[]".contains(&b)));
+    let policy = format!(
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'{}; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+        console.map(|origin| format!(" {origin}")).unwrap_or_default()
     );
+    if let Ok(policy) = HeaderValue::from_str(&policy) {
+        headers.insert("content-security-policy", policy);
+    }
     headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
     headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
     headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));

@@ -231,6 +231,11 @@ pub(crate) async fn delete_key(state: Arc<PanelState>, call: Call) -> Result<Ans
 
 pub(crate) async fn list_users(state: Arc<PanelState>, call: Call) -> Result<Answer<Listing<UserView>>, ApiError> {
     let (page, number, per_page) = call.page()?;
+    if let Some(email) = call.query.get("email") {
+        let found = state.control.store().find_user_by_login(email.trim()).await.map_err(ctl)?;
+        let rows = found.filter(|u| u.email.eq_ignore_ascii_case(email.trim())).iter().map(UserView::from).collect();
+        return listing(rows, number, per_page);
+    }
     let users = state.control.store().list_users(page).await.map_err(ctl)?;
     listing(users.iter().map(UserView::from).collect(), number, per_page)
 }

@@ -6,7 +6,7 @@
 use crate::api::answer::{Answer, Download, NoContent, Text, no_content, ok};
 use crate::api::{ApiError, Call, PanelState};
 use crate::node_client::HttpNodeTransport;
-use crate::node_proxy::{ProxyBody, file_path};
+use crate::node_proxy::{Deadline, IDLE_TIMEOUT, ProxyBody, file_path, idle_limited};
 use futures::TryStreamExt as _;
 use nexus_core::lifecycle::ServerState;
 use nexus_core::runtime::ResourceStats;
@@ -14,12 +14,25 @@ use nexus_files::{ExtractSummary, FileEntry};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use warp::http::{HeaderValue, Method, StatusCode};
+use warp::http::{HeaderName, HeaderValue, Method, StatusCode};
 
 /// Largest file the editor opens (`GET …/files/contents`); larger ones are downloaded.
 pub const MAX_EDIT_BYTES: u64 = 4 << 20;
 /// Longest path accepted in a query or body.
 const MAX_PATH_BYTES: usize = 4096;
+
+/// The route's server unless it is being deleted, or suspended (its users lose its files and
+/// figures, as on Pterodactyl; admins keep them).
+fn usable(call: &Call) -> Result<&nexus_core::model::Server, ApiError> {
+    let server = call.server()?;
+    if server.deletion_requested_at.is_some() {
+        return Err(nexus_control::ControlError::Deleting(server.id).into());
+    }
+    if server.suspended && !matches!(call.access()?, nexus_control::subusers::ServerAccess::Admin) {
+        return Err(nexus_control::ControlError::Suspended(server.id).into());
+    }
+    Ok(server)
+}
 
 fn nodes(state: &PanelState) -> Result<&Arc<HttpNodeTransport>, ApiError> {
     state.node_client.as_ref().ok_or_else(|| {
@@ -50,10 +63,11 @@ fn json_answer(response: &reqwest::Response) -> bool {
 
 /// `GET /servers/{id}/files?directory=/`: the directory's entries.
 pub(crate) async fn list(state: Arc<PanelState>, call: Call) -> Result<Answer<Vec<FileEntry>>, ApiError> {
-    let server = call.server()?;
+    let server = usable(&call)?;
     let directory = path_param(&call, "directory", Some("/"))?;
+    let path = file_path(server.id, &directory);
     let mut response =
-        nodes(&state)?.forward(server.node, Method::GET, &file_path(server.id, &directory), ProxyBody::Empty).await?;
+        nodes(&state)?.forward(server.node, Method::GET, &path, ProxyBody::Empty, Deadline::Quick).await?;
     if !json_answer(&response) {
         return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "not_a_directory", "this is a file, not a folder"));
     }
@@ -67,10 +81,11 @@ pub(crate) async fn list(state: Arc<PanelState>, call: Call) -> Result<Answer<Ve
 
 /// `GET /servers/{id}/files/contents?file=`: a text file's content, for the editor.
 pub(crate) async fn contents(state: Arc<PanelState>, call: Call) -> Result<Answer<Text>, ApiError> {
-    let server = call.server()?;
+    let server = usable(&call)?;
     let file = path_param(&call, "file", None)?;
+    let path = file_path(server.id, &file);
     let mut response =
-        nodes(&state)?.forward(server.node, Method::GET, &file_path(server.id, &file), ProxyBody::Empty).await?;
+        nodes(&state)?.forward(server.node, Method::GET, &path, ProxyBody::Empty, Deadline::Quick).await?;
     if json_answer(&response) {
         return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "not_a_file", "this is a folder, not a file"));
     }
@@ -89,15 +104,23 @@ pub(crate) async fn contents(state: Arc<PanelState>, call: Call) -> Result<Answe
     let text = String::from_utf8(body).map_err(|_| {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "not_text", "this file is not text; download it instead")
     })?;
-    Ok(Answer::text("text/plain", text))
+    // Tenant bytes served from the panel's own origin: never sniffed, never run, never cached.
+    Ok(Answer::text("text/plain", text)
+        .header(HeaderName::from_static("x-content-type-options"), HeaderValue::from_static("nosniff"))
+        .header(
+            HeaderName::from_static("content-security-policy"),
+            HeaderValue::from_static("sandbox; default-src 'none'"),
+        )
+        .header(HeaderName::from_static("cache-control"), HeaderValue::from_static("no-store")))
 }
 
 /// `GET /servers/{id}/files/download?file=`: the file's bytes, streamed from the node.
 pub(crate) async fn download(state: Arc<PanelState>, call: Call) -> Result<Answer<Download>, ApiError> {
-    let server = call.server()?;
+    let server = usable(&call)?;
     let file = path_param(&call, "file", None)?;
+    let path = file_path(server.id, &file);
     let response =
-        nodes(&state)?.forward(server.node, Method::GET, &file_path(server.id, &file), ProxyBody::Empty).await?;
+        nodes(&state)?.forward(server.node, Method::GET, &path, ProxyBody::Empty, Deadline::Transfer).await?;
     if json_answer(&response) {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -106,7 +129,7 @@ pub(crate) async fn download(state: Arc<PanelState>, call: Call) -> Result<Answe
         ));
     }
     let length = response.content_length();
-    let stream = response.bytes_stream().map_err(std::io::Error::other);
+    let stream = idle_limited(response.bytes_stream().map_err(std::io::Error::other), IDLE_TIMEOUT);
     let mut reply = warp::reply::Reply::into_response(warp::reply::stream(stream));
     let headers = reply.headers_mut();
     headers.insert("content-type", HeaderValue::from_static("application/octet-stream"));
@@ -120,6 +143,8 @@ pub(crate) async fn download(state: Arc<PanelState>, call: Call) -> Result<Answe
         headers.insert("content-disposition", value);
     }
     headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    headers.insert("content-security-policy", HeaderValue::from_static("sandbox; default-src 'none'"));
+    headers.insert("cache-control", HeaderValue::from_static("no-store"));
     Ok(Answer::download(reply))
 }
 
@@ -127,21 +152,23 @@ pub(crate) async fn download(state: Arc<PanelState>, call: Call) -> Result<Answe
 pub(crate) async fn write(state: Arc<PanelState>, mut call: Call) -> Result<Answer<FileEntry>, ApiError> {
     let file = path_param(&call, "file", None)?;
     let upload = call.upload.take().ok_or_else(|| ApiError::bad_request("no body"))?;
-    let server = call.server()?;
+    let server = usable(&call)?;
     let length = upload.length;
     let body = ProxyBody::Stream(upload.into_stream(), length);
-    let entry = nodes(&state)?.forward_json(server.node, Method::PUT, &file_path(server.id, &file), body).await?;
+    let path = file_path(server.id, &file);
+    let entry = nodes(&state)?.forward_json(server.node, Method::PUT, &path, body, Deadline::Transfer).await?;
     ok(entry)
 }
 
 /// `DELETE /servers/{id}/files?file=`.
 pub(crate) async fn delete(state: Arc<PanelState>, call: Call) -> Result<Answer<NoContent>, ApiError> {
-    let server = call.server()?;
+    let server = usable(&call)?;
     let file = path_param(&call, "file", None)?;
     if file.trim_matches('/').is_empty() {
         return Err(ApiError::invalid("file", "the server's root folder cannot be deleted"));
     }
-    nodes(&state)?.forward(server.node, Method::DELETE, &file_path(server.id, &file), ProxyBody::Empty).await?;
+    let path = file_path(server.id, &file);
+    nodes(&state)?.forward(server.node, Method::DELETE, &path, ProxyBody::Empty, Deadline::Operation).await?;
     no_content()
 }
 
@@ -217,9 +244,10 @@ async fn operation<T: serde::de::DeserializeOwned>(
     op: &str,
     body: serde_json::Value,
 ) -> Result<Option<T>, ApiError> {
-    let server = call.server()?;
+    let server = usable(call)?;
     let path = format!("{}/{op}", nexus_wire::api::paths::server(server.id) + "/files");
-    let mut response = nodes(state)?.forward(server.node, Method::POST, &path, ProxyBody::Json(body)).await?;
+    let mut response =
+        nodes(state)?.forward(server.node, Method::POST, &path, ProxyBody::Json(body), Deadline::Operation).await?;
     if response.status() == StatusCode::NO_CONTENT {
         return Ok(None);
     }
@@ -327,9 +355,9 @@ pub(crate) struct Resources {
 
 /// `GET /servers/{id}/resources`: the node's latest figures for the server.
 pub(crate) async fn resources(state: Arc<PanelState>, call: Call) -> Result<Answer<Resources>, ApiError> {
-    let server = call.server()?;
+    let server = usable(&call)?;
     let path = nexus_wire::api::paths::server(server.id);
     let details: nexus_wire::api::ServerDetails =
-        nodes(&state)?.forward_json(server.node, Method::GET, &path, ProxyBody::Empty).await?;
+        nodes(&state)?.forward_json(server.node, Method::GET, &path, ProxyBody::Empty, Deadline::Quick).await?;
     ok(Resources { state: details.state, stats: details.stats, disk_bytes: details.disk_bytes })
 }

@@ -10,8 +10,57 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use std::sync::Arc;
 
-pub(crate) async fn list(state: Arc<PanelState>, call: Call) -> Result<Answer<Vec<Schedule>>, ApiError> {
-    ok(state.control.store().list_schedules(call.server()?.id).await.map_err(ctl)?)
+/// Audit events of a server searched for schedules' last results.
+const RESULT_SEARCH: u64 = 500;
+
+/// A schedule with the outcome of its last run.
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct ScheduleView {
+    #[serde(flatten)]
+    schedule: Schedule,
+    /// How its last run ended (among the server's latest 500 activity entries).
+    last_result: Option<RunResult>,
+}
+
+/// How a schedule run ended.
+#[derive(Clone, Serialize, JsonSchema)]
+pub(crate) struct RunResult {
+    /// When it ended.
+    at: chrono::DateTime<chrono::Utc>,
+    /// Whether every task that ran succeeded.
+    ok: bool,
+    /// The first failure, in words for the server's users.
+    error: Option<String>,
+    /// `cron` or `manual`.
+    trigger: Option<String>,
+}
+
+pub(crate) async fn list(state: Arc<PanelState>, call: Call) -> Result<Answer<Vec<ScheduleView>>, ApiError> {
+    let server = call.server()?.id;
+    let store = state.control.store();
+    let schedules = store.list_schedules(server).await.map_err(ctl)?;
+    let recent = store
+        .list_audit(Some(&AuditSubject::Server(server)), nexus_core::store::Page { offset: 0, limit: RESULT_SEARCH })
+        .await
+        .map_err(ctl)?;
+    let mut results: std::collections::HashMap<String, RunResult> = std::collections::HashMap::new();
+    // Newest first: the first result seen for a schedule is its last.
+    for event in recent.iter().filter(|e| e.action == "schedule.run") {
+        let Some(id) = event.metadata.get("schedule").and_then(|v| v.as_str()) else { continue };
+        results.entry(id.to_owned()).or_insert_with(|| RunResult {
+            at: event.at,
+            ok: event.metadata.get("ok").and_then(serde_json::Value::as_bool).unwrap_or(false),
+            error: event.metadata.get("error").and_then(|v| v.as_str()).map(str::to_owned),
+            trigger: event.metadata.get("trigger").and_then(|v| v.as_str()).map(str::to_owned),
+        });
+    }
+    ok(schedules
+        .into_iter()
+        .map(|schedule| {
+            let last_result = results.get(&schedule.id.to_string()).cloned();
+            ScheduleView { schedule, last_result }
+        })
+        .collect())
 }
 
 pub(crate) async fn create(
@@ -57,16 +106,49 @@ pub(crate) async fn run(state: Arc<PanelState>, call: Call) -> Result<Answer<Run
     accepted(Running { running: true })
 }
 
-pub(crate) async fn activity(state: Arc<PanelState>, call: Call) -> Result<Answer<Listing<AuditEvent>>, ApiError> {
+/// An audit entry with its actor's name.
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct ActivityView {
+    #[serde(flatten)]
+    event: AuditEvent,
+    /// The actor's user name (none for the panel itself, or a deleted account).
+    actor_name: Option<String>,
+}
+
+async fn with_names(state: &PanelState, events: Vec<AuditEvent>) -> Vec<ActivityView> {
+    let mut names: std::collections::HashMap<nexus_core::ids::UserId, Option<String>> =
+        std::collections::HashMap::new();
+    let mut views = Vec::with_capacity(events.len());
+    for event in events {
+        let actor_name = match event.actor {
+            None => None,
+            Some(actor) => match names.get(&actor) {
+                Some(name) => name.clone(),
+                None => {
+                    let name = state.control.store().get_user(actor).await.ok().map(|u| u.username);
+                    names.insert(actor, name.clone());
+                    name
+                }
+            },
+        };
+        views.push(ActivityView { event, actor_name });
+    }
+    views
+}
+
+pub(crate) async fn activity(state: Arc<PanelState>, call: Call) -> Result<Answer<Listing<ActivityView>>, ApiError> {
     let (page, number, per_page) = call.page()?;
     let subject = AuditSubject::Server(call.server()?.id);
     let events = state.control.store().list_audit(Some(&subject), page).await.map_err(ctl)?;
-    listing(events, number, per_page)
+    listing(with_names(&state, events).await, number, per_page)
 }
 
 /// The whole panel's audit log (admins).
-pub(crate) async fn all_activity(state: Arc<PanelState>, call: Call) -> Result<Answer<Listing<AuditEvent>>, ApiError> {
+pub(crate) async fn all_activity(
+    state: Arc<PanelState>,
+    call: Call,
+) -> Result<Answer<Listing<ActivityView>>, ApiError> {
     let (page, number, per_page) = call.page()?;
     let events = state.control.store().list_audit(None, page).await.map_err(ctl)?;
-    listing(events, number, per_page)
+    listing(with_names(&state, events).await, number, per_page)
 }

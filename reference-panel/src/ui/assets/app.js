@@ -3,6 +3,11 @@
 // the page's CSRF token. Text from the API is written with textContent, never as HTML.
 "use strict";
 
+// Script errors of this page, kept for the browser tests (and a curious operator's console).
+window.nexusErrors = [];
+window.addEventListener("error", (e) => window.nexusErrors.push(String(e.message)));
+window.addEventListener("unhandledrejection", (e) => window.nexusErrors.push(String(e.reason && e.reason.message || e.reason)));
+
 const Nexus = (() => {
   const csrf = () => {
     const meta = document.querySelector('meta[name="csrf-token"]');
@@ -179,7 +184,13 @@ function serverListPage() {
   const list = document.getElementById("servers");
   if (!list) return;
   const rows = new Map();
+  let refreshing = false;
   async function refresh() {
+    if (refreshing) return; // the last round is still out (a slow node): skip this one
+    refreshing = true;
+    try { await refreshOnce(); } finally { refreshing = false; }
+  }
+  async function refreshOnce() {
     let page;
     try {
       page = await Nexus.api("GET", "/api/v1/servers?per_page=100");
@@ -190,6 +201,7 @@ function serverListPage() {
     }
     document.getElementById("servers-empty").hidden = page.data.length > 0;
     const seen = new Set();
+    const figures = [];
     for (const server of page.data) {
       seen.add(server.id);
       let row = rows.get(server.id);
@@ -211,7 +223,7 @@ function serverListPage() {
       row.state.textContent = Nexus.stateLabel(server.state) + (server.suspended ? " (suspended)" : "");
       row.state.dataset.state = server.state;
       if (["starting", "running", "stopping"].includes(server.state)) {
-        Nexus.api("GET", "/api/v1/servers/" + encodeURIComponent(server.id) + "/resources").then((r) => {
+        figures.push(Nexus.api("GET", "/api/v1/servers/" + encodeURIComponent(server.id) + "/resources").then((r) => {
           const s = r.stats;
           if (!s) return;
           const cpuMax = server.limits.cpu_percent || 100;
@@ -220,7 +232,7 @@ function serverListPage() {
           row.mem.max = s.memory_limit_bytes || 1;
           row.mem.value = s.memory_bytes;
           row.figures.textContent = s.cpu_percent.toFixed(1) + "% · " + Nexus.bytes(s.memory_bytes) + " / " + Nexus.bytes(s.memory_limit_bytes);
-        }).catch(() => { row.figures.textContent = "node not answering"; });
+        }).catch(() => { row.figures.textContent = "node not answering"; }));
       } else {
         row.cpu.value = 0;
         row.mem.value = 0;
@@ -228,6 +240,7 @@ function serverListPage() {
       }
     }
     for (const [id, row] of rows) if (!seen.has(id)) { row.item.remove(); rows.delete(id); }
+    await Promise.all(figures);
   }
   refresh();
   setInterval(() => { if (!document.hidden) refresh(); }, 5000);
@@ -256,28 +269,79 @@ function accountPage() {
   });
 }
 
+function totpSection() {
+  const begin = document.getElementById("totp-begin");
+  if (begin) begin.addEventListener("click", async () => {
+    try {
+      const setup = await Nexus.api("POST", "/api/v1/account/totp");
+      document.getElementById("totp-secret").textContent = setup.secret;
+      document.getElementById("totp-uri").href = setup.uri;
+      document.getElementById("totp-setup").hidden = false;
+      begin.hidden = true;
+    } catch (e) { alert(e.message); }
+  });
+  const enable = document.getElementById("totp-enable-form");
+  if (enable) Nexus.onSubmit(enable, async (data) => {
+    const answer = await Nexus.api("POST", "/api/v1/account/totp/enable", { code: data.get("code") });
+    document.getElementById("recovery-codes").replaceChildren(...answer.recovery_codes.map((c) => Nexus.el("li", {}, Nexus.el("code", { text: c }))));
+    document.getElementById("totp-setup").hidden = true;
+    document.getElementById("totp-codes").hidden = false;
+  });
+  const disable = document.getElementById("totp-disable-form");
+  if (disable) Nexus.onSubmit(disable, async (data) => {
+    await Nexus.api("POST", "/api/v1/account/totp/disable", { password: data.get("password") });
+    location.reload();
+  });
+}
+
 function eggsPage() {
   const form = document.getElementById("egg-import");
   if (!form) return;
   const list = document.getElementById("eggs");
+  const nests = document.getElementById("nests");
+  const nestSelect = document.getElementById("egg-nest");
+  const error = document.getElementById("eggs-error");
+  let nestNames = new Map();
   async function load() {
-    const page = await Nexus.api("GET", "/api/v1/eggs?per_page=100");
-    list.replaceChildren(...page.data.map((egg) => Nexus.el("li", {},
+    const [eggs, nestPage] = await Promise.all([Nexus.api("GET", "/api/v1/eggs?per_page=100"), Nexus.api("GET", "/api/v1/nests?per_page=100")]);
+    nestNames = new Map(nestPage.data.map((n) => [n.id, n.name]));
+    const chosen = nestSelect.value;
+    nestSelect.replaceChildren(Nexus.el("option", { value: "", text: "none" }), ...nestPage.data.map((n) => Nexus.el("option", { value: n.id, text: n.name, selected: n.id === chosen })));
+    nests.replaceChildren(...nestPage.data.map((n) => Nexus.el("li", {},
+      Nexus.el("strong", { text: n.name }), " ", Nexus.el("span", { class: "muted", text: n.description || "" }), " ",
+      Nexus.el("button", { type: "button", class: "link danger", text: "Delete", onclick: async () => {
+        try { await Nexus.api("DELETE", "/api/v1/nests/" + n.id); error.textContent = ""; } catch (e) { error.textContent = e.message; }
+        load();
+      } }))));
+    list.replaceChildren(...eggs.data.map((egg) => Nexus.el("li", { "data-egg": egg.name },
       Nexus.el("strong", { text: egg.name }), " ",
-      Nexus.el("span", { class: "muted", text: egg.author }), " ",
-      Nexus.el("a", { href: "/api/v1/eggs/" + encodeURIComponent(egg.id) + "/export", download: "", text: "Export" }))));
+      Nexus.el("span", { class: "muted", text: (egg.author || "") + (egg.nest ? " · " + (nestNames.get(egg.nest) || "") : "") }), " ",
+      Nexus.el("a", { href: "/api/v1/eggs/" + egg.id + "/export", download: "", text: "Export (Pterodactyl)" }), " ",
+      Nexus.el("a", { href: "/api/v1/eggs/" + egg.id + "/export?format=plcn_v3", download: "", text: "Export (Pelican)" }), " ",
+      Nexus.el("button", { type: "button", class: "link danger", text: "Delete", onclick: async () => {
+        if (!confirm("Delete the egg " + egg.name + "?")) return;
+        try { await Nexus.api("DELETE", "/api/v1/eggs/" + egg.id); error.textContent = ""; } catch (e) { error.textContent = e.message; }
+        load();
+      } }))));
   }
-  load();
+  load().catch((e) => { error.textContent = e.message; });
   Nexus.onSubmit(form, async () => {
     const file = document.getElementById("egg-file").files[0];
     if (!file) throw new Nexus.ApiError(422, { field: "file", message: "choose an egg file first", code: "invalid" });
     const text = await file.text();
     const yaml = /\.ya?ml$/i.test(file.name);
-    const egg = await Nexus.api("POST", "/api/v1/eggs", undefined, { raw: text, contentType: yaml ? "application/yaml" : "application/json" });
+    const path = nestSelect.value ? "/api/v1/nests/" + nestSelect.value + "/eggs" : "/api/v1/eggs";
+    const egg = await Nexus.api("POST", path, undefined, { raw: text, contentType: yaml ? "application/yaml" : "application/json" });
     const done = document.getElementById("egg-imported");
     done.textContent = "Imported " + egg.name + ".";
     done.hidden = false;
     form.reset();
+    load();
+  });
+  const nestForm = document.getElementById("nest-form");
+  Nexus.onSubmit(nestForm, async (data) => {
+    await Nexus.api("POST", "/api/v1/nests", { name: data.get("name"), description: data.get("description") });
+    nestForm.reset();
     load();
   });
 }
@@ -307,9 +371,9 @@ function newServerPage() {
   });
   select.addEventListener("change", showVariables);
   Nexus.onSubmit(form, async (data) => {
-    const email = String(data.get("owner_email") || "").trim().toLowerCase();
-    const users = await Nexus.api("GET", "/api/v1/users?per_page=100");
-    const owner = users.data.find((u) => u.email.toLowerCase() === email);
+    const email = String(data.get("owner_email") || "").trim();
+    const users = await Nexus.api("GET", "/api/v1/users?email=" + encodeURIComponent(email));
+    const owner = users.data[0];
     if (!owner) throw new Nexus.ApiError(422, { field: "owner", message: "no user has this e-mail address", code: "invalid" });
     const variables = {};
     form.querySelectorAll("[data-env]").forEach((input) => (variables[input.dataset.env] = input.value));
@@ -327,6 +391,7 @@ document.addEventListener("DOMContentLoaded", () => {
   loginPage();
   serverListPage();
   accountPage();
+  totpSection();
   eggsPage();
   newServerPage();
 });

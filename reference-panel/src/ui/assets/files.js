@@ -12,8 +12,12 @@ function fileManager() {
   const progress = document.getElementById("files-progress");
   const selectAll = document.getElementById("select-all");
   const ARCHIVE = /\.(zip|tar|tar\.gz|tgz|tar\.zst|tar\.xz|tar\.bz2|gz)$/i;
-  let directory = decodeURIComponent(location.hash.slice(1)) || "/";
+  const fromHash = () => {
+    try { return decodeURIComponent(location.hash.slice(1)) || "/"; } catch (e) { return "/"; }
+  };
+  let directory = fromHash();
   let entries = [];
+  let loads = 0;
 
   const join = (dir, name) => (dir.replace(/\/+$/, "") + "/" + name).replace(/^\/+/, "/");
   const q = (name, value) => "?" + name + "=" + encodeURIComponent(value);
@@ -30,6 +34,8 @@ function fileManager() {
     nav.replaceChildren(...links);
   }
 
+  // The checked rows' names, and the folder they were listed from (never the folder the
+  // page may have moved to since).
   function selected() {
     return [...rows.querySelectorAll("input[type=checkbox]:checked")].map((c) => c.dataset.name);
   }
@@ -44,20 +50,27 @@ function fileManager() {
   async function load() {
     error.textContent = "";
     crumbs();
+    const mine = ++loads;
+    const listed = directory;
+    let answer;
     try {
-      entries = await Nexus.api("GET", files + q("directory", directory));
+      answer = await Nexus.api("GET", files + q("directory", listed));
     } catch (e) {
+      if (mine !== loads) return;
       rows.replaceChildren();
       return fail(e);
     }
+    if (mine !== loads) return; // a newer listing is on its way
+    entries = answer;
+    rows.dataset.dir = listed;
     entries.sort((a, b) => (a.kind === "directory") === (b.kind === "directory") ? a.name.localeCompare(b.name) : a.kind === "directory" ? -1 : 1);
-    rows.replaceChildren(...entries.map(row));
+    rows.replaceChildren(...entries.map((entry) => row(entry, listed)));
     selectAll.checked = false;
     selectionChanged();
   }
 
-  function row(entry) {
-    const path = join(directory, entry.name);
+  function row(entry, folder) {
+    const path = join(folder, entry.name);
     const isDir = entry.kind === "directory";
     const name = isDir
       ? Nexus.el("a", { href: "#" + path.split("/").map(encodeURIComponent).join("/"), class: "dir", text: entry.name + "/" })
@@ -75,7 +88,7 @@ function fileManager() {
       actions.append(Nexus.el("button", { type: "button", class: "link", text: "Decompress", onclick: () => decompress(path) }));
     }
     if (can("file.delete")) {
-      actions.append(Nexus.el("button", { type: "button", class: "link danger", text: "Delete", onclick: () => remove([entry.name]) }));
+      actions.append(Nexus.el("button", { type: "button", class: "link danger", text: "Delete", onclick: () => remove(folder, [entry.name]) }));
     }
     const check = Nexus.el("input", { type: "checkbox", "data-name": entry.name, "aria-label": "Select " + entry.name, onchange: selectionChanged });
     return Nexus.el("tr", { "data-file": entry.name },
@@ -89,15 +102,16 @@ function fileManager() {
   async function rename(path, name) {
     const to = prompt("New name (or path) for " + name, name);
     if (!to || to === name) return;
-    const target = to.startsWith("/") ? to : join(directory, to);
+    const target = to.startsWith("/") ? to : join(path.slice(0, path.length - name.length) || "/", to);
     try { await Nexus.api("POST", files + "/rename", { from: path, to: target }); } catch (e) { return fail(e); }
     load();
   }
 
-  async function remove(names) {
+  async function remove(folder, names) {
+    if (!names.length) return;
     if (!confirm("Delete " + (names.length === 1 ? names[0] : names.length + " items") + "? This cannot be undone.")) return;
     for (const name of names) {
-      try { await Nexus.api("DELETE", files + q("file", join(directory, name))); } catch (e) { fail(e); break; }
+      try { await Nexus.api("DELETE", files + q("file", join(folder, name))); } catch (e) { fail(e); break; }
     }
     load();
   }
@@ -105,7 +119,8 @@ function fileManager() {
   async function decompress(path) {
     busy("Extracting…");
     try {
-      const summary = await Nexus.api("POST", files + "/decompress", { file: path, destination: directory });
+      const folder = rows.dataset.dir || "/";
+      const summary = await Nexus.api("POST", files + "/decompress", { file: path, destination: folder });
       busy("Extracted " + summary.entries + " entries (" + Nexus.bytes(summary.bytes) + ").");
     } catch (e) { busy(); fail(e); }
     load();
@@ -116,11 +131,16 @@ function fileManager() {
   const text = document.getElementById("editor-text");
   const editorError = document.getElementById("editor-error");
   let editing = null;
+  let crlf = false;
   async function openEditor(path) {
     editorError.textContent = "";
+    let content;
     try {
-      text.value = await Nexus.api("GET", files + "/contents" + q("file", path));
+      content = await Nexus.api("GET", files + "/contents" + q("file", path));
     } catch (e) { return fail(e); }
+    // A textarea turns CRLF into LF; a file written with CRLF is saved with CRLF again.
+    crlf = content.includes("\r\n");
+    text.value = content;
     editing = path;
     document.getElementById("editor-name").textContent = path;
     editor.hidden = false;
@@ -131,7 +151,8 @@ function fileManager() {
     editorError.textContent = "";
     save.disabled = true;
     try {
-      await Nexus.api("PUT", files + "/contents" + q("file", editing), undefined, { raw: text.value, contentType: "text/plain; charset=utf-8" });
+      const content = crlf ? text.value.replace(/\r?\n/g, "\r\n") : text.value;
+      await Nexus.api("PUT", files + "/contents" + q("file", editing), undefined, { raw: content, contentType: "text/plain; charset=utf-8" });
       save.textContent = "Saved";
       setTimeout(() => (save.textContent = "Save"), 1500);
       load();
@@ -145,7 +166,9 @@ function fileManager() {
   if (newFile) newFile.addEventListener("click", async () => {
     const name = prompt("Name of the new file");
     if (!name) return;
-    const path = join(directory, name);
+    if (entries.some((e) => e.name === name) && !confirm(name + " exists; open it instead?")) return;
+    const path = join(rows.dataset.dir || "/", name);
+    if (entries.some((e) => e.name === name)) return openEditor(path);
     try { await Nexus.api("PUT", files + "/contents" + q("file", path), undefined, { raw: "" }); } catch (e) { return fail(e); }
     await load();
     openEditor(path);
@@ -154,15 +177,19 @@ function fileManager() {
   if (newFolder) newFolder.addEventListener("click", async () => {
     const name = prompt("Name of the new folder");
     if (!name) return;
-    try { await Nexus.api("POST", files + "/create-folder", { path: join(directory, name) }); } catch (e) { return fail(e); }
+    try { await Nexus.api("POST", files + "/create-folder", { path: join(rows.dataset.dir || "/", name) }); } catch (e) { return fail(e); }
     load();
   });
   const upload = document.getElementById("upload");
   if (upload) upload.addEventListener("change", async () => {
+    const folder = rows.dataset.dir || "/";
+    const existing = new Set(entries.map((e) => e.name));
+    const replacing = [...upload.files].filter((f) => existing.has(f.name)).map((f) => f.name);
+    if (replacing.length && !confirm("Replace " + replacing.join(", ") + "?")) { upload.value = ""; return; }
     for (const file of upload.files) {
       busy("Uploading " + file.name + " (" + Nexus.bytes(file.size) + ")…");
       try {
-        await Nexus.api("PUT", files + "/contents" + q("file", join(directory, file.name)), undefined, { raw: file });
+        await Nexus.api("PUT", files + "/contents" + q("file", join(folder, file.name)), undefined, { raw: file });
       } catch (e) { fail(e); break; }
     }
     busy();
@@ -173,21 +200,22 @@ function fileManager() {
   if (compress) compress.addEventListener("click", async () => {
     busy("Compressing…");
     try {
-      const archive = await Nexus.api("POST", files + "/compress", { root: directory, files: selected() });
+      const archive = await Nexus.api("POST", files + "/compress", { root: rows.dataset.dir || "/", files: selected() });
       busy("Created " + archive.name + " (" + Nexus.bytes(archive.size) + ").");
     } catch (e) { busy(); fail(e); }
     load();
   });
   const removeSelected = document.getElementById("delete-selected");
-  if (removeSelected) removeSelected.addEventListener("click", () => remove(selected()));
+  if (removeSelected) removeSelected.addEventListener("click", () => remove(rows.dataset.dir || "/", selected()));
   selectAll.addEventListener("change", () => {
     rows.querySelectorAll("input[type=checkbox]").forEach((c) => (c.checked = selectAll.checked));
     selectionChanged();
   });
 
   window.addEventListener("hashchange", () => {
-    directory = decodeURIComponent(location.hash.slice(1)) || "/";
+    directory = fromHash();
     editor.hidden = true;
+    rows.replaceChildren();
     load();
   });
   load();

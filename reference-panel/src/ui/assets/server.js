@@ -37,6 +37,9 @@ const ServerPage = (() => {
       button.disabled = true;
       try {
         await Nexus.api("POST", base + "/power", { action: button.dataset.power });
+        // The state normally moves on (and sets the buttons); if it does not, the buttons
+        // come back as the state allows.
+        setTimeout(() => setState(head.dataset.state), 5000);
       } catch (e) {
         error.textContent = e.message;
         button.disabled = false;
@@ -53,7 +56,12 @@ const ServerPage = (() => {
     } catch (e) { /* shown by the next action */ }
   }
 
-  return { id, base, perms, setState, pollState, onState: (f) => listeners.push(f) };
+  // Without a live console (no permission, or the socket is down) the state comes from the
+  // store every few seconds.
+  let live = false;
+  setInterval(() => { if (!live && !document.hidden) pollState(); }, 5000);
+
+  return { id, base, perms, setState, pollState, setLive: (on) => { live = on; }, onState: (f) => listeners.push(f) };
 })();
 
 // --- ANSI colours --------------------------------------------------------------------
@@ -195,7 +203,7 @@ function consolePage() {
 
   let socket = null;
   let retry = 1000;
-  let replaying = false;
+  let openedAt = 0;
   async function connect() {
     status.textContent = "Connecting…";
     let access;
@@ -203,14 +211,14 @@ function consolePage() {
       access = await Nexus.api("GET", ServerPage.base + "/websocket");
     } catch (e) {
       status.textContent = e.message;
-      if (e.status === 403) return; // no console permission: nothing to retry
+      if (e.status === 403 || e.status === 404) return; // not theirs to watch: nothing to retry
       return later();
     }
     socket = new WebSocket(access.socket + "?token=" + encodeURIComponent(access.token));
-    replaying = true;
     socket.addEventListener("open", () => {
       status.textContent = "Connected";
-      retry = 1000;
+      openedAt = Date.now();
+      ServerPage.setLive(true);
       screen.replaceChildren();
     });
     socket.addEventListener("message", (message) => {
@@ -223,20 +231,29 @@ function consolePage() {
         case "state": ServerPage.setState(event.data.to); break;
         case "stats": stats(event.data); break;
         case "error": {
-          const error = document.getElementById("command-error");
-          if (error) error.textContent = Nexus.explain(400, event.error);
+          const error = document.getElementById("command-error") || status;
+          error.textContent = Nexus.explain(400, event.error);
           break;
         }
       }
     });
-    socket.addEventListener("close", () => {
+    socket.addEventListener("close", (event) => {
       socket = null;
+      ServerPage.setLive(false);
+      // A socket that stayed up a while was healthy: start the back-off over. One closed at
+      // once (refused, or dropped by a proxy) keeps backing off, so a page never hammers.
+      if (openedAt && Date.now() - openedAt > 10000) retry = 1000;
+      openedAt = 0;
+      if (event.code >= 4000 && event.code < 5000) {
+        status.textContent = "The console closed: " + (event.reason || "refused") + ". Reload the page to try again.";
+        return;
+      }
       status.textContent = "Disconnected. Reconnecting…";
       later();
     });
   }
   function later() {
-    setTimeout(connect, retry);
+    setTimeout(connect, retry + Math.random() * retry * 0.3);
     retry = Math.min(retry * 2, 30000);
   }
   connect();
@@ -301,6 +318,4 @@ function startupPage() {
 document.addEventListener("DOMContentLoaded", () => {
   consolePage();
   startupPage();
-  // Pages without the console follow the state from the store.
-  if (ServerPage && !document.getElementById("console")) setInterval(() => { if (!document.hidden) ServerPage.pollState(); }, 5000);
 });
