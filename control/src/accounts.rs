@@ -305,6 +305,25 @@ impl ControlPlane {
             .map_err(|e| ControlError::Busy(format!("password hashing stopped: {e}")))?
     }
 
+    /// `user`'s account if `password` is theirs (the login throttle applies). A wrong password
+    /// is `Invalid` about `field` (the form field), not an authentication failure: the caller
+    /// is logged in, and only this confirmation failed.
+    pub async fn confirm_password(
+        &self,
+        user: UserId,
+        password: &str,
+        client: IpAddr,
+        field: &'static str,
+    ) -> Result<User, ControlError> {
+        let account = self.store.get_user(user).await?;
+        match self.authenticate(&account.username, password, client).await {
+            Err(ControlError::Auth(AuthError::InvalidCredentials)) => {
+                Err(ControlError::Invalid { field, reason: "the password is wrong".into() })
+            }
+            other => other,
+        }
+    }
+
     /// Changes `user`'s password after checking the current one (throttled like a login).
     /// Ending the account's other sessions is the caller's part (sessions are an HTTP
     /// matter).
@@ -315,8 +334,7 @@ impl ControlPlane {
         new: &str,
         client: IpAddr,
     ) -> Result<(), ControlError> {
-        let account = self.store.get_user(user).await?;
-        let mut account = self.authenticate(&account.username, current, client).await?;
+        let mut account = self.confirm_password(user, current, client, "current_password").await?;
         account.password_hash = self.hash_on_pool(new).await?;
         self.store.update_user(&account).await?;
         Ok(())

@@ -63,7 +63,7 @@ impl ControlPlane {
     /// reached over HTTPS). Pages allow their scripts to connect there and nowhere else.
     pub fn console_origin(&self, node: &nexus_core::model::Node) -> String {
         let scheme = if self.config.node_scheme == "https" { "wss" } else { "ws" };
-        format!("{scheme}://{}:{}", node.fqdn, node.daemon_port)
+        format!("{scheme}://{}:{}", crate::nodes::url_host(&node.fqdn), node.daemon_port)
     }
 
     /// The console secret (`token_secret`) `node`'s daemon must be configured with so it

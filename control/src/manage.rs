@@ -154,9 +154,18 @@ impl ControlPlane {
 /// no longer passes its rules): users then learn that the configuration is broken, not the
 /// hidden variable's name, rule or value.
 fn hidden_from(editor: Editor, egg: &nexus_core::model::Egg, e: ControlError) -> ControlError {
-    let hidden = |name: &str| egg.variables.iter().any(|v| v.env_variable == name && !v.user_viewable);
+    // Any error that names a hidden variable, however it names it (a rule, the environment
+    // check, the startup command).
+    let said = e.to_string();
+    let names_hidden = egg.variables.iter().any(|v| !v.user_viewable && said.contains(&v.env_variable));
     match &e {
-        ControlError::Spec(spec) if editor == Editor::User && spec.variable().is_some_and(hidden) => {
+        ControlError::Spec(spec)
+            if editor == Editor::User
+                && (names_hidden
+                    || spec
+                        .variable()
+                        .is_some_and(|n| egg.variables.iter().any(|v| v.env_variable == n && !v.user_viewable))) =>
+        {
             ControlError::Invalid {
                 field: "variables",
                 reason: "the server's configuration does not pass its egg's rules; ask your host to fix it".into(),

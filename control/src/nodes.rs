@@ -145,7 +145,7 @@ impl ControlPlane {
                 reason: format!("node {node}'s token was not derived from this secret; register it again"),
             });
         }
-        let url = format!("{}://{}:{}", self.config.node_scheme, record.fqdn, record.daemon_port);
+        let url = format!("{}://{}:{}", self.config.node_scheme, url_host(&record.fqdn), record.daemon_port);
         Ok((url, token))
     }
 
@@ -192,5 +192,23 @@ impl ControlPlane {
             self.placement().set_usage(usage)?;
         }
         Ok(())
+    }
+}
+
+/// A node's address as the host of a URL: an IPv6 literal in brackets, anything else as it is.
+pub fn url_host(fqdn: &str) -> std::borrow::Cow<'_, str> {
+    match fqdn.parse::<std::net::Ipv6Addr>() {
+        Ok(_) => std::borrow::Cow::Owned(format!("[{fqdn}]")),
+        Err(_) => std::borrow::Cow::Borrowed(fqdn),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ipv6_hosts_are_bracketed_in_urls() {
+        assert_eq!(super::url_host("2001:db8::1"), "[2001:db8::1]");
+        assert_eq!(super::url_host("10.0.0.1"), "10.0.0.1");
+        assert_eq!(super::url_host("node_1.example.com"), "node_1.example.com");
     }
 }

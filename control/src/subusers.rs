@@ -158,7 +158,8 @@ impl ControlPlane {
         // By e-mail only (not user name), so the field cannot be used to look accounts up
         // by name.
         let email = email.trim();
-        let Some(user) = self.store.find_user_by_login(email).await?.filter(|u| u.email.eq_ignore_ascii_case(email))
+        let Some(user) =
+            self.store.find_user_by_login(email).await?.filter(|u| u.email.to_lowercase() == email.to_lowercase())
         else {
             return Err(ControlError::Invalid { field: "email", reason: "no account with this e-mail".into() });
         };
@@ -186,6 +187,12 @@ impl ControlPlane {
                 field: "email",
                 reason: format!("a server has at most {MAX_SUBUSERS} subusers"),
             });
+        }
+        // Permissions the editor does not hold are not theirs to take away either: a change
+        // keeps them as they were (only the editor's own part of the grant is replaced).
+        let mut names = names;
+        if let Some(before) = current.iter().find(|s| s.user == user.id) {
+            names.extend(before.permissions.iter().filter(|p| !access.allows(p)).cloned());
         }
         let subuser = Subuser { server, user: user.id, permissions: names, created_at: Utc::now() };
         self.store.put_subuser(&subuser).await?;

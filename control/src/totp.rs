@@ -197,8 +197,7 @@ impl ControlPlane {
 
     /// Turns TOTP off after checking the password.
     pub async fn totp_disable(&self, user: UserId, password: &str, client: IpAddr) -> Result<(), ControlError> {
-        let account = self.store.get_user(user).await?;
-        self.authenticate(&account.username, password, client).await?;
+        self.confirm_password(user, password, client, "password").await?;
         match self.store.delete_totp(user).await {
             Ok(()) | Err(nexus_core::store::StoreError::NotFound { .. }) => Ok(()),
             Err(e) => Err(e.into()),

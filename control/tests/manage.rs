@@ -334,6 +334,27 @@ async fn subusers_get_what_they_were_granted_and_grant_no_more_than_they_hold() 
     assert_eq!(again.unwrap_err().status_code(), 409);
     let by_name = w.control.put_subuser(server.id, "other", grant(&[]), false, (&w.owner, &owner_access)).await;
     assert_eq!(by_name.unwrap_err().status_code(), 422);
+    // The owner gives `other` a permission the friend lacks; the friend's later change (of
+    // what the friend holds) keeps it: nobody takes away what they could not give.
+    w.control
+        .put_subuser(
+            server.id,
+            "other@example.com",
+            grant(&["control.console", "file.delete"]),
+            true,
+            (&w.owner, &owner_access),
+        )
+        .await
+        .unwrap();
+    let friend_access = nexus_control::subusers::ServerAccess::Subuser(
+        ["control.console", "user.update"].iter().map(|s| (*s).to_owned()).collect(),
+    );
+    let changed = w
+        .control
+        .put_subuser(server.id, "other@example.com", grant(&[]), true, (&friend, &friend_access))
+        .await
+        .unwrap();
+    assert_eq!(changed.permissions, grant(&["file.delete"]), "control.console removed, file.delete kept");
     assert!(w.control.remove_subuser(server.id, friend.id, (&friend, &friend_access)).await.is_err());
     w.control.remove_subuser(server.id, other.id, (&w.owner, &owner_access)).await.unwrap();
     assert_eq!(w.store.list_subusers(server.id).await.unwrap().len(), 1);

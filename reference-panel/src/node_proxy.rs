@@ -13,6 +13,8 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt as _};
 use nexus_core::ids::{NodeId, ServerId};
 use nexus_wire::ErrorBody;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use warp::http::Method;
 
@@ -41,6 +43,27 @@ impl Deadline {
             Self::Operation => Some(Duration::from_secs(15 * 60)),
             Self::Transfer => None,
         }
+    }
+}
+
+/// When a forwarded call last moved (a chunk sent), for its watchdog.
+struct Progress {
+    start: std::time::Instant,
+    last_ms: AtomicU64,
+}
+
+impl Progress {
+    fn new() -> Self {
+        Self { start: std::time::Instant::now(), last_ms: AtomicU64::new(0) }
+    }
+
+    fn touch(&self) {
+        let now = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(now, Ordering::Relaxed);
+    }
+
+    fn idle(&self) -> Duration {
+        self.start.elapsed().saturating_sub(Duration::from_millis(self.last_ms.load(Ordering::Relaxed)))
     }
 }
 
@@ -153,6 +176,7 @@ impl HttpNodeTransport {
         let endpoint = self.endpoint(node).map_err(|e| ProxyError::Unreachable(e.to_string()))?;
         let url = exact_url(&endpoint.base_url, path)?;
         let mut request = self.streaming.request(method, url).bearer_auth(&endpoint.token);
+        let progress = Arc::new(Progress::new());
         if let Some(total) = deadline.total() {
             request = request.timeout(total);
         }
@@ -160,20 +184,37 @@ impl HttpNodeTransport {
             ProxyBody::Empty => request,
             ProxyBody::Json(value) => request.json(&value),
             ProxyBody::Stream(stream, length) => {
-                let request = request.body(reqwest::Body::wrap_stream(idle_limited(stream, IDLE_TIMEOUT)));
+                let progress = Arc::clone(&progress);
+                let watched = idle_limited(stream, IDLE_TIMEOUT).inspect(move |_| progress.touch());
+                let request = request.body(reqwest::Body::wrap_stream(watched));
                 match length {
                     Some(length) => request.header("content-length", length),
                     None => request,
                 }
             }
         };
-        let mut response = request.send().await.map_err(|e| ProxyError::Unreachable(e.to_string()))?;
+        // Without a deadline for the whole, the answer's head must come within the idle limit
+        // of the last chunk sent (of the start, for a download): a node that takes the
+        // connection and goes silent does not hold the request forever.
+        let sending = request.send();
+        tokio::pin!(sending);
+        let mut watch = tokio::time::interval(Duration::from_secs(1));
+        let mut response = loop {
+            tokio::select! {
+                sent = &mut sending => break sent.map_err(|e| ProxyError::Unreachable(e.to_string()))?,
+                _ = watch.tick() => {
+                    if progress.idle() > IDLE_TIMEOUT {
+                        return Err(ProxyError::Unreachable("the node stopped answering".into()));
+                    }
+                }
+            }
+        };
         if response.status().is_success() {
             return Ok(response);
         }
         let status = response.status().as_u16();
         let mut body = Vec::new();
-        while let Ok(Some(chunk)) = response.chunk().await {
+        while let Ok(Ok(Some(chunk))) = tokio::time::timeout(IDLE_TIMEOUT, response.chunk()).await {
             if body.len() + chunk.len() > MAX_ERROR_BYTES {
                 break;
             }
@@ -200,8 +241,10 @@ impl HttpNodeTransport {
         deadline: Deadline,
     ) -> Result<T, ProxyError> {
         let mut response = self.forward(node, method, path, body, deadline).await?;
-        let body = crate::node_client::read_limited(&mut response, crate::node_client::MAX_ANSWER_BYTES)
+        let reading = crate::node_client::read_limited(&mut response, crate::node_client::MAX_ANSWER_BYTES);
+        let body = tokio::time::timeout(IDLE_TIMEOUT, reading)
             .await
+            .map_err(|_| ProxyError::Unreachable("the node stopped answering".into()))?
             .map_err(ProxyError::Unreachable)?;
         serde_json::from_slice(&body).map_err(|e| ProxyError::Unreachable(format!("the node's answer: {e}")))
     }

@@ -537,6 +537,26 @@ async fn every_page_works_is_small_and_fits_a_phone() {
     let friend = Client::login(&base, "friend@example.com", "a long friend password").await;
     let files = format!("/api/v1/servers/{server}/files");
     assert_eq!(friend.call(reqwest::Method::GET, &files, None).await.0, 200);
+    // With the activity, a subuser sees who did what, but not an administrator's name or
+    // anyone else's address.
+    let (status, body) = api
+        .call(
+            reqwest::Method::PUT,
+            &format!("/api/v1/servers/{server}/users/{}", subusers[0]["user"]["id"].as_str().unwrap()),
+            Some(json!({ "permissions": ["control.console", "file.read", "activity.read"] })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let seen = friend.get(&format!("/api/v1/servers/{server}/activity")).await;
+    let entries = seen["data"].as_array().unwrap();
+    assert!(!entries.is_empty());
+    for entry in entries {
+        assert!(entry["ip"].is_null(), "{entry}");
+        assert_ne!(entry["actor_name"], "admin", "{entry}");
+    }
+    assert!(entries.iter().any(|e| e["actor_name"] == "an administrator"), "{seen}");
+    let all = api.get(&format!("/api/v1/servers/{server}/activity")).await;
+    assert!(all["data"].as_array().unwrap().iter().any(|e| e["actor_name"] == "admin" && e["ip"].is_string()), "{all}");
     assert_eq!(api.call(reqwest::Method::POST, &format!("/api/v1/servers/{server}/suspend"), None).await.0, 200);
     let (status, error) = friend.call(reqwest::Method::GET, &files, None).await;
     assert_eq!((status, error["error"]["code"].as_str()), (409, Some("suspended")), "{error}");
@@ -593,5 +613,20 @@ async fn every_page_works_is_small_and_fits_a_phone() {
     field.send_keys(recovery.trim()).await.unwrap();
     browser.find(Locator::Id("totp-submit")).await.unwrap().click().await.unwrap();
     browser.wait().at_most(T).for_element(Locator::Id("servers")).await.expect("logged in with the second factor");
+
+    // A wrong current password is explained next to its field; the session stays.
+    browser.goto(&format!("{base}/account")).await.unwrap();
+    let current = browser.wait().at_most(T).for_element(Locator::Css("input[name=current_password]")).await.unwrap();
+    current.send_keys("not my password").await.unwrap();
+    browser
+        .find(Locator::Css("input[name=new_password]"))
+        .await
+        .unwrap()
+        .send_keys("another long password")
+        .await
+        .unwrap();
+    browser.find(Locator::XPath("//button[text()='Change password']")).await.unwrap().click().await.unwrap();
+    wait_text(&browser, "[data-error-for=current_password]", "wrong").await;
+    assert_eq!(browser.current_url().await.unwrap().path(), "/account");
     browser.close().await.unwrap();
 }

@@ -154,6 +154,8 @@ const FILE_CODES: &[&str] = &[
     "archive_rejected",
     "unsupported_archive",
     "scan_timed_out",
+    "busy",
+    "unknown_server",
     "payload_too_large",
     "bad_request",
 ];

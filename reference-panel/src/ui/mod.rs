@@ -4,7 +4,8 @@
 //! Pages only decide what to show; everything a page does goes through `/api/v1` from the
 //! browser (the session cookie and the page's CSRF token), so the UI is held to exactly the
 //! API's permission checks. What a page renders depends on the same control-plane answers
-//! the API gives (the caller's [`ServerAccess`]): a button the caller may not use is left
+//! the API gives (the caller's
+//! [`ServerAccess`](nexus_control::subusers::ServerAccess)): a button the caller may not use is left
 //! out, not merely disabled.
 //!
 //! | page | who |

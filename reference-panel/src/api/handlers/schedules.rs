@@ -111,26 +111,42 @@ pub(crate) async fn run(state: Arc<PanelState>, call: Call) -> Result<Answer<Run
 pub(crate) struct ActivityView {
     #[serde(flatten)]
     event: AuditEvent,
-    /// The actor's user name (none for the panel itself, or a deleted account).
+    /// The actor's user name (none for the panel itself, or a deleted account; "an
+    /// administrator" for an admin, to anyone but admins). Addresses are shown to admins, and
+    /// to others on their own entries only.
     actor_name: Option<String>,
 }
 
-async fn with_names(state: &PanelState, events: Vec<AuditEvent>) -> Vec<ActivityView> {
-    let mut names: std::collections::HashMap<nexus_core::ids::UserId, Option<String>> =
+/// The events with their actors' names, as `viewer` may see them: admins see everything;
+/// others see addresses only on their own entries, and an administrator's entries without
+/// the administrator's name.
+async fn with_names(
+    state: &PanelState,
+    events: Vec<AuditEvent>,
+    viewer: &crate::api::auth::Principal,
+) -> Vec<ActivityView> {
+    let mut users: std::collections::HashMap<nexus_core::ids::UserId, Option<nexus_core::model::User>> =
         std::collections::HashMap::new();
     let mut views = Vec::with_capacity(events.len());
-    for event in events {
-        let actor_name = match event.actor {
+    for mut event in events {
+        let actor = match event.actor {
             None => None,
-            Some(actor) => match names.get(&actor) {
-                Some(name) => name.clone(),
-                None => {
-                    let name = state.control.store().get_user(actor).await.ok().map(|u| u.username);
-                    names.insert(actor, name.clone());
-                    name
+            Some(id) => {
+                if let std::collections::hash_map::Entry::Vacant(slot) = users.entry(id) {
+                    slot.insert(state.control.store().get_user(id).await.ok());
                 }
-            },
+                users.get(&id).cloned().flatten()
+            }
         };
+        let mut actor_name = actor.as_ref().map(|u| u.username.clone());
+        if !viewer.is_admin() {
+            if event.actor != Some(viewer.user.id) {
+                event.ip = None;
+            }
+            if actor.as_ref().is_some_and(|u| u.role == nexus_core::model::Role::Admin && u.id != viewer.user.id) {
+                actor_name = Some("an administrator".into());
+            }
+        }
         views.push(ActivityView { event, actor_name });
     }
     views
@@ -140,7 +156,7 @@ pub(crate) async fn activity(state: Arc<PanelState>, call: Call) -> Result<Answe
     let (page, number, per_page) = call.page()?;
     let subject = AuditSubject::Server(call.server()?.id);
     let events = state.control.store().list_audit(Some(&subject), page).await.map_err(ctl)?;
-    listing(with_names(&state, events).await, number, per_page)
+    listing(with_names(&state, events, call.principal()?).await, number, per_page)
 }
 
 /// The whole panel's audit log (admins).
@@ -150,5 +166,5 @@ pub(crate) async fn all_activity(
 ) -> Result<Answer<Listing<ActivityView>>, ApiError> {
     let (page, number, per_page) = call.page()?;
     let events = state.control.store().list_audit(None, page).await.map_err(ctl)?;
-    listing(with_names(&state, events).await, number, per_page)
+    listing(with_names(&state, events, call.principal()?).await, number, per_page)
 }

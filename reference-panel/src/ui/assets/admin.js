@@ -38,10 +38,16 @@ function nodesPage() {
       Nexus.el("button", { type: "button", class: "link danger", text: "Delete", onclick: async () => {
         if (!confirm("Remove the node " + node.name + "? It must have no servers.")) return;
         try { await Nexus.api("DELETE", "/api/v1/nodes/" + node.id); error.textContent = ""; } catch (e) { error.textContent = e.message; }
-        load(true);
+        refresh();
       } }))));
-  load(true).catch((e) => { error.textContent = e.message; });
-  setInterval(() => { if (!document.hidden) load(true).catch(() => {}); }, 10000);
+  let loading = false;
+  const refresh = async () => {
+    if (loading) return; // never two refreshes at once (rows would double)
+    loading = true;
+    try { await load(true); error.textContent = ""; } catch (e) { error.textContent = e.message; } finally { loading = false; }
+  };
+  refresh();
+  setInterval(() => { if (!document.hidden) refresh(); }, 10000);
   Nexus.onSubmit(document.getElementById("node-form"), async (data) => {
     const created = await Nexus.api("POST", "/api/v1/nodes", {
       name: data.get("name"), fqdn: data.get("fqdn"), daemon_port: Number(data.get("daemon_port")),
@@ -50,7 +56,7 @@ function nodesPage() {
     document.getElementById("node-token").textContent = created.token;
     document.getElementById("node-config").href = "/api/v1/nodes/" + created.node.id + "/configuration";
     document.getElementById("node-registered").hidden = false;
-    load(true);
+    refresh();
   });
 }
 
@@ -68,7 +74,7 @@ function nodePage() {
     const ok = form.querySelector(".ok");
     ok.textContent = "Added " + added.length + " allocations.";
     ok.hidden = false;
-    load(true);
+    load(true).catch((e) => { document.getElementById("allocations-error").textContent = e.message; });
   });
 }
 
@@ -83,7 +89,7 @@ function usersAdminPage() {
   Nexus.onSubmit(form, async (data) => {
     await Nexus.api("POST", "/api/v1/users", { username: data.get("username"), email: data.get("email"), password: data.get("password"), role: data.get("role") });
     form.reset();
-    load(true);
+    load(true).catch((e) => { document.getElementById("users-error").textContent = e.message; });
   });
 }
 
@@ -94,7 +100,7 @@ function serversAdminPage() {
   const act = (label, method, path, danger) => Nexus.el("button", { type: "button", class: "link" + (danger ? " danger" : ""), text: label, onclick: async () => {
     if (danger && !confirm(label + "?")) return;
     try { await Nexus.api(method, path); error.textContent = ""; } catch (e) { error.textContent = e.message; }
-    load(true);
+    load(true).catch((e) => { error.textContent = e.message; });
   } });
   const load = pager("/api/v1/servers?sort=name", tbody, document.getElementById("servers-more"), (s) => Nexus.el("tr", { "data-server": s.name },
     Nexus.el("td", {}, Nexus.el("a", { href: "/server/" + s.id, text: s.name })),
@@ -114,12 +120,12 @@ function settingsAdminPage() {
     const page = await Nexus.api("GET", "/api/v1/locations?per_page=100");
     list.replaceChildren(...page.data.map((l) => Nexus.el("li", {}, Nexus.el("strong", { text: l.short }), " ", Nexus.el("span", { class: "muted", text: l.long }))));
   }
-  load();
+  load().catch(() => {});
   const form = document.getElementById("location-form");
   Nexus.onSubmit(form, async (data) => {
     await Nexus.api("POST", "/api/v1/locations", { short: data.get("short"), long: data.get("long") });
     form.reset();
-    load();
+    load().catch(() => {});
   });
 }
 

@@ -20,6 +20,7 @@ const Nexus = (() => {
     if (status === 401) return "Your session has ended. Log in again.";
     if (status === 413) return (error && error.message) || "That is too large.";
     if (status === 429) return (error && error.message) || "Too many attempts. Wait a moment and try again.";
+    if (status === 503 && error && error.message && error.code !== "node_unavailable") return sentence(error.message);
     if (status === 502 || status === 503 || status === 504)
       return "The server's node is not answering right now. Try again in a moment.";
     if (status >= 500) return "Something went wrong on our side. Try again; if it persists, tell your host.";
@@ -255,17 +256,17 @@ function accountPage() {
       Nexus.el("code", { text: key.identifier }), " ",
       Nexus.el("span", { text: key.kind + (key.memo ? " · " + key.memo : "") }), " ",
       Nexus.el("button", { type: "button", class: "link danger", text: "Delete", onclick: async () => {
-        await Nexus.api("DELETE", "/api/v1/account/api-keys/" + encodeURIComponent(key.id));
-        load();
+        try { await Nexus.api("DELETE", "/api/v1/account/api-keys/" + encodeURIComponent(key.id)); } catch (e) { alert(e.message); }
+        load().catch(() => {});
       } }))));
   }
-  load();
+  load().catch((e) => { document.querySelector("#key-form .form-error").textContent = e.message; });
   Nexus.onSubmit(document.getElementById("key-form"), async (data) => {
     const ips = String(data.get("allowed_ips") || "").split(/\s+/).filter(Boolean);
     const created = await Nexus.api("POST", "/api/v1/account/api-keys", { kind: data.get("kind"), memo: data.get("memo"), allowed_ips: ips });
     document.getElementById("new-key-value").textContent = created.secret;
     document.getElementById("new-key").hidden = false;
-    load();
+    load().catch(() => {});
   });
 }
 
@@ -311,7 +312,7 @@ function eggsPage() {
       Nexus.el("strong", { text: n.name }), " ", Nexus.el("span", { class: "muted", text: n.description || "" }), " ",
       Nexus.el("button", { type: "button", class: "link danger", text: "Delete", onclick: async () => {
         try { await Nexus.api("DELETE", "/api/v1/nests/" + n.id); error.textContent = ""; } catch (e) { error.textContent = e.message; }
-        load();
+        load().catch((e) => { error.textContent = e.message; });
       } }))));
     list.replaceChildren(...eggs.data.map((egg) => Nexus.el("li", { "data-egg": egg.name },
       Nexus.el("strong", { text: egg.name }), " ",
@@ -321,7 +322,7 @@ function eggsPage() {
       Nexus.el("button", { type: "button", class: "link danger", text: "Delete", onclick: async () => {
         if (!confirm("Delete the egg " + egg.name + "?")) return;
         try { await Nexus.api("DELETE", "/api/v1/eggs/" + egg.id); error.textContent = ""; } catch (e) { error.textContent = e.message; }
-        load();
+        load().catch((e) => { error.textContent = e.message; });
       } }))));
   }
   load().catch((e) => { error.textContent = e.message; });
@@ -336,13 +337,13 @@ function eggsPage() {
     done.textContent = "Imported " + egg.name + ".";
     done.hidden = false;
     form.reset();
-    load();
+    load().catch((e) => { error.textContent = e.message; });
   });
   const nestForm = document.getElementById("nest-form");
   Nexus.onSubmit(nestForm, async (data) => {
     await Nexus.api("POST", "/api/v1/nests", { name: data.get("name"), description: data.get("description") });
     nestForm.reset();
-    load();
+    load().catch((e) => { error.textContent = e.message; });
   });
 }
 
@@ -368,7 +369,7 @@ function newServerPage() {
     eggs = page.data;
     select.replaceChildren(...eggs.map((egg) => Nexus.el("option", { value: egg.id, text: egg.name })));
     showVariables();
-  });
+  }).catch((e) => { form.querySelector(".form-error").textContent = e.message; });
   select.addEventListener("change", showVariables);
   Nexus.onSubmit(form, async (data) => {
     const email = String(data.get("owner_email") || "").trim();

@@ -36,6 +36,21 @@ function fileManager() {
 
   // The checked rows' names, and the folder they were listed from (never the folder the
   // page may have moved to since).
+  // Until a folder is listed, nothing acts on any folder.
+  function forget() {
+    rows.replaceChildren();
+    entries = [];
+    delete rows.dataset.dir;
+    toolbar(false);
+  }
+  function toolbar(on) {
+    ["new-file", "new-folder", "upload"].forEach((id) => {
+      const control = document.getElementById(id);
+      if (control) control.disabled = !on;
+    });
+    if (!on) selectionChanged();
+  }
+
   function selected() {
     return [...rows.querySelectorAll("input[type=checkbox]:checked")].map((c) => c.dataset.name);
   }
@@ -57,12 +72,13 @@ function fileManager() {
       answer = await Nexus.api("GET", files + q("directory", listed));
     } catch (e) {
       if (mine !== loads) return;
-      rows.replaceChildren();
+      forget();
       return fail(e);
     }
     if (mine !== loads) return; // a newer listing is on its way
     entries = answer;
     rows.dataset.dir = listed;
+    toolbar(true);
     entries.sort((a, b) => (a.kind === "directory") === (b.kind === "directory") ? a.name.localeCompare(b.name) : a.kind === "directory" ? -1 : 1);
     rows.replaceChildren(...entries.map((entry) => row(entry, listed)));
     selectAll.checked = false;
@@ -119,7 +135,7 @@ function fileManager() {
   async function decompress(path) {
     busy("Extracting…");
     try {
-      const folder = rows.dataset.dir || "/";
+      const folder = rows.dataset.dir;
       const summary = await Nexus.api("POST", files + "/decompress", { file: path, destination: folder });
       busy("Extracted " + summary.entries + " entries (" + Nexus.bytes(summary.bytes) + ").");
     } catch (e) { busy(); fail(e); }
@@ -167,7 +183,7 @@ function fileManager() {
     const name = prompt("Name of the new file");
     if (!name) return;
     if (entries.some((e) => e.name === name) && !confirm(name + " exists; open it instead?")) return;
-    const path = join(rows.dataset.dir || "/", name);
+    const path = join(rows.dataset.dir, name);
     if (entries.some((e) => e.name === name)) return openEditor(path);
     try { await Nexus.api("PUT", files + "/contents" + q("file", path), undefined, { raw: "" }); } catch (e) { return fail(e); }
     await load();
@@ -177,12 +193,12 @@ function fileManager() {
   if (newFolder) newFolder.addEventListener("click", async () => {
     const name = prompt("Name of the new folder");
     if (!name) return;
-    try { await Nexus.api("POST", files + "/create-folder", { path: join(rows.dataset.dir || "/", name) }); } catch (e) { return fail(e); }
+    try { await Nexus.api("POST", files + "/create-folder", { path: join(rows.dataset.dir, name) }); } catch (e) { return fail(e); }
     load();
   });
   const upload = document.getElementById("upload");
   if (upload) upload.addEventListener("change", async () => {
-    const folder = rows.dataset.dir || "/";
+    const folder = rows.dataset.dir;
     const existing = new Set(entries.map((e) => e.name));
     const replacing = [...upload.files].filter((f) => existing.has(f.name)).map((f) => f.name);
     if (replacing.length && !confirm("Replace " + replacing.join(", ") + "?")) { upload.value = ""; return; }
@@ -200,13 +216,13 @@ function fileManager() {
   if (compress) compress.addEventListener("click", async () => {
     busy("Compressing…");
     try {
-      const archive = await Nexus.api("POST", files + "/compress", { root: rows.dataset.dir || "/", files: selected() });
+      const archive = await Nexus.api("POST", files + "/compress", { root: rows.dataset.dir, files: selected() });
       busy("Created " + archive.name + " (" + Nexus.bytes(archive.size) + ").");
     } catch (e) { busy(); fail(e); }
     load();
   });
   const removeSelected = document.getElementById("delete-selected");
-  if (removeSelected) removeSelected.addEventListener("click", () => remove(rows.dataset.dir || "/", selected()));
+  if (removeSelected) removeSelected.addEventListener("click", () => remove(rows.dataset.dir, selected()));
   selectAll.addEventListener("change", () => {
     rows.querySelectorAll("input[type=checkbox]").forEach((c) => (c.checked = selectAll.checked));
     selectionChanged();
@@ -215,7 +231,7 @@ function fileManager() {
   window.addEventListener("hashchange", () => {
     directory = fromHash();
     editor.hidden = true;
-    rows.replaceChildren();
+    forget();
     load();
   });
   load();

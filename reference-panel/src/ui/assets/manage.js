@@ -67,9 +67,10 @@ function schedulesPage() {
     try { list = await Nexus.api("GET", base); } catch (e) { error.textContent = e.message; return; }
     document.getElementById("schedules-empty").hidden = list.length > 0;
     rows.replaceChildren(...list.map((s) => {
+      // The result comes from the activity log's recent entries; an older run shows its time.
       const result = s.last_result
         ? (s.last_result.ok ? "ok" : "failed: " + (s.last_result.error || "")) + " · " + when(s.last_result.at)
-        : "never ran";
+        : s.last_run_at ? "ran " + when(s.last_run_at) : "never ran";
       const actions = Nexus.el("td", { class: "actions" });
       if (can("schedule.update")) {
         actions.append(Nexus.el("button", { type: "button", class: "link", text: "Run now", onclick: async () => {
@@ -160,7 +161,7 @@ function usersPage() {
       out.push(Nexus.el("fieldset", {}, Nexus.el("legend", { text: group }),
         ...names.map((name) => Nexus.el("label", { class: "inline" },
           Nexus.el("input", { type: "checkbox", name: "permission", value: name, checked: granted.has(name), disabled: !ServerPage.perms.has(name) }),
-          " " + name))));
+          " " + name + (ServerPage.perms.has(name) ? "" : " (kept: you do not hold it)")))));
     }
     document.getElementById("permission-boxes").replaceChildren(...out);
   }
@@ -182,7 +183,7 @@ function usersPage() {
     list.replaceChildren(...users.map((s) => Nexus.el("li", {},
       Nexus.el("strong", { text: s.user.username }), " ",
       Nexus.el("span", { class: "muted", text: s.user.email + " · " + s.permissions.length + " permissions" }), " ",
-      can("user.update") ? Nexus.el("button", { type: "button", class: "link", text: "Edit", onclick: () => open(s) }) : null,
+      can("user.update") ? Nexus.el("button", { type: "button", class: "link", text: "Edit", onclick: async () => { await catalogLoaded; open(s); } }) : null,
       can("user.delete") ? Nexus.el("button", { type: "button", class: "link danger", text: "Remove", onclick: async () => {
         if (!confirm("Remove " + s.user.username + " from this server?")) return;
         try { await Nexus.api("DELETE", base + "/" + s.user.id); } catch (e) { error.textContent = e.message; }
@@ -190,9 +191,10 @@ function usersPage() {
       } }) : null)));
   }
 
-  Nexus.api("GET", "/api/v1/permissions").then((names) => { catalog = names; });
+  const catalogLoaded = Nexus.api("GET", "/api/v1/permissions").then((names) => { catalog = names; })
+    .catch((e) => { error.textContent = e.message; });
   const add = document.getElementById("subuser-add");
-  if (add) add.addEventListener("click", () => open(null));
+  if (add) add.addEventListener("click", async () => { await catalogLoaded; open(null); });
   document.getElementById("subuser-cancel").addEventListener("click", () => { editor.hidden = true; });
   Nexus.onSubmit(form, async (data) => {
     const permissions = data.getAll("permission");
