@@ -93,6 +93,11 @@ async fn screenshot(browser: &Browser, name: &str) {
     std::fs::write(screenshots().join(name), png).unwrap();
 }
 
+/// Waits for the element, then types `text` into it.
+async fn type_into(browser: &Browser, at: Locator<'_>, text: &str) {
+    browser.wait().at_most(T).for_element(at).await.unwrap().send_keys(text).await.unwrap();
+}
+
 /// Waits until the element's text contains `needle`.
 async fn wait_text(browser: &Browser, css: &str, needle: &str) {
     let deadline = Instant::now() + T;
@@ -141,7 +146,7 @@ async fn wait_path(browser: &Browser, prefix: &str) -> String {
 
 async fn login(browser: &Browser, base: &str, login: &str, password: &str) {
     browser.goto(&format!("{base}/login")).await.unwrap();
-    browser.wait().at_most(T).for_element(Locator::Id("login")).await.unwrap().send_keys(login).await.unwrap();
+    type_into(browser, Locator::Id("login"), login).await;
     browser.find(Locator::Id("password")).await.unwrap().send_keys(password).await.unwrap();
     browser.find(Locator::Id("login-submit")).await.unwrap().click().await.unwrap();
     browser.wait().at_most(T).for_element(Locator::Id("servers")).await.expect("the server list after login");
@@ -179,15 +184,7 @@ async fn an_admin_runs_a_server_from_the_browser() {
     browser.goto(&format!("{base}/")).await.unwrap();
     wait_path(&browser, "/login").await;
     // A wrong password is explained next to the form, in words.
-    browser
-        .wait()
-        .at_most(T)
-        .for_element(Locator::Id("login"))
-        .await
-        .unwrap()
-        .send_keys("admin@nexus.local")
-        .await
-        .unwrap();
+    type_into(&browser, Locator::Id("login"), "admin@nexus.local").await;
     browser.find(Locator::Id("password")).await.unwrap().send_keys("wrong password").await.unwrap();
     browser.find(Locator::Id("login-submit")).await.unwrap().click().await.unwrap();
     wait_text(&browser, "#login-form .form-error", "").await;
@@ -205,15 +202,7 @@ async fn an_admin_runs_a_server_from_the_browser() {
     browser.goto(&format!("{base}/admin/eggs")).await.unwrap();
     let egg = concat!(env!("CARGO_MANIFEST_DIR"), "/../egg-engine/tests/fixtures/egg-busybox-echo.json");
     let egg = std::fs::canonicalize(egg).unwrap();
-    browser
-        .wait()
-        .at_most(T)
-        .for_element(Locator::Id("egg-file"))
-        .await
-        .unwrap()
-        .send_keys(egg.to_str().unwrap())
-        .await
-        .unwrap();
+    type_into(&browser, Locator::Id("egg-file"), egg.to_str().unwrap()).await;
     browser.find(Locator::Id("egg-import-submit")).await.unwrap().click().await.unwrap();
     wait_text(&browser, "#egg-imported", "Imported Busybox echo").await;
 
@@ -397,22 +386,7 @@ async fn every_page_works_is_small_and_fits_a_phone() {
     let api = Client::login(&up.url, "admin@nexus.local", &password).await;
     let node = api.get("/api/v1/nodes").await["data"][0]["id"].as_str().unwrap().to_owned();
     up.node_containers = Some(format!("label={}={node}", nexus_agent::NODE_LABEL));
-    let egg_file =
-        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../egg-engine/tests/fixtures/egg-busybox-echo.json"))
-            .unwrap();
-    let egg: Value = api
-        .http
-        .post(format!("{}/api/v1/eggs", up.url))
-        .header("cookie", &api.cookie)
-        .header("x-csrf-token", &api.csrf)
-        .header("content-type", "application/json")
-        .body(egg_file)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let egg = api.import_busybox_egg().await;
     let me = api.get("/api/v1/account").await["id"].clone();
     let (status, created) = api
         .call(
@@ -490,15 +464,7 @@ async fn every_page_works_is_small_and_fits_a_phone() {
 
     // A schedule: created from the form, run now, its result shown.
     browser.goto(&format!("{base}/server/{server}/schedules")).await.unwrap();
-    browser
-        .wait()
-        .at_most(T)
-        .for_element(Locator::Id("schedule-name"))
-        .await
-        .unwrap()
-        .send_keys("nightly")
-        .await
-        .unwrap();
+    type_into(&browser, Locator::Id("schedule-name"), "nightly").await;
     browser.find(Locator::Css("[data-task=payload]")).await.unwrap().send_keys("say nightly").await.unwrap();
     browser.find(Locator::Id("schedule-save")).await.unwrap().click().await.unwrap();
     wait_text(&browser, "#schedule-rows", "nightly").await;
@@ -597,15 +563,7 @@ async fn every_page_works_is_small_and_fits_a_phone() {
     let recovery = browser.find(Locator::Css("#recovery-codes li")).await.unwrap().text().await.unwrap();
     browser.find(Locator::Id("logout")).await.unwrap().click().await.unwrap();
     wait_path(&browser, "/login").await;
-    browser
-        .wait()
-        .at_most(T)
-        .for_element(Locator::Id("login"))
-        .await
-        .unwrap()
-        .send_keys("admin@nexus.local")
-        .await
-        .unwrap();
+    type_into(&browser, Locator::Id("login"), "admin@nexus.local").await;
     browser.find(Locator::Id("password")).await.unwrap().send_keys(&password).await.unwrap();
     browser.find(Locator::Id("login-submit")).await.unwrap().click().await.unwrap();
     let field =

@@ -16,7 +16,7 @@ use futures::StreamExt;
 use nexus_core::store::Store;
 use nexus_store_sql::backend::{Mysql, Postgres};
 use nexus_store_sql::testing::{TestBackend, throwaway};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -209,19 +209,7 @@ async fn whole_system<B: TestBackend>(first_port: u16) {
     wait_for("the node never came online", async || node_status(&admin).await == "online").await;
 
     // A server from an imported egg, through install, start, console and command.
-    let egg: Value = admin
-        .http
-        .post(format!("{url}/api/v1/eggs"))
-        .header("cookie", &admin.cookie)
-        .header("x-csrf-token", &admin.csrf)
-        .header("content-type", "application/json")
-        .body(include_bytes!("../../egg-engine/tests/fixtures/egg-busybox-echo.json").to_vec())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let egg = admin.import_busybox_egg().await;
     let me = admin.get("/api/v1/account").await["id"].clone();
     let (status, created) = admin
         .call(

@@ -121,21 +121,7 @@ async fn nexus_panel_up_runs_a_server_from_login_to_removal_and_restarts_on_its_
     }
 
     // Import an egg file, as an admin uploads it.
-    let egg_file =
-        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../egg-engine/tests/fixtures/egg-busybox-echo.json"))
-            .unwrap();
-    let response = admin
-        .http
-        .post(format!("{}/api/v1/eggs", up.url))
-        .header("cookie", &admin.cookie)
-        .header("x-csrf-token", &admin.csrf)
-        .header("content-type", "application/json")
-        .body(egg_file)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
-    let egg: Value = response.json().await.unwrap();
+    let egg = admin.import_busybox_egg().await;
     assert_eq!(egg["name"], "Busybox echo");
 
     // A bad value is refused naming the variable; nothing is left behind.

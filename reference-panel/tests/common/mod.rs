@@ -81,6 +81,23 @@ impl Client {
         body
     }
 
+    /// Imports the busybox test egg as an admin uploads the file; answers the egg.
+    pub async fn import_busybox_egg(&self) -> Value {
+        let file = include_bytes!("../../../egg-engine/tests/fixtures/egg-busybox-echo.json").to_vec();
+        let response = self
+            .http
+            .post(format!("{}/api/v1/eggs", self.base))
+            .header("cookie", &self.cookie)
+            .header("x-csrf-token", &self.csrf)
+            .header("content-type", "application/json")
+            .body(file)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "importing the busybox egg");
+        response.json().await.unwrap()
+    }
+
     pub async fn wait_state(&self, server: &str, state: &str) {
         let deadline = Instant::now() + T;
         loop {
