@@ -156,21 +156,21 @@ impl ControlPlane {
 fn hidden_from(editor: Editor, egg: &nexus_core::model::Egg, e: ControlError) -> ControlError {
     // Any error that names a hidden variable, however it names it (a rule, the environment
     // check, the startup command).
-    let said = e.to_string();
-    let names_hidden = egg.variables.iter().any(|v| !v.user_viewable && said.contains(&v.env_variable));
+    let hidden = |name: &str| egg.variables.iter().any(|v| v.env_variable == name && !v.user_viewable);
+    // Whole names only: a hidden VERSION is not named by an error about MC_VERSION. An error
+    // about one variable is masked by that variable alone.
+    let masked = match &e {
+        ControlError::Spec(spec) => match spec.variable() {
+            Some(name) => hidden(name),
+            None => e.to_string().split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).any(hidden),
+        },
+        _ => false,
+    };
     match &e {
-        ControlError::Spec(spec)
-            if editor == Editor::User
-                && (names_hidden
-                    || spec
-                        .variable()
-                        .is_some_and(|n| egg.variables.iter().any(|v| v.env_variable == n && !v.user_viewable))) =>
-        {
-            ControlError::Invalid {
-                field: "variables",
-                reason: "the server's configuration does not pass its egg's rules; ask your host to fix it".into(),
-            }
-        }
+        ControlError::Spec(_) if editor == Editor::User && masked => ControlError::Invalid {
+            field: "variables",
+            reason: "the server's configuration does not pass its egg's rules; ask your host to fix it".into(),
+        },
         _ => e,
     }
 }

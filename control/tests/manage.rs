@@ -250,6 +250,10 @@ async fn startup_variables_are_checked_by_rights_and_rules_and_a_refusal_stores_
     let refused =
         w.control.update_variables(server.id, &values(&[("MAX_PLAYERS", "9")]), Editor::Admin).await.unwrap_err();
     assert!(refused.to_string().contains("SECRET_TOKEN"), "{refused}");
+    // A user's own mistake on a visible variable is still shown on that variable.
+    let refused =
+        w.control.update_variables(server.id, &values(&[("MAX_PLAYERS", "500")]), Editor::User).await.unwrap_err();
+    assert!(refused.to_string().contains("MAX_PLAYERS"), "{refused}");
 }
 
 #[tokio::test]

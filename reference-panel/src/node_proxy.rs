@@ -199,10 +199,11 @@ impl HttpNodeTransport {
         let sending = request.send();
         tokio::pin!(sending);
         let mut watch = tokio::time::interval(Duration::from_secs(1));
+        let watched = deadline.total().is_none();
         let mut response = loop {
             tokio::select! {
                 sent = &mut sending => break sent.map_err(|e| ProxyError::Unreachable(e.to_string()))?,
-                _ = watch.tick() => {
+                _ = watch.tick(), if watched => {
                     if progress.idle() > IDLE_TIMEOUT {
                         return Err(ProxyError::Unreachable("the node stopped answering".into()));
                     }

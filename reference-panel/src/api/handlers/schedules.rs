@@ -145,6 +145,7 @@ async fn with_names(
             }
             if actor.as_ref().is_some_and(|u| u.role == nexus_core::model::Role::Admin && u.id != viewer.user.id) {
                 actor_name = Some("an administrator".into());
+                event.actor = None;
             }
         }
         views.push(ActivityView { event, actor_name });

@@ -40,11 +40,19 @@ function nodesPage() {
         try { await Nexus.api("DELETE", "/api/v1/nodes/" + node.id); error.textContent = ""; } catch (e) { error.textContent = e.message; }
         refresh();
       } }))));
+  // Never two refreshes at once (rows would double); one asked for meanwhile runs after.
   let loading = false;
+  let again = false;
+  let listError = false;
   const refresh = async () => {
-    if (loading) return; // never two refreshes at once (rows would double)
+    if (loading) { again = true; return; }
     loading = true;
-    try { await load(true); error.textContent = ""; } catch (e) { error.textContent = e.message; } finally { loading = false; }
+    try {
+      await load(true);
+      if (listError) error.textContent = ""; // clear only what a refresh itself showed
+      listError = false;
+    } catch (e) { error.textContent = e.message; listError = true; } finally { loading = false; }
+    if (again) { again = false; refresh(); }
   };
   refresh();
   setInterval(() => { if (!document.hidden) refresh(); }, 10000);

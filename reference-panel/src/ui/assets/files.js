@@ -228,6 +228,7 @@ function fileManager() {
     selectionChanged();
   });
 
+  toolbar(false); // until the first folder is listed
   window.addEventListener("hashchange", () => {
     directory = fromHash();
     editor.hidden = true;

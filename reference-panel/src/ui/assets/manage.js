@@ -183,7 +183,7 @@ function usersPage() {
     list.replaceChildren(...users.map((s) => Nexus.el("li", {},
       Nexus.el("strong", { text: s.user.username }), " ",
       Nexus.el("span", { class: "muted", text: s.user.email + " · " + s.permissions.length + " permissions" }), " ",
-      can("user.update") ? Nexus.el("button", { type: "button", class: "link", text: "Edit", onclick: async () => { await catalogLoaded; open(s); } }) : null,
+      can("user.update") ? Nexus.el("button", { type: "button", class: "link", text: "Edit", onclick: async () => { if (await catalogLoaded) open(s); } }) : null,
       can("user.delete") ? Nexus.el("button", { type: "button", class: "link danger", text: "Remove", onclick: async () => {
         if (!confirm("Remove " + s.user.username + " from this server?")) return;
         try { await Nexus.api("DELETE", base + "/" + s.user.id); } catch (e) { error.textContent = e.message; }
@@ -191,10 +191,11 @@ function usersPage() {
       } }) : null)));
   }
 
-  const catalogLoaded = Nexus.api("GET", "/api/v1/permissions").then((names) => { catalog = names; })
-    .catch((e) => { error.textContent = e.message; });
+  // Without the permission list the editor would save an empty grant: it is not opened.
+  const catalogLoaded = Nexus.api("GET", "/api/v1/permissions").then((names) => { catalog = names; return true; })
+    .catch((e) => { error.textContent = e.message; return false; });
   const add = document.getElementById("subuser-add");
-  if (add) add.addEventListener("click", async () => { await catalogLoaded; open(null); });
+  if (add) add.addEventListener("click", async () => { if (await catalogLoaded) open(null); });
   document.getElementById("subuser-cancel").addEventListener("click", () => { editor.hidden = true; });
   Nexus.onSubmit(form, async (data) => {
     const permissions = data.getAll("permission");
