@@ -305,6 +305,14 @@ impl ControlPlane {
             .map_err(|e| ControlError::Busy(format!("password hashing stopped: {e}")))?
     }
 
+    /// The account whose e-mail is `email` (any case, surrounding space ignored); never a
+    /// match by user name, so an e-mail field cannot be used to look accounts up by name.
+    pub async fn user_by_email(&self, email: &str) -> Result<Option<User>, ControlError> {
+        let email = email.trim();
+        let found = self.store.find_user_by_login(email).await?;
+        Ok(found.filter(|u| u.email.to_lowercase() == email.to_lowercase()))
+    }
+
     /// `user`'s account if `password` is theirs (the login throttle applies). A wrong password
     /// is `Invalid` about `field` (the form field), not an authentication failure: the caller
     /// is logged in, and only this confirmation failed.

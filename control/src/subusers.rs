@@ -83,6 +83,11 @@ impl ServerAccess {
         }
     }
 
+    /// Every permission name of [`PERMISSIONS`] this access includes, in catalog order.
+    pub fn permissions(&self) -> Vec<&'static str> {
+        PERMISSIONS.iter().copied().filter(|p| self.allows(p)).collect()
+    }
+
     /// The node-level permissions for a browser token.
     pub fn node_permissions(&self) -> Vec<Permission> {
         let all = |names: &[&str]| names.iter().all(|n| self.allows(n));
@@ -157,10 +162,7 @@ impl ControlPlane {
         }
         // By e-mail only (not user name), so the field cannot be used to look accounts up
         // by name.
-        let email = email.trim();
-        let Some(user) =
-            self.store.find_user_by_login(email).await?.filter(|u| u.email.to_lowercase() == email.to_lowercase())
-        else {
+        let Some(user) = self.user_by_email(email).await? else {
             return Err(ControlError::Invalid { field: "email", reason: "no account with this e-mail".into() });
         };
         if user.id == caller.id && matches!(access, ServerAccess::Subuser(_)) {

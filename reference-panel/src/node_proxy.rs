@@ -82,6 +82,7 @@ where
         }
     }))
 }
+
 /// Largest error body read from a node.
 const MAX_ERROR_BYTES: usize = 64 * 1024;
 
@@ -242,13 +243,19 @@ impl HttpNodeTransport {
         deadline: Deadline,
     ) -> Result<T, ProxyError> {
         let mut response = self.forward(node, method, path, body, deadline).await?;
-        let reading = crate::node_client::read_limited(&mut response, crate::node_client::MAX_ANSWER_BYTES);
-        let body = tokio::time::timeout(IDLE_TIMEOUT, reading)
-            .await
-            .map_err(|_| ProxyError::Unreachable("the node stopped answering".into()))?
-            .map_err(ProxyError::Unreachable)?;
-        serde_json::from_slice(&body).map_err(|e| ProxyError::Unreachable(format!("the node's answer: {e}")))
+        read_json(&mut response).await
     }
+}
+
+/// A forwarded call's answer parsed as JSON `T`: at most
+/// [`MAX_ANSWER_BYTES`](crate::node_client::MAX_ANSWER_BYTES), read within [`IDLE_TIMEOUT`].
+pub async fn read_json<T: serde::de::DeserializeOwned>(response: &mut reqwest::Response) -> Result<T, ProxyError> {
+    let reading = crate::node_client::read_limited(response, crate::node_client::MAX_ANSWER_BYTES);
+    let body = tokio::time::timeout(IDLE_TIMEOUT, reading)
+        .await
+        .map_err(|_| ProxyError::Unreachable("the node stopped answering".into()))?
+        .map_err(ProxyError::Unreachable)?;
+    serde_json::from_slice(&body).map_err(|e| ProxyError::Unreachable(format!("the node's answer: {e}")))
 }
 
 #[cfg(test)]
@@ -272,7 +279,7 @@ mod tests {
     }
 
     #[test]
-    fn file_paths_are_encoded_per_segment() {
+    fn a_file_path_is_one_encoded_segment() {
         let id = ServerId::new();
         let base = nexus_wire::api::paths::file(id, "");
         assert_eq!(file_path(id, "/a b/c%d?e#f"), format!("{base}a%20b%2Fc%25d%3Fe%23f"));

@@ -17,7 +17,6 @@ use nexus_core::store::Store;
 use nexus_store_sql::backend::{Mysql, Postgres};
 use nexus_store_sql::testing::{TestBackend, throwaway};
 use serde_json::json;
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -72,19 +71,7 @@ fn serve(config: &Path) -> (Process, String, Option<String>) {
         .unwrap();
     let stdout = child.stdout.take().unwrap();
     let process = Process(child);
-    let (mut url, mut password) = (None, None);
-    for line in BufReader::new(stdout).lines() {
-        let line = line.unwrap();
-        if let Some(rest) = line.strip_prefix("Nexus panel: ") {
-            url = Some(rest.split_whitespace().next().unwrap().to_owned());
-        }
-        if let Some(rest) = line.trim().strip_prefix("password: ") {
-            password = Some(rest.to_owned());
-        }
-        if line.starts_with("Stop with Ctrl-C") {
-            break;
-        }
-    }
+    let (url, password) = common::up::read_banner(stdout);
     (process, url.expect("the panel printed its address"), password)
 }
 

@@ -2,7 +2,6 @@
 
 use crate::api::PanelState;
 use crate::api::auth::Principal;
-use nexus_control::subusers::{PERMISSIONS, ServerAccess};
 use nexus_core::ids::ServerId;
 use nexus_core::model::{NodeStatus, Role, Server};
 use nexus_core::store::{Page, ServerFilter};
@@ -190,8 +189,9 @@ fn admin_page(state: &PanelState, visit: &Visit, template: &'static str, title: 
 
 /// A node's page: its allocations (admins).
 async fn admin_node(state: &PanelState, visit: &Visit, id: &str) -> Outcome {
-    let Outcome::Page(template, mut context) = admin_page(state, visit, "node.html", "Node") else {
-        return admin_page(state, visit, "node.html", "Node");
+    let (template, mut context) = match admin_page(state, visit, "node.html", "Node") {
+        Outcome::Page(template, context) => (template, context),
+        refused => return refused,
     };
     let Ok(id) = id.parse::<nexus_core::ids::NodeId>() else { return Outcome::NotFound };
     match state.control.store().get_node(id).await {
@@ -228,20 +228,20 @@ async fn server_page(
     if needs.is_some_and(|needed| !access.allows(needed)) {
         return Outcome::NotFound;
     }
+    if template == "settings.html" && !access.allows("settings.rename") && !access.allows("settings.reinstall") {
+        return Outcome::NotFound;
+    }
     let address = match state.control.store().get_allocation(server.primary_allocation).await {
         Ok(allocation) => format!("{}:{}", allocation.ip, allocation.port),
         Err(_) => String::new(),
     };
     let tab = template.trim_end_matches(".html");
-    if template == "settings.html" && !access.allows("settings.rename") && !access.allows("settings.reinstall") {
-        return Outcome::NotFound;
-    }
     let mut context = base(visit, &server.name, "servers");
     if let Ok(node) = state.control.store().get_node(server.node).await {
         context.insert("connect_src", &state.control.console_origin(&node));
     }
     context.insert("server", &server_json(&server, &address));
-    context.insert("perms", &permissions(&access));
+    context.insert("perms", &access.permissions());
     context.insert("tab", tab);
     Outcome::Page(template, context)
 }
@@ -259,17 +259,12 @@ fn server_json(server: &Server, address: &str) -> Value {
     })
 }
 
-fn permissions(access: &ServerAccess) -> Vec<&'static str> {
-    PERMISSIONS.iter().copied().filter(|p| access.allows(p)).collect()
-}
-
 /// The admin overview: nodes with their heartbeat age and booked resources, servers by state.
 async fn admin(state: &PanelState, visit: &Visit) -> Outcome {
-    match &visit.principal {
-        None => return Outcome::Login,
-        Some(p) if p.user.role != Role::Admin => return Outcome::NotFound,
-        Some(_) => {}
-    }
+    let (template, mut context) = match admin_page(state, visit, "admin.html", "Overview") {
+        Outcome::Page(template, context) => (template, context),
+        refused => return refused,
+    };
     let store = state.control.store();
     let (nodes, usage) = match (store.list_nodes().await, store.node_usage().await) {
         (Ok(nodes), Ok(usage)) => (nodes, usage),
@@ -311,14 +306,13 @@ async fn admin(state: &PanelState, visit: &Visit) -> Outcome {
             break;
         }
     }
-    let mut context = base(visit, "Overview", "admin");
     context.insert("online", &nodes.iter().filter(|n| n["online"] == true).count());
     context.insert("offline", &nodes.iter().filter(|n| n["online"] != true).count());
     context.insert("nodes", &nodes);
     context.insert("by_state", &by_state);
     context.insert("servers_total", &counted);
     context.insert("servers_truncated", &(counted >= OVERVIEW_MAX_SERVERS));
-    Outcome::Page("admin.html", context)
+    Outcome::Page(template, context)
 }
 
 fn render(visit: &Visit, outcome: Outcome) -> Response {

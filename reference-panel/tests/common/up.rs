@@ -36,20 +36,7 @@ impl Up {
             })
             .spawn()
             .expect("start nexus-panel up");
-        let stdout = child.stdout.take().unwrap();
-        let (mut url, mut password) = (None, None);
-        for line in BufReader::new(stdout).lines() {
-            let line = line.expect("read the panel's output");
-            if let Some(rest) = line.strip_prefix("Nexus panel: ") {
-                url = Some(rest.split_whitespace().next().unwrap().to_owned());
-            }
-            if let Some(rest) = line.trim().strip_prefix("password: ") {
-                password = Some(rest.to_owned());
-            }
-            if line.starts_with("Stop with Ctrl-C") {
-                break;
-            }
-        }
+        let (url, password) = read_banner(child.stdout.take().unwrap());
         let url = url.expect("the panel printed its URL");
         Self { child, url, password, node_containers: None }
     }
@@ -78,6 +65,25 @@ impl Drop for Up {
             remove_containers(filter);
         }
     }
+}
+
+/// What a starting panel (`up` or `serve`) prints before it serves: its URL, and the first
+/// admin's password when this start created one.
+pub fn read_banner(stdout: std::process::ChildStdout) -> (Option<String>, Option<String>) {
+    let (mut url, mut password) = (None, None);
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("read the panel's output");
+        if let Some(rest) = line.strip_prefix("Nexus panel: ") {
+            url = rest.split_whitespace().next().map(str::to_owned);
+        }
+        if let Some(rest) = line.trim().strip_prefix("password: ") {
+            password = Some(rest.to_owned());
+        }
+        if line.starts_with("Stop with Ctrl-C") {
+            break;
+        }
+    }
+    (url, password)
 }
 
 /// Removes the Docker containers `filter` selects.

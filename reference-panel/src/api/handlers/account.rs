@@ -232,12 +232,7 @@ pub(crate) async fn delete_key(state: Arc<PanelState>, call: Call) -> Result<Ans
 pub(crate) async fn list_users(state: Arc<PanelState>, call: Call) -> Result<Answer<Listing<UserView>>, ApiError> {
     let (page, number, per_page) = call.page()?;
     if let Some(email) = call.query.get("email") {
-        let found = state.control.store().find_user_by_login(email.trim()).await.map_err(ctl)?;
-        let rows = found
-            .filter(|u| u.email.to_lowercase() == email.trim().to_lowercase())
-            .iter()
-            .map(UserView::from)
-            .collect();
+        let rows = state.control.user_by_email(email).await?.iter().map(UserView::from).collect();
         return listing(rows, number, per_page);
     }
     let users = state.control.store().list_users(page).await.map_err(ctl)?;

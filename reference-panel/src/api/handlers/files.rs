@@ -6,7 +6,7 @@
 use crate::api::answer::{Answer, Download, NoContent, Text, no_content, ok};
 use crate::api::{ApiError, Call, PanelState};
 use crate::node_client::HttpNodeTransport;
-use crate::node_proxy::{Deadline, IDLE_TIMEOUT, ProxyBody, file_path, idle_limited};
+use crate::node_proxy::{Deadline, IDLE_TIMEOUT, ProxyBody, file_path, idle_limited, read_json};
 use futures::TryStreamExt as _;
 use nexus_core::lifecycle::ServerState;
 use nexus_core::runtime::ResourceStats;
@@ -20,6 +20,13 @@ use warp::http::{HeaderName, HeaderValue, Method, StatusCode};
 pub const MAX_EDIT_BYTES: u64 = 4 << 20;
 /// Longest path accepted in a query or body.
 const MAX_PATH_BYTES: usize = 4096;
+/// Headers on tenant bytes served from the panel's own origin: never sniffed, never run,
+/// never cached.
+const SANDBOXED: [(&str, &str); 3] = [
+    ("x-content-type-options", "nosniff"),
+    ("content-security-policy", "sandbox; default-src 'none'"),
+    ("cache-control", "no-store"),
+];
 
 /// The route's server unless it is being deleted, or suspended (its users lose its files and
 /// figures, as on Pterodactyl; admins keep them).
@@ -47,10 +54,16 @@ fn path_param(call: &Call, name: &str, default: Option<&str>) -> Result<String, 
         (None, Some(default)) => default.to_owned(),
         (None, None) => return Err(ApiError::invalid(name, format!("`{name}` is required"))),
     };
-    if value.len() > MAX_PATH_BYTES || value.contains('\0') {
-        return Err(ApiError::invalid(name, "not a valid path"));
-    }
+    valid_path(name, &value)?;
     Ok(value)
+}
+
+/// Refuses a path no file manager would take (too long, a NUL), before the node is called.
+fn valid_path(field: &str, path: &str) -> Result<(), ApiError> {
+    if path.len() > MAX_PATH_BYTES || path.contains('\0') {
+        return Err(ApiError::invalid(field, "not a valid path"));
+    }
+    Ok(())
 }
 
 fn json_answer(response: &reqwest::Response) -> bool {
@@ -71,12 +84,7 @@ pub(crate) async fn list(state: Arc<PanelState>, call: Call) -> Result<Answer<Ve
     if !json_answer(&response) {
         return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "not_a_directory", "this is a file, not a folder"));
     }
-    let body = crate::node_client::read_limited(&mut response, crate::node_client::MAX_ANSWER_BYTES)
-        .await
-        .map_err(|e| ApiError::from(crate::node_proxy::ProxyError::Unreachable(e)))?;
-    let entries: Vec<FileEntry> = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::from(crate::node_proxy::ProxyError::Unreachable(format!("file list: {e}"))))?;
-    ok(entries)
+    ok(read_json::<Vec<FileEntry>>(&mut response).await?)
 }
 
 /// `GET /servers/{id}/files/contents?file=`: a text file's content, for the editor.
@@ -104,14 +112,9 @@ pub(crate) async fn contents(state: Arc<PanelState>, call: Call) -> Result<Answe
     let text = String::from_utf8(body).map_err(|_| {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "not_text", "this file is not text; download it instead")
     })?;
-    // Tenant bytes served from the panel's own origin: never sniffed, never run, never cached.
-    Ok(Answer::text("text/plain", text)
-        .header(HeaderName::from_static("x-content-type-options"), HeaderValue::from_static("nosniff"))
-        .header(
-            HeaderName::from_static("content-security-policy"),
-            HeaderValue::from_static("sandbox; default-src 'none'"),
-        )
-        .header(HeaderName::from_static("cache-control"), HeaderValue::from_static("no-store")))
+    Ok(SANDBOXED.iter().fold(Answer::text("text/plain", text), |answer, (name, value)| {
+        answer.header(HeaderName::from_static(name), HeaderValue::from_static(value))
+    }))
 }
 
 /// `GET /servers/{id}/files/download?file=`: the file's bytes, streamed from the node.
@@ -142,9 +145,9 @@ pub(crate) async fn download(state: Arc<PanelState>, call: Call) -> Result<Answe
     if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename*=UTF-8''{encoded}")) {
         headers.insert("content-disposition", value);
     }
-    headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
-    headers.insert("content-security-policy", HeaderValue::from_static("sandbox; default-src 'none'"));
-    headers.insert("cache-control", HeaderValue::from_static("no-store"));
+    for (name, value) in SANDBOXED {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
     Ok(Answer::download(reply))
 }
 
@@ -230,9 +233,10 @@ fn root() -> String {
     "/".into()
 }
 
-/// Refuses a path no file manager would take, before the node is called.
+/// [`valid_path`], and not the server's root (which no operation takes).
 fn checked(field: &'static str, path: &str) -> Result<(), ApiError> {
-    if path.len() > MAX_PATH_BYTES || path.contains('\0') || path.trim_matches('/').is_empty() {
+    valid_path(field, path)?;
+    if path.trim_matches('/').is_empty() {
         return Err(ApiError::invalid(field, "not a valid path"));
     }
     Ok(())
@@ -245,18 +249,13 @@ async fn operation<T: serde::de::DeserializeOwned>(
     body: serde_json::Value,
 ) -> Result<Option<T>, ApiError> {
     let server = usable(call)?;
-    let path = format!("{}/{op}", nexus_wire::api::paths::server(server.id) + "/files");
+    let path = nexus_wire::api::paths::file(server.id, op);
     let mut response =
         nodes(state)?.forward(server.node, Method::POST, &path, ProxyBody::Json(body), Deadline::Operation).await?;
     if response.status() == StatusCode::NO_CONTENT {
         return Ok(None);
     }
-    let body = crate::node_client::read_limited(&mut response, crate::node_client::MAX_ANSWER_BYTES)
-        .await
-        .map_err(|e| ApiError::from(crate::node_proxy::ProxyError::Unreachable(e)))?;
-    serde_json::from_slice(&body)
-        .map(Some)
-        .map_err(|e| ApiError::from(crate::node_proxy::ProxyError::Unreachable(format!("{op}: {e}"))))
+    Ok(Some(read_json(&mut response).await?))
 }
 
 /// `POST /servers/{id}/files/rename`.

@@ -178,7 +178,7 @@ pub(crate) async fn show(state: Arc<PanelState>, call: Call) -> Result<Answer<Se
     ok(ServerDetail {
         server: ServerView::from(server),
         allocation: Address { ip: allocation.ip, port: allocation.port },
-        permissions: nexus_control::subusers::PERMISSIONS.iter().copied().filter(|p| access.allows(p)).collect(),
+        permissions: access.permissions(),
     })
 }
 

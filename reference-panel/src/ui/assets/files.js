@@ -7,7 +7,7 @@ function fileManager() {
   const rows = document.getElementById("file-rows");
   if (!rows || !ServerPage) return;
   const files = ServerPage.base + "/files";
-  const can = (p) => ServerPage.perms.has(p);
+  const can = ServerPage.can;
   const error = document.getElementById("files-error");
   const progress = document.getElementById("files-progress");
   const selectAll = document.getElementById("select-all");

@@ -40,7 +40,7 @@ function schedulesPage() {
   const rows = document.getElementById("schedule-rows");
   if (!rows || !ServerPage) return;
   const base = ServerPage.base + "/schedules";
-  const can = (p) => ServerPage.perms.has(p);
+  const can = ServerPage.can;
   const error = document.getElementById("schedules-error");
   const form = document.getElementById("schedule-form");
   const editor = document.getElementById("schedule-editor");
@@ -140,7 +140,7 @@ function usersPage() {
   const list = document.getElementById("subusers");
   if (!list || !ServerPage) return;
   const base = ServerPage.base + "/users";
-  const can = (p) => ServerPage.perms.has(p);
+  const can = ServerPage.can;
   const error = document.getElementById("users-error");
   const editor = document.getElementById("subuser-editor");
   const form = document.getElementById("subuser-form");

@@ -61,7 +61,8 @@ const ServerPage = (() => {
   let live = false;
   setInterval(() => { if (!live && !document.hidden) pollState(); }, 5000);
 
-  return { id, base, perms, setState, pollState, setLive: (on) => { live = on; }, onState: (f) => listeners.push(f) };
+  const can = (permission) => perms.has(permission);
+  return { id, base, perms, can, setState, pollState, setLive: (on) => { live = on; }, onState: (f) => listeners.push(f) };
 })();
 
 // --- ANSI colours --------------------------------------------------------------------
