@@ -323,6 +323,45 @@ pub trait ScheduleRepo: Send + Sync {
     ) -> StoreResult<bool>;
 }
 
+/// Numbers, short keys and external ids of records ([`RecordRef`]), for APIs that name
+/// records by integer (Pterodactyl's).
+#[async_trait]
+pub trait RecordRefRepo: Send + Sync {
+    /// The refs of `keys` (records of `kind`), in the order given, numbering the keys that
+    /// have none yet in that order. Keys longer than [`MAX_RECORD_KEY_BYTES`] or empty are
+    /// `InvalidReference`. Whether the records exist is not checked: callers pass keys of
+    /// records they have just read.
+    async fn record_refs(&self, kind: RecordKind, keys: &[String]) -> StoreResult<Vec<RecordRef>>;
+    /// The refs matching `lookup` (at most two for [`RefLookup::Short`], enough to tell an
+    /// ambiguous short key; at most one otherwise).
+    async fn find_record_refs(&self, kind: RecordKind, lookup: RefLookup<'_>) -> StoreResult<Vec<RecordRef>>;
+    /// Sets or clears the external id of `key` (numbering it if needed). `Duplicate` if
+    /// another record of `kind` holds it; longer than [`MAX_EXTERNAL_ID_BYTES`] or empty is
+    /// `InvalidReference`.
+    async fn set_external_id(&self, kind: RecordKind, key: &str, external_id: Option<&str>) -> StoreResult<RecordRef>;
+}
+
+/// Checks a [`RecordRef::key`]: not empty, at most [`MAX_RECORD_KEY_BYTES`], no control
+/// characters (what every [`RecordRefRepo`] refuses with `InvalidReference`).
+pub fn check_record_key(key: &str) -> StoreResult<()> {
+    check_ref_text(key, MAX_RECORD_KEY_BYTES, "record key")
+}
+
+/// Checks an external id the way [`check_record_key`] checks a key, with
+/// [`MAX_EXTERNAL_ID_BYTES`].
+pub fn check_external_id(external_id: &str) -> StoreResult<()> {
+    check_ref_text(external_id, MAX_EXTERNAL_ID_BYTES, "external id")
+}
+
+fn check_ref_text(text: &str, max: usize, what: &str) -> StoreResult<()> {
+    if text.is_empty() || text.len() > max || text.chars().any(char::is_control) {
+        return Err(StoreError::InvalidReference(format!(
+            "{what} must be 1 to {max} bytes without control characters"
+        )));
+    }
+    Ok(())
+}
+
 /// Subusers: users granted rights on a server they do not own.
 #[async_trait]
 pub trait SubuserRepo: Send + Sync {
@@ -406,6 +445,7 @@ pub trait Repositories:
     + AuditRepo
     + SubuserRepo
     + TotpRepo
+    + RecordRefRepo
 {
 }
 
@@ -423,6 +463,7 @@ impl<T> Repositories for T where
         + AuditRepo
         + SubuserRepo
         + TotpRepo
+        + RecordRefRepo
 {
 }
 

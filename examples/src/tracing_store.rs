@@ -259,6 +259,12 @@ traced_repo!(TotpRepo {
     fn delete_totp(&self, user: UserId) -> StoreResult<()>;
 });
 
+traced_repo!(RecordRefRepo {
+    fn record_refs(&self, kind: RecordKind, keys: &[String]) -> StoreResult<Vec<RecordRef>>;
+    fn find_record_refs(&self, kind: RecordKind, lookup: RefLookup<'_>) -> StoreResult<Vec<RecordRef>>;
+    fn set_external_id(&self, kind: RecordKind, key: &str, external_id: Option<&str>) -> StoreResult<RecordRef>;
+});
+
 traced_repo!(AuditRepo {
     fn append_audit(&self, event: &AuditEvent) -> StoreResult<()>;
     fn list_audit(&self, subject: Option<&AuditSubject>, page: Page) -> StoreResult<Vec<AuditEvent>>;

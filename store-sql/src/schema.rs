@@ -106,6 +106,23 @@ diesel::table! {
 }
 
 diesel::table! {
+    record_refs (kind, record_key) {
+        kind -> Text,
+        record_key -> Text,
+        number -> BigInt,
+        short -> Text,
+        external_id -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    record_ref_counters (kind) {
+        kind -> Text,
+        last_number -> BigInt,
+    }
+}
+
+diesel::table! {
     nests (id) {
         id -> Text,
         name -> Text,
@@ -266,6 +283,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     allocations,
     eggs,
     nests,
+    record_refs,
+    record_ref_counters,
     egg_variables,
     servers,
     subusers,

@@ -10,7 +10,7 @@
 use crate::backend::{self, Backend, Mode};
 use crate::connection::AnyConnection;
 use crate::error::{SqlError, SqlResult};
-use crate::repo::{access, accounts, infra, servers};
+use crate::repo::{access, accounts, infra, refs, servers};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use diesel::Connection;
@@ -307,6 +307,33 @@ impl<B: Backend> StoreTransaction for SqlTransaction<B> {
 /// The repository traits for the store and its transactions alike: each method clones its
 /// arguments into a closure and hands it to the type's `run` (so every rule lives in
 /// [`repo`](crate::repo), once).
+/// A [`RefLookup`] that owns its text, to move into a blocking closure.
+enum OwnedLookup {
+    Number(u64),
+    External(String),
+    Short(String),
+}
+
+impl From<RefLookup<'_>> for OwnedLookup {
+    fn from(lookup: RefLookup<'_>) -> Self {
+        match lookup {
+            RefLookup::Number(n) => Self::Number(n),
+            RefLookup::External(e) => Self::External(e.to_owned()),
+            RefLookup::Short(s) => Self::Short(s.to_owned()),
+        }
+    }
+}
+
+impl OwnedLookup {
+    fn borrow(&self) -> RefLookup<'_> {
+        match self {
+            Self::Number(n) => RefLookup::Number(*n),
+            Self::External(e) => RefLookup::External(e),
+            Self::Short(s) => RefLookup::Short(s),
+        }
+    }
+}
+
 macro_rules! repositories {
     ($ty:ident) => {
         #[async_trait]
@@ -530,6 +557,28 @@ macro_rules! repositories {
             }
             async fn delete_totp(&self, user: UserId) -> StoreResult<()> {
                 self.run(Mode::Write, move |c| access::delete_totp(c, user)).await
+            }
+        }
+
+        #[async_trait]
+        impl<B: Backend> RecordRefRepo for $ty<B> {
+            async fn record_refs(&self, kind: RecordKind, keys: &[String]) -> StoreResult<Vec<RecordRef>> {
+                let wanted = keys.to_vec();
+                // Most calls name records numbered before: a read answers them without the
+                // counter's lock.
+                if let Some(known) = self.run(Mode::Read, move |c| refs::numbered(c, kind, &wanted)).await? {
+                    return Ok(known);
+                }
+                let keys = keys.to_vec();
+                self.run(Mode::Write, move |c| refs::record_refs(c, kind, &keys)).await
+            }
+            async fn find_record_refs(&self, kind: RecordKind, lookup: RefLookup<'_>) -> StoreResult<Vec<RecordRef>> {
+                let lookup = OwnedLookup::from(lookup);
+                self.run(Mode::Read, move |c| refs::find_record_refs(c, kind, lookup.borrow())).await
+            }
+            async fn set_external_id(&self, kind: RecordKind, key: &str, external_id: Option<&str>) -> StoreResult<RecordRef> {
+                let (key, external_id) = (key.to_owned(), external_id.map(str::to_owned));
+                self.run(Mode::Write, move |c| refs::set_external_id(c, kind, &key, external_id.as_deref())).await
             }
         }
 

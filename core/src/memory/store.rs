@@ -158,6 +158,10 @@ struct State {
     audit: Vec<AuditEvent>,
     subusers: HashMap<(ServerId, UserId), Subuser>,
     totp: HashMap<UserId, UserTotp>,
+    /// Per kind, by key.
+    refs: HashMap<(RecordKind, String), RecordRef>,
+    /// Per kind, the last number handed out.
+    ref_numbers: HashMap<RecordKind, u64>,
 }
 
 fn duplicate(entity: &'static str, detail: impl Into<String>) -> StoreError {
@@ -1125,5 +1129,60 @@ impl<B: Backing> TotpRepo for B {
     }
     async fn delete_totp(&self, user: UserId) -> StoreResult<()> {
         self.write(|s| s.delete_totp(user)).await
+    }
+}
+
+impl State {
+    fn record_refs(&mut self, kind: RecordKind, keys: &[String]) -> StoreResult<Vec<RecordRef>> {
+        keys.iter().try_for_each(|key| check_record_key(key))?;
+        Ok(keys.iter().map(|key| self.record_ref(kind, key).clone()).collect())
+    }
+
+    /// The ref of a checked key, numbered if new.
+    fn record_ref(&mut self, kind: RecordKind, key: &str) -> &mut RecordRef {
+        let next = self.ref_numbers.entry(kind).or_default();
+        self.refs.entry((kind, key.to_owned())).or_insert_with(|| {
+            *next += 1;
+            RecordRef { kind, key: key.to_owned(), number: *next, short: RecordRef::short_of(key), external_id: None }
+        })
+    }
+
+    fn find_record_refs(&self, kind: RecordKind, lookup: RefLookup<'_>) -> Vec<RecordRef> {
+        let matches = |r: &RecordRef| match lookup {
+            RefLookup::Number(n) => r.number == n,
+            RefLookup::External(e) => r.external_id.as_deref() == Some(e),
+            RefLookup::Short(s) => r.short == s,
+        };
+        let mut found: Vec<RecordRef> =
+            self.refs.values().filter(|r| r.kind == kind && matches(r)).cloned().collect();
+        found.sort_by_key(|r| r.number);
+        found.truncate(2);
+        found
+    }
+
+    fn set_external_id(&mut self, kind: RecordKind, key: &str, external_id: Option<&str>) -> StoreResult<RecordRef> {
+        check_record_key(key)?;
+        if let Some(external) = external_id {
+            check_external_id(external)?;
+            if self.refs.values().any(|r| r.kind == kind && r.key != key && r.external_id.as_deref() == Some(external)) {
+                return Err(duplicate("record ref", format!("{} external id `{external}`", kind.as_str())));
+            }
+        }
+        let record = self.record_ref(kind, key);
+        record.external_id = external_id.map(str::to_owned);
+        Ok(record.clone())
+    }
+}
+
+#[async_trait]
+impl<B: Backing> RecordRefRepo for B {
+    async fn record_refs(&self, kind: RecordKind, keys: &[String]) -> StoreResult<Vec<RecordRef>> {
+        self.write(|s| s.record_refs(kind, keys)).await
+    }
+    async fn find_record_refs(&self, kind: RecordKind, lookup: RefLookup<'_>) -> StoreResult<Vec<RecordRef>> {
+        self.read(|s| Ok(s.find_record_refs(kind, lookup))).await
+    }
+    async fn set_external_id(&self, kind: RecordKind, key: &str, external_id: Option<&str>) -> StoreResult<RecordRef> {
+        self.write(|s| s.set_external_id(kind, key, external_id)).await
     }
 }

@@ -9,6 +9,7 @@ mod backup;
 mod egg;
 mod nest;
 mod node;
+mod record_ref;
 mod schedule;
 mod server;
 mod subuser;
@@ -24,6 +25,7 @@ pub use egg::{
 };
 pub use nest::Nest;
 pub use node::{Location, Node, NodeCapacity, NodeStatus, Overallocation};
+pub use record_ref::{MAX_EXTERNAL_ID_BYTES, MAX_RECORD_KEY_BYTES, RecordKind, RecordRef, RefLookup, SHORT_KEY_LEN};
 pub use schedule::{Schedule, Task, TaskAction};
 pub use server::{Server, ServerLimits};
 pub use subuser::{Subuser, UserTotp};

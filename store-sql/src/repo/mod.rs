@@ -9,6 +9,7 @@
 pub(crate) mod access;
 pub(crate) mod accounts;
 pub(crate) mod infra;
+pub(crate) mod refs;
 pub(crate) mod servers;
 
 use nexus_core::store::StoreError;

@@ -5,10 +5,12 @@ mod access;
 mod accounts;
 mod concurrency;
 mod infra;
+mod refs;
 mod servers;
 
 pub use access::*;
 pub use accounts::*;
 pub use concurrency::*;
 pub use infra::*;
+pub use refs::*;
 pub use servers::*;

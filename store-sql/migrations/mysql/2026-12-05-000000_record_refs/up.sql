@@ -1,0 +1,19 @@
+-- Record refs: integer numbers, short keys and external ids of records, for APIs that name
+-- records by integer (Pterodactyl's). MySQL/MariaDB dialect; keep in step with ../../postgres and
+-- ../../sqlite and with src/schema.rs.
+CREATE TABLE record_refs (
+    kind VARCHAR(16) NOT NULL,
+    record_key VARCHAR(191) NOT NULL,
+    number BIGINT NOT NULL,
+    short VARCHAR(8) NOT NULL,
+    external_id VARCHAR(191),
+    PRIMARY KEY (kind, record_key),
+    CONSTRAINT record_refs_number_unique UNIQUE (kind, number),
+    CONSTRAINT record_refs_external_unique UNIQUE (kind, external_id)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+CREATE INDEX record_refs_short ON record_refs (kind, short);
+-- The last number handed out per kind; its row lock orders concurrent numbering.
+CREATE TABLE record_ref_counters (
+    kind VARCHAR(16) PRIMARY KEY,
+    last_number BIGINT NOT NULL
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;

@@ -1,0 +1,2 @@
+DROP TABLE record_ref_counters;
+DROP TABLE record_refs;
