@@ -89,6 +89,20 @@ impl std::fmt::Debug for NewUser {
     }
 }
 
+/// Changes an admin makes to an account: each `Some` replaces that field.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct UserChanges {
+    /// A new user name.
+    pub username: Option<String>,
+    /// A new e-mail address.
+    pub email: Option<String>,
+    /// A new password (hashed before it is stored).
+    pub password: Option<String>,
+    /// A new role.
+    pub role: Option<Role>,
+}
+
 impl NewUser {
     /// A user account.
     pub fn new(username: impl Into<String>, email: impl Into<String>, password: impl Into<String>, role: Role) -> Self {
@@ -253,6 +267,36 @@ impl ControlPlane {
         };
         self.store.create_user(&user).await?;
         Ok(user)
+    }
+
+    /// Applies `changes` to account `id`, checked as at creation. A changed password or role
+    /// takes effect for the account's API keys at once.
+    pub async fn update_user(&self, id: UserId, changes: UserChanges) -> Result<User, ControlError> {
+        let mut user = self.store.get_user(id).await?;
+        if let Some(username) = changes.username {
+            check_username(&username)?;
+            user.username = username;
+        }
+        if let Some(email) = changes.email {
+            check_email(&email)?;
+            user.email = email;
+        }
+        if let Some(password) = &changes.password {
+            user.password_hash = self.hash_on_pool(password).await?;
+        }
+        if let Some(role) = changes.role {
+            user.role = role;
+        }
+        self.store.update_user(&user).await?;
+        self.forget_cached_keys_of(id);
+        Ok(user)
+    }
+
+    /// Deletes account `id` (refused while it owns servers); its keys stop working at once.
+    pub async fn delete_user(&self, id: UserId) -> Result<(), ControlError> {
+        self.store.delete_user(id).await?;
+        self.forget_cached_keys_of(id);
+        Ok(())
     }
 
     /// Checks a login (user name or e-mail) and password from `client`, throttled per account

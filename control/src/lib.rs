@@ -124,6 +124,9 @@ pub struct ControlPlane {
     reconciled: Mutex<std::collections::HashMap<nexus_core::ids::NodeId, std::time::Instant>>,
     /// Schedules with a run under way in this process (a run never overlaps itself).
     running_schedules: Mutex<std::collections::HashSet<nexus_core::ids::ScheduleId>>,
+    /// Servers created with `start_on_completion`, started when their install finishes
+    /// (kept in this process: a panel restarted during an install does not start them).
+    start_after_install: Mutex<std::collections::HashSet<nexus_core::ids::ServerId>>,
     /// One second-factor check at a time in this process, so a code or recovery code is
     /// spent once even when sent twice at once.
     totp_check: tokio::sync::Mutex<()>,
@@ -165,6 +168,7 @@ impl ControlPlane {
             dummy_hash,
             reconciled: Mutex::default(),
             running_schedules: Mutex::default(),
+            start_after_install: Mutex::default(),
             totp_check: tokio::sync::Mutex::new(()),
         })
     }

@@ -3,9 +3,9 @@
 
 use crate::{ControlError, ControlPlane};
 use chrono::Utc;
-use nexus_core::ids::{EggId, LocationId, NodeId, ServerId, UserId};
+use nexus_core::ids::{AllocationId, EggId, LocationId, NodeId, ServerId, UserId};
 use nexus_core::lifecycle::ServerState;
-use nexus_core::model::{Server, ServerLimits};
+use nexus_core::model::{Allocation, Server, ServerLimits};
 use nexus_core::placement::{Placement, PlacementRequest};
 use nexus_core::runtime::PortBinding;
 use nexus_core::store::{Store, StoreError};
@@ -37,6 +37,13 @@ pub struct NewServer {
     pub required_tags: BTreeSet<String>,
     /// This node instead of placement's choice (admins).
     pub node: Option<NodeId>,
+    /// This free allocation as the primary one (admins); its node is the server's node.
+    pub allocation: Option<AllocationId>,
+    /// Start the server once its install succeeds (Pterodactyl's `start_on_completion`).
+    pub start_on_completion: bool,
+    /// The primary allocation's port must lie in one of these ranges (Pterodactyl's
+    /// `deploy.port_range`); empty for any port.
+    pub port_ranges: Vec<std::ops::RangeInclusive<u16>>,
     /// Who gives the values: users may set only the variables the egg lets them edit.
     pub editor: Editor,
 }
@@ -55,6 +62,9 @@ impl NewServer {
             location: None,
             required_tags: BTreeSet::new(),
             node: None,
+            allocation: None,
+            port_ranges: Vec::new(),
+            start_on_completion: false,
             editor: Editor::User,
         }
     }
@@ -83,6 +93,30 @@ pub struct CreatedServer {
 }
 
 impl ControlPlane {
+    /// Whether `server`, just installed, was created to start then (answered once).
+    pub fn take_start_after_install(&self, server: &Server) -> bool {
+        server.state == ServerState::Installed
+            && self.start_after_install.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&server.id)
+    }
+
+    /// Allocation `id`, if it is free and (when `node` is given) on `node`.
+    async fn free_allocation(&self, id: AllocationId, node: Option<NodeId>) -> Result<Allocation, ControlError> {
+        let allocation = match self.store.get_allocation(id).await {
+            Ok(allocation) => allocation,
+            Err(StoreError::NotFound { .. }) => {
+                return Err(StoreError::InvalidReference(format!("allocation `{id}` does not exist")).into());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if allocation.server.is_some() {
+            return Err(StoreError::AllocationUnavailable { allocation: id, reason: "it is assigned".into() }.into());
+        }
+        if node.is_some_and(|node| node != allocation.node) {
+            return Err(StoreError::AllocationUnavailable { allocation: id, reason: "it is on another node".into() }.into());
+        }
+        Ok(allocation)
+    }
+
     /// Creates a server: every value checked by its variable's rules, a node chosen by
     /// placement (or `new.node`), a free allocation claimed in the same transaction as the
     /// server row (a failure leaves neither), then the spec sent to the node to install.
@@ -107,16 +141,32 @@ impl ControlPlane {
         let mut request = PlacementRequest::new(new.limits.memory_mb, new.limits.disk_mb, new.limits.cpu_percent);
         request.location = new.location;
         request.required_tags = new.required_tags.clone();
-        let node = match new.node {
-            Some(node) => node,
-            None => self.placement().decide(&request)?.node,
+        let chosen = match new.allocation {
+            Some(id) => Some(self.free_allocation(id, new.node).await?),
+            None => None,
+        };
+        let node = match (&chosen, new.node) {
+            (Some(allocation), _) => allocation.node,
+            (None, Some(node)) => node,
+            (None, None) => self.placement().decide(&request)?.node,
         };
         let location = self.location_short(node).await?;
 
         let id = ServerId::new();
         let tx = self.store.begin().await?;
         let built = async {
-            let allocation = tx.claim_free_allocation(node, id).await?.ok_or(ControlError::NoFreeAllocation(node))?;
+            let allocation = match chosen {
+                Some(allocation) => allocation,
+                None if new.port_ranges.is_empty() => {
+                    tx.claim_free_allocation(node, id).await?.ok_or(ControlError::NoFreeAllocation(node))?
+                }
+                None => tx
+                    .list_allocations(node)
+                    .await?
+                    .into_iter()
+                    .find(|a| a.server.is_none() && new.port_ranges.iter().any(|r| r.contains(&a.port)))
+                    .ok_or(ControlError::NoFreeAllocation(node))?,
+            };
             let mut settings = ServerSettings::new(id);
             settings.limits = new.limits;
             settings.image = new.image.clone();
@@ -159,6 +209,9 @@ impl ControlPlane {
                 return Err(e);
             }
         };
+        if new.start_on_completion {
+            self.start_after_install.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(id);
+        }
         // Placement books what the store now holds, and the next decision sees it.
         if let Err(e) = self.placement().commit(node, &request.resources()) {
             tracing::warn!(%node, error = %e, "placement does not know the server's node");

@@ -29,12 +29,12 @@ pub fn route(control: Arc<ControlPlane>) -> BoxedFilter<(Response,)> {
         .and(warp::body::bytes())
         .and_then(move |authorization: Option<String>, body: Bytes| {
             let control = Arc::clone(&control);
-            async move { Ok::<_, std::convert::Infallible>(handle(&control, authorization.as_deref(), &body).await) }
+            async move { Ok::<_, std::convert::Infallible>(handle(control, authorization.as_deref(), &body).await) }
         })
         .boxed()
 }
 
-async fn handle(control: &ControlPlane, authorization: Option<&str>, body: &[u8]) -> Response {
+async fn handle(control: Arc<ControlPlane>, authorization: Option<&str>, body: &[u8]) -> Response {
     let Some(token) = authorization.and_then(|h| h.strip_prefix("Bearer ")) else {
         return error(StatusCode::UNAUTHORIZED, "unauthorized", "missing node token");
     };
@@ -48,6 +48,15 @@ async fn handle(control: &ControlPlane, authorization: Option<&str>, body: &[u8]
         Err(e) => return control_error(&e),
     }
     match control.ingest(envelope.node, envelope.message).await {
+        Ok(nexus_control::ingest::Ingested::Transitioned(server)) if control.take_start_after_install(&server) => {
+            // Started after the node has its answer: the node is waiting on this request.
+            tokio::spawn(async move {
+                if let Err(e) = control.power(server.id, nexus_core::transport::PowerAction::Start).await {
+                    tracing::warn!(server = %server.id, error = %e, "starting a server after its install");
+                }
+            });
+            StatusCode::NO_CONTENT.into_response()
+        }
         Ok(outcome) => {
             tracing::debug!(node = %envelope.node, ?outcome, "node message");
             StatusCode::NO_CONTENT.into_response()

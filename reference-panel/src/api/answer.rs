@@ -63,6 +63,11 @@ impl<T> Answer<T> {
         Self { status, body, headers: Vec::new() }
     }
 
+    /// The body (for callers that answer in another shape).
+    pub(crate) fn into_body(self) -> T {
+        self.body
+    }
+
     /// Adds a header.
     pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
         self.headers.push((name, value));

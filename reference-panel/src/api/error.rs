@@ -63,6 +63,37 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The response in Pterodactyl's shape, `{"errors":[{"code","status","detail"}]}`, with
+    /// the exception name Pterodactyl's panel reports for the status as `code`, and
+    /// `meta.source_field` on a refusal about a field (as its validation errors carry).
+    pub fn into_pterodactyl_response(self) -> Response {
+        let code = match self.status.as_u16() {
+            400 => "BadRequestHttpException",
+            401 => "AuthenticationException",
+            403 => "AccessDeniedHttpException",
+            404 => "NotFoundHttpException",
+            405 => "MethodNotAllowedHttpException",
+            409 => "ConflictHttpException",
+            413 => "PayloadTooLargeHttpException",
+            415 => "UnsupportedMediaTypeHttpException",
+            422 => "ValidationException",
+            429 => "TooManyRequestsHttpException",
+            502..=504 => "HttpException",
+            _ => "HttpException",
+        };
+        let mut error = serde_json::json!({
+            "code": code,
+            "status": self.status.as_u16().to_string(),
+            "detail": self.message,
+        });
+        if let Some(field) = self.field {
+            error["meta"] = serde_json::json!({ "source_field": field, "rule": self.code });
+        }
+        crate::api::json_response(self.status, &serde_json::json!({ "errors": [error] }))
+    }
+}
+
 impl From<ControlError> for ApiError {
     fn from(e: ControlError) -> Self {
         let status = StatusCode::from_u16(e.status_code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

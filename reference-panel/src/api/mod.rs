@@ -12,6 +12,7 @@ pub mod auth;
 mod error;
 mod handlers;
 pub mod openapi;
+pub mod pterodactyl;
 mod router;
 
 pub use error::ApiError;
@@ -64,7 +65,9 @@ impl PanelState {
             public_url,
             node_client: None,
             trusted_proxies: Vec::new(),
-            metrics: crate::metrics::HttpMetrics::new(routes().into_iter().map(|r| (r.method.to_string(), r.path))),
+            metrics: crate::metrics::HttpMetrics::new(
+                routes().into_iter().chain(pterodactyl::routes()).map(|r| (r.method.to_string(), r.path)),
+            ),
         }
     }
 

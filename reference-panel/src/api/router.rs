@@ -46,6 +46,18 @@ pub enum Access {
     Server(Option<&'static str>),
 }
 
+/// Which API a table belongs to: how its server routes name the server, and how its errors
+/// are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flavor {
+    /// `/api/v1`: servers by UUID, errors as `{"error":{…}}`.
+    Native,
+    /// Pterodactyl's `/api/application`: servers by integer id, errors as `{"errors":[…]}`.
+    Application,
+    /// Pterodactyl's `/api/client`: servers by 8-character identifier or UUID.
+    Client,
+}
+
 /// What a handler answers.
 pub type Handled = Pin<Box<dyn Future<Output = Result<Response, ApiError>> + Send>>;
 
@@ -67,6 +79,19 @@ pub struct Route {
 }
 
 impl Route {
+    /// A route outside the OpenAPI document (the Pterodactyl-compatible API): `handler`
+    /// answers a whole response; with `streams_body` it gets the body as a stream.
+    pub(crate) fn plain(
+        method: Method,
+        path: &'static str,
+        access: Access,
+        streams_body: bool,
+        handler: fn(Arc<PanelState>, Call) -> Handled,
+    ) -> Self {
+        let doc = RouteDoc::new("", "", BodyDoc::None, 200, AnswerDoc::Empty);
+        Self { method, path, access, doc, streams_body, handler }
+    }
+
     /// The same route, documenting the query parameters `query` too.
     fn with_query(mut self, query: &'static [QueryParam]) -> Self {
         self.doc.query = query;
@@ -368,10 +393,17 @@ pub(crate) fn media_type(content_type: &str) -> String {
 /// The warp filter serving every route of [`routes`] under `/api/v1`, counting each answer
 /// in [`PanelState::metrics`].
 pub fn filter(state: Arc<PanelState>) -> BoxedFilter<(Response,)> {
-    let table: Arc<Vec<Route>> = Arc::new(routes());
-    warp::path("api")
-        .and(warp::path("v1"))
-        .and(warp::method())
+    warp::path("api").and(warp::path("v1")).and(serve(state, Arc::new(routes()), 0)).boxed()
+}
+
+/// Serves the requests that reached it from `table` (whose routes are counted from
+/// `metrics_offset` in [`PanelState::metrics`]); the flavor is read from the path.
+pub(crate) fn serve(
+    state: Arc<PanelState>,
+    table: Arc<Vec<Route>>,
+    metrics_offset: usize,
+) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
+    warp::method()
         .and(warp::path::full())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::header::headers_cloned())
@@ -387,22 +419,42 @@ pub fn filter(state: Arc<PanelState>) -> BoxedFilter<(Response,)> {
                 let (state, table) = (Arc::clone(&state), Arc::clone(&table));
                 async move {
                     let started = std::time::Instant::now();
+                    let flavor = flavor_of(path.as_str());
                     let client = remote.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
                     let (index, answer) = match find(&table, &method, path.as_str()) {
                         Ok((index, params)) => {
-                            let call =
-                                Request { route: &table[index], params, query: &query, headers: &headers, client };
-                            (Some(index), dispatch(&state, call, body).await)
+                            let call = Request {
+                                route: &table[index],
+                                flavor,
+                                params,
+                                query: &query,
+                                headers: &headers,
+                                client,
+                            };
+                            (Some(index + metrics_offset), dispatch(&state, call, body).await)
                         }
                         Err(e) => (None, Err(e)),
                     };
-                    let response = answer.unwrap_or_else(ApiError::into_response);
+                    let response = answer.unwrap_or_else(|e| match flavor {
+                        Flavor::Native => e.into_response(),
+                        Flavor::Application | Flavor::Client => e.into_pterodactyl_response(),
+                    });
                     state.metrics.record(index, response.status().as_u16(), started.elapsed());
                     response
                 }
             },
         )
-        .boxed()
+}
+
+/// The flavor of the API `path` is in.
+pub(crate) fn flavor_of(path: &str) -> Flavor {
+    if path.starts_with("/api/application/") {
+        Flavor::Application
+    } else if path.starts_with("/api/client") {
+        Flavor::Client
+    } else {
+        Flavor::Native
+    }
 }
 
 /// `GET /metrics`: Prometheus text for admins (an application key or an admin's session).
@@ -474,6 +526,7 @@ fn find(table: &[Route], method: &Method, path: &str) -> Result<(usize, Vec<Stri
 /// A request matched to its route, before authentication.
 struct Request<'a> {
     route: &'a Route,
+    flavor: Flavor,
     params: Vec<String>,
     query: &'a str,
     headers: &'a HeaderMap,
@@ -499,7 +552,7 @@ where
     S: Stream<Item = Result<B, warp::Error>> + Send + Unpin + 'static,
     B: Buf + Send,
 {
-    let Request { route, params, query, headers, client } = request;
+    let Request { route, flavor, params, query, headers, client } = request;
     let method = route.method.clone();
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let client = client_address(client, header("x-forwarded-for"), &state.trusted_proxies);
@@ -528,9 +581,7 @@ where
             }
         }
         Access::Server(permission) => {
-            let id = params.first().and_then(|p| p.parse().ok()).ok_or_else(|| {
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid_id", "the id in the path is not valid")
-            })?;
+            let id = server_named(state, flavor, params.first().map(String::as_str).unwrap_or_default()).await?;
             let record = match state.control.server(id).await {
                 Ok(record) => record,
                 Err(nexus_control::ControlError::UnknownServer(_)) => return Err(ApiError::not_found("server")),
@@ -583,6 +634,30 @@ where
         record(state, actor, server, route, client).await;
     }
     answer
+}
+
+/// The server a path segment names: a UUID on `/api/v1`; an integer id on Pterodactyl's
+/// application API; an 8-character identifier or a UUID on its client API. A name that
+/// matches nothing, or an identifier two servers share, is `404`.
+async fn server_named(state: &PanelState, flavor: Flavor, segment: &str) -> Result<ServerId, ApiError> {
+    use nexus_core::model::{RecordKind, RefLookup, SHORT_KEY_LEN};
+    let invalid = || ApiError::new(StatusCode::BAD_REQUEST, "invalid_id", "the id in the path is not valid");
+    let lookup = match flavor {
+        Flavor::Native => return segment.parse().map_err(|_| invalid()),
+        Flavor::Client if segment.len() != SHORT_KEY_LEN => return segment.parse().map_err(|_| ApiError::not_found("server")),
+        Flavor::Client => RefLookup::Short(segment),
+        Flavor::Application => RefLookup::Number(segment.parse().map_err(|_| ApiError::not_found("server"))?),
+    };
+    let found = state
+        .control
+        .store()
+        .find_record_refs(RecordKind::Server, lookup)
+        .await
+        .map_err(nexus_control::ControlError::from)?;
+    match found.as_slice() {
+        [one] => one.key.parse().map_err(|_| ApiError::not_found("server")),
+        _ => Err(ApiError::not_found("server")),
+    }
 }
 
 /// Writes a changing request that succeeded to the audit log (never its body: it may hold

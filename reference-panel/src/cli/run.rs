@@ -54,6 +54,8 @@ pub(crate) fn start(
         .unify()
         .or(nexus_panel::api::filter(Arc::clone(&state)))
         .unify()
+        .or(nexus_panel::api::pterodactyl::filter(Arc::clone(&state)))
+        .unify()
         .or(nexus_panel::ui::filter(state))
         .unify()
         .or(warp::any().map(json_response_not_found))

@@ -345,11 +345,11 @@ fn node_said_nothing() -> ApiError {
 #[derive(Debug, Serialize, JsonSchema)]
 pub(crate) struct Resources {
     /// The server's state as its node reports it (none while the node is creating it).
-    state: Option<ServerState>,
+    pub(crate) state: Option<ServerState>,
     /// The latest sample while the server runs.
-    stats: Option<ResourceStats>,
+    pub(crate) stats: Option<ResourceStats>,
     /// Disk space its files take, bytes, as last measured.
-    disk_bytes: u64,
+    pub(crate) disk_bytes: u64,
 }
 
 /// `GET /servers/{id}/resources`: the node's latest figures for the server.

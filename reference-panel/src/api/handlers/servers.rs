@@ -190,7 +190,7 @@ pub(crate) async fn events(state: Arc<PanelState>, call: Call) -> Result<Answer<
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Power {
-    action: PowerAction,
+    pub(crate) action: PowerAction,
 }
 
 /// The action was sent to the node.
@@ -215,7 +215,7 @@ pub(crate) async fn power(state: Arc<PanelState>, call: Call, body: Power) -> Re
 #[serde(deny_unknown_fields)]
 pub(crate) struct Command {
     /// One line, at most 4096 bytes.
-    command: String,
+    pub(crate) command: String,
 }
 
 pub(crate) async fn command(state: Arc<PanelState>, call: Call, body: Command) -> Result<Answer<NoContent>, ApiError> {

@@ -1,0 +1,233 @@
+//! `/api/client`: the caller's account and the servers they may see, as Pterodactyl's client
+//! area and its libraries use them. Server routes reuse `/api/v1`'s handlers, so both APIs
+//! check and do exactly the same.
+
+use super::application::{limits_of, status_of};
+use super::body::{Body, required};
+use super::shapes::{Paging, answer, date, item, no_content};
+use super::{number_of, refs, store_error};
+use crate::api::handlers::{files, servers};
+use crate::api::router::Call;
+use crate::api::{ApiError, PanelState};
+use nexus_control::subusers::ServerAccess;
+use nexus_core::lifecycle::ServerState;
+use nexus_core::model::{RecordKind, Role, Server};
+use nexus_core::store::{Page, ServerFilter};
+use nexus_core::transport::PowerAction;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use warp::http::StatusCode;
+use warp::reply::Response;
+
+type Answered = Result<Response, ApiError>;
+
+pub(super) async fn account(state: Arc<PanelState>, call: Call) -> Answered {
+    let user = &call.principal()?.user;
+    let number = number_of(&state, RecordKind::User, user.id).await?;
+    let attributes = json!({
+        "id": number,
+        "admin": user.role == Role::Admin,
+        "username": user.username,
+        "email": user.email,
+        "first_name": user.username,
+        "last_name": "",
+        "language": "en",
+    });
+    answer(StatusCode::OK, &item("user", attributes))
+}
+
+async fn server_attributes(state: &PanelState, call: &Call, servers: Vec<Server>) -> Result<Vec<Value>, ApiError> {
+    let user = &call.principal()?.user;
+    let store = state.control.store();
+    let numbers = refs(state, RecordKind::Server, servers.iter().map(|s| s.id.to_string()).collect()).await?;
+    let mut out = Vec::with_capacity(servers.len());
+    for server in servers {
+        let record = numbers.get(&server.id.to_string());
+        let node = store.get_node(server.node).await.map_err(store_error)?;
+        let mut allocations = Vec::new();
+        for id in server.allocations() {
+            if let Ok(a) = store.get_allocation(id).await {
+                allocations.push(a);
+            }
+        }
+        let allocation_numbers =
+            refs(state, RecordKind::Allocation, allocations.iter().map(|a| a.id.to_string()).collect()).await?;
+        let allocations: Vec<Value> = allocations
+            .iter()
+            .map(|a| {
+                item(
+                    "allocation",
+                    json!({
+                        "id": allocation_numbers.get(&a.id.to_string()).map_or(0, |r| r.number),
+                        "ip": a.ip.to_string(),
+                        "ip_alias": a.alias,
+                        "port": a.port,
+                        "notes": Value::Null,
+                        "is_default": a.id == server.primary_allocation,
+                    }),
+                )
+            })
+            .collect();
+        let egg = store.get_egg(server.egg).await.ok();
+        let variables: Vec<Value> = egg
+            .iter()
+            .flat_map(|egg| egg.variables.iter().filter(|v| v.user_viewable || user.role == Role::Admin))
+            .map(|v| {
+                item(
+                    "egg_variable",
+                    json!({
+                        "name": v.name,
+                        "description": v.description,
+                        "env_variable": v.env_variable,
+                        "default_value": v.default_value,
+                        "server_value": server.environment.get(&v.env_variable).cloned().unwrap_or_else(|| v.default_value.clone()),
+                        "is_editable": v.user_editable,
+                        "rules": v.rules.join("|"),
+                    }),
+                )
+            })
+            .collect();
+        out.push(json!({
+            "server_owner": server.owner == user.id,
+            "identifier": record.map_or_else(String::new, |r| r.short.clone()),
+            "internal_id": record.map_or(0, |r| r.number),
+            "uuid": server.id,
+            "name": server.name,
+            "node": node.name,
+            "is_node_under_maintenance": node.maintenance,
+            "sftp_details": { "ip": node.fqdn, "port": 2022 },
+            "description": "",
+            "limits": limits_of(&server.limits),
+            "invocation": server.startup,
+            "docker_image": server.image,
+            "egg_features": egg.as_ref().map(|e| e.features.clone()),
+            "feature_limits": { "databases": 0, "allocations": allocations.len(), "backups": 0 },
+            "status": status_of(&server),
+            "is_suspended": server.suspended,
+            "is_installing": matches!(server.state, ServerState::Requested | ServerState::Installing),
+            "is_transferring": false,
+            "relationships": {
+                "allocations": { "object": "list", "data": allocations },
+                "variables": { "object": "list", "data": variables },
+            },
+        }));
+    }
+    Ok(out)
+}
+
+pub(super) async fn list_servers(state: Arc<PanelState>, call: Call) -> Answered {
+    let user = &call.principal()?.user;
+    // As Pterodactyl: everyone sees their own servers and those shared with them; an admin
+    // asking `?type=admin` (or `admin-all`) sees every server.
+    let all = user.role == Role::Admin && matches!(call.query.get("type").map(String::as_str), Some("admin" | "admin-all"));
+    let filter = ServerFilter { member: (!all).then_some(user.id), ..ServerFilter::default() };
+    let rows = state.control.store().list_servers(&filter, Page::all()).await.map_err(store_error)?;
+    let list = Paging::of(&call)?.list(rows, "server", "/api/client", |rows| server_attributes(&state, &call, rows)).await?;
+    answer(StatusCode::OK, &list)
+}
+
+pub(super) async fn show_server(state: Arc<PanelState>, call: Call) -> Answered {
+    let server = call.server()?.clone();
+    let mut attributes = server_attributes(&state, &call, vec![server]).await?.remove(0);
+    let permissions: Vec<String> = match call.access()? {
+        ServerAccess::Subuser(names) => names.iter().cloned().collect(),
+        _ => vec!["*".into()],
+    };
+    let mut body = item("server", attributes.take());
+    body["meta"] = json!({ "is_server_owner": matches!(call.access()?, ServerAccess::Owner), "user_permissions": permissions });
+    answer(StatusCode::OK, &body)
+}
+
+pub(super) async fn resources(state: Arc<PanelState>, call: Call) -> Answered {
+    let server = call.server()?.clone();
+    let figures = files::resources(state, call).await?.into_body();
+    let stats = figures.stats.as_ref();
+    let current = match figures.state.unwrap_or(server.state) {
+        ServerState::Running => "running",
+        ServerState::Starting => "starting",
+        ServerState::Stopping => "stopping",
+        _ => "offline",
+    };
+    let attributes = json!({
+        "current_state": current,
+        "is_suspended": server.suspended,
+        "resources": {
+            "memory_bytes": stats.map_or(0, |s| s.memory_bytes),
+            "cpu_absolute": stats.map_or(0.0, |s| s.cpu_percent),
+            "disk_bytes": figures.disk_bytes,
+            "network_rx_bytes": stats.map_or(0, |s| s.network_rx_bytes),
+            "network_tx_bytes": stats.map_or(0, |s| s.network_tx_bytes),
+            // Nodes report no uptime yet.
+            "uptime": 0,
+        },
+    });
+    answer(StatusCode::OK, &item("stats", attributes))
+}
+
+pub(super) async fn websocket(state: Arc<PanelState>, call: Call) -> Answered {
+    let access = servers::websocket(state, call).await?.into_body();
+    answer(StatusCode::OK, &json!({ "data": { "token": access.token, "socket": access.socket } }))
+}
+
+pub(super) async fn command(state: Arc<PanelState>, call: Call) -> Answered {
+    let body = Body::of(&call)?;
+    let command = body.string("command")?.ok_or_else(|| required("command"))?;
+    servers::command(state, call, servers::Command { command }).await?;
+    no_content()
+}
+
+pub(super) async fn power(state: Arc<PanelState>, call: Call) -> Answered {
+    let body = Body::of(&call)?;
+    let action = match body.required_string("signal")?.as_str() {
+        "start" => PowerAction::Start,
+        "stop" => PowerAction::Stop,
+        "restart" => PowerAction::Restart,
+        "kill" => PowerAction::Kill,
+        _ => return Err(ApiError::invalid("signal", "The selected signal is invalid.")),
+    };
+    servers::power(state, call, servers::Power { action }).await?;
+    no_content()
+}
+
+pub(super) async fn list_files(state: Arc<PanelState>, call: Call) -> Answered {
+    let entries = files::list(state, call).await?.into_body();
+    let data: Vec<Value> = entries
+        .into_iter()
+        .map(|e| {
+            let is_file = matches!(e.kind, nexus_files::FileKind::File);
+            let directory = matches!(e.kind, nexus_files::FileKind::Directory);
+            item(
+                "file_object",
+                json!({
+                    "name": e.name,
+                    "mode": mode_string(e.mode, directory, e.symlink),
+                    "mode_bits": format!("{:o}", e.mode & 0o777),
+                    "size": e.size,
+                    "is_file": is_file,
+                    "is_symlink": e.symlink,
+                    "mimetype": if directory { "inode/directory" } else { "application/octet-stream" },
+                    "created_at": e.modified.map(date),
+                    "modified_at": e.modified.map(date),
+                }),
+            )
+        })
+        .collect();
+    answer(StatusCode::OK, &json!({ "object": "list", "data": data }))
+}
+
+/// `drwxr-xr-x` for a mode.
+fn mode_string(mode: u32, directory: bool, symlink: bool) -> String {
+    let kind = if symlink { 'l' } else if directory { 'd' } else { '-' };
+    let bits = "rwxrwxrwx".chars().enumerate().map(|(i, c)| if mode & (0o400 >> i) != 0 { c } else { '-' });
+    std::iter::once(kind).chain(bits).collect()
+}
+
+pub(super) async fn file_contents(state: Arc<PanelState>, call: Call) -> Answered {
+    Ok(files::contents(state, call).await?.into_text())
+}
+
+pub(super) async fn write_file(state: Arc<PanelState>, call: Call) -> Answered {
+    files::write(state, call).await?;
+    no_content()
+}
+

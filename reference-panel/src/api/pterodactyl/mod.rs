@@ -1,0 +1,137 @@
+//! Pterodactyl's Application API (`/api/application`) and Client API (`/api/client`), served
+//! over the same control plane as `/api/v1`, so billing systems, bots and client libraries
+//! written for Pterodactyl work unchanged.
+//!
+//! * Every route is a row of [`routes`] served by the same dispatcher as `/api/v1` (the same
+//!   authentication, access check, bounded body and audit log); only naming and shapes
+//!   differ. Application routes need an admin (an application key `ptla_…` or an admin's
+//!   session); client routes act on the servers the caller may see, with Pterodactyl's
+//!   permission names.
+//! * Records are named as Pterodactyl names them: integer `id`s and a server's 8-character
+//!   `identifier`, from the store's record refs
+//!   ([`RecordRefRepo`](nexus_core::store::RecordRefRepo)): a record gets its number the
+//!   first time an answer names it, and keeps it. The UUID is always shown too, and the
+//!   client API accepts a server's UUID wherever it takes an identifier.
+//! * Answers are `{"object": …, "attributes": {…}}`, lists `{"object":"list","data":[…],
+//!   "meta":{"pagination":{…}}}`; errors `{"errors":[{"code","status","detail"}]}` with
+//!   Pterodactyl's status codes. An unserved route under either prefix is a `404` in that
+//!   shape.
+
+mod application;
+mod body;
+mod client;
+mod shapes;
+
+use super::router::{Access, Call, Handled, Route, serve};
+use super::{ApiError, PanelState};
+use nexus_core::model::{RecordKind, RecordRef, RefLookup};
+use std::collections::HashMap;
+use std::sync::Arc;
+use warp::Filter;
+use warp::filters::BoxedFilter;
+use warp::http::Method;
+use warp::reply::Response;
+
+/// A row of [`routes`]: `pt!(METHOD "/path", access, handler)`; `stream` after the handler
+/// hands it the body as it arrives.
+macro_rules! pt {
+    ($method:ident $path:literal, $access:expr, $handler:path) => {
+        Route::plain(Method::$method, $path, $access, false, |state, call| -> Handled { Box::pin($handler(state, call)) })
+    };
+    ($method:ident $path:literal, $access:expr, $handler:path, stream) => {
+        Route::plain(Method::$method, $path, $access, true, |state, call| -> Handled { Box::pin($handler(state, call)) })
+    };
+}
+
+/// Every served route of Pterodactyl's two APIs. What is not here answers `404`.
+#[rustfmt::skip]
+pub fn routes() -> Vec<Route> {
+    use Access::{Admin, Authenticated, Server};
+    use application as app;
+    vec![
+        pt!(GET "/api/application/users", Admin, app::list_users),
+        pt!(GET "/api/application/users/external/{external_id}", Admin, app::user_by_external_id),
+        pt!(GET "/api/application/users/{user}", Admin, app::show_user),
+        pt!(POST "/api/application/users", Admin, app::create_user),
+        pt!(PATCH "/api/application/users/{user}", Admin, app::update_user),
+        pt!(DELETE "/api/application/users/{user}", Admin, app::delete_user),
+
+        pt!(GET "/api/application/locations", Admin, app::list_locations),
+        pt!(GET "/api/application/locations/{location}", Admin, app::show_location),
+        pt!(POST "/api/application/locations", Admin, app::create_location),
+        pt!(DELETE "/api/application/locations/{location}", Admin, app::delete_location),
+
+        pt!(GET "/api/application/nodes", Admin, app::list_nodes),
+        pt!(GET "/api/application/nodes/{node}", Admin, app::show_node),
+        pt!(GET "/api/application/nodes/{node}/configuration", Admin, app::node_configuration),
+        pt!(POST "/api/application/nodes", Admin, app::create_node),
+        pt!(PATCH "/api/application/nodes/{node}", Admin, app::update_node),
+        pt!(DELETE "/api/application/nodes/{node}", Admin, app::delete_node),
+        pt!(GET "/api/application/nodes/{node}/allocations", Admin, app::list_allocations),
+        pt!(POST "/api/application/nodes/{node}/allocations", Admin, app::create_allocations),
+        pt!(DELETE "/api/application/nodes/{node}/allocations/{allocation}", Admin, app::delete_allocation),
+
+        pt!(GET "/api/application/nests", Admin, app::list_nests),
+        pt!(GET "/api/application/nests/{nest}", Admin, app::show_nest),
+        pt!(GET "/api/application/nests/{nest}/eggs", Admin, app::list_eggs),
+        pt!(GET "/api/application/nests/{nest}/eggs/{egg}", Admin, app::show_egg),
+
+        pt!(GET "/api/application/servers", Admin, app::list_servers),
+        pt!(GET "/api/application/servers/external/{external_id}", Admin, app::server_by_external_id),
+        pt!(GET "/api/application/servers/{server}", Admin, app::show_server),
+        pt!(POST "/api/application/servers", Admin, app::create_server),
+        pt!(PATCH "/api/application/servers/{server}/details", Admin, app::update_details),
+        pt!(PATCH "/api/application/servers/{server}/build", Admin, app::update_build),
+        pt!(PATCH "/api/application/servers/{server}/startup", Admin, app::update_startup),
+        pt!(POST "/api/application/servers/{server}/suspend", Admin, app::suspend),
+        pt!(POST "/api/application/servers/{server}/unsuspend", Admin, app::unsuspend),
+        pt!(POST "/api/application/servers/{server}/reinstall", Admin, app::reinstall),
+        pt!(DELETE "/api/application/servers/{server}", Admin, app::delete_server),
+        pt!(DELETE "/api/application/servers/{server}/force", Admin, app::force_delete_server),
+
+        pt!(GET "/api/client", Authenticated, client::list_servers),
+        pt!(GET "/api/client/account", Authenticated, client::account),
+        pt!(GET "/api/client/servers/{server}", Server(None), client::show_server),
+        pt!(GET "/api/client/servers/{server}/resources", Server(None), client::resources),
+        pt!(GET "/api/client/servers/{server}/websocket", Server(Some("websocket.connect")), client::websocket),
+        pt!(POST "/api/client/servers/{server}/command", Server(Some("control.console")), client::command),
+        pt!(POST "/api/client/servers/{server}/power", Server(None), client::power),
+        pt!(GET "/api/client/servers/{server}/files/list", Server(Some("file.read")), client::list_files),
+        pt!(GET "/api/client/servers/{server}/files/contents", Server(Some("file.read-content")), client::file_contents),
+        pt!(POST "/api/client/servers/{server}/files/write", Server(Some("file.update")), client::write_file, stream),
+    ]
+}
+
+/// The warp filter serving [`routes`] under `/api/application` and `/api/client` (mount it
+/// after `/api/v1`'s).
+pub fn filter(state: Arc<PanelState>) -> BoxedFilter<(Response,)> {
+    let offset = super::routes().len();
+    warp::path("api")
+        .and(warp::path("application").or(warp::path("client")).unify())
+        .and(serve(state, Arc::new(routes()), offset))
+        .boxed()
+}
+
+/// The refs of `keys` (records of `kind`), by key, numbering those without one.
+async fn refs(state: &PanelState, kind: RecordKind, keys: Vec<String>) -> Result<HashMap<String, RecordRef>, ApiError> {
+    let found = state.control.store().record_refs(kind, &keys).await.map_err(store_error)?;
+    Ok(found.into_iter().map(|r| (r.key.clone(), r)).collect())
+}
+
+/// The number of one record.
+async fn number_of(state: &PanelState, kind: RecordKind, key: impl ToString) -> Result<u64, ApiError> {
+    let key = key.to_string();
+    Ok(refs(state, kind, vec![key.clone()]).await?.get(&key).map_or(0, |r| r.number))
+}
+
+/// The key of the record of `kind` numbered by the path's `i`th segment (`404` when none).
+async fn key_of<T: std::str::FromStr>(state: &PanelState, call: &Call, i: usize, kind: RecordKind) -> Result<T, ApiError> {
+    let not_found = || ApiError::not_found("The requested resource could not be found on the server.");
+    let number: u64 = call.params.get(i).and_then(|p| p.parse().ok()).ok_or_else(not_found)?;
+    let found = state.control.store().find_record_refs(kind, RefLookup::Number(number)).await.map_err(store_error)?;
+    found.first().and_then(|r| r.key.parse().ok()).ok_or_else(not_found)
+}
+
+fn store_error(e: nexus_core::store::StoreError) -> ApiError {
+    nexus_control::ControlError::from(e).into()
+}

@@ -1,0 +1,102 @@
+//! The JSON shapes of Pterodactyl's APIs: objects, lists with pagination, dates, and the
+//! query parameters lists take.
+
+use super::super::ApiError;
+use super::super::router::Call;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Value, json};
+use warp::http::StatusCode;
+use warp::reply::Response;
+
+/// Rows per page when none is asked for (Pterodactyl's).
+pub(super) const DEFAULT_PER_PAGE: usize = 50;
+/// Most rows per page.
+pub(super) const MAX_PER_PAGE: usize = 100;
+
+/// `{"object": object, "attributes": attributes}`.
+pub(super) fn item(object: &str, attributes: Value) -> Value {
+    json!({ "object": object, "attributes": attributes })
+}
+
+/// A date as Pterodactyl writes it (ISO 8601 with the offset: `2026-12-04T12:00:00+00:00`).
+pub(super) fn date(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Secs, false)
+}
+
+/// `value` as JSON with `status`.
+pub(super) fn answer(status: StatusCode, value: &Value) -> Result<Response, ApiError> {
+    Ok(crate::api::json_response(status, value))
+}
+
+/// `204 No Content`.
+pub(super) fn no_content() -> Result<Response, ApiError> {
+    let mut response = Response::new(Vec::new().into());
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    Ok(response)
+}
+
+/// The page a list request asks for: `?page=` (from 1) and `?per_page=` (at most
+/// [`MAX_PER_PAGE`]).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Paging {
+    page: usize,
+    per_page: usize,
+}
+
+impl Paging {
+    /// Read from the call's query; a page or size that is not a positive number is a `422`.
+    pub(super) fn of(call: &Call) -> Result<Self, ApiError> {
+        let number = |name: &str, default: usize| match call.query.get(name) {
+            None => Ok(default),
+            Some(v) => v
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| ApiError::invalid(name, format!("The {name} must be at least 1."))),
+        };
+        Ok(Self { page: number("page", 1)?, per_page: number("per_page", DEFAULT_PER_PAGE)?.min(MAX_PER_PAGE) })
+    }
+
+    /// This page of `rows` as a Pterodactyl list of `object`s, each row turned into its
+    /// attributes by `attributes` (only the rows shown are turned).
+    pub(super) async fn list<T, F, Fut>(self, rows: Vec<T>, object: &str, path: &str, attributes: F) -> Result<Value, ApiError>
+    where
+        F: Fn(Vec<T>) -> Fut,
+        Fut: std::future::Future<Output = Result<Vec<Value>, ApiError>>,
+    {
+        let total = rows.len();
+        let skip = (self.page - 1).saturating_mul(self.per_page);
+        let shown: Vec<T> = rows.into_iter().skip(skip).take(self.per_page).collect();
+        let data: Vec<Value> = attributes(shown).await?.into_iter().map(|a| item(object, a)).collect();
+        let total_pages = total.div_ceil(self.per_page).max(1);
+        let mut links = serde_json::Map::new();
+        if self.page > 1 {
+            links.insert("previous".into(), json!(format!("{path}?page={}", self.page - 1)));
+        }
+        if self.page < total_pages {
+            links.insert("next".into(), json!(format!("{path}?page={}", self.page + 1)));
+        }
+        Ok(json!({
+            "object": "list",
+            "data": data,
+            "meta": { "pagination": {
+                "total": total,
+                "count": data.len(),
+                "per_page": self.per_page,
+                "current_page": self.page,
+                "total_pages": total_pages,
+                "links": links,
+            }},
+        }))
+    }
+}
+
+/// `?filter[name]=` of the call.
+pub(super) fn filter<'a>(call: &'a Call, name: &str) -> Option<&'a str> {
+    call.query.get(&format!("filter[{name}]")).map(String::as_str).filter(|v| !v.is_empty())
+}
+
+/// Whether `?include=` names `relation`.
+pub(super) fn includes(call: &Call, relation: &str) -> bool {
+    call.query.get("include").is_some_and(|list| list.split(',').any(|r| r.trim() == relation))
+}
