@@ -90,6 +90,14 @@ impl ControlPlane {
         Ok(Registration { node, token })
     }
 
+    /// Stores changes to a node (name, address, location, capacity, maintenance) and lets
+    /// placement see them at once.
+    pub async fn update_node(&self, node: &Node) -> Result<(), ControlError> {
+        self.store.update_node(node).await?;
+        self.placement().upsert_node(node);
+        Ok(())
+    }
+
     /// Removes a node and its allocations. A node with servers is refused (`InUse`) unless
     /// `forget_servers`: then, for a node that is gone for good (offline), its servers' rows
     /// go too, their allocations freed, without a word to the node; an online node is

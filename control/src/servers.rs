@@ -112,7 +112,9 @@ impl ControlPlane {
             return Err(StoreError::AllocationUnavailable { allocation: id, reason: "it is assigned".into() }.into());
         }
         if node.is_some_and(|node| node != allocation.node) {
-            return Err(StoreError::AllocationUnavailable { allocation: id, reason: "it is on another node".into() }.into());
+            return Err(
+                StoreError::AllocationUnavailable { allocation: id, reason: "it is on another node".into() }.into()
+            );
         }
         Ok(allocation)
     }

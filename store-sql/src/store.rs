@@ -576,7 +576,12 @@ macro_rules! repositories {
                 let lookup = OwnedLookup::from(lookup);
                 self.run(Mode::Read, move |c| refs::find_record_refs(c, kind, lookup.borrow())).await
             }
-            async fn set_external_id(&self, kind: RecordKind, key: &str, external_id: Option<&str>) -> StoreResult<RecordRef> {
+            async fn set_external_id(
+                &self,
+                kind: RecordKind,
+                key: &str,
+                external_id: Option<&str>,
+            ) -> StoreResult<RecordRef> {
                 let (key, external_id) = (key.to_owned(), external_id.map(str::to_owned));
                 self.run(Mode::Write, move |c| refs::set_external_id(c, kind, &key, external_id.as_deref())).await
             }

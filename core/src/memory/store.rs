@@ -1153,8 +1153,7 @@ impl State {
             RefLookup::External(e) => r.external_id.as_deref() == Some(e),
             RefLookup::Short(s) => r.short == s,
         };
-        let mut found: Vec<RecordRef> =
-            self.refs.values().filter(|r| r.kind == kind && matches(r)).cloned().collect();
+        let mut found: Vec<RecordRef> = self.refs.values().filter(|r| r.kind == kind && matches(r)).cloned().collect();
         found.sort_by_key(|r| r.number);
         found.truncate(2);
         found
@@ -1164,7 +1163,8 @@ impl State {
         check_record_key(key)?;
         if let Some(external) = external_id {
             check_external_id(external)?;
-            if self.refs.values().any(|r| r.kind == kind && r.key != key && r.external_id.as_deref() == Some(external)) {
+            if self.refs.values().any(|r| r.kind == kind && r.key != key && r.external_id.as_deref() == Some(external))
+            {
                 return Err(duplicate("record ref", format!("{} external id `{external}`", kind.as_str())));
             }
         }

@@ -644,7 +644,9 @@ async fn server_named(state: &PanelState, flavor: Flavor, segment: &str) -> Resu
     let invalid = || ApiError::new(StatusCode::BAD_REQUEST, "invalid_id", "the id in the path is not valid");
     let lookup = match flavor {
         Flavor::Native => return segment.parse().map_err(|_| invalid()),
-        Flavor::Client if segment.len() != SHORT_KEY_LEN => return segment.parse().map_err(|_| ApiError::not_found("server")),
+        Flavor::Client if segment.len() != SHORT_KEY_LEN => {
+            return segment.parse().map_err(|_| ApiError::not_found("server"));
+        }
         Flavor::Client => RefLookup::Short(segment),
         Flavor::Application => RefLookup::Number(segment.parse().map_err(|_| ApiError::not_found("server"))?),
     };

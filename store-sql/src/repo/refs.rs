@@ -27,7 +27,8 @@ struct RefRow {
 
 impl RefRow {
     fn into_model(self) -> SqlResult<RecordRef> {
-        let kind = RecordKind::from_name(&self.kind).ok_or_else(|| invalid(format!("unknown record kind `{}`", self.kind)))?;
+        let kind =
+            RecordKind::from_name(&self.kind).ok_or_else(|| invalid(format!("unknown record kind `{}`", self.kind)))?;
         Ok(RecordRef {
             kind,
             key: self.record_key,
@@ -92,10 +93,8 @@ pub(crate) fn record_refs(c: &mut AnyConnection, kind: RecordKind, keys: &[Strin
         diesel::update(record_ref_counters::table.find(kind.as_str()))
             .set(record_ref_counters::last_number.eq(record_ref_counters::last_number + count))
             .execute(c)?;
-        let last: i64 = record_ref_counters::table
-            .find(kind.as_str())
-            .select(record_ref_counters::last_number)
-            .first(c)?;
+        let last: i64 =
+            record_ref_counters::table.find(kind.as_str()).select(record_ref_counters::last_number).first(c)?;
         let first = last - count + 1;
         for (offset, key) in missing.into_iter().enumerate() {
             let row = RefRow {
@@ -112,7 +111,11 @@ pub(crate) fn record_refs(c: &mut AnyConnection, kind: RecordKind, keys: &[Strin
     in_order(keys, &found).ok_or_else(|| invalid("a record ref vanished while numbering").into())
 }
 
-pub(crate) fn find_record_refs(c: &mut AnyConnection, kind: RecordKind, lookup: RefLookup<'_>) -> SqlResult<Vec<RecordRef>> {
+pub(crate) fn find_record_refs(
+    c: &mut AnyConnection,
+    kind: RecordKind,
+    lookup: RefLookup<'_>,
+) -> SqlResult<Vec<RecordRef>> {
     let query = record_refs::table.filter(record_refs::kind.eq(kind.as_str())).into_boxed();
     let query = match lookup {
         RefLookup::Number(number) => match i64::try_from(number) {

@@ -21,7 +21,8 @@ pub async fn record_refs_number_once_in_order(store: Arc<dyn Store>) {
     assert_eq!(first[1].number, n + 1, "consecutive in the order given");
     assert_eq!((first[0].key.as_str(), first[0].short.as_str()), (a.as_str(), &a[..SHORT_KEY_LEN]));
     assert_eq!(first[0].external_id, None);
-    let again = store.record_refs(RecordKind::User, &[b.clone(), a.clone(), c.clone(), c.clone()]).await.expect("again");
+    let again =
+        store.record_refs(RecordKind::User, &[b.clone(), a.clone(), c.clone(), c.clone()]).await.expect("again");
     let numbers: Vec<u64> = again.iter().map(|r| r.number).collect();
     assert_eq!(numbers, [n + 1, n, n + 2, n + 2], "known keys keep their numbers; a repeated new key gets one");
     assert!(store.record_refs(RecordKind::User, &[]).await.expect("none").is_empty());
@@ -72,7 +73,11 @@ pub async fn record_refs_external_ids_are_unique_per_kind(store: Arc<dyn Store>)
         );
     }
     let long = "x".repeat(MAX_EXTERNAL_ID_BYTES + 1);
-    assert_err!(store.set_external_id(RecordKind::Server, &a, Some(&long)).await, StoreError::InvalidReference(_), "long");
+    assert_err!(
+        store.set_external_id(RecordKind::Server, &a, Some(&long)).await,
+        StoreError::InvalidReference(_),
+        "long"
+    );
 }
 
 /// Writers numbering at once never hand out a number twice, and a key they share gets one

@@ -216,8 +216,9 @@ pub(super) async fn delete_location(state: Arc<PanelState>, call: Call) -> Answe
 async fn node_attributes(state: &PanelState, nodes: Vec<Node>) -> Result<Vec<Value>, ApiError> {
     let store = state.control.store();
     let numbers = refs(state, RecordKind::Node, nodes.iter().map(|n| n.id.to_string()).collect()).await?;
-    let locations = refs(state, RecordKind::Location, nodes.iter().filter_map(|n| n.location.map(|l| l.to_string())).collect())
-        .await?;
+    let locations =
+        refs(state, RecordKind::Location, nodes.iter().filter_map(|n| n.location.map(|l| l.to_string())).collect())
+            .await?;
     let usage = store.node_usage().await.map_err(store_error)?;
     let scheme = if state.public_url.starts_with("https://") { "https" } else { "http" };
     Ok(nodes
@@ -307,7 +308,7 @@ pub(super) async fn create_node(state: Arc<PanelState>, call: Call) -> Answered 
     let mut node = registration.node;
     if body.boolean("maintenance_mode")? == Some(true) {
         node.maintenance = true;
-        state.control.store().update_node(&node).await.map_err(store_error)?;
+        state.control.update_node(&node).await?;
     }
     one_node(&state, node, StatusCode::CREATED).await
 }
@@ -336,7 +337,7 @@ pub(super) async fn update_node(state: Arc<PanelState>, call: Call) -> Answered 
     if let Some(maintenance) = body.boolean("maintenance_mode")? {
         node.maintenance = maintenance;
     }
-    state.control.store().update_node(&node).await.map_err(store_error)?;
+    state.control.update_node(&node).await?;
     route_nodes(&state).await;
     one_node(&state, node, StatusCode::OK).await
 }
@@ -491,7 +492,8 @@ fn decoded(value: &Value) -> Value {
 
 async fn egg_attributes(state: &PanelState, eggs: Vec<Egg>, variables: bool) -> Result<Vec<Value>, ApiError> {
     let numbers = refs(state, RecordKind::Egg, eggs.iter().map(|e| e.id.to_string()).collect()).await?;
-    let nests = refs(state, RecordKind::Nest, eggs.iter().filter_map(|e| e.nest.map(|n| n.to_string())).collect()).await?;
+    let nests =
+        refs(state, RecordKind::Nest, eggs.iter().filter_map(|e| e.nest.map(|n| n.to_string())).collect()).await?;
     let mut out = Vec::with_capacity(eggs.len());
     for egg in eggs {
         let number = numbers.get(&egg.id.to_string()).map_or(0, |r| r.number);
@@ -620,9 +622,9 @@ async fn server_attributes(state: &PanelState, servers: Vec<Server>) -> Result<V
         };
         egg_nests.insert(egg, nest);
     }
-    let nests =
-        refs(state, RecordKind::Nest, egg_nests.values().flatten().map(ToString::to_string).collect()).await?;
-    let number = |map: &HashMap<String, nexus_core::model::RecordRef>, key: String| map.get(&key).map_or(0, |r| r.number);
+    let nests = refs(state, RecordKind::Nest, egg_nests.values().flatten().map(ToString::to_string).collect()).await?;
+    let number =
+        |map: &HashMap<String, nexus_core::model::RecordRef>, key: String| map.get(&key).map_or(0, |r| r.number);
     Ok(servers
         .into_iter()
         .map(|s| {
@@ -687,8 +689,9 @@ pub(super) async fn list_servers(state: Arc<PanelState>, call: Call) -> Answered
         }
         rows
     };
-    let list =
-        Paging::of(&call)?.list(rows, "server", "/api/application/servers", |rows| server_attributes(&state, rows)).await?;
+    let list = Paging::of(&call)?
+        .list(rows, "server", "/api/application/servers", |rows| server_attributes(&state, rows))
+        .await?;
     answer(StatusCode::OK, &list)
 }
 
@@ -707,7 +710,8 @@ pub(super) async fn server_by_external_id(state: Arc<PanelState>, call: Call) ->
 /// Limits from a body: Pterodactyl's `limits.*` (or the same names at the top level, as the
 /// build route takes them), over `base`.
 fn body_limits(body: &Body, base: ServerLimits) -> Result<ServerLimits, ApiError> {
-    let field = |name: &str| if body.has(&format!("limits.{name}")) { format!("limits.{name}") } else { name.to_owned() };
+    let field =
+        |name: &str| if body.has(&format!("limits.{name}")) { format!("limits.{name}") } else { name.to_owned() };
     let mut limits = base;
     if let Some(memory) = body.bounded(&field("memory"), 1 << 44)? {
         limits.memory_mb = memory;
@@ -731,7 +735,11 @@ fn body_limits(body: &Body, base: ServerLimits) -> Result<ServerLimits, ApiError
 }
 
 /// The record of `kind` numbered `number`.
-async fn record_by_number<T: std::str::FromStr>(state: &PanelState, kind: RecordKind, number: i64) -> Result<Option<T>, ApiError> {
+async fn record_by_number<T: std::str::FromStr>(
+    state: &PanelState,
+    kind: RecordKind,
+    number: i64,
+) -> Result<Option<T>, ApiError> {
     let Ok(number) = u64::try_from(number) else { return Ok(None) };
     let found = state.control.store().find_record_refs(kind, RefLookup::Number(number)).await.map_err(store_error)?;
     Ok(found.first().and_then(|r| r.key.parse().ok()))
@@ -739,7 +747,9 @@ async fn record_by_number<T: std::str::FromStr>(state: &PanelState, kind: Record
 
 /// Port ranges from `deploy.port_range` (`25565` or `25565-25570`).
 fn port_ranges(texts: &[String]) -> Result<Vec<std::ops::RangeInclusive<u16>>, ApiError> {
-    let bad = || ApiError::invalid("deploy.port_range", "Each port range must be a port or `first-last` between 1 and 65535.");
+    let bad = || {
+        ApiError::invalid("deploy.port_range", "Each port range must be a port or `first-last` between 1 and 65535.")
+    };
     texts
         .iter()
         .map(|text| {
@@ -760,7 +770,8 @@ pub(super) async fn create_server(state: Arc<PanelState>, call: Call) -> Answere
     let owner: UserId = record_by_number(&state, RecordKind::User, body.required_int("user")?)
         .await?
         .ok_or_else(|| ApiError::invalid("user", "The selected user is invalid."))?;
-    present(state.control.store().get_user(owner).await)?.ok_or_else(|| ApiError::invalid("user", "The selected user is invalid."))?;
+    present(state.control.store().get_user(owner).await)?
+        .ok_or_else(|| ApiError::invalid("user", "The selected user is invalid."))?;
     let egg: EggId = record_by_number(&state, RecordKind::Egg, body.required_int("egg")?)
         .await?
         .ok_or_else(|| ApiError::invalid("egg", "The selected egg is invalid."))?;
@@ -777,7 +788,10 @@ pub(super) async fn create_server(state: Arc<PanelState>, call: Call) -> Answere
         external_free(&state, RecordKind::Server, external, None).await?;
     }
     if !body.ints("allocation.additional")?.is_empty() {
-        return Err(ApiError::invalid("allocation.additional", "Additional allocations at creation are not supported."));
+        return Err(ApiError::invalid(
+            "allocation.additional",
+            "Additional allocations at creation are not supported.",
+        ));
     }
     let mut new = NewServer::new(nexus_control::manage::check_name(&name)?, owner, egg, limits);
     new.values = body.environment("environment")?;
@@ -786,11 +800,10 @@ pub(super) async fn create_server(state: Arc<PanelState>, call: Call) -> Answere
     new.editor = Editor::Admin;
     new.start_on_completion = body.boolean("start_on_completion")?.unwrap_or(false);
     let locations: Vec<Option<LocationId>> = if let Some(default) = body.int("allocation.default")? {
-        new.allocation = Some(
-            record_by_number(&state, RecordKind::Allocation, default)
-                .await?
-                .ok_or_else(|| ApiError::invalid("allocation.default", "The selected allocation.default is invalid."))?,
-        );
+        new.allocation =
+            Some(record_by_number(&state, RecordKind::Allocation, default).await?.ok_or_else(|| {
+                ApiError::invalid("allocation.default", "The selected allocation.default is invalid.")
+            })?);
         vec![None]
     } else if body.has("deploy") {
         new.port_ranges = port_ranges(&body.strings("deploy.port_range")?)?;
@@ -884,7 +897,11 @@ pub(super) async fn update_startup(state: Arc<PanelState>, call: Call) -> Answer
         }
     }
     let values = body.environment("environment")?;
-    let server = if values.is_empty() { server } else { state.control.update_variables(server.id, &values, Editor::Admin).await? };
+    let server = if values.is_empty() {
+        server
+    } else {
+        state.control.update_variables(server.id, &values, Editor::Admin).await?
+    };
     one_server(&state, server, StatusCode::OK).await
 }
 
@@ -942,14 +959,24 @@ fn present<T>(result: Result<T, StoreError>) -> Result<Option<T>, ApiError> {
 }
 
 /// The record of `kind` holding external id `external`.
-async fn by_external<T: std::str::FromStr>(state: &PanelState, kind: RecordKind, external: &str) -> Result<Option<T>, ApiError> {
-    let found = state.control.store().find_record_refs(kind, RefLookup::External(external)).await.map_err(store_error)?;
+async fn by_external<T: std::str::FromStr>(
+    state: &PanelState,
+    kind: RecordKind,
+    external: &str,
+) -> Result<Option<T>, ApiError> {
+    let found =
+        state.control.store().find_record_refs(kind, RefLookup::External(external)).await.map_err(store_error)?;
     Ok(found.first().and_then(|r| r.key.parse().ok()))
 }
 
 /// Refuses `external` when a live record other than `mine` holds it; a deleted record's
 /// hold is released.
-async fn external_free(state: &PanelState, kind: RecordKind, external: &str, mine: Option<&str>) -> Result<(), ApiError> {
+async fn external_free(
+    state: &PanelState,
+    kind: RecordKind,
+    external: &str,
+    mine: Option<&str>,
+) -> Result<(), ApiError> {
     nexus_core::store::check_external_id(external).map_err(|e| ApiError::invalid("external_id", e.to_string()))?;
     let store = state.control.store();
     let holders = store.find_record_refs(kind, RefLookup::External(external)).await.map_err(store_error)?;
@@ -975,7 +1002,9 @@ async fn external_free(state: &PanelState, kind: RecordKind, external: &str, min
 async fn set_external(state: &PanelState, kind: RecordKind, key: &str, external: Option<&str>) -> Result<(), ApiError> {
     match state.control.store().set_external_id(kind, key, external).await {
         Ok(_) => Ok(()),
-        Err(StoreError::Duplicate { .. }) => Err(ApiError::invalid("external_id", "The external id has already been taken.")),
+        Err(StoreError::Duplicate { .. }) => {
+            Err(ApiError::invalid("external_id", "The external id has already been taken."))
+        }
         Err(StoreError::InvalidReference(reason)) => Err(ApiError::invalid("external_id", reason)),
         Err(e) => Err(store_error(e)),
     }

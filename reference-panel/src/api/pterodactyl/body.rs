@@ -61,7 +61,9 @@ impl Body {
     pub(super) fn int(&self, path: &str) -> Result<Option<i64>, ApiError> {
         match self.get(path) {
             None => Ok(None),
-            Some(value) => integer(value).map(Some).ok_or_else(|| ApiError::invalid(path, format!("The {path} must be an integer."))),
+            Some(value) => integer(value)
+                .map(Some)
+                .ok_or_else(|| ApiError::invalid(path, format!("The {path} must be an integer."))),
         }
     }
 

@@ -119,10 +119,12 @@ pub(super) async fn list_servers(state: Arc<PanelState>, call: Call) -> Answered
     let user = &call.principal()?.user;
     // As Pterodactyl: everyone sees their own servers and those shared with them; an admin
     // asking `?type=admin` (or `admin-all`) sees every server.
-    let all = user.role == Role::Admin && matches!(call.query.get("type").map(String::as_str), Some("admin" | "admin-all"));
+    let all =
+        user.role == Role::Admin && matches!(call.query.get("type").map(String::as_str), Some("admin" | "admin-all"));
     let filter = ServerFilter { member: (!all).then_some(user.id), ..ServerFilter::default() };
     let rows = state.control.store().list_servers(&filter, Page::all()).await.map_err(store_error)?;
-    let list = Paging::of(&call)?.list(rows, "server", "/api/client", |rows| server_attributes(&state, &call, rows)).await?;
+    let list =
+        Paging::of(&call)?.list(rows, "server", "/api/client", |rows| server_attributes(&state, &call, rows)).await?;
     answer(StatusCode::OK, &list)
 }
 
@@ -134,7 +136,8 @@ pub(super) async fn show_server(state: Arc<PanelState>, call: Call) -> Answered 
         _ => vec!["*".into()],
     };
     let mut body = item("server", attributes.take());
-    body["meta"] = json!({ "is_server_owner": matches!(call.access()?, ServerAccess::Owner), "user_permissions": permissions });
+    body["meta"] =
+        json!({ "is_server_owner": matches!(call.access()?, ServerAccess::Owner), "user_permissions": permissions });
     answer(StatusCode::OK, &body)
 }
 
@@ -217,7 +220,13 @@ pub(super) async fn list_files(state: Arc<PanelState>, call: Call) -> Answered {
 
 /// `drwxr-xr-x` for a mode.
 fn mode_string(mode: u32, directory: bool, symlink: bool) -> String {
-    let kind = if symlink { 'l' } else if directory { 'd' } else { '-' };
+    let kind = if symlink {
+        'l'
+    } else if directory {
+        'd'
+    } else {
+        '-'
+    };
     let bits = "rwxrwxrwx".chars().enumerate().map(|(i, c)| if mode & (0o400 >> i) != 0 { c } else { '-' });
     std::iter::once(kind).chain(bits).collect()
 }
@@ -230,4 +239,3 @@ pub(super) async fn write_file(state: Arc<PanelState>, call: Call) -> Answered {
     files::write(state, call).await?;
     no_content()
 }
-

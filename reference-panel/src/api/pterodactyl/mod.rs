@@ -36,10 +36,14 @@ use warp::reply::Response;
 /// hands it the body as it arrives.
 macro_rules! pt {
     ($method:ident $path:literal, $access:expr, $handler:path) => {
-        Route::plain(Method::$method, $path, $access, false, |state, call| -> Handled { Box::pin($handler(state, call)) })
+        Route::plain(Method::$method, $path, $access, false, |state, call| -> Handled {
+            Box::pin($handler(state, call))
+        })
     };
     ($method:ident $path:literal, $access:expr, $handler:path, stream) => {
-        Route::plain(Method::$method, $path, $access, true, |state, call| -> Handled { Box::pin($handler(state, call)) })
+        Route::plain(Method::$method, $path, $access, true, |state, call| -> Handled {
+            Box::pin($handler(state, call))
+        })
     };
 }
 
@@ -125,7 +129,12 @@ async fn number_of(state: &PanelState, kind: RecordKind, key: impl ToString) -> 
 }
 
 /// The key of the record of `kind` numbered by the path's `i`th segment (`404` when none).
-async fn key_of<T: std::str::FromStr>(state: &PanelState, call: &Call, i: usize, kind: RecordKind) -> Result<T, ApiError> {
+async fn key_of<T: std::str::FromStr>(
+    state: &PanelState,
+    call: &Call,
+    i: usize,
+    kind: RecordKind,
+) -> Result<T, ApiError> {
     let not_found = || ApiError::not_found("The requested resource could not be found on the server.");
     let number: u64 = call.params.get(i).and_then(|p| p.parse().ok()).ok_or_else(not_found)?;
     let found = state.control.store().find_record_refs(kind, RefLookup::Number(number)).await.map_err(store_error)?;

@@ -59,7 +59,13 @@ impl Paging {
 
     /// This page of `rows` as a Pterodactyl list of `object`s, each row turned into its
     /// attributes by `attributes` (only the rows shown are turned).
-    pub(super) async fn list<T, F, Fut>(self, rows: Vec<T>, object: &str, path: &str, attributes: F) -> Result<Value, ApiError>
+    pub(super) async fn list<T, F, Fut>(
+        self,
+        rows: Vec<T>,
+        object: &str,
+        path: &str,
+        attributes: F,
+    ) -> Result<Value, ApiError>
     where
         F: Fn(Vec<T>) -> Fut,
         Fut: std::future::Future<Output = Result<Vec<Value>, ApiError>>,

@@ -1,0 +1,481 @@
+//! Pterodactyl's Application and Client APIs, route by route, against `nexus-panel up` with
+//! its local node on the real Docker engine. Field names, types and status codes follow
+//! Pterodactyl's API documentation; every error answer is checked for Pterodactyl's error
+//! shape.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::up::{BIN, Up};
+use common::{Client, T};
+use futures::StreamExt;
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// A client of Pterodactyl's API with one key, as a billing system or library sends it.
+struct Ptero {
+    http: reqwest::Client,
+    base: String,
+    key: String,
+}
+
+impl Ptero {
+    fn new(base: &str, key: &str) -> Self {
+        Self { http: reqwest::Client::new(), base: base.to_owned(), key: key.to_owned() }
+    }
+
+    async fn raw(&self, method: Method, path: &str, body: Option<Value>) -> reqwest::Response {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.key)
+            .header("accept", "Application/vnd.pterodactyl.v1+json");
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// The status and JSON body; an error answer must be in Pterodactyl's shape.
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let response = self.raw(method.clone(), path, body).await;
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        let value: Value =
+            if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        if status >= 400 {
+            assert_error_shape(status, &value, &format!("{method} {path}"));
+        }
+        (status, value)
+    }
+
+    async fn ok(&self, method: Method, path: &str, body: Option<Value>, expected: u16) -> Value {
+        let (status, value) = self.call(method.clone(), path, body).await;
+        assert_eq!(status, expected, "{method} {path}: {value}");
+        value
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        self.ok(Method::GET, path, None, 200).await
+    }
+}
+
+/// `{"errors":[{"code": "...Exception", "status": "<status>", "detail": "..."}]}`.
+fn assert_error_shape(status: u16, body: &Value, what: &str) {
+    let errors = body["errors"].as_array().unwrap_or_else(|| panic!("{what}: not Pterodactyl's error shape: {body}"));
+    assert!(!errors.is_empty(), "{what}: {body}");
+    for error in errors {
+        assert!(error["code"].as_str().is_some_and(|c| c.ends_with("Exception")), "{what}: {body}");
+        assert_eq!(error["status"], status.to_string(), "{what}: {body}");
+        assert!(error["detail"].as_str().is_some_and(|d| !d.is_empty()), "{what}: {body}");
+    }
+}
+
+/// An object of `object` with integer `id` when it has one.
+fn attributes<'a>(value: &'a Value, object: &str) -> &'a Value {
+    assert_eq!(value["object"], object, "{value}");
+    &value["attributes"]
+}
+
+fn assert_pagination(list: &Value, total: u64) {
+    assert_eq!(list["object"], "list", "{list}");
+    let pagination = &list["meta"]["pagination"];
+    assert_eq!(pagination["total"], total, "{list}");
+    assert_eq!(pagination["count"].as_u64(), list["data"].as_array().map(|d| d.len() as u64), "{list}");
+    for field in ["per_page", "current_page", "total_pages"] {
+        assert!(pagination[field].as_u64().is_some(), "{field}: {list}");
+    }
+    assert!(pagination["links"].is_object(), "{list}");
+}
+
+fn create_key(data: &Path, user: &str, kind: &str) -> String {
+    let out = Command::new(BIN)
+        .args(["keys", "create", "--user", user, "--kind", kind, "--data-dir"])
+        .arg(data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + T;
+    while !check().await {
+        assert!(Instant::now() < deadline, "{what}: not in time");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_application_and_client_apis_answer_as_pterodactyl_documents() {
+    if !common::docker_ready() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut up = Up::start_with_ports(&data, "30440-30449", "127.0.0.1:0");
+    let password = up.password.clone().unwrap();
+    let session = Client::login(&up.url, "admin@nexus.local", &password).await;
+    let app = Ptero::new(&up.url, &create_key(&data, "admin@nexus.local", "application"));
+
+    // Refusals, in Pterodactyl's shape.
+    let anonymous = Ptero::new(&up.url, "ptla_nothing");
+    assert_eq!(anonymous.call(Method::GET, "/api/application/users", None).await.0, 401);
+    let (status, body) = app.call(Method::GET, "/api/application/no-such-thing", None).await;
+    assert_eq!((status, body["errors"][0]["code"].as_str()), (404, Some("NotFoundHttpException")));
+    assert_eq!(app.call(Method::GET, "/api/client/servers/zzzzzzzz/nope", None).await.0, 404);
+    assert_eq!(app.call(Method::GET, "/api/application/users/999999", None).await.0, 404);
+
+    // Users.
+    let (status, body) = app.call(Method::POST, "/api/application/users", Some(json!({ "username": "nomail" }))).await;
+    assert_eq!((status, body["errors"][0]["meta"]["source_field"].as_str()), (422, Some("email")), "{body}");
+    let created = app
+        .ok(
+            Method::POST,
+            "/api/application/users",
+            Some(json!({
+                "email": "player@example.com", "username": "player", "first_name": "Pat", "last_name": "Player",
+                "password": "correct horse battery", "external_id": "billing-7",
+            })),
+            201,
+        )
+        .await;
+    let user = attributes(&created, "user").clone();
+    let user_id = user["id"].as_u64().expect("an integer id");
+    assert!(user_id >= 1);
+    assert_eq!((user["external_id"].as_str(), user["root_admin"].as_bool()), (Some("billing-7"), Some(false)));
+    assert!(user["uuid"].as_str().is_some_and(|u| u.len() == 36) && user["2fa"] == false, "{user}");
+    for field in ["username", "email", "first_name", "last_name", "language", "created_at", "updated_at"] {
+        assert!(user[field].is_string(), "{field}: {user}");
+    }
+    assert_eq!(app.get(&format!("/api/application/users/{user_id}")).await["attributes"]["uuid"], user["uuid"]);
+    assert_eq!(app.get("/api/application/users/external/billing-7").await["attributes"]["id"], user_id);
+    let found = app.get("/api/application/users?filter[email]=player@example.com").await;
+    assert_pagination(&found, 1);
+    assert_eq!(found["data"][0]["attributes"]["id"], user_id);
+    assert_pagination(&app.get("/api/application/users?filter[external_id]=billing-7").await, 1);
+    assert_pagination(&app.get("/api/application/users?filter[external_id]=nobody").await, 0);
+    let (status, _) = app
+        .call(
+            Method::POST,
+            "/api/application/users",
+            Some(json!({"email": "twin@example.com", "username": "twin", "first_name": "T", "last_name": "W", "external_id": "billing-7"})),
+        )
+        .await;
+    assert_eq!(status, 422, "an external id names one user");
+    let patched = app
+        .ok(
+            Method::PATCH,
+            &format!("/api/application/users/{user_id}"),
+            Some(json!({ "email": "pat@example.com" })),
+            200,
+        )
+        .await;
+    assert_eq!(patched["attributes"]["email"], "pat@example.com");
+    let all = app.get("/api/application/users?per_page=1").await;
+    assert_pagination(&all, 2);
+    assert_eq!(all["meta"]["pagination"]["total_pages"], 2);
+    assert!(all["meta"]["pagination"]["links"]["next"].is_string(), "{all}");
+
+    // Locations.
+    let location = app
+        .ok(Method::POST, "/api/application/locations", Some(json!({ "short": "fra1", "long": "Frankfurt" })), 201)
+        .await;
+    let location_id = attributes(&location, "location")["id"].as_u64().unwrap();
+    assert_eq!(app.get(&format!("/api/application/locations/{location_id}")).await["attributes"]["short"], "fra1");
+    assert_pagination(&app.get("/api/application/locations").await, 1);
+
+    // Nodes: one registered here (checked, then removed) and the local node that runs servers.
+    let node = app
+        .ok(
+            Method::POST,
+            "/api/application/nodes",
+            Some(json!({
+                "name": "spare", "location_id": location_id, "fqdn": "spare.example.com", "scheme": "https",
+                "memory": 4096, "memory_overallocate": 0, "disk": 20000, "disk_overallocate": 0,
+                "upload_size": 100, "daemon_sftp": 2022, "daemon_listen": 8443,
+            })),
+            201,
+        )
+        .await;
+    let spare = attributes(&node, "node").clone();
+    let spare_id = spare["id"].as_u64().unwrap();
+    assert_eq!((spare["location_id"].as_u64(), spare["memory"].as_u64()), (Some(location_id), Some(4096)));
+    assert!(spare["allocated_resources"]["memory"].is_u64(), "{spare}");
+    let config = app.get(&format!("/api/application/nodes/{spare_id}/configuration")).await;
+    assert_eq!(config["uuid"], spare["uuid"]);
+    assert!(config["token"].as_str().is_some_and(|t| !t.is_empty()) && config["remote"] == up.url.as_str(), "{config}");
+    app.ok(
+        Method::POST,
+        &format!("/api/application/nodes/{spare_id}/allocations"),
+        Some(json!({ "ip": "127.0.0.1", "ports": ["25565", "25570-25572"] })),
+        204,
+    )
+    .await;
+    let allocations = app.get(&format!("/api/application/nodes/{spare_id}/allocations")).await;
+    assert_pagination(&allocations, 4);
+    let first = &allocations["data"][0]["attributes"];
+    assert_eq!((first["port"].as_u64(), first["assigned"].as_bool()), (Some(25565), Some(false)), "{allocations}");
+    let allocation_id = first["id"].as_u64().unwrap();
+    app.ok(Method::DELETE, &format!("/api/application/nodes/{spare_id}/allocations/{allocation_id}"), None, 204).await;
+    assert_pagination(&app.get(&format!("/api/application/nodes/{spare_id}/allocations")).await, 3);
+    app.ok(Method::DELETE, &format!("/api/application/nodes/{spare_id}"), None, 204).await;
+    assert_eq!(app.call(Method::GET, &format!("/api/application/nodes/{spare_id}"), None).await.0, 404);
+
+    let nodes = app.get("/api/application/nodes?filter[name]=local").await;
+    assert_pagination(&nodes, 1);
+    let local = nodes["data"][0]["attributes"].clone();
+    let local_id = local["id"].as_u64().unwrap();
+    up.node_containers = Some(format!("label={}={}", nexus_agent::NODE_LABEL, local["uuid"].as_str().unwrap()));
+    let moved = app
+        .ok(
+            Method::PATCH,
+            &format!("/api/application/nodes/{local_id}"),
+            Some(json!({ "location_id": location_id })),
+            200,
+        )
+        .await;
+    assert_eq!(moved["attributes"]["location_id"], location_id);
+    wait_for("the local node online", async || {
+        session.get(&format!("/api/v1/nodes/{}", local["uuid"].as_str().unwrap())).await["status"] == "online"
+    })
+    .await;
+
+    // Nests and eggs (an egg imported into a nest through /api/v1: Pterodactyl's API has no
+    // import).
+    let (status, nest) =
+        session.call(Method::POST, "/api/v1/nests", Some(json!({ "name": "Tests", "description": "test eggs" }))).await;
+    assert_eq!(status, 201, "{nest}");
+    let egg_file = include_bytes!("../../egg-engine/tests/fixtures/egg-busybox-echo.json").to_vec();
+    let response = session
+        .http
+        .post(format!("{}/api/v1/nests/{}/eggs", up.url, nest["id"].as_str().unwrap()))
+        .header("cookie", &session.cookie)
+        .header("x-csrf-token", &session.csrf)
+        .header("content-type", "application/json")
+        .body(egg_file)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let nests = app.get("/api/application/nests").await;
+    let nest_id = nests["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["attributes"]["name"] == "Tests")
+        .map(|n| n["attributes"]["id"].as_u64().unwrap())
+        .expect("the nest is listed");
+    assert_eq!(app.get(&format!("/api/application/nests/{nest_id}")).await["attributes"]["description"], "test eggs");
+    let eggs = app.get(&format!("/api/application/nests/{nest_id}/eggs?include=variables")).await;
+    assert_pagination(&eggs, 1);
+    let egg = eggs["data"][0]["attributes"].clone();
+    let egg_id = egg["id"].as_u64().unwrap();
+    assert_eq!(
+        (egg["nest"].as_u64(), egg["docker_image"].as_str()),
+        (Some(nest_id), Some("nexus-test/busybox:latest"))
+    );
+    assert_eq!(egg["config"]["startup"]["done"], "ready", "config blocks are objects: {egg}");
+    assert_eq!(egg["script"]["container"], "nexus-test/busybox:latest");
+    let variables = egg["relationships"]["variables"]["data"].as_array().unwrap();
+    let greeting = variables.iter().find(|v| v["attributes"]["env_variable"] == "GREETING").unwrap();
+    assert_eq!(greeting["object"], "egg_variable");
+    assert_eq!(
+        (greeting["attributes"]["rules"].as_str(), greeting["attributes"]["egg_id"].as_u64()),
+        (Some("required|string|max:20"), Some(egg_id))
+    );
+    let shown = app.get(&format!("/api/application/nests/{nest_id}/eggs/{egg_id}")).await;
+    assert!(shown["attributes"]["relationships"].is_null(), "no include, no relationships");
+
+    // A server placed by `deploy`: a location and a port range.
+    let create = json!({
+        "name": "pt-echo", "user": user_id, "egg": egg_id,
+        "docker_image": "nexus-test/busybox:latest", "startup": egg["startup"],
+        "environment": { "GREETING": "hi from ptero", "MAX_PLAYERS": 8, "MOTD": null },
+        "limits": { "memory": 128, "swap": 0, "disk": 512, "io": 500, "cpu": 0 },
+        "feature_limits": { "databases": 0, "allocations": 1, "backups": 0 },
+        "deploy": { "locations": [location_id], "dedicated_ip": false, "port_range": ["30443-30444"] },
+        "start_on_completion": false, "external_id": "order-42",
+    });
+    let mut bad = create.clone();
+    bad["environment"]["MAX_PLAYERS"] = json!(500);
+    let (status, body) = app.call(Method::POST, "/api/application/servers", Some(bad)).await;
+    assert_eq!((status, body["errors"][0]["meta"]["source_field"].as_str()), (422, Some("MAX_PLAYERS")), "{body}");
+    let created = app.ok(Method::POST, "/api/application/servers", Some(create), 201).await;
+    let server = attributes(&created, "server").clone();
+    let server_id = server["id"].as_u64().unwrap();
+    let identifier = server["identifier"].as_str().unwrap().to_owned();
+    assert_eq!(identifier.len(), 8);
+    assert!(server["uuid"].as_str().unwrap().starts_with(&identifier));
+    assert_eq!(
+        (server["user"].as_u64(), server["node"].as_u64(), server["egg"].as_u64(), server["nest"].as_u64()),
+        (Some(user_id), Some(local_id), Some(egg_id), Some(nest_id))
+    );
+    assert_eq!((server["external_id"].as_str(), server["limits"]["memory"].as_u64()), (Some("order-42"), Some(128)));
+    assert_eq!(server["container"]["environment"]["GREETING"], "hi from ptero");
+    for field in ["feature_limits", "container", "limits"] {
+        assert!(server[field].is_object(), "{field}: {server}");
+    }
+    assert_eq!(app.get(&format!("/api/application/servers/{server_id}")).await["attributes"]["uuid"], server["uuid"]);
+    assert_eq!(app.get("/api/application/servers/external/order-42").await["attributes"]["id"], server_id);
+    assert_pagination(&app.get("/api/application/servers?filter[external_id]=order-42").await, 1);
+    assert_pagination(&app.get("/api/application/servers").await, 1);
+    let (status, _) = app.call(Method::DELETE, &format!("/api/application/users/{user_id}"), None).await;
+    assert_eq!(status, 400, "a user owning servers stays");
+    wait_for("the install", async || {
+        app.get(&format!("/api/application/servers/{server_id}")).await["attributes"]["container"]["installed"] == 1
+    })
+    .await;
+
+    // As the owner, through the client API.
+    let owner = Ptero::new(&up.url, &create_key(&data, "player", "client"));
+    assert_eq!(owner.call(Method::GET, "/api/application/servers", None).await.0, 403, "a client key is not an admin");
+    let account = owner.get("/api/client/account").await;
+    assert_eq!((account["object"].as_str(), account["attributes"]["id"].as_u64()), (Some("user"), Some(user_id)));
+    let mine = owner.get("/api/client").await;
+    assert_pagination(&mine, 1);
+    let listed = attributes(&mine["data"][0], "server").clone();
+    assert_eq!(
+        (listed["identifier"].as_str(), listed["internal_id"].as_u64()),
+        (Some(identifier.as_str()), Some(server_id))
+    );
+    assert_eq!(listed["server_owner"], true);
+    let allocations = listed["relationships"]["allocations"]["data"].as_array().unwrap();
+    let port = allocations[0]["attributes"]["port"].as_u64().unwrap();
+    assert!((30443..=30444).contains(&port) && allocations[0]["attributes"]["is_default"] == true, "{listed}");
+    let shown = owner.get(&format!("/api/client/servers/{identifier}")).await;
+    assert_eq!(shown["meta"]["is_server_owner"], true);
+    assert_eq!(
+        owner.get(&format!("/api/client/servers/{}", server["uuid"].as_str().unwrap())).await["attributes"]["identifier"],
+        identifier.as_str()
+    );
+    let stranger = Ptero::new(&up.url, &create_key(&data, "admin@nexus.local", "client"));
+    assert_pagination(&stranger.get("/api/client").await, 0);
+    assert_pagination(&stranger.get("/api/client?type=admin").await, 1);
+
+    let socket = owner.get(&format!("/api/client/servers/{identifier}/websocket")).await;
+    let url =
+        format!("{}?token={}", socket["data"]["socket"].as_str().unwrap(), socket["data"]["token"].as_str().unwrap());
+    let (mut console, _) = tokio_tungstenite::connect_async(url.as_str()).await.expect("console socket");
+    let (status, body) = owner
+        .call(Method::POST, &format!("/api/client/servers/{identifier}/power"), Some(json!({ "signal": "jump" })))
+        .await;
+    assert_eq!((status, body["errors"][0]["meta"]["source_field"].as_str()), (422, Some("signal")));
+    owner
+        .ok(Method::POST, &format!("/api/client/servers/{identifier}/power"), Some(json!({ "signal": "start" })), 204)
+        .await;
+    wait_for("running", async || {
+        owner.get(&format!("/api/client/servers/{identifier}/resources")).await["attributes"]["current_state"]
+            == "running"
+    })
+    .await;
+    owner
+        .ok(
+            Method::POST,
+            &format!("/api/client/servers/{identifier}/command"),
+            Some(json!({ "command": "ping ptero" })),
+            204,
+        )
+        .await;
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + T;
+    while !seen.contains("echo: ping ptero") {
+        let message = tokio::time::timeout_at(deadline, console.next()).await.expect("the command's output in time");
+        seen.push_str(&message.unwrap().unwrap().into_text().unwrap());
+    }
+    let stats = owner.get(&format!("/api/client/servers/{identifier}/resources")).await;
+    let resources = &attributes(&stats, "stats")["resources"];
+    for field in ["memory_bytes", "disk_bytes", "network_rx_bytes", "network_tx_bytes", "uptime"] {
+        assert!(resources[field].is_u64(), "{field}: {stats}");
+    }
+    assert!(resources["cpu_absolute"].is_number(), "{stats}");
+
+    // Files.
+    let response = owner
+        .http
+        .post(format!("{}/api/client/servers/{identifier}/files/write?file=%2Fnotes.txt", up.url))
+        .bearer_auth(&owner.key)
+        .body("written through the client API")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    let listing = owner.get(&format!("/api/client/servers/{identifier}/files/list?directory=%2F")).await;
+    assert_eq!(listing["object"], "list");
+    let notes =
+        listing["data"].as_array().unwrap().iter().find(|f| f["attributes"]["name"] == "notes.txt").expect("listed");
+    assert_eq!(notes["object"], "file_object");
+    assert_eq!(
+        (notes["attributes"]["is_file"].as_bool(), notes["attributes"]["size"].as_u64()),
+        (Some(true), Some(30))
+    );
+    assert!(notes["attributes"]["mode"].as_str().is_some_and(|m| m.starts_with("-rw")), "{notes}");
+    let contents = owner
+        .raw(Method::GET, &format!("/api/client/servers/{identifier}/files/contents?file=%2Fnotes.txt"), None)
+        .await;
+    assert_eq!(contents.status(), 200);
+    assert_eq!(contents.text().await.unwrap(), "written through the client API");
+
+    // Build, details, startup, suspension, reinstall.
+    let built = app
+        .ok(Method::PATCH, &format!("/api/application/servers/{server_id}/build"), Some(json!({ "allocation": allocations[0]["attributes"]["id"], "memory": 192, "swap": 0, "disk": 512, "io": 500, "cpu": 0, "feature_limits": {"databases": 0, "allocations": 1, "backups": 0} })), 200)
+        .await;
+    assert_eq!(built["attributes"]["limits"]["memory"], 192);
+    let renamed = app
+        .ok(
+            Method::PATCH,
+            &format!("/api/application/servers/{server_id}/details"),
+            Some(json!({ "name": "pt-renamed", "user": user_id, "external_id": "order-43" })),
+            200,
+        )
+        .await;
+    assert_eq!(
+        (renamed["attributes"]["name"].as_str(), renamed["attributes"]["external_id"].as_str()),
+        (Some("pt-renamed"), Some("order-43"))
+    );
+    let started = app
+        .ok(
+            Method::PATCH,
+            &format!("/api/application/servers/{server_id}/startup"),
+            Some(json!({ "environment": { "GREETING": "changed" }, "egg": egg_id })),
+            200,
+        )
+        .await;
+    assert_eq!(started["attributes"]["container"]["environment"]["GREETING"], "changed");
+    owner
+        .ok(Method::POST, &format!("/api/client/servers/{identifier}/power"), Some(json!({ "signal": "kill" })), 204)
+        .await;
+    wait_for("stopped", async || {
+        owner.get(&format!("/api/client/servers/{identifier}/resources")).await["attributes"]["current_state"]
+            == "offline"
+    })
+    .await;
+    app.ok(Method::POST, &format!("/api/application/servers/{server_id}/suspend"), None, 204).await;
+    let suspended = app.get(&format!("/api/application/servers/{server_id}")).await;
+    assert_eq!(
+        (suspended["attributes"]["suspended"].as_bool(), suspended["attributes"]["status"].as_str()),
+        (Some(true), Some("suspended"))
+    );
+    app.ok(Method::POST, &format!("/api/application/servers/{server_id}/unsuspend"), None, 204).await;
+    assert_eq!(app.get(&format!("/api/application/servers/{server_id}")).await["attributes"]["suspended"], false);
+    app.ok(Method::POST, &format!("/api/application/servers/{server_id}/reinstall"), None, 204).await;
+    wait_for("the reinstall", async || {
+        app.get(&format!("/api/application/servers/{server_id}")).await["attributes"]["container"]["installed"] == 1
+    })
+    .await;
+
+    // Removal.
+    app.ok(Method::DELETE, &format!("/api/application/servers/{server_id}"), None, 204).await;
+    wait_for("the server gone", async || {
+        app.call(Method::GET, &format!("/api/application/servers/{server_id}"), None).await.0 == 404
+    })
+    .await;
+    assert_eq!(owner.call(Method::GET, &format!("/api/client/servers/{identifier}"), None).await.0, 404);
+    app.ok(Method::DELETE, &format!("/api/application/users/{user_id}"), None, 204).await;
+    assert_eq!(app.call(Method::GET, &format!("/api/application/users/{user_id}"), None).await.0, 404);
+    up.interrupt();
+}
