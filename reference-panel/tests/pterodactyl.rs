@@ -102,6 +102,31 @@ fn create_key(data: &Path, user: &str, kind: &str) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn send(socket: &mut Socket, name: &str, args: &[&str]) {
+    use futures::SinkExt;
+    let text = json!({ "event": name, "args": args }).to_string();
+    socket.send(tokio_tungstenite::tungstenite::Message::text(text)).await.unwrap();
+}
+
+/// The next event matching `wanted`, as `(event, args)`.
+async fn next_event(socket: &mut Socket, wanted: impl Fn(&(String, Vec<String>)) -> bool) -> (String, Vec<String>) {
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        let message = tokio::time::timeout_at(deadline, socket.next()).await.expect("an event in time");
+        let message = message.expect("the socket stays open").unwrap();
+        let Ok(text) = message.into_text() else { continue };
+        let value: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
+        let event = value["event"].as_str().expect("an event name").to_owned();
+        let args = value["args"].as_array().map_or_else(Vec::new, |a| a.iter().map(|v| v.as_str().unwrap().to_owned()).collect());
+        let pair = (event, args);
+        if wanted(&pair) {
+            return pair;
+        }
+    }
+}
+
 async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) {
     let deadline = Instant::now() + T;
     while !check().await {
@@ -357,36 +382,36 @@ async fn the_application_and_client_apis_answer_as_pterodactyl_documents() {
     assert_pagination(&stranger.get("/api/client").await, 0);
     assert_pagination(&stranger.get("/api/client?type=admin").await, 1);
 
+    // The console in Wings' protocol: credentials from the panel, `auth` as the first message.
     let socket = owner.get(&format!("/api/client/servers/{identifier}/websocket")).await;
-    let url =
-        format!("{}?token={}", socket["data"]["socket"].as_str().unwrap(), socket["data"]["token"].as_str().unwrap());
+    let url = socket["data"]["socket"].as_str().unwrap().to_owned();
+    assert!(url.starts_with("ws://") && url.ends_with(&format!("/api/servers/{}/ws", server["uuid"].as_str().unwrap())), "{url}");
+    let token = socket["data"]["token"].as_str().unwrap().to_owned();
+    let (mut refused, _) = tokio_tungstenite::connect_async(url.as_str()).await.expect("console socket");
+    send(&mut refused, "auth", &["not-a-token"]).await;
+    assert_eq!(next_event(&mut refused, |_| true).await.0, "jwt error");
     let (mut console, _) = tokio_tungstenite::connect_async(url.as_str()).await.expect("console socket");
-    let (status, body) = owner
-        .call(Method::POST, &format!("/api/client/servers/{identifier}/power"), Some(json!({ "signal": "jump" })))
-        .await;
+    send(&mut console, "auth", &[&token]).await;
+    assert_eq!(next_event(&mut console, |_| true).await.0, "auth success");
+    assert_eq!(next_event(&mut console, |_| true).await, ("status".to_owned(), vec!["offline".to_owned()]));
+    let (status, body) =
+        owner.call(Method::POST, &format!("/api/client/servers/{identifier}/power"), Some(json!({ "signal": "jump" }))).await;
     assert_eq!((status, body["errors"][0]["meta"]["source_field"].as_str()), (422, Some("signal")));
+    owner.ok(Method::POST, &format!("/api/client/servers/{identifier}/power"), Some(json!({ "signal": "start" })), 204).await;
+    next_event(&mut console, |(name, args)| name == "status" && args[0] == "running").await;
     owner
-        .ok(Method::POST, &format!("/api/client/servers/{identifier}/power"), Some(json!({ "signal": "start" })), 204)
+        .ok(Method::POST, &format!("/api/client/servers/{identifier}/command"), Some(json!({ "command": "ping ptero" })), 204)
         .await;
-    wait_for("running", async || {
-        owner.get(&format!("/api/client/servers/{identifier}/resources")).await["attributes"]["current_state"]
-            == "running"
-    })
-    .await;
-    owner
-        .ok(
-            Method::POST,
-            &format!("/api/client/servers/{identifier}/command"),
-            Some(json!({ "command": "ping ptero" })),
-            204,
-        )
-        .await;
-    let mut seen = String::new();
-    let deadline = tokio::time::Instant::now() + T;
-    while !seen.contains("echo: ping ptero") {
-        let message = tokio::time::timeout_at(deadline, console.next()).await.expect("the command's output in time");
-        seen.push_str(&message.unwrap().unwrap().into_text().unwrap());
-    }
+    next_event(&mut console, |(name, args)| name == "console output" && args[0].contains("echo: ping ptero")).await;
+    send(&mut console, "send command", &["ping socket"]).await;
+    next_event(&mut console, |(name, args)| name == "console output" && args[0].contains("echo: ping socket")).await;
+    send(&mut console, "send stats", &[]).await;
+    let (_, args) = next_event(&mut console, |(name, _)| name == "stats").await;
+    let sample: Value = serde_json::from_str(&args[0]).expect("stats is a JSON text");
+    assert_eq!(sample["state"], "running", "{sample}");
+    assert!(sample["memory_bytes"].is_u64() && sample["network"]["rx_bytes"].is_u64(), "{sample}");
+    send(&mut console, "send logs", &[]).await;
+    next_event(&mut console, |(name, args)| name == "console output" && args[0].contains("hi from ptero")).await;
     let stats = owner.get(&format!("/api/client/servers/{identifier}/resources")).await;
     let resources = &attributes(&stats, "stats")["resources"];
     for field in ["memory_bytes", "disk_bytes", "network_rx_bytes", "network_tx_bytes", "uptime"] {

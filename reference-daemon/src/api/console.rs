@@ -190,7 +190,7 @@ async fn session(socket: WebSocket, state: Arc<ApiState>, server: ServerId, call
 /// the socket's buffer is full), and a client that does not read must stall only its own
 /// session, never for longer than the deadline. False when the write failed or timed out:
 /// the session ends.
-async fn write(write: impl std::future::Future<Output = Result<(), warp::Error>>) -> bool {
+pub(super) async fn write(write: impl std::future::Future<Output = Result<(), warp::Error>>) -> bool {
     match tokio::time::timeout(SLOW_CLIENT_DEADLINE, write).await {
         Ok(Ok(())) => true,
         Ok(Err(_)) => false,

@@ -50,6 +50,7 @@ pub mod limit;
 pub mod power_queue;
 mod request;
 mod servers;
+pub mod wings_socket;
 
 pub use error::{ApiError, recover};
 pub use limit::{CommandLimits, Rate};
@@ -111,6 +112,8 @@ pub fn routes(state: Arc<ApiState>) -> BoxedFilter<(Response,)> {
     let counted = Arc::clone(&state);
     servers::routes(Arc::clone(&state))
         .or(console::route(Arc::clone(&state)))
+        .unify()
+        .or(wings_socket::route(Arc::clone(&state)))
         .unify()
         .or(files::routes(Arc::clone(&state)))
         .unify()

@@ -169,7 +169,9 @@ pub(super) async fn resources(state: Arc<PanelState>, call: Call) -> Answered {
 
 pub(super) async fn websocket(state: Arc<PanelState>, call: Call) -> Answered {
     let access = servers::websocket(state, call).await?.into_body();
-    answer(StatusCode::OK, &json!({ "data": { "token": access.token, "socket": access.socket } }))
+    // The node serves Wings' console protocol next to its own: `…/ws` beside `…/console`.
+    let socket = access.socket.strip_suffix("/console").map_or(access.socket.clone(), |base| format!("{base}/ws"));
+    answer(StatusCode::OK, &json!({ "data": { "token": access.token, "socket": socket } }))
 }
 
 pub(super) async fn command(state: Arc<PanelState>, call: Call) -> Answered {
