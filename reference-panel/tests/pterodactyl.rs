@@ -119,7 +119,9 @@ async fn next_event(socket: &mut Socket, wanted: impl Fn(&(String, Vec<String>))
         let Ok(text) = message.into_text() else { continue };
         let value: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
         let event = value["event"].as_str().expect("an event name").to_owned();
-        let args = value["args"].as_array().map_or_else(Vec::new, |a| a.iter().map(|v| v.as_str().unwrap().to_owned()).collect());
+        let args = value["args"]
+            .as_array()
+            .map_or_else(Vec::new, |a| a.iter().map(|v| v.as_str().unwrap().to_owned()).collect());
         let pair = (event, args);
         if wanted(&pair) {
             return pair;
@@ -385,7 +387,10 @@ async fn the_application_and_client_apis_answer_as_pterodactyl_documents() {
     // The console in Wings' protocol: credentials from the panel, `auth` as the first message.
     let socket = owner.get(&format!("/api/client/servers/{identifier}/websocket")).await;
     let url = socket["data"]["socket"].as_str().unwrap().to_owned();
-    assert!(url.starts_with("ws://") && url.ends_with(&format!("/api/servers/{}/ws", server["uuid"].as_str().unwrap())), "{url}");
+    assert!(
+        url.starts_with("ws://") && url.ends_with(&format!("/api/servers/{}/ws", server["uuid"].as_str().unwrap())),
+        "{url}"
+    );
     let token = socket["data"]["token"].as_str().unwrap().to_owned();
     let (mut refused, _) = tokio_tungstenite::connect_async(url.as_str()).await.expect("console socket");
     send(&mut refused, "auth", &["not-a-token"]).await;
@@ -394,13 +399,21 @@ async fn the_application_and_client_apis_answer_as_pterodactyl_documents() {
     send(&mut console, "auth", &[&token]).await;
     assert_eq!(next_event(&mut console, |_| true).await.0, "auth success");
     assert_eq!(next_event(&mut console, |_| true).await, ("status".to_owned(), vec!["offline".to_owned()]));
-    let (status, body) =
-        owner.call(Method::POST, &format!("/api/client/servers/{identifier}/power"), Some(json!({ "signal": "jump" }))).await;
+    let (status, body) = owner
+        .call(Method::POST, &format!("/api/client/servers/{identifier}/power"), Some(json!({ "signal": "jump" })))
+        .await;
     assert_eq!((status, body["errors"][0]["meta"]["source_field"].as_str()), (422, Some("signal")));
-    owner.ok(Method::POST, &format!("/api/client/servers/{identifier}/power"), Some(json!({ "signal": "start" })), 204).await;
+    owner
+        .ok(Method::POST, &format!("/api/client/servers/{identifier}/power"), Some(json!({ "signal": "start" })), 204)
+        .await;
     next_event(&mut console, |(name, args)| name == "status" && args[0] == "running").await;
     owner
-        .ok(Method::POST, &format!("/api/client/servers/{identifier}/command"), Some(json!({ "command": "ping ptero" })), 204)
+        .ok(
+            Method::POST,
+            &format!("/api/client/servers/{identifier}/command"),
+            Some(json!({ "command": "ping ptero" })),
+            204,
+        )
         .await;
     next_event(&mut console, |(name, args)| name == "console output" && args[0].contains("echo: ping ptero")).await;
     send(&mut console, "send command", &["ping socket"]).await;

@@ -190,8 +190,12 @@ pub(super) async fn show_location(state: Arc<PanelState>, call: Call) -> Answere
 
 pub(super) async fn create_location(state: Arc<PanelState>, call: Call) -> Answered {
     let body = Body::of(&call)?;
-    let short = body.required_string("short")?;
-    let long = body.string("long")?.unwrap_or_default();
+    // py-dactyl names them `shortcode` and `description`; both spellings are taken.
+    let short = match body.string("shortcode")? {
+        Some(short) if !body.has("short") => short,
+        _ => body.required_string("short")?,
+    };
+    let long = body.string("long")?.or(body.string("description")?).unwrap_or_default();
     let short = short.trim();
     if short.len() > 60 || !short.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) {
         return Err(ApiError::invalid("short", "The short must be 1 to 60 letters, digits, `-`, `_` or `.`."));
