@@ -59,6 +59,10 @@ pub struct ScheduleInput {
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct TaskInput {
+    /// The task this one replaces, on an update: it keeps that task's id (a new id when
+    /// absent or not a task of the schedule).
+    #[serde(default)]
+    pub id: Option<TaskId>,
     /// What to do.
     pub action: TaskAction,
     /// Delay after the previous task, seconds.
@@ -200,7 +204,14 @@ impl ControlPlane {
     ) -> Result<Schedule, ControlError> {
         check_tasks(&input.tasks.iter().map(|t| t.action.clone()).collect::<Vec<_>>(), access)?;
         let current = self.schedule_of(server, id).await?;
+        let kept: Vec<Option<TaskId>> =
+            input.tasks.iter().map(|t| t.id.filter(|id| current.tasks.iter().any(|c| c.id == *id))).collect();
         let mut schedule = build(id, server, input, Utc::now())?;
+        for (task, kept) in schedule.tasks.iter_mut().zip(kept) {
+            if let Some(kept) = kept {
+                task.id = kept;
+            }
+        }
         schedule.last_run_at = current.last_run_at;
         self.store.update_schedule(&schedule).await?;
         Ok(schedule)
@@ -366,6 +377,7 @@ mod tests {
         zone.timezone = "Mars/Olympus".into();
         assert!(build(ScheduleId::new(), ServerId::new(), zone, now).is_err());
         let power = |action: &str| TaskInput {
+            id: None,
             action: TaskAction::Power(action.into()),
             offset_seconds: 0,
             continue_on_failure: false,

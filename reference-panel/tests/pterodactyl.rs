@@ -172,6 +172,12 @@ async fn the_application_and_client_apis_answer_as_pterodactyl_documents() {
         )
         .await;
     let user = attributes(&created, "user").clone();
+    assert!(
+        created["meta"]["resource"]
+            .as_str()
+            .is_some_and(|r| r.ends_with(&format!("/api/application/users/{}", user["id"]))),
+        "{created}"
+    );
     let user_id = user["id"].as_u64().expect("an integer id");
     assert!(user_id >= 1);
     assert_eq!((user["external_id"].as_str(), user["root_admin"].as_bool()), (Some("billing-7"), Some(false)));
@@ -299,7 +305,7 @@ async fn the_application_and_client_apis_answer_as_pterodactyl_documents() {
         .expect("the nest is listed");
     assert_eq!(app.get(&format!("/api/application/nests/{nest_id}")).await["attributes"]["description"], "test eggs");
     let eggs = app.get(&format!("/api/application/nests/{nest_id}/eggs?include=variables")).await;
-    assert_pagination(&eggs, 1);
+    assert_eq!((eggs["object"].as_str(), eggs["data"].as_array().map(Vec::len)), (Some("list"), Some(1)), "{eggs}");
     let egg = eggs["data"][0]["attributes"].clone();
     let egg_id = egg["id"].as_u64().unwrap();
     assert_eq!(
@@ -458,6 +464,10 @@ async fn the_application_and_client_apis_answer_as_pterodactyl_documents() {
     assert_eq!(contents.status(), 200);
     assert_eq!(contents.text().await.unwrap(), "written through the client API");
 
+    client_routes(&owner, &identifier, &up.url).await;
+    let (status, body) = app.call(Method::GET, "/api/client", None).await;
+    assert_eq!(status, 403, "an application key is not a client key: {body}");
+
     // Build, details, startup, suspension, reinstall.
     let built = app
         .ok(Method::PATCH, &format!("/api/application/servers/{server_id}/build"), Some(json!({ "allocation": allocations[0]["attributes"]["id"], "memory": 192, "swap": 0, "disk": 512, "io": 500, "cpu": 0, "feature_limits": {"databases": 0, "allocations": 1, "backups": 0} })), 200)
@@ -498,6 +508,16 @@ async fn the_application_and_client_apis_answer_as_pterodactyl_documents() {
         (suspended["attributes"]["suspended"].as_bool(), suspended["attributes"]["status"].as_str()),
         (Some(true), Some("suspended"))
     );
+    app.ok(Method::POST, &format!("/api/application/servers/{server_id}/suspend"), None, 204).await;
+    assert_eq!(
+        owner
+            .call(Method::POST, &format!("/api/client/servers/{identifier}/power"), Some(json!({ "signal": "start" })))
+            .await
+            .0,
+        409,
+        "a suspended server does not start"
+    );
+    app.ok(Method::POST, &format!("/api/application/servers/{server_id}/unsuspend"), None, 204).await;
     app.ok(Method::POST, &format!("/api/application/servers/{server_id}/unsuspend"), None, 204).await;
     assert_eq!(app.get(&format!("/api/application/servers/{server_id}")).await["attributes"]["suspended"], false);
     app.ok(Method::POST, &format!("/api/application/servers/{server_id}/reinstall"), None, 204).await;
@@ -516,4 +536,191 @@ async fn the_application_and_client_apis_answer_as_pterodactyl_documents() {
     app.ok(Method::DELETE, &format!("/api/application/users/{user_id}"), None, 204).await;
     assert_eq!(app.call(Method::GET, &format!("/api/application/users/{user_id}"), None).await.0, 404);
     up.interrupt();
+}
+
+/// The client API's file operations, startup variables, settings, schedules and their tasks,
+/// subusers and activity, on a running server.
+async fn client_routes(owner: &Ptero, identifier: &str, base: &str) {
+    let server = format!("/api/client/servers/{identifier}");
+    let names = async |directory: &str| -> Vec<String> {
+        let listing = owner.get(&format!("{server}/files/list?directory={directory}")).await;
+        listing["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["attributes"]["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    owner
+        .ok(Method::POST, &format!("{server}/files/create-folder"), Some(json!({ "root": "/", "name": "world" })), 204)
+        .await;
+    owner
+        .ok(
+            Method::PUT,
+            &format!("{server}/files/rename"),
+            Some(json!({ "root": "/", "files": [{ "from": "notes.txt", "to": "world/notes.txt" }] })),
+            204,
+        )
+        .await;
+    assert!(names("%2Fworld").await.contains(&"notes.txt".to_owned()));
+    owner.ok(Method::POST, &format!("{server}/files/copy"), Some(json!({ "location": "/world/notes.txt" })), 204).await;
+    owner.ok(Method::POST, &format!("{server}/files/copy"), Some(json!({ "location": "/world/notes.txt" })), 204).await;
+    let mut copies = names("%2Fworld").await;
+    copies.sort();
+    assert_eq!(copies, ["notes copy 2.txt", "notes copy.txt", "notes.txt"]);
+    owner
+        .ok(
+            Method::POST,
+            &format!("{server}/files/chmod"),
+            Some(json!({ "root": "/world", "files": [{ "file": "notes.txt", "mode": 600 }] })),
+            204,
+        )
+        .await;
+    let listing = owner.get(&format!("{server}/files/list?directory=%2Fworld")).await;
+    let notes =
+        listing["data"].as_array().unwrap().iter().find(|f| f["attributes"]["name"] == "notes.txt").unwrap().clone();
+    assert_eq!(notes["attributes"]["mode_bits"], "600", "{notes}");
+    let archive = owner
+        .ok(Method::POST, &format!("{server}/files/compress"), Some(json!({ "root": "/", "files": ["world"] })), 200)
+        .await;
+    let archive_name = attributes(&archive, "file_object")["name"].as_str().unwrap().to_owned();
+    assert!(archive_name.ends_with(".tar.gz"), "{archive}");
+    owner
+        .ok(Method::POST, &format!("{server}/files/delete"), Some(json!({ "root": "/", "files": ["world"] })), 204)
+        .await;
+    assert!(!names("%2F").await.contains(&"world".to_owned()));
+    owner
+        .ok(
+            Method::POST,
+            &format!("{server}/files/decompress"),
+            Some(json!({ "root": "/", "file": archive_name })),
+            204,
+        )
+        .await;
+    assert!(names("%2Fworld").await.contains(&"notes copy.txt".to_owned()), "extracted");
+    let (status, _) =
+        owner.call(Method::POST, &format!("{server}/files/delete"), Some(json!({ "root": "/", "files": [] }))).await;
+    assert_eq!(status, 422, "an empty list is refused");
+
+    let startup = owner.get(&format!("{server}/startup")).await;
+    assert_eq!(startup["object"], "list");
+    assert!(startup["meta"]["startup_command"].is_string(), "{startup}");
+    let greeting =
+        startup["data"].as_array().unwrap().iter().find(|v| v["attributes"]["env_variable"] == "GREETING").unwrap();
+    assert_eq!(
+        (greeting["object"].as_str(), greeting["attributes"]["is_editable"].as_bool()),
+        (Some("egg_variable"), Some(true))
+    );
+    let changed = owner
+        .ok(
+            Method::PUT,
+            &format!("{server}/startup/variable"),
+            Some(json!({ "key": "GREETING", "value": "howdy" })),
+            200,
+        )
+        .await;
+    assert_eq!(changed["attributes"]["server_value"], "howdy");
+    let (status, body) = owner
+        .call(Method::PUT, &format!("{server}/startup/variable"), Some(json!({ "key": "MOTD", "value": "x" })))
+        .await;
+    assert!(status == 403 || status == 422, "MOTD is not user-editable: {status} {body}");
+    owner
+        .ok(Method::POST, &format!("{server}/settings/rename"), Some(json!({ "name": "renamed by client" })), 204)
+        .await;
+    assert_eq!(owner.get(&server).await["attributes"]["name"], "renamed by client");
+
+    // Schedules and their tasks.
+    let schedule = owner
+        .ok(Method::POST, &format!("{server}/schedules"), Some(json!({ "name": "nightly", "minute": "0", "hour": "3", "day_of_month": "*", "month": "*", "day_of_week": "*", "is_active": true })), 200)
+        .await;
+    let schedule = attributes(&schedule, "server_schedule").clone();
+    let schedule_id = schedule["id"].as_u64().unwrap();
+    assert_eq!(
+        (schedule["cron"]["hour"].as_str(), schedule["is_active"].as_bool()),
+        (Some("3"), Some(true)),
+        "{schedule}"
+    );
+    assert!(schedule["next_run_at"].is_string());
+    let task = owner
+        .ok(
+            Method::POST,
+            &format!("{server}/schedules/{schedule_id}/tasks"),
+            Some(json!({ "action": "command", "payload": "say nightly", "time_offset": 0 })),
+            200,
+        )
+        .await;
+    let task = attributes(&task, "schedule_task").clone();
+    assert_eq!((task["action"].as_str(), task["sequence_id"].as_u64()), (Some("command"), Some(1)));
+    let second = owner
+        .ok(
+            Method::POST,
+            &format!("{server}/schedules/{schedule_id}/tasks"),
+            Some(json!({ "action": "power", "payload": "restart", "time_offset": 10 })),
+            200,
+        )
+        .await;
+    let second_id = second["attributes"]["id"].as_u64().unwrap();
+    let edited = owner
+        .ok(
+            Method::POST,
+            &format!("{server}/schedules/{schedule_id}/tasks/{}", task["id"]),
+            Some(json!({ "action": "command", "payload": "say edited", "time_offset": 5 })),
+            200,
+        )
+        .await;
+    assert_eq!(
+        (edited["attributes"]["id"].as_u64(), edited["attributes"]["payload"].as_str()),
+        (task["id"].as_u64(), Some("say edited")),
+        "the task keeps its id"
+    );
+    owner.ok(Method::POST, &format!("{server}/schedules/{schedule_id}"), Some(json!({ "name": "nightly", "minute": "30", "hour": "4", "day_of_month": "*", "month": "*", "day_of_week": "*", "is_active": false })), 200).await;
+    let shown = owner.get(&format!("{server}/schedules/{schedule_id}")).await;
+    let tasks = shown["attributes"]["relationships"]["tasks"]["data"].as_array().unwrap().clone();
+    assert_eq!(tasks.len(), 2, "an update keeps the tasks: {shown}");
+    assert_eq!(tasks[1]["attributes"]["id"].as_u64(), Some(second_id), "and their ids");
+    assert_eq!(
+        (shown["attributes"]["cron"]["minute"].as_str(), shown["attributes"]["is_active"].as_bool()),
+        (Some("30"), Some(false))
+    );
+    owner.ok(Method::DELETE, &format!("{server}/schedules/{schedule_id}/tasks/{second_id}"), None, 204).await;
+    let (status, _) = owner
+        .call(Method::POST, &format!("{server}/schedules/{schedule_id}/tasks"), Some(json!({ "action": "explode" })))
+        .await;
+    assert_eq!(status, 422);
+    let list = owner.get(&format!("{server}/schedules")).await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 1);
+    owner.ok(Method::POST, &format!("{server}/schedules/{schedule_id}/execute"), None, 202).await;
+    owner.ok(Method::DELETE, &format!("{server}/schedules/{schedule_id}"), None, 204).await;
+    assert_eq!(owner.call(Method::GET, &format!("{server}/schedules/{schedule_id}"), None).await.0, 404);
+
+    // Subusers: an account of the panel, added by e-mail.
+    let friend = owner
+        .ok(
+            Method::POST,
+            &format!("{server}/users"),
+            Some(json!({ "email": "admin@nexus.local", "permissions": ["control.console", "file.read"] })),
+            200,
+        )
+        .await;
+    let friend = attributes(&friend, "server_subuser").clone();
+    let uuid = friend["uuid"].as_str().unwrap().to_owned();
+    assert_eq!(friend["permissions"], json!(["control.console", "file.read"]));
+    assert_eq!(owner.get(&format!("{server}/users")).await["data"].as_array().unwrap().len(), 1);
+    let updated = owner
+        .ok(Method::POST, &format!("{server}/users/{uuid}"), Some(json!({ "permissions": ["file.read"] })), 200)
+        .await;
+    assert_eq!(updated["attributes"]["permissions"], json!(["file.read"]));
+    assert_eq!(owner.get(&format!("{server}/users/{uuid}")).await["attributes"]["email"], "admin@nexus.local");
+    owner.ok(Method::DELETE, &format!("{server}/users/{uuid}"), None, 204).await;
+    assert_eq!(owner.call(Method::GET, &format!("{server}/users/{uuid}"), None).await.0, 404);
+
+    // What was done, in the server's activity.
+    let activity = owner.get(&format!("{server}/activity")).await;
+    assert_pagination(&activity, activity["meta"]["pagination"]["total"].as_u64().unwrap());
+    assert_eq!(activity["meta"]["pagination"]["per_page"], 25);
+    let first = &activity["data"][0];
+    assert_eq!(first["object"], "activity_log");
+    assert!(first["attributes"]["event"].is_string() && first["attributes"]["timestamp"].is_string(), "{first}");
+    assert!(first["attributes"]["properties"].is_object(), "{first}");
+    let _ = base;
 }

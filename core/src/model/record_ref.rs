@@ -26,11 +26,13 @@ pub enum RecordKind {
     Schedule,
     /// An [`ApiKey`](crate::model::ApiKey).
     ApiKey,
+    /// A schedule's [`Task`](crate::model::Task).
+    ScheduleTask,
 }
 
 impl RecordKind {
     /// Every kind.
-    pub const ALL: [RecordKind; 10] = [
+    pub const ALL: [RecordKind; 11] = [
         Self::User,
         Self::Location,
         Self::Node,
@@ -41,6 +43,7 @@ impl RecordKind {
         Self::Server,
         Self::Schedule,
         Self::ApiKey,
+        Self::ScheduleTask,
     ];
 
     /// The name stored for this kind.
@@ -56,6 +59,7 @@ impl RecordKind {
             Self::Server => "server",
             Self::Schedule => "schedule",
             Self::ApiKey => "api_key",
+            Self::ScheduleTask => "schedule_task",
         }
     }
 

@@ -68,18 +68,21 @@ impl ApiError {
     /// the exception name Pterodactyl's panel reports for the status as `code`, and
     /// `meta.source_field` on a refusal about a field (as its validation errors carry).
     pub fn into_pterodactyl_response(self) -> Response {
-        let code = match self.status.as_u16() {
-            400 => "BadRequestHttpException",
-            401 => "AuthenticationException",
-            403 => "AccessDeniedHttpException",
-            404 => "NotFoundHttpException",
-            405 => "MethodNotAllowedHttpException",
-            409 => "ConflictHttpException",
-            413 => "PayloadTooLargeHttpException",
-            415 => "UnsupportedMediaTypeHttpException",
-            422 => "ValidationException",
-            429 => "TooManyRequestsHttpException",
-            502..=504 => "HttpException",
+        let code = match (self.status.as_u16(), self.code) {
+            (400, "bad_request" | "invalid_id") => "BadRequestHttpException",
+            // A business rule (a user owning servers, an assigned allocation): Pterodactyl's
+            // DisplayException.
+            (400, _) => "DisplayException",
+            (401, _) => "AuthenticationException",
+            (403, _) => "AccessDeniedHttpException",
+            (404, _) => "NotFoundHttpException",
+            (405, _) => "MethodNotAllowedHttpException",
+            (409, _) => "ConflictHttpException",
+            (413, _) => "PayloadTooLargeHttpException",
+            (415, _) => "UnsupportedMediaTypeHttpException",
+            (422, _) => "ValidationException",
+            (429, _) => "ThrottleRequestsException",
+            (502..=504, _) => "DaemonConnectionException",
             _ => "HttpException",
         };
         let mut error = serde_json::json!({
@@ -88,7 +91,8 @@ impl ApiError {
             "detail": self.message,
         });
         if let Some(field) = self.field {
-            error["meta"] = serde_json::json!({ "source_field": field, "rule": self.code });
+            let rule = if self.code == "required" { "required" } else { "invalid" };
+            error["meta"] = serde_json::json!({ "source_field": field, "rule": rule });
         }
         crate::api::json_response(self.status, &serde_json::json!({ "errors": [error] }))
     }

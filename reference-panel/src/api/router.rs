@@ -12,7 +12,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 use nexus_control::subusers::ServerAccess;
 use nexus_core::ids::{AuditEventId, ServerId, UserId};
-use nexus_core::model::{AuditEvent, AuditSubject, Server};
+use nexus_core::model::{ApiKeyScope, AuditEvent, AuditSubject, Server};
 use nexus_core::store::Page;
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
@@ -297,6 +297,22 @@ pub struct Call {
 }
 
 impl Call {
+    /// A call on `server` with `access` and no caller, query or body: a handler that reads
+    /// only those, asked again after a change.
+    pub(crate) fn for_server(server: Server, access: ServerAccess) -> Self {
+        Self {
+            principal: None,
+            server: Some(server),
+            access: Some(access),
+            params: Vec::new(),
+            query: HashMap::new(),
+            body: Bytes::new(),
+            upload: None,
+            content_type: None,
+            client: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        }
+    }
+
     /// The caller; only public routes have none.
     pub fn principal(&self) -> Result<&Principal, ApiError> {
         self.principal.as_ref().ok_or_else(ApiError::unauthenticated)
@@ -564,6 +580,12 @@ where
         && !header(CSRF_HEADER).is_some_and(|sent| same_token(sent, csrf))
     {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "csrf", "missing or wrong X-CSRF-Token"));
+    }
+    // As Pterodactyl: the client API takes client keys (and sessions), never application keys.
+    if flavor == Flavor::Client && principal.as_ref().is_some_and(|p| p.via == Via::Key(ApiKeyScope::Application)) {
+        return Err(ApiError::forbidden(
+            "You are attempting to use an application API key on an endpoint that requires a client API key.",
+        ));
     }
     let (mut server, mut access) = (None, None);
     match route.access {

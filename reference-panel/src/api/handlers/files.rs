@@ -165,14 +165,21 @@ pub(crate) async fn write(state: Arc<PanelState>, mut call: Call) -> Result<Answ
 
 /// `DELETE /servers/{id}/files?file=`.
 pub(crate) async fn delete(state: Arc<PanelState>, call: Call) -> Result<Answer<NoContent>, ApiError> {
-    let server = usable(&call)?;
     let file = path_param(&call, "file", None)?;
+    delete_path(&state, &call, &file).await?;
+    no_content()
+}
+
+/// Deletes file or folder `file` on the call's server (never its root).
+pub(crate) async fn delete_path(state: &PanelState, call: &Call, file: &str) -> Result<(), ApiError> {
+    let server = usable(call)?;
+    valid_path("file", file)?;
     if file.trim_matches('/').is_empty() {
         return Err(ApiError::invalid("file", "the server's root folder cannot be deleted"));
     }
-    let path = file_path(server.id, &file);
-    nodes(&state)?.forward(server.node, Method::DELETE, &path, ProxyBody::Empty, Deadline::Operation).await?;
-    no_content()
+    let path = file_path(server.id, file);
+    nodes(state)?.forward(server.node, Method::DELETE, &path, ProxyBody::Empty, Deadline::Operation).await?;
+    Ok(())
 }
 
 /// Body of `rename` and `copy`.
@@ -260,19 +267,29 @@ async fn operation<T: serde::de::DeserializeOwned>(
 
 /// `POST /servers/{id}/files/rename`.
 pub(crate) async fn rename(state: Arc<PanelState>, call: Call, body: FromTo) -> Result<Answer<NoContent>, ApiError> {
-    checked("from", &body.from)?;
-    checked("to", &body.to)?;
-    operation::<serde_json::Value>(&state, &call, "rename", serde_json::json!({"from": body.from, "to": body.to}))
-        .await?;
+    rename_path(&state, &call, &body.from, &body.to).await?;
     no_content()
+}
+
+/// Renames or moves `from` to `to` on the call's server.
+pub(crate) async fn rename_path(state: &PanelState, call: &Call, from: &str, to: &str) -> Result<(), ApiError> {
+    checked("from", from)?;
+    checked("to", to)?;
+    operation::<serde_json::Value>(state, call, "rename", serde_json::json!({"from": from, "to": to})).await?;
+    Ok(())
 }
 
 /// `POST /servers/{id}/files/copy`.
 pub(crate) async fn copy(state: Arc<PanelState>, call: Call, body: FromTo) -> Result<Answer<FileEntry>, ApiError> {
-    checked("from", &body.from)?;
-    checked("to", &body.to)?;
-    let entry = operation(&state, &call, "copy", serde_json::json!({"from": body.from, "to": body.to})).await?;
-    entry.map_or_else(|| Err(node_said_nothing()), ok)
+    ok(copy_path(&state, &call, &body.from, &body.to).await?)
+}
+
+/// Copies file `from` to `to` on the call's server.
+pub(crate) async fn copy_path(state: &PanelState, call: &Call, from: &str, to: &str) -> Result<FileEntry, ApiError> {
+    checked("from", from)?;
+    checked("to", to)?;
+    let entry = operation(state, call, "copy", serde_json::json!({"from": from, "to": to})).await?;
+    entry.ok_or_else(node_said_nothing)
 }
 
 /// `POST /servers/{id}/files/create-folder`.
@@ -281,20 +298,30 @@ pub(crate) async fn create_folder(
     call: Call,
     body: NewFolder,
 ) -> Result<Answer<FileEntry>, ApiError> {
-    checked("path", &body.path)?;
-    let entry = operation(&state, &call, "mkdir", serde_json::json!({"path": body.path})).await?;
-    entry.map_or_else(|| Err(node_said_nothing()), ok)
+    ok(make_folder(&state, &call, &body.path).await?)
+}
+
+/// Creates folder `path` (and its parents) on the call's server.
+pub(crate) async fn make_folder(state: &PanelState, call: &Call, path: &str) -> Result<FileEntry, ApiError> {
+    checked("path", path)?;
+    let entry = operation(state, call, "mkdir", serde_json::json!({"path": path})).await?;
+    entry.ok_or_else(node_said_nothing)
 }
 
 /// `POST /servers/{id}/files/chmod`.
 pub(crate) async fn chmod(state: Arc<PanelState>, call: Call, body: Chmod) -> Result<Answer<NoContent>, ApiError> {
-    checked("path", &body.path)?;
-    if body.mode.is_empty() || body.mode.len() > 4 || !body.mode.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+    chmod_path(&state, &call, &body.path, &body.mode).await?;
+    no_content()
+}
+
+/// Sets the permission bits of `path` (octal text) on the call's server.
+pub(crate) async fn chmod_path(state: &PanelState, call: &Call, path: &str, mode: &str) -> Result<(), ApiError> {
+    checked("path", path)?;
+    if mode.is_empty() || mode.len() > 4 || !mode.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
         return Err(ApiError::invalid("mode", "octal permission bits, e.g. 644"));
     }
-    operation::<serde_json::Value>(&state, &call, "chmod", serde_json::json!({"path": body.path, "mode": body.mode}))
-        .await?;
-    no_content()
+    operation::<serde_json::Value>(state, call, "chmod", serde_json::json!({"path": path, "mode": mode})).await?;
+    Ok(())
 }
 
 /// `POST /servers/{id}/files/compress`.
@@ -303,26 +330,36 @@ pub(crate) async fn compress(
     call: Call,
     body: Compress,
 ) -> Result<Answer<FileEntry>, ApiError> {
-    if body.files.is_empty() || body.files.len() > 1000 {
+    ok(compress_paths(&state, &call, &body.root, &body.files, body.destination).await?)
+}
+
+/// Puts `files` (relative to `root`) in an archive at `destination` (a dated `.tar.gz` in
+/// `root` when absent) on the call's server.
+pub(crate) async fn compress_paths(
+    state: &PanelState,
+    call: &Call,
+    root: &str,
+    files: &[String],
+    destination: Option<String>,
+) -> Result<FileEntry, ApiError> {
+    if files.is_empty() || files.len() > 1000 {
         return Err(ApiError::invalid("files", "name between 1 and 1000 files or folders"));
     }
-    for file in &body.files {
+    valid_path("root", root)?;
+    for file in files {
         checked("files", file)?;
     }
-    let destination = match body.destination {
+    let destination = match destination {
         Some(destination) => {
             checked("destination", &destination)?;
             destination
         }
-        None => format!(
-            "{}/archive-{}.tar.gz",
-            body.root.trim_end_matches('/'),
-            chrono::Utc::now().format("%Y-%m-%d_%H-%M-%S")
-        ),
+        None => {
+            format!("{}/archive-{}.tar.gz", root.trim_end_matches('/'), chrono::Utc::now().format("%Y-%m-%d_%H-%M-%S"))
+        }
     };
-    let request = serde_json::json!({"root": body.root, "files": body.files, "destination": destination});
-    let entry = operation(&state, &call, "compress", request).await?;
-    entry.map_or_else(|| Err(node_said_nothing()), ok)
+    let request = serde_json::json!({"root": root, "files": files, "destination": destination});
+    operation(state, call, "compress", request).await?.ok_or_else(node_said_nothing)
 }
 
 /// `POST /servers/{id}/files/decompress`.
@@ -331,10 +368,20 @@ pub(crate) async fn decompress(
     call: Call,
     body: Decompress,
 ) -> Result<Answer<ExtractSummary>, ApiError> {
-    checked("file", &body.file)?;
-    let request = serde_json::json!({"file": body.file, "destination": body.destination});
-    let summary = operation(&state, &call, "decompress", request).await?;
-    summary.map_or_else(|| Err(node_said_nothing()), ok)
+    ok(decompress_file(&state, &call, &body.file, &body.destination).await?)
+}
+
+/// Extracts archive `file` into `destination` on the call's server.
+pub(crate) async fn decompress_file(
+    state: &PanelState,
+    call: &Call,
+    file: &str,
+    destination: &str,
+) -> Result<ExtractSummary, ApiError> {
+    checked("file", file)?;
+    valid_path("destination", destination)?;
+    let request = serde_json::json!({"file": file, "destination": destination});
+    operation(state, call, "decompress", request).await?.ok_or_else(node_said_nothing)
 }
 
 fn node_said_nothing() -> ApiError {

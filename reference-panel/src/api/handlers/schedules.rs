@@ -110,17 +110,17 @@ pub(crate) async fn run(state: Arc<PanelState>, call: Call) -> Result<Answer<Run
 #[derive(Serialize, JsonSchema)]
 pub(crate) struct ActivityView {
     #[serde(flatten)]
-    event: AuditEvent,
+    pub(crate) event: AuditEvent,
     /// The actor's user name (none for the panel itself, or a deleted account; "an
     /// administrator" for an admin, to anyone but admins). Addresses are shown to admins, and
     /// to others on their own entries only.
-    actor_name: Option<String>,
+    pub(crate) actor_name: Option<String>,
 }
 
 /// The events with their actors' names, as `viewer` may see them: admins see everything;
 /// others see addresses only on their own entries, and an administrator's entries without
 /// the administrator's name.
-async fn with_names(
+pub(crate) async fn with_names(
     state: &PanelState,
     events: Vec<AuditEvent>,
     viewer: &crate::api::auth::Principal,

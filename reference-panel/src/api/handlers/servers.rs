@@ -280,7 +280,7 @@ impl DeliveryView {
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Rename {
-    name: String,
+    pub(crate) name: String,
 }
 
 pub(crate) async fn rename(state: Arc<PanelState>, call: Call, body: Rename) -> Result<Answer<ServerView>, ApiError> {
@@ -303,23 +303,23 @@ pub(crate) async fn reinstall(state: Arc<PanelState>, call: Call) -> Result<Answ
 /// A server's startup command and the variables the caller may see.
 #[derive(Serialize, JsonSchema)]
 pub(crate) struct StartupView {
-    startup: String,
-    image: String,
-    variables: Vec<StartupVariable>,
+    pub(crate) startup: String,
+    pub(crate) image: String,
+    pub(crate) variables: Vec<StartupVariable>,
 }
 
 /// One variable with its value.
 #[derive(Serialize, JsonSchema)]
 pub(crate) struct StartupVariable {
-    name: String,
-    description: String,
-    env_variable: String,
-    default_value: String,
-    value: String,
+    pub(crate) name: String,
+    pub(crate) description: String,
+    pub(crate) env_variable: String,
+    pub(crate) default_value: String,
+    pub(crate) value: String,
     /// Whether the caller may change it.
-    editable: bool,
+    pub(crate) editable: bool,
     /// The egg's rules (`required|string|max:20`).
-    rules: Vec<String>,
+    pub(crate) rules: Vec<String>,
 }
 
 /// The startup command and the variables the caller may see, with values and rules.
@@ -348,7 +348,7 @@ pub(crate) async fn startup(state: Arc<PanelState>, call: Call) -> Result<Answer
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct UpdateStartup {
-    variables: BTreeMap<String, String>,
+    pub(crate) variables: BTreeMap<String, String>,
 }
 
 pub(crate) async fn update_startup(

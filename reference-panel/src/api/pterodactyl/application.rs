@@ -53,11 +53,20 @@ async fn user_attributes(state: &PanelState, users: Vec<User>) -> Result<Vec<Val
 
 async fn one_user(state: &PanelState, user: User, status: StatusCode) -> Answered {
     let attributes = user_attributes(state, vec![user]).await?.remove(0);
-    answer(status, &item("user", attributes))
+    answer(status, &created_meta(state, status, item("user", attributes), "users"))
+}
+
+/// A created record's answer carries `meta.resource`, its URL (as Pterodactyl's).
+fn created_meta(state: &PanelState, status: StatusCode, mut value: Value, collection: &str) -> Value {
+    if status == StatusCode::CREATED {
+        let id = value["attributes"]["id"].clone();
+        value["meta"] = json!({ "resource": format!("{}/api/application/{collection}/{id}", state.public_url) });
+    }
+    value
 }
 
 pub(super) async fn list_users(state: Arc<PanelState>, call: Call) -> Answered {
-    let paging = Paging::of(&call)?;
+    let paging = Paging::of(&call, &state)?;
     let store = state.control.store();
     let users = if let Some(email) = filter(&call, "email") {
         state.control.user_by_email(email).await?.into_iter().collect()
@@ -76,7 +85,8 @@ pub(super) async fn list_users(state: Arc<PanelState>, call: Call) -> Answered {
         }
         users
     };
-    let list = paging.list(users, "user", "/api/application/users", |rows| user_attributes(&state, rows)).await?;
+    let list =
+        Paging::list(paging, users, "user", "/api/application/users", |rows| user_attributes(&state, rows)).await?;
     answer(StatusCode::OK, &list)
 }
 
@@ -170,9 +180,10 @@ pub(super) async fn list_locations(state: Arc<PanelState>, call: Call) -> Answer
     if let Some(short) = filter(&call, "short") {
         rows.retain(|l| l.short == short);
     }
-    let list = Paging::of(&call)?
-        .list(rows, "location", "/api/application/locations", |rows| location_attributes(&state, rows))
-        .await?;
+    let list = Paging::list(Paging::of(&call, &state)?, rows, "location", "/api/application/locations", |rows| {
+        location_attributes(&state, rows)
+    })
+    .await?;
     answer(StatusCode::OK, &list)
 }
 
@@ -206,7 +217,7 @@ pub(super) async fn create_location(state: Arc<PanelState>, call: Call) -> Answe
     let location = Location { id: LocationId::new(), short: short.to_owned(), long: long.trim().to_owned() };
     state.control.store().create_location(&location).await.map_err(store_error)?;
     let attributes = location_attributes(&state, vec![location]).await?.remove(0);
-    answer(StatusCode::CREATED, &item("location", attributes))
+    answer(StatusCode::CREATED, &created_meta(&state, StatusCode::CREATED, item("location", attributes), "locations"))
 }
 
 pub(super) async fn delete_location(state: Arc<PanelState>, call: Call) -> Answered {
@@ -266,7 +277,7 @@ async fn node(state: &PanelState, call: &Call) -> Result<Node, ApiError> {
 
 async fn one_node(state: &PanelState, node: Node, status: StatusCode) -> Answered {
     let attributes = node_attributes(state, vec![node]).await?.remove(0);
-    answer(status, &item("node", attributes))
+    answer(status, &created_meta(state, status, item("node", attributes), "nodes"))
 }
 
 pub(super) async fn list_nodes(state: Arc<PanelState>, call: Call) -> Answered {
@@ -277,8 +288,10 @@ pub(super) async fn list_nodes(state: Arc<PanelState>, call: Call) -> Answered {
     if let Some(fqdn) = filter(&call, "fqdn") {
         rows.retain(|n| n.fqdn == fqdn);
     }
-    let list =
-        Paging::of(&call)?.list(rows, "node", "/api/application/nodes", |rows| node_attributes(&state, rows)).await?;
+    let list = Paging::list(Paging::of(&call, &state)?, rows, "node", "/api/application/nodes", |rows| {
+        node_attributes(&state, rows)
+    })
+    .await?;
     answer(StatusCode::OK, &list)
 }
 
@@ -376,9 +389,18 @@ pub(super) async fn node_configuration(state: Arc<PanelState>, call: Call) -> An
         .ok_or_else(|| ApiError::bad_request("the panel has no node secret"))?;
     // Wings' configuration keys where they mean the same, plus what nexus-wings reads.
     let config = json!({
+        "debug": false,
         "uuid": node.id,
+        "token_id": node.id,
         "token": token,
-        "api": { "host": "0.0.0.0", "port": node.daemon_port },
+        "api": {
+            "host": "0.0.0.0",
+            "port": node.daemon_port,
+            "ssl": { "enabled": false, "cert": "", "key": "" },
+            "upload_limit": 100,
+        },
+        "system": { "data": "/var/lib/nexus/servers", "sftp": { "bind_port": 2022 } },
+        "allowed_mounts": [],
         "remote": state.public_url,
         "nexus": {
             "node_id": node.id,
@@ -414,7 +436,9 @@ pub(super) async fn list_allocations(state: Arc<PanelState>, call: Call) -> Answ
     let node = node(&state, &call).await?;
     let rows = state.control.store().list_allocations(node.id).await.map_err(store_error)?;
     let path = format!("/api/application/nodes/{}/allocations", call.params[0]);
-    let list = Paging::of(&call)?.list(rows, "allocation", &path, |rows| allocation_attributes(&state, rows)).await?;
+    let list =
+        Paging::list(Paging::of(&call, &state)?, rows, "allocation", &path, |rows| allocation_attributes(&state, rows))
+            .await?;
     answer(StatusCode::OK, &list)
 }
 
@@ -470,8 +494,10 @@ async fn nest_attributes(state: &PanelState, nests: Vec<Nest>) -> Result<Vec<Val
 
 pub(super) async fn list_nests(state: Arc<PanelState>, call: Call) -> Answered {
     let rows = state.control.store().list_nests().await.map_err(store_error)?;
-    let list =
-        Paging::of(&call)?.list(rows, "nest", "/api/application/nests", |rows| nest_attributes(&state, rows)).await?;
+    let list = Paging::list(Paging::of(&call, &state)?, rows, "nest", "/api/application/nests", |rows| {
+        nest_attributes(&state, rows)
+    })
+    .await?;
     answer(StatusCode::OK, &list)
 }
 
@@ -567,10 +593,13 @@ pub(super) async fn list_eggs(state: Arc<PanelState>, call: Call) -> Answered {
     let nest = nest(&state, &call).await?;
     let mut rows = state.control.store().list_eggs().await.map_err(store_error)?;
     rows.retain(|e| e.nest == Some(nest.id));
-    let variables = includes(&call, "variables");
-    let path = format!("/api/application/nests/{}/eggs", call.params[0]);
-    let list = Paging::of(&call)?.list(rows, "egg", &path, |rows| egg_attributes(&state, rows, variables)).await?;
-    answer(StatusCode::OK, &list)
+    // As Pterodactyl: a nest's eggs are one list, not paged.
+    let data: Vec<Value> = egg_attributes(&state, rows, includes(&call, "variables"))
+        .await?
+        .into_iter()
+        .map(|attributes| item("egg", attributes))
+        .collect();
+    answer(StatusCode::OK, &json!({ "object": "list", "data": data }))
 }
 
 pub(super) async fn show_egg(state: Arc<PanelState>, call: Call) -> Answered {
@@ -693,9 +722,10 @@ pub(super) async fn list_servers(state: Arc<PanelState>, call: Call) -> Answered
         }
         rows
     };
-    let list = Paging::of(&call)?
-        .list(rows, "server", "/api/application/servers", |rows| server_attributes(&state, rows))
-        .await?;
+    let list = Paging::list(Paging::of(&call, &state)?, rows, "server", "/api/application/servers", |rows| {
+        server_attributes(&state, rows)
+    })
+    .await?;
     answer(StatusCode::OK, &list)
 }
 
@@ -910,14 +940,19 @@ pub(super) async fn update_startup(state: Arc<PanelState>, call: Call) -> Answer
 }
 
 pub(super) async fn suspend(state: Arc<PanelState>, call: Call) -> Answered {
-    let server = server(&state, &call).await?;
-    state.control.set_suspended(server.id, true).await?;
-    no_content()
+    suspension(&state, &call, true).await
 }
 
 pub(super) async fn unsuspend(state: Arc<PanelState>, call: Call) -> Answered {
-    let server = server(&state, &call).await?;
-    state.control.set_suspended(server.id, false).await?;
+    suspension(&state, &call, false).await
+}
+
+/// As Pterodactyl: asking for the state a server is already in changes nothing and succeeds.
+async fn suspension(state: &PanelState, call: &Call, suspended: bool) -> Answered {
+    let server = server(state, call).await?;
+    if server.suspended != suspended {
+        state.control.set_suspended(server.id, suspended).await?;
+    }
     no_content()
 }
 

@@ -22,6 +22,11 @@ impl Body {
         }
     }
 
+    /// An empty object.
+    pub(super) fn empty() -> Self {
+        Self(Map::new())
+    }
+
     /// The value at `path` (`a.b`), `None` when absent or `null`.
     pub(super) fn get(&self, path: &str) -> Option<&Value> {
         let mut parts = path.split('.');
@@ -159,5 +164,5 @@ fn integer(value: &Value) -> Option<i64> {
 
 /// `422`: `path` is required.
 pub(super) fn required(path: &str) -> ApiError {
-    ApiError::invalid(path, format!("The {path} field is required."))
+    ApiError { code: "required", ..ApiError::invalid(path, format!("The {path} field is required.")) }
 }

@@ -123,8 +123,10 @@ pub(super) async fn list_servers(state: Arc<PanelState>, call: Call) -> Answered
         user.role == Role::Admin && matches!(call.query.get("type").map(String::as_str), Some("admin" | "admin-all"));
     let filter = ServerFilter { member: (!all).then_some(user.id), ..ServerFilter::default() };
     let rows = state.control.store().list_servers(&filter, Page::all()).await.map_err(store_error)?;
-    let list =
-        Paging::of(&call)?.list(rows, "server", "/api/client", |rows| server_attributes(&state, &call, rows)).await?;
+    let list = Paging::list(Paging::of(&call, &state)?, rows, "server", "/api/client", |rows| {
+        server_attributes(&state, &call, rows)
+    })
+    .await?;
     answer(StatusCode::OK, &list)
 }
 
@@ -196,27 +198,7 @@ pub(super) async fn power(state: Arc<PanelState>, call: Call) -> Answered {
 
 pub(super) async fn list_files(state: Arc<PanelState>, call: Call) -> Answered {
     let entries = files::list(state, call).await?.into_body();
-    let data: Vec<Value> = entries
-        .into_iter()
-        .map(|e| {
-            let is_file = matches!(e.kind, nexus_files::FileKind::File);
-            let directory = matches!(e.kind, nexus_files::FileKind::Directory);
-            item(
-                "file_object",
-                json!({
-                    "name": e.name,
-                    "mode": mode_string(e.mode, directory, e.symlink),
-                    "mode_bits": format!("{:o}", e.mode & 0o777),
-                    "size": e.size,
-                    "is_file": is_file,
-                    "is_symlink": e.symlink,
-                    "mimetype": if directory { "inode/directory" } else { "application/octet-stream" },
-                    "created_at": e.modified.map(date),
-                    "modified_at": e.modified.map(date),
-                }),
-            )
-        })
-        .collect();
+    let data: Vec<Value> = entries.into_iter().map(file_object).collect();
     answer(StatusCode::OK, &json!({ "object": "list", "data": data }))
 }
 
@@ -240,4 +222,224 @@ pub(super) async fn file_contents(state: Arc<PanelState>, call: Call) -> Answere
 pub(super) async fn write_file(state: Arc<PanelState>, call: Call) -> Answered {
     files::write(state, call).await?;
     no_content()
+}
+
+/// `name` inside folder `root`, as Pterodactyl's file bodies name files.
+fn under(root: &str, name: &str) -> String {
+    format!("{}/{}", root.trim_end_matches('/'), name.trim_start_matches('/'))
+}
+
+/// The `root` of a file body (`/` when absent).
+fn root_of(body: &Body) -> Result<String, ApiError> {
+    Ok(body.string("root")?.unwrap_or_else(|| "/".to_owned()))
+}
+
+/// Most files one request may name.
+const MAX_FILES: usize = 1000;
+
+/// The `files` list of a body: names, or objects whose `field` is the name.
+fn file_list(body: &Body) -> Result<Vec<serde_json::Value>, ApiError> {
+    let files = match body.get("files") {
+        Some(Value::Array(files)) if !files.is_empty() && files.len() <= MAX_FILES => files.clone(),
+        Some(_) => return Err(ApiError::invalid("files", format!("The files must list 1 to {MAX_FILES} entries."))),
+        None => return Err(required("files")),
+    };
+    Ok(files)
+}
+
+fn text_of(value: &Value, field: &str) -> Result<String, ApiError> {
+    match value {
+        Value::String(s) => Ok(s.clone()),
+        Value::Number(n) => Ok(n.to_string()),
+        _ => Err(ApiError::invalid(field, format!("The {field} must be a string."))),
+    }
+}
+
+pub(super) async fn rename_files(state: Arc<PanelState>, call: Call) -> Answered {
+    let body = Body::of(&call)?;
+    let root = root_of(&body)?;
+    for entry in file_list(&body)? {
+        let (from, to) = (text_of(&entry["from"], "files.from")?, text_of(&entry["to"], "files.to")?);
+        files::rename_path(&state, &call, &under(&root, &from), &under(&root, &to)).await?;
+    }
+    no_content()
+}
+
+pub(super) async fn copy_file(state: Arc<PanelState>, call: Call) -> Answered {
+    let body = Body::of(&call)?;
+    let location = body.required_string("location")?;
+    // As Pterodactyl: `name copy.ext` beside the original, then `name copy 2.ext`, ...
+    let (folder, name) = location.rsplit_once('/').unwrap_or(("", &location));
+    let (stem, extension) = match name.split_once('.') {
+        Some((stem, extension)) if !stem.is_empty() => (stem, format!(".{extension}")),
+        _ => (name, String::new()),
+    };
+    for attempt in 1..=50 {
+        let suffix = if attempt == 1 { " copy".to_owned() } else { format!(" copy {attempt}") };
+        let target = format!("{folder}/{stem}{suffix}{extension}");
+        match files::copy_path(&state, &call, &location, &target).await {
+            Ok(_) => return no_content(),
+            Err(e) if e.status == StatusCode::CONFLICT => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(ApiError::bad_request("too many copies of this file exist already"))
+}
+
+pub(super) async fn delete_files(state: Arc<PanelState>, call: Call) -> Answered {
+    let body = Body::of(&call)?;
+    let root = root_of(&body)?;
+    for entry in file_list(&body)? {
+        files::delete_path(&state, &call, &under(&root, &text_of(&entry, "files")?)).await?;
+    }
+    no_content()
+}
+
+pub(super) async fn create_folder(state: Arc<PanelState>, call: Call) -> Answered {
+    let body = Body::of(&call)?;
+    let path = under(&root_of(&body)?, &body.required_string("name")?);
+    files::make_folder(&state, &call, &path).await?;
+    no_content()
+}
+
+pub(super) async fn chmod_files(state: Arc<PanelState>, call: Call) -> Answered {
+    let body = Body::of(&call)?;
+    let root = root_of(&body)?;
+    for entry in file_list(&body)? {
+        let (file, mode) = (text_of(&entry["file"], "files.file")?, text_of(&entry["mode"], "files.mode")?);
+        files::chmod_path(&state, &call, &under(&root, &file), &mode).await?;
+    }
+    no_content()
+}
+
+pub(super) async fn compress_files(state: Arc<PanelState>, call: Call) -> Answered {
+    let body = Body::of(&call)?;
+    let root = root_of(&body)?;
+    let names = file_list(&body)?.iter().map(|f| text_of(f, "files")).collect::<Result<Vec<_>, _>>()?;
+    let archive = files::compress_paths(&state, &call, &root, &names, None).await?;
+    answer(StatusCode::OK, &file_object(archive))
+}
+
+pub(super) async fn decompress_file(state: Arc<PanelState>, call: Call) -> Answered {
+    let body = Body::of(&call)?;
+    let root = root_of(&body)?;
+    let file = under(&root, &body.required_string("file")?);
+    files::decompress_file(&state, &call, &file, &root).await?;
+    no_content()
+}
+
+pub(super) async fn startup(state: Arc<PanelState>, call: Call) -> Answered {
+    let view = servers::startup(state, call).await?.into_body();
+    answer(StatusCode::OK, &startup_list(&view))
+}
+
+fn startup_variable(v: &servers::StartupVariable) -> Value {
+    item(
+        "egg_variable",
+        json!({
+            "name": v.name,
+            "description": v.description,
+            "env_variable": v.env_variable,
+            "default_value": v.default_value,
+            "server_value": v.value,
+            "is_editable": v.editable,
+            "rules": v.rules.join("|"),
+        }),
+    )
+}
+
+fn startup_list(view: &servers::StartupView) -> Value {
+    json!({
+        "object": "list",
+        "data": view.variables.iter().map(startup_variable).collect::<Vec<_>>(),
+        "meta": {
+            "startup_command": view.startup,
+            "raw_startup_command": view.startup,
+            "docker_images": { view.image.clone(): view.image },
+        },
+    })
+}
+
+pub(super) async fn update_variable(state: Arc<PanelState>, call: Call) -> Answered {
+    let body = Body::of(&call)?;
+    let key = body.required_string("key")?;
+    let value = body.string("value")?.unwrap_or_default();
+    let server = call.server()?.clone();
+    let access = call.access()?.clone();
+    let variables = std::collections::BTreeMap::from([(key.clone(), value)]);
+    servers::update_startup(Arc::clone(&state), call, servers::UpdateStartup { variables }).await?;
+    // Read back as the caller sees it.
+    let refreshed = Call::for_server(state.control.server(server.id).await?, access);
+    let view = servers::startup(state, refreshed).await?.into_body();
+    let variable =
+        view.variables.iter().find(|v| v.env_variable == key).ok_or_else(|| ApiError::not_found("variable"))?;
+    answer(StatusCode::OK, &startup_variable(variable))
+}
+
+pub(super) async fn rename(state: Arc<PanelState>, call: Call) -> Answered {
+    let body = Body::of(&call)?;
+    let name = body.required_string("name")?;
+    servers::rename(state, call, servers::Rename { name }).await?;
+    no_content()
+}
+
+pub(super) async fn reinstall(state: Arc<PanelState>, call: Call) -> Answered {
+    servers::reinstall(state, call).await?;
+    let mut response = no_content()?;
+    *response.status_mut() = StatusCode::ACCEPTED;
+    Ok(response)
+}
+
+/// Audit entries the activity list pages through (the newest).
+const ACTIVITY_WINDOW: u64 = 500;
+
+pub(super) async fn activity(state: Arc<PanelState>, call: Call) -> Answered {
+    let subject = nexus_core::model::AuditSubject::Server(call.server()?.id);
+    let events =
+        state.control.store().list_audit(Some(&subject), Page::first(ACTIVITY_WINDOW)).await.map_err(store_error)?;
+    let viewer = call.principal()?.clone();
+    let path = format!("/api/client/servers/{}/activity", call.params[0]);
+    // As Pterodactyl: 25 entries a page unless asked.
+    let list = Paging::list(Paging::with_default(&call, &state, 25)?, events, "activity_log", &path, |rows| async {
+        let views = crate::api::handlers::schedules::with_names(&state, rows, &viewer).await;
+        Ok(views
+            .into_iter()
+            .map(|v| {
+                json!({
+                    "id": v.event.id,
+                    "batch": Value::Null,
+                    "event": v.event.action,
+                    "is_api": false,
+                    "ip": v.event.ip,
+                    "description": Value::Null,
+                    "properties": if v.event.metadata.is_null() { json!({}) } else { v.event.metadata },
+                    "has_additional_metadata": false,
+                    "timestamp": date(v.event.at),
+                    "relationships": { "actor": v.actor_name.map(|name| item("user", json!({ "username": name }))) },
+                })
+            })
+            .collect())
+    })
+    .await?;
+    answer(StatusCode::OK, &list)
+}
+
+/// A file entry as Pterodactyl's `file_object`.
+fn file_object(e: nexus_files::FileEntry) -> Value {
+    let is_file = matches!(e.kind, nexus_files::FileKind::File);
+    let directory = matches!(e.kind, nexus_files::FileKind::Directory);
+    item(
+        "file_object",
+        json!({
+            "name": e.name,
+            "mode": mode_string(e.mode, directory, e.symlink),
+            "mode_bits": format!("{:o}", e.mode & 0o777),
+            "size": e.size,
+            "is_file": is_file,
+            "is_symlink": e.symlink,
+            "mimetype": if directory { "inode/directory" } else { "application/octet-stream" },
+            "created_at": e.modified.map(date),
+            "modified_at": e.modified.map(date),
+        }),
+    )
 }

@@ -20,6 +20,7 @@
 mod application;
 mod body;
 mod client;
+mod schedules;
 mod shapes;
 
 use super::router::{Access, Call, Handled, Route, serve};
@@ -102,7 +103,33 @@ pub fn routes() -> Vec<Route> {
         pt!(POST "/api/client/servers/{server}/power", Server(None), client::power),
         pt!(GET "/api/client/servers/{server}/files/list", Server(Some("file.read")), client::list_files),
         pt!(GET "/api/client/servers/{server}/files/contents", Server(Some("file.read-content")), client::file_contents),
-        pt!(POST "/api/client/servers/{server}/files/write", Server(Some("file.update")), client::write_file, stream),
+        pt!(POST "/api/client/servers/{server}/files/write", Server(Some("file.create")), client::write_file, stream),
+        pt!(PUT "/api/client/servers/{server}/files/rename", Server(Some("file.update")), client::rename_files),
+        pt!(POST "/api/client/servers/{server}/files/copy", Server(Some("file.create")), client::copy_file),
+        pt!(POST "/api/client/servers/{server}/files/delete", Server(Some("file.delete")), client::delete_files),
+        pt!(POST "/api/client/servers/{server}/files/create-folder", Server(Some("file.create")), client::create_folder),
+        pt!(POST "/api/client/servers/{server}/files/chmod", Server(Some("file.update")), client::chmod_files),
+        pt!(POST "/api/client/servers/{server}/files/compress", Server(Some("file.archive")), client::compress_files),
+        pt!(POST "/api/client/servers/{server}/files/decompress", Server(Some("file.archive")), client::decompress_file),
+        pt!(GET "/api/client/servers/{server}/startup", Server(Some("startup.read")), client::startup),
+        pt!(PUT "/api/client/servers/{server}/startup/variable", Server(Some("startup.update")), client::update_variable),
+        pt!(POST "/api/client/servers/{server}/settings/rename", Server(Some("settings.rename")), client::rename),
+        pt!(POST "/api/client/servers/{server}/settings/reinstall", Server(Some("settings.reinstall")), client::reinstall),
+        pt!(GET "/api/client/servers/{server}/activity", Server(Some("activity.read")), client::activity),
+        pt!(GET "/api/client/servers/{server}/schedules", Server(Some("schedule.read")), schedules::list),
+        pt!(POST "/api/client/servers/{server}/schedules", Server(Some("schedule.create")), schedules::create),
+        pt!(GET "/api/client/servers/{server}/schedules/{schedule}", Server(Some("schedule.read")), schedules::show),
+        pt!(POST "/api/client/servers/{server}/schedules/{schedule}", Server(Some("schedule.update")), schedules::update),
+        pt!(POST "/api/client/servers/{server}/schedules/{schedule}/execute", Server(Some("schedule.update")), schedules::execute),
+        pt!(DELETE "/api/client/servers/{server}/schedules/{schedule}", Server(Some("schedule.delete")), schedules::delete),
+        pt!(POST "/api/client/servers/{server}/schedules/{schedule}/tasks", Server(Some("schedule.update")), schedules::create_task),
+        pt!(POST "/api/client/servers/{server}/schedules/{schedule}/tasks/{task}", Server(Some("schedule.update")), schedules::update_task),
+        pt!(DELETE "/api/client/servers/{server}/schedules/{schedule}/tasks/{task}", Server(Some("schedule.update")), schedules::delete_task),
+        pt!(GET "/api/client/servers/{server}/users", Server(Some("user.read")), schedules::list_subusers),
+        pt!(POST "/api/client/servers/{server}/users", Server(Some("user.create")), schedules::create_subuser),
+        pt!(GET "/api/client/servers/{server}/users/{user}", Server(Some("user.read")), schedules::show_subuser),
+        pt!(POST "/api/client/servers/{server}/users/{user}", Server(Some("user.update")), schedules::update_subuser),
+        pt!(DELETE "/api/client/servers/{server}/users/{user}", Server(Some("user.delete")), schedules::delete_subuser),
     ]
 }
 

@@ -1,8 +1,8 @@
 //! The JSON shapes of Pterodactyl's APIs: objects, lists with pagination, dates, and the
 //! query parameters lists take.
 
-use super::super::ApiError;
 use super::super::router::Call;
+use super::super::{ApiError, PanelState};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 use warp::http::StatusCode;
@@ -43,9 +43,22 @@ pub(super) struct Paging {
     per_page: usize,
 }
 
+/// Page links are absolute, on the panel's public URL.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Base<'a>(&'a str);
+
 impl Paging {
     /// Read from the call's query; a page or size that is not a positive number is a `422`.
-    pub(super) fn of(call: &Call) -> Result<Self, ApiError> {
+    pub(super) fn of<'a>(call: &Call, state: &'a PanelState) -> Result<(Self, Base<'a>), ApiError> {
+        Self::with_default(call, state, DEFAULT_PER_PAGE)
+    }
+
+    /// [`Paging::of`] with another page length when none is asked for.
+    pub(super) fn with_default<'a>(
+        call: &Call,
+        state: &'a PanelState,
+        default: usize,
+    ) -> Result<(Self, Base<'a>), ApiError> {
         let number = |name: &str, default: usize| match call.query.get(name) {
             None => Ok(default),
             Some(v) => v
@@ -54,13 +67,14 @@ impl Paging {
                 .filter(|n| *n >= 1)
                 .ok_or_else(|| ApiError::invalid(name, format!("The {name} must be at least 1."))),
         };
-        Ok(Self { page: number("page", 1)?, per_page: number("per_page", DEFAULT_PER_PAGE)?.min(MAX_PER_PAGE) })
+        let paging = Self { page: number("page", 1)?, per_page: number("per_page", default)?.min(MAX_PER_PAGE) };
+        Ok((paging, Base(&state.public_url)))
     }
 
     /// This page of `rows` as a Pterodactyl list of `object`s, each row turned into its
     /// attributes by `attributes` (only the rows shown are turned).
     pub(super) async fn list<T, F, Fut>(
-        self,
+        (paging, base): (Self, Base<'_>),
         rows: Vec<T>,
         object: &str,
         path: &str,
@@ -71,16 +85,16 @@ impl Paging {
         Fut: std::future::Future<Output = Result<Vec<Value>, ApiError>>,
     {
         let total = rows.len();
-        let skip = (self.page - 1).saturating_mul(self.per_page);
-        let shown: Vec<T> = rows.into_iter().skip(skip).take(self.per_page).collect();
+        let skip = (paging.page - 1).saturating_mul(paging.per_page);
+        let shown: Vec<T> = rows.into_iter().skip(skip).take(paging.per_page).collect();
         let data: Vec<Value> = attributes(shown).await?.into_iter().map(|a| item(object, a)).collect();
-        let total_pages = total.div_ceil(self.per_page).max(1);
+        let total_pages = total.div_ceil(paging.per_page).max(1);
         let mut links = serde_json::Map::new();
-        if self.page > 1 {
-            links.insert("previous".into(), json!(format!("{path}?page={}", self.page - 1)));
+        if paging.page > 1 {
+            links.insert("previous".into(), json!(format!("{}{path}?page={}", base.0, paging.page - 1)));
         }
-        if self.page < total_pages {
-            links.insert("next".into(), json!(format!("{path}?page={}", self.page + 1)));
+        if paging.page < total_pages {
+            links.insert("next".into(), json!(format!("{}{path}?page={}", base.0, paging.page + 1)));
         }
         Ok(json!({
             "object": "list",
@@ -88,8 +102,8 @@ impl Paging {
             "meta": { "pagination": {
                 "total": total,
                 "count": data.len(),
-                "per_page": self.per_page,
-                "current_page": self.page,
+                "per_page": paging.per_page,
+                "current_page": paging.page,
                 "total_pages": total_pages,
                 "links": links,
             }},
