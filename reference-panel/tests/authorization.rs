@@ -26,6 +26,7 @@ use nexus_panel::node_client::HttpNodeTransport;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
+use warp::Filter;
 
 /// The callers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -153,8 +154,23 @@ fn body_for(path: &str) -> &'static str {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_route_allows_exactly_its_callers() {
+/// Everything a matrix test calls: the control plane over a memory store, a served panel
+/// (both APIs), one of each kind of caller, a node (that does not run), an egg, the owner's
+/// server and a schedule on it.
+struct World {
+    store: Arc<dyn Store>,
+    control: Arc<ControlPlane>,
+    state: Arc<PanelState>,
+    base: String,
+    users: BTreeMap<&'static str, nexus_core::model::User>,
+    node: nexus_core::model::Node,
+    egg: nexus_core::model::Egg,
+    server: nexus_core::model::Server,
+    schedule: ScheduleId,
+    keys: BTreeMap<Who, String>,
+}
+
+async fn world() -> World {
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let mut config = ControlConfig::default();
     config.node_secret = Some(NodeSecret::new(b"authorization test node secret, 32+ bytes".to_vec()).unwrap());
@@ -165,12 +181,17 @@ async fn every_route_allows_exactly_its_callers() {
     let control = Arc::new(ControlPlane::new(store.clone(), nodes, config).await.unwrap());
 
     let user = |name: &str, role| NewUser::new(name, format!("{name}@example.com"), format!("{name} password"), role);
-    let admin = control.create_user(user("admin", Role::Admin)).await.unwrap();
-    let owner = control.create_user(user("owner", Role::User)).await.unwrap();
-    let stranger = control.create_user(user("stranger", Role::User)).await.unwrap();
-    let without = control.create_user(user("without", Role::User)).await.unwrap();
-    let with = control.create_user(user("with", Role::User)).await.unwrap();
-    let target = control.create_user(user("target", Role::User)).await.unwrap();
+    let mut users = BTreeMap::new();
+    for (name, role) in [
+        ("admin", Role::Admin),
+        ("owner", Role::User),
+        ("stranger", Role::User),
+        ("without", Role::User),
+        ("with", Role::User),
+        ("target", Role::User),
+    ] {
+        users.insert(name, control.create_user(user(name, role)).await.unwrap());
+    }
     let capacity = NodeCapacity { memory_mb: 4096, disk_mb: 10_240, cpu_percent: 200 };
     let node = control.register_node(NewNode::new("n1", "127.0.0.1", 1, capacity)).await.unwrap().node;
     control.add_allocations(node.id, "127.0.0.1".parse().unwrap(), "30500-30509").await.unwrap();
@@ -178,20 +199,94 @@ async fn every_route_allows_exactly_its_callers() {
         .import_egg(include_bytes!("../../egg-engine/tests/fixtures/egg-busybox-echo.json").to_vec())
         .await
         .unwrap();
-    let mut request = NewServer::new("s", owner.id, egg.id, ServerLimits { memory_mb: 64, ..ServerLimits::default() });
+    let mut request =
+        NewServer::new("s", users["owner"].id, egg.id, ServerLimits { memory_mb: 64, ..ServerLimits::default() });
     request.node = Some(node.id);
     let server = control.create_server(request).await.unwrap().server;
-    let schedule = ScheduleId::new();
 
     let state = Arc::new(PanelState::new(control.clone(), "http://127.0.0.1"));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(warp::serve(nexus_panel::api::filter(state.clone())).incoming(listener).run());
+    let served =
+        nexus_panel::api::filter(state.clone()).or(nexus_panel::api::pterodactyl::filter(state.clone())).unify();
+    tokio::spawn(warp::serve(served).incoming(listener).run());
 
-    let owner_key = control.create_api_key(owner.id, ApiKeyScope::Client, "", None).await.unwrap().1;
-    let admin_client_key = control.create_api_key(admin.id, ApiKeyScope::Client, "", None).await.unwrap().1;
-    let application_key = control.create_api_key(admin.id, ApiKeyScope::Application, "", None).await.unwrap().1;
+    let key = async |user: &str, scope| control.create_api_key(users[user].id, scope, "", None).await.unwrap().1;
+    let keys = BTreeMap::from([
+        (OwnerClientKey, key("owner", ApiKeyScope::Client).await),
+        (AdminClientKey, key("admin", ApiKeyScope::Client).await),
+        (ApplicationKey, key("admin", ApiKeyScope::Application).await),
+    ]);
+    World { store, control, state, base, users, node, egg, server, schedule: ScheduleId::new(), keys }
+}
 
+impl World {
+    /// Calls `method path` with `body` as `who`, after putting back what earlier calls
+    /// removed (grants, the schedule), so each call meets the same world; `permission` is the
+    /// one `SubuserWith` holds. Answers the status, content type and body.
+    async fn call_as(
+        &self,
+        who: Who,
+        method: &reqwest::Method,
+        path: &str,
+        body: &'static str,
+        permission: &str,
+    ) -> (u16, Option<String>, String) {
+        let grant = |user: &str, names: &[&str]| Subuser {
+            server: self.server.id,
+            user: self.users[user].id,
+            permissions: names.iter().filter(|n| !n.is_empty()).map(|n| (*n).to_owned()).collect(),
+            created_at: chrono::Utc::now(),
+        };
+        self.store.put_subuser(&grant("without", &[])).await.unwrap();
+        self.store.put_subuser(&grant("with", &[permission])).await.unwrap();
+        self.store.put_subuser(&grant("target", &["control.console"])).await.unwrap();
+        if self.store.get_schedule(self.schedule).await.is_err() {
+            let mut made = self
+                .control
+                .create_schedule(
+                    self.server.id,
+                    serde_json::from_str(r#"{"name":"s","cron":"0 4 * * *"}"#).unwrap(),
+                    &nexus_control::subusers::ServerAccess::Owner,
+                )
+                .await
+                .unwrap();
+            self.store.delete_schedule(made.id).await.unwrap();
+            made.id = self.schedule;
+            self.store.create_schedule(&made).await.unwrap();
+        }
+        let mut request = reqwest::Client::new()
+            .request(method.clone(), format!("{}{path}", self.base))
+            .header("content-type", "application/json");
+        if *method != reqwest::Method::GET {
+            request = request.body(body);
+        }
+        request = match who {
+            Anonymous => request,
+            OwnerClientKey | AdminClientKey | ApplicationKey => request.bearer_auth(&self.keys[&who]),
+            Stranger | SubuserWithout | SubuserWith | Owner | Admin => {
+                let user = match who {
+                    Stranger => "stranger",
+                    SubuserWithout => "without",
+                    SubuserWith => "with",
+                    Owner => "owner",
+                    _ => "admin",
+                };
+                // A fresh session per call: logout must not end the next call's.
+                let (session, csrf) = self.state.sessions.open(self.users[user].id);
+                request.header("cookie", format!("{SESSION_COOKIE}={session}")).header(CSRF_HEADER, csrf)
+            }
+        };
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let content_type = common::content_type(&response);
+        (status, content_type, response.text().await.unwrap())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_allows_exactly_its_callers() {
+    let world = world().await;
     let table = routes();
     let expected = expected();
     let listed: BTreeSet<(String, &str)> = table.iter().map(|r| (r.method.to_string(), r.path)).collect();
@@ -199,7 +294,7 @@ async fn every_route_allows_exactly_its_callers() {
     assert_eq!(listed, written, "the router's routes and this test's rows differ");
     // The served OpenAPI document names exactly these routes, and every answer below (each
     // refusal too) must match the schema it documents.
-    let spec = common::Spec::fetch(&base).await;
+    let spec = common::Spec::fetch(&world.base).await;
     let documented: BTreeSet<(String, &str)> = spec
         .operations()
         .into_iter()
@@ -207,73 +302,24 @@ async fn every_route_allows_exactly_its_callers() {
         .collect();
     assert_eq!(documented, listed, "the OpenAPI document and the router differ");
 
-    let grant = |user, names: &[&str]| Subuser {
-        server: server.id,
-        user,
-        permissions: names.iter().filter(|n| !n.is_empty()).map(|n| (*n).to_owned()).collect(),
-        created_at: chrono::Utc::now(),
-    };
-    let http = reqwest::Client::new();
     let mut wrong = Vec::new();
     for route in &table {
         let (allowed, permission) = expected[&(route.method.as_str(), route.path)];
         let allowed: BTreeSet<Who> = allowed.iter().copied().collect();
         let id = match route.path {
-            p if p.starts_with("/api/v1/servers/") => server.id.to_string(),
-            p if p.starts_with("/api/v1/nodes/") => node.id.to_string(),
-            p if p.starts_with("/api/v1/eggs/") => egg.id.to_string(),
+            p if p.starts_with("/api/v1/servers/") => world.server.id.to_string(),
+            p if p.starts_with("/api/v1/nodes/") => world.node.id.to_string(),
+            p if p.starts_with("/api/v1/eggs/") => world.egg.id.to_string(),
             _ => uuid::Uuid::new_v4().to_string(),
         };
         let path = route
             .path
             .replace("{id}", &id)
-            .replace("{user}", &target.id.to_string())
-            .replace("{schedule}", &schedule.to_string());
+            .replace("{user}", &world.users["target"].id.to_string())
+            .replace("{schedule}", &world.schedule.to_string());
         for who in EVERYONE.iter().copied() {
-            // What earlier calls removed is put back, so each call meets the same world.
-            store.put_subuser(&grant(without.id, &[])).await.unwrap();
-            store.put_subuser(&grant(with.id, &[permission])).await.unwrap();
-            store.put_subuser(&grant(target.id, &["control.console"])).await.unwrap();
-            if store.get_schedule(schedule).await.is_err() {
-                let mut made = control
-                    .create_schedule(
-                        server.id,
-                        serde_json::from_str(r#"{"name":"s","cron":"0 4 * * *"}"#).unwrap(),
-                        &nexus_control::subusers::ServerAccess::Owner,
-                    )
-                    .await
-                    .unwrap();
-                store.delete_schedule(made.id).await.unwrap();
-                made.id = schedule;
-                store.create_schedule(&made).await.unwrap();
-            }
-            let mut request =
-                http.request(route.method.clone(), format!("{base}{path}")).header("content-type", "application/json");
-            if route.method != reqwest::Method::GET {
-                request = request.body(body_for(route.path));
-            }
-            request = match who {
-                Anonymous => request,
-                OwnerClientKey => request.bearer_auth(&owner_key),
-                AdminClientKey => request.bearer_auth(&admin_client_key),
-                ApplicationKey => request.bearer_auth(&application_key),
-                Stranger | SubuserWithout | SubuserWith | Owner | Admin => {
-                    let user = match who {
-                        Stranger => stranger.id,
-                        SubuserWithout => without.id,
-                        SubuserWith => with.id,
-                        Owner => owner.id,
-                        _ => admin.id,
-                    };
-                    // A fresh session per call: logout must not end the next call's.
-                    let (session, csrf) = state.sessions.open(user);
-                    request.header("cookie", format!("{SESSION_COOKIE}={session}")).header(CSRF_HEADER, csrf)
-                }
-            };
-            let response = request.send().await.unwrap();
-            let status = response.status().as_u16();
-            let content_type = common::content_type(&response);
-            let body = response.text().await.unwrap();
+            let (status, content_type, body) =
+                world.call_as(who, &route.method, &path, body_for(route.path), permission).await;
             spec.check(route.method.as_str(), &path, status, content_type.as_deref(), &body);
             let unrouted = status == 405 || (status == 404 && body.contains("no route"));
             assert!(!unrouted, "{} {path} is documented but not served: {body}", route.method);
@@ -286,7 +332,175 @@ async fn every_route_allows_exactly_its_callers() {
     }
     assert!(wrong.is_empty(), "authorization differs from the matrix:\n{}", wrong.join("\n"));
     // The last route deletes; with no node to tell, the server is only marked.
-    assert!(store.get_server(server.id).await.unwrap().deletion_requested_at.is_some());
+    assert!(world.store.get_server(world.server.id).await.unwrap().deletion_requested_at.is_some());
+}
+
+/// Callers of Pterodactyl's client API: no application key (Pterodactyl refuses those there).
+const CLIENT_LOGGED_IN: &[Who] = &[Stranger, SubuserWithout, SubuserWith, Owner, OwnerClientKey, AdminClientKey, Admin];
+/// Whoever may see the server, through the client API.
+const CLIENT_MEMBERS: &[Who] = &[SubuserWithout, SubuserWith, Owner, OwnerClientKey, AdminClientKey, Admin];
+/// Whoever holds the route's permission, through the client API.
+const CLIENT_GRANTED: &[Who] = &[SubuserWith, Owner, OwnerClientKey, AdminClientKey, Admin];
+
+/// Who may call each route of Pterodactyl's APIs, and the permission `SubuserWith` holds.
+fn expected_pterodactyl() -> BTreeMap<(&'static str, &'static str), (&'static [Who], &'static str)> {
+    let application = [
+        ("GET", "/api/application/users"),
+        ("GET", "/api/application/users/external/{external_id}"),
+        ("GET", "/api/application/users/{user}"),
+        ("POST", "/api/application/users"),
+        ("PATCH", "/api/application/users/{user}"),
+        ("DELETE", "/api/application/users/{user}"),
+        ("GET", "/api/application/locations"),
+        ("GET", "/api/application/locations/{location}"),
+        ("POST", "/api/application/locations"),
+        ("DELETE", "/api/application/locations/{location}"),
+        ("GET", "/api/application/nodes"),
+        ("GET", "/api/application/nodes/{node}"),
+        ("GET", "/api/application/nodes/{node}/configuration"),
+        ("POST", "/api/application/nodes"),
+        ("PATCH", "/api/application/nodes/{node}"),
+        ("DELETE", "/api/application/nodes/{node}"),
+        ("GET", "/api/application/nodes/{node}/allocations"),
+        ("POST", "/api/application/nodes/{node}/allocations"),
+        ("DELETE", "/api/application/nodes/{node}/allocations/{allocation}"),
+        ("GET", "/api/application/nests"),
+        ("GET", "/api/application/nests/{nest}"),
+        ("GET", "/api/application/nests/{nest}/eggs"),
+        ("GET", "/api/application/nests/{nest}/eggs/{egg}"),
+        ("GET", "/api/application/servers"),
+        ("GET", "/api/application/servers/external/{external_id}"),
+        ("GET", "/api/application/servers/{server}"),
+        ("POST", "/api/application/servers"),
+        ("PATCH", "/api/application/servers/{server}/details"),
+        ("PATCH", "/api/application/servers/{server}/build"),
+        ("PATCH", "/api/application/servers/{server}/startup"),
+        ("POST", "/api/application/servers/{server}/suspend"),
+        ("POST", "/api/application/servers/{server}/unsuspend"),
+        ("POST", "/api/application/servers/{server}/reinstall"),
+        ("DELETE", "/api/application/servers/{server}"),
+        ("DELETE", "/api/application/servers/{server}/force"),
+    ];
+    let mut rows: BTreeMap<_, (&'static [Who], &'static str)> =
+        application.into_iter().map(|route| (route, (ADMINS, ""))).collect();
+    let server = "/api/client/servers/{server}";
+    let client: [(&str, &str, &'static [Who], &str); 36] = [
+        ("GET", "", CLIENT_LOGGED_IN, ""),
+        ("GET", "/account", CLIENT_LOGGED_IN, ""),
+        ("GET", "", CLIENT_MEMBERS, ""),
+        ("GET", "/resources", CLIENT_MEMBERS, ""),
+        ("GET", "/websocket", CLIENT_GRANTED, "websocket.connect"),
+        ("POST", "/command", CLIENT_GRANTED, "control.console"),
+        ("POST", "/power", CLIENT_GRANTED, "control.start"),
+        ("GET", "/files/list", CLIENT_GRANTED, "file.read"),
+        ("GET", "/files/contents", CLIENT_GRANTED, "file.read-content"),
+        ("POST", "/files/write", CLIENT_GRANTED, "file.create"),
+        ("PUT", "/files/rename", CLIENT_GRANTED, "file.update"),
+        ("POST", "/files/copy", CLIENT_GRANTED, "file.create"),
+        ("POST", "/files/delete", CLIENT_GRANTED, "file.delete"),
+        ("POST", "/files/create-folder", CLIENT_GRANTED, "file.create"),
+        ("POST", "/files/chmod", CLIENT_GRANTED, "file.update"),
+        ("POST", "/files/compress", CLIENT_GRANTED, "file.archive"),
+        ("POST", "/files/decompress", CLIENT_GRANTED, "file.archive"),
+        ("GET", "/startup", CLIENT_GRANTED, "startup.read"),
+        ("PUT", "/startup/variable", CLIENT_GRANTED, "startup.update"),
+        ("POST", "/settings/rename", CLIENT_GRANTED, "settings.rename"),
+        ("POST", "/settings/reinstall", CLIENT_GRANTED, "settings.reinstall"),
+        ("GET", "/activity", CLIENT_GRANTED, "activity.read"),
+        ("GET", "/schedules", CLIENT_GRANTED, "schedule.read"),
+        ("POST", "/schedules", CLIENT_GRANTED, "schedule.create"),
+        ("GET", "/schedules/{schedule}", CLIENT_GRANTED, "schedule.read"),
+        ("POST", "/schedules/{schedule}", CLIENT_GRANTED, "schedule.update"),
+        ("POST", "/schedules/{schedule}/execute", CLIENT_GRANTED, "schedule.update"),
+        ("DELETE", "/schedules/{schedule}", CLIENT_GRANTED, "schedule.delete"),
+        ("POST", "/schedules/{schedule}/tasks", CLIENT_GRANTED, "schedule.update"),
+        ("POST", "/schedules/{schedule}/tasks/{task}", CLIENT_GRANTED, "schedule.update"),
+        ("DELETE", "/schedules/{schedule}/tasks/{task}", CLIENT_GRANTED, "schedule.update"),
+        ("GET", "/users", CLIENT_GRANTED, "user.read"),
+        ("POST", "/users", CLIENT_GRANTED, "user.create"),
+        ("GET", "/users/{user}", CLIENT_GRANTED, "user.read"),
+        ("POST", "/users/{user}", CLIENT_GRANTED, "user.update"),
+        ("DELETE", "/users/{user}", CLIENT_GRANTED, "user.delete"),
+    ];
+    for (i, (method, tail, allowed, permission)) in client.into_iter().enumerate() {
+        // The first two rows are the account's routes, the rest the server's.
+        let path = match i {
+            0 => "/api/client".to_owned(),
+            1 => format!("/api/client{tail}"),
+            _ => format!("{server}{tail}"),
+        };
+        rows.insert((method, path.leak()), (allowed, permission));
+    }
+    rows
+}
+
+fn pterodactyl_body(path: &str) -> &'static str {
+    match path {
+        "/api/client/servers/{server}/power" => r#"{"signal":"start"}"#,
+        _ => "{}",
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_pterodactyl_route_allows_exactly_its_callers() {
+    use nexus_core::model::RecordKind;
+    let world = world().await;
+    let table = nexus_panel::api::pterodactyl::routes();
+    let expected = expected_pterodactyl();
+    let listed: BTreeSet<(String, &str)> = table.iter().map(|r| (r.method.to_string(), r.path)).collect();
+    let written: BTreeSet<(String, &str)> = expected.keys().map(|(m, p)| ((*m).to_owned(), *p)).collect();
+    assert_eq!(listed, written, "the router's Pterodactyl routes and this test's rows differ");
+
+    let store = &world.store;
+    let number = async |kind, key: String| store.record_refs(kind, &[key]).await.unwrap()[0].clone();
+    let server = number(RecordKind::Server, world.server.id.to_string()).await;
+    let schedule = number(RecordKind::Schedule, world.schedule.to_string()).await.number.to_string();
+    let node = number(RecordKind::Node, world.node.id.to_string()).await.number.to_string();
+    let egg = number(RecordKind::Egg, world.egg.id.to_string()).await.number.to_string();
+    // Records that do not exist: an admin passes authorization and meets a 404.
+    let missing = "999999".to_owned();
+    let target = world.users["target"].id.to_string();
+    // The server's deletions come last: a server being deleted refuses users' file routes.
+    let mut ordered: Vec<_> = table.iter().collect();
+    ordered.sort_by_key(|r| r.method == reqwest::Method::DELETE && r.path.starts_with("/api/application/servers/"));
+    let mut wrong = Vec::new();
+    for route in ordered {
+        let (allowed, permission) = expected[&(route.method.as_str(), route.path)];
+        let allowed: BTreeSet<Who> = allowed.iter().copied().collect();
+        let client = route.path.starts_with("/api/client");
+        let server_name = if client { server.short.clone() } else { server.number.to_string() };
+        let path = route
+            .path
+            .replace("{server}", &server_name)
+            .replace("{user}", if client { &target } else { &missing })
+            .replace("{schedule}", &schedule)
+            .replace("{task}", &missing)
+            .replace("{node}", &node)
+            .replace("{location}", &missing)
+            .replace("{nest}", &missing)
+            .replace("{egg}", &egg)
+            .replace("{allocation}", &missing)
+            .replace("{external_id}", "nobody");
+        for who in EVERYONE.iter().copied() {
+            let (status, _, body) =
+                world.call_as(who, &route.method, &path, pterodactyl_body(route.path), permission).await;
+            let value: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            if status >= 400 {
+                let shape = value["errors"][0]["status"] == status.to_string();
+                assert!(shape, "{} {path}: not Pterodactyl's error shape: {body}", route.method);
+            }
+            let unrouted = status == 405 || (status == 404 && body.contains("no route"));
+            assert!(!unrouted, "{} {path} is listed but not served: {body}", route.method);
+            // A server the caller may not see is a 404 naming the server; a missing task
+            // (a 404 naming that) got past authorization.
+            let hidden = status == 404 && value["errors"][0]["detail"] == "server";
+            let refused = status == 401 || status == 403 || (hidden && client);
+            if refused == allowed.contains(&who) {
+                wrong.push(format!("{} {} as {who:?}: {status} {body}", route.method, route.path));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "authorization differs from the matrix:\n{}", wrong.join("\n"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
