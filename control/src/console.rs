@@ -66,6 +66,13 @@ impl ControlPlane {
         format!("{scheme}://{}:{}", crate::nodes::url_host(&node.fqdn), node.daemon_port)
     }
 
+    /// Where browsers reach `node`'s HTTP API (`http://fqdn:port`, `https` when nodes are
+    /// reached over HTTPS): the origin of links that carry a browser token.
+    pub fn node_origin(&self, node: &nexus_core::model::Node) -> String {
+        let scheme = if self.config.node_scheme == "https" { "https" } else { "http" };
+        format!("{scheme}://{}:{}", crate::nodes::url_host(&node.fqdn), node.daemon_port)
+    }
+
     /// The console secret (`token_secret`) `node`'s daemon must be configured with so it
     /// accepts this panel's console tokens; `None` without a node secret.
     pub fn node_console_secret(&self, node: nexus_core::ids::NodeId) -> Option<String> {

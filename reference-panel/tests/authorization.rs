@@ -384,9 +384,22 @@ fn expected_pterodactyl() -> BTreeMap<(&'static str, &'static str), (&'static [W
     let mut rows: BTreeMap<_, (&'static [Who], &'static str)> =
         application.into_iter().map(|route| (route, (ADMINS, ""))).collect();
     let server = "/api/client/servers/{server}";
-    let client: [(&str, &str, &'static [Who], &str); 36] = [
-        ("GET", "", CLIENT_LOGGED_IN, ""),
-        ("GET", "/account", CLIENT_LOGGED_IN, ""),
+    for (method, path, allowed) in [
+        ("GET", "/api/client", CLIENT_LOGGED_IN),
+        ("GET", "/api/client/account", CLIENT_LOGGED_IN),
+        ("GET", "/api/client/permissions", CLIENT_LOGGED_IN),
+        ("PUT", "/api/client/account/email", SESSIONS),
+        ("PUT", "/api/client/account/password", SESSIONS),
+        ("GET", "/api/client/account/api-keys", CLIENT_LOGGED_IN),
+        ("POST", "/api/client/account/api-keys", SESSIONS),
+        ("DELETE", "/api/client/account/api-keys/{identifier}", SESSIONS),
+        ("GET", "/api/client/account/two-factor", SESSIONS),
+        ("POST", "/api/client/account/two-factor", SESSIONS),
+        ("POST", "/api/client/account/two-factor/disable", SESSIONS),
+    ] {
+        rows.insert((method, path), (allowed, ""));
+    }
+    let client: [(&str, &str, &'static [Who], &str); 35] = [
         ("GET", "", CLIENT_MEMBERS, ""),
         ("GET", "/resources", CLIENT_MEMBERS, ""),
         ("GET", "/websocket", CLIENT_GRANTED, "websocket.connect"),
@@ -394,6 +407,7 @@ fn expected_pterodactyl() -> BTreeMap<(&'static str, &'static str), (&'static [W
         ("POST", "/power", CLIENT_GRANTED, "control.start"),
         ("GET", "/files/list", CLIENT_GRANTED, "file.read"),
         ("GET", "/files/contents", CLIENT_GRANTED, "file.read-content"),
+        ("GET", "/files/download", CLIENT_GRANTED, "file.read-content"),
         ("POST", "/files/write", CLIENT_GRANTED, "file.create"),
         ("PUT", "/files/rename", CLIENT_GRANTED, "file.update"),
         ("POST", "/files/copy", CLIENT_GRANTED, "file.create"),
@@ -422,14 +436,8 @@ fn expected_pterodactyl() -> BTreeMap<(&'static str, &'static str), (&'static [W
         ("POST", "/users/{user}", CLIENT_GRANTED, "user.update"),
         ("DELETE", "/users/{user}", CLIENT_GRANTED, "user.delete"),
     ];
-    for (i, (method, tail, allowed, permission)) in client.into_iter().enumerate() {
-        // The first two rows are the account's routes, the rest the server's.
-        let path = match i {
-            0 => "/api/client".to_owned(),
-            1 => format!("/api/client{tail}"),
-            _ => format!("{server}{tail}"),
-        };
-        rows.insert((method, path.leak()), (allowed, permission));
+    for (method, tail, allowed, permission) in client {
+        rows.insert((method, format!("{server}{tail}").leak()), (allowed, permission));
     }
     rows
 }
@@ -480,7 +488,8 @@ async fn every_pterodactyl_route_allows_exactly_its_callers() {
             .replace("{nest}", &missing)
             .replace("{egg}", &egg)
             .replace("{allocation}", &missing)
-            .replace("{external_id}", "nobody");
+            .replace("{external_id}", "nobody")
+            .replace("{identifier}", "ptlc_nothing");
         for who in EVERYONE.iter().copied() {
             let (status, _, body) =
                 world.call_as(who, &route.method, &path, pterodactyl_body(route.path), permission).await;

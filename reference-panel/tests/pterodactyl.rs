@@ -465,6 +465,7 @@ async fn the_application_and_client_apis_answer_as_pterodactyl_documents() {
     assert_eq!(contents.text().await.unwrap(), "written through the client API");
 
     client_routes(&owner, &identifier, &up.url).await;
+    account_routes(&owner, &up.url).await;
     let (status, body) = app.call(Method::GET, "/api/client", None).await;
     assert_eq!(status, 403, "an application key is not a client key: {body}");
 
@@ -722,5 +723,60 @@ async fn client_routes(owner: &Ptero, identifier: &str, base: &str) {
     assert_eq!(first["object"], "activity_log");
     assert!(first["attributes"]["event"].is_string() && first["attributes"]["timestamp"].is_string(), "{first}");
     assert!(first["attributes"]["properties"].is_object(), "{first}");
-    let _ = base;
+    // A download link straight from the node, usable without the panel's credentials.
+    let link = owner.get(&format!("{server}/files/download?file=%2Fworld%2Fnotes.txt")).await;
+    let url = attributes(&link, "signed_url")["url"].as_str().unwrap().to_owned();
+    assert!(!url.starts_with(base), "served by the node, not the panel: {url}");
+    let fetched = reqwest::get(&url).await.unwrap();
+    assert_eq!(fetched.status(), 200);
+    assert_eq!(fetched.text().await.unwrap(), "written through the client API");
+    let (status, _) = owner.call(Method::GET, &format!("{server}/files/download"), None).await;
+    assert_eq!(status, 422, "a file must be named");
+}
+
+/// The account routes: keys and credentials need a browser session; keys read.
+async fn account_routes(owner: &Ptero, base: &str) {
+    let permissions = owner.get("/api/client/permissions").await;
+    assert_eq!(permissions["object"], "system_permissions");
+    assert!(permissions["attributes"]["permissions"]["control"]["keys"]["start"].is_string(), "{permissions}");
+    let (status, _) =
+        owner.call(Method::POST, "/api/client/account/api-keys", Some(json!({ "description": "bot" }))).await;
+    assert_eq!(status, 403, "a key cannot mint keys");
+
+    let session = Client::login(base, "player", "correct horse battery").await;
+    let (status, created) = session
+        .call(Method::POST, "/api/client/account/api-keys", Some(json!({ "description": "bot", "allowed_ips": [] })))
+        .await;
+    assert_eq!(status, 200, "{created}");
+    let identifier = created["attributes"]["identifier"].as_str().unwrap().to_owned();
+    assert!(identifier.starts_with("ptlc_"), "{created}");
+    let key = format!("{identifier}{}", created["meta"]["secret_token"].as_str().unwrap());
+    let bot = Ptero::new(base, &key);
+    assert_eq!(bot.get("/api/client/account").await["attributes"]["username"], "player");
+    let keys = bot.get("/api/client/account/api-keys").await;
+    assert!(
+        keys["data"].as_array().unwrap().iter().any(|k| k["attributes"]["identifier"] == identifier.as_str()),
+        "{keys}"
+    );
+    let (status, _) = session.call(Method::DELETE, &format!("/api/client/account/api-keys/{identifier}"), None).await;
+    assert_eq!(status, 204);
+    assert_eq!(bot.call(Method::GET, "/api/client/account", None).await.0, 401, "a deleted key stops working");
+
+    let (status, body) = session
+        .call(Method::PUT, "/api/client/account/password", Some(json!({ "current_password": "wrong", "password": "another long password", "password_confirmation": "another long password" })))
+        .await;
+    assert_eq!((status, body["errors"][0]["meta"]["source_field"].as_str()), (422, Some("current_password")), "{body}");
+    let (status, _) = session
+        .call(Method::PUT, "/api/client/account/password", Some(json!({ "current_password": "correct horse battery", "password": "another long password", "password_confirmation": "another long password" })))
+        .await;
+    assert_eq!(status, 204);
+    let (status, _) = session
+        .call(
+            Method::PUT,
+            "/api/client/account/email",
+            Some(json!({ "email": "pat.new@example.com", "password": "another long password" })),
+        )
+        .await;
+    assert_eq!(status, 204);
+    assert_eq!(owner.get("/api/client/account").await["attributes"]["email"], "pat.new@example.com");
 }

@@ -443,3 +443,27 @@ fn file_object(e: nexus_files::FileEntry) -> Value {
         }),
     )
 }
+
+/// A link the browser downloads the file from, straight from the node: the node's file
+/// route with a short-lived token that lets it read this server's files (Pterodactyl's
+/// signed URL names one file; this token reads any of the server's files, which whoever
+/// holds `file.read-content` may anyway).
+pub(super) async fn download_file(state: Arc<PanelState>, call: Call) -> Answered {
+    let server = call.server()?.clone();
+    if server.suspended && !matches!(call.access()?, ServerAccess::Admin) {
+        return Err(ApiError::new(StatusCode::CONFLICT, "suspended", "This server is currently suspended."));
+    }
+    let file = call.query.get("file").cloned().ok_or_else(|| required("file"))?;
+    if file.trim_matches('/').is_empty() || file.len() > 4096 || file.contains('\0') {
+        return Err(ApiError::invalid("file", "The file must name a file."));
+    }
+    let access = state.control.console_access(server.id, &[nexus_core::model::Permission::FileRead]).await?;
+    let node = state.control.store().get_node(server.node).await.map_err(store_error)?;
+    let url = format!(
+        "{}{}?token={}",
+        state.control.node_origin(&node),
+        crate::node_proxy::file_path(server.id, &file),
+        access.token
+    );
+    answer(StatusCode::OK, &item("signed_url", json!({ "url": url })))
+}

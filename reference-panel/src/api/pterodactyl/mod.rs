@@ -17,6 +17,7 @@
 //!   Pterodactyl's status codes. An unserved route under either prefix is a `404` in that
 //!   shape.
 
+mod account;
 mod application;
 mod body;
 mod client;
@@ -51,7 +52,7 @@ macro_rules! pt {
 /// Every served route of Pterodactyl's two APIs. What is not here answers `404`.
 #[rustfmt::skip]
 pub fn routes() -> Vec<Route> {
-    use Access::{Admin, Authenticated, Server};
+    use Access::{Admin, Authenticated, Server, Session};
     use application as app;
     vec![
         pt!(GET "/api/application/users", Admin, app::list_users),
@@ -96,6 +97,15 @@ pub fn routes() -> Vec<Route> {
 
         pt!(GET "/api/client", Authenticated, client::list_servers),
         pt!(GET "/api/client/account", Authenticated, client::account),
+        pt!(GET "/api/client/permissions", Authenticated, account::permissions),
+        pt!(PUT "/api/client/account/email", Session, account::update_email),
+        pt!(PUT "/api/client/account/password", Session, account::update_password),
+        pt!(GET "/api/client/account/api-keys", Authenticated, account::list_keys),
+        pt!(POST "/api/client/account/api-keys", Session, account::create_key),
+        pt!(DELETE "/api/client/account/api-keys/{identifier}", Session, account::delete_key),
+        pt!(GET "/api/client/account/two-factor", Session, account::two_factor),
+        pt!(POST "/api/client/account/two-factor", Session, account::enable_two_factor),
+        pt!(POST "/api/client/account/two-factor/disable", Session, account::disable_two_factor),
         pt!(GET "/api/client/servers/{server}", Server(None), client::show_server),
         pt!(GET "/api/client/servers/{server}/resources", Server(None), client::resources),
         pt!(GET "/api/client/servers/{server}/websocket", Server(Some("websocket.connect")), client::websocket),
@@ -103,6 +113,7 @@ pub fn routes() -> Vec<Route> {
         pt!(POST "/api/client/servers/{server}/power", Server(None), client::power),
         pt!(GET "/api/client/servers/{server}/files/list", Server(Some("file.read")), client::list_files),
         pt!(GET "/api/client/servers/{server}/files/contents", Server(Some("file.read-content")), client::file_contents),
+        pt!(GET "/api/client/servers/{server}/files/download", Server(Some("file.read-content")), client::download_file),
         pt!(POST "/api/client/servers/{server}/files/write", Server(Some("file.create")), client::write_file, stream),
         pt!(PUT "/api/client/servers/{server}/files/rename", Server(Some("file.update")), client::rename_files),
         pt!(POST "/api/client/servers/{server}/files/copy", Server(Some("file.create")), client::copy_file),
