@@ -349,6 +349,8 @@ async fn browser_tokens(c: &Client, id: ServerId) {
     send_command(&mut socket, "from the browser").await;
     until(&mut socket, T, |e| is_line(e, "got: from the browser")).await;
 
+    wings_protocol(c, id).await;
+
     // A console opened with a short-lived token is closed when the token expires, not kept
     // open for as long as the browser likes.
     let brief = s.mint(id, &[Permission::ConsoleRead, Permission::ConsoleWrite], Duration::from_secs(2));
@@ -360,6 +362,60 @@ async fn browser_tokens(c: &Client, id: ServerId) {
         matches!(after, None | Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_))) | Some(Err(_))),
         "{after:?}"
     );
+}
+
+/// The same console in Wings' protocol: `auth` first, permissions from the token, expiry
+/// announced, re-auth on the same socket.
+async fn wings_protocol(c: &Client, id: ServerId) {
+    let s = signer();
+    let read_only = s.mint(id, &[Permission::ConsoleRead], Duration::from_secs(60));
+    let writer = s.mint(id, &[Permission::ConsoleRead, Permission::ConsoleWrite], Duration::from_secs(60));
+    let other = s.mint(ServerId::new(), &Permission::ALL, Duration::from_secs(60));
+
+    let mut socket = wings_console(&c.base, id).await;
+    wings_send(&mut socket, "auth", &[&other]).await;
+    until(&mut socket, T, |e| is_wings(e, "jwt error", "connect permission")).await;
+
+    let mut socket = wings_console(&c.base, id).await;
+    wings_send(&mut socket, "send command", &["before auth"]).await;
+    wings_send(&mut socket, "auth", &[&read_only]).await;
+    until(&mut socket, T, |e| e["event"] == "auth success").await;
+    until(&mut socket, T, |e| is_wings(e, "status", "running")).await;
+    // Without console_write a command is ignored, as Wings does; then the same socket takes a
+    // token that allows it.
+    wings_send(&mut socket, "send command", &["not allowed"]).await;
+    wings_send(&mut socket, "auth", &[&writer]).await;
+    until(&mut socket, T, |e| e["event"] == "auth success").await;
+    wings_send(&mut socket, "send command", &["from wings"]).await;
+    let seen = until(&mut socket, T, |e| is_wings(e, "console output", "got: from wings")).await;
+    assert!(
+        !seen
+            .iter()
+            .any(|e| is_wings(e, "console output", "not allowed") || is_wings(e, "console output", "before auth")),
+        "{seen:?}"
+    );
+    wings_send(&mut socket, "send stats", &[]).await;
+    let seen = until(&mut socket, T, |e| e["event"] == "stats").await;
+    let stats: Value = serde_json::from_str(seen.last().unwrap()["args"][0].as_str().unwrap()).unwrap();
+    assert_eq!(stats["state"], "running", "{stats}");
+    wings_send(&mut socket, "send logs", &[]).await;
+    until(&mut socket, T, |e| is_wings(e, "console output", "got: ping over http")).await;
+    wings_send(&mut socket, "no such event", &[]).await;
+
+    // A token about to end is announced, then its end; events stop and commands are refused
+    // until a fresh token arrives.
+    let brief = s.mint(id, &[Permission::ConsoleRead, Permission::ConsoleWrite], Duration::from_secs(2));
+    let mut socket = wings_console(&c.base, id).await;
+    wings_send(&mut socket, "auth", &[&brief]).await;
+    until(&mut socket, T, |e| e["event"] == "token expiring").await;
+    until(&mut socket, T, |e| e["event"] == "token expired").await;
+    wings_send(&mut socket, "send command", &["after expiry"]).await;
+    until(&mut socket, T, |e| is_wings(e, "jwt error", "exp")).await;
+    wings_send(&mut socket, "auth", &[&writer]).await;
+    until(&mut socket, T, |e| e["event"] == "auth success").await;
+    wings_send(&mut socket, "send command", &["renewed"]).await;
+    let seen = until(&mut socket, T, |e| is_wings(e, "console output", "got: renewed")).await;
+    assert!(!seen.iter().any(|e| is_wings(e, "console output", "after expiry")), "{seen:?}");
 }
 
 impl Running {

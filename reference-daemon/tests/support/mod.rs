@@ -326,6 +326,24 @@ pub async fn send_command(socket: &mut Socket, line: &str) {
     socket.send(Message::text(message)).await.expect("ws send");
 }
 
+/// Opens `server`'s console in Wings' protocol (`/ws`, no credentials until `auth`).
+pub async fn wings_console(base: &str, server: ServerId) -> Socket {
+    let url = format!("{}/api/servers/{server}/ws", base.replacen("http://", "ws://", 1));
+    let (socket, _) = tokio_tungstenite::connect_async(url).await.expect("ws connect");
+    socket
+}
+
+/// Sends a Wings-protocol event.
+pub async fn wings_send(socket: &mut Socket, event: &str, args: &[&str]) {
+    let message = serde_json::json!({ "event": event, "args": args }).to_string();
+    socket.send(Message::text(message)).await.expect("ws send");
+}
+
+/// Whether `event` is the Wings event `name` whose first argument contains `text`.
+pub fn is_wings(event: &Value, name: &str, text: &str) -> bool {
+    event["event"] == name && event["args"][0].as_str().unwrap_or_default().contains(text)
+}
+
 /// Ids of the containers carrying `io.nexus.node=<node>` (running or not).
 pub fn node_containers(node: NodeId, only_running: bool) -> Vec<String> {
     node_containers_on(Engine::Docker, node, only_running)
