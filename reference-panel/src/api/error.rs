@@ -68,6 +68,12 @@ impl ApiError {
     /// the exception name Pterodactyl's panel reports for the status as `code`, and
     /// `meta.source_field` on a refusal about a field (as its validation errors carry).
     pub fn into_pterodactyl_response(self) -> Response {
+        let status = self.status;
+        crate::api::json_response(status, &self.into_pterodactyl_body())
+    }
+
+    /// The body of [`into_pterodactyl_response`](Self::into_pterodactyl_response).
+    fn into_pterodactyl_body(self) -> serde_json::Value {
         let code = match (self.status.as_u16(), self.code) {
             (400, "bad_request" | "invalid_id") => "BadRequestHttpException",
             // A business rule (a user owning servers, an assigned allocation): Pterodactyl's
@@ -94,7 +100,7 @@ impl ApiError {
             let rule = if self.code == "required" { "required" } else { "invalid" };
             error["meta"] = serde_json::json!({ "source_field": field, "rule": rule });
         }
-        crate::api::json_response(self.status, &serde_json::json!({ "errors": [error] }))
+        serde_json::json!({ "errors": [error] })
     }
 }
 

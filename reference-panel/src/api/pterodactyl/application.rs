@@ -1048,3 +1048,44 @@ async fn set_external(state: &PanelState, kind: RecordKind, key: &str, external:
         Err(e) => Err(store_error(e)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_ranges_are_single_ports_or_spans() {
+        let ranges = port_ranges(&["25565".into(), " 27015 - 27020 ".into()]).unwrap();
+        assert_eq!(ranges, [25565..=25565, 27015..=27020]);
+        for bad in ["0", "27020-27015", "x", "1-70000", ""] {
+            assert!(port_ranges(&[bad.into()]).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn status_follows_state_and_suspension() {
+        let mut server = Server {
+            id: ServerId::new(),
+            name: "s".into(),
+            owner: UserId::new(),
+            node: NodeId::new(),
+            egg: EggId::new(),
+            image: String::new(),
+            startup: String::new(),
+            environment: Default::default(),
+            limits: ServerLimits::default(),
+            primary_allocation: AllocationId::new(),
+            extra_allocations: Vec::new(),
+            state: ServerState::Installing,
+            version: 0,
+            created_at: chrono::Utc::now(),
+            suspended: false,
+            deletion_requested_at: None,
+        };
+        assert_eq!(status_of(&server), json!("installing"));
+        server.state = ServerState::Running;
+        assert_eq!(status_of(&server), Value::Null);
+        server.suspended = true;
+        assert_eq!(status_of(&server), json!("suspended"));
+    }
+}

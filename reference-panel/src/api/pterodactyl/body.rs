@@ -166,3 +166,76 @@ fn integer(value: &Value) -> Option<i64> {
 pub(super) fn required(path: &str) -> ApiError {
     ApiError { code: "required", ..ApiError::invalid(path, format!("The {path} field is required.")) }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn body(value: Value) -> Body {
+        match value {
+            Value::Object(map) => Body(map),
+            _ => panic!("an object"),
+        }
+    }
+
+    #[test]
+    fn numbers_come_as_numbers_or_numeric_strings() {
+        let b =
+            body(json!({ "a": 5, "b": "7", "c": " 9 ", "d": "x", "e": 1.5, "f": null, "limits": { "memory": "128" } }));
+        assert_eq!(b.int("a").unwrap(), Some(5));
+        assert_eq!(b.int("b").unwrap(), Some(7));
+        assert_eq!(b.int("c").unwrap(), Some(9));
+        assert_eq!(b.int("limits.memory").unwrap(), Some(128));
+        assert_eq!(b.int("f").unwrap(), None, "null is absent");
+        assert_eq!(b.int("missing").unwrap(), None);
+        for bad in ["d", "e"] {
+            let e = b.int(bad).unwrap_err();
+            assert_eq!((e.status.as_u16(), e.field.as_deref()), (422, Some(bad)));
+        }
+        let e = b.required_int("missing").unwrap_err();
+        assert_eq!((e.code, e.field.as_deref()), ("required", Some("missing")));
+        assert_eq!(b.bounded("a", 4).unwrap_err().field.as_deref(), Some("a"), "over the bound");
+        assert_eq!(body(json!({ "n": -1 })).bounded("n", 10).unwrap_err().field.as_deref(), Some("n"), "negative");
+    }
+
+    #[test]
+    fn booleans_take_php_spellings() {
+        let b = body(json!({ "a": true, "b": 0, "c": "1", "d": "false", "e": "yes", "f": 2 }));
+        assert_eq!(b.boolean("a").unwrap(), Some(true));
+        assert_eq!(b.boolean("b").unwrap(), Some(false));
+        assert_eq!(b.boolean("c").unwrap(), Some(true));
+        assert_eq!(b.boolean("d").unwrap(), Some(false));
+        assert!(b.boolean("e").is_err() && b.boolean("f").is_err());
+    }
+
+    #[test]
+    fn lists_and_environment() {
+        let b = body(json!({
+            "ports": ["25565", 25570, "25571-25575"],
+            "one": 3,
+            "bad": [{}],
+            "environment": { "A": "x", "B": 8, "C": true, "D": false, "E": null },
+            "nested": { "A": [] },
+        }));
+        assert_eq!(b.strings("ports").unwrap(), ["25565", "25570", "25571-25575"]);
+        assert_eq!(b.ints("one").unwrap(), [3], "a single value is a list of one");
+        assert!(b.strings("bad").is_err() && b.ints("bad").is_err());
+        let env = b.environment("environment").unwrap();
+        let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(pairs, [("A", "x"), ("B", "8"), ("C", "1"), ("D", "0")], "null takes the default");
+        let e = b.environment("nested").unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("nested.A"));
+        assert!(body(json!({ "environment": [] })).environment("environment").is_err());
+        assert!(b.is_null("missing") == false && body(json!({ "x": null })).is_null("x"));
+    }
+
+    #[test]
+    fn strings_refuse_objects_and_required_refuses_blank() {
+        let b = body(json!({ "s": "text", "n": 12, "o": {}, "blank": "  " }));
+        assert_eq!(b.string("s").unwrap().as_deref(), Some("text"));
+        assert_eq!(b.string("n").unwrap().as_deref(), Some("12"));
+        assert!(b.string("o").is_err());
+        assert_eq!(b.required_string("blank").unwrap_err().code, "required");
+    }
+}

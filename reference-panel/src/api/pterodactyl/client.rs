@@ -467,3 +467,23 @@ pub(super) async fn download_file(state: Arc<PanelState>, call: Call) -> Answere
     );
     answer(StatusCode::OK, &item("signed_url", json!({ "url": url })))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_read_like_ls() {
+        assert_eq!(mode_string(0o644, false, false), "-rw-r--r--");
+        assert_eq!(mode_string(0o755, true, false), "drwxr-xr-x");
+        assert_eq!(mode_string(0o777, false, true), "lrwxrwxrwx");
+        assert_eq!(mode_string(0o4600, false, false), "-rw-------", "set-id bits are not shown");
+    }
+
+    #[test]
+    fn names_join_their_root() {
+        assert_eq!(under("/", "a.txt"), "/a.txt");
+        assert_eq!(under("/world/", "/region"), "/world/region");
+        assert_eq!(under("world", "x"), "world/x");
+    }
+}

@@ -120,3 +120,19 @@ pub(super) fn filter<'a>(call: &'a Call, name: &str) -> Option<&'a str> {
 pub(super) fn includes(call: &Call, relation: &str) -> bool {
     call.query.get("include").is_some_and(|list| list.split(',').any(|r| r.trim() == relation))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_atom_strings_in_utc() {
+        let at = chrono::DateTime::parse_from_rfc3339("2026-12-04T12:00:00.123Z").unwrap().with_timezone(&Utc);
+        assert_eq!(date(at), "2026-12-04T12:00:00+00:00");
+    }
+
+    #[test]
+    fn objects_are_enveloped() {
+        assert_eq!(item("user", json!({ "id": 1 })), json!({ "object": "user", "attributes": { "id": 1 } }));
+    }
+}
