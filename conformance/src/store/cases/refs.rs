@@ -52,7 +52,7 @@ pub async fn record_refs_external_ids_are_unique_per_kind(store: Arc<dyn Store>)
     assert_eq!(set.external_id.as_deref(), Some(external.as_str()));
     assert!(set.number >= 1, "numbered when first named");
     let found = store.find_record_refs(RecordKind::Server, RefLookup::External(&external)).await.expect("find");
-    assert_eq!(found, [set.clone()]);
+    assert_eq!(found, std::slice::from_ref(&set));
     assert_err!(
         store.set_external_id(RecordKind::Server, &b, Some(&external)).await,
         StoreError::Duplicate { .. },

@@ -227,7 +227,7 @@ mod tests {
         let e = b.environment("nested").unwrap_err();
         assert_eq!(e.field.as_deref(), Some("nested.A"));
         assert!(body(json!({ "environment": [] })).environment("environment").is_err());
-        assert!(b.is_null("missing") == false && body(json!({ "x": null })).is_null("x"));
+        assert!(!b.is_null("missing") && body(json!({ "x": null })).is_null("x"));
     }
 
     #[test]
