@@ -201,6 +201,9 @@ pub trait LocationRepo: Send + Sync {
     async fn create_location(&self, location: &Location) -> StoreResult<()>;
     /// Ordered by short code.
     async fn list_locations(&self) -> StoreResult<Vec<Location>>;
+    /// Replaces the short code and description; `NotFound` for an unknown location, the
+    /// short code still unique.
+    async fn update_location(&self, location: &Location) -> StoreResult<()>;
     /// Removes; fails while nodes use it.
     async fn delete_location(&self, id: LocationId) -> StoreResult<()>;
 }

@@ -166,6 +166,7 @@ traced_repo!(UserRepo {
 traced_repo!(LocationRepo {
     fn create_location(&self, location: &Location) -> StoreResult<()>;
     fn list_locations(&self) -> StoreResult<Vec<Location>>;
+    fn update_location(&self, location: &Location) -> StoreResult<()>;
     fn delete_location(&self, id: LocationId) -> StoreResult<()>;
 });
 

@@ -354,6 +354,7 @@ fn expected_pterodactyl() -> BTreeMap<(&'static str, &'static str), (&'static [W
         ("GET", "/api/application/locations"),
         ("GET", "/api/application/locations/{location}"),
         ("POST", "/api/application/locations"),
+        ("PATCH", "/api/application/locations/{location}"),
         ("DELETE", "/api/application/locations/{location}"),
         ("GET", "/api/application/nodes"),
         ("GET", "/api/application/nodes/{node}"),

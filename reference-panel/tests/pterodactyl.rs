@@ -221,6 +221,13 @@ async fn the_application_and_client_apis_answer_as_pterodactyl_documents() {
     let location_id = attributes(&location, "location")["id"].as_u64().unwrap();
     assert_eq!(app.get(&format!("/api/application/locations/{location_id}")).await["attributes"]["short"], "fra1");
     assert_pagination(&app.get("/api/application/locations").await, 1);
+    let patched = app
+        .ok(Method::PATCH, &format!("/api/application/locations/{location_id}"), Some(json!({ "long": "Frankfurt am Main" })), 200)
+        .await;
+    assert_eq!((patched["attributes"]["short"].as_str(), patched["attributes"]["long"].as_str()), (Some("fra1"), Some("Frankfurt am Main")));
+    let (status, body) =
+        app.call(Method::PATCH, &format!("/api/application/locations/{location_id}"), Some(json!({ "short": "bad code!" }))).await;
+    assert_eq!((status, body["errors"][0]["meta"]["source_field"].as_str()), (422, Some("short")));
 
     // Nodes: one registered here (checked, then removed) and the local node that runs servers.
     let node = app

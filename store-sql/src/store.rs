@@ -370,6 +370,10 @@ macro_rules! repositories {
             async fn list_locations(&self) -> StoreResult<Vec<Location>> {
                 self.run(Mode::Read, infra::list_locations).await
             }
+            async fn update_location(&self, location: &Location) -> StoreResult<()> {
+                let location = location.clone();
+                self.run(Mode::Write, move |c| infra::update_location(c, &location)).await
+            }
             async fn delete_location(&self, id: LocationId) -> StoreResult<()> {
                 self.run(Mode::Write, move |c| infra::delete_location(c, id)).await
             }

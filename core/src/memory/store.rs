@@ -294,6 +294,15 @@ impl State {
         Ok(locations)
     }
 
+    fn update_location(&mut self, location: &Location) -> StoreResult<()> {
+        found(&self.locations, &location.id, "location", location.id)?;
+        if self.locations.values().any(|l| l.short == location.short && l.id != location.id) {
+            return Err(duplicate("location", format!("short code `{}`", location.short)));
+        }
+        self.locations.insert(location.id, location.clone());
+        Ok(())
+    }
+
     fn delete_location(&mut self, id: LocationId) -> StoreResult<()> {
         found(&self.locations, &id, "location", id)?;
         let used = self.nodes.values().filter(|n| n.location == Some(id)).count();
@@ -908,6 +917,9 @@ impl<B: Backing> LocationRepo for B {
     }
     async fn list_locations(&self) -> StoreResult<Vec<Location>> {
         self.read(|s| s.list_locations()).await
+    }
+    async fn update_location(&self, location: &Location) -> StoreResult<()> {
+        self.write(|s| s.update_location(location)).await
     }
     async fn delete_location(&self, id: LocationId) -> StoreResult<()> {
         self.write(|s| s.delete_location(id)).await

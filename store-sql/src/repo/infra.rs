@@ -13,7 +13,7 @@ use nexus_core::model::*;
 use nexus_core::store::{NodeUsage, StoreError};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-#[derive(Queryable, Selectable, Insertable)]
+#[derive(Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = locations)]
 struct LocationRow {
     id: String,
@@ -45,6 +45,25 @@ pub(crate) fn list_locations(c: &mut AnyConnection) -> SqlResult<Vec<Location>> 
     rows.into_iter()
         .map(|row| Ok(Location { id: parse_id(&row.id, "location id")?, short: row.short_code, long: row.long_name }))
         .collect()
+}
+
+pub(crate) fn update_location(c: &mut AnyConnection, location: &Location) -> SqlResult<()> {
+    let id = location.id.to_string();
+    if !location_exists(c, &id)? {
+        return Err(StoreError::not_found("location", location.id).into());
+    }
+    let taken = locations::table
+        .filter(locations::short_code.eq(&location.short))
+        .filter(locations::id.ne(&id))
+        .count()
+        .get_result::<i64>(c)?
+        > 0;
+    if taken {
+        return Err(duplicate("location", format!("short code `{}`", location.short)).into());
+    }
+    let row = LocationRow { id: id.clone(), short_code: location.short.clone(), long_name: location.long.clone() };
+    diesel::update(locations::table.find(&id)).set(&row).execute(c)?;
+    Ok(())
 }
 
 pub(crate) fn delete_location(c: &mut AnyConnection, id: LocationId) -> SqlResult<()> {

@@ -7,8 +7,8 @@ use nexus_core::store::*;
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
-/// Location short codes are unique; listing is ordered by short code; a location used by a
-/// node cannot be deleted (`InUse`); unknown ones are `NotFound`.
+/// Location short codes are unique (also on update); listing is ordered by short code; a
+/// location used by a node cannot be deleted (`InUse`); unknown ones are `NotFound`.
 pub async fn locations_unique_ordered_and_guarded(store: Arc<dyn Store>) {
     let fra = location("fra1");
     let ams = location("ams1");
@@ -21,6 +21,16 @@ pub async fn locations_unique_ordered_and_guarded(store: Arc<dyn Store>) {
         "same id"
     );
     assert_eq!(store.list_locations().await.expect("list"), [ams.clone(), fra.clone()], "ordered by short code");
+    let renamed = Location { long: "Frankfurt am Main".into(), ..fra.clone() };
+    store.update_location(&renamed).await.expect("update");
+    assert_err!(
+        store.update_location(&Location { short: "ams1".into(), ..fra.clone() }).await,
+        StoreError::Duplicate { .. },
+        "renamed onto another's short code"
+    );
+    assert_err!(store.update_location(&location("nowhere")).await, StoreError::NotFound { .. }, "unknown location");
+    let fra = renamed;
+    assert_eq!(store.list_locations().await.expect("list"), [ams.clone(), fra.clone()], "updated in place");
 
     let node = Node { location: Some(fra.id), ..node("fra-node") };
     store.create_node(&node).await.expect("create node in fra1");

@@ -199,25 +199,47 @@ pub(super) async fn show_location(state: Arc<PanelState>, call: Call) -> Answere
     answer(StatusCode::OK, &item("location", attributes))
 }
 
-pub(super) async fn create_location(state: Arc<PanelState>, call: Call) -> Answered {
-    let body = Body::of(&call)?;
-    // py-dactyl names them `shortcode` and `description`; both spellings are taken.
-    let short = match body.string("shortcode")? {
-        Some(short) if !body.has("short") => short,
-        _ => body.required_string("short")?,
+/// A location's short code and description from a body (py-dactyl names them `shortcode`
+/// and `description`; both spellings are taken), over `current`'s.
+fn location_fields(body: &Body, current: Option<&Location>) -> Result<(String, String), ApiError> {
+    let short = match (body.string("short")?.or(body.string("shortcode")?), current) {
+        (Some(short), _) => short,
+        (None, Some(current)) => current.short.clone(),
+        (None, None) => return Err(required("short")),
     };
-    let long = body.string("long")?.or(body.string("description")?).unwrap_or_default();
+    let long = match (body.string("long")?.or(body.string("description")?), current) {
+        (Some(long), _) => long,
+        (None, Some(current)) => current.long.clone(),
+        (None, None) => String::new(),
+    };
     let short = short.trim();
-    if short.len() > 60 || !short.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) {
+    if short.is_empty()
+        || short.len() > 60
+        || !short.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
         return Err(ApiError::invalid("short", "The short must be 1 to 60 letters, digits, `-`, `_` or `.`."));
     }
     if long.len() > 191 || long.chars().any(char::is_control) {
         return Err(ApiError::invalid("long", "The long must be at most 191 characters on one line."));
     }
-    let location = Location { id: LocationId::new(), short: short.to_owned(), long: long.trim().to_owned() };
+    Ok((short.to_owned(), long.trim().to_owned()))
+}
+
+pub(super) async fn create_location(state: Arc<PanelState>, call: Call) -> Answered {
+    let (short, long) = location_fields(&Body::of(&call)?, None)?;
+    let location = Location { id: LocationId::new(), short, long };
     state.control.store().create_location(&location).await.map_err(store_error)?;
     let attributes = location_attributes(&state, vec![location]).await?.remove(0);
     answer(StatusCode::CREATED, &created_meta(&state, StatusCode::CREATED, item("location", attributes), "locations"))
+}
+
+pub(super) async fn update_location(state: Arc<PanelState>, call: Call) -> Answered {
+    let current = location(&state, &call).await?;
+    let (short, long) = location_fields(&Body::of(&call)?, Some(&current))?;
+    let location = Location { short, long, ..current };
+    state.control.store().update_location(&location).await.map_err(store_error)?;
+    let attributes = location_attributes(&state, vec![location]).await?.remove(0);
+    answer(StatusCode::OK, &item("location", attributes))
 }
 
 pub(super) async fn delete_location(state: Arc<PanelState>, call: Call) -> Answered {

@@ -65,6 +65,7 @@ pub fn routes() -> Vec<Route> {
         pt!(GET "/api/application/locations", Admin, app::list_locations),
         pt!(GET "/api/application/locations/{location}", Admin, app::show_location),
         pt!(POST "/api/application/locations", Admin, app::create_location),
+        pt!(PATCH "/api/application/locations/{location}", Admin, app::update_location),
         pt!(DELETE "/api/application/locations/{location}", Admin, app::delete_location),
 
         pt!(GET "/api/application/nodes", Admin, app::list_nodes),
