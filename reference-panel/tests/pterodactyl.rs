@@ -222,11 +222,24 @@ async fn the_application_and_client_apis_answer_as_pterodactyl_documents() {
     assert_eq!(app.get(&format!("/api/application/locations/{location_id}")).await["attributes"]["short"], "fra1");
     assert_pagination(&app.get("/api/application/locations").await, 1);
     let patched = app
-        .ok(Method::PATCH, &format!("/api/application/locations/{location_id}"), Some(json!({ "long": "Frankfurt am Main" })), 200)
+        .ok(
+            Method::PATCH,
+            &format!("/api/application/locations/{location_id}"),
+            Some(json!({ "long": "Frankfurt am Main" })),
+            200,
+        )
         .await;
-    assert_eq!((patched["attributes"]["short"].as_str(), patched["attributes"]["long"].as_str()), (Some("fra1"), Some("Frankfurt am Main")));
-    let (status, body) =
-        app.call(Method::PATCH, &format!("/api/application/locations/{location_id}"), Some(json!({ "short": "bad code!" }))).await;
+    assert_eq!(
+        (patched["attributes"]["short"].as_str(), patched["attributes"]["long"].as_str()),
+        (Some("fra1"), Some("Frankfurt am Main"))
+    );
+    let (status, body) = app
+        .call(
+            Method::PATCH,
+            &format!("/api/application/locations/{location_id}"),
+            Some(json!({ "short": "bad code!" })),
+        )
+        .await;
     assert_eq!((status, body["errors"][0]["meta"]["source_field"].as_str()), (422, Some("short")));
 
     // Nodes: one registered here (checked, then removed) and the local node that runs servers.
@@ -472,6 +485,25 @@ async fn the_application_and_client_apis_answer_as_pterodactyl_documents() {
     assert_eq!(contents.text().await.unwrap(), "written through the client API");
 
     client_routes(&owner, &identifier, &up.url).await;
+    // A subuser sees what its permissions allow: no variables without `startup.read`.
+    app.ok(
+        Method::POST,
+        "/api/application/users",
+        Some(json!({ "email": "helper@example.com", "username": "helper", "first_name": "H", "last_name": "P", "password": "helper's long password" })),
+        201,
+    )
+    .await;
+    owner
+        .ok(Method::POST, &format!("/api/client/servers/{identifier}/users"), Some(json!({ "email": "helper@example.com", "permissions": ["control.console"] })), 200)
+        .await;
+    let helper = Ptero::new(&up.url, &create_key(&data, "helper", "client"));
+    let seen = helper.get("/api/client").await;
+    let relationships = &seen["data"][0]["attributes"]["relationships"];
+    assert_eq!(relationships["variables"], json!({ "object": "null_resource", "attributes": null }), "{seen}");
+    let shown = helper.get(&format!("/api/client/servers/{identifier}")).await;
+    assert_eq!(shown["attributes"]["relationships"]["variables"]["object"], "null_resource", "{shown}");
+    assert_eq!(shown["meta"]["user_permissions"], json!(["control.console"]));
+    assert_eq!(helper.call(Method::GET, &format!("/api/client/servers/{identifier}/startup"), None).await.0, 403);
     account_routes(&owner, &up.url).await;
     let (status, body) = app.call(Method::GET, "/api/client", None).await;
     assert_eq!(status, 403, "an application key is not a client key: {body}");

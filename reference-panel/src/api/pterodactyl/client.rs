@@ -36,16 +36,29 @@ pub(super) async fn account(state: Arc<PanelState>, call: Call) -> Answered {
     answer(StatusCode::OK, &item("user", attributes))
 }
 
+/// What Pterodactyl answers for a relationship the caller may not see.
+fn null_resource() -> Value {
+    json!({ "object": "null_resource", "attributes": null })
+}
+
+/// The servers as `call`'s caller sees them: variables only with `startup.read`, allocations
+/// other than the primary only with `allocation.read` (as Pterodactyl's client API).
 async fn server_attributes(state: &PanelState, call: &Call, servers: Vec<Server>) -> Result<Vec<Value>, ApiError> {
     let user = &call.principal()?.user;
     let store = state.control.store();
     let numbers = refs(state, RecordKind::Server, servers.iter().map(|s| s.id.to_string()).collect()).await?;
     let mut out = Vec::with_capacity(servers.len());
     for server in servers {
+        let Some(access) = state.control.server_access(user, &server).await? else { continue };
         let record = numbers.get(&server.id.to_string());
         let node = store.get_node(server.node).await.map_err(store_error)?;
         let mut allocations = Vec::new();
-        for id in server.allocations() {
+        let shown: Vec<_> = if access.allows("allocation.read") {
+            server.allocations().collect()
+        } else {
+            vec![server.primary_allocation]
+        };
+        for id in shown {
             if let Ok(a) = store.get_allocation(id).await {
                 allocations.push(a);
             }
@@ -69,9 +82,10 @@ async fn server_attributes(state: &PanelState, call: &Call, servers: Vec<Server>
             })
             .collect();
         let egg = store.get_egg(server.egg).await.ok();
+        let admin = matches!(access, ServerAccess::Admin);
         let variables: Vec<Value> = egg
             .iter()
-            .flat_map(|egg| egg.variables.iter().filter(|v| v.user_viewable || user.role == Role::Admin))
+            .flat_map(|egg| egg.variables.iter().filter(|v| v.user_viewable || admin))
             .map(|v| {
                 item(
                     "egg_variable",
@@ -101,14 +115,18 @@ async fn server_attributes(state: &PanelState, call: &Call, servers: Vec<Server>
             "invocation": server.startup,
             "docker_image": server.image,
             "egg_features": egg.as_ref().map(|e| e.features.clone()),
-            "feature_limits": { "databases": 0, "allocations": allocations.len(), "backups": 0 },
+            "feature_limits": { "databases": 0, "allocations": 1 + server.extra_allocations.len(), "backups": 0 },
             "status": status_of(&server),
             "is_suspended": server.suspended,
             "is_installing": matches!(server.state, ServerState::Requested | ServerState::Installing),
             "is_transferring": false,
             "relationships": {
                 "allocations": { "object": "list", "data": allocations },
-                "variables": { "object": "list", "data": variables },
+                "variables": if access.allows("startup.read") {
+                    json!({ "object": "list", "data": variables })
+                } else {
+                    null_resource()
+                },
             },
         }));
     }
