@@ -365,7 +365,7 @@ async fn browser_tokens(c: &Client, id: ServerId) {
 }
 
 /// The same console in Wings' protocol: `auth` first, permissions from the token, expiry
-/// announced, re-auth on the same socket.
+/// announced, re-auth on the same socket, and a socket left without a valid token closed.
 async fn wings_protocol(c: &Client, id: ServerId) {
     let s = signer();
     let read_only = s.mint(id, &[Permission::ConsoleRead], Duration::from_secs(60));
@@ -376,37 +376,39 @@ async fn wings_protocol(c: &Client, id: ServerId) {
     wings_send(&mut socket, "auth", &[&other]).await;
     until(&mut socket, T, |e| is_wings(e, "jwt error", "connect permission")).await;
 
+    // Everything the socket says is kept, so a command that should have been ignored cannot
+    // hide in events read while waiting for something else.
+    let mut all = Vec::new();
     let mut socket = wings_console(&c.base, id).await;
     wings_send(&mut socket, "send command", &["before auth"]).await;
     wings_send(&mut socket, "auth", &[&read_only]).await;
-    until(&mut socket, T, |e| e["event"] == "auth success").await;
-    until(&mut socket, T, |e| is_wings(e, "status", "running")).await;
+    all.extend(until(&mut socket, T, |e| e["event"] == "auth success").await);
+    all.extend(until(&mut socket, T, |e| is_wings(e, "status", "running")).await);
     // Without console_write a command is ignored, as Wings does; then the same socket takes a
     // token that allows it.
     wings_send(&mut socket, "send command", &["not allowed"]).await;
     wings_send(&mut socket, "auth", &[&writer]).await;
-    until(&mut socket, T, |e| e["event"] == "auth success").await;
+    all.extend(until(&mut socket, T, |e| e["event"] == "auth success").await);
     wings_send(&mut socket, "send command", &["from wings"]).await;
-    let seen = until(&mut socket, T, |e| is_wings(e, "console output", "got: from wings")).await;
-    assert!(
-        !seen
-            .iter()
-            .any(|e| is_wings(e, "console output", "not allowed") || is_wings(e, "console output", "before auth")),
-        "{seen:?}"
-    );
+    all.extend(until(&mut socket, T, |e| is_wings(e, "console output", "got: from wings")).await);
+    let ignored =
+        |e: &Value| is_wings(e, "console output", "not allowed") || is_wings(e, "console output", "before auth");
+    assert!(!all.iter().any(ignored), "{all:?}");
     wings_send(&mut socket, "send stats", &[]).await;
     let seen = until(&mut socket, T, |e| e["event"] == "stats").await;
     let stats: Value = serde_json::from_str(seen.last().unwrap()["args"][0].as_str().unwrap()).unwrap();
     assert_eq!(stats["state"], "running", "{stats}");
     wings_send(&mut socket, "send logs", &[]).await;
-    until(&mut socket, T, |e| is_wings(e, "console output", "got: ping over http")).await;
+    let logs = until(&mut socket, T, |e| is_wings(e, "console output", "got: from wings")).await;
+    assert!(logs.iter().any(|e| is_wings(e, "console output", "got: ping over http")), "the replay: {logs:?}");
+    assert!(!logs.iter().any(ignored), "never ran, so never replayed: {logs:?}");
     wings_send(&mut socket, "no such event", &[]).await;
 
     // A token about to end is announced, then its end; events stop and commands are refused
     // until a fresh token arrives.
-    let brief = s.mint(id, &[Permission::ConsoleRead, Permission::ConsoleWrite], Duration::from_secs(2));
+    let brief = || s.mint(id, &[Permission::ConsoleRead, Permission::ConsoleWrite], Duration::from_secs(2));
     let mut socket = wings_console(&c.base, id).await;
-    wings_send(&mut socket, "auth", &[&brief]).await;
+    wings_send(&mut socket, "auth", &[&brief()]).await;
     until(&mut socket, T, |e| e["event"] == "token expiring").await;
     until(&mut socket, T, |e| e["event"] == "token expired").await;
     wings_send(&mut socket, "send command", &["after expiry"]).await;
@@ -416,6 +418,21 @@ async fn wings_protocol(c: &Client, id: ServerId) {
     wings_send(&mut socket, "send command", &["renewed"]).await;
     let seen = until(&mut socket, T, |e| is_wings(e, "console output", "got: renewed")).await;
     assert!(!seen.iter().any(|e| is_wings(e, "console output", "after expiry")), "{seen:?}");
+
+    // Left without a valid token, the socket closes (and gives its console slot back).
+    let mut socket = wings_console(&c.base, id).await;
+    wings_send(&mut socket, "auth", &[&brief()]).await;
+    until(&mut socket, T, |e| e["event"] == "token expired").await;
+    let closed = tokio::time::timeout(T, async {
+        loop {
+            match futures::StreamExt::next(&mut socket).await {
+                None | Some(Err(_)) | Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_))) => break,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the socket stayed open after its token expired");
 }
 
 impl Running {

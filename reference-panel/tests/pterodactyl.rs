@@ -494,7 +494,12 @@ async fn the_application_and_client_apis_answer_as_pterodactyl_documents() {
     )
     .await;
     owner
-        .ok(Method::POST, &format!("/api/client/servers/{identifier}/users"), Some(json!({ "email": "helper@example.com", "permissions": ["control.console"] })), 200)
+        .ok(
+            Method::POST,
+            &format!("/api/client/servers/{identifier}/users"),
+            Some(json!({ "email": "helper@example.com", "permissions": ["control.console"] })),
+            200,
+        )
         .await;
     let helper = Ptero::new(&up.url, &create_key(&data, "helper", "client"));
     let seen = helper.get("/api/client").await;

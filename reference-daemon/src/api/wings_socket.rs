@@ -18,7 +18,8 @@
 //!   `cpu_absolute`, `network.rx_bytes`/`tx_bytes`, `uptime`, `state`, `disk_bytes`),
 //!   `daemon message` (the agent's notices), `install output` (with `install_read` only),
 //!   `token expiring` a minute before the token ends, `token expired` when it does (events
-//!   stop until the next `auth`).
+//!   stop until the next `auth`; without one within [`EXPIRED_GRACE`] the socket closes).
+//!   `send logs` is answered at most once a second.
 //!
 //! Writes share the console's bounds: a client that stops reading is dropped after
 //! [`SLOW_CLIENT_DEADLINE`](super::console::SLOW_CLIENT_DEADLINE); one that falls behind
@@ -50,6 +51,12 @@ use warp::reply::{Reply, Response};
 pub const AUTH_DEADLINE: Duration = Duration::from_secs(10);
 /// How long before its end a token is reported `token expiring` (Wings' minute).
 pub const EXPIRING_NOTICE: Duration = Duration::from_secs(60);
+/// How long a socket whose token ended may stay open waiting for a fresh one: past it the
+/// socket closes and gives its console slot back (a removed subuser's sockets must not keep
+/// the server's consoles full).
+pub const EXPIRED_GRACE: Duration = Duration::from_secs(10);
+/// How often `send logs` is answered; more frequent requests are ignored.
+const LOGS_INTERVAL: Duration = Duration::from_secs(1);
 /// Largest message a client may send.
 const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
 
@@ -160,6 +167,7 @@ async fn session(socket: WebSocket, state: Arc<ApiState>, server: ServerId) {
         return;
     }
     let mut expires_at = expiry(&caller);
+    let mut logs_sent: Option<Instant> = None;
     let mut warned = false;
     let mut expired = false;
     let mut ping = tokio::time::interval_at(Instant::now() + PING_INTERVAL, PING_INTERVAL);
@@ -182,6 +190,9 @@ async fn session(socket: WebSocket, state: Arc<ApiState>, server: ServerId) {
                 if !write(tx.send(event("token expired", &[]))).await {
                     break;
                 }
+            }
+            () = at(expires_at.map(|at| at + EXPIRED_GRACE)), if expired => {
+                break;
             }
             received = live.recv(), if !expired => {
                 let translated = match received {
@@ -226,6 +237,12 @@ async fn session(socket: WebSocket, state: Arc<ApiState>, server: ServerId) {
                         break;
                     }
                     continue;
+                }
+                if inbound.event == "send logs" {
+                    if logs_sent.is_some_and(|at| at.elapsed() < LOGS_INTERVAL) {
+                        continue;
+                    }
+                    logs_sent = Some(Instant::now());
                 }
                 for reply in handle(&state, server, &caller, &inbound).await {
                     if !write(tx.feed(reply)).await {
