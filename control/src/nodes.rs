@@ -49,23 +49,7 @@ impl ControlPlane {
     /// Registers a node: stored `Offline` until its first heartbeat, with a fresh token whose
     /// hash is all the store keeps.
     pub async fn register_node(&self, new: NewNode) -> Result<Registration, ControlError> {
-        let name = new.name.trim();
-        if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
-            return Err(ControlError::Invalid { field: "name", reason: "1 to 100 bytes, one line".into() });
-        }
-        let fqdn = new.fqdn.trim();
-        let host_ok = fqdn.parse::<IpAddr>().is_ok()
-            || (!fqdn.is_empty()
-                && fqdn.len() <= 253
-                && fqdn.split('.').all(|label| {
-                    (1..=63).contains(&label.len())
-                        && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                        && !label.starts_with('-')
-                        && !label.ends_with('-')
-                }));
-        if !host_ok {
-            return Err(ControlError::Invalid { field: "fqdn", reason: "a host name or an IP address".into() });
-        }
+        let (name, fqdn) = check_node_address(&new.name, &new.fqdn)?;
         let id = NodeId::new();
         let (token, node_token) = match &self.config.node_secret {
             Some(secret) => NodeToken::derive(&secret.0, id),
@@ -90,12 +74,24 @@ impl ControlPlane {
         Ok(Registration { node, token })
     }
 
-    /// Stores changes to a node (name, address, location, capacity, maintenance) and lets
-    /// placement see them at once.
-    pub async fn update_node(&self, node: &Node) -> Result<(), ControlError> {
-        self.store.update_node(node).await?;
-        self.placement().upsert_node(node);
-        Ok(())
+    /// Stores an admin's changes to a node (name, address, port, location, capacity,
+    /// overallocation, tags, maintenance), checked as at registration, onto the node as
+    /// stored now (its status and heartbeat are the heartbeats', not the caller's copy), and
+    /// lets placement see them at once. Answers the node as stored.
+    pub async fn update_node(&self, changed: &Node) -> Result<Node, ControlError> {
+        let (name, fqdn) = check_node_address(&changed.name, &changed.fqdn)?;
+        let mut node = self.store.get_node(changed.id).await?;
+        node.name = name.to_owned();
+        node.fqdn = fqdn.to_owned();
+        node.daemon_port = changed.daemon_port;
+        node.location = changed.location;
+        node.tags = changed.tags.clone();
+        node.capacity = changed.capacity;
+        node.overallocation = changed.overallocation;
+        node.maintenance = changed.maintenance;
+        self.store.update_node(&node).await?;
+        self.placement().upsert_node(&node);
+        Ok(node)
     }
 
     /// Removes a node and its allocations. A node with servers is refused (`InUse`) unless
@@ -219,4 +215,27 @@ mod tests {
         assert_eq!(super::url_host("10.0.0.1"), "10.0.0.1");
         assert_eq!(super::url_host("node_1.example.com"), "node_1.example.com");
     }
+}
+
+/// A node's name and address as stored (trimmed), or why not: a name of 1 to 100 bytes on one
+/// line, a host name or IP address (nothing a URL could read as a path, port or user).
+fn check_node_address<'a>(name: &'a str, fqdn: &'a str) -> Result<(&'a str, &'a str), ControlError> {
+    let name = name.trim();
+    if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
+        return Err(ControlError::Invalid { field: "name", reason: "1 to 100 bytes, one line".into() });
+    }
+    let fqdn = fqdn.trim();
+    let host_ok = fqdn.parse::<IpAddr>().is_ok()
+        || (!fqdn.is_empty()
+            && fqdn.len() <= 253
+            && fqdn.split('.').all(|label| {
+                (1..=63).contains(&label.len())
+                    && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+            }));
+    if !host_ok {
+        return Err(ControlError::Invalid { field: "fqdn", reason: "a host name or an IP address".into() });
+    }
+    Ok((name, fqdn))
 }

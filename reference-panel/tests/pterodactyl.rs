@@ -200,6 +200,15 @@ async fn the_application_and_client_apis_answer_as_pterodactyl_documents() {
         )
         .await;
     assert_eq!(status, 422, "an external id names one user");
+    let (status, body) = app
+        .call(
+            Method::POST,
+            "/api/application/users",
+            Some(json!({"email": "player@example.com", "username": "other", "first_name": "O", "last_name": "T"})),
+        )
+        .await;
+    assert_eq!((status, body["errors"][0]["meta"]["source_field"].as_str()), (422, Some("email")), "{body}");
+    assert_pagination(&app.get("/api/application/users?filter[username]=twin").await, 0);
     let patched = app
         .ok(
             Method::PATCH,
@@ -259,6 +268,12 @@ async fn the_application_and_client_apis_answer_as_pterodactyl_documents() {
     let spare_id = spare["id"].as_u64().unwrap();
     assert_eq!((spare["location_id"].as_u64(), spare["memory"].as_u64()), (Some(location_id), Some(4096)));
     assert!(spare["allocated_resources"]["memory"].is_u64(), "{spare}");
+    for (change, field) in
+        [(json!({ "fqdn": "evil.example:80/#" }), "fqdn"), (json!({ "daemon_listen": 0 }), "daemon_listen")]
+    {
+        let (status, body) = app.call(Method::PATCH, &format!("/api/application/nodes/{spare_id}"), Some(change)).await;
+        assert_eq!((status, body["errors"][0]["meta"]["source_field"].as_str()), (422, Some(field)), "{body}");
+    }
     let config = app.get(&format!("/api/application/nodes/{spare_id}/configuration")).await;
     assert_eq!(config["uuid"], spare["uuid"]);
     assert!(config["token"].as_str().is_some_and(|t| !t.is_empty()) && config["remote"] == up.url.as_str(), "{config}");

@@ -117,9 +117,16 @@ pub(super) async fn create_user(state: Arc<PanelState>, call: Call) -> Answered 
     if let Some(external) = &external {
         external_free(&state, RecordKind::User, external, None).await?;
     }
-    let user = state.control.create_user(NewUser::new(username, email, password, role)).await?;
-    if let Some(external) = &external {
-        set_external(&state, RecordKind::User, &user.id.to_string(), Some(external)).await?;
+    let user =
+        state.control.create_user(NewUser::new(username, email, password, role)).await.map_err(duplicate_account)?;
+    if let Some(external) = &external
+        && let Err(e) = set_external(&state, RecordKind::User, &user.id.to_string(), Some(external)).await
+    {
+        // Another create took the id meanwhile: this one leaves nothing behind.
+        if let Err(undo) = state.control.delete_user(user.id).await {
+            tracing::warn!(user = %user.id, error = %undo, "removing a user whose external id was taken");
+        }
+        return Err(e);
     }
     one_user(&state, user, StatusCode::CREATED).await
 }
@@ -137,7 +144,7 @@ pub(super) async fn update_user(state: Arc<PanelState>, call: Call) -> Answered 
         set_external(&state, RecordKind::User, &id.to_string(), Some(&external)).await?;
     }
     let password_changed = changes.password.is_some();
-    let user = state.control.update_user(id, changes).await?;
+    let user = state.control.update_user(id, changes).await.map_err(duplicate_account)?;
     if password_changed {
         state.sessions.close_all_of(id, None);
     }
@@ -155,6 +162,17 @@ pub(super) async fn delete_user(state: Arc<PanelState>, call: Call) -> Answered 
     set_external(&state, RecordKind::User, &id.to_string(), None).await?;
     state.sessions.close_all_of(id, None);
     no_content()
+}
+
+/// A user name or e-mail another account has: Pterodactyl's `422` on that field.
+fn duplicate_account(e: nexus_control::ControlError) -> ApiError {
+    match ApiError::from(e) {
+        error if error.code == "duplicate" => {
+            let field = if error.message.contains("exists: e-mail") { "email" } else { "username" };
+            ApiError::invalid(field, format!("The {field} has already been taken."))
+        }
+        other => other,
+    }
 }
 
 // ---- locations --------------------------------------------------------------------------
@@ -244,8 +262,17 @@ pub(super) async fn update_location(state: Arc<PanelState>, call: Call) -> Answe
 
 pub(super) async fn delete_location(state: Arc<PanelState>, call: Call) -> Answered {
     let location = location(&state, &call).await?;
-    state.control.store().delete_location(location.id).await.map_err(store_error)?;
-    no_content()
+    match state.control.store().delete_location(location.id).await {
+        Err(StoreError::InUse { .. }) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "in_use",
+            "Cannot delete a location that has nodes assigned to it.",
+        )),
+        other => {
+            other.map_err(store_error)?;
+            no_content()
+        }
+    }
 }
 
 // ---- nodes ------------------------------------------------------------------------------
@@ -338,16 +365,16 @@ pub(super) async fn create_node(state: Arc<PanelState>, call: Call) -> Answered 
     let fqdn = body.required_string("fqdn")?;
     let memory = body.bounded("memory", u64::MAX >> 1)?.ok_or_else(|| required("memory"))?;
     let disk = body.bounded("disk", u64::MAX >> 1)?.ok_or_else(|| required("disk"))?;
-    let port = body.bounded("daemon_listen", u64::from(u16::MAX))?.unwrap_or(8080);
+    let port = daemon_listen(&body)?.unwrap_or(8080);
     let capacity = NodeCapacity { memory_mb: memory, disk_mb: disk, cpu_percent: 0 };
-    let mut new = NewNode::new(name, fqdn, u16::try_from(port).unwrap_or(8080), capacity);
+    let mut new = NewNode::new(name, fqdn, port, capacity);
     new.location = Some(location);
     let registration = state.control.register_node(new).await?;
     route_nodes(&state).await;
     let mut node = registration.node;
     if body.boolean("maintenance_mode")? == Some(true) {
         node.maintenance = true;
-        state.control.update_node(&node).await?;
+        node = state.control.update_node(&node).await?;
     }
     one_node(&state, node, StatusCode::CREATED).await
 }
@@ -370,15 +397,27 @@ pub(super) async fn update_node(state: Arc<PanelState>, call: Call) -> Answered 
     if let Some(disk) = body.bounded("disk", u64::MAX >> 1)? {
         node.capacity.disk_mb = disk;
     }
-    if let Some(port) = body.bounded("daemon_listen", u64::from(u16::MAX))? {
-        node.daemon_port = u16::try_from(port).unwrap_or(node.daemon_port);
+    if let Some(port) = daemon_listen(&body)? {
+        node.daemon_port = port;
     }
     if let Some(maintenance) = body.boolean("maintenance_mode")? {
         node.maintenance = maintenance;
     }
-    state.control.update_node(&node).await?;
+    let node = state.control.update_node(&node).await?;
     route_nodes(&state).await;
     one_node(&state, node, StatusCode::OK).await
+}
+
+/// A body's `daemon_listen`: a port from 1 to 65535.
+fn daemon_listen(body: &Body) -> Result<Option<u16>, ApiError> {
+    match body.int("daemon_listen")? {
+        None => Ok(None),
+        Some(port) => u16::try_from(port)
+            .ok()
+            .filter(|port| *port > 0)
+            .map(Some)
+            .ok_or_else(|| ApiError::invalid("daemon_listen", "The daemon listen must be between 1 and 65535.")),
+    }
 }
 
 pub(super) async fn delete_node(state: Arc<PanelState>, call: Call) -> Answered {
@@ -896,8 +935,14 @@ pub(super) async fn create_server(state: Arc<PanelState>, call: Call) -> Answere
         Some(Err(e)) => return Err(e.into()),
         None => return Err(ApiError::invalid("deploy.locations", "No location can take the server.")),
     };
-    if let Some(external) = &external {
-        set_external(&state, RecordKind::Server, &created.server.id.to_string(), Some(external)).await?;
+    if let Some(external) = &external
+        && let Err(e) = set_external(&state, RecordKind::Server, &created.server.id.to_string(), Some(external)).await
+    {
+        // Another create took the id meanwhile: this server goes again.
+        if let Err(undo) = state.control.destroy_server(created.server.id).await {
+            tracing::warn!(server = %created.server.id, error = %undo, "removing a server whose external id was taken");
+        }
+        return Err(e);
     }
     one_server(&state, created.server, StatusCode::CREATED).await
 }
