@@ -148,6 +148,7 @@ impl ControlPlane {
     /// A server gone from its node: the row goes, its allocations are free again, and
     /// placement stops booking it.
     pub(crate) async fn remove_destroyed(&self, server: &Server) -> Result<(), ControlError> {
+        self.forget_start_after_install(server.id);
         match self.store.delete_server(server.id).await {
             Ok(()) | Err(StoreError::NotFound { .. }) => {}
             Err(e) => return Err(e.into()),

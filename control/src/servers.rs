@@ -94,9 +94,21 @@ pub struct CreatedServer {
 
 impl ControlPlane {
     /// Whether `server`, just installed, was created to start then (answered once).
+    /// A failed install or a deletion forgets the wish (a later reinstall does not start it).
     pub fn take_start_after_install(&self, server: &Server) -> bool {
-        server.state == ServerState::Installed
-            && self.start_after_install.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&server.id)
+        match server.state {
+            ServerState::Installed => self.forget_start_after_install(server.id),
+            ServerState::InstallFailed | ServerState::Destroying | ServerState::Destroyed => {
+                self.forget_start_after_install(server.id);
+                false
+            }
+            _ => false,
+        }
+    }
+
+    /// Forgets that `server` was to start after its install; whether it was.
+    pub(crate) fn forget_start_after_install(&self, server: ServerId) -> bool {
+        self.start_after_install.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&server)
     }
 
     /// Allocation `id`, if it is free and (when `node` is given) on `node`.
@@ -256,6 +268,7 @@ impl ControlPlane {
     /// ([`reconcile`](ControlPlane::reconcile)).
     pub async fn destroy_server(&self, id: ServerId) -> Result<Delivery, ControlError> {
         let server = self.server(id).await?;
+        self.forget_start_after_install(id);
         match self.send(server.node, NodeCommand::DestroyServer { server: id }).await {
             Ok(()) => {}
             Err(ControlError::Node { source: TransportError::Unreachable(_, reason), .. }) => {

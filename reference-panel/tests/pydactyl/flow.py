@@ -53,19 +53,20 @@ created = app.servers.create_server(
     name="py-echo", user_id=user["id"], nest_id=nest["id"], egg_id=egg["id"],
     memory_limit=128, swap_limit=0, disk_limit=512, location_ids=[location["id"]],
     port_range=[port_range], environment={"GREETING": "hello pydactyl"},
-    external_id="py-server", start_on_completion=False)
+    external_id="py-server")
 assert created.status_code == 201, created.text
 server = attributes(created.json())
 server_id, identifier = server["id"], server["identifier"]
 assert app.servers.get_server_info(external_id="py-server")["id"] == server_id
 wait("install", lambda: app.servers.get_server_info(server_id=server_id)["container"]["installed"] == 1)
+assert app.servers.get_server_info(server_id=server_id)["container"]["installed"] == 1
 
 # As the customer's panel would: find it, start it, talk to it.
 mine = client.client.servers.list_servers(params={"type": "admin"})
 assert identifier in [s["attributes"]["identifier"] for s in mine.data], mine.data
 socket = client.client.servers.get_websocket_client(identifier)
 socket.connect()
-client.client.servers.send_power_action(identifier, "start")
+# py-dactyl asks for start_on_completion by default: the server starts once installed.
 wait("running", lambda: client.client.servers.get_server_utilization(identifier)["current_state"] == "running")
 client.client.servers.send_console_command(identifier, "ping pydactyl")
 socket.send_command("ping socket")
@@ -85,6 +86,8 @@ files.write_file(identifier, "/pydactyl.txt", "written by py-dactyl")
 assert "pydactyl.txt" in [f["attributes"]["name"] for f in files.list_files(identifier, "/")["data"]]
 assert files.get_file_contents(identifier, "/pydactyl.txt", json=False).text == "written by py-dactyl"
 
+client.client.servers.send_power_action(identifier, "restart")
+wait("restarted", lambda: client.client.servers.get_server_utilization(identifier)["current_state"] == "running")
 client.client.servers.send_power_action(identifier, "kill")
 wait("stopped", lambda: client.client.servers.get_server_utilization(identifier)["current_state"] == "offline")
 app.servers.suspend_server(server_id)

@@ -253,7 +253,7 @@ fn root_of(body: &Body) -> Result<String, ApiError> {
 }
 
 /// Most files one request may name.
-const MAX_FILES: usize = 1000;
+const MAX_FILES: usize = 100;
 
 /// The `files` list of a body: names, or objects whose `field` is the name.
 fn file_list(body: &Body) -> Result<Vec<serde_json::Value>, ApiError> {
