@@ -272,6 +272,12 @@ impl ControlPlane {
     /// Applies `changes` to account `id`, checked as at creation. A changed password or role
     /// takes effect for the account's API keys at once.
     pub async fn update_user(&self, id: UserId, changes: UserChanges) -> Result<User, ControlError> {
+        // Hashed before the account is read, so the read-modify-write is short and a password
+        // changed meanwhile is not written back over.
+        let password_hash = match &changes.password {
+            Some(password) => Some(self.hash_on_pool(password).await?),
+            None => None,
+        };
         let mut user = self.store.get_user(id).await?;
         if let Some(username) = changes.username {
             check_username(&username)?;
@@ -281,8 +287,8 @@ impl ControlPlane {
             check_email(&email)?;
             user.email = email;
         }
-        if let Some(password) = &changes.password {
-            user.password_hash = self.hash_on_pool(password).await?;
+        if let Some(hash) = password_hash {
+            user.password_hash = hash;
         }
         if let Some(role) = changes.role {
             user.role = role;

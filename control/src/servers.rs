@@ -93,6 +93,24 @@ pub struct CreatedServer {
 }
 
 impl ControlPlane {
+    /// A new server id whose first 8 characters (its Pterodactyl `identifier`) no numbered
+    /// server shares, so identifiers name one server (as Pterodactyl regenerates a colliding
+    /// UUID). The new server is numbered at once, claiming its identifier.
+    async fn fresh_server_id(&self) -> Result<ServerId, ControlError> {
+        use nexus_core::model::{RecordKind, RecordRef, RefLookup};
+        for _ in 0..8 {
+            let id = ServerId::new();
+            let key = id.to_string();
+            let short = RecordRef::short_of(&key);
+            if self.store.find_record_refs(RecordKind::Server, RefLookup::Short(&short)).await?.is_empty() {
+                self.store.record_refs(RecordKind::Server, &[key]).await?;
+                return Ok(id);
+            }
+        }
+        // 2^32 identifiers: eight collisions in a row do not happen by chance.
+        Err(ControlError::Busy("no free server identifier; try again".into()))
+    }
+
     /// Whether `server`, just installed, was created to start then (answered once).
     /// A failed install or a deletion forgets the wish (a later reinstall does not start it).
     pub fn take_start_after_install(&self, server: &Server) -> bool {
@@ -166,7 +184,7 @@ impl ControlPlane {
         };
         let location = self.location_short(node).await?;
 
-        let id = ServerId::new();
+        let id = self.fresh_server_id().await?;
         let tx = self.store.begin().await?;
         let built = async {
             let allocation = match chosen {

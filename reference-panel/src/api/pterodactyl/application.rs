@@ -916,18 +916,29 @@ pub(super) async fn create_server(state: Arc<PanelState>, call: Call) -> Answere
     // Deploy tries the locations in order, as Pterodactyl's deployment service picks among
     // them: the first that has room wins.
     let mut outcome = None;
-    for location in locations {
+    'locations: for location in locations {
         let mut attempt = new.clone();
         attempt.location = location;
-        match state.control.create_server(attempt).await {
-            Ok(created) => {
-                outcome = Some(Ok(created));
-                break;
+        // A port another create took between choosing and claiming it: choose again.
+        for _ in 0..3 {
+            match state.control.create_server(attempt.clone()).await {
+                Ok(created) => {
+                    outcome = Some(Ok(created));
+                    break 'locations;
+                }
+                Err(nexus_control::ControlError::Store(StoreError::AllocationUnavailable { .. }))
+                    if attempt.allocation.is_none() =>
+                {
+                    continue;
+                }
+                Err(
+                    e @ (nexus_control::ControlError::Placement(_) | nexus_control::ControlError::NoFreeAllocation(_)),
+                ) => {
+                    outcome = Some(Err(e));
+                    continue 'locations;
+                }
+                Err(e) => return Err(e.into()),
             }
-            Err(e @ (nexus_control::ControlError::Placement(_) | nexus_control::ControlError::NoFreeAllocation(_))) => {
-                outcome = Some(Err(e));
-            }
-            Err(e) => return Err(e.into()),
         }
     }
     let created = match outcome {
