@@ -221,7 +221,9 @@ async fn the_application_and_client_apis_answer_as_pterodactyl_documents() {
     let all = app.get("/api/application/users?per_page=1").await;
     assert_pagination(&all, 2);
     assert_eq!(all["meta"]["pagination"]["total_pages"], 2);
-    assert!(all["meta"]["pagination"]["links"]["next"].is_string(), "{all}");
+    let next = all["meta"]["pagination"]["links"]["next"].as_str().unwrap();
+    assert!(next.starts_with(&up.url) && next.ends_with("/api/application/users?page=2&per_page=1"), "{all}");
+    assert_pagination(&app.get("/api/application/users?per_page=1&page=0").await, 2);
 
     // Locations.
     let location = app

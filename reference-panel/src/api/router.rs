@@ -556,7 +556,10 @@ fn matches(pattern: &str, path: &str) -> Option<Vec<String>> {
     loop {
         match (pattern_parts.next(), path_parts.next()) {
             (None, None) => return Some(params),
-            (Some(p), Some(s)) if p.starts_with('{') && !s.is_empty() => params.push(s.to_owned()),
+            // A `{…}` value is percent-decoded once (an external id `order%2042`).
+            (Some(p), Some(s)) if p.starts_with('{') && !s.is_empty() => {
+                params.push(percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned());
+            }
             (Some(p), Some(s)) if p == s => {}
             _ => return None,
         }
@@ -795,6 +798,7 @@ mod tests {
         assert_eq!(matches("/api/v1/servers/{id}", "/api/v1/servers/abc/power"), None);
         assert_eq!(matches("/api/v1/servers", "/api/v1/servers/"), Some(vec![]));
         assert_eq!(matches("/api/v1/servers", "/api/v1/server"), None);
+        assert_eq!(matches("/a/{x}", "/a/order%2042"), Some(vec!["order 42".to_owned()]), "decoded once");
     }
 
     #[test]

@@ -618,7 +618,13 @@ async fn egg_attributes(state: &PanelState, eggs: Vec<Egg>, variables: bool) -> 
             "updated_at": Value::Null,
         });
         if variables {
-            let keys = egg.variables.iter().map(|v| format!("{}/{}", egg.id, v.env_variable)).collect();
+            // A variable whose key would be too long to number (a very long name) shows id 0.
+            let keys = egg
+                .variables
+                .iter()
+                .map(|v| format!("{}/{}", egg.id, v.env_variable))
+                .filter(|key| key.len() <= nexus_core::model::MAX_RECORD_KEY_BYTES)
+                .collect();
             let variable_numbers = refs(state, RecordKind::EggVariable, keys).await?;
             let data: Vec<Value> = egg
                 .variables

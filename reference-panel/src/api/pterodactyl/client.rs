@@ -288,7 +288,7 @@ pub(super) async fn copy_file(state: Arc<PanelState>, call: Call) -> Answered {
     let location = body.required_string("location")?;
     // As Pterodactyl: `name copy.ext` beside the original, then `name copy 2.ext`, ...
     let (folder, name) = location.rsplit_once('/').unwrap_or(("", &location));
-    let (stem, extension) = match name.split_once('.') {
+    let (stem, extension) = match name.rsplit_once('.') {
         Some((stem, extension)) if !stem.is_empty() => (stem, format!(".{extension}")),
         _ => (name, String::new()),
     };
@@ -468,9 +468,6 @@ fn file_object(e: nexus_files::FileEntry) -> Value {
 /// holds `file.read-content` may anyway).
 pub(super) async fn download_file(state: Arc<PanelState>, call: Call) -> Answered {
     let server = call.server()?.clone();
-    if server.suspended && !matches!(call.access()?, ServerAccess::Admin) {
-        return Err(ApiError::new(StatusCode::CONFLICT, "suspended", "This server is currently suspended."));
-    }
     let file = call.query.get("file").cloned().ok_or_else(|| required("file"))?;
     if file.trim_matches('/').is_empty() || file.len() > 4096 || file.contains('\0') {
         return Err(ApiError::invalid("file", "The file must name a file."));

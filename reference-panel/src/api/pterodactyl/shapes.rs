@@ -44,11 +44,18 @@ pub(super) struct Paging {
 }
 
 /// Page links are absolute, on the panel's public URL.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct Base<'a>(&'a str);
+#[derive(Clone, Debug)]
+pub(super) struct Base<'a>(&'a str, String);
+
+/// `text` for a query string.
+fn encode(text: &str) -> String {
+    const UNRESERVED: &percent_encoding::AsciiSet =
+        &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+    percent_encoding::utf8_percent_encode(text, UNRESERVED).to_string()
+}
 
 impl Paging {
-    /// Read from the call's query; a page or size that is not a positive number is a `422`.
+    /// Read from the call's query.
     pub(super) fn of<'a>(call: &Call, state: &'a PanelState) -> Result<(Self, Base<'a>), ApiError> {
         Self::with_default(call, state, DEFAULT_PER_PAGE)
     }
@@ -59,16 +66,16 @@ impl Paging {
         state: &'a PanelState,
         default: usize,
     ) -> Result<(Self, Base<'a>), ApiError> {
-        let number = |name: &str, default: usize| match call.query.get(name) {
-            None => Ok(default),
-            Some(v) => v
-                .parse::<usize>()
-                .ok()
-                .filter(|n| *n >= 1)
-                .ok_or_else(|| ApiError::invalid(name, format!("The {name} must be at least 1."))),
+        // As Laravel's paginator: a page or size that is not a positive number is the default.
+        let number = |name: &str, default: usize| {
+            call.query.get(name).and_then(|v| v.trim().parse::<usize>().ok()).filter(|n| *n >= 1).unwrap_or(default)
         };
-        let paging = Self { page: number("page", 1)?, per_page: number("per_page", default)?.min(MAX_PER_PAGE) };
-        Ok((paging, Base(&state.public_url)))
+        let paging = Self { page: number("page", 1), per_page: number("per_page", default).min(MAX_PER_PAGE) };
+        // Links keep the rest of the query (filters, `type`, `include`, `per_page`).
+        let mut kept: Vec<(&String, &String)> = call.query.iter().filter(|(k, _)| k.as_str() != "page").collect();
+        kept.sort();
+        let query = kept.into_iter().map(|(k, v)| format!("&{}={}", encode(k), encode(v))).collect::<String>();
+        Ok((paging, Base(&state.public_url, query)))
     }
 
     /// This page of `rows` as a Pterodactyl list of `object`s, each row turned into its
@@ -91,10 +98,10 @@ impl Paging {
         let total_pages = total.div_ceil(paging.per_page).max(1);
         let mut links = serde_json::Map::new();
         if paging.page > 1 {
-            links.insert("previous".into(), json!(format!("{}{path}?page={}", base.0, paging.page - 1)));
+            links.insert("previous".into(), json!(format!("{}{path}?page={}{}", base.0, paging.page - 1, base.1)));
         }
         if paging.page < total_pages {
-            links.insert("next".into(), json!(format!("{}{path}?page={}", base.0, paging.page + 1)));
+            links.insert("next".into(), json!(format!("{}{path}?page={}{}", base.0, paging.page + 1, base.1)));
         }
         Ok(json!({
             "object": "list",
