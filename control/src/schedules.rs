@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use nexus_core::cron::CronSchedule;
 use nexus_core::ids::{AuditEventId, ScheduleId, ServerId, TaskId};
 use nexus_core::lifecycle::ServerState;
-use nexus_core::model::{AuditEvent, AuditSubject, Schedule, Task, TaskAction};
+use nexus_core::model::{AuditEvent, AuditSubject, RecordKind, Schedule, Task, TaskAction};
 use nexus_core::transport::PowerAction;
 use std::sync::Arc;
 use std::time::Duration;
@@ -214,7 +214,34 @@ impl ControlPlane {
         }
         schedule.last_run_at = current.last_run_at;
         self.store.update_schedule(&schedule).await?;
+        let gone: Vec<String> = current
+            .tasks
+            .iter()
+            .filter(|old| !schedule.tasks.iter().any(|new| new.id == old.id))
+            .map(|old| old.id.to_string())
+            .collect();
+        self.forget_refs(RecordKind::ScheduleTask, gone).await;
         Ok(schedule)
+    }
+
+    /// Deletes schedule `id` of `server` (`NotFound` for another server's).
+    pub async fn delete_schedule(&self, server: ServerId, id: ScheduleId) -> Result<(), ControlError> {
+        let schedule = self.schedule_of(server, id).await?;
+        self.store.delete_schedule(id).await?;
+        self.forget_refs(RecordKind::Schedule, vec![id.to_string()]).await;
+        self.forget_refs(RecordKind::ScheduleTask, schedule.tasks.iter().map(|t| t.id.to_string()).collect()).await;
+        Ok(())
+    }
+
+    /// Forgets the record refs of records that are gone, so churning tenants do not grow the
+    /// store; a failure only leaves a row behind.
+    async fn forget_refs(&self, kind: RecordKind, keys: Vec<String>) {
+        if keys.is_empty() {
+            return;
+        }
+        if let Err(e) = self.store.forget_record_refs(kind, &keys).await {
+            tracing::warn!(error = %e, ?kind, "forgetting record refs");
+        }
     }
 
     /// Schedule `id` if it belongs to `server` (`NotFound` otherwise, so ids of other

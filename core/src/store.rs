@@ -342,6 +342,9 @@ pub trait RecordRefRepo: Send + Sync {
     /// another record of `kind` holds it; longer than [`MAX_EXTERNAL_ID_BYTES`] or empty is
     /// `InvalidReference`.
     async fn set_external_id(&self, kind: RecordKind, key: &str, external_id: Option<&str>) -> StoreResult<RecordRef>;
+    /// Removes the refs of `keys` (records that are gone); their numbers stay spent, so a
+    /// key asked for again gets a new one. Unknown keys are ignored.
+    async fn forget_record_refs(&self, kind: RecordKind, keys: &[String]) -> StoreResult<()>;
 }
 
 /// Checks a [`RecordRef::key`]: not empty, at most [`MAX_RECORD_KEY_BYTES`], no control

@@ -589,6 +589,10 @@ macro_rules! repositories {
                 let (key, external_id) = (key.to_owned(), external_id.map(str::to_owned));
                 self.run(Mode::Write, move |c| refs::set_external_id(c, kind, &key, external_id.as_deref())).await
             }
+            async fn forget_record_refs(&self, kind: RecordKind, keys: &[String]) -> StoreResult<()> {
+                let keys = keys.to_vec();
+                self.run(Mode::Write, move |c| refs::forget_record_refs(c, kind, &keys)).await
+            }
         }
 
         #[async_trait]

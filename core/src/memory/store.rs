@@ -1197,4 +1197,13 @@ impl<B: Backing> RecordRefRepo for B {
     async fn set_external_id(&self, kind: RecordKind, key: &str, external_id: Option<&str>) -> StoreResult<RecordRef> {
         self.write(|s| s.set_external_id(kind, key, external_id)).await
     }
+    async fn forget_record_refs(&self, kind: RecordKind, keys: &[String]) -> StoreResult<()> {
+        self.write(|s| {
+            for key in keys {
+                s.refs.remove(&(kind, key.clone()));
+            }
+            Ok(())
+        })
+        .await
+    }
 }

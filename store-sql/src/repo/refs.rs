@@ -157,3 +157,15 @@ pub(crate) fn set_external_id(
     record.external_id = external_id.map(str::to_owned);
     Ok(record)
 }
+
+pub(crate) fn forget_record_refs(c: &mut AnyConnection, kind: RecordKind, keys: &[String]) -> SqlResult<()> {
+    for chunk in keys.chunks(INSERT_CHUNK) {
+        diesel::delete(
+            record_refs::table
+                .filter(record_refs::kind.eq(kind.as_str()))
+                .filter(record_refs::record_key.eq_any(chunk)),
+        )
+        .execute(c)?;
+    }
+    Ok(())
+}

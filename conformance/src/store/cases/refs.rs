@@ -11,7 +11,8 @@ fn key() -> String {
 
 /// Keys are numbered once, in the order first asked for, consecutively within a kind and
 /// independently of other kinds; asking again (in any order, with repeats) answers the same
-/// numbers; lookups by number and by short key find the record.
+/// numbers; lookups by number and by short key find the record; a forgotten key's number is
+/// never handed out again.
 pub async fn record_refs_number_once_in_order(store: Arc<dyn Store>) {
     let (a, b, c) = (key(), key(), key());
     let first = store.record_refs(RecordKind::User, &[a.clone(), b.clone()]).await.expect("number");
@@ -37,6 +38,17 @@ pub async fn record_refs_number_once_in_order(store: Arc<dyn Store>) {
     assert!(found.iter().any(|r| r.key == a), "by short key");
     assert!(store.find_record_refs(RecordKind::User, RefLookup::Number(u64::MAX)).await.expect("find").is_empty());
     assert!(store.find_record_refs(RecordKind::Nest, RefLookup::Short("zzzzzzzz")).await.expect("find").is_empty());
+
+    // A forgotten key's number stays spent: asked again, it gets a new one.
+    store.forget_record_refs(RecordKind::User, &[b.clone(), key()]).await.expect("forget");
+    assert!(store.find_record_refs(RecordKind::User, RefLookup::Number(n + 1)).await.expect("find").is_empty());
+    let renumbered = store.record_refs(RecordKind::User, std::slice::from_ref(&b)).await.expect("again");
+    assert!(renumbered[0].number > n + 2, "not reused: {}", renumbered[0].number);
+    assert_eq!(
+        store.record_refs(RecordKind::User, std::slice::from_ref(&a)).await.expect("a")[0].number,
+        n,
+        "others kept"
+    );
 
     for bad in [String::new(), "k".repeat(MAX_RECORD_KEY_BYTES + 1), "a\nb".into()] {
         assert_err!(store.record_refs(RecordKind::User, &[bad]).await, StoreError::InvalidReference(_), "bad key");

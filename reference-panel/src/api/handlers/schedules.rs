@@ -87,8 +87,7 @@ pub(crate) async fn update(
 
 pub(crate) async fn delete(state: Arc<PanelState>, call: Call) -> Result<Answer<NoContent>, ApiError> {
     let id: ScheduleId = call.param(1)?;
-    state.control.schedule_of(call.server()?.id, id).await?;
-    state.control.store().delete_schedule(id).await.map_err(ctl)?;
+    state.control.delete_schedule(call.server()?.id, id).await?;
     no_content()
 }
 

@@ -164,7 +164,7 @@ pub(super) async fn execute(state: Arc<PanelState>, call: Call) -> Answered {
 
 pub(super) async fn delete(state: Arc<PanelState>, call: Call) -> Answered {
     let schedule = schedule(&state, &call).await?;
-    state.control.store().delete_schedule(schedule.id).await.map_err(store_error)?;
+    state.control.delete_schedule(call.server()?.id, schedule.id).await?;
     no_content()
 }
 
