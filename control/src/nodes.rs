@@ -207,16 +207,6 @@ pub fn url_host(fqdn: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn ipv6_hosts_are_bracketed_in_urls() {
-        assert_eq!(super::url_host("2001:db8::1"), "[2001:db8::1]");
-        assert_eq!(super::url_host("10.0.0.1"), "10.0.0.1");
-        assert_eq!(super::url_host("node_1.example.com"), "node_1.example.com");
-    }
-}
-
 /// A node's name and address as stored (trimmed), or why not: a name of 1 to 100 bytes on one
 /// line, a host name or IP address (nothing a URL could read as a path, port or user).
 fn check_node_address<'a>(name: &'a str, fqdn: &'a str) -> Result<(&'a str, &'a str), ControlError> {
@@ -238,4 +228,14 @@ fn check_node_address<'a>(name: &'a str, fqdn: &'a str) -> Result<(&'a str, &'a 
         return Err(ControlError::Invalid { field: "fqdn", reason: "a host name or an IP address".into() });
     }
     Ok((name, fqdn))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ipv6_hosts_are_bracketed_in_urls() {
+        assert_eq!(super::url_host("2001:db8::1"), "[2001:db8::1]");
+        assert_eq!(super::url_host("10.0.0.1"), "10.0.0.1");
+        assert_eq!(super::url_host("node_1.example.com"), "node_1.example.com");
+    }
 }

@@ -7,13 +7,11 @@
 
 mod common;
 
-use common::up::{BIN, Up};
+use common::up::{Up, create_key};
 use common::{Client, T};
 use futures::StreamExt;
 use reqwest::Method;
 use serde_json::{Value, json};
-use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// A client of Pterodactyl's API with one key, as a billing system or library sends it.
@@ -90,16 +88,6 @@ fn assert_pagination(list: &Value, total: u64) {
         assert!(pagination[field].as_u64().is_some(), "{field}: {list}");
     }
     assert!(pagination["links"].is_object(), "{list}");
-}
-
-fn create_key(data: &Path, user: &str, kind: &str) -> String {
-    let out = Command::new(BIN)
-        .args(["keys", "create", "--user", user, "--kind", kind, "--data-dir"])
-        .arg(data)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -317,21 +305,7 @@ async fn the_application_and_client_apis_answer_as_pterodactyl_documents() {
 
     // Nests and eggs (an egg imported into a nest through /api/v1: Pterodactyl's API has no
     // import).
-    let (status, nest) =
-        session.call(Method::POST, "/api/v1/nests", Some(json!({ "name": "Tests", "description": "test eggs" }))).await;
-    assert_eq!(status, 201, "{nest}");
-    let egg_file = include_bytes!("../../egg-engine/tests/fixtures/egg-busybox-echo.json").to_vec();
-    let response = session
-        .http
-        .post(format!("{}/api/v1/nests/{}/eggs", up.url, nest["id"].as_str().unwrap()))
-        .header("cookie", &session.cookie)
-        .header("x-csrf-token", &session.csrf)
-        .header("content-type", "application/json")
-        .body(egg_file)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
+    session.import_busybox_egg_into_nest("Tests").await;
     let nests = app.get("/api/application/nests").await;
     let nest_id = nests["data"]
         .as_array()
@@ -340,7 +314,7 @@ async fn the_application_and_client_apis_answer_as_pterodactyl_documents() {
         .find(|n| n["attributes"]["name"] == "Tests")
         .map(|n| n["attributes"]["id"].as_u64().unwrap())
         .expect("the nest is listed");
-    assert_eq!(app.get(&format!("/api/application/nests/{nest_id}")).await["attributes"]["description"], "test eggs");
+    assert_eq!(app.get(&format!("/api/application/nests/{nest_id}")).await["attributes"]["name"], "Tests");
     let eggs = app.get(&format!("/api/application/nests/{nest_id}/eggs?include=variables")).await;
     assert_eq!((eggs["object"].as_str(), eggs["data"].as_array().map(Vec::len)), (Some("list"), Some(1)), "{eggs}");
     let egg = eggs["data"][0]["attributes"].clone();

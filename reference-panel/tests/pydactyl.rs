@@ -8,19 +8,8 @@
 mod common;
 
 use common::Client;
-use common::up::{BIN, Up};
-use serde_json::json;
+use common::up::{Up, create_key};
 use std::process::Command;
-
-fn create_key(data: &std::path::Path, kind: &str) -> String {
-    let out = Command::new(BIN)
-        .args(["keys", "create", "--user", "admin@nexus.local", "--kind", kind, "--data-dir"])
-        .arg(data)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
 
 /// The interpreter of the environment py-dactyl is installed in; under `CI=true` a missing
 /// one fails the test.
@@ -50,22 +39,9 @@ async fn py_dactyl_provisions_starts_commands_and_deletes_a_server() {
     let session = Client::login(&up.url, "admin@nexus.local", &password).await;
     let node = session.get("/api/v1/nodes").await["data"][0]["id"].as_str().unwrap().to_owned();
     up.node_containers = Some(format!("label={}={node}", nexus_agent::NODE_LABEL));
-    let (status, nest) = session
-        .call(reqwest::Method::POST, "/api/v1/nests", Some(json!({ "name": "Pydactyl", "description": "" })))
-        .await;
-    assert_eq!(status, 201, "{nest}");
-    let response = session
-        .http
-        .post(format!("{}/api/v1/nests/{}/eggs", up.url, nest["id"].as_str().unwrap()))
-        .header("cookie", &session.cookie)
-        .header("x-csrf-token", &session.csrf)
-        .header("content-type", "application/json")
-        .body(include_bytes!("../../egg-engine/tests/fixtures/egg-busybox-echo.json").to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
-    let (application, client) = (create_key(&data, "application"), create_key(&data, "client"));
+    session.import_busybox_egg_into_nest("Pydactyl").await;
+    let admin = "admin@nexus.local";
+    let (application, client) = (create_key(&data, admin, "application"), create_key(&data, admin, "client"));
     let flow = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pydactyl/flow.py");
     let run =
         tokio::process::Command::new(&python).args([flow, &up.url, &application, &client, "30455-30456"]).output();

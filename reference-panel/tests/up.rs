@@ -11,10 +11,9 @@
 mod common;
 
 use common::Client;
-use common::up::{BIN, Up};
+use common::up::Up;
 use futures::StreamExt;
 use serde_json::{Value, json};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 const T: Duration = Duration::from_secs(60);
@@ -195,13 +194,7 @@ async fn nexus_panel_up_runs_a_server_from_login_to_removal_and_restarts_on_its_
     admin.wait_state(&server, "stopped").await;
 
     // An API key from the command line, used as a billing system would.
-    let out = Command::new(BIN)
-        .args(["keys", "create", "--user", "admin@nexus.local", "--kind", "application", "--data-dir"])
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let key = common::up::create_key(&data, "admin@nexus.local", "application");
     assert!(key.starts_with("ptla_") && key.len() == 53, "{key}");
     let listed: Value = reqwest::Client::new()
         .get(format!("{}/api/v1/servers", up.url))

@@ -83,10 +83,22 @@ impl Client {
 
     /// Imports the busybox test egg as an admin uploads the file; answers the egg.
     pub async fn import_busybox_egg(&self) -> Value {
+        self.import_busybox_egg_at("/api/v1/eggs").await
+    }
+
+    /// Creates nest `name` and imports the busybox test egg into it.
+    pub async fn import_busybox_egg_into_nest(&self, name: &str) -> Value {
+        let (status, nest) =
+            self.call(reqwest::Method::POST, "/api/v1/nests", Some(json!({ "name": name, "description": "" }))).await;
+        assert_eq!(status, 201, "{nest}");
+        self.import_busybox_egg_at(&format!("/api/v1/nests/{}/eggs", nest["id"].as_str().unwrap())).await
+    }
+
+    async fn import_busybox_egg_at(&self, path: &str) -> Value {
         let file = include_bytes!("../../../egg-engine/tests/fixtures/egg-busybox-echo.json").to_vec();
         let response = self
             .http
-            .post(format!("{}/api/v1/eggs", self.base))
+            .post(format!("{}{path}", self.base))
             .header("cookie", &self.cookie)
             .header("x-csrf-token", &self.csrf)
             .header("content-type", "application/json")

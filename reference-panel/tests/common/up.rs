@@ -86,6 +86,18 @@ pub fn read_banner(stdout: std::process::ChildStdout) -> (Option<String>, Option
     (url, password)
 }
 
+/// A new API key of `kind` (`application` or `client`) for `user`, from `keys create` on the
+/// data directory.
+pub fn create_key(data: &Path, user: &str, kind: &str) -> String {
+    let out = Command::new(BIN)
+        .args(["keys", "create", "--user", user, "--kind", kind, "--data-dir"])
+        .arg(data)
+        .output()
+        .expect("run keys create");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("a key").trim().to_owned()
+}
+
 /// Removes the Docker containers `filter` selects.
 pub fn remove_containers(filter: &str) {
     let Ok(out) = Command::new("docker").args(["ps", "-aq", "--filter", filter]).output() else { return };

@@ -87,17 +87,11 @@ async fn server_attributes(state: &PanelState, call: &Call, servers: Vec<Server>
             .iter()
             .flat_map(|egg| egg.variables.iter().filter(|v| v.user_viewable || admin))
             .map(|v| {
-                item(
-                    "egg_variable",
-                    json!({
-                        "name": v.name,
-                        "description": v.description,
-                        "env_variable": v.env_variable,
-                        "default_value": v.default_value,
-                        "server_value": server.environment.get(&v.env_variable).cloned().unwrap_or_else(|| v.default_value.clone()),
-                        "is_editable": v.user_editable,
-                        "rules": v.rules.join("|"),
-                    }),
+                let value = server.environment.get(&v.env_variable).unwrap_or(&v.default_value);
+                egg_variable(
+                    [&v.name, &v.description, &v.env_variable, &v.default_value, value],
+                    v.user_editable,
+                    &v.rules,
                 )
             })
             .collect();
@@ -352,16 +346,22 @@ pub(super) async fn startup(state: Arc<PanelState>, call: Call) -> Answered {
 }
 
 fn startup_variable(v: &servers::StartupVariable) -> Value {
+    egg_variable([&v.name, &v.description, &v.env_variable, &v.default_value, &v.value], v.editable, &v.rules)
+}
+
+/// A variable as the client API shows it: `[name, description, env_variable, default_value,
+/// server_value]`, whether the caller may edit it, its rules.
+fn egg_variable([name, description, env, default, value]: [&str; 5], editable: bool, rules: &[String]) -> Value {
     item(
         "egg_variable",
         json!({
-            "name": v.name,
-            "description": v.description,
-            "env_variable": v.env_variable,
-            "default_value": v.default_value,
-            "server_value": v.value,
-            "is_editable": v.editable,
-            "rules": v.rules.join("|"),
+            "name": name,
+            "description": description,
+            "env_variable": env,
+            "default_value": default,
+            "server_value": value,
+            "is_editable": editable,
+            "rules": rules.join("|"),
         }),
     )
 }
