@@ -342,6 +342,15 @@ pub trait RecordRefRepo: Send + Sync {
     /// another record of `kind` holds it; longer than [`MAX_EXTERNAL_ID_BYTES`] or empty is
     /// `InvalidReference`.
     async fn set_external_id(&self, kind: RecordKind, key: &str, external_id: Option<&str>) -> StoreResult<RecordRef>;
+    /// Replaces the extra attributes of `key` (numbering it if needed). Larger than
+    /// [`MAX_RECORD_EXTRA_BYTES`] as JSON, or holding control characters other than line
+    /// breaks and tabs, is `InvalidReference`.
+    async fn set_record_extra(
+        &self,
+        kind: RecordKind,
+        key: &str,
+        extra: &std::collections::BTreeMap<String, String>,
+    ) -> StoreResult<RecordRef>;
     /// Removes the refs of `keys` (records that are gone); their numbers stay spent, so a
     /// key asked for again gets a new one. Unknown keys are ignored.
     async fn forget_record_refs(&self, kind: RecordKind, keys: &[String]) -> StoreResult<()>;
@@ -351,6 +360,19 @@ pub trait RecordRefRepo: Send + Sync {
 /// characters (what every [`RecordRefRepo`] refuses with `InvalidReference`).
 pub fn check_record_key(key: &str) -> StoreResult<()> {
     check_ref_text(key, MAX_RECORD_KEY_BYTES, "record key")
+}
+
+/// Checks a [`RecordRef::extra`] (what [`RecordRefRepo::set_record_extra`] refuses); its
+/// JSON text when it passes.
+pub fn check_record_extra(extra: &std::collections::BTreeMap<String, String>) -> StoreResult<String> {
+    let json = serde_json::to_string(extra).map_err(|e| StoreError::InvalidReference(e.to_string()))?;
+    let bad_text = |t: &String| t.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'));
+    if json.len() > MAX_RECORD_EXTRA_BYTES || extra.keys().any(bad_text) || extra.values().any(bad_text) {
+        return Err(StoreError::InvalidReference(format!(
+            "extra attributes must be at most {MAX_RECORD_EXTRA_BYTES} bytes as JSON, without control characters"
+        )));
+    }
+    Ok(json)
 }
 
 /// Checks an external id the way [`check_record_key`] checks a key, with

@@ -264,6 +264,7 @@ traced_repo!(RecordRefRepo {
     fn record_refs(&self, kind: RecordKind, keys: &[String]) -> StoreResult<Vec<RecordRef>>;
     fn find_record_refs(&self, kind: RecordKind, lookup: RefLookup<'_>) -> StoreResult<Vec<RecordRef>>;
     fn set_external_id(&self, kind: RecordKind, key: &str, external_id: Option<&str>) -> StoreResult<RecordRef>;
+    fn set_record_extra(&self, kind: RecordKind, key: &str, extra: &std::collections::BTreeMap<String, String>) -> StoreResult<RecordRef>;
     fn forget_record_refs(&self, kind: RecordKind, keys: &[String]) -> StoreResult<()>;
 });
 

@@ -170,6 +170,7 @@ async fn the_application_and_client_apis_answer_as_pterodactyl_documents() {
     assert!(user_id >= 1);
     assert_eq!((user["external_id"].as_str(), user["root_admin"].as_bool()), (Some("billing-7"), Some(false)));
     assert!(user["uuid"].as_str().is_some_and(|u| u.len() == 36) && user["2fa"] == false, "{user}");
+    assert_eq!((user["first_name"].as_str(), user["last_name"].as_str()), (Some("Pat"), Some("Player")), "names kept");
     for field in ["username", "email", "first_name", "last_name", "language", "created_at", "updated_at"] {
         assert!(user[field].is_string(), "{field}: {user}");
     }
@@ -343,7 +344,7 @@ async fn the_application_and_client_apis_answer_as_pterodactyl_documents() {
         "limits": { "memory": 128, "swap": 0, "disk": 512, "io": 500, "cpu": 0 },
         "feature_limits": { "databases": 0, "allocations": 1, "backups": 0 },
         "deploy": { "locations": [location_id], "dedicated_ip": false, "port_range": ["30443-30444"] },
-        "start_on_completion": false, "external_id": "order-42",
+        "start_on_completion": false, "external_id": "order-42", "description": "Pat's server",
     });
     let mut bad = create.clone();
     bad["environment"]["MAX_PLAYERS"] = json!(500);
@@ -361,6 +362,7 @@ async fn the_application_and_client_apis_answer_as_pterodactyl_documents() {
     );
     assert_eq!((server["external_id"].as_str(), server["limits"]["memory"].as_u64()), (Some("order-42"), Some(128)));
     assert_eq!(server["container"]["environment"]["GREETING"], "hi from ptero");
+    assert_eq!(server["description"], "Pat's server", "the description is kept");
     for field in ["feature_limits", "container", "limits"] {
         assert!(server[field].is_object(), "{field}: {server}");
     }

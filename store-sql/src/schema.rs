@@ -112,6 +112,7 @@ diesel::table! {
         number -> BigInt,
         short -> Text,
         external_id -> Nullable<Text>,
+        extra -> Nullable<Text>,
     }
 }
 

@@ -589,6 +589,15 @@ macro_rules! repositories {
                 let (key, external_id) = (key.to_owned(), external_id.map(str::to_owned));
                 self.run(Mode::Write, move |c| refs::set_external_id(c, kind, &key, external_id.as_deref())).await
             }
+            async fn set_record_extra(
+                &self,
+                kind: RecordKind,
+                key: &str,
+                extra: &std::collections::BTreeMap<String, String>,
+            ) -> StoreResult<RecordRef> {
+                let (key, extra) = (key.to_owned(), extra.clone());
+                self.run(Mode::Write, move |c| refs::set_record_extra(c, kind, &key, &extra)).await
+            }
             async fn forget_record_refs(&self, kind: RecordKind, keys: &[String]) -> StoreResult<()> {
                 let keys = keys.to_vec();
                 self.run(Mode::Write, move |c| refs::forget_record_refs(c, kind, &keys)).await

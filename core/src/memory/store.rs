@@ -1155,7 +1155,14 @@ impl State {
         let next = self.ref_numbers.entry(kind).or_default();
         self.refs.entry((kind, key.to_owned())).or_insert_with(|| {
             *next += 1;
-            RecordRef { kind, key: key.to_owned(), number: *next, short: RecordRef::short_of(key), external_id: None }
+            RecordRef {
+                kind,
+                key: key.to_owned(),
+                number: *next,
+                short: RecordRef::short_of(key),
+                external_id: None,
+                extra: std::collections::BTreeMap::new(),
+            }
         })
     }
 
@@ -1196,6 +1203,21 @@ impl<B: Backing> RecordRefRepo for B {
     }
     async fn set_external_id(&self, kind: RecordKind, key: &str, external_id: Option<&str>) -> StoreResult<RecordRef> {
         self.write(|s| s.set_external_id(kind, key, external_id)).await
+    }
+    async fn set_record_extra(
+        &self,
+        kind: RecordKind,
+        key: &str,
+        extra: &std::collections::BTreeMap<String, String>,
+    ) -> StoreResult<RecordRef> {
+        self.write(|s| {
+            check_record_key(key)?;
+            check_record_extra(extra)?;
+            let record = s.record_ref(kind, key);
+            record.extra = extra.clone();
+            Ok(record.clone())
+        })
+        .await
     }
     async fn forget_record_refs(&self, kind: RecordKind, keys: &[String]) -> StoreResult<()> {
         self.write(|s| {

@@ -1,4 +1,5 @@
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// Which kind of record a [`RecordRef`] names. Numbers are unique within a kind.
 #[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
@@ -89,6 +90,11 @@ pub struct RecordRef {
     /// A name chosen by whoever created the record (a billing system's id), unique within
     /// the kind.
     pub external_id: Option<String>,
+    /// What an API keeps about the record that Nexus' model does not (Pterodactyl's
+    /// `first_name`, `last_name`, `language`, a server's `description`), by name; at most
+    /// [`MAX_RECORD_EXTRA_BYTES`] as JSON.
+    #[serde(default)]
+    pub extra: BTreeMap<String, String>,
 }
 
 /// Length of [`RecordRef::short`].
@@ -97,6 +103,9 @@ pub const SHORT_KEY_LEN: usize = 8;
 pub const MAX_RECORD_KEY_BYTES: usize = 191;
 /// Longest [`RecordRef::external_id`] in bytes (Pterodactyl's limit).
 pub const MAX_EXTERNAL_ID_BYTES: usize = 191;
+
+/// Largest [`RecordRef::extra`], as JSON, in bytes.
+pub const MAX_RECORD_EXTRA_BYTES: usize = 8 * 1024;
 
 /// How a [`RecordRef`] is looked up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

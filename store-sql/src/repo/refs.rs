@@ -12,7 +12,7 @@ use crate::repo::infra::INSERT_CHUNK;
 use crate::schema::{record_ref_counters, record_refs};
 use diesel::prelude::*;
 use nexus_core::model::{RecordKind, RecordRef, RefLookup};
-use nexus_core::store::{check_external_id, check_record_key};
+use nexus_core::store::{check_external_id, check_record_extra, check_record_key};
 use std::collections::{HashMap, HashSet};
 
 #[derive(Queryable, Selectable, Insertable)]
@@ -23,6 +23,7 @@ struct RefRow {
     number: i64,
     short: String,
     external_id: Option<String>,
+    extra: Option<String>,
 }
 
 impl RefRow {
@@ -35,6 +36,10 @@ impl RefRow {
             number: to_u64(self.number, "record number")?,
             short: self.short,
             external_id: self.external_id,
+            extra: match &self.extra {
+                Some(json) => from_json(json, "record extra")?,
+                None => Default::default(),
+            },
         })
     }
 }
@@ -103,6 +108,7 @@ pub(crate) fn record_refs(c: &mut AnyConnection, kind: RecordKind, keys: &[Strin
                 number: first + offset as i64,
                 short: RecordRef::short_of(key),
                 external_id: None,
+                extra: None,
             };
             diesel::insert_into(record_refs::table).values(&row).execute(c)?;
             found.insert(key.clone(), row.into_model()?);
@@ -155,6 +161,20 @@ pub(crate) fn set_external_id(
         .set(record_refs::external_id.eq(external_id))
         .execute(c)?;
     record.external_id = external_id.map(str::to_owned);
+    Ok(record)
+}
+
+pub(crate) fn set_record_extra(
+    c: &mut AnyConnection,
+    kind: RecordKind,
+    key: &str,
+    extra: &std::collections::BTreeMap<String, String>,
+) -> SqlResult<RecordRef> {
+    let key = key.to_owned();
+    let json = check_record_extra(extra)?;
+    let mut record = record_refs(c, kind, std::slice::from_ref(&key))?.remove(0);
+    diesel::update(record_refs::table.find((kind.as_str(), &key))).set(record_refs::extra.eq(Some(json))).execute(c)?;
+    record.extra = extra.clone();
     Ok(record)
 }
 

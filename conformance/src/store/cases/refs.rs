@@ -56,7 +56,8 @@ pub async fn record_refs_number_once_in_order(store: Arc<dyn Store>) {
 }
 
 /// An external id belongs to one record of a kind at a time; it can be looked up, moved
-/// once cleared, and the same text may name a record of another kind.
+/// once cleared, and the same text may name a record of another kind. Extra attributes are
+/// stored with the ref, replaced whole, and bounded.
 pub async fn record_refs_external_ids_are_unique_per_kind(store: Arc<dyn Store>) {
     let (a, b) = (key(), key());
     let external = format!("billing-{}", &key()[..8]);
@@ -84,6 +85,20 @@ pub async fn record_refs_external_ids_are_unique_per_kind(store: Arc<dyn Store>)
             "bad external id"
         );
     }
+    // Extra attributes ride along with the external id and are replaced whole.
+    let extra = std::collections::BTreeMap::from([("first_name".to_owned(), "Pat".to_owned()), ("note".to_owned(), "two\nlines".to_owned())]);
+    let with_extra = store.set_record_extra(RecordKind::Server, &b, &extra).await.expect("extra");
+    assert_eq!((with_extra.extra.clone(), with_extra.external_id.as_deref()), (extra.clone(), Some(external.as_str())));
+    let found = store.find_record_refs(RecordKind::Server, RefLookup::External(&external)).await.expect("find");
+    assert_eq!(found[0].extra, extra, "stored");
+    let read = store.record_refs(RecordKind::Server, std::slice::from_ref(&b)).await.expect("read");
+    assert_eq!(read[0].extra, extra, "read back with the number");
+    store.set_record_extra(RecordKind::Server, &b, &Default::default()).await.expect("cleared");
+    assert!(store.record_refs(RecordKind::Server, &[b.clone()]).await.expect("read")[0].extra.is_empty());
+    let huge = std::collections::BTreeMap::from([("description".to_owned(), "x".repeat(MAX_RECORD_EXTRA_BYTES))]);
+    assert_err!(store.set_record_extra(RecordKind::Server, &b, &huge).await, StoreError::InvalidReference(_), "too large");
+    let bell = std::collections::BTreeMap::from([("x".to_owned(), "\u{7}".to_owned())]);
+    assert_err!(store.set_record_extra(RecordKind::Server, &b, &bell).await, StoreError::InvalidReference(_), "control");
     let long = "x".repeat(MAX_EXTERNAL_ID_BYTES + 1);
     assert_err!(
         store.set_external_id(RecordKind::Server, &a, Some(&long)).await,

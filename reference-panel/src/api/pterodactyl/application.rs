@@ -38,10 +38,10 @@ async fn user_attributes(state: &PanelState, users: Vec<User>) -> Result<Vec<Val
             "uuid": user.id,
             "username": user.username,
             "email": user.email,
-            // Nexus keeps one name per account: the user name stands in for both.
-            "first_name": user.username,
-            "last_name": "",
-            "language": "en",
+            // Kept with the record's ref (Nexus' accounts have one name).
+            "first_name": extra(record, "first_name").unwrap_or(&user.username),
+            "last_name": extra(record, "last_name").unwrap_or_default(),
+            "language": extra(record, "language").unwrap_or("en"),
             "root_admin": user.role == Role::Admin,
             "2fa": totp.is_some_and(|t| t.enabled_at.is_some()),
             "created_at": date(user.created_at),
@@ -145,6 +145,7 @@ pub(super) async fn update_user(state: Arc<PanelState>, call: Call) -> Answered 
     }
     let password_changed = changes.password.is_some();
     let user = state.control.update_user(id, changes).await.map_err(duplicate_account)?;
+    keep_extra(&state, RecordKind::User, &id.to_string(), &body, USER_EXTRA).await?;
     if password_changed {
         state.sessions.close_all_of(id, None);
     }
@@ -163,6 +164,37 @@ pub(super) async fn delete_user(state: Arc<PanelState>, call: Call) -> Answered 
     state.sessions.close_all_of(id, None);
     no_content()
 }
+
+/// An extra attribute kept with a record's ref.
+fn extra<'a>(record: Option<&'a nexus_core::model::RecordRef>, name: &str) -> Option<&'a str> {
+    record.and_then(|r| r.extra.get(name)).map(String::as_str)
+}
+
+/// Keeps the named fields of `body` that Nexus' model lacks with the record's ref (over what
+/// is kept already); nothing is written when the body has none of them.
+async fn keep_extra(state: &PanelState, kind: RecordKind, key: &str, body: &Body, names: &[&str]) -> Result<(), ApiError> {
+    let mut sent = Vec::new();
+    for name in names {
+        if let Some(value) = body.string(name)? {
+            sent.push(((*name).to_owned(), value));
+        }
+    }
+    if sent.is_empty() {
+        return Ok(());
+    }
+    let store = state.control.store();
+    let current = store.record_refs(kind, &[key.to_owned()]).await.map_err(store_error)?;
+    let mut extra = current.into_iter().next().map(|r| r.extra).unwrap_or_default();
+    extra.extend(sent);
+    match store.set_record_extra(kind, key, &extra).await {
+        Ok(_) => Ok(()),
+        Err(StoreError::InvalidReference(reason)) => Err(ApiError::invalid(names[0], reason)),
+        Err(e) => Err(store_error(e)),
+    }
+}
+
+/// What a user record keeps besides Nexus' account.
+const USER_EXTRA: &[&str] = &["first_name", "last_name", "language"];
 
 /// A user name or e-mail another account has: Pterodactyl's `422` on that field.
 fn duplicate_account(e: nexus_control::ControlError) -> ApiError {
@@ -735,7 +767,7 @@ async fn server_attributes(state: &PanelState, servers: Vec<Server>) -> Result<V
                 "uuid": s.id,
                 "identifier": record.map_or_else(String::new, |r| r.short.clone()),
                 "name": s.name,
-                "description": "",
+                "description": extra(record, "description").unwrap_or_default(),
                 "status": status_of(&s),
                 "suspended": s.suspended,
                 "limits": limits_of(&s.limits),
@@ -961,6 +993,7 @@ pub(super) async fn create_server(state: Arc<PanelState>, call: Call) -> Answere
         }
         return Err(e);
     }
+    keep_extra(&state, RecordKind::Server, &created.server.id.to_string(), &body, &["description"]).await?;
     one_server(&state, created.server, StatusCode::CREATED).await
 }
 
@@ -982,6 +1015,7 @@ pub(super) async fn update_details(state: Arc<PanelState>, call: Call) -> Answer
     if let Some(name) = body.string("name")? {
         server = state.control.rename_server(server.id, &name).await?;
     }
+    keep_extra(&state, RecordKind::Server, &server.id.to_string(), &body, &["description"]).await?;
     one_server(&state, server, StatusCode::OK).await
 }
 

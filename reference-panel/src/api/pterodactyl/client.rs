@@ -5,7 +5,7 @@
 use super::application::{limits_of, status_of};
 use super::body::{Body, required};
 use super::shapes::{Paging, answer, date, item, no_content};
-use super::{number_of, refs, store_error};
+use super::{refs, store_error};
 use crate::api::handlers::{files, servers};
 use crate::api::router::Call;
 use crate::api::{ApiError, PanelState};
@@ -23,15 +23,16 @@ type Answered = Result<Response, ApiError>;
 
 pub(super) async fn account(state: Arc<PanelState>, call: Call) -> Answered {
     let user = &call.principal()?.user;
-    let number = number_of(&state, RecordKind::User, user.id).await?;
+    let kept = state.control.store().record_refs(RecordKind::User, &[user.id.to_string()]).await.map_err(store_error)?;
+    let kept = kept.into_iter().next().ok_or_else(|| ApiError::not_found("user"))?;
     let attributes = json!({
-        "id": number,
+        "id": kept.number,
         "admin": user.role == Role::Admin,
         "username": user.username,
         "email": user.email,
-        "first_name": user.username,
-        "last_name": "",
-        "language": "en",
+        "first_name": kept.extra.get("first_name").unwrap_or(&user.username),
+        "last_name": kept.extra.get("last_name").map_or("", String::as_str),
+        "language": kept.extra.get("language").map_or("en", String::as_str),
     });
     answer(StatusCode::OK, &item("user", attributes))
 }
@@ -104,7 +105,7 @@ async fn server_attributes(state: &PanelState, call: &Call, servers: Vec<Server>
             "node": node.name,
             "is_node_under_maintenance": node.maintenance,
             "sftp_details": { "ip": node.fqdn, "port": 2022 },
-            "description": "",
+            "description": record.and_then(|r| r.extra.get("description")).map_or("", String::as_str),
             "limits": limits_of(&server.limits),
             "invocation": server.startup,
             "docker_image": server.image,

@@ -161,12 +161,6 @@ async fn refs(state: &PanelState, kind: RecordKind, keys: Vec<String>) -> Result
     Ok(found.into_iter().map(|r| (r.key.clone(), r)).collect())
 }
 
-/// The number of one record.
-async fn number_of(state: &PanelState, kind: RecordKind, key: impl ToString) -> Result<u64, ApiError> {
-    let key = key.to_string();
-    Ok(refs(state, kind, vec![key.clone()]).await?.get(&key).map_or(0, |r| r.number))
-}
-
 /// The key of the record of `kind` numbered by the path's `i`th segment (`404` when none).
 async fn key_of<T: std::str::FromStr>(
     state: &PanelState,

@@ -7,6 +7,8 @@ CREATE TABLE record_refs (
     number BIGINT NOT NULL,
     short VARCHAR(8) COLLATE "C" NOT NULL,
     external_id VARCHAR(191) COLLATE "C",
+    -- What an API keeps about the record that the model does not (JSON object of strings).
+    extra TEXT,
     PRIMARY KEY (kind, record_key),
     CONSTRAINT record_refs_number_unique UNIQUE (kind, number),
     CONSTRAINT record_refs_external_unique UNIQUE (kind, external_id)
