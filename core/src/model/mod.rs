@@ -25,7 +25,10 @@ pub use egg::{
 };
 pub use nest::Nest;
 pub use node::{Location, Node, NodeCapacity, NodeStatus, Overallocation};
-pub use record_ref::{MAX_EXTERNAL_ID_BYTES, MAX_RECORD_EXTRA_BYTES, MAX_RECORD_KEY_BYTES, RecordKind, RecordRef, RefLookup, SHORT_KEY_LEN};
+pub use record_ref::{
+    MAX_EXTERNAL_ID_BYTES, MAX_RECORD_EXTRA_BYTES, MAX_RECORD_KEY_BYTES, RecordKind, RecordRef, RefLookup,
+    SHORT_KEY_LEN,
+};
 pub use schedule::{Schedule, Task, TaskAction};
 pub use server::{Server, ServerLimits};
 pub use subuser::{Subuser, UserTotp};

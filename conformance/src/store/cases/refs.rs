@@ -86,7 +86,10 @@ pub async fn record_refs_external_ids_are_unique_per_kind(store: Arc<dyn Store>)
         );
     }
     // Extra attributes ride along with the external id and are replaced whole.
-    let extra = std::collections::BTreeMap::from([("first_name".to_owned(), "Pat".to_owned()), ("note".to_owned(), "two\nlines".to_owned())]);
+    let extra = std::collections::BTreeMap::from([
+        ("first_name".to_owned(), "Pat".to_owned()),
+        ("note".to_owned(), "two\nlines".to_owned()),
+    ]);
     let with_extra = store.set_record_extra(RecordKind::Server, &b, &extra).await.expect("extra");
     assert_eq!((with_extra.extra.clone(), with_extra.external_id.as_deref()), (extra.clone(), Some(external.as_str())));
     let found = store.find_record_refs(RecordKind::Server, RefLookup::External(&external)).await.expect("find");
@@ -94,11 +97,19 @@ pub async fn record_refs_external_ids_are_unique_per_kind(store: Arc<dyn Store>)
     let read = store.record_refs(RecordKind::Server, std::slice::from_ref(&b)).await.expect("read");
     assert_eq!(read[0].extra, extra, "read back with the number");
     store.set_record_extra(RecordKind::Server, &b, &Default::default()).await.expect("cleared");
-    assert!(store.record_refs(RecordKind::Server, &[b.clone()]).await.expect("read")[0].extra.is_empty());
+    assert!(store.record_refs(RecordKind::Server, std::slice::from_ref(&b)).await.expect("read")[0].extra.is_empty());
     let huge = std::collections::BTreeMap::from([("description".to_owned(), "x".repeat(MAX_RECORD_EXTRA_BYTES))]);
-    assert_err!(store.set_record_extra(RecordKind::Server, &b, &huge).await, StoreError::InvalidReference(_), "too large");
+    assert_err!(
+        store.set_record_extra(RecordKind::Server, &b, &huge).await,
+        StoreError::InvalidReference(_),
+        "too large"
+    );
     let bell = std::collections::BTreeMap::from([("x".to_owned(), "\u{7}".to_owned())]);
-    assert_err!(store.set_record_extra(RecordKind::Server, &b, &bell).await, StoreError::InvalidReference(_), "control");
+    assert_err!(
+        store.set_record_extra(RecordKind::Server, &b, &bell).await,
+        StoreError::InvalidReference(_),
+        "control"
+    );
     let long = "x".repeat(MAX_EXTERNAL_ID_BYTES + 1);
     assert_err!(
         store.set_external_id(RecordKind::Server, &a, Some(&long)).await,

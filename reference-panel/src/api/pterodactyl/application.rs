@@ -172,7 +172,13 @@ fn extra<'a>(record: Option<&'a nexus_core::model::RecordRef>, name: &str) -> Op
 
 /// Keeps the named fields of `body` that Nexus' model lacks with the record's ref (over what
 /// is kept already); nothing is written when the body has none of them.
-async fn keep_extra(state: &PanelState, kind: RecordKind, key: &str, body: &Body, names: &[&str]) -> Result<(), ApiError> {
+async fn keep_extra(
+    state: &PanelState,
+    kind: RecordKind,
+    key: &str,
+    body: &Body,
+    names: &[&str],
+) -> Result<(), ApiError> {
     let mut sent = Vec::new();
     for name in names {
         if let Some(value) = body.string(name)? {

@@ -23,7 +23,8 @@ type Answered = Result<Response, ApiError>;
 
 pub(super) async fn account(state: Arc<PanelState>, call: Call) -> Answered {
     let user = &call.principal()?.user;
-    let kept = state.control.store().record_refs(RecordKind::User, &[user.id.to_string()]).await.map_err(store_error)?;
+    let kept =
+        state.control.store().record_refs(RecordKind::User, &[user.id.to_string()]).await.map_err(store_error)?;
     let kept = kept.into_iter().next().ok_or_else(|| ApiError::not_found("user"))?;
     let attributes = json!({
         "id": kept.number,
