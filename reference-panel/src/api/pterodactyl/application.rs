@@ -128,6 +128,7 @@ pub(super) async fn create_user(state: Arc<PanelState>, call: Call) -> Answered 
         }
         return Err(e);
     }
+    keep_extra(&state, RecordKind::User, &user.id.to_string(), &body, USER_EXTRA).await?;
     one_user(&state, user, StatusCode::CREATED).await
 }
 
