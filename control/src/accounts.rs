@@ -302,6 +302,11 @@ impl ControlPlane {
     pub async fn delete_user(&self, id: UserId) -> Result<(), ControlError> {
         self.store.delete_user(id).await?;
         self.forget_cached_keys_of(id);
+        // Its number stays spent; its external id and kept attributes go with it.
+        let key = [id.to_string()];
+        if let Err(e) = self.store.forget_record_refs(nexus_core::model::RecordKind::User, &key).await {
+            tracing::warn!(user = %id, error = %e, "forgetting a user's record ref");
+        }
         Ok(())
     }
 

@@ -153,6 +153,8 @@ impl ControlPlane {
             Ok(()) | Err(StoreError::NotFound { .. }) => {}
             Err(e) => return Err(e.into()),
         }
+        // Its number stays spent; its external id and kept attributes go with it.
+        self.forget_server_ref(server.id).await;
         let request = PlacementRequest::new(server.limits.memory_mb, server.limits.disk_mb, server.limits.cpu_percent)
             .with_allocations(1 + server.extra_allocations.len() as u64);
         if let Err(e) = self.placement().release(server.node, &request.resources()) {

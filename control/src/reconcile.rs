@@ -142,6 +142,9 @@ impl ControlPlane {
                     .await;
                 match adopted {
                     Ok(_) => {
+                        // An install whose end was missed does not start the server (nor a
+                        // later reinstall).
+                        self.forget_start_after_install(server.id);
                         tracing::info!(server = %server.id, from = ?server.state, to = ?state, "state taken from the node");
                         done.adopted.push(server.id);
                     }

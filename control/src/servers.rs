@@ -111,6 +111,14 @@ impl ControlPlane {
         Err(ControlError::Busy("no free server identifier; try again".into()))
     }
 
+    /// Forgets the record ref of a server that was not created after all (or is gone).
+    pub(crate) async fn forget_server_ref(&self, id: ServerId) {
+        use nexus_core::model::RecordKind;
+        if let Err(e) = self.store.forget_record_refs(RecordKind::Server, &[id.to_string()]).await {
+            tracing::warn!(server = %id, error = %e, "forgetting a server's record ref");
+        }
+    }
+
     /// Whether `server`, just installed, was created to start then (answered once).
     /// A failed install or a deletion forgets the wish (a later reinstall does not start it).
     pub fn take_start_after_install(&self, server: &Server) -> bool {
@@ -230,14 +238,18 @@ impl ControlPlane {
         }
         .await;
         let (server, spec) = match built {
-            Ok(built) => {
-                tx.commit().await?;
-                built
-            }
+            Ok(built) => match tx.commit().await {
+                Ok(()) => built,
+                Err(e) => {
+                    self.forget_server_ref(id).await;
+                    return Err(e.into());
+                }
+            },
             Err(e) => {
                 if let Err(rollback) = tx.rollback().await {
                     tracing::warn!(error = %rollback, "rollback after a failed create");
                 }
+                self.forget_server_ref(id).await;
                 return Err(e);
             }
         };

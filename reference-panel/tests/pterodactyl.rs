@@ -207,6 +207,16 @@ async fn the_application_and_client_apis_answer_as_pterodactyl_documents() {
         )
         .await;
     assert_eq!(patched["attributes"]["email"], "pat@example.com");
+    // A refused field changes nothing, the password included.
+    let (status, body) = app
+        .call(
+            Method::PATCH,
+            &format!("/api/application/users/{user_id}"),
+            Some(json!({ "password": "a different password", "first_name": "bell\u{7}" })),
+        )
+        .await;
+    assert_eq!((status, body["errors"][0]["meta"]["source_field"].as_str()), (422, Some("first_name")), "{body}");
+    Client::login(&up.url, "player", "correct horse battery").await;
     let all = app.get("/api/application/users?per_page=1").await;
     assert_pagination(&all, 2);
     assert_eq!(all["meta"]["pagination"]["total_pages"], 2);
@@ -350,6 +360,11 @@ async fn the_application_and_client_apis_answer_as_pterodactyl_documents() {
     bad["environment"]["MAX_PLAYERS"] = json!(500);
     let (status, body) = app.call(Method::POST, "/api/application/servers", Some(bad)).await;
     assert_eq!((status, body["errors"][0]["meta"]["source_field"].as_str()), (422, Some("MAX_PLAYERS")), "{body}");
+    let mut long = create.clone();
+    long["description"] = json!("x".repeat(5000));
+    let (status, body) = app.call(Method::POST, "/api/application/servers", Some(long)).await;
+    assert_eq!((status, body["errors"][0]["meta"]["source_field"].as_str()), (422, Some("description")), "{body}");
+    assert_pagination(&app.get("/api/application/servers").await, 0);
     let created = app.ok(Method::POST, "/api/application/servers", Some(create), 201).await;
     let server = attributes(&created, "server").clone();
     let server_id = server["id"].as_u64().unwrap();

@@ -556,9 +556,14 @@ fn matches(pattern: &str, path: &str) -> Option<Vec<String>> {
     loop {
         match (pattern_parts.next(), path_parts.next()) {
             (None, None) => return Some(params),
-            // A `{…}` value is percent-decoded once (an external id `order%2042`).
+            // A `{…}` value is percent-decoded once (an external id `order%2042`); one that
+            // decodes to control characters names nothing.
             (Some(p), Some(s)) if p.starts_with('{') && !s.is_empty() => {
-                params.push(percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned());
+                let value = percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
+                if value.chars().any(char::is_control) {
+                    return None;
+                }
+                params.push(value);
             }
             (Some(p), Some(s)) if p == s => {}
             _ => return None,
@@ -799,6 +804,7 @@ mod tests {
         assert_eq!(matches("/api/v1/servers", "/api/v1/servers/"), Some(vec![]));
         assert_eq!(matches("/api/v1/servers", "/api/v1/server"), None);
         assert_eq!(matches("/a/{x}", "/a/order%2042"), Some(vec!["order 42".to_owned()]), "decoded once");
+        assert_eq!(matches("/a/{x}", "/a/%00abcdefg"), None, "a NUL names nothing");
     }
 
     #[test]

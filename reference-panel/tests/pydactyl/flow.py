@@ -86,8 +86,6 @@ files.write_file(identifier, "/pydactyl.txt", "written by py-dactyl")
 assert "pydactyl.txt" in [f["attributes"]["name"] for f in files.list_files(identifier, "/")["data"]]
 assert files.get_file_contents(identifier, "/pydactyl.txt", json=False).text == "written by py-dactyl"
 
-client.client.servers.send_power_action(identifier, "restart")
-wait("restarted", lambda: client.client.servers.get_server_utilization(identifier)["current_state"] == "running")
 client.client.servers.send_power_action(identifier, "kill")
 wait("stopped", lambda: client.client.servers.get_server_utilization(identifier)["current_state"] == "offline")
 app.servers.suspend_server(server_id)

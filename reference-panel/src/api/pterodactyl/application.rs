@@ -52,7 +52,7 @@ async fn user_attributes(state: &PanelState, users: Vec<User>) -> Result<Vec<Val
 }
 
 async fn one_user(state: &PanelState, user: User, status: StatusCode) -> Answered {
-    let attributes = user_attributes(state, vec![user]).await?.remove(0);
+    let attributes = user_attributes(state, vec![user]).await?.into_iter().next().ok_or_else(not_found)?;
     answer(status, &created_meta(state, status, item("user", attributes), "users"))
 }
 
@@ -111,6 +111,7 @@ pub(super) async fn create_user(state: Arc<PanelState>, call: Call) -> Answered 
     body.required_string("last_name")?;
     let external = body.string("external_id")?;
     let role = if body.boolean("root_admin")?.unwrap_or(false) { Role::Admin } else { Role::User };
+    let extra = extra_fields(&body, USER_EXTRA)?;
     // Pterodactyl mails a set-up link when no password is given; Nexus sends no mail, so the
     // account gets a random password an admin can replace.
     let password = body.string("password")?.unwrap_or_else(|| random_alphanumeric(32));
@@ -128,7 +129,7 @@ pub(super) async fn create_user(state: Arc<PanelState>, call: Call) -> Answered 
         }
         return Err(e);
     }
-    keep_extra(&state, RecordKind::User, &user.id.to_string(), &body, USER_EXTRA).await?;
+    keep_extra(&state, RecordKind::User, &user.id.to_string(), extra).await?;
     one_user(&state, user, StatusCode::CREATED).await
 }
 
@@ -144,12 +145,13 @@ pub(super) async fn update_user(state: Arc<PanelState>, call: Call) -> Answered 
         external_free(&state, RecordKind::User, &external, Some(&id.to_string())).await?;
         set_external(&state, RecordKind::User, &id.to_string(), Some(&external)).await?;
     }
+    let extra = extra_fields(&body, USER_EXTRA)?;
     let password_changed = changes.password.is_some();
     let user = state.control.update_user(id, changes).await.map_err(duplicate_account)?;
-    keep_extra(&state, RecordKind::User, &id.to_string(), &body, USER_EXTRA).await?;
     if password_changed {
         state.sessions.close_all_of(id, None);
     }
+    keep_extra(&state, RecordKind::User, &id.to_string(), extra).await?;
     one_user(&state, user, StatusCode::OK).await
 }
 
@@ -161,7 +163,6 @@ pub(super) async fn delete_user(state: Arc<PanelState>, call: Call) -> Answered 
         }
         other => other?,
     }
-    set_external(&state, RecordKind::User, &id.to_string(), None).await?;
     state.sessions.close_all_of(id, None);
     no_content()
 }
@@ -171,21 +172,36 @@ fn extra<'a>(record: Option<&'a nexus_core::model::RecordRef>, name: &str) -> Op
     record.and_then(|r| r.extra.get(name)).map(String::as_str)
 }
 
-/// Keeps the named fields of `body` that Nexus' model lacks with the record's ref (over what
-/// is kept already); nothing is written when the body has none of them.
+/// The named fields of `body` that Nexus' model lacks, checked (each at most
+/// [`MAX_EXTRA_FIELD`] bytes without control characters but line breaks) before anything is
+/// written, so a refusal changes nothing.
+fn extra_fields(body: &Body, names: &[&str]) -> Result<Vec<(String, String)>, ApiError> {
+    let mut sent = Vec::new();
+    for name in names {
+        if let Some(value) = body.string(name)? {
+            let bad = value.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'));
+            if value.len() > MAX_EXTRA_FIELD || bad {
+                return Err(ApiError::invalid(
+                    *name,
+                    format!("The {name} must be at most {MAX_EXTRA_FIELD} characters."),
+                ));
+            }
+            sent.push(((*name).to_owned(), value));
+        }
+    }
+    Ok(sent)
+}
+
+/// Longest extra field kept (descriptions included; names are shorter in Pterodactyl).
+const MAX_EXTRA_FIELD: usize = 2048;
+
+/// Keeps checked extra fields with the record's ref, over what is kept already.
 async fn keep_extra(
     state: &PanelState,
     kind: RecordKind,
     key: &str,
-    body: &Body,
-    names: &[&str],
+    sent: Vec<(String, String)>,
 ) -> Result<(), ApiError> {
-    let mut sent = Vec::new();
-    for name in names {
-        if let Some(value) = body.string(name)? {
-            sent.push(((*name).to_owned(), value));
-        }
-    }
     if sent.is_empty() {
         return Ok(());
     }
@@ -193,11 +209,8 @@ async fn keep_extra(
     let current = store.record_refs(kind, &[key.to_owned()]).await.map_err(store_error)?;
     let mut extra = current.into_iter().next().map(|r| r.extra).unwrap_or_default();
     extra.extend(sent);
-    match store.set_record_extra(kind, key, &extra).await {
-        Ok(_) => Ok(()),
-        Err(StoreError::InvalidReference(reason)) => Err(ApiError::invalid(names[0], reason)),
-        Err(e) => Err(store_error(e)),
-    }
+    store.set_record_extra(kind, key, &extra).await.map_err(store_error)?;
+    Ok(())
 }
 
 /// What a user record keeps besides Nexus' account.
@@ -252,7 +265,7 @@ async fn location(state: &PanelState, call: &Call) -> Result<Location, ApiError>
 
 pub(super) async fn show_location(state: Arc<PanelState>, call: Call) -> Answered {
     let location = location(&state, &call).await?;
-    let attributes = location_attributes(&state, vec![location]).await?.remove(0);
+    let attributes = location_attributes(&state, vec![location]).await?.into_iter().next().ok_or_else(not_found)?;
     answer(StatusCode::OK, &item("location", attributes))
 }
 
@@ -286,7 +299,7 @@ pub(super) async fn create_location(state: Arc<PanelState>, call: Call) -> Answe
     let (short, long) = location_fields(&Body::of(&call)?, None)?;
     let location = Location { id: LocationId::new(), short, long };
     state.control.store().create_location(&location).await.map_err(store_error)?;
-    let attributes = location_attributes(&state, vec![location]).await?.remove(0);
+    let attributes = location_attributes(&state, vec![location]).await?.into_iter().next().ok_or_else(not_found)?;
     answer(StatusCode::CREATED, &created_meta(&state, StatusCode::CREATED, item("location", attributes), "locations"))
 }
 
@@ -295,7 +308,7 @@ pub(super) async fn update_location(state: Arc<PanelState>, call: Call) -> Answe
     let (short, long) = location_fields(&Body::of(&call)?, Some(&current))?;
     let location = Location { short, long, ..current };
     state.control.store().update_location(&location).await.map_err(store_error)?;
-    let attributes = location_attributes(&state, vec![location]).await?.remove(0);
+    let attributes = location_attributes(&state, vec![location]).await?.into_iter().next().ok_or_else(not_found)?;
     answer(StatusCode::OK, &item("location", attributes))
 }
 
@@ -364,7 +377,7 @@ async fn node(state: &PanelState, call: &Call) -> Result<Node, ApiError> {
 }
 
 async fn one_node(state: &PanelState, node: Node, status: StatusCode) -> Answered {
-    let attributes = node_attributes(state, vec![node]).await?.remove(0);
+    let attributes = node_attributes(state, vec![node]).await?.into_iter().next().ok_or_else(not_found)?;
     answer(status, &created_meta(state, status, item("node", attributes), "nodes"))
 }
 
@@ -608,7 +621,7 @@ async fn nest(state: &PanelState, call: &Call) -> Result<Nest, ApiError> {
 
 pub(super) async fn show_nest(state: Arc<PanelState>, call: Call) -> Answered {
     let nest = nest(&state, &call).await?;
-    let attributes = nest_attributes(&state, vec![nest]).await?.remove(0);
+    let attributes = nest_attributes(&state, vec![nest]).await?.into_iter().next().ok_or_else(not_found)?;
     answer(StatusCode::OK, &item("nest", attributes))
 }
 
@@ -715,7 +728,11 @@ pub(super) async fn show_egg(state: Arc<PanelState>, call: Call) -> Answered {
     if egg.nest != Some(nest.id) {
         return Err(not_found());
     }
-    let attributes = egg_attributes(&state, vec![egg], includes(&call, "variables")).await?.remove(0);
+    let attributes = egg_attributes(&state, vec![egg], includes(&call, "variables"))
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(not_found)?;
     answer(StatusCode::OK, &item("egg", attributes))
 }
 
@@ -798,7 +815,7 @@ async fn server_attributes(state: &PanelState, servers: Vec<Server>) -> Result<V
 }
 
 async fn one_server(state: &PanelState, server: Server, status: StatusCode) -> Answered {
-    let attributes = server_attributes(state, vec![server]).await?.remove(0);
+    let attributes = server_attributes(state, vec![server]).await?.into_iter().next().ok_or_else(not_found)?;
     answer(status, &item("server", attributes))
 }
 
@@ -927,6 +944,7 @@ pub(super) async fn create_server(state: Arc<PanelState>, call: Call) -> Answere
     if let Some(external) = &external {
         external_free(&state, RecordKind::Server, external, None).await?;
     }
+    let extra = extra_fields(&body, &["description"])?;
     if !body.ints("allocation.additional")?.is_empty() {
         return Err(ApiError::invalid(
             "allocation.additional",
@@ -954,6 +972,7 @@ pub(super) async fn create_server(state: Arc<PanelState>, call: Call) -> Answere
                 .ok_or_else(|| ApiError::invalid("deploy.locations", "The selected deploy.locations is invalid."))?;
             locations.push(Some(id));
         }
+        locations.dedup();
         if locations.is_empty() { vec![None] } else { locations }
     } else {
         return Err(required("allocation.default"));
@@ -971,9 +990,10 @@ pub(super) async fn create_server(state: Arc<PanelState>, call: Call) -> Answere
                     outcome = Some(Ok(created));
                     break 'locations;
                 }
-                Err(nexus_control::ControlError::Store(StoreError::AllocationUnavailable { .. }))
+                Err(e @ nexus_control::ControlError::Store(StoreError::AllocationUnavailable { .. }))
                     if attempt.allocation.is_none() =>
                 {
+                    outcome = Some(Err(e));
                     continue;
                 }
                 Err(
@@ -1000,7 +1020,7 @@ pub(super) async fn create_server(state: Arc<PanelState>, call: Call) -> Answere
         }
         return Err(e);
     }
-    keep_extra(&state, RecordKind::Server, &created.server.id.to_string(), &body, &["description"]).await?;
+    keep_extra(&state, RecordKind::Server, &created.server.id.to_string(), extra).await?;
     one_server(&state, created.server, StatusCode::CREATED).await
 }
 
@@ -1019,10 +1039,11 @@ pub(super) async fn update_details(state: Arc<PanelState>, call: Call) -> Answer
     } else if body.is_null("external_id") {
         set_external(&state, RecordKind::Server, &server.id.to_string(), None).await?;
     }
+    let extra = extra_fields(&body, &["description"])?;
     if let Some(name) = body.string("name")? {
         server = state.control.rename_server(server.id, &name).await?;
     }
-    keep_extra(&state, RecordKind::Server, &server.id.to_string(), &body, &["description"]).await?;
+    keep_extra(&state, RecordKind::Server, &server.id.to_string(), extra).await?;
     one_server(&state, server, StatusCode::OK).await
 }
 

@@ -146,7 +146,11 @@ pub(super) async fn list_servers(state: Arc<PanelState>, call: Call) -> Answered
 
 pub(super) async fn show_server(state: Arc<PanelState>, call: Call) -> Answered {
     let server = call.server()?.clone();
-    let mut attributes = server_attributes(&state, &call, vec![server]).await?.remove(0);
+    let mut attributes = server_attributes(&state, &call, vec![server])
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::not_found("server"))?;
     let permissions: Vec<String> = match call.access()? {
         ServerAccess::Subuser(names) => names.iter().cloned().collect(),
         _ => vec!["*".into()],
@@ -284,8 +288,16 @@ pub(super) async fn copy_file(state: Arc<PanelState>, call: Call) -> Answered {
     let location = body.required_string("location")?;
     // As Pterodactyl: `name copy.ext` beside the original, then `name copy 2.ext`, ...
     let (folder, name) = location.rsplit_once('/').unwrap_or(("", &location));
-    let (stem, extension) = match name.rsplit_once('.') {
-        Some((stem, extension)) if !stem.is_empty() => (stem, format!(".{extension}")),
+    // `world.tar.gz` copies to `world copy.tar.gz`, as Wings names it.
+    let split = match name.rsplit_once('.') {
+        Some((stem, last)) => match stem.strip_suffix(".tar") {
+            Some(base) if !base.is_empty() => Some((base, format!(".tar.{last}"))),
+            _ => Some((stem, format!(".{last}"))),
+        },
+        None => None,
+    };
+    let (stem, extension) = match split {
+        Some((stem, extension)) if !stem.is_empty() => (stem, extension),
         _ => (name, String::new()),
     };
     for attempt in 1..=50 {
