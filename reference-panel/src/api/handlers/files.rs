@@ -48,7 +48,7 @@ fn nodes(state: &PanelState) -> Result<&Arc<HttpNodeTransport>, ApiError> {
 }
 
 /// The query parameter `name`, a path of at most [`MAX_PATH_BYTES`] (`default` when absent).
-fn path_param(call: &Call, name: &str, default: Option<&str>) -> Result<String, ApiError> {
+pub(crate) fn path_param(call: &Call, name: &str, default: Option<&str>) -> Result<String, ApiError> {
     let value = match (call.query.get(name), default) {
         (Some(value), _) => value.clone(),
         (None, Some(default)) => default.to_owned(),

@@ -34,16 +34,20 @@ pub(crate) struct NewLocation {
     long: String,
 }
 
+/// Whether `short` (trimmed) is a location code: 1 to 60 letters, digits, `-`, `_`, `.`.
+pub(crate) fn valid_location_short(short: &str) -> bool {
+    !short.is_empty()
+        && short.len() <= 60
+        && short.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
 pub(crate) async fn create_location(
     state: Arc<PanelState>,
     _: Call,
     body: NewLocation,
 ) -> Result<Answer<Location>, ApiError> {
     let short = body.short.trim();
-    if short.is_empty()
-        || short.len() > 60
-        || !short.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-    {
+    if !valid_location_short(short) {
         return Err(ApiError::invalid("short", "1 to 60 of letters, digits, `-`, `_`, `.`"));
     }
     if body.long.len() > 255 || body.long.chars().any(char::is_control) {

@@ -3,7 +3,7 @@
 
 use super::body::{Body, required};
 use super::shapes::{Paging, answer, date, filter, includes, item, no_content};
-use super::{key_of, refs, store_error};
+use super::{key_of, record_named, refs, store_error};
 use crate::api::router::Call;
 use crate::api::{ApiError, PanelState};
 use nexus_control::accounts::{NewUser, UserChanges, random_alphanumeric};
@@ -32,16 +32,16 @@ async fn user_attributes(state: &PanelState, users: Vec<User>) -> Result<Vec<Val
     for user in users {
         let record = numbers.get(&user.id.to_string());
         let totp = state.control.store().get_totp(user.id).await.map_err(store_error)?;
+        let names = user_names(&user, record);
         out.push(json!({
             "id": record.map_or(0, |r| r.number),
             "external_id": record.and_then(|r| r.external_id.clone()),
             "uuid": user.id,
             "username": user.username,
             "email": user.email,
-            // Kept with the record's ref (Nexus' accounts have one name).
-            "first_name": extra(record, "first_name").unwrap_or(&user.username),
-            "last_name": extra(record, "last_name").unwrap_or_default(),
-            "language": extra(record, "language").unwrap_or("en"),
+            "first_name": names.0,
+            "last_name": names.1,
+            "language": names.2,
             "root_admin": user.role == Role::Admin,
             "2fa": totp.is_some_and(|t| t.enabled_at.is_some()),
             "created_at": date(user.created_at),
@@ -167,6 +167,19 @@ pub(super) async fn delete_user(state: Arc<PanelState>, call: Call) -> Answered 
     no_content()
 }
 
+/// A user's `first_name`, `last_name` and `language` as Pterodactyl shows them: kept with the
+/// user's ref, else the user name, nothing and English (Nexus' accounts have one name).
+pub(super) fn user_names<'a>(
+    user: &'a User,
+    record: Option<&'a nexus_core::model::RecordRef>,
+) -> (&'a str, &'a str, &'a str) {
+    (
+        extra(record, "first_name").unwrap_or(&user.username),
+        extra(record, "last_name").unwrap_or_default(),
+        extra(record, "language").unwrap_or("en"),
+    )
+}
+
 /// An extra attribute kept with a record's ref.
 fn extra<'a>(record: Option<&'a nexus_core::model::RecordRef>, name: &str) -> Option<&'a str> {
     record.and_then(|r| r.extra.get(name)).map(String::as_str)
@@ -283,10 +296,7 @@ fn location_fields(body: &Body, current: Option<&Location>) -> Result<(String, S
         (None, None) => String::new(),
     };
     let short = short.trim();
-    if short.is_empty()
-        || short.len() > 60
-        || !short.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-    {
+    if !crate::api::handlers::infra::valid_location_short(short) {
         return Err(ApiError::invalid("short", "The short must be 1 to 60 letters, digits, `-`, `_` or `.`."));
     }
     if long.len() > 191 || long.chars().any(char::is_control) {
@@ -898,8 +908,7 @@ async fn record_by_number<T: std::str::FromStr>(
     number: i64,
 ) -> Result<Option<T>, ApiError> {
     let Ok(number) = u64::try_from(number) else { return Ok(None) };
-    let found = state.control.store().find_record_refs(kind, RefLookup::Number(number)).await.map_err(store_error)?;
-    Ok(found.first().and_then(|r| r.key.parse().ok()))
+    record_named(state, kind, RefLookup::Number(number)).await
 }
 
 /// Port ranges from `deploy.port_range` (`25565` or `25565-25570`).
@@ -1149,9 +1158,7 @@ async fn by_external<T: std::str::FromStr>(
     kind: RecordKind,
     external: &str,
 ) -> Result<Option<T>, ApiError> {
-    let found =
-        state.control.store().find_record_refs(kind, RefLookup::External(external)).await.map_err(store_error)?;
-    Ok(found.first().and_then(|r| r.key.parse().ok()))
+    record_named(state, kind, RefLookup::External(external)).await
 }
 
 /// Refuses `external` when a live record other than `mine` holds it; a deleted record's

@@ -2,7 +2,7 @@
 //! area and its libraries use them. Server routes reuse `/api/v1`'s handlers, so both APIs
 //! check and do exactly the same.
 
-use super::application::{limits_of, status_of};
+use super::application::{limits_of, status_of, user_names};
 use super::body::{Body, required};
 use super::shapes::{Paging, answer, date, item, no_content};
 use super::{refs, store_error};
@@ -26,14 +26,15 @@ pub(super) async fn account(state: Arc<PanelState>, call: Call) -> Answered {
     let kept =
         state.control.store().record_refs(RecordKind::User, &[user.id.to_string()]).await.map_err(store_error)?;
     let kept = kept.into_iter().next().ok_or_else(|| ApiError::not_found("user"))?;
+    let (first_name, last_name, language) = user_names(user, Some(&kept));
     let attributes = json!({
         "id": kept.number,
         "admin": user.role == Role::Admin,
         "username": user.username,
         "email": user.email,
-        "first_name": kept.extra.get("first_name").unwrap_or(&user.username),
-        "last_name": kept.extra.get("last_name").map_or("", String::as_str),
-        "language": kept.extra.get("language").map_or("en", String::as_str),
+        "first_name": first_name,
+        "last_name": last_name,
+        "language": language,
     });
     answer(StatusCode::OK, &item("user", attributes))
 }
@@ -482,8 +483,8 @@ fn file_object(e: nexus_files::FileEntry) -> Value {
 /// holds `file.read-content` may anyway).
 pub(super) async fn download_file(state: Arc<PanelState>, call: Call) -> Answered {
     let server = call.server()?.clone();
-    let file = call.query.get("file").cloned().ok_or_else(|| required("file"))?;
-    if file.trim_matches('/').is_empty() || file.len() > 4096 || file.contains('\0') {
+    let file = files::path_param(&call, "file", None)?;
+    if file.trim_matches('/').is_empty() {
         return Err(ApiError::invalid("file", "The file must name a file."));
     }
     let access = state.control.console_access(server.id, &[nexus_core::model::Permission::FileRead]).await?;

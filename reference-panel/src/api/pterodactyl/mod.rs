@@ -161,6 +161,16 @@ async fn refs(state: &PanelState, kind: RecordKind, keys: Vec<String>) -> Result
     Ok(found.into_iter().map(|r| (r.key.clone(), r)).collect())
 }
 
+/// The key of the record of `kind` `lookup` finds (the first, by number), as `T`.
+async fn record_named<T: std::str::FromStr>(
+    state: &PanelState,
+    kind: RecordKind,
+    lookup: RefLookup<'_>,
+) -> Result<Option<T>, ApiError> {
+    let found = state.control.store().find_record_refs(kind, lookup).await.map_err(store_error)?;
+    Ok(found.first().and_then(|r| r.key.parse().ok()))
+}
+
 /// The key of the record of `kind` numbered by the path's `i`th segment (`404` when none).
 async fn key_of<T: std::str::FromStr>(
     state: &PanelState,
@@ -170,8 +180,7 @@ async fn key_of<T: std::str::FromStr>(
 ) -> Result<T, ApiError> {
     let not_found = || ApiError::not_found("The requested resource could not be found on the server.");
     let number: u64 = call.params.get(i).and_then(|p| p.parse().ok()).ok_or_else(not_found)?;
-    let found = state.control.store().find_record_refs(kind, RefLookup::Number(number)).await.map_err(store_error)?;
-    found.first().and_then(|r| r.key.parse().ok()).ok_or_else(not_found)
+    record_named(state, kind, RefLookup::Number(number)).await?.ok_or_else(not_found)
 }
 
 fn store_error(e: nexus_core::store::StoreError) -> ApiError {
