@@ -75,6 +75,7 @@ pub mod bench;
 mod game;
 pub mod minetest;
 pub mod runtime;
+pub mod s3;
 pub mod store;
 pub mod teeworlds;
 

@@ -1,0 +1,3 @@
+//! # nexus-templates
+//!
+//! Layered server templates kept in object storage.
