@@ -16,6 +16,13 @@ impl NodeHandler for NodeAgent {
             NodeCommand::Install { server } => self.install(server).await,
             NodeCommand::SendCommand { server, line } => self.send_command(server, &line).await,
             NodeCommand::ListServers => return Ok(NodeResponse::Servers(self.servers())),
+            // Backups live in the daemon (`nexus-wings`), which answers these over HTTP.
+            NodeCommand::CreateBackup { .. } | NodeCommand::RestoreBackup { .. } | NodeCommand::DeleteBackup { .. } => {
+                return Err(TransportError::Rejected {
+                    status: 501,
+                    message: "not_implemented: backups are kept by nexus-wings, not the bare node agent".into(),
+                });
+            }
         };
         done.map(|()| NodeResponse::Ok).map_err(|e| e.to_transport())
     }

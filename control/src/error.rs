@@ -73,6 +73,12 @@ pub enum ControlError {
     /// Something changed concurrently; try again.
     #[error("busy: {0}")]
     Busy(String),
+    /// No backup by that id on that server.
+    #[error("backup {0} does not exist")]
+    UnknownBackup(nexus_core::ids::BackupId),
+    /// A backup request the rules refuse (the limit, a lock, one in progress).
+    #[error("{0}")]
+    BackupRefused(String),
 }
 
 impl ControlError {
@@ -99,6 +105,8 @@ impl ControlError {
             Self::Auth(_) => 401,
             Self::Forbidden(_) => 403,
             Self::Busy(_) => 503,
+            Self::UnknownBackup(_) => 404,
+            Self::BackupRefused(_) => 400,
         }
     }
 }

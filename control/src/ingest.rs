@@ -26,6 +26,8 @@ const HISTORY: u64 = 50;
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum Ingested {
+    /// A backup's or a restore's outcome, recorded.
+    Backup,
     /// A heartbeat: the node is online, seen now.
     Heartbeat,
     /// The first heartbeat after the node was offline (or had never reported): it is online
@@ -100,6 +102,10 @@ impl ControlPlane {
                 Ok(Ingested::Heartbeat)
             }
             NodeMessage::Lifecycle(event) => self.apply_event(from, &event).await,
+            NodeMessage::Backup(report) => {
+                self.ingest_backup_report(from, report).await?;
+                Ok(Ingested::Backup)
+            }
         }
     }
 

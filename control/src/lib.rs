@@ -26,6 +26,7 @@
 
 pub mod accounts;
 pub mod address;
+pub mod backups;
 pub mod console;
 pub mod eggs;
 mod error;

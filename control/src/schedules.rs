@@ -108,7 +108,18 @@ fn build(id: ScheduleId, server: ServerId, input: ScheduleInput, now: DateTime<U
             TaskAction::Power(action) if power_action(action).is_none() => {
                 return Err(invalid("tasks", "power is start, stop, restart or kill"));
             }
-            TaskAction::Backup(_) => return Err(invalid("tasks", "backups are not available yet")),
+            TaskAction::Backup(ignored)
+                if ignored.len() > crate::backups::MAX_IGNORED_PATTERNS
+                    || ignored.iter().any(|p| p.len() > crate::backups::MAX_PATTERN_BYTES || p.chars().any(char::is_control)) =>
+            {
+                return Err(invalid(
+                    "tasks",
+                    format!(
+                        "a backup ignores at most {} patterns of one line each",
+                        crate::backups::MAX_IGNORED_PATTERNS
+                    ),
+                ));
+            }
             _ => {}
         }
         tasks.push(Task {
@@ -139,6 +150,7 @@ fn public_reason(e: &ControlError) -> &'static str {
         ControlError::Deleting(_) => "the server is being deleted",
         ControlError::Node { .. } => "the node could not do it",
         ControlError::Invalid { .. } => "the task is not valid",
+        ControlError::BackupRefused(_) => "the backup was refused (limit reached, every backup locked, or one in progress)",
         _ => "internal error",
     }
 }
@@ -323,7 +335,12 @@ impl ControlPlane {
                         Some(action) => self.power(schedule.server, action).await,
                         None => Err(invalid("tasks", format!("unknown power action `{action}`"))),
                     },
-                    TaskAction::Backup(_) => Err(invalid("tasks", "backups are not available yet")),
+                    // Past the server's limit, a scheduled backup replaces the oldest
+                    // unlocked one (as Pterodactyl's schedules do).
+                    TaskAction::Backup(ignored) => self
+                        .create_backup(schedule.server, crate::backups::NewBackup::ignoring(ignored.clone()), true)
+                        .await
+                        .map(drop),
                 };
                 ran += 1;
                 if let Err(e) = result {

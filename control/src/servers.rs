@@ -46,6 +46,9 @@ pub struct NewServer {
     pub port_ranges: Vec<std::ops::RangeInclusive<u16>>,
     /// Who gives the values: users may set only the variables the egg lets them edit.
     pub editor: Editor,
+    /// How many backups it may keep (`None`: no limit), see
+    /// [`Server::backup_limit`](nexus_core::model::Server::backup_limit).
+    pub backup_limit: Option<u32>,
 }
 
 impl NewServer {
@@ -66,6 +69,7 @@ impl NewServer {
             port_ranges: Vec::new(),
             start_on_completion: false,
             editor: Editor::User,
+            backup_limit: None,
         }
     }
 }
@@ -161,6 +165,7 @@ impl ControlPlane {
     /// placement (or `new.node`), a free allocation claimed in the same transaction as the
     /// server row (a failure leaves neither), then the spec sent to the node to install.
     pub async fn create_server(&self, new: NewServer) -> Result<CreatedServer, ControlError> {
+        crate::backups::check_backup_limit(new.backup_limit)?;
         let egg = match self.store.get_egg(new.egg).await {
             Ok(egg) => egg,
             Err(StoreError::NotFound { .. }) => return Err(ControlError::UnknownEgg(new.egg)),
@@ -232,6 +237,7 @@ impl ControlPlane {
                 created_at: Utc::now(),
                 suspended: false,
                 deletion_requested_at: None,
+                backup_limit: new.backup_limit,
             };
             tx.create_server(&server).await?;
             Ok::<_, ControlError>((server, spec))

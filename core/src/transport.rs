@@ -113,6 +113,35 @@ pub enum NodeCommand {
     },
     /// States of every server on the node.
     ListServers,
+    /// Archive the server's files into the node's backup store. Answered once accepted; the
+    /// outcome arrives later as a backup report.
+    CreateBackup {
+        /// Which server.
+        server: ServerId,
+        /// The backup's identifier (the panel's record).
+        backup: crate::ids::BackupId,
+        /// Gitignore-syntax patterns left out, besides the server's `.pteroignore`.
+        ignored: Vec<String>,
+    },
+    /// Replace the server's files with a backup's (the server must be stopped). Answered
+    /// once accepted; the outcome arrives later as a backup report.
+    RestoreBackup {
+        /// Which server.
+        server: ServerId,
+        /// Which backup.
+        backup: crate::ids::BackupId,
+        /// Remove every file first; otherwise files the backup lacks are kept.
+        wipe: bool,
+        /// SHA-256 of the archive (hex), checked before anything is replaced.
+        checksum: String,
+    },
+    /// Remove a backup's archive (absent is fine).
+    DeleteBackup {
+        /// Which server.
+        server: ServerId,
+        /// Which backup.
+        backup: crate::ids::BackupId,
+    },
 }
 
 /// The state of one server on a node.
@@ -155,6 +184,47 @@ pub enum NodeMessage {
     Heartbeat(Heartbeat),
     /// A server changed state.
     Lifecycle(LifecycleEvent),
+    /// A backup or a restore ended.
+    Backup(BackupReport),
+}
+
+/// How a backup or a restore a panel asked for ended ([`NodeMessage::Backup`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupReport {
+    /// Whose backup.
+    pub server: ServerId,
+    /// Which backup.
+    pub backup: crate::ids::BackupId,
+    /// When it ended.
+    pub at: DateTime<Utc>,
+    /// How.
+    pub outcome: BackupOutcome,
+}
+
+/// The end of a backup or a restore.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum BackupOutcome {
+    /// The archive is complete and stored.
+    Created {
+        /// Its size.
+        bytes: u64,
+        /// SHA-256 of the archive, lower-case hex.
+        checksum: String,
+    },
+    /// No archive was kept.
+    CreateFailed {
+        /// Why, in words for the server's users.
+        error: String,
+    },
+    /// The server's files are the backup's.
+    Restored,
+    /// The server's files are as they were before the restore.
+    RestoreFailed {
+        /// Why, in words for the server's users.
+        error: String,
+    },
 }
 
 /// Failures crossing the wire.

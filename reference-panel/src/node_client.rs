@@ -138,6 +138,13 @@ impl NodeTransport for HttpNodeTransport {
                 http.post(format!("{base}{}", paths::commands(*server))).json(&CommandRequest { command: line.clone() })
             }
             NodeCommand::ListServers => http.get(format!("{base}{}", paths::SERVERS)),
+            NodeCommand::CreateBackup { server, backup, ignored } => http
+                .post(format!("{base}{}", paths::backups(*server)))
+                .json(&serde_json::json!({ "backup": backup, "ignored": ignored })),
+            NodeCommand::RestoreBackup { server, backup, wipe, checksum } => http
+                .post(format!("{base}{}", paths::backup_restore(*server, *backup)))
+                .json(&serde_json::json!({ "wipe": wipe, "checksum": checksum })),
+            NodeCommand::DeleteBackup { server, backup } => http.delete(format!("{base}{}", paths::backup(*server, *backup))),
         };
         let target = format!("node {node}");
         let mut response = request

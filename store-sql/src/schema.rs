@@ -170,6 +170,7 @@ diesel::table! {
         created_at -> Timestamp,
         suspended -> Bool,
         deletion_requested_at -> Nullable<Timestamp>,
+        backup_limit -> Nullable<Integer>,
     }
 }
 

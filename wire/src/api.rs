@@ -67,6 +67,18 @@ pub mod paths {
     pub fn file(id: ServerId, path: &str) -> String {
         format!("{SERVERS}/{id}/files/{}", path.trim_start_matches('/'))
     }
+    /// Its backups: `POST` starts one.
+    pub fn backups(id: ServerId) -> String {
+        format!("{SERVERS}/{id}/backups")
+    }
+    /// One backup: `GET` downloads it, `DELETE` removes it.
+    pub fn backup(id: ServerId, backup: nexus_core::ids::BackupId) -> String {
+        format!("{SERVERS}/{id}/backups/{backup}")
+    }
+    /// Restoring one backup.
+    pub fn backup_restore(id: ServerId, backup: nexus_core::ids::BackupId) -> String {
+        format!("{SERVERS}/{id}/backups/{backup}/restore")
+    }
 }
 
 /// `POST /api/servers` query: `?install=true` runs the egg's install script after creating.

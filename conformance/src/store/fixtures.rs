@@ -159,6 +159,7 @@ pub fn server(owner: &User, node: &Node, egg: &Egg, allocations: &[AllocationId]
         created_at: ts(0),
         suspended: false,
         deletion_requested_at: None,
+        backup_limit: None,
     }
 }
 

@@ -43,6 +43,11 @@ pub struct Server {
     /// when it returns, and the row goes once it reports the server destroyed.
     #[serde(default)]
     pub deletion_requested_at: Option<DateTime<Utc>>,
+    /// How many backups the server may keep (`None`: no limit; `0`: none), as Pterodactyl's
+    /// `feature_limits.backups`. A scheduled backup past the limit replaces the oldest
+    /// unlocked one; one asked for by hand is refused.
+    #[serde(default)]
+    pub backup_limit: Option<u32>,
 }
 
 impl Server {

@@ -127,6 +127,8 @@ impl From<ControlError> for ApiError {
             ControlError::Auth(_) => "unauthenticated",
             ControlError::Forbidden(_) => "forbidden",
             ControlError::Busy(_) => "busy",
+            ControlError::UnknownBackup(_) => "not_found",
+            ControlError::BackupRefused(_) => "backup_refused",
             _ => "internal",
         };
         let field = match &e {

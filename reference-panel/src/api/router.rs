@@ -178,7 +178,8 @@ macro_rules! route {
 #[rustfmt::skip]
 pub fn routes() -> Vec<Route> {
     use Access::{Admin, Authenticated, Public, Server, Session};
-    use handlers::{account, files, infra, schedules, servers, subusers};
+    use handlers::{account, backups, files, infra, schedules, servers, subusers};
+    use handlers::backups::{CreateBackup, LockBackup, RestoreBackup};
     use handlers::files::{Chmod, Compress, Decompress, FromTo, NewFolder, Resources};
     use nexus_files::{ExtractSummary, FileEntry};
     use handlers::account::{OpenApiDocument, AccountView, CreateUser, CreatedKey, Health, Login, LoginAnswer, NewKey, Password, PasswordChange, RecoveryCodes, SecondFactor, SessionView, TotpCode, TotpSetupView};
@@ -190,7 +191,7 @@ pub fn routes() -> Vec<Route> {
     use nexus_control::console::ConsoleAccess;
     use nexus_control::schedules::ScheduleInput;
     use nexus_core::lifecycle::LifecycleEvent;
-    use nexus_core::model::{Allocation, Location, Nest, Schedule};
+    use nexus_core::model::{Allocation, Backup, Location, Nest, Schedule};
     vec![
         route!(GET "/api/v1/openapi.json", Public, "This API's OpenAPI 3.1 document", account::openapi, => 200 OpenApiDocument),
         route!(GET "/api/v1/health", Public, "Whether the panel answers, and its version", account::health, => 200 Health),
@@ -255,6 +256,13 @@ pub fn routes() -> Vec<Route> {
         route!(PUT "/api/v1/servers/{id}/schedules/{schedule}", Server(Some("schedule.update")), "Replace a schedule", schedules::update, json ScheduleInput => 200 Schedule),
         route!(DELETE "/api/v1/servers/{id}/schedules/{schedule}", Server(Some("schedule.delete")), "Delete a schedule", schedules::delete, => 204),
         route!(POST "/api/v1/servers/{id}/schedules/{schedule}/run", Server(Some("schedule.update")), "Run a schedule now (in the background)", schedules::run, => 202 Running),
+        route!(GET "/api/v1/servers/{id}/backups", Server(Some("backup.read")), "List the server's backups, newest first", backups::list, => 200 Vec<Backup>),
+        route!(POST "/api/v1/servers/{id}/backups", Server(Some("backup.create")), "Start a backup (its node reports the outcome; refused past the server's backup limit)", backups::create, json CreateBackup => 202 Backup),
+        route!(GET "/api/v1/servers/{id}/backups/{backup}", Server(Some("backup.read")), "Show a backup", backups::show, => 200 Backup),
+        route!(DELETE "/api/v1/servers/{id}/backups/{backup}", Server(Some("backup.delete")), "Delete a backup (refused while locked or in progress)", backups::delete, => 204),
+        route!(POST "/api/v1/servers/{id}/backups/{backup}/lock", Server(Some("backup.delete")), "Lock or unlock a backup (`{}` toggles)", backups::lock, json LockBackup => 200 Backup),
+        route!(POST "/api/v1/servers/{id}/backups/{backup}/restore", Server(Some("backup.restore")), "Restore a backup over the server's files (the server must be stopped; `wipe` deletes every file first)", backups::restore, json RestoreBackup => 202 Backup),
+        route!(GET "/api/v1/servers/{id}/backups/{backup}/download", Server(Some("backup.download")), "Download a backup's archive (tar.zst), streamed", backups::download, => 200 download),
         route!(GET "/api/v1/servers/{id}/resources", Server(None), "The node's latest state, CPU, memory, network and disk figures for the server", files::resources, => 200 Resources),
         route!(GET "/api/v1/servers/{id}/files", Server(Some("file.read")), "List a folder (`?directory=`, `/` when absent)", files::list, => 200 Vec<FileEntry>).with_query(DIRECTORY_QUERY),
         route!(DELETE "/api/v1/servers/{id}/files", Server(Some("file.delete")), "Delete a file or folder (`?file=`)", files::delete, => 204).with_query(FILE_QUERY),

@@ -38,6 +38,7 @@ pub(crate) struct ServerRow {
     pub created_at: chrono::NaiveDateTime,
     pub suspended: bool,
     pub deletion_requested_at: Option<chrono::NaiveDateTime>,
+    pub backup_limit: Option<i32>,
 }
 
 impl ServerRow {
@@ -65,6 +66,7 @@ impl ServerRow {
             created_at: to_db_time(server.created_at),
             suspended: server.suspended,
             deletion_requested_at: to_db_time_opt(server.deletion_requested_at),
+            backup_limit: server.backup_limit.map(|n| narrow(i64::from(n), "server backup limit")).transpose()?,
         })
     }
 
@@ -93,6 +95,7 @@ impl ServerRow {
             created_at: from_db_time(self.created_at),
             suspended: self.suspended,
             deletion_requested_at: from_db_time_opt(self.deletion_requested_at),
+            backup_limit: self.backup_limit.map(|n| narrow(i64::from(n), "server backup limit")).transpose()?,
         })
     }
 }
@@ -271,6 +274,7 @@ pub(crate) fn update_server(c: &mut AnyConnection, server: &Server) -> SqlResult
             servers::created_at.eq(row.created_at),
             servers::suspended.eq(row.suspended),
             servers::deletion_requested_at.eq(row.deletion_requested_at),
+            servers::backup_limit.eq(row.backup_limit),
             servers::version.eq(next),
         ))
         .execute(c)?;

@@ -137,23 +137,29 @@ pub async fn servers_listed_by_member(store: Arc<dyn Store>) {
     assert_eq!(list(member(a.user.id), Page::all()).await, [a10.id, a20.id, b25.id], "removed grant");
 }
 
-/// `suspended` and `deletion_requested_at` round-trip through `create_server` and
-/// `update_server`, set and cleared again.
+/// `suspended`, `deletion_requested_at` and `backup_limit` round-trip through
+/// `create_server` and `update_server`, set and cleared again.
 pub async fn server_suspension_and_deletion_request_round_trip(store: Arc<dyn Store>) {
     let world = World::seed(&*store, 2).await;
     let requested_at = ts(50) + chrono::Duration::microseconds(123_456);
-    let flagged = Server { suspended: true, deletion_requested_at: Some(requested_at), ..world.server(&[0]) };
+    let flagged = Server {
+        suspended: true,
+        deletion_requested_at: Some(requested_at),
+        backup_limit: Some(3),
+        ..world.server(&[0])
+    };
     store.create_server(&flagged).await.expect("create suspended server");
     assert_eq!(store.get_server(flagged.id).await.expect("get"), flagged, "round-trip through create");
     let plain = world.create_server(&*store, &[1]).await;
     let stored = store.get_server(plain.id).await.expect("get");
-    assert_eq!((stored.suspended, stored.deletion_requested_at), (false, None), "defaults");
+    assert_eq!((stored.suspended, stored.deletion_requested_at, stored.backup_limit), (false, None, None), "defaults");
 
-    let cleared = Server { suspended: false, deletion_requested_at: None, ..flagged.clone() };
+    let cleared = Server { suspended: false, deletion_requested_at: None, backup_limit: None, ..flagged.clone() };
     let updated = store.update_server(&cleared).await.expect("clear");
     assert_eq!(updated, Server { version: flagged.version + 1, ..cleared }, "cleared by update");
     assert_eq!(store.get_server(flagged.id).await.expect("get"), updated, "stored");
-    let set = Server { suspended: true, deletion_requested_at: Some(ts(70)), ..updated.clone() };
+    let set =
+        Server { suspended: true, deletion_requested_at: Some(ts(70)), backup_limit: Some(0), ..updated.clone() };
     let updated = store.update_server(&set).await.expect("set");
     assert_eq!(updated, Server { version: set.version + 1, ..set }, "set by update");
     assert_eq!(store.get_server(flagged.id).await.expect("get"), updated, "stored");

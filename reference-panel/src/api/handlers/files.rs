@@ -30,7 +30,7 @@ const SANDBOXED: [(&str, &str); 3] = [
 
 /// The route's server unless it is being deleted, or suspended (its users lose its files and
 /// figures, as on Pterodactyl; admins keep them).
-fn usable(call: &Call) -> Result<&nexus_core::model::Server, ApiError> {
+pub(crate) fn usable(call: &Call) -> Result<&nexus_core::model::Server, ApiError> {
     let server = call.server()?;
     if server.deletion_requested_at.is_some() {
         return Err(nexus_control::ControlError::Deleting(server.id).into());
@@ -41,7 +41,7 @@ fn usable(call: &Call) -> Result<&nexus_core::model::Server, ApiError> {
     Ok(server)
 }
 
-fn nodes(state: &PanelState) -> Result<&Arc<HttpNodeTransport>, ApiError> {
+pub(crate) fn nodes(state: &PanelState) -> Result<&Arc<HttpNodeTransport>, ApiError> {
     state.node_client.as_ref().ok_or_else(|| {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "node_unavailable", "this panel does not reach nodes over HTTP")
     })
@@ -131,15 +131,21 @@ pub(crate) async fn download(state: Arc<PanelState>, call: Call) -> Result<Answe
             "a folder cannot be downloaded; compress it first",
         ));
     }
+    let name = file.rsplit('/').next().unwrap_or("download");
+    Ok(attachment(response, name, "application/octet-stream"))
+}
+
+/// A node's answer streamed to the client as a download named `name` (never read whole;
+/// a transfer stalled for [`IDLE_TIMEOUT`] fails).
+pub(crate) fn attachment(response: reqwest::Response, name: &str, content_type: &'static str) -> Answer<Download> {
     let length = response.content_length();
     let stream = idle_limited(response.bytes_stream().map_err(std::io::Error::other), IDLE_TIMEOUT);
     let mut reply = warp::reply::Reply::into_response(warp::reply::stream(stream));
     let headers = reply.headers_mut();
-    headers.insert("content-type", HeaderValue::from_static("application/octet-stream"));
+    headers.insert("content-type", HeaderValue::from_static(content_type));
     if let Some(length) = length.and_then(|l| HeaderValue::from_str(&l.to_string()).ok()) {
         headers.insert("content-length", length);
     }
-    let name = file.rsplit('/').next().unwrap_or("download");
     // Only a plain name goes into the header; anything else is spelled by RFC 5987.
     let encoded = percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC);
     if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename*=UTF-8''{encoded}")) {
@@ -148,7 +154,7 @@ pub(crate) async fn download(state: Arc<PanelState>, call: Call) -> Result<Answe
     for (name, value) in SANDBOXED {
         headers.insert(name, HeaderValue::from_static(value));
     }
-    Ok(Answer::download(reply))
+    Answer::download(reply)
 }
 
 /// `PUT /servers/{id}/files/contents?file=`: writes the body (streamed) as the file's content.

@@ -2,6 +2,7 @@
 //! answer with (never a password hash or a token hash).
 
 pub(super) mod account;
+pub(super) mod backups;
 pub(super) mod files;
 pub(super) mod infra;
 pub(super) mod schedules;

@@ -108,6 +108,9 @@ pub(crate) struct CreateServer {
     /// Place it on this node.
     #[serde(default)]
     node: Option<NodeId>,
+    /// How many backups it may keep (none: no limit; `0`: no backups).
+    #[serde(default)]
+    backup_limit: Option<u32>,
 }
 
 /// A created server, and whether its node has it yet.
@@ -148,6 +151,7 @@ pub(crate) async fn create(
     new.location = body.location;
     new.required_tags = body.tags;
     new.node = body.node;
+    new.backup_limit = body.backup_limit;
     // Only admins reach this route: they may set any variable and override image and startup.
     new.editor = Editor::Admin;
     let done = state.control.create_server(new).await?;
@@ -370,6 +374,15 @@ pub(crate) async fn update_startup(
 #[serde(deny_unknown_fields)]
 pub(crate) struct UpdateBuild {
     limits: Limits,
+    /// How many backups it may keep: a number, or `null` for no limit; unchanged when absent.
+    #[serde(default, deserialize_with = "present")]
+    #[schemars(with = "Option<u32>")]
+    backup_limit: Option<Option<u32>>,
+}
+
+/// A field that may be `null`: `Some(None)` when given as `null`, `None` when absent.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<u32>>, D::Error> {
+    <Option<u32> as serde::Deserialize>::deserialize(d).map(Some)
 }
 
 pub(crate) async fn update_build(
@@ -378,7 +391,10 @@ pub(crate) async fn update_build(
     body: UpdateBuild,
 ) -> Result<Answer<ServerView>, ApiError> {
     let id: ServerId = call.param(0)?;
-    let server = state.control.update_build(id, body.limits.into()).await?;
+    let mut server = state.control.update_build(id, body.limits.into()).await?;
+    if let Some(limit) = body.backup_limit {
+        server = state.control.set_backup_limit(id, limit).await?;
+    }
     ok(ServerView::from(&server))
 }
 

@@ -153,6 +153,8 @@ pub(crate) struct ServerView {
     suspended: bool,
     /// Set while a deletion waits for the server's node.
     deletion_requested_at: Option<DateTime<Utc>>,
+    /// How many backups it may keep (`null`: no limit).
+    backup_limit: Option<u32>,
     created_at: DateTime<Utc>,
 }
 
@@ -170,6 +172,7 @@ impl From<&Server> for ServerView {
             primary_allocation: s.primary_allocation,
             suspended: s.suspended,
             deletion_requested_at: s.deletion_requested_at,
+            backup_limit: s.backup_limit,
             created_at: s.created_at,
         }
     }

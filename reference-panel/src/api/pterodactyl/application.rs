@@ -805,7 +805,7 @@ async fn server_attributes(state: &PanelState, servers: Vec<Server>) -> Result<V
                 "status": status_of(&s),
                 "suspended": s.suspended,
                 "limits": limits_of(&s.limits),
-                "feature_limits": { "databases": 0, "allocations": 1 + s.extra_allocations.len(), "backups": 0 },
+                "feature_limits": { "databases": 0, "allocations": 1 + s.extra_allocations.len(), "backups": s.backup_limit },
                 "user": number(&owners, s.owner.to_string()),
                 "node": number(&nodes, s.node.to_string()),
                 "allocation": number(&allocations, s.primary_allocation.to_string()),
@@ -966,6 +966,9 @@ pub(super) async fn create_server(state: Arc<PanelState>, call: Call) -> Answere
     new.startup = body.string("startup")?.filter(|s| !s.is_empty());
     new.editor = Editor::Admin;
     new.start_on_completion = body.boolean("start_on_completion")?.unwrap_or(false);
+    if let Some(limit) = backup_limit(&body)? {
+        new.backup_limit = limit;
+    }
     let locations: Vec<Option<LocationId>> = if let Some(default) = body.int("allocation.default")? {
         new.allocation =
             Some(record_by_number(&state, RecordKind::Allocation, default).await?.ok_or_else(|| {
@@ -1066,8 +1069,23 @@ pub(super) async fn update_build(state: Arc<PanelState>, call: Call) -> Answered
         }
     }
     let limits = body_limits(&body, server.limits)?;
-    let server = state.control.update_build(server.id, limits).await?;
+    let mut server = state.control.update_build(server.id, limits).await?;
+    if let Some(limit) = backup_limit(&body)? {
+        server = state.control.set_backup_limit(server.id, limit).await?;
+    }
     one_server(&state, server, StatusCode::OK).await
+}
+
+/// `feature_limits.backups` when given: `null` is no limit.
+fn backup_limit(body: &Body) -> Result<Option<Option<u32>>, ApiError> {
+    if !body.has("feature_limits.backups") {
+        return Ok(None);
+    }
+    if body.get("feature_limits.backups").is_some_and(Value::is_null) {
+        return Ok(Some(None));
+    }
+    let max = u64::from(nexus_control::backups::MAX_BACKUP_LIMIT);
+    Ok(body.bounded("feature_limits.backups", max)?.map(|n| u32::try_from(n).ok()))
 }
 
 pub(super) async fn update_startup(state: Arc<PanelState>, call: Call) -> Answered {
@@ -1234,6 +1252,7 @@ mod tests {
             created_at: chrono::Utc::now(),
             suspended: false,
             deletion_requested_at: None,
+            backup_limit: None,
         };
         assert_eq!(status_of(&server), json!("installing"));
         server.state = ServerState::Running;

@@ -112,7 +112,7 @@ async fn server_attributes(state: &PanelState, call: &Call, servers: Vec<Server>
             "invocation": server.startup,
             "docker_image": server.image,
             "egg_features": egg.as_ref().map(|e| e.features.clone()),
-            "feature_limits": { "databases": 0, "allocations": 1 + server.extra_allocations.len(), "backups": 0 },
+            "feature_limits": { "databases": 0, "allocations": 1 + server.extra_allocations.len(), "backups": server.backup_limit },
             "status": status_of(&server),
             "is_suspended": server.suspended,
             "is_installing": matches!(server.state, ServerState::Requested | ServerState::Installing),

@@ -19,6 +19,7 @@
 
 mod account;
 mod application;
+mod backups;
 mod body;
 mod client;
 mod schedules;
@@ -137,6 +138,13 @@ pub fn routes() -> Vec<Route> {
         pt!(POST "/api/client/servers/{server}/schedules/{schedule}/tasks", Server(Some("schedule.update")), schedules::create_task),
         pt!(POST "/api/client/servers/{server}/schedules/{schedule}/tasks/{task}", Server(Some("schedule.update")), schedules::update_task),
         pt!(DELETE "/api/client/servers/{server}/schedules/{schedule}/tasks/{task}", Server(Some("schedule.update")), schedules::delete_task),
+        pt!(GET "/api/client/servers/{server}/backups", Server(Some("backup.read")), backups::list),
+        pt!(POST "/api/client/servers/{server}/backups", Server(Some("backup.create")), backups::create),
+        pt!(GET "/api/client/servers/{server}/backups/{backup}", Server(Some("backup.read")), backups::show),
+        pt!(GET "/api/client/servers/{server}/backups/{backup}/download", Server(Some("backup.download")), backups::download),
+        pt!(POST "/api/client/servers/{server}/backups/{backup}/lock", Server(Some("backup.delete")), backups::lock),
+        pt!(POST "/api/client/servers/{server}/backups/{backup}/restore", Server(Some("backup.restore")), backups::restore),
+        pt!(DELETE "/api/client/servers/{server}/backups/{backup}", Server(Some("backup.delete")), backups::delete),
         pt!(GET "/api/client/servers/{server}/users", Server(Some("user.read")), schedules::list_subusers),
         pt!(POST "/api/client/servers/{server}/users", Server(Some("user.create")), schedules::create_subuser),
         pt!(GET "/api/client/servers/{server}/users/{user}", Server(Some("user.read")), schedules::show_subuser),

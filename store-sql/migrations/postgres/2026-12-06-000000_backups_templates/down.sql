@@ -1,0 +1,3 @@
+ALTER TABLE eggs DROP COLUMN templates;
+ALTER TABLE servers DROP COLUMN templates;
+ALTER TABLE servers DROP COLUMN backup_limit;
