@@ -130,6 +130,13 @@ fn expected() -> BTreeMap<(&'static str, &'static str), (&'static [Who], &'stati
         (("DELETE", "/api/v1/servers/{id}/schedules/{schedule}"), (GRANTED, "schedule.delete")),
         (("POST", "/api/v1/servers/{id}/schedules/{schedule}/run"), (GRANTED, "schedule.update")),
         (("GET", "/api/v1/servers/{id}/activity"), (GRANTED, "activity.read")),
+        (("GET", "/api/v1/servers/{id}/backups"), (GRANTED, "backup.read")),
+        (("POST", "/api/v1/servers/{id}/backups"), (GRANTED, "backup.create")),
+        (("GET", "/api/v1/servers/{id}/backups/{backup}"), (GRANTED, "backup.read")),
+        (("DELETE", "/api/v1/servers/{id}/backups/{backup}"), (GRANTED, "backup.delete")),
+        (("POST", "/api/v1/servers/{id}/backups/{backup}/lock"), (GRANTED, "backup.delete")),
+        (("POST", "/api/v1/servers/{id}/backups/{backup}/restore"), (GRANTED, "backup.restore")),
+        (("GET", "/api/v1/servers/{id}/backups/{backup}/download"), (GRANTED, "backup.download")),
         (("GET", "/api/v1/servers/{id}/resources"), (MEMBERS, "")),
         (("GET", "/api/v1/servers/{id}/files"), (GRANTED, "file.read")),
         (("DELETE", "/api/v1/servers/{id}/files"), (GRANTED, "file.delete")),
@@ -167,6 +174,7 @@ struct World {
     egg: nexus_core::model::Egg,
     server: nexus_core::model::Server,
     schedule: ScheduleId,
+    backup: nexus_core::ids::BackupId,
     keys: BTreeMap<Who, String>,
 }
 
@@ -203,6 +211,20 @@ async fn world() -> World {
         NewServer::new("s", users["owner"].id, egg.id, ServerLimits { memory_mb: 64, ..ServerLimits::default() });
     request.node = Some(node.id);
     let server = control.create_server(request).await.unwrap().server;
+    // A completed backup of the server, for the backup routes.
+    let backup = nexus_core::model::Backup {
+        id: nexus_core::ids::BackupId::new(),
+        server: server.id,
+        name: "nightly".into(),
+        ignored: Vec::new(),
+        state: nexus_core::model::BackupState::Succeeded,
+        bytes: Some(10),
+        checksum: Some("00".repeat(32)),
+        locked: false,
+        created_at: chrono::Utc::now(),
+        completed_at: Some(chrono::Utc::now()),
+    };
+    store.create_backup(&backup).await.unwrap();
 
     let state = Arc::new(PanelState::new(control.clone(), "http://127.0.0.1"));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -217,7 +239,7 @@ async fn world() -> World {
         (AdminClientKey, key("admin", ApiKeyScope::Client).await),
         (ApplicationKey, key("admin", ApiKeyScope::Application).await),
     ]);
-    World { store, control, state, base, users, node, egg, server, schedule: ScheduleId::new(), keys }
+    World { store, control, state, base, users, node, egg, server, schedule: ScheduleId::new(), backup: backup.id, keys }
 }
 
 impl World {
@@ -316,7 +338,8 @@ async fn every_route_allows_exactly_its_callers() {
             .path
             .replace("{id}", &id)
             .replace("{user}", &world.users["target"].id.to_string())
-            .replace("{schedule}", &world.schedule.to_string());
+            .replace("{schedule}", &world.schedule.to_string())
+            .replace("{backup}", &world.backup.to_string());
         for who in EVERYONE.iter().copied() {
             let (status, content_type, body) =
                 world.call_as(who, &route.method, &path, body_for(route.path), permission).await;
@@ -400,7 +423,7 @@ fn expected_pterodactyl() -> BTreeMap<(&'static str, &'static str), (&'static [W
     ] {
         rows.insert((method, path), (allowed, ""));
     }
-    let client: [(&str, &str, &'static [Who], &str); 35] = [
+    let client: [(&str, &str, &'static [Who], &str); 42] = [
         ("GET", "", CLIENT_MEMBERS, ""),
         ("GET", "/resources", CLIENT_MEMBERS, ""),
         ("GET", "/websocket", CLIENT_GRANTED, "websocket.connect"),
@@ -431,6 +454,13 @@ fn expected_pterodactyl() -> BTreeMap<(&'static str, &'static str), (&'static [W
         ("POST", "/schedules/{schedule}/tasks", CLIENT_GRANTED, "schedule.update"),
         ("POST", "/schedules/{schedule}/tasks/{task}", CLIENT_GRANTED, "schedule.update"),
         ("DELETE", "/schedules/{schedule}/tasks/{task}", CLIENT_GRANTED, "schedule.update"),
+        ("GET", "/backups", CLIENT_GRANTED, "backup.read"),
+        ("POST", "/backups", CLIENT_GRANTED, "backup.create"),
+        ("GET", "/backups/{backup}", CLIENT_GRANTED, "backup.read"),
+        ("GET", "/backups/{backup}/download", CLIENT_GRANTED, "backup.download"),
+        ("POST", "/backups/{backup}/lock", CLIENT_GRANTED, "backup.delete"),
+        ("POST", "/backups/{backup}/restore", CLIENT_GRANTED, "backup.restore"),
+        ("DELETE", "/backups/{backup}", CLIENT_GRANTED, "backup.delete"),
         ("GET", "/users", CLIENT_GRANTED, "user.read"),
         ("POST", "/users", CLIENT_GRANTED, "user.create"),
         ("GET", "/users/{user}", CLIENT_GRANTED, "user.read"),
@@ -490,7 +520,8 @@ async fn every_pterodactyl_route_allows_exactly_its_callers() {
             .replace("{egg}", &egg)
             .replace("{allocation}", &missing)
             .replace("{external_id}", "nobody")
-            .replace("{identifier}", "ptlc_nothing");
+            .replace("{identifier}", "ptlc_nothing")
+            .replace("{backup}", &world.backup.to_string());
         for who in EVERYONE.iter().copied() {
             let (status, _, body) =
                 world.call_as(who, &route.method, &path, pterodactyl_body(route.path), permission).await;
