@@ -236,6 +236,7 @@ mod tests {
             suspended: false,
             location: None,
             allocation_limit: None,
+            templates: Vec::new(),
         }
     }
 

@@ -101,6 +101,7 @@ fn spec() -> ServerSpec {
         suspended: false,
         location: None,
         allocation_limit: None,
+        templates: Vec::new(),
     }
 }
 

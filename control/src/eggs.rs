@@ -39,6 +39,8 @@ impl ControlPlane {
             .map_err(|e| ControlError::Invalid { field: "egg", reason: e.to_string() })?;
         egg.id = id;
         egg.nest = old.nest;
+        // Attached in the panel, not part of egg files.
+        egg.templates = old.templates;
         self.store.update_egg(&egg).await?;
         Ok(egg)
     }

@@ -40,6 +40,7 @@ pub mod reconcile;
 pub mod schedules;
 pub mod servers;
 pub mod subusers;
+pub mod templates;
 pub mod totp;
 
 pub use error::ControlError;

@@ -210,6 +210,7 @@ impl ControlPlane {
         settings.startup = Some(server.startup.clone());
         settings.location = location;
         settings.suspended = server.suspended;
+        settings.templates.clone_from(&server.templates);
         settings.editor = Editor::Admin;
         Ok(server_spec(&egg, &settings, &ports, &server.environment)?)
     }

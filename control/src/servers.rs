@@ -49,6 +49,8 @@ pub struct NewServer {
     /// How many backups it may keep (`None`: no limit), see
     /// [`Server::backup_limit`](nexus_core::model::Server::backup_limit).
     pub backup_limit: Option<u32>,
+    /// Its own template layers, applied after the egg's (see [`crate::templates`]).
+    pub templates: Vec<nexus_core::template::LayerRef>,
 }
 
 impl NewServer {
@@ -70,6 +72,7 @@ impl NewServer {
             start_on_completion: false,
             editor: Editor::User,
             backup_limit: None,
+            templates: Vec::new(),
         }
     }
 }
@@ -166,6 +169,7 @@ impl ControlPlane {
     /// server row (a failure leaves neither), then the spec sent to the node to install.
     pub async fn create_server(&self, new: NewServer) -> Result<CreatedServer, ControlError> {
         crate::backups::check_backup_limit(new.backup_limit)?;
+        crate::templates::check_layers(&new.templates)?;
         let egg = match self.store.get_egg(new.egg).await {
             Ok(egg) => egg,
             Err(StoreError::NotFound { .. }) => return Err(ControlError::UnknownEgg(new.egg)),
@@ -218,6 +222,7 @@ impl ControlPlane {
             settings.startup = new.startup.clone();
             settings.location = location;
             settings.editor = new.editor;
+            settings.templates.clone_from(&new.templates);
             let spec =
                 server_spec(&egg, &settings, &[PortBinding { ip: allocation.ip, port: allocation.port }], &new.values)?;
             let server = Server {
@@ -238,6 +243,7 @@ impl ControlPlane {
                 suspended: false,
                 deletion_requested_at: None,
                 backup_limit: new.backup_limit,
+                templates: new.templates.clone(),
             };
             tx.create_server(&server).await?;
             Ok::<_, ControlError>((server, spec))

@@ -8,7 +8,7 @@
 //! | [`Runtime`](runtime::Runtime) | `nexus-runtime-docker`, `nexus-runtime-podman` |
 //! | [`Store`](store::Store) | `nexus-store-{postgres,mysql,sqlite}`, `memory::MemoryStore` (feature `memory`) |
 //! | [`NodeTransport`](transport::NodeTransport) / [`PanelTransport`](transport::PanelTransport) | HTTP in the daemon and panel, `memory::InProcessTransport` (feature `memory`) |
-//! | [`TemplateSource`](template::TemplateSource) | `nexus-eggs` |
+//! | [`TemplateSource`](template::TemplateSource) | `nexus-templates` (`ObjectStoreTemplates`: S3-compatible, a local directory, in memory) |
 //! | [`Placement`](placement::Placement) | [`placement::ScoringPlacement`] |
 //!
 //! This crate depends on nothing else in the workspace.

@@ -59,6 +59,10 @@ pub struct ServerSpec {
     /// none is set, as Pterodactyl sends it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allocation_limit: Option<u32>,
+    /// Template layers the node applies over the server's files after the install script,
+    /// in order (later layers win): the egg's, then the server's own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub templates: Vec<crate::template::LayerRef>,
 }
 
 /// A power action.

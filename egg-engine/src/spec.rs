@@ -96,6 +96,22 @@ pub struct ServerSettings {
     pub suspended: bool,
     /// Who gives the values, which decides the variables they may set.
     pub editor: Editor,
+    /// The server's own template layers, applied after the egg's.
+    pub templates: Vec<nexus_core::template::LayerRef>,
+}
+
+/// The egg's layers, then the server's; a layer listed twice keeps only its later place
+/// (later layers win, so that is where it counts).
+fn layers(
+    egg: &[nexus_core::template::LayerRef],
+    server: &[nexus_core::template::LayerRef],
+) -> Vec<nexus_core::template::LayerRef> {
+    let all: Vec<_> = egg.iter().chain(server).collect();
+    all.iter()
+        .enumerate()
+        .filter(|(i, layer)| !all[i + 1..].contains(layer))
+        .map(|(_, layer)| (*layer).clone())
+        .collect()
 }
 
 /// Who gives a server's variable values.
@@ -122,6 +138,7 @@ impl ServerSettings {
             allocation_limit: None,
             suspended: false,
             editor: Editor::User,
+            templates: Vec::new(),
         }
     }
 }
@@ -235,6 +252,7 @@ pub fn server_spec(
         suspended: settings.suspended,
         location: settings.location.clone(),
         allocation_limit: settings.allocation_limit,
+        templates: layers(&egg.templates, &settings.templates),
     };
     render_spec_startup(&spec, None).map_err(SpecBuildError::Startup)?;
     spec.validate().map_err(SpecBuildError::Spec)?;

@@ -143,6 +143,7 @@ fn spec(startup: &str) -> ServerSpec {
         suspended: false,
         location: None,
         allocation_limit: None,
+        templates: Vec::new(),
     }
 }
 

@@ -102,6 +102,7 @@ diesel::table! {
         install_container -> Text,
         install_entrypoint -> Text,
         nest_id -> Nullable<Text>,
+        templates -> Text,
     }
 }
 
@@ -171,6 +172,7 @@ diesel::table! {
         suspended -> Bool,
         deletion_requested_at -> Nullable<Timestamp>,
         backup_limit -> Nullable<Integer>,
+        templates -> Text,
     }
 }
 

@@ -101,6 +101,7 @@ pub fn egg(name: &str) -> Egg {
             EggImage { label: "Java 17".into(), image: "ghcr.io/pterodactyl/yolks:java_17".into() },
         ],
         file_denylist: vec!["*.jar.bak".into()],
+        templates: vec!["base@1".parse().expect("a layer reference")],
         startup_commands: vec![EggStartup {
             label: "Default".into(),
             command: "java -Xmx{{SERVER_MEMORY}}M -jar {{SERVER_JARFILE}}".into(),
@@ -160,6 +161,7 @@ pub fn server(owner: &User, node: &Node, egg: &Egg, allocations: &[AllocationId]
         suspended: false,
         deletion_requested_at: None,
         backup_limit: None,
+        templates: Vec::new(),
     }
 }
 

@@ -34,6 +34,10 @@ pub struct Egg {
     pub images: Vec<EggImage>,
     /// Files users may not touch through the file manager (glob patterns).
     pub file_denylist: Vec<String>,
+    /// Template layers every server of this egg gets after its install script, before the
+    /// server's own (Nexus' addition; not part of exported egg files).
+    #[serde(default)]
+    pub templates: Vec<crate::template::LayerRef>,
     /// Startup commands, labelled; the first is the default.
     pub startup_commands: Vec<EggStartup>,
     /// Config files patched before each start.

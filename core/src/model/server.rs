@@ -48,6 +48,10 @@ pub struct Server {
     /// unlocked one; one asked for by hand is refused.
     #[serde(default)]
     pub backup_limit: Option<u32>,
+    /// Template layers applied after the install script, after the egg's own layers (later
+    /// layers win; see `nexus-templates`).
+    #[serde(default)]
+    pub templates: Vec<crate::template::LayerRef>,
 }
 
 impl Server {

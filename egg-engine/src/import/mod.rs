@@ -121,6 +121,7 @@ pub fn import_value(document: Value) -> Result<Egg, ImportError> {
         features: string_list(root.get("features"), "features")?,
         images: images(&root)?,
         file_denylist: string_list(root.get("file_denylist"), "file_denylist")?,
+        templates: Vec::new(),
         startup_commands: startup_commands(&root)?,
         config_files: config_files(&embedded_object(config.get("files"), "config.files")?)?,
         done: done_matchers(startup_block.get("done"))?,

@@ -105,6 +105,7 @@ fn egg() -> Egg {
         features: Vec::new(),
         images: vec![EggImage { label: "Busybox".into(), image: "busybox:latest".into() }],
         file_denylist: Vec::new(),
+        templates: Vec::new(),
         startup_commands: vec![EggStartup {
             label: "Default".into(),
             command: "echo \"{{GREETING}}\"; echo ready; while read -r line; do [ \"$line\" = stop ] && exit 0; done"

@@ -447,6 +447,7 @@ mod tests {
             suspended: false,
             location: None,
             allocation_limit: None,
+            templates: Vec::new(),
         };
         let managers = FileManagers::new(None);
         let small = managers.open_for(&spec, dir.path(), false).await.unwrap();

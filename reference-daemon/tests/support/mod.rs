@@ -142,6 +142,7 @@ pub fn busybox_spec() -> ServerSpec {
         suspended: false,
         location: None,
         allocation_limit: None,
+        templates: Vec::new(),
     }
 }
 

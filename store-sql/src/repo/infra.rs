@@ -462,6 +462,7 @@ struct EggRow {
     install_container: String,
     install_entrypoint: String,
     nest_id: Option<String>,
+    templates: String,
 }
 
 #[derive(Queryable, Selectable, Insertable)]
@@ -505,6 +506,7 @@ impl EggRow {
             install_container: egg.install.container.clone(),
             install_entrypoint: egg.install.entrypoint.clone(),
             nest_id: egg.nest.map(|n| n.to_string()),
+            templates: to_json(&egg.templates, "egg templates")?,
         })
     }
 
@@ -535,6 +537,7 @@ impl EggRow {
                 entrypoint: self.install_entrypoint,
             },
             variables: variables.into_iter().map(EggVariableRow::into_model).collect::<SqlResult<_>>()?,
+            templates: from_json(&self.templates, "egg templates")?,
         })
     }
 }

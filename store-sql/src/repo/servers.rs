@@ -39,6 +39,7 @@ pub(crate) struct ServerRow {
     pub suspended: bool,
     pub deletion_requested_at: Option<chrono::NaiveDateTime>,
     pub backup_limit: Option<i32>,
+    pub templates: String,
 }
 
 impl ServerRow {
@@ -67,6 +68,7 @@ impl ServerRow {
             suspended: server.suspended,
             deletion_requested_at: to_db_time_opt(server.deletion_requested_at),
             backup_limit: server.backup_limit.map(|n| narrow(i64::from(n), "server backup limit")).transpose()?,
+            templates: to_json(&server.templates, "server templates")?,
         })
     }
 
@@ -96,6 +98,7 @@ impl ServerRow {
             suspended: self.suspended,
             deletion_requested_at: from_db_time_opt(self.deletion_requested_at),
             backup_limit: self.backup_limit.map(|n| narrow(i64::from(n), "server backup limit")).transpose()?,
+            templates: from_json(&self.templates, "server templates")?,
         })
     }
 }
@@ -275,6 +278,7 @@ pub(crate) fn update_server(c: &mut AnyConnection, server: &Server) -> SqlResult
             servers::suspended.eq(row.suspended),
             servers::deletion_requested_at.eq(row.deletion_requested_at),
             servers::backup_limit.eq(row.backup_limit),
+            servers::templates.eq(&row.templates),
             servers::version.eq(next),
         ))
         .execute(c)?;

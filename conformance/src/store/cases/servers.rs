@@ -137,7 +137,7 @@ pub async fn servers_listed_by_member(store: Arc<dyn Store>) {
     assert_eq!(list(member(a.user.id), Page::all()).await, [a10.id, a20.id, b25.id], "removed grant");
 }
 
-/// `suspended`, `deletion_requested_at` and `backup_limit` round-trip through
+/// `suspended`, `deletion_requested_at`, `backup_limit` and `templates` round-trip through
 /// `create_server` and `update_server`, set and cleared again.
 pub async fn server_suspension_and_deletion_request_round_trip(store: Arc<dyn Store>) {
     let world = World::seed(&*store, 2).await;
@@ -146,6 +146,7 @@ pub async fn server_suspension_and_deletion_request_round_trip(store: Arc<dyn St
         suspended: true,
         deletion_requested_at: Some(requested_at),
         backup_limit: Some(3),
+        templates: vec!["base@1".parse().expect("layer"), "mods@2.0".parse().expect("layer")],
         ..world.server(&[0])
     };
     store.create_server(&flagged).await.expect("create suspended server");
@@ -154,7 +155,13 @@ pub async fn server_suspension_and_deletion_request_round_trip(store: Arc<dyn St
     let stored = store.get_server(plain.id).await.expect("get");
     assert_eq!((stored.suspended, stored.deletion_requested_at, stored.backup_limit), (false, None, None), "defaults");
 
-    let cleared = Server { suspended: false, deletion_requested_at: None, backup_limit: None, ..flagged.clone() };
+    let cleared = Server {
+        suspended: false,
+        deletion_requested_at: None,
+        backup_limit: None,
+        templates: Vec::new(),
+        ..flagged.clone()
+    };
     let updated = store.update_server(&cleared).await.expect("clear");
     assert_eq!(updated, Server { version: flagged.version + 1, ..cleared }, "cleared by update");
     assert_eq!(store.get_server(flagged.id).await.expect("get"), updated, "stored");

@@ -1253,6 +1253,7 @@ mod tests {
             suspended: false,
             deletion_requested_at: None,
             backup_limit: None,
+            templates: Vec::new(),
         };
         assert_eq!(status_of(&server), json!("installing"));
         server.state = ServerState::Running;
