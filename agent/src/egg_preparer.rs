@@ -95,6 +95,7 @@ pub struct EggPreparer {
     node_config: BTreeMap<String, String>,
     files: FilesConfig,
     disk: Option<std::sync::Arc<dyn DiskCheck>>,
+    templates: Option<std::sync::Arc<dyn crate::TemplateLayers>>,
 }
 
 /// What refuses the start of a server over its disk limit, called before every start (the
@@ -125,6 +126,13 @@ impl EggPreparer {
     #[must_use]
     pub fn with_file_owner(mut self, owner: Option<nexus_files::FileOwner>) -> Self {
         self.files.owner = owner;
+        self
+    }
+
+    /// Applies specs' template layers after their install scripts through `layers`.
+    #[must_use]
+    pub fn with_templates(mut self, layers: std::sync::Arc<dyn crate::TemplateLayers>) -> Self {
+        self.templates = Some(layers);
         self
     }
 
@@ -206,6 +214,19 @@ impl StartPreparer for EggPreparer {
     /// usually creates them, and patching belongs to the start).
     async fn install_env(&self, spec: &ServerSpec, _data_dir: &Path) -> Result<BTreeMap<String, String>, AgentError> {
         Ok(self.render(spec)?.env)
+    }
+
+    async fn apply_templates(
+        &self,
+        spec: &ServerSpec,
+        data_dir: &Path,
+        env: &BTreeMap<String, String>,
+    ) -> Result<Vec<String>, AgentError> {
+        match (&self.templates, spec.templates.is_empty()) {
+            (_, true) => Ok(Vec::new()),
+            (Some(layers), false) => layers.apply(spec, data_dir, env).await.map_err(AgentError::Prepare),
+            (None, false) => Err(AgentError::Prepare("this node has no template store configured".into())),
+        }
     }
 }
 

@@ -21,6 +21,14 @@ pub enum AgentError {
         /// What it is busy with (`install`, `destroy`).
         operation: &'static str,
     },
+    /// The action needs the server stopped (a restore replaces its files), and it is not.
+    #[error("server {server} is {state:?}; stop it first")]
+    NotStopped {
+        /// The server.
+        server: ServerId,
+        /// Its state.
+        state: nexus_core::lifecycle::ServerState,
+    },
     /// The lifecycle does not allow the action in the server's current state.
     #[error(transparent)]
     InvalidState(#[from] LifecycleError),
@@ -92,7 +100,11 @@ impl AgentError {
     pub fn status_code(&self) -> u16 {
         match self {
             Self::UnknownServer(_) => 404,
-            Self::Busy { .. } | Self::InvalidState(_) | Self::NotRunning(_) | Self::Suspended(_) => 409,
+            Self::Busy { .. }
+            | Self::NotStopped { .. }
+            | Self::InvalidState(_)
+            | Self::NotRunning(_)
+            | Self::Suspended(_) => 409,
             Self::InvalidCommand(_) => 400,
             Self::InvalidSpec(_) | Self::Prepare(_) => 422,
             Self::Runtime(e) => match e {
@@ -117,7 +129,7 @@ impl AgentError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::UnknownServer(_) => "unknown_server",
-            Self::Busy { .. } => "busy",
+            Self::Busy { .. } | Self::NotStopped { .. } => "busy",
             Self::InvalidState(_) => "invalid_state",
             Self::NotRunning(_) => "not_running",
             Self::Suspended(_) => "suspended",

@@ -107,10 +107,25 @@ impl NodeAgent {
                 })
             };
             let run = async {
+                // Moved in: the forwarder ends when the last sender is gone.
+                let live = live;
                 super::data_dir::ensure_server_dir(&data_dir, owner)?;
                 let env = preparer.install_env(&spec, &data_dir).await?;
-                let install = install_spec(&spec, env, &data_dir, limits, isolation);
-                run_script(runtime.as_ref(), install, live).await
+                let install = install_spec(&spec, env.clone(), &data_dir, limits, isolation);
+                let mut outcome = run_script(runtime.as_ref(), install, live.clone()).await?;
+                // Template layers go over what the script made, once it succeeded.
+                if outcome.exit_code == 0 && !spec.templates.is_empty() {
+                    let said = preparer.apply_templates(&spec, &data_dir, &env).await?;
+                    for line in said {
+                        live.offer(&nexus_core::console::ConsoleLine {
+                            stream: nexus_core::console::ConsoleStream::Stdout,
+                            text: line.clone(),
+                        });
+                        outcome.log.push_str(&line);
+                        outcome.log.push('\n');
+                    }
+                }
+                Ok::<_, AgentError>(outcome)
             };
             let outcome = tokio::select! {
                 outcome = tokio::time::timeout(timeout, run) => outcome.unwrap_or(Err(AgentError::InstallTimeout(timeout))),

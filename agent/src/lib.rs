@@ -35,8 +35,9 @@
 //!   container ids, undelivered events) is saved through the [`AgentStateStore`] after every
 //!   change. [`NodeAgentBuilder::start`] loads it and re-adopts running containers (see the table in
 //!   `adopt.rs`): no server is started twice, none is orphaned.
-//! * **Panel.** Heartbeats every [`AgentConfig::heartbeat_interval`] and lifecycle events
-//!   leave through one ordered outbox: retried with exponential backoff (250 ms doubling to
+//! * **Panel.** Heartbeats every [`AgentConfig::heartbeat_interval`], lifecycle events and
+//!   the embedder's backup reports ([`NodeAgent::publish_backup`]) leave through one ordered
+//!   outbox: retried with exponential backoff (250 ms doubling to
 //!   30 s), never dropped, replayed in order once the panel is back. Memory stays bounded:
 //!   one heartbeat at most, and past [`OUTBOX_EVENT_LIMIT`] queued events new actions are
 //!   refused ([`AgentError::Backlog`]) rather than events dropped.
@@ -74,8 +75,8 @@ pub use file_state::FileStateStore;
 pub use install::INSTALL_LOG_DIR;
 pub use metrics::AgentMetrics;
 pub use no_panel::NoPanel;
-pub use node::{MAX_COMMAND_BYTES, NodeAgent, NodeAgentBuilder};
+pub use node::{MAX_COMMAND_BYTES, NodeAgent, NodeAgentBuilder, RestoreGuard};
 pub use outbox::OUTBOX_EVENT_LIMIT;
 pub use power::NODE_LABEL;
-pub use prepare::{PreparedStart, ShellPreparer, StartPreparer};
+pub use prepare::{PreparedStart, ShellPreparer, StartPreparer, TemplateLayers};
 pub use state::{AgentSnapshot, AgentStateStore, MemoryStateStore, SNAPSHOT_FORMAT, ServerRecord};

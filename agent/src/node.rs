@@ -8,13 +8,13 @@ use super::metrics::{AgentMetrics, Counters};
 use super::no_panel::NoPanel;
 use super::outbox::{Backoff, INITIAL_BACKOFF, MAX_BACKOFF, OUTBOX_EVENT_LIMIT, Outbox};
 use super::prepare::StartPreparer;
-use super::server::{Operation, Server, ServerInner, lock};
+use super::server::{OpGuard, Operation, Server, ServerInner, lock};
 use super::state::{AgentSnapshot, AgentStateStore, MemoryStateStore, SNAPSHOT_FORMAT, ServerRecord};
 use chrono::Utc;
 use nexus_core::ids::ServerId;
 use nexus_core::lifecycle::{Lifecycle, LifecycleError, LifecycleEvent, ServerState, Trigger};
 use nexus_core::runtime::Runtime;
-use nexus_core::transport::{NodeMessage, PanelTransport, PowerAction, ServerSpec, ServerStatus};
+use nexus_core::transport::{BackupReport, NodeMessage, PanelTransport, PowerAction, ServerSpec, ServerStatus};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
@@ -343,6 +343,47 @@ impl NodeAgent {
         .await
     }
 
+    /// Takes the server's operation lock for a restore of its files by the embedder (the
+    /// agent does not touch data directories itself): waits for power actions queued before
+    /// it, then refuses with [`AgentError::NotStopped`] unless the server is stopped (not
+    /// starting, running, stopping or installing; an install in progress is
+    /// [`AgentError::Busy`]). While the returned guard lives, power actions, installs,
+    /// spec updates and removal of the server are refused with [`AgentError::Busy`]
+    /// (`restore`), so it cannot start on half-replaced files; a pending automatic restart
+    /// after a crash is cancelled.
+    pub async fn begin_restore(&self, server: ServerId) -> Result<RestoreGuard, AgentError> {
+        self.check_open()?;
+        let srv = self.server(server)?;
+        Self::bump_intent(&srv);
+        let op = srv.acquire(Operation::Restore).await?;
+        let state = srv.inner().lifecycle.state();
+        if state.is_active() || state == ServerState::Installing {
+            return Err(AgentError::NotStopped { server, state });
+        }
+        tracing::info!(%server, "files being restored; the server cannot start meanwhile");
+        Ok(RestoreGuard { server, _op: op })
+    }
+
+    /// Queues a backup's or a restore's outcome for the panel
+    /// ([`NodeMessage::Backup`]): delivered in order with the lifecycle events, retried with
+    /// backoff until the panel takes it, kept in the saved snapshot until then (like
+    /// lifecycle events, it counts towards [`OUTBOX_EVENT_LIMIT`]; check
+    /// [`check_backlog`](Self::check_backlog) before accepting new work). Returns once the
+    /// snapshot holding it is saved, so an agent crash right after does not lose it.
+    pub async fn publish_backup(&self, report: BackupReport) {
+        tracing::info!(server = %report.server, backup = %report.backup, outcome = ?report.outcome, "backup report queued");
+        self.outbox.push(NodeMessage::Backup(report));
+        self.persist().await;
+    }
+
+    /// Refuses with [`AgentError::Backlog`] while [`OUTBOX_EVENT_LIMIT`] messages wait for an
+    /// unreachable panel: new work whose outcome must be reported is refused rather than
+    /// letting the queue grow without bound.
+    pub fn check_backlog(&self) -> Result<(), AgentError> {
+        let queued = self.outbox.event_count();
+        if queued >= OUTBOX_EVENT_LIMIT { Err(AgentError::Backlog { queued }) } else { Ok(()) }
+    }
+
     /// Writes `line` and a newline to the server's stdin. Needs a started process
     /// (`Starting` or `Running`); a line must not contain line breaks.
     pub async fn send_command(&self, server: ServerId, line: &str) -> Result<(), AgentError> {
@@ -510,11 +551,6 @@ impl NodeAgent {
         if self.closed.load(Ordering::SeqCst) { Err(AgentError::ShuttingDown) } else { Ok(()) }
     }
 
-    pub(super) fn check_backlog(&self) -> Result<(), AgentError> {
-        let queued = self.outbox.event_count();
-        if queued >= OUTBOX_EVENT_LIMIT { Err(AgentError::Backlog { queued }) } else { Ok(()) }
-    }
-
     pub(super) fn bump_intent(server: &Server) {
         server.inner().intent += 1;
     }
@@ -595,8 +631,9 @@ impl NodeAgent {
                 .run(|message| {
                     let me = me.clone();
                     async move {
-                        // Heartbeats are not persisted, so only events change the snapshot.
-                        if let (NodeMessage::Lifecycle(_), Some(agent)) = (message, me.upgrade()) {
+                        // Heartbeats are not persisted, so only events and reports change the
+                        // snapshot.
+                        if let (false, Some(agent)) = (matches!(message, NodeMessage::Heartbeat(_)), me.upgrade()) {
                             agent.persist().await;
                         }
                     }
@@ -612,6 +649,27 @@ impl NodeAgent {
         for server in self.all_servers() {
             server.abort_tasks();
         }
+    }
+}
+
+/// A server's operation lock held for a restore ([`NodeAgent::begin_restore`]); released
+/// when dropped.
+#[must_use = "the server can start again as soon as the guard is dropped"]
+pub struct RestoreGuard {
+    server: ServerId,
+    _op: OpGuard,
+}
+
+impl RestoreGuard {
+    /// The server.
+    pub fn server(&self) -> ServerId {
+        self.server
+    }
+}
+
+impl fmt::Debug for RestoreGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RestoreGuard").field("server", &self.server).finish_non_exhaustive()
     }
 }
 

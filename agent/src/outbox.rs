@@ -8,8 +8,8 @@
 //! `(server, at, trigger)`.
 //!
 //! Bounded memory: only the newest heartbeat is kept (a queued heartbeat is replaced by a
-//! newer one, which goes to the back, behind the events it describes). Lifecycle events are
-//! never dropped; instead, once [`OUTBOX_EVENT_LIMIT`] of them wait, the agent refuses new
+//! newer one, which goes to the back, behind the events it describes). Lifecycle events (and
+//! backup reports, counted as events here) are never dropped; instead, once [`OUTBOX_EVENT_LIMIT`] of them wait, the agent refuses new
 //! power actions, installs and servers ([`AgentError::Backlog`](super::AgentError::Backlog))
 //! and holds back automatic restarts, so what can still be added is bounded by a few events
 //! per server (a crash, a stop). At roughly 200 bytes an event that is a few MB at most.

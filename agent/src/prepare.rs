@@ -63,6 +63,46 @@ pub trait StartPreparer: Send + Sync {
     async fn install_env(&self, spec: &ServerSpec, data_dir: &Path) -> Result<BTreeMap<String, String>, AgentError> {
         Ok(self.prepare(spec, data_dir).await?.env)
     }
+
+    /// Writes the spec's template layers ([`ServerSpec::templates`]) into `data_dir`, after
+    /// the install script succeeded, with the install environment `env` for variable
+    /// replacement; returns lines for the install log. The default refuses a spec that
+    /// lists layers (this preparer has nowhere to fetch them from) and does nothing
+    /// otherwise; [`EggPreparer`](crate::EggPreparer) applies them through its
+    /// [`TemplateLayers`].
+    async fn apply_templates(
+        &self,
+        spec: &ServerSpec,
+        data_dir: &Path,
+        env: &BTreeMap<String, String>,
+    ) -> Result<Vec<String>, AgentError> {
+        let _ = (data_dir, env);
+        match spec.templates.is_empty() {
+            true => Ok(Vec::new()),
+            false => Err(AgentError::Prepare("this node has no template store configured".into())),
+        }
+    }
+}
+
+/// What fetches and merges template layers into a server's directory (the daemon's
+/// `nexus-templates` cache); see [`StartPreparer::apply_templates`].
+///
+/// # Contract
+///
+/// `apply` writes the merged layers of `spec.templates` into `data_dir` and never outside
+/// it (the directory is the tenant's: it may hold symlinks), within the server's disk
+/// quota; it fails with a message for the install log (which layer, which file and line)
+/// rather than write a partial or unverified file, and it returns in bounded time.
+#[async_trait]
+pub trait TemplateLayers: Send + Sync + std::fmt::Debug {
+    /// Applies `spec.templates` to `data_dir`, replacing variables from `env`; returns
+    /// lines for the install log.
+    async fn apply(
+        &self,
+        spec: &ServerSpec,
+        data_dir: &Path,
+        env: &BTreeMap<String, String>,
+    ) -> Result<Vec<String>, String>;
 }
 
 /// Runs the spec's `startup` unchanged under `sh -c`, with the spec's environment. No

@@ -30,6 +30,9 @@ pub(crate) enum Operation {
     Install,
     Update,
     Destroy,
+    /// A backup being restored into the server's directory (the embedder's work, under
+    /// [`NodeAgent::begin_restore`](crate::NodeAgent::begin_restore)).
+    Restore,
 }
 
 impl Operation {
@@ -43,12 +46,13 @@ impl Operation {
             Self::Install => "install",
             Self::Update => "update",
             Self::Destroy => "destroy",
+            Self::Restore => "restore",
         }
     }
 
     /// Long operations that others do not queue behind (they are refused with `Busy`).
     fn excludes_waiters(self) -> bool {
-        matches!(self, Self::Install | Self::Destroy)
+        matches!(self, Self::Install | Self::Destroy | Self::Restore)
     }
 }
 

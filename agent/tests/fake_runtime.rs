@@ -811,6 +811,88 @@ async fn install_success_and_failure() {
     .await;
 }
 
+/// Layers that write one file per layer, naming the install environment's `GREETING`.
+#[derive(Debug, Default)]
+struct WritingLayers;
+
+#[async_trait]
+impl nexus_agent::TemplateLayers for WritingLayers {
+    async fn apply(
+        &self,
+        spec: &ServerSpec,
+        data_dir: &std::path::Path,
+        env: &BTreeMap<String, String>,
+    ) -> Result<Vec<String>, String> {
+        let mut said = Vec::new();
+        for layer in &spec.templates {
+            if layer.name() == "broken" {
+                return Err(format!("layer {layer}: config.yml line 3: unknown variable"));
+            }
+            let greeting = env.get("GREETING").cloned().unwrap_or_default();
+            std::fs::write(data_dir.join(format!("{}.txt", layer.name())), greeting).map_err(|e| e.to_string())?;
+            said.push(format!("applied {layer}"));
+        }
+        Ok(said)
+    }
+}
+
+/// Template layers are applied after a successful install script, with the install's
+/// environment, their lines in the install log; a failing layer fails the install with its
+/// reason; a spec with layers on a node without a template store fails the install too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn template_layers_follow_the_install_script() {
+    within_limit(async {
+        let node = Node::new();
+        let preparer = nexus_agent::EggPreparer::new(None).with_templates(Arc::new(WritingLayers));
+        let agent = NodeAgent::builder(node.config(), node.fake.clone())
+            .panel(node.panel.clone())
+            .state_store(node.store.clone())
+            .preparer(Arc::new(preparer))
+            .start()
+            .await
+            .unwrap();
+        let mut good = spec();
+        good.install.script = "echo installing".into();
+        good.templates = vec!["base@1".parse().unwrap(), "mods@2".parse().unwrap()];
+        let id = good.id;
+        node.fake.script_install(id, 0, &["installing"]);
+        agent.create_server(good, true).await.unwrap();
+        let mut watch = Watch::new(&agent, id).await;
+        watch.state(S::Installed).await;
+        let dir = agent.data_dir(id);
+        assert_eq!(std::fs::read_to_string(dir.join("base.txt")).unwrap(), "hi");
+        assert!(dir.join("mods.txt").exists());
+        let log = agent.install_log(id).await.unwrap();
+        assert!(log.contains("installing") && log.contains("applied base@1") && log.contains("applied mods@2"), "{log}");
+
+        let mut broken = spec();
+        broken.install.script = "echo installing".into();
+        broken.templates = vec!["broken@1".parse().unwrap()];
+        let broken_id = broken.id;
+        node.fake.script_install(broken_id, 0, &["installing"]);
+        agent.create_server(broken, true).await.unwrap();
+        let mut watch = Watch::new(&agent, broken_id).await;
+        watch.state(S::InstallFailed).await;
+        let log = agent.install_log(broken_id).await.unwrap();
+        assert!(log.contains("config.yml line 3"), "{log}");
+
+        // The shell preparer has no template store.
+        let other = Node::new();
+        let bare = other.agent().await;
+        let mut orphan = spec();
+        orphan.install.script = "echo installing".into();
+        orphan.templates = vec!["base@1".parse().unwrap()];
+        let orphan_id = orphan.id;
+        other.fake.script_install(orphan_id, 0, &["installing"]);
+        bare.create_server(orphan, true).await.unwrap();
+        let mut watch = Watch::new(&bare, orphan_id).await;
+        watch.state(S::InstallFailed).await;
+        let log = bare.install_log(orphan_id).await.unwrap();
+        assert!(log.contains("no template store"), "{log}");
+    })
+    .await;
+}
+
 /// A server that ignores its stop command is killed after `stop_timeout`, with a notice; the
 /// stop still ends in `Stopped`, not in a crash.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -837,6 +919,72 @@ async fn a_server_ignoring_its_stop_command_is_killed_after_the_timeout() {
         assert_eq!(path(&watch.states()).last(), Some(&(S::Stopping, T::Exited, S::Stopped)));
         assert!(!watch.states().iter().any(|e| e.to == S::Crashed), "a stop is not a crash");
         assert_eq!(agent.metrics().crashes, 0);
+    })
+    .await;
+}
+
+/// A restore (`begin_restore`) is refused while the server runs, waits behind queued power
+/// actions, and while held refuses starts and installs (`busy`); backup reports leave through
+/// the outbox in order with lifecycle events, survive a panel outage and an agent restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restores_hold_the_server_stopped_and_backup_reports_are_delivered() {
+    use nexus_core::ids::BackupId;
+    use nexus_core::transport::{BackupOutcome, BackupReport};
+    within_limit(async {
+        let node = Node::new();
+        let agent = node.agent().await;
+        let game = spec();
+        let id = game.id;
+        node.fake.program(id, Program::booting(&[READY]));
+        agent.create_server(game, false).await.unwrap();
+        let mut watch = Watch::new(&agent, id).await;
+        agent.power(id, PowerAction::Start).await.unwrap();
+        watch.state(S::Running).await;
+        let refused = agent.begin_restore(id).await.unwrap_err();
+        assert!(matches!(refused, AgentError::NotStopped { state: S::Running, .. }), "{refused:?}");
+        assert_eq!((refused.status_code(), refused.code()), (409, "busy"));
+
+        agent.power(id, PowerAction::Stop).await.unwrap();
+        let guard = agent.begin_restore(id).await.unwrap();
+        assert_eq!(guard.server(), id);
+        let busy = agent.power(id, PowerAction::Start).await.unwrap_err();
+        assert!(matches!(busy, AgentError::Busy { operation: "restore", .. }), "{busy:?}");
+        assert!(matches!(agent.install(id).await, Err(AgentError::Busy { .. })));
+        drop(guard);
+        agent.power(id, PowerAction::Start).await.unwrap();
+        watch.state(S::Running).await;
+
+        // Reports queue behind events while the panel is down, and are saved.
+        node.panel.down.store(true, Ordering::SeqCst);
+        let report = |outcome| BackupReport { server: id, backup: BackupId::new(), at: chrono::Utc::now(), outcome };
+        let created = report(BackupOutcome::Created { bytes: 42, checksum: "ab".repeat(32) });
+        let failed = report(BackupOutcome::RestoreFailed { error: "checksum mismatch".into() });
+        agent.publish_backup(created.clone());
+        agent.publish_backup(failed.clone());
+        eventually("the reports to be saved", || {
+            let saved = node.store.snapshot().unwrap().outbox;
+            saved.contains(&NodeMessage::Backup(created.clone())) && saved.contains(&NodeMessage::Backup(failed.clone()))
+        })
+        .await;
+        let gone = Arc::downgrade(&agent);
+        drop(agent);
+        eventually("the first agent to be gone", || gone.upgrade().is_none()).await;
+        let _agent = node.agent().await;
+        node.panel.down.store(false, Ordering::SeqCst);
+        let reports = || -> Vec<BackupReport> {
+            node.panel
+                .received
+                .lock()
+                .unwrap()
+                .iter()
+                .filter_map(|m| match m {
+                    NodeMessage::Backup(r) => Some(r.clone()),
+                    _ => None,
+                })
+                .collect()
+        };
+        eventually("both reports to reach the panel", || reports().len() >= 2).await;
+        assert_eq!(reports(), [created, failed]);
     })
     .await;
 }
