@@ -178,7 +178,8 @@ impl LayerManifest {
         let mut leaves = BTreeSet::new();
         for entry in &self.entries {
             validate_path(&entry.path)?;
-            let bad_path = |reason: &str| TemplateError::InvalidPath { path: entry.path.clone(), reason: reason.into() };
+            let bad_path =
+                |reason: &str| TemplateError::InvalidPath { path: entry.path.clone(), reason: reason.into() };
             match &entry.kind {
                 EntryKind::File { sha256, mode, .. } => {
                     if !is_sha256_hex(sha256) {
@@ -225,7 +226,8 @@ impl LayerManifest {
 /// Checks an entry path: relative, normalized (`a/b`, never `./a`, `a//b`, `a/`), no `..`,
 /// no NUL or backslash, at most [`MAX_PATH_BYTES`].
 pub fn validate_path(path: &str) -> Result<(), TemplateError> {
-    let bad = |reason: &str| TemplateError::InvalidPath { path: path.escape_default().to_string(), reason: reason.into() };
+    let bad =
+        |reason: &str| TemplateError::InvalidPath { path: path.escape_default().to_string(), reason: reason.into() };
     if path.is_empty() {
         return Err(bad("empty"));
     }

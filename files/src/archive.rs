@@ -189,7 +189,7 @@ struct TarSink<W: Write> {
     close: fn(W) -> io::Result<()>,
 }
 
-fn tar_header(kind: tar::EntryType, meta: &Meta, size: u64) -> tar::Header {
+pub(crate) fn tar_header(kind: tar::EntryType, meta: &Meta, size: u64) -> tar::Header {
     let mut header = tar::Header::new_gnu();
     header.set_entry_type(kind);
     header.set_mode(meta.mode & 0o777);
@@ -198,7 +198,7 @@ fn tar_header(kind: tar::EntryType, meta: &Meta, size: u64) -> tar::Header {
     header
 }
 
-fn os_path(name: &RelPath) -> std::path::PathBuf {
+pub(crate) fn os_path(name: &RelPath) -> std::path::PathBuf {
     Path::new(OsStr::from_bytes(&name.to_bytes())).to_path_buf()
 }
 

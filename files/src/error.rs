@@ -125,6 +125,13 @@ pub enum FilesError {
         /// The budget.
         budget: std::time::Duration,
     },
+    /// Another operation that needs the whole tree to itself is under way (a restore of the
+    /// same root staged and not yet committed or dropped).
+    #[error("busy: {reason}")]
+    Busy {
+        /// What is under way.
+        reason: String,
+    },
     /// Any other I/O failure.
     #[error("I/O error on `{path}`: {source}")]
     Io {
@@ -150,7 +157,7 @@ impl FilesError {
             | Self::InvalidMode { .. } => 400,
             Self::Denied { .. } | Self::SpecialFile { .. } | Self::HardLinked { .. } => 403,
             Self::NotFound { .. } => 404,
-            Self::AlreadyExists { .. } | Self::Symlink { .. } => 409,
+            Self::AlreadyExists { .. } | Self::Symlink { .. } | Self::Busy { .. } => 409,
             Self::TooLarge { .. } => 413,
             Self::UnsupportedArchive { .. } => 415,
             Self::ArchiveRejected { .. } => 422,
@@ -180,6 +187,7 @@ impl FilesError {
             Self::UnsupportedArchive { .. } => "unsupported_archive",
             Self::InvalidConfig { .. } => "invalid_config",
             Self::ScanTimedOut { .. } => "scan_timed_out",
+            Self::Busy { .. } => "busy",
             Self::Io { .. } => "io",
         }
     }

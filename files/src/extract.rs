@@ -240,10 +240,50 @@ impl<'a> Stage<'a> {
     }
 }
 
-fn extract_tar(file: File, format: ArchiveFormat, stage: &mut Stage<'_>, archive: &RelPath) -> Result<()> {
+/// Extracts the tar stream `reader` (compressed as `format`) into the empty directory
+/// `staging`, by every rule of [`Inner::decompress`] (entry names, types, symlinks last and
+/// never below one, the denylist at `dest`, `limits`, each entry reserved in `reservation`
+/// before it is created), without moving anything out of `staging`. For restores
+/// (`backup.rs`), whose staging directory is not below the root.
+#[allow(clippy::too_many_arguments, reason = "the parts of a `Stage`, built here")]
+pub(crate) fn extract_tar_into(
+    inner: &Inner,
+    staging: BorrowedFd<'_>,
+    dest: &RelPath,
+    limits: &ArchiveLimits,
+    reservation: &mut Reservation,
+    reader: impl Read,
+    format: ArchiveFormat,
+    archive: &RelPath,
+) -> Result<ExtractSummary> {
+    let mut stage = Stage {
+        inner,
+        staging,
+        dest,
+        limits,
+        reservation,
+        prereserved: 0,
+        symlinks: Vec::new(),
+        symlink_paths: HashSet::new(),
+        entries: 0,
+        bytes: 0,
+        total: 0,
+    };
+    let read = extract_tar(reader, format, &mut stage, archive)?;
+    // Even an empty tar stream has its end-of-archive block: nothing at all is no archive
+    // (an empty object must not restore to an empty tree).
+    if read < 512 {
+        return Err(FilesError::rejected("the archive is empty: not even a tar end-of-archive block"));
+    }
+    stage.create_symlinks()?;
+    Ok(ExtractSummary { entries: stage.entries, bytes: stage.bytes })
+}
+
+/// Extracts a tar stream into `stage`; returns the bytes of tar stream read.
+fn extract_tar<R: Read>(file: R, format: ArchiveFormat, stage: &mut Stage<'_>, archive: &RelPath) -> Result<u64> {
     let meter = Rc::new(Meter::default());
     let compressed = Compressed { inner: BufReader::new(file), meter: Rc::clone(&meter) };
-    let decoder: Box<dyn Read> = match format {
+    let decoder: Box<dyn Read + '_> = match format {
         // Multi-member: pigz and friends write concatenated gzip members.
         ArchiveFormat::TarGz => Box::new(flate2::read::MultiGzDecoder::new(compressed)),
         ArchiveFormat::TarZst => {
@@ -279,7 +319,7 @@ fn extract_tar(file: File, format: ArchiveFormat, stage: &mut Stage<'_>, archive
             other => return Err(FilesError::rejected(format!("entry `{path}` has unsupported type {other:?}"))),
         }
     }
-    Ok(())
+    Ok(meter.out.get())
 }
 
 const S_IFMT: u32 = 0o170_000;
@@ -394,7 +434,7 @@ impl Inner {
         };
         let staged = match format {
             ArchiveFormat::Zip => extract_zip(file, archive_len, &mut stage, archive),
-            _ => extract_tar(file, format, &mut stage, archive),
+            _ => extract_tar(file, format, &mut stage, archive).map(|_| ()),
         }
         .and_then(|()| stage.create_symlinks());
         let (entries, bytes) = (stage.entries, stage.bytes);

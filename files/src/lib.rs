@@ -34,7 +34,9 @@
 //!
 //! - **Symlinks** inside the root are followed for reading, writing, listing and `chmod`;
 //!   `delete` and `rename` act on the link itself. The manager never creates a symlink whose
-//!   target leaves the root (archive entries, copies).
+//!   target leaves the root (archive entries, copies, [`ServerFiles::symlink`]).
+//!   [`ServerFiles::write_with`] can replace a symlink at the final path instead of following
+//!   it ([`WriteOptions::replace_symlink`]).
 //! - **Hard links**: the manager never creates one. A regular file with more than one link
 //!   may share its inode with a file outside the root, so its content is never read, written,
 //!   copied or archived and its mode never changed ([`FilesError::HardLinked`]); deleting or
@@ -66,6 +68,15 @@
 //! [`ArchiveLimits::max_total_bytes`]: a sparse file is read, holes and all, at its apparent
 //! size, and an archive the manager could not extract back is not worth writing.
 //!
+//! # Backups and restores
+//! [`ServerFiles::write_backup`] streams a tar.zst of the whole root (honouring
+//! `.pteroignore`) into any async writer with bounded memory; [`ServerFiles::stage_restore`]
+//! builds a restored tree in a staging directory next to the root, by the extraction rules
+//! above, and [`StagedRestore::commit`] swaps it in with one rename, so a restore never
+//! leaves a half-restored root. After a commit every manager opened on the root is stale.
+//! See the `backup` module's docs: what is archived (no file with several hard links, no
+//! device, no symlink leading out), what `wipe` keeps.
+//!
 //! # Disk usage and quota
 //! Every entry counts what it takes on disk: its content in whole [`BLOCK`]s, at least one
 //! (a directory is one block), plus [`ENTRY_COST`] for its inode and name ([`file_cost`],
@@ -88,6 +99,7 @@
 //! permits until it has finished, even if its caller went away.
 
 mod archive;
+mod backup;
 mod confine;
 mod denylist;
 mod entry;
@@ -107,6 +119,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, SemaphorePermit};
 
 pub use archive::{ArchiveFormat, ArchiveLimits};
+pub use backup::{BACKUP_ZSTD_LEVEL, BackupSummary, MAX_PTEROIGNORE_BYTES, PTEROIGNORE, RestoreSummary, StagedRestore};
 pub use entry::{ExtractSummary, FileEntry, FileKind};
 pub use error::{FilesError, Result};
 pub use quota::{BLOCK, ENTRY_COST, dir_cost, file_cost};
@@ -164,7 +177,7 @@ pub struct FilesConfig {
 #[serde(default)]
 pub struct JobLimits {
     /// Jobs whose work grows with the data or the tree: compress, decompress, copy, delete,
-    /// rescan. Default 2.
+    /// rescan, `write_with`. Default 2.
     pub heavy: usize,
     /// Everything else: list, stat, bounded read, open for streaming, write (the blocking
     /// steps of a stream), rename, mkdir, chmod, disk usage. Default 4.
@@ -189,6 +202,46 @@ enum Weight {
 struct Permits {
     _server: OwnedSemaphorePermit,
     _node: Option<SemaphorePermit<'static>>,
+}
+
+/// How [`ServerFiles::write_with`] writes a file.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WriteOptions {
+    /// Permission bits of the written file (at most `0o777`); `None` keeps those of the file
+    /// it replaces, or `0o644` for a new one.
+    pub mode: Option<u32>,
+    /// Expected size, reserved under the quota before anything is written (the write is
+    /// still stopped at the quota if it writes more).
+    pub size_hint: Option<u64>,
+    /// Replace a symlink at the final path by the new file instead of following it (the
+    /// components before it are resolved, confined, as always).
+    pub replace_symlink: bool,
+}
+
+impl WriteOptions {
+    /// No mode, no size hint, symlinks followed (as [`ServerFiles::write`]).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets [`WriteOptions::mode`].
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = Some(mode);
+        self
+    }
+
+    /// Sets [`WriteOptions::size_hint`].
+    pub fn size_hint(mut self, bytes: u64) -> Self {
+        self.size_hint = Some(bytes);
+        self
+    }
+
+    /// Sets [`WriteOptions::replace_symlink`].
+    pub fn replace_symlink(mut self, replace: bool) -> Self {
+        self.replace_symlink = replace;
+        self
+    }
 }
 
 /// A numeric owner for created files.
@@ -391,6 +444,36 @@ impl ServerFiles {
                 Err(e)
             }
         }
+    }
+
+    /// Creates or replaces a file with what `fill` writes, in one job on the blocking pool
+    /// (no round trip per chunk: for copies from a local source, such as a template cache).
+    /// `fill` writes into the temporary file through a writer that grows the quota
+    /// reservation before every chunk and fails past the quota; if `fill` fails, nothing
+    /// changes and the temporary file is removed. Otherwise as
+    /// [`write_stream`](Self::write_stream), with the mode and symlink handling of
+    /// `options`. A heavy job ([`JobLimits`]).
+    pub async fn write_with<F>(&self, path: &str, options: WriteOptions, fill: F) -> Result<FileEntry>
+    where
+        F: FnOnce(&mut dyn io::Write) -> io::Result<()> + Send + 'static,
+    {
+        if let Some(mode) = options.mode.filter(|m| m & !0o777 != 0) {
+            return Err(FilesError::InvalidMode { mode });
+        }
+        self.run(Weight::Heavy, "write_with", path.to_owned(), move |inner, p| {
+            inner.write_with(&RelPath::parse(p)?, options, fill)
+        })
+        .await
+    }
+
+    /// Creates the symlink `path` → `target`, replacing a file or a symlink already there
+    /// (not following it; a directory there is refused with [`FilesError::NotAFile`]).
+    /// `target` must be relative and stay inside the root when read lexically from where the
+    /// link really is ([`FilesError::OutsideRoot`] otherwise); missing parents are created.
+    pub async fn symlink(&self, path: &str, target: &str) -> Result<FileEntry> {
+        let target = target.to_owned();
+        self.run(Weight::Light, "symlink", path.to_owned(), move |inner, p| inner.symlink(&RelPath::parse(p)?, &target))
+            .await
     }
 
     /// Renames or moves an entry (a symlink is moved itself). Refuses to replace an existing

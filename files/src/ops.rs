@@ -10,7 +10,6 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use chrono::DateTime;
 
-use super::Inner;
 use super::confine::{
     Kind, Meta, Resolve, Resolved, Visitor, WalkEntry, check_content_access, chmod_fd, create_new, create_temp, fstat,
     is_temp_name, lstat_at, make_dir, open_dir_at, open_file_read, read_dir_names, read_link_at, remove_tree,
@@ -20,6 +19,7 @@ use super::entry::{FileEntry, FileKind};
 use super::error::{FilesError, Result};
 use super::path::{RelPath, symlink_target_is_confined};
 use super::quota::{ENTRY_COST, Quota, Reservation, Temporary, cost, dir_cost, file_cost, freed_by_unlink, meta_cost};
+use super::{Inner, WriteOptions};
 
 /// A write in progress: a temporary file next to its target, renamed over it at the end.
 /// Dropped before [`PendingWrite::finish`] placed it (a refusal, an error, an abandoned
@@ -270,12 +270,25 @@ impl Inner {
     /// file reserved (the file it replaces is freed only once replaced), parents created,
     /// target checked, temporary file opened next to it.
     pub(crate) fn prepare_write(&self, path: &RelPath, size: u64) -> Result<(PendingWrite, Reservation)> {
+        self.prepare_write_at(path, size, false)
+    }
+
+    /// [`prepare_write`](Self::prepare_write); with `replace_symlink`, a symlink at the final
+    /// path is replaced by the new file instead of followed (the components before it are
+    /// resolved as always).
+    pub(crate) fn prepare_write_at(
+        &self,
+        path: &RelPath,
+        size: u64,
+        replace_symlink: bool,
+    ) -> Result<(PendingWrite, Reservation)> {
         self.usage()?;
         let reservation = self.quota.reserve(file_cost(size))?;
-        let resolved = self.resolve_allowed(path, Resolve { follow_final: true, ..self.creating() })?;
+        let resolved = self.resolve_allowed(path, Resolve { follow_final: !replace_symlink, ..self.creating() })?;
         let name = resolved.entry_name()?.to_os_string();
         let mode = match resolved.meta()? {
             None => 0o644,
+            Some(meta) if replace_symlink && meta.kind == Kind::Symlink => 0o644,
             Some(meta) => {
                 check_content_access(&meta, &resolved.path)?;
                 meta.mode & 0o777
@@ -285,6 +298,60 @@ impl Inner {
         let (temp, file) = create_temp(&dir, &resolved.path, self.owner, &self.quota)?;
         let pending = PendingWrite { dir, name, temp, file: Some(file), path: resolved.path, mode, placed: false };
         Ok((pending, reservation))
+    }
+
+    /// Writes `path` with what `fill` writes into it (see [`ServerFiles::write_with`]).
+    pub(crate) fn write_with(
+        &self,
+        path: &RelPath,
+        options: WriteOptions,
+        fill: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+    ) -> Result<FileEntry> {
+        let (mut pending, reservation) =
+            self.prepare_write_at(path, options.size_hint.unwrap_or(0), options.replace_symlink)?;
+        if let Some(mode) = options.mode {
+            pending.mode = mode & 0o777;
+        }
+        let file = pending.take_file()?;
+        let mut writer = QuotaWriter { file, reservation, written: 0 };
+        fill(&mut writer).map_err(|e| FilesError::from_io(&pending.path, e))?;
+        writer.file.flush().map_err(|e| FilesError::from_io(&pending.path, e))?;
+        let QuotaWriter { file, reservation, written } = writer;
+        pending.finish(self, file, reservation, written)
+    }
+
+    /// Creates or replaces (a file or a symlink, never a directory) the symlink `path` →
+    /// `target`. The link itself is replaced, never followed; the target must stay inside the
+    /// root when read lexically from where the link really is.
+    pub(crate) fn symlink(&self, path: &RelPath, target: &str) -> Result<FileEntry> {
+        self.usage()?;
+        if target.split('/').any(|c| is_temp_name(OsStr::new(c))) {
+            return Err(FilesError::invalid(path, "the symlink target names a reserved temporary name"));
+        }
+        let resolved = self.resolve_allowed(path, self.creating())?;
+        let name = resolved.entry_name()?.to_os_string();
+        if !symlink_target_is_confined(&resolved.path, target.as_bytes()) {
+            return Err(FilesError::outside(path));
+        }
+        if let Some(meta) = resolved.meta()? {
+            if meta.kind == Kind::Dir {
+                return Err(FilesError::NotAFile { path: resolved.path.to_string() });
+            }
+        }
+        let dir = resolved.parent.into_owned(&resolved.path)?;
+        let link_cost = cost(Kind::Symlink, target.len() as u64);
+        let reservation = self.quota.reserve(link_cost)?;
+        let temp = self.quota.temporary(temp_name());
+        symlink_at(&dir, temp.name(), target.as_bytes(), &resolved.path, self.owner)?;
+        let replaced = match replace_entry(&dir, temp.name(), &dir, &name, &resolved.path) {
+            Ok(replaced) => replaced,
+            Err(e) => {
+                unlink_quietly(&dir, temp.name());
+                return Err(e);
+            }
+        };
+        reservation.settle(link_cost, replaced.as_ref().map_or(0, freed_by_unlink));
+        self.describe_at(dir.as_fd(), &name, &resolved.path)
     }
 
     pub(crate) fn write(&self, path: &RelPath, data: &[u8]) -> Result<FileEntry> {
@@ -420,6 +487,28 @@ impl Inner {
         }
         reservation.commit();
         self.describe_at(dst.parent.as_fd(), dst_name, &dst.path)
+    }
+}
+
+/// The temporary file of a [`Inner::write_with`], growing the quota reservation before
+/// every chunk: a writer that writes more than its size hint is stopped at the quota.
+struct QuotaWriter {
+    file: File,
+    reservation: Reservation,
+    written: u64,
+}
+
+impl Write for QuotaWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let after = self.written.saturating_add(buf.len() as u64);
+        self.reservation.ensure(file_cost(after)).map_err(FilesError::into_io)?;
+        let n = self.file.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
     }
 }
 

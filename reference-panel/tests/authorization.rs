@@ -97,6 +97,10 @@ fn expected() -> BTreeMap<(&'static str, &'static str), (&'static [Who], &'stati
         (("GET", "/api/v1/eggs/{id}"), (LOGGED_IN, "")),
         (("PUT", "/api/v1/eggs/{id}"), (ADMINS, "")),
         (("PUT", "/api/v1/eggs/{id}/nest"), (ADMINS, "")),
+        (("PUT", "/api/v1/eggs/{id}/templates"), (ADMINS, "")),
+        (("GET", "/api/v1/templates"), (ADMINS, "")),
+        (("GET", "/api/v1/templates/{layer}"), (ADMINS, "")),
+        (("POST", "/api/v1/templates/{layer}"), (ADMINS, "")),
         (("GET", "/api/v1/nests"), (ADMINS, "")),
         (("POST", "/api/v1/nests"), (ADMINS, "")),
         (("GET", "/api/v1/nests/{id}"), (ADMINS, "")),
@@ -117,6 +121,7 @@ fn expected() -> BTreeMap<(&'static str, &'static str), (&'static [Who], &'stati
         (("GET", "/api/v1/servers/{id}/startup"), (GRANTED, "startup.read")),
         (("PUT", "/api/v1/servers/{id}/startup"), (GRANTED, "startup.update")),
         (("PUT", "/api/v1/servers/{id}/build"), (ADMINS, "")),
+        (("PUT", "/api/v1/servers/{id}/templates"), (ADMINS, "")),
         (("POST", "/api/v1/servers/{id}/suspend"), (ADMINS, "")),
         (("POST", "/api/v1/servers/{id}/unsuspend"), (ADMINS, "")),
         (("GET", "/api/v1/servers/{id}/users"), (GRANTED, "user.read")),
@@ -339,7 +344,8 @@ async fn every_route_allows_exactly_its_callers() {
             .replace("{id}", &id)
             .replace("{user}", &world.users["target"].id.to_string())
             .replace("{schedule}", &world.schedule.to_string())
-            .replace("{backup}", &world.backup.to_string());
+            .replace("{backup}", &world.backup.to_string())
+            .replace("{layer}", "base@1");
         for who in EVERYONE.iter().copied() {
             let (status, content_type, body) =
                 world.call_as(who, &route.method, &path, body_for(route.path), permission).await;

@@ -122,7 +122,8 @@ impl ObjectStoreConfig {
             }
             #[cfg(feature = "s3")]
             "s3" => {
-                let bucket = url.host_str().filter(|b| !b.is_empty()).ok_or_else(|| bad("no bucket: s3://bucket/prefix"))?;
+                let bucket =
+                    url.host_str().filter(|b| !b.is_empty()).ok_or_else(|| bad("no bucket: s3://bucket/prefix"))?;
                 let timeout = Duration::from_secs(self.request_timeout_secs.unwrap_or(300).max(1));
                 let client = object_store::ClientOptions::new()
                     .with_allow_http(self.allow_http)

@@ -52,6 +52,9 @@ pub struct PanelState {
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Request counters and latencies, per route of [`routes`].
     pub metrics: crate::metrics::HttpMetrics,
+    /// Where template layers are published (the store the nodes read them from); `None`
+    /// answers the template routes `503`.
+    pub templates: Option<Arc<nexus_templates::ObjectStoreTemplates>>,
 }
 
 impl PanelState {
@@ -65,6 +68,7 @@ impl PanelState {
             public_url,
             node_client: None,
             trusted_proxies: Vec::new(),
+            templates: None,
             metrics: crate::metrics::HttpMetrics::new(
                 routes().into_iter().chain(pterodactyl::routes()).map(|r| (r.method.to_string(), r.path)),
             ),

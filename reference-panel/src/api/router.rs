@@ -178,7 +178,8 @@ macro_rules! route {
 #[rustfmt::skip]
 pub fn routes() -> Vec<Route> {
     use Access::{Admin, Authenticated, Public, Server, Session};
-    use handlers::{account, backups, files, infra, schedules, servers, subusers};
+    use handlers::{account, backups, files, infra, schedules, servers, subusers, templates};
+    use handlers::templates::{LayerView, Layers};
     use handlers::backups::{CreateBackup, LockBackup, RestoreBackup};
     use handlers::files::{Chmod, Compress, Decompress, FromTo, NewFolder, Resources};
     use nexus_files::{ExtractSummary, FileEntry};
@@ -224,6 +225,10 @@ pub fn routes() -> Vec<Route> {
         route!(GET "/api/v1/eggs/{id}", Authenticated, "Show an egg (users see its viewable variables)", infra::show_egg, => 200 EggView),
         route!(PUT "/api/v1/eggs/{id}", Admin, "Update an egg from a file", infra::update_egg, file => 200 EggView),
         route!(PUT "/api/v1/eggs/{id}/nest", Admin, "Put an egg in a nest (or in none)", infra::move_egg, json EggNest => 200 EggView),
+        route!(PUT "/api/v1/eggs/{id}/templates", Admin, "Set the template layers every server of the egg gets after its install script (from its next install on)", templates::set_egg, json Layers => 200 EggView),
+        route!(GET "/api/v1/templates", Admin, "List the published template layers (`name@version`)", templates::list, => 200 Vec<String>),
+        route!(GET "/api/v1/templates/{layer}", Admin, "Show a published layer", templates::show, => 200 LayerView),
+        route!(POST "/api/v1/templates/{layer}", Admin, "Publish a layer `name@version` from a tar archive (plain, gzip or zstd; `.wh.<name>` files are whiteouts, `.nexus-render` lists the files to render); versions are immutable", templates::publish, stream => 201 LayerView),
         route!(GET "/api/v1/nests", Admin, "List nests", infra::list_nests, => 200 page Nest),
         route!(POST "/api/v1/nests", Admin, "Create a nest", infra::create_nest, json NestInput => 201 Nest),
         route!(GET "/api/v1/nests/{id}", Admin, "Show a nest", infra::show_nest, => 200 Nest),
@@ -244,6 +249,7 @@ pub fn routes() -> Vec<Route> {
         route!(GET "/api/v1/servers/{id}/startup", Server(Some("startup.read")), "The startup command and the variables the caller may see", servers::startup, => 200 StartupView),
         route!(PUT "/api/v1/servers/{id}/startup", Server(Some("startup.update")), "Change variables (checked against the egg's rules)", servers::update_startup, json UpdateStartup => 200 ServerView),
         route!(PUT "/api/v1/servers/{id}/build", Admin, "Change a server's limits", servers::update_build, json UpdateBuild => 200 ServerView),
+        route!(PUT "/api/v1/servers/{id}/templates", Admin, "Set the server's own template layers, applied after its egg's (from its next install on)", templates::set_server, json Layers => 200 ServerView),
         route!(POST "/api/v1/servers/{id}/suspend", Admin, "Suspend a server (stops it; it cannot start)", servers::suspend, => 200 ServerView),
         route!(POST "/api/v1/servers/{id}/unsuspend", Admin, "Lift a suspension", servers::unsuspend, => 200 ServerView),
         route!(GET "/api/v1/servers/{id}/users", Server(Some("user.read")), "List the server's subusers", subusers::list, => 200 Vec<SubuserView>),

@@ -44,10 +44,12 @@ pub(crate) fn start(
     listener: tokio::net::TcpListener,
     public_url: &str,
     trusted_proxies: Vec<std::net::IpAddr>,
+    templates: Option<Arc<nexus_templates::ObjectStoreTemplates>>,
 ) -> Running {
     let (stop, stopped) = watch::channel(false);
     let mut state = PanelState::new(Arc::clone(control), public_url).with_node_client(Arc::clone(transport));
     state.trusted_proxies = trusted_proxies;
+    state.templates = templates;
     let state = Arc::new(state);
     let routes = nexus_panel::events::route(Arc::clone(control))
         .or(nexus_panel::api::metrics(Arc::clone(&state)))

@@ -47,6 +47,16 @@ log_level = "info"
 # the client their `X-Forwarded-For` names (login throttling, audit log); from anyone else
 # that header is ignored.
 trusted_proxies = ["127.0.0.1"]
+
+# Where template layers are published: the same object store every node's `[templates]`
+# reads from. Leave the section out to run without templates.
+# [templates]
+# url = "s3://nexus/templates"          # or file:///var/lib/nexus/templates
+# endpoint = "https://s3.example.net"   # S3-compatible servers; AWS when unset
+# region = "us-east-1"
+# access_key_id = "..."
+# secret_access_key = "..."
+# allow_http = false
 "#;
 
 /// The configuration file.
@@ -67,6 +77,8 @@ pub(crate) struct ServeConfig {
     log_level: String,
     #[serde(default)]
     trusted_proxies: Vec<std::net::IpAddr>,
+    #[serde(default)]
+    templates: Option<nexus_templates::ObjectStoreConfig>,
 }
 
 fn https() -> String {
@@ -140,8 +152,20 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), CliError> {
         let address = listener.local_addr().map_err(fail("the panel's address"))?;
         let first = first_admin(&control).await?;
         transport.sync_endpoints(&control).await.map_err(fail("reach the nodes"))?;
-        let running =
-            super::run::start(&control, &transport, listener, &config.public_url, config.trusted_proxies.clone());
+        let templates = match &config.templates {
+            Some(store) => Some(Arc::new(
+                nexus_templates::ObjectStoreTemplates::open(store).map_err(fail("open the template store"))?,
+            )),
+            None => None,
+        };
+        let running = super::run::start(
+            &control,
+            &transport,
+            listener,
+            &config.public_url,
+            config.trusted_proxies.clone(),
+            templates,
+        );
         println!("Nexus panel: http://{address}  (public URL {})", config.public_url);
         super::print_first_admin(first.as_deref());
         println!("Stop with Ctrl-C.");

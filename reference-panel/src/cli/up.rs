@@ -96,6 +96,9 @@ async fn up(args: UpArgs) -> Result<(), CliError> {
     // The local node: the daemon's library in this process, on Docker or Podman, talking to
     // this panel over loopback HTTP exactly as a remote node would.
     let node_dir = data.node();
+    // Template layers live in the data directory; the panel publishes there and the local
+    // node reads from there, as remote nodes read the configured object store.
+    let template_store = nexus_templates::ObjectStoreConfig::local(&root.join("templates"));
     let token = control.node_token(node.id).ok_or_else(|| CliError("no node secret".into()))?;
     let node_config = NodeConfig {
         listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
@@ -121,7 +124,10 @@ async fn up(args: UpArgs) -> Result<(), CliError> {
     transport.sync_endpoints(&control).await.map_err(fail("reach the nodes"))?;
 
     // Stop on Ctrl-C / SIGTERM: panel first (no new requests), then the node.
-    let running = super::run::start(&control, &transport, listener, &public_url, Vec::new());
+    let templates = Arc::new(
+        nexus_templates::ObjectStoreTemplates::open(&template_store).map_err(fail("open the template store"))?,
+    );
+    let running = super::run::start(&control, &transport, listener, &public_url, Vec::new(), Some(templates));
     let node_task = tokio::spawn(daemon.serve(super::run::stopping(running.subscribe())));
 
     println!("Nexus panel: {public_url}  (local node on {}, runtime {})", record.daemon_port, container_runtime.name());

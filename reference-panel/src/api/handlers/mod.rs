@@ -8,6 +8,7 @@ pub(super) mod infra;
 pub(super) mod schedules;
 pub(super) mod servers;
 pub(super) mod subusers;
+pub(super) mod templates;
 pub(super) mod views;
 
 /// A page of a list the store returns whole (small tables: locations, nodes, eggs).

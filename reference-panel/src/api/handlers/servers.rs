@@ -111,6 +111,11 @@ pub(crate) struct CreateServer {
     /// How many backups it may keep (none: no limit; `0`: no backups).
     #[serde(default)]
     backup_limit: Option<u32>,
+    /// Its own template layers (`name@version`), applied after the egg's once its install
+    /// script succeeded.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    templates: Vec<nexus_core::template::LayerRef>,
 }
 
 /// A created server, and whether its node has it yet.
@@ -152,6 +157,7 @@ pub(crate) async fn create(
     new.required_tags = body.tags;
     new.node = body.node;
     new.backup_limit = body.backup_limit;
+    new.templates = body.templates;
     // Only admins reach this route: they may set any variable and override image and startup.
     new.editor = Editor::Admin;
     let done = state.control.create_server(new).await?;

@@ -98,6 +98,9 @@ pub(crate) struct EggView {
     images: Vec<EggImage>,
     startup: Option<String>,
     variables: Vec<VariableView>,
+    /// Template layers its servers get after the install script (`name@version`).
+    #[schemars(with = "Vec<String>")]
+    templates: Vec<nexus_core::template::LayerRef>,
 }
 
 #[derive(Serialize, JsonSchema)]
@@ -134,6 +137,7 @@ impl EggView {
                     rules: v.rules.clone(),
                 })
                 .collect(),
+            templates: e.templates.clone(),
         }
     }
 }
@@ -155,6 +159,9 @@ pub(crate) struct ServerView {
     deletion_requested_at: Option<DateTime<Utc>>,
     /// How many backups it may keep (`null`: no limit).
     backup_limit: Option<u32>,
+    /// Its own template layers, applied after its egg's (`name@version`).
+    #[schemars(with = "Vec<String>")]
+    templates: Vec<nexus_core::template::LayerRef>,
     created_at: DateTime<Utc>,
 }
 
@@ -173,6 +180,7 @@ impl From<&Server> for ServerView {
             suspended: s.suspended,
             deletion_requested_at: s.deletion_requested_at,
             backup_limit: s.backup_limit,
+            templates: s.templates.clone(),
             created_at: s.created_at,
         }
     }
