@@ -26,10 +26,8 @@ use nexus_core::transport::{BackupOutcome, BackupReport, NodeCommand};
 
 /// Longest backup name, in bytes.
 pub const MAX_NAME_BYTES: usize = 191;
-/// Most ignore patterns one backup may carry.
-pub const MAX_IGNORED_PATTERNS: usize = 256;
-/// Longest ignore pattern, in bytes.
-pub const MAX_PATTERN_BYTES: usize = 1024;
+/// The node's bounds on a backup's ignore patterns (the panel checks them first).
+pub use nexus_wire::backups::{MAX_IGNORED_PATTERNS, MAX_PATTERN_BYTES};
 /// Highest backup limit a server may be given.
 pub const MAX_BACKUP_LIMIT: u32 = 1000;
 

@@ -11,7 +11,6 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
 use std::fmt;
 use std::str::FromStr;
 
@@ -23,6 +22,12 @@ pub const MAX_LAYER_ENTRIES: usize = 100_000;
 pub const MAX_PATH_BYTES: usize = 4096;
 /// Longest name or version of a layer, in bytes.
 pub const MAX_NAME_BYTES: usize = 64;
+/// Most components of an entry path (`a/b/c` has 3).
+pub const MAX_PATH_DEPTH: usize = 256;
+/// Largest file a layer may hold (16 GiB).
+pub const MAX_FILE_BYTES: u64 = 16 << 30;
+/// Names starting with this are the file manager's temporary files: refused in layers.
+pub const RESERVED_PREFIX: &str = ".nexus-tmp-";
 
 /// One layer: `name@version`. Both parts match `[a-z0-9][a-z0-9._-]{0,63}` and contain no
 /// `..`, so a reference is safe to use as a file or object name. Serialized as the string
@@ -163,9 +168,12 @@ pub enum EntryKind {
 }
 
 impl LayerManifest {
-    /// Checks everything a reader relies on: the format, every path and digest, modes,
-    /// symlink targets, no path twice, nothing below a file or a symlink of the same layer,
-    /// at most [`MAX_LAYER_ENTRIES`] entries.
+    /// Checks everything a reader relies on: the format, every path and digest, sizes
+    /// (at most [`MAX_FILE_BYTES`]), modes, symlink targets, no path twice (except a
+    /// whiteout and a directory at one path: the layer removes the old tree and ships a new
+    /// one), nothing below a file or a symlink of the same layer, at most
+    /// [`MAX_LAYER_ENTRIES`] entries. Runs in O(n log n) of the entries, whatever their
+    /// depth.
     pub fn validate(&self) -> Result<(), TemplateError> {
         let invalid = |reason: String| TemplateError::InvalidLayer { layer: self.layer.to_string(), reason };
         if self.format != MANIFEST_FORMAT {
@@ -174,21 +182,21 @@ impl LayerManifest {
         if self.entries.len() > MAX_LAYER_ENTRIES {
             return Err(invalid(format!("more than {MAX_LAYER_ENTRIES} entries")));
         }
-        let mut seen = BTreeSet::new();
-        let mut leaves = BTreeSet::new();
         for entry in &self.entries {
             validate_path(&entry.path)?;
             let bad_path =
                 |reason: &str| TemplateError::InvalidPath { path: entry.path.clone(), reason: reason.into() };
             match &entry.kind {
-                EntryKind::File { sha256, mode, .. } => {
+                EntryKind::File { sha256, mode, size, .. } => {
                     if !is_sha256_hex(sha256) {
                         return Err(bad_path("the digest is not 64 lowercase hex digits"));
                     }
                     if *mode > 0o777 {
                         return Err(bad_path("mode has more than permission bits"));
                     }
-                    leaves.insert(entry.path.as_str());
+                    if *size > MAX_FILE_BYTES {
+                        return Err(bad_path("larger than the 16 GiB a layer's file may be"));
+                    }
                 }
                 EntryKind::Dir { mode } => {
                     if *mode > 0o777 {
@@ -199,24 +207,40 @@ impl LayerManifest {
                     if !symlink_target_is_confined(&entry.path, target) {
                         return Err(bad_path("the symlink target is absolute or leaves the layer"));
                     }
-                    leaves.insert(entry.path.as_str());
                 }
                 EntryKind::Whiteout => {}
             }
-            if !seen.insert(entry.path.as_str()) {
-                return Err(bad_path("listed twice"));
-            }
         }
-        for entry in &self.entries {
-            let mut parent = entry.path.as_str();
-            while let Some((up, _)) = parent.rsplit_once('/') {
-                if leaves.contains(up) {
+        // In component order (`/` below every other byte; paths hold no NUL), a path's
+        // descendants follow it directly, and equal paths are neighbours.
+        let mut order: Vec<(Vec<u8>, &LayerEntry)> =
+            self.entries.iter().map(|e| (e.path.bytes().map(|b| if b == b'/' { 0 } else { b }).collect(), e)).collect();
+        order.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let is_leaf = |e: &LayerEntry| matches!(e.kind, EntryKind::File { .. } | EntryKind::Symlink { .. });
+        let mut leaf: Option<&str> = None;
+        for (i, (key, entry)) in order.iter().enumerate() {
+            if i > 0 && order[i - 1].0 == *key {
+                let pair = (&order[i - 1].1.kind, &entry.kind);
+                let whiteout_and_dir = matches!(
+                    pair,
+                    (EntryKind::Whiteout, EntryKind::Dir { .. }) | (EntryKind::Dir { .. }, EntryKind::Whiteout)
+                );
+                let third = i > 1 && order[i - 2].0 == *key;
+                if !whiteout_and_dir || third {
+                    return Err(TemplateError::InvalidPath { path: entry.path.clone(), reason: "listed twice".into() });
+                }
+            }
+            if let Some(up) = leaf {
+                if entry.path.len() > up.len() && entry.path.starts_with(up) && entry.path.as_bytes()[up.len()] == b'/'
+                {
                     return Err(TemplateError::InvalidPath {
                         path: entry.path.clone(),
                         reason: format!("below `{up}`, which is not a directory"),
                     });
                 }
-                parent = up;
+            }
+            if is_leaf(entry) {
+                leaf = Some(entry.path.as_str());
             }
         }
         Ok(())
@@ -224,7 +248,8 @@ impl LayerManifest {
 }
 
 /// Checks an entry path: relative, normalized (`a/b`, never `./a`, `a//b`, `a/`), no `..`,
-/// no NUL or backslash, at most [`MAX_PATH_BYTES`].
+/// no NUL or backslash, at most [`MAX_PATH_BYTES`] and [`MAX_PATH_DEPTH`] components, no
+/// name starting with [`RESERVED_PREFIX`] (the file manager's temporary files).
 pub fn validate_path(path: &str) -> Result<(), TemplateError> {
     let bad =
         |reason: &str| TemplateError::InvalidPath { path: path.escape_default().to_string(), reason: reason.into() };
@@ -240,8 +265,12 @@ pub fn validate_path(path: &str) -> Result<(), TemplateError> {
     if path.contains('\0') || path.contains('\\') {
         return Err(bad("contains NUL or `\\`"));
     }
-    for part in path.split('/') {
+    for (depth, part) in path.split('/').enumerate() {
+        if depth >= MAX_PATH_DEPTH {
+            return Err(bad("more than 256 components"));
+        }
         match part {
+            _ if part.starts_with(RESERVED_PREFIX) => return Err(bad("a name starting with `.nexus-tmp-` (reserved)")),
             "" => return Err(bad("empty component")),
             "." => return Err(bad("`.` component")),
             ".." => return Err(bad("`..` component")),
@@ -454,5 +483,49 @@ mod tests {
         let mut future = manifest(vec![]);
         future.format = 2;
         assert!(future.validate().is_err());
+        let mut huge = file("f");
+        huge.kind = EntryKind::File { size: MAX_FILE_BYTES + 1, sha256: "a".repeat(64), mode: 0o644, render: false };
+        assert!(manifest(vec![huge]).validate().is_err());
+        assert!(manifest(vec![file("a/.nexus-tmp-x")]).validate().is_err());
+        assert!(manifest(vec![file(".nexus-tmp-1")]).validate().is_err());
+        manifest(vec![file("a/x.nexus-tmp-1")]).validate().unwrap();
+    }
+
+    #[test]
+    fn a_whiteout_and_a_directory_may_share_a_path() {
+        let whiteout = LayerEntry { path: "d".into(), kind: EntryKind::Whiteout };
+        let dir = LayerEntry { path: "d".into(), kind: EntryKind::Dir { mode: 0o755 } };
+        manifest(vec![whiteout.clone(), dir.clone(), file("d/new")]).validate().unwrap();
+        manifest(vec![dir.clone(), whiteout.clone()]).validate().unwrap();
+        assert!(manifest(vec![whiteout.clone(), file("d")]).validate().is_err());
+        assert!(manifest(vec![whiteout.clone(), whiteout.clone()]).validate().is_err());
+        assert!(manifest(vec![dir.clone(), dir.clone()]).validate().is_err());
+        assert!(manifest(vec![whiteout.clone(), dir.clone(), dir]).validate().is_err());
+    }
+
+    #[test]
+    fn descendants_of_leaves_are_found_past_siblings_that_sort_between() {
+        // `a-x` and `a.b` sort between `a` and `a/b` byte-wise.
+        assert!(manifest(vec![file("a"), file("a-x"), file("a.b"), file("a/b")]).validate().is_err());
+        manifest(vec![file("a-x"), file("a.b"), file("a0")]).validate().unwrap();
+        let dir = LayerEntry { path: "a".into(), kind: EntryKind::Dir { mode: 0o755 } };
+        manifest(vec![dir, file("a-x"), file("a/b"), file("a/b0")]).validate().unwrap();
+    }
+
+    #[test]
+    fn deep_paths_are_bounded_and_cheap() {
+        let deep = vec!["d"; MAX_PATH_DEPTH + 1].join("/");
+        assert!(validate_path(&deep).is_err());
+        validate_path(&vec!["d"; MAX_PATH_DEPTH].join("/")).unwrap();
+        // 20,000 entries 200 components deep: one sort, no walk up every ancestor.
+        let entries: Vec<LayerEntry> = (0..20_000)
+            .map(|i| LayerEntry {
+                path: format!("{}/{i}", vec!["d"; 200].join("/")),
+                kind: EntryKind::Dir { mode: 0o755 },
+            })
+            .collect();
+        let started = std::time::Instant::now();
+        manifest(entries).validate().unwrap();
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
     }
 }

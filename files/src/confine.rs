@@ -491,7 +491,8 @@ pub(crate) fn unlink_quietly(dir: impl AsFd, name: &OsStr) {
     }
 }
 
-/// Creates a symlink `name` → `target` in `dir`, chowned (the link itself) to `owner`.
+/// Creates a symlink `name` → `target` in `dir`, chowned (the link itself) to `owner`; when
+/// the chown fails, the link is removed again.
 pub(crate) fn symlink_at(
     dir: impl AsFd,
     name: &OsStr,
@@ -509,7 +510,11 @@ pub(crate) fn symlink_at(
             Some(rfs::Gid::from_raw(gid)),
             AtFlags::SYMLINK_NOFOLLOW,
         )
-        .map_err(|e| FilesError::from_errno(path, e))?;
+        .map_err(|e| {
+            // Not left behind (a `.nexus-tmp-…` name, or a link the caller reports failed).
+            unlink_quietly(dir, name);
+            FilesError::from_errno(path, e)
+        })?;
     }
     Ok(())
 }

@@ -34,7 +34,11 @@
 //!
 //! - **Symlinks** inside the root are followed for reading, writing, listing and `chmod`;
 //!   `delete` and `rename` act on the link itself. The manager never creates a symlink whose
-//!   target leaves the root (archive entries, copies, [`ServerFiles::symlink`]).
+//!   target leaves the root *lexically*, read from the link's own place (archive entries,
+//!   copies, [`ServerFiles::symlink`]). That check alone does not make every chain of links
+//!   stay inside (a link may resolve through another link, planted or renamed later, that
+//!   points elsewhere): what keeps operations inside is the resolver, which follows every
+//!   link by descriptor and refuses any step out of the root.
 //!   [`ServerFiles::write_with`] can replace a symlink at the final path instead of following
 //!   it ([`WriteOptions::replace_symlink`]).
 //! - **Hard links**: the manager never creates one. A regular file with more than one link

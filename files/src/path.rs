@@ -160,7 +160,9 @@ impl fmt::Display for RelPath {
 
 /// Whether a symlink `target` stored at `link` (its own path) stays inside the root when read
 /// lexically. Used before *creating* a symlink (archive entries, copies): the manager never
-/// creates a link that points out, even though the resolver would refuse to follow it.
+/// creates a link that points out on its face. It is no guarantee for chains (`a/l` →
+/// `../m`, where `m` is itself a link leading elsewhere): confinement rests on the resolver,
+/// which refuses every step out of the root.
 pub(crate) fn symlink_target_is_confined(link: &RelPath, target: &[u8]) -> bool {
     if target.is_empty() || target.contains(&0) || target.first() == Some(&b'/') {
         return false;

@@ -13,6 +13,7 @@ use nexus_core::ids::NodeId;
 use nexus_core::transport::{NodeCommand, NodeResponse, NodeTransport, ServerStatus, TransportError};
 use nexus_wire::ErrorBody;
 use nexus_wire::api::{CommandRequest, PowerRequest, paths};
+use nexus_wire::backups::{CreateBackupRequest, RestoreBackupRequest};
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
@@ -140,10 +141,10 @@ impl NodeTransport for HttpNodeTransport {
             NodeCommand::ListServers => http.get(format!("{base}{}", paths::SERVERS)),
             NodeCommand::CreateBackup { server, backup, ignored } => http
                 .post(format!("{base}{}", paths::backups(*server)))
-                .json(&serde_json::json!({ "backup": backup, "ignored": ignored })),
+                .json(&CreateBackupRequest { backup: *backup, ignored: ignored.clone() }),
             NodeCommand::RestoreBackup { server, backup, wipe, checksum } => http
                 .post(format!("{base}{}", paths::backup_restore(*server, *backup)))
-                .json(&serde_json::json!({ "wipe": wipe, "checksum": checksum })),
+                .json(&RestoreBackupRequest { wipe: *wipe, checksum: checksum.clone() }),
             NodeCommand::DeleteBackup { server, backup } => http.delete(format!("{base}{}", paths::backup(*server, *backup))),
         };
         let target = format!("node {node}");

@@ -5,14 +5,18 @@
 //! 1. The manifests, in parallel, from the cache or the source.
 //! 2. [`merge`](crate::merge::merge) in list order.
 //! 3. Every blob the result needs, pinned against eviction and fetched in parallel (one
-//!    download per blob, see [`crate::cache`]). Any failure stops here: nothing has been
-//!    written yet.
+//!    download per blob, see [`crate::cache`]); an apply whose distinct blobs add up to more
+//!    than the cache may hold is refused first ([`Error::CacheTooSmall`]). Any failure
+//!    stops here: nothing has been written yet.
 //! 4. Directories, parents first, in path order (`mkdir`, then their mode).
 //! 5. Files and symlinks, in parallel. A file is copied out of the cache in one pass that
 //!    recomputes its digest ([`ServerFiles::write_with`]: a temporary file renamed over the
 //!    target, so a failed copy leaves the old file); a mismatch evicts the blob, fetches it
 //!    again and retries that file once. Files marked `render` go through
-//!    [`render`](crate::render::render) first.
+//!    [`render`](crate::render::render) first, at most two at once in the whole process
+//!    (rendering is CPU-bound, templates hostile), and within the apply's budget: at most
+//!    [`APPLY_RENDER_TIME`] of rendering and [`APPLY_RENDER_BYTES`] read and produced, all
+//!    files together, on top of each file's [`RenderLimits`](crate::RenderLimits).
 //!
 //! # What is written, and what is not
 //! - A file replaces a file or a symlink at its path (the symlink itself, never what it
@@ -27,14 +31,15 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::SystemTime;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures::{StreamExt, TryStreamExt};
 use nexus_core::template::{EntryKind, LayerRef, TemplateError};
 use nexus_files::{ServerFiles, WriteOptions};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
 
 use crate::cache::LayerCache;
 use crate::error::{Error, Result};
@@ -47,6 +52,24 @@ const WRITES: usize = 8;
 const FETCHES: usize = 16;
 /// Copy buffer.
 const CHUNK: usize = 256 << 10;
+/// Files rendered at once in this process, whatever the number of applies: rendering is
+/// CPU-bound and templates are hostile, so they never take more than two cores of a node.
+const RENDERS: usize = 2;
+/// Most time one apply spends rendering, all files together.
+pub const APPLY_RENDER_TIME: Duration = Duration::from_secs(30);
+/// Most bytes one apply renders, templates read plus text produced, all files together.
+pub const APPLY_RENDER_BYTES: u64 = 128 << 20;
+
+/// The node-wide gate on rendering (see [`RENDERS`]).
+static RENDER_SLOTS: Semaphore = Semaphore::const_new(RENDERS);
+
+/// What an apply has spent on rendering so far (see [`APPLY_RENDER_TIME`] and
+/// [`APPLY_RENDER_BYTES`]).
+#[derive(Default)]
+struct RenderSpend {
+    nanos: AtomicU64,
+    bytes: AtomicU64,
+}
 
 /// What an apply did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -56,7 +79,8 @@ pub struct ApplySummary {
     pub layers: usize,
     /// Regular files written (rendered ones included).
     pub files: u64,
-    /// Files rendered from templates.
+    /// Files rendered from templates (not those marked `render` but copied unchanged
+    /// because they are binary).
     pub rendered: u64,
     /// Directories created or updated.
     pub dirs: u64,
@@ -121,9 +145,13 @@ fn copy_verified(
     Ok(())
 }
 
-/// Reads a whole cached blob, verified; `None` when it is corrupt or missing.
+/// Reads a whole cached blob, verified; `None` when it is corrupt or missing. Marks it used
+/// (its mtime), as a copy does.
 fn read_verified(src: &Path, digest: &str, size: u64) -> Option<Vec<u8>> {
-    let bytes = std::fs::read(src).ok()?;
+    let mut file = File::open(src).ok()?;
+    let _ = file.set_modified(SystemTime::now());
+    let mut bytes = Vec::with_capacity(usize::try_from(size).ok()?);
+    file.read_to_end(&mut bytes).ok()?;
     (bytes.len() as u64 == size && hex::encode(Sha256::digest(&bytes)) == digest).then_some(bytes)
 }
 
@@ -147,6 +175,7 @@ struct Job<'a> {
     layers: &'a [LayerRef],
     target: &'a ServerFiles,
     ctx: &'a Arc<RenderContext>,
+    spend: &'a RenderSpend,
 }
 
 impl Job<'_> {
@@ -191,38 +220,73 @@ impl Job<'_> {
         let src = self.cache.blob_path(digest);
         let options = WriteOptions::new().mode(mode).replace_symlink(true);
         if render {
-            let (path, digest_owned, ctx, limit) =
-                (entry.path.clone(), digest.to_owned(), Arc::clone(self.ctx), self.ctx.limits.max_input_bytes);
-            let src2 = src.clone();
-            let rendered = tokio::task::spawn_blocking(move || -> Result<Option<Vec<u8>>, WriteFailure> {
-                if size > limit as u64 {
-                    if looks_binary(&src2) {
-                        return Ok(None);
-                    }
-                    return Err(WriteFailure::Other(Error::Render {
-                        file: path,
-                        line: None,
-                        message: format!("template of {size} bytes, more than {limit} allowed"),
-                    }));
-                }
-                let bytes = read_verified(&src2, &digest_owned, size).ok_or(WriteFailure::Corrupt)?;
-                match crate::render::render(&path, &bytes, &ctx).map_err(WriteFailure::Other)? {
-                    Rendered::Text(out) => Ok(Some(out)),
-                    Rendered::Binary => Ok(Some(bytes)),
-                }
-            })
-            .await
-            .map_err(|e| WriteFailure::Other(Error::io(&entry.path, std::io::Error::other(e))))??;
-            if let Some(out) = rendered {
+            if let Some((out, rendered)) = self.render(entry, &src, digest, size).await? {
                 let len = out.len() as u64;
                 self.target
                     .write_with(&entry.path, options.size_hint(len), move |w| w.write_all(&out))
                     .await
                     .map_err(|e| WriteFailure::Other(Self::files_error(entry, e)))?;
-                return Ok((len, true));
+                return Ok((len, rendered));
             }
         }
         self.copy(entry, src, digest, size, options).await.map(|n| (n, false))
+    }
+
+    /// Renders one file within the node's and the apply's budgets: `None` when it is to be
+    /// copied as it is (too big to be a template, and binary), else the bytes to write and
+    /// whether they were rendered (a file that is not UTF-8 is written unchanged).
+    async fn render(
+        &self,
+        entry: &MergedEntry,
+        src: &Path,
+        digest: &str,
+        size: u64,
+    ) -> Result<Option<(Vec<u8>, bool)>, WriteFailure> {
+        let refuse =
+            |message: String| WriteFailure::Other(Error::Render { file: entry.path.clone(), line: None, message });
+        let _slot = RENDER_SLOTS.acquire().await.map_err(|e| refuse(format!("waiting for a render slot: {e}")))?;
+        let spent = Duration::from_nanos(self.spend.nanos.load(Ordering::Relaxed));
+        let Some(left) = APPLY_RENDER_TIME.checked_sub(spent).filter(|left| !left.is_zero()) else {
+            return Err(refuse(format!("this apply has spent its {APPLY_RENDER_TIME:?} of rendering")));
+        };
+        let bytes_before = self.spend.bytes.fetch_add(size, Ordering::Relaxed).saturating_add(size);
+        if bytes_before > APPLY_RENDER_BYTES {
+            return Err(refuse(format!("this apply has rendered its {APPLY_RENDER_BYTES} bytes")));
+        }
+        let mut ctx = RenderContext::clone(self.ctx);
+        ctx.limits.timeout = ctx.limits.timeout.min(left);
+        let limit = ctx.limits.max_input_bytes;
+        let (path, digest_owned, src) = (entry.path.clone(), digest.to_owned(), src.to_path_buf());
+        let started = Instant::now();
+        let rendered = tokio::task::spawn_blocking(move || -> Result<Option<(Vec<u8>, bool)>, WriteFailure> {
+            if size > limit as u64 {
+                if looks_binary(&src) {
+                    return Ok(None);
+                }
+                return Err(WriteFailure::Other(Error::Render {
+                    file: path,
+                    line: None,
+                    message: format!("template of {size} bytes, more than {limit} allowed"),
+                }));
+            }
+            let bytes = read_verified(&src, &digest_owned, size).ok_or(WriteFailure::Corrupt)?;
+            match crate::render::render(&path, &bytes, &ctx).map_err(WriteFailure::Other)? {
+                Rendered::Text(out) => Ok(Some((out, true))),
+                Rendered::Binary => Ok(Some((bytes, false))),
+            }
+        })
+        .await;
+        let elapsed = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.spend.nanos.fetch_add(elapsed, Ordering::Relaxed);
+        let rendered = rendered.map_err(|e| refuse(format!("rendering failed: {e}")))??;
+        if let Some((out, true)) = &rendered {
+            let total =
+                self.spend.bytes.fetch_add(out.len() as u64, Ordering::Relaxed).saturating_add(out.len() as u64);
+            if total > APPLY_RENDER_BYTES {
+                return Err(refuse(format!("this apply has rendered its {APPLY_RENDER_BYTES} bytes")));
+            }
+        }
+        Ok(rendered)
     }
 
     async fn copy(
@@ -256,7 +320,10 @@ impl LayerCache {
     pub async fn apply(&self, layers: &[LayerRef], target: &ServerFiles, ctx: &RenderContext) -> Result<ApplySummary> {
         let started = std::time::Instant::now();
         let manifests = futures::future::try_join_all(layers.iter().map(|l| self.manifest(l))).await?;
-        let merged = merge(&manifests);
+        // CPU work on big layers: not on an async thread.
+        let merged = tokio::task::spawn_blocking(move || merge(&manifests))
+            .await
+            .map_err(|e| Error::io(self.dir(), std::io::Error::other(e)))?;
         let mut summary = ApplySummary { layers: layers.len(), ..ApplySummary::default() };
 
         let mut blobs: Vec<(&MergedEntry, &str, u64)> = Vec::new();
@@ -267,6 +334,11 @@ impl LayerCache {
                     blobs.push((entry, sha256.as_str(), *size));
                 }
             }
+        }
+        // Blobs that cannot all be in the cache at once would evict each other mid-apply.
+        let needed = blobs.iter().fold(0u64, |sum, (_, _, size)| sum.saturating_add(*size));
+        if needed > self.max_bytes() {
+            return Err(Error::CacheTooSmall { bytes: needed, max_bytes: self.max_bytes() });
         }
         let _pins = self.pin(blobs.iter().map(|(_, d, _)| (*d).to_owned()).collect());
         // Boxed as `Send` futures: the compiler cannot prove it of closures over borrowed
@@ -290,7 +362,8 @@ impl LayerCache {
         }
 
         let ctx = Arc::new(ctx.clone());
-        let job = Job { cache: self, layers, target, ctx: &ctx };
+        let spend = RenderSpend::default();
+        let job = Job { cache: self, layers, target, ctx: &ctx, spend: &spend };
         let job = &job;
         let mut writes: Vec<Task<'_, (u64, bool, bool)>> = Vec::new();
         for entry in &merged {

@@ -59,6 +59,10 @@ pub struct CacheConfig {
     /// Wait before the second try, doubled before each further one (200 ms).
     #[serde(default = "default_backoff", with = "millis")]
     pub backoff: Duration,
+    /// Longest wait for the next chunk of a download (60 s): a stalled transfer fails (and
+    /// is retried), a slow one that keeps flowing is never cut.
+    #[serde(default = "default_idle_timeout", with = "millis")]
+    pub idle_timeout: Duration,
 }
 
 fn default_max_bytes() -> u64 {
@@ -73,6 +77,12 @@ fn default_attempts() -> u32 {
 fn default_backoff() -> Duration {
     Duration::from_millis(200)
 }
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+/// How long a failed download is handed to callers that were waiting for it, instead of
+/// each of them downloading again.
+const FAILURE_SHARED_FOR: Duration = Duration::from_secs(5);
 
 mod millis {
     use serde::{Deserialize, Deserializer, Serializer};
@@ -96,6 +106,7 @@ impl CacheConfig {
             max_downloads: default_downloads(),
             attempts: default_attempts(),
             backoff: default_backoff(),
+            idle_timeout: default_idle_timeout(),
         }
     }
 }
@@ -153,7 +164,7 @@ struct Inner {
     config: CacheConfig,
     source: Arc<dyn TemplateSource>,
     index: Mutex<Index>,
-    flights: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    flights: Mutex<HashMap<String, Flight>>,
     downloads: Semaphore,
     counters: Counters,
     temp_seq: AtomicU64,
@@ -173,6 +184,44 @@ impl std::fmt::Debug for LayerCache {
 
 fn now_nanos() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// One download in flight: callers take the lock in turn; the first one downloads, and
+/// leaves its failure for those that waited.
+type Flight = Arc<tokio::sync::Mutex<Option<Failure>>>;
+
+/// A failed download, as handed to the callers that waited for it.
+struct Failure {
+    at: std::time::Instant,
+    error: Error,
+}
+
+/// A copy of an error of this cache (its sources are not `Clone`): same variant and message.
+fn replay(error: &Error) -> Error {
+    fn template(e: &TemplateError) -> TemplateError {
+        match e {
+            TemplateError::NotFound(what) => TemplateError::NotFound(what.clone()),
+            TemplateError::InvalidLayer { layer, reason } => {
+                TemplateError::InvalidLayer { layer: layer.clone(), reason: reason.clone() }
+            }
+            TemplateError::InvalidPath { path, reason } => {
+                TemplateError::InvalidPath { path: path.clone(), reason: reason.clone() }
+            }
+            TemplateError::Corrupt { digest } => TemplateError::Corrupt { digest: digest.clone() },
+            TemplateError::Unreachable { what, source } => {
+                TemplateError::Unreachable { what: what.clone(), source: source.to_string().into() }
+            }
+            other => TemplateError::Source { what: "fetching".into(), source: other.to_string().into() },
+        }
+    }
+    match error {
+        Error::Fetch { layer, what, source } => {
+            Error::Fetch { layer: layer.clone(), what: what.clone(), source: template(source) }
+        }
+        Error::Source(source) => Error::Source(template(source)),
+        Error::Io { path, source } => Error::io(path, std::io::Error::new(source.kind(), source.to_string())),
+        other => Error::Source(TemplateError::Source { what: "fetching".into(), source: other.to_string().into() }),
+    }
 }
 
 /// Removes a temporary download unless it was renamed into place.
@@ -242,6 +291,11 @@ impl LayerCache {
         &self.inner.config.dir
     }
 
+    /// The most bytes of blobs kept ([`CacheConfig::max_bytes`]).
+    pub fn max_bytes(&self) -> u64 {
+        self.inner.config.max_bytes
+    }
+
     /// The source layers come from.
     pub fn source(&self) -> &Arc<dyn TemplateSource> {
         &self.inner.source
@@ -278,12 +332,42 @@ impl LayerCache {
         self.inner.index.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn flight(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+    fn flight(&self, key: &str) -> Flight {
         let mut flights = self.inner.flights.lock().unwrap_or_else(|p| p.into_inner());
         Arc::clone(flights.entry(key.to_owned()).or_default())
     }
 
-    fn land(&self, key: &str, flight: Arc<tokio::sync::Mutex<()>>) {
+    /// Runs `fetch` as the one download of its flight: a caller that waited while another
+    /// one failed gets that failure (for [`FAILURE_SHARED_FOR`]) instead of downloading
+    /// again; `done` tells a waiter whether the leader's success left what it needs.
+    async fn single_flight<T, D, F, Fut>(&self, key: &str, mut done: D, fetch: F) -> Result<T>
+    where
+        D: FnMut() -> Option<T>,
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let flight = self.flight(key);
+        let result = async {
+            let mut slot = flight.lock().await;
+            if let Some(value) = done() {
+                return Ok(value);
+            }
+            if let Some(failure) = slot.as_ref().filter(|f| f.at.elapsed() < FAILURE_SHARED_FOR) {
+                return Err(replay(&failure.error));
+            }
+            let result = fetch().await;
+            *slot = match &result {
+                Ok(_) => None,
+                Err(e) => Some(Failure { at: std::time::Instant::now(), error: replay(e) }),
+            };
+            result
+        }
+        .await;
+        self.land(key, flight);
+        result
+    }
+
+    fn land(&self, key: &str, flight: Flight) {
         let mut flights = self.inner.flights.lock().unwrap_or_else(|p| p.into_inner());
         // Ours and the map's: nobody else waits for it.
         if Arc::strong_count(&flight) <= 2 {
@@ -299,40 +383,54 @@ impl LayerCache {
             return Ok(manifest);
         }
         let key = format!("manifest:{layer}");
-        let flight = self.flight(&key);
-        let result = async {
-            let _one = flight.lock().await;
-            if let Some(manifest) = self.cached_manifest(layer, &path).await {
-                self.inner.counters.manifest_hits.fetch_add(1, Ordering::Relaxed);
-                return Ok(manifest);
-            }
-            let manifest = self
-                .retrying(layer, "manifest", || async {
-                    let _permit = self.inner.downloads.acquire().await.map_err(|e| TemplateError::Source {
-                        what: "waiting for a download slot".into(),
-                        source: Box::new(e),
-                    })?;
-                    self.inner.source.manifest(layer).await
-                })
-                .await?;
-            let json = serde_json::to_vec(&manifest).map_err(|e| Error::io(&path, std::io::Error::other(e)))?;
-            let temp = self.temp_path("manifest");
-            let mut guard = TempFile { path: temp.clone(), placed: false };
-            tokio::fs::write(&temp, &json).await.map_err(|e| Error::io(&temp, e))?;
-            tokio::fs::rename(&temp, &path).await.map_err(|e| Error::io(&path, e))?;
-            guard.placed = true;
-            self.inner.counters.manifest_downloads.fetch_add(1, Ordering::Relaxed);
-            Ok(manifest)
-        }
-        .await;
-        self.land(&key, flight);
-        result
+        // A caller that waited for another one's download finds the file it wrote.
+        self.single_flight(
+            &key,
+            || None,
+            || async {
+                if let Some(manifest) = self.cached_manifest(layer, &path).await {
+                    self.inner.counters.manifest_hits.fetch_add(1, Ordering::Relaxed);
+                    return Ok(manifest);
+                }
+                let manifest = self
+                    .retrying(layer, "manifest", || async {
+                        let _permit = self.inner.downloads.acquire().await.map_err(|e| TemplateError::Source {
+                            what: "waiting for a download slot".into(),
+                            source: Box::new(e),
+                        })?;
+                        let manifest = self.inner.source.manifest(layer).await?;
+                        // Whatever the source (a third party's): what is cached is valid.
+                        let owned = layer.clone();
+                        tokio::task::spawn_blocking(move || {
+                            crate::source::check_manifest(&owned, &manifest).map(|()| manifest)
+                        })
+                        .await
+                        .map_err(|e| TemplateError::Source {
+                            what: "checking the manifest".into(),
+                            source: Box::new(e),
+                        })?
+                    })
+                    .await?;
+                let json = serde_json::to_vec(&manifest).map_err(|e| Error::io(&path, std::io::Error::other(e)))?;
+                let temp = self.temp_path("manifest");
+                let mut guard = TempFile { path: temp.clone(), placed: false };
+                tokio::fs::write(&temp, &json).await.map_err(|e| Error::io(&temp, e))?;
+                tokio::fs::rename(&temp, &path).await.map_err(|e| Error::io(&path, e))?;
+                guard.placed = true;
+                self.inner.counters.manifest_downloads.fetch_add(1, Ordering::Relaxed);
+                Ok(manifest)
+            },
+        )
+        .await
     }
 
     async fn cached_manifest(&self, layer: &LayerRef, path: &Path) -> Option<LayerManifest> {
         let bytes = tokio::fs::read(path).await.ok()?;
-        match serde_json::from_slice::<LayerManifest>(&bytes) {
-            Ok(m) if &m.layer == layer && m.validate().is_ok() => Some(m),
+        // Parsing and validating a big manifest is CPU work: not on an async thread.
+        let owned = layer.clone();
+        let parsed = tokio::task::spawn_blocking(move || crate::source::parse_manifest(&owned, &bytes)).await;
+        match parsed {
+            Ok(Ok(m)) => Some(m),
             _ => {
                 tracing::warn!(%layer, "cached manifest unreadable; fetching it again");
                 let _ = tokio::fs::remove_file(path).await;
@@ -404,18 +502,17 @@ impl LayerCache {
             self.inner.counters.blob_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(false);
         }
-        let flight = self.flight(digest);
-        let result = async {
-            let _one = flight.lock().await;
-            if self.touch(digest) {
-                self.inner.counters.blob_hits.fetch_add(1, Ordering::Relaxed);
-                return Ok(false);
-            }
-            self.retrying(layer, what, || self.download(digest, size)).await.map(|()| true)
-        }
-        .await;
-        self.land(digest, flight);
-        result
+        self.single_flight(
+            digest,
+            || {
+                self.touch(digest).then(|| {
+                    self.inner.counters.blob_hits.fetch_add(1, Ordering::Relaxed);
+                    false
+                })
+            },
+            || async { self.retrying(layer, what, || self.download(digest, size)).await.map(|()| true) },
+        )
+        .await
     }
 
     /// One download: streamed into a temporary file while hashing, renamed into place when
@@ -436,7 +533,15 @@ impl LayerCache {
         let mut received = 0u64;
         let counters = &self.inner.counters;
         let streamed: Result<(), TemplateError> = async {
-            while let Some(chunk) = stream.next().await {
+            let idle = self.inner.config.idle_timeout;
+            loop {
+                let Ok(next) = tokio::time::timeout(idle, stream.next()).await else {
+                    return Err(TemplateError::Unreachable {
+                        what: format!("downloading blob {digest}"),
+                        source: format!("no data for {idle:?}").into(),
+                    });
+                };
+                let Some(chunk) = next else { break };
                 let chunk = chunk?;
                 received += chunk.len() as u64;
                 counters.in_flight_bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);

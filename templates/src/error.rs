@@ -67,6 +67,14 @@ pub enum Error {
         #[source]
         source: FilesError,
     },
+    /// The files an apply needs add up to more than the node's cache may hold.
+    #[error("the layers' files add up to {bytes} bytes, more than the {max_bytes} the template cache may hold")]
+    CacheTooSmall {
+        /// Bytes of distinct file contents the layers need.
+        bytes: u64,
+        /// The cache's bound ([`crate::CacheConfig::max_bytes`]).
+        max_bytes: u64,
+    },
     /// Local I/O (the cache directory, a directory or archive being published).
     #[error("{}: {source}", path.display())]
     Io {

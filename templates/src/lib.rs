@@ -54,11 +54,14 @@
 //!
 //! # Security rules
 //! - **Publishing** refuses absolute paths, `..`, symlinks whose target is absolute or
-//!   leaves the layer, hard links, devices, fifos and sockets, more than 100,000 entries and
-//!   files or totals over [`PublishLimits`], naming the path ([`Error::Refused`]).
-//! - **Reading** validates every manifest ([`LayerManifest::validate`]: paths, digests,
-//!   modes, symlink targets, no duplicates) and every blob by its digest, when downloaded
-//!   and again when copied out of the cache ([`cache`]).
+//!   leaves the layer, hard links, devices, fifos and sockets, more than 100,000 entries,
+//!   more than 1,000 files to render, files or totals over [`PublishLimits`], and a manifest
+//!   readers would refuse, naming the path ([`Error::Refused`]).
+//! - **Reading** validates every manifest ([`LayerManifest::validate`]: paths, depth,
+//!   digests, sizes, modes, symlink targets, no duplicates), whatever the source, and every
+//!   blob by its digest, when downloaded and again when copied out of the cache ([`cache`]).
+//!   Archives are read with their tar extension headers bounded and the decoded stream
+//!   capped ([`publish`]).
 //! - **Writing** goes through [`nexus_files::ServerFiles`]: every path resolved by
 //!   descriptor inside the server root (symlinks planted by the server process are never
 //!   followed out; a symlink at a file's own path is replaced, not followed), the quota and

@@ -18,7 +18,11 @@
 //! Absolute paths and `..` (archives), names that are not UTF-8, symlinks whose target is
 //! absolute or leaves the layer root lexically, hard links, devices, fifos and sockets, more
 //! than [`PublishLimits::max_entries`] entries, a file over
-//! [`PublishLimits::max_file_bytes`] or a total over [`PublishLimits::max_total_bytes`].
+//! [`PublishLimits::max_file_bytes`] or a total over [`PublishLimits::max_total_bytes`]
+//! (charged what each file actually holds), more than [`MAX_RENDER_FILES`] files to render,
+//! a manifest that readers would refuse (too deep, too big, a reserved name). In archives:
+//! GNU long-name / long-link and PAX headers over 64 KiB, a PAX size other than the
+//! header's, an archive that decodes to more than the limits allow.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -37,7 +41,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 
 use crate::error::{Error, Result};
-use crate::source::{ObjectStoreTemplates, blob_key, manifest_key};
+use crate::source::{MAX_MANIFEST_BYTES, ObjectStoreTemplates, blob_key, manifest_key};
 
 /// The whiteout marker prefix: `.wh.<name>` removes `<name>`.
 pub const WHITEOUT_PREFIX: &str = ".wh.";
@@ -51,6 +55,8 @@ const SINGLE_PUT_BYTES: u64 = 16 << 20;
 const PART_BYTES: usize = 8 << 20;
 /// Blobs uploaded at once.
 const UPLOADS: usize = 4;
+/// Most files one layer may mark `render`: each is parsed and rendered on every apply.
+pub const MAX_RENDER_FILES: usize = 1000;
 
 /// Bounds on what one layer may hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -220,8 +226,69 @@ fn archive_path(layer: &LayerRef, raw: &[u8]) -> Result<Option<String>> {
     Ok(if parts.is_empty() { None } else { Some(parts.join("/")) })
 }
 
+/// Largest GNU long-name / long-link or PAX extension entry.
+const MAX_EXTENSION_BYTES: u64 = 64 << 10;
+/// Decoded archive bytes allowed per tar header beyond the files' content: the 512-byte
+/// header and up to 511 bytes of padding.
+const HEADER_ALLOWANCE: u64 = 1024;
+/// Tar headers allowed per layer entry: its own, a long name, a long link, a PAX header.
+const HEADERS_PER_ENTRY: usize = 4;
+
+/// Fails reads past `limit` bytes in all: a decompressed archive never yields more than the
+/// limits allow, whatever its headers declare.
+struct CappedReader<R> {
+    inner: R,
+    read: u64,
+    limit: u64,
+}
+
+impl<R: Read> Read for CappedReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        if self.read > self.limit {
+            return Err(std::io::Error::other(format!(
+                "the archive decodes to more than the {} bytes its limits allow",
+                self.limit
+            )));
+        }
+        Ok(n)
+    }
+}
+
+/// What GNU long-name / long-link and PAX headers said about the next entry.
+#[derive(Default)]
+struct Pending {
+    name: Option<Vec<u8>>,
+    link: Option<Vec<u8>>,
+    pax: Option<Vec<u8>>,
+}
+
+/// Reads an extension entry's data whole (at most [`MAX_EXTENSION_BYTES`]).
+fn read_extension(layer: &LayerRef, entry: &mut dyn Read, size: u64, what: &str) -> Result<Vec<u8>> {
+    if size > MAX_EXTENSION_BYTES {
+        return Err(Error::refused(
+            layer,
+            "<archive>",
+            format!("a {what} entry of {size} bytes, more than {MAX_EXTENSION_BYTES}"),
+        ));
+    }
+    let mut data = Vec::with_capacity(size as usize);
+    entry
+        .take(MAX_EXTENSION_BYTES)
+        .read_to_end(&mut data)
+        .map_err(|e| Error::refused(layer, "<archive>", format!("reading a {what} entry: {e}")))?;
+    Ok(data)
+}
+
 /// Reads a tar archive (plain, gzip or zstd, detected by magic bytes), spooling files into
 /// a temporary directory while hashing them.
+///
+/// The tar reader runs in raw mode: GNU long names and links and PAX headers are read here,
+/// each at most [`MAX_EXTENSION_BYTES`] (the tar crate would read them whole, whatever size
+/// they declare); a PAX `size` must equal the header's; PAX global headers are skipped. The
+/// decoded stream fails past the total the limits allow, and every file is charged what it
+/// actually holds.
 fn scan_archive(layer: &LayerRef, reader: Box<dyn Read + Send>, limits: PublishLimits) -> Result<Scanned> {
     let mut reader = BufReader::with_capacity(256 << 10, reader);
     let magic = reader.fill_buf().map_err(|e| Error::refused(layer, "<archive>", format!("reading: {e}")))?;
@@ -235,33 +302,114 @@ fn scan_archive(layer: &LayerRef, reader: Box<dyn Read + Send>, limits: PublishL
     } else {
         Box::new(reader)
     };
+    let max_headers = limits.max_entries.saturating_mul(HEADERS_PER_ENTRY).saturating_add(16);
+    let limit = limits.max_total_bytes.saturating_add((max_headers as u64).saturating_mul(HEADER_ALLOWANCE));
+    let decoded = CappedReader { inner: decoded, read: 0, limit };
     let spool = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
     let mut budget = Budget { layer, limits, entries: 0, total: 0 };
     let mut entries = BTreeMap::new();
     let mut archive = tar::Archive::new(decoded);
     let bad = |e: std::io::Error| Error::refused(layer, "<archive>", format!("not a readable tar archive: {e}"));
-    for (n, entry) in archive.entries().map_err(bad)?.enumerate() {
+    let mut pending = Pending::default();
+    let mut headers = 0usize;
+    for (n, entry) in archive.entries().map_err(bad)?.raw(true).enumerate() {
         let mut entry = entry.map_err(bad)?;
-        let Some(path) = archive_path(layer, &entry.path_bytes())? else { continue };
+        headers += 1;
+        if headers > max_headers {
+            return Err(Error::refused(layer, "<archive>", format!("more than {max_headers} tar headers")));
+        }
+        let kind = entry.header().entry_type();
+        let size = entry.size();
+        let extension = |slot: &mut Option<Vec<u8>>, entry: &mut dyn Read, what: &str| -> Result<()> {
+            if slot.is_some() {
+                return Err(Error::refused(layer, "<archive>", format!("two {what} entries for one member")));
+            }
+            *slot = Some(read_extension(layer, entry, size, what)?);
+            Ok(())
+        };
+        match kind {
+            tar::EntryType::GNULongName => {
+                extension(&mut pending.name, &mut entry, "GNU long name")?;
+                continue;
+            }
+            tar::EntryType::GNULongLink => {
+                extension(&mut pending.link, &mut entry, "GNU long link")?;
+                continue;
+            }
+            tar::EntryType::XHeader => {
+                extension(&mut pending.pax, &mut entry, "PAX header")?;
+                continue;
+            }
+            tar::EntryType::XGlobalHeader => {
+                // Skipped (`git archive` writes one with the commit); its data still
+                // counts against the decoded total.
+                read_extension(layer, &mut entry, size, "PAX global header")?;
+                continue;
+            }
+            _ => {}
+        }
+        let extensions = std::mem::take(&mut pending);
+        let mut name = extensions.name.map(|mut name| {
+            while name.last() == Some(&0) {
+                name.pop();
+            }
+            name
+        });
+        let mut link = extensions.link.map(|mut link| {
+            while link.last() == Some(&0) {
+                link.pop();
+            }
+            link
+        });
+        if let Some(pax) = &extensions.pax {
+            for item in tar::PaxExtensions::new(pax) {
+                let item = item.map_err(|e| Error::refused(layer, "<archive>", format!("a PAX header: {e}")))?;
+                match item.key_bytes() {
+                    b"path" => name = Some(item.value_bytes().to_vec()),
+                    b"linkpath" => link = Some(item.value_bytes().to_vec()),
+                    b"size" => {
+                        let declared = std::str::from_utf8(item.value_bytes()).ok().and_then(|s| s.parse::<u64>().ok());
+                        if declared != Some(size) {
+                            return Err(Error::refused(
+                                layer,
+                                "<archive>",
+                                "a PAX size that differs from the tar header's is not supported",
+                            ));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let raw_name = name.unwrap_or_else(|| entry.path_bytes().into_owned());
+        let Some(path) = archive_path(layer, &raw_name)? else { continue };
         budget.entry(&path)?;
         let header = entry.header();
         let mode = header.mode().unwrap_or(0o644) & 0o777;
-        let raw = match header.entry_type() {
+        let raw = match kind {
             tar::EntryType::Regular | tar::EntryType::Continuous => {
-                let declared = header.size().unwrap_or(0);
-                budget.file(&path, declared)?;
+                budget.file(&path, size)?;
+                let remaining = limits.max_total_bytes.saturating_sub(budget.total).saturating_add(size);
                 let source = spool.path().join(n.to_string());
                 let mut out = File::create(&source).map_err(|e| Error::io(&source, e))?;
-                let (sha256, size) = hash_copy(layer, &path, &mut entry, Some(&mut out), limits.max_file_bytes)?;
-                Raw::File { source, size, sha256, mode }
+                let max = limits.max_file_bytes.min(remaining);
+                let (sha256, copied) = hash_copy(layer, &path, &mut entry, Some(&mut out), max)?;
+                if copied != size {
+                    return Err(Error::refused(layer, &path, format!("{copied} bytes where the header says {size}")));
+                }
+                Raw::File { source, size: copied, sha256, mode }
             }
             tar::EntryType::Directory => Raw::Dir { mode },
             tar::EntryType::Symlink => {
-                let target =
-                    entry.link_name_bytes().ok_or_else(|| Error::refused(layer, &path, "symlink without a target"))?;
-                let target = std::str::from_utf8(&target)
-                    .map_err(|_| Error::refused(layer, &path, "symlink target is not UTF-8"))?
-                    .to_owned();
+                let target = match link {
+                    Some(link) => link,
+                    None => entry
+                        .link_name_bytes()
+                        .ok_or_else(|| Error::refused(layer, &path, "symlink without a target"))?
+                        .into_owned(),
+                };
+                let target = String::from_utf8(target)
+                    .map_err(|_| Error::refused(layer, &path, "symlink target is not UTF-8"))?;
                 Raw::Symlink { target }
             }
             tar::EntryType::Link => return Err(Error::refused(layer, &path, "a hard link")),
@@ -273,6 +421,9 @@ fn scan_archive(layer: &LayerRef, reader: Box<dyn Read + Send>, limits: PublishL
         if entries.insert(path.clone(), raw).is_some() {
             return Err(Error::refused(layer, &path, "listed twice in the archive"));
         }
+    }
+    if pending.name.is_some() || pending.link.is_some() || pending.pax.is_some() {
+        return Err(Error::refused(layer, "<archive>", "extension headers describing no member"));
     }
     Ok(Scanned { entries, _spool: Some(spool) })
 }
@@ -290,6 +441,7 @@ fn build_manifest(layer: &LayerRef, scanned: &Scanned) -> Result<(LayerManifest,
     };
     let mut entries = Vec::with_capacity(scanned.entries.len());
     let mut blobs = BTreeMap::new();
+    let mut rendered = 0usize;
     for (path, raw) in &scanned.entries {
         if path == RENDER_LIST {
             continue;
@@ -313,6 +465,14 @@ fn build_manifest(layer: &LayerRef, scanned: &Scanned) -> Result<(LayerManifest,
             Raw::File { source, size, sha256, mode } => {
                 let render =
                     render.as_ref().is_some_and(|m| m.matched_path_or_any_parents(Path::new(path), false).is_ignore());
+                rendered += usize::from(render);
+                if rendered > MAX_RENDER_FILES {
+                    return Err(Error::refused(
+                        layer,
+                        path,
+                        format!("more than {MAX_RENDER_FILES} files to render in one layer"),
+                    ));
+                }
                 blobs.insert(sha256.clone(), (source.clone(), *size));
                 EntryKind::File { size: *size, sha256: sha256.clone(), mode: *mode, render }
             }
@@ -386,16 +546,45 @@ impl ObjectStoreTemplates {
         self.publish_scanned(layer, scanned).await
     }
 
-    async fn refuse_existing(&self, layer: &LayerRef) -> Result<()> {
-        match self.store.head(&manifest_key(layer)).await {
-            Ok(_) => Err(Error::AlreadyPublished(layer.clone())),
-            Err(object_store::Error::NotFound { .. }) => Ok(()),
+    /// Whether `layer` is published (its manifest exists). Lets a caller refuse a publish
+    /// before receiving its archive; [`publish_archive`](Self::publish_archive) checks again.
+    pub async fn exists(&self, layer: &LayerRef) -> Result<bool> {
+        match self.bounded(self.store.head(&manifest_key(layer))).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
             Err(source) => Err(Error::Store { what: format!("checking whether {layer} exists"), source }),
         }
     }
 
+    async fn refuse_existing(&self, layer: &LayerRef) -> Result<()> {
+        if self.exists(layer).await? { Err(Error::AlreadyPublished(layer.clone())) } else { Ok(()) }
+    }
+
     async fn publish_scanned(&self, layer: &LayerRef, scanned: Scanned) -> Result<LayerManifest> {
-        let (manifest, blobs) = build_manifest(layer, &scanned)?;
+        // Sorting and validating 100,000 entries is CPU work: not on an async thread.
+        let owned = layer.clone();
+        let (built, scanned) = tokio::task::spawn_blocking(move || {
+            let built = build_manifest(&owned, &scanned).and_then(|(manifest, blobs)| {
+                let json = serde_json::to_vec_pretty(&manifest)
+                    .map_err(|e| Error::io("manifest", std::io::Error::other(e)))?;
+                // What readers refuse is never published.
+                if json.len() as u64 > MAX_MANIFEST_BYTES {
+                    return Err(Error::refused(
+                        &owned,
+                        "<layer>",
+                        format!(
+                            "a manifest of {} bytes, more than the {MAX_MANIFEST_BYTES} readers accept",
+                            json.len()
+                        ),
+                    ));
+                }
+                Ok((manifest, blobs, json))
+            });
+            (built, scanned)
+        })
+        .await
+        .map_err(|e| Error::io("publish", std::io::Error::other(e)))?;
+        let (manifest, blobs, json) = built?;
         let uploads = futures::stream::iter(blobs)
             .map(|(digest, (source, size))| async move { self.upload_blob(layer, &digest, &source, size).await })
             .buffer_unordered(UPLOADS)
@@ -406,10 +595,9 @@ impl ObjectStoreTemplates {
             uploaded += usize::from(result?);
         }
         drop(scanned);
-        let json = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::io("manifest", std::io::Error::other(e)))?;
         let key = manifest_key(layer);
         let create = PutOptions { mode: PutMode::Create, ..PutOptions::default() };
-        match self.store.put_opts(&key, PutPayload::from(json.clone()), create).await {
+        match self.bounded(self.store.put_opts(&key, PutPayload::from(json.clone()), create)).await {
             Ok(_) => {}
             Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {
                 return Err(Error::AlreadyPublished(layer.clone()));
@@ -418,8 +606,7 @@ impl ObjectStoreTemplates {
             // upload; only two publishers racing on one version can overwrite each other.
             Err(object_store::Error::NotImplemented { .. }) => {
                 self.refuse_existing(layer).await?;
-                self.store
-                    .put(&key, PutPayload::from(json))
+                self.bounded(self.store.put(&key, PutPayload::from(json)))
                     .await
                     .map_err(|source| Error::Store { what: format!("writing the manifest of {layer}"), source })?;
             }
@@ -435,7 +622,7 @@ impl ObjectStoreTemplates {
     async fn upload_blob(&self, layer: &LayerRef, digest: &str, source: &Path, size: u64) -> Result<bool> {
         let key = blob_key(digest);
         let store_err = |what: &str, source| Error::Store { what: format!("{what} blob {digest} of {layer}"), source };
-        match self.store.head(&key).await {
+        match self.bounded(self.store.head(&key)).await {
             Ok(_) => return Ok(false),
             Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => return Err(store_err("checking", e)),
@@ -446,10 +633,10 @@ impl ObjectStoreTemplates {
             if hex::encode(Sha256::digest(&bytes)) != digest {
                 return Err(changed());
             }
-            self.store.put(&key, PutPayload::from(bytes)).await.map_err(|e| store_err("uploading", e))?;
+            self.bounded(self.store.put(&key, PutPayload::from(bytes))).await.map_err(|e| store_err("uploading", e))?;
             return Ok(true);
         }
-        let upload = self.store.put_multipart(&key).await.map_err(|e| store_err("uploading", e))?;
+        let upload = self.bounded(self.store.put_multipart(&key)).await.map_err(|e| store_err("uploading", e))?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
         let mut file = tokio::fs::File::open(source).await.map_err(|e| Error::io(source, e))?;
         let mut hasher = Sha256::new();
@@ -461,7 +648,7 @@ impl ObjectStoreTemplates {
                     return Ok(());
                 }
                 hasher.update(&buf[..n]);
-                writer.wait_for_capacity(2).await.map_err(|e| store_err("uploading", e))?;
+                self.bounded(writer.wait_for_capacity(2)).await.map_err(|e| store_err("uploading", e))?;
                 writer.write(&buf[..n]);
             }
         }
@@ -474,7 +661,7 @@ impl ObjectStoreTemplates {
             let _ = writer.abort().await;
             return Err(changed());
         }
-        writer.finish().await.map_err(|e| store_err("uploading", e))?;
+        self.bounded(writer.finish()).await.map_err(|e| store_err("uploading", e))?;
         Ok(true)
     }
 }
@@ -597,6 +784,36 @@ mod tests {
         assert!(msg.starts_with("x:"), "{msg}");
     }
 
+    #[test]
+    fn too_many_files_to_render_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..=MAX_RENDER_FILES {
+            std::fs::write(dir.path().join(format!("{i}.cfg")), "x").unwrap();
+        }
+        std::fs::write(dir.path().join(RENDER_LIST), "*.cfg\n").unwrap();
+        let scanned = scan_dir(&layer(), dir.path(), PublishLimits::default()).unwrap();
+        match build_manifest(&layer(), &scanned) {
+            Err(Error::Refused { reason, .. }) => assert!(reason.contains("files to render"), "{reason}"),
+            other => panic!("not refused: {:?}", other.map(|(m, _)| m.entries.len())),
+        }
+        std::fs::write(dir.path().join(RENDER_LIST), "0.cfg\n").unwrap();
+        let scanned = scan_dir(&layer(), dir.path(), PublishLimits::default()).unwrap();
+        build_manifest(&layer(), &scanned).unwrap();
+    }
+
+    #[test]
+    fn a_whiteout_and_a_directory_at_one_path_are_published() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("x")).unwrap();
+        std::fs::write(dir.path().join("x/new"), "n").unwrap();
+        std::fs::write(dir.path().join(".wh.x"), "").unwrap();
+        let scanned = scan_dir(&layer(), dir.path(), PublishLimits::default()).unwrap();
+        let (manifest, _) = build_manifest(&layer(), &scanned).unwrap();
+        let kinds: Vec<_> = manifest.entries.iter().map(|e| (e.path.as_str(), &e.kind)).collect();
+        assert!(kinds.contains(&("x", &EntryKind::Whiteout)), "{kinds:?}");
+        assert!(kinds.iter().any(|(p, k)| *p == "x" && matches!(k, EntryKind::Dir { .. })), "{kinds:?}");
+    }
+
     fn tar_with(build: impl FnOnce(&mut tar::Builder<Vec<u8>>)) -> Vec<u8> {
         let mut builder = tar::Builder::new(Vec::new());
         build(&mut builder);
@@ -609,6 +826,121 @@ mod tests {
         h.set_size(size);
         h.set_mode(0o644);
         h
+    }
+
+    /// A raw tar member: a header naming `name`, of type `kind`, declaring `size`, then
+    /// `data` padded to 512 bytes.
+    fn member(out: &mut Vec<u8>, name: &[u8], kind: tar::EntryType, size: u64, data: &[u8]) {
+        let mut h = header(kind, size);
+        h.as_old_mut().name[..name.len()].copy_from_slice(name);
+        h.set_cksum();
+        out.extend_from_slice(h.as_bytes());
+        out.extend_from_slice(data);
+        out.resize(out.len().next_multiple_of(512), 0);
+    }
+
+    fn pax_record(key: &str, value: &str) -> Vec<u8> {
+        // `<len> key=value\n`, where len counts itself.
+        let body = format!(" {key}={value}\n");
+        let mut len = body.len() + 1;
+        while format!("{len}{body}").len() != len {
+            len += 1;
+        }
+        format!("{len}{body}").into_bytes()
+    }
+
+    fn scan_bytes(bytes: Vec<u8>, limits: PublishLimits) -> Result<Scanned> {
+        scan_archive(&layer(), Box::new(std::io::Cursor::new(bytes)), limits)
+    }
+
+    fn refusal(result: Result<Scanned>) -> String {
+        match result {
+            Err(Error::Refused { path, reason, .. }) => format!("{path}: {reason}"),
+            Err(other) => panic!("not refused: {other}"),
+            Ok(s) => panic!("not refused: {:?}", s.entries.keys().collect::<Vec<_>>()),
+        }
+    }
+
+    #[test]
+    fn oversized_extension_headers_are_refused_unread() {
+        // A GNU long name declaring 4 GiB (zstd makes it a few KiB): refused from the
+        // header, never read into memory.
+        let mut raw = Vec::new();
+        member(&mut raw, b"././@LongLink", tar::EntryType::GNULongName, 4 << 30, &[]);
+        let bomb = zstd::encode_all(&raw[..], 3).unwrap();
+        let msg = refusal(scan_bytes(bomb, PublishLimits::default()));
+        assert!(msg.contains("GNU long name") && msg.contains("more than 65536"), "{msg}");
+        // 1 MiB of long name, actually present.
+        let mut raw = Vec::new();
+        member(&mut raw, b"././@LongLink", tar::EntryType::GNULongName, 1 << 20, &vec![b'a'; 1 << 20]);
+        member(&mut raw, b"x", tar::EntryType::Regular, 0, &[]);
+        let msg = refusal(scan_bytes(raw, PublishLimits::default()));
+        assert!(msg.contains("GNU long name"), "{msg}");
+        // The same for PAX headers and long links.
+        for kind in [tar::EntryType::XHeader, tar::EntryType::GNULongLink, tar::EntryType::XGlobalHeader] {
+            let mut raw = Vec::new();
+            member(&mut raw, b"pax", kind, 100 << 10, &vec![b'a'; 100 << 10]);
+            member(&mut raw, b"x", tar::EntryType::Regular, 0, &[]);
+            let msg = refusal(scan_bytes(raw, PublishLimits::default()));
+            assert!(msg.contains("more than 65536"), "{kind:?}: {msg}");
+        }
+        // Small ones are honoured: a long name, a PAX path and link.
+        let mut raw = Vec::new();
+        let long = format!("{}/f", "d".repeat(200));
+        member(
+            &mut raw,
+            b"././@LongLink",
+            tar::EntryType::GNULongName,
+            long.len() as u64 + 1,
+            format!("{long}\0").as_bytes(),
+        );
+        member(&mut raw, b"short", tar::EntryType::Regular, 2, b"hi");
+        let mut pax = pax_record("path", "p/link");
+        pax.extend(pax_record("linkpath", "../short"));
+        member(&mut raw, b"PaxHeader", tar::EntryType::XHeader, pax.len() as u64, &pax);
+        member(&mut raw, b"l", tar::EntryType::Symlink, 0, &[]);
+        member(&mut raw, b"pax_global_header", tar::EntryType::XGlobalHeader, 11, b"9 comment=\n");
+        let scanned = scan_bytes(raw, PublishLimits::default()).unwrap();
+        assert!(matches!(scanned.entries.get(&long), Some(Raw::File { size: 2, .. })));
+        assert!(matches!(scanned.entries.get("p/link"), Some(Raw::Symlink { target }) if target == "../short"));
+        // A long name with no member after it.
+        let mut raw = Vec::new();
+        member(&mut raw, b"././@LongLink", tar::EntryType::GNULongName, 2, b"a\0");
+        assert!(refusal(scan_bytes(raw, PublishLimits::default())).contains("no member"));
+    }
+
+    #[test]
+    fn the_size_charged_is_the_size_read() {
+        // The header says 0, PAX says 1 MiB: the data would be read as 1 MiB.
+        let limits = PublishLimits { max_total_bytes: 1000, ..PublishLimits::default() };
+        let mut raw = Vec::new();
+        let pax = pax_record("size", &(1u64 << 20).to_string());
+        member(&mut raw, b"PaxHeader", tar::EntryType::XHeader, pax.len() as u64, &pax);
+        member(&mut raw, b"big", tar::EntryType::Regular, 0, &vec![7u8; 1 << 20]);
+        let msg = refusal(scan_bytes(raw, limits));
+        assert!(msg.contains("PAX size"), "{msg}");
+        // Sizes add up against the total.
+        let mut raw = Vec::new();
+        member(&mut raw, b"a", tar::EntryType::Regular, 600, &[1u8; 600]);
+        member(&mut raw, b"b", tar::EntryType::Regular, 600, &[2u8; 600]);
+        assert!(refusal(scan_bytes(raw, limits)).contains("add up"));
+        // A truncated member.
+        let mut raw = Vec::new();
+        member(&mut raw, b"a", tar::EntryType::Regular, 600, &[1u8; 100]);
+        raw.truncate(612);
+        let _ = refusal(scan_bytes(raw, limits));
+    }
+
+    #[test]
+    fn the_decoded_archive_is_capped() {
+        // Headers that hold no file content still cannot make the archive decode without end.
+        let limits = PublishLimits { max_entries: 1, max_total_bytes: 1000, ..PublishLimits::default() };
+        let mut raw = Vec::new();
+        for _ in 0..10 {
+            member(&mut raw, b"pax_global_header", tar::EntryType::XGlobalHeader, 60 << 10, &vec![b'a'; 60 << 10]);
+        }
+        let msg = refusal(scan_bytes(zstd::encode_all(&raw[..], 3).unwrap(), limits));
+        assert!(msg.contains("decodes to more than"), "{msg}");
     }
 
     #[test]

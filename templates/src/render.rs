@@ -9,12 +9,16 @@
 //! starve the node:
 //!
 //! - **No host access**: `get_env`, `now` and `get_random` fail; `range` fails past
-//!   10,000 items; autoescaping is off (files are configs, not HTML).
+//!   10,000 items and with `step_by=0`; autoescaping is off (files are configs, not HTML).
 //! - **A subset of tera**: `include`, `extends`, `import`, macros, blocks and filter sections
 //!   are refused before rendering; so are unknown filters and functions, array literals of
 //!   more than 4,096 items and concatenations of more than 64 parts. Statements and
-//!   expressions may nest [`RenderLimits::max_nesting`] deep (checked on the text before
-//!   tera parses it, so a deeply nested template cannot exhaust the parser's stack).
+//!   expressions may nest [`RenderLimits::max_nesting`] deep, and a tag (`{{ … }}`,
+//!   `{% … %}`) is at most 16 KiB with at most 256 operators. These are checked on the text
+//!   before tera parses it, reading comments, strings and raw blocks as tera does (an
+//!   unterminated one is an error), so no template can exhaust the parser's or the
+//!   renderer's stack; parsing and rendering run on a thread of their own with a stack
+//!   sized for what the checks allow, and a panic inside tera is a render error.
 //! - **A budget**: the parsed template is instrumented: every expression passes through a
 //!   guard and every loop iteration ticks. Each guard or tick is a step, and the values it
 //!   sees count as work; rendering fails past [`RenderLimits::max_steps`],
@@ -24,7 +28,7 @@
 //!   size computed before they run.
 //! - **Bounded input and output**: at most [`RenderLimits::max_input_bytes`] of template;
 //!   the output is written through `render_to` (which streams node by node) into a writer
-//!   that fails past [`RenderLimits::max_output_bytes`].
+//!   that fails past [`RenderLimits::max_output_bytes`]. Error messages are cut to 1 KiB.
 //!
 //! A file marked `render` that is not UTF-8 is copied unchanged. A bad template fails with
 //! [`Error::Render`] naming the file and, when it can be found, the line: from the parser's
@@ -112,7 +116,7 @@ pub struct RenderLimits {
     pub max_value_bytes: usize,
     /// Most steps: guarded expressions plus loop iterations (1,000,000).
     pub max_steps: u64,
-    /// Most bytes of values seen by guards and filters, all together (256 MiB).
+    /// Most bytes of values seen by guards and filters, all together (32 MiB).
     pub max_work_bytes: u64,
     /// Deepest nesting of statements, and of brackets in an expression (32).
     pub max_nesting: usize,
@@ -141,7 +145,7 @@ impl Default for RenderLimits {
             max_output_bytes: 4 << 20,
             max_value_bytes: 1 << 20,
             max_steps: 1_000_000,
-            max_work_bytes: 256 << 20,
+            max_work_bytes: 32 << 20,
             max_nesting: 32,
             timeout: Duration::from_secs(2),
         }
@@ -330,17 +334,37 @@ fn sandboxed_tera(budget: &Arc<Budget>) -> tera::Tera {
             Err(tera::Error::msg(format!("function `{name}` is not available in templates")))
         });
     }
-    if let Some(range) = tera.functions.get("range").cloned() {
-        tera.register_function("range", move |args: &HashMap<String, Value>| {
-            let num = |k: &str, default: u64| args.get(k).and_then(Value::as_u64).unwrap_or(default);
-            let (start, end, step) = (num("start", 0), num("end", 0), num("step_by", 1).max(1));
-            if end.saturating_sub(start) / step > MAX_RANGE as u64 {
-                return Err(tera::Error::msg(format!("`range` is limited to {MAX_RANGE} items")));
-            }
-            range.call(args)
-        });
-    }
+    let ranged = Arc::clone(budget);
+    tera.register_function("range", move |args: &HashMap<String, Value>| range(&ranged, args));
     tera
+}
+
+/// tera's `range` (`start`, `end`, `step_by`, read as tera reads them: `usize`), within
+/// the budget: at most [`MAX_RANGE`] items, and a `step_by` of 0 refused (tera's own loops
+/// forever on it).
+fn range(budget: &Budget, args: &HashMap<String, Value>) -> tera::Result<Value> {
+    let arg = |name: &str, default: Option<usize>| -> tera::Result<usize> {
+        match args.get(name) {
+            Some(value) => serde_json::from_value::<usize>(value.clone()).map_err(|_| {
+                tera::Error::msg(format!("Function `range` received {name}={value} but `{name}` can only be a number"))
+            }),
+            None => default
+                .ok_or_else(|| tera::Error::msg(format!("Function `range` was called without a `{name}` argument"))),
+        }
+    };
+    let (start, end, step) = (arg("start", Some(0))?, arg("end", None)?, arg("step_by", Some(1))?);
+    if step == 0 {
+        return Err(tera::Error::msg("Function `range` was called with `step_by=0`"));
+    }
+    if start > end {
+        return Err(tera::Error::msg("Function `range` was called with a `start` argument greater than the `end` one"));
+    }
+    if (end - start).div_ceil(step) > MAX_RANGE {
+        return Err(tera::Error::msg(format!("`range` is limited to {MAX_RANGE} items")));
+    }
+    let items: Vec<Value> = (start..end).step_by(step).map(Value::from).collect();
+    budget.charge(items.len() as u64 * 16)?;
+    Ok(Value::Array(items))
 }
 
 /// Refuses what templates may not use, and instruments the rest (see the module docs).
@@ -446,16 +470,76 @@ impl Instrument {
     }
 }
 
-/// How deep statements and brackets nest, read on the text before parsing; `Err` with the
-/// line where the limit is passed.
+/// Longest tag (`{{ … }}`, `{% … %}`), in bytes, checked before parsing.
+const MAX_TAG_BYTES: usize = 16 << 10;
+/// Most binary operators (`+ - * / % ~ == != < > <= >= and or in is not`) in one tag: each
+/// one is a level of the expression tree tera builds, parses and renders recursively.
+const MAX_TAG_OPERATORS: usize = 256;
+/// Stack of the thread a template is parsed and rendered on: tera recurses once per
+/// operator and per nested statement (about 15 KiB a level in a debug build), so
+/// [`MAX_TAG_OPERATORS`] inside [`RenderLimits::max_nesting`] statements fits with room to
+/// spare. Only the pages used are ever touched.
+const RENDER_STACK_BYTES: usize = 32 << 20;
+
+/// Whether `bytes[i..]` is tera's `endraw_tag`: `{%` or `{%-`, whitespace, `endraw`,
+/// whitespace, `%}` or `-%}` (pest's implicit whitespace between the tokens).
+fn endraw_at(bytes: &[u8], i: usize) -> bool {
+    let Some(rest) = bytes.get(i..).and_then(|b| b.strip_prefix(b"{%")) else { return false };
+    let rest = rest.strip_prefix(b"-").unwrap_or(rest);
+    let Some(rest) = pest_trim_start(rest).strip_prefix(b"endraw") else { return false };
+    let rest = pest_trim_start(rest);
+    rest.starts_with(b"%}") || rest.starts_with(b"-%}")
+}
+
+/// Whether the inside of a `{% … %}` tag (between `{%` and `%}`) is tera's `raw_tag`.
+fn is_raw_tag(inner: &[u8]) -> bool {
+    let inner = inner.strip_prefix(b"-").unwrap_or(inner);
+    let inner = inner.strip_suffix(b"-").unwrap_or(inner);
+    pest_trim_end(pest_trim_start(inner)) == b"raw"
+}
+
+/// Whitespace as tera's grammar has it (`WHITESPACE`): space, tab, CR, LF (not form feed).
+fn is_pest_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+}
+
+fn pest_trim_start(bytes: &[u8]) -> &[u8] {
+    let n = bytes.iter().take_while(|b| is_pest_space(**b)).count();
+    &bytes[n..]
+}
+
+fn pest_trim_end(bytes: &[u8]) -> &[u8] {
+    let n = bytes.iter().rev().take_while(|b| is_pest_space(**b)).count();
+    &bytes[..bytes.len() - n]
+}
+
+/// Checks a template's shape on the text, before tera parses it, so that nothing in it can
+/// exhaust the parser's or the renderer's stack: statements and brackets nest at most `max`
+/// deep, a tag is at most [`MAX_TAG_BYTES`] long and holds at most [`MAX_TAG_OPERATORS`]
+/// operators. It reads the text as tera's grammar does (text; `{{ … }}` and `{% … %}` tags
+/// with their quoted strings; `{# … #}` comments; `{% raw %} … {% endraw %}`), and an
+/// unterminated tag, string, comment or raw block is an error, never the end of the text.
+/// `Err` has the line where the check failed.
 fn check_nesting(text: &str, max: usize) -> std::result::Result<(), (u32, String)> {
-    const OPEN: &[&str] = &["if", "for", "block", "macro", "filter", "raw"];
-    const CLOSE: &[&str] = &["endif", "endfor", "endblock", "endmacro", "endfilter", "endraw"];
+    const OPEN: &[&[u8]] = &[b"if", b"for", b"block", b"macro", b"filter"];
+    const CLOSE: &[&[u8]] = &[b"endif", b"endfor", b"endblock", b"endmacro", b"endfilter"];
+    const WORD_OPERATORS: &[&[u8]] = &[b"and", b"or", b"in", b"is", b"not"];
     let bytes = text.as_bytes();
-    let line_at = |pos: usize| text[..pos].bytes().filter(|b| *b == b'\n').count() as u32 + 1;
+    let line_at = |pos: usize| bytes[..pos.min(bytes.len())].iter().filter(|b| **b == b'\n').count() as u32 + 1;
+    let find = |from: usize, needle: &[u8]| -> Option<usize> {
+        bytes.get(from..)?.windows(needle.len()).position(|w| w == needle).map(|p| from + p)
+    };
     let (mut blocks, mut i) = (0usize, 0usize);
     while i + 1 < bytes.len() {
         let opener = &bytes[i..i + 2];
+        if opener == b"{#" {
+            // A comment ends at the first `#}` (`-#}` included); quotes mean nothing in it.
+            let Some(end) = find(i + 2, b"#}") else {
+                return Err((line_at(i), "unterminated comment `{#`".into()));
+            };
+            i = end + 2;
+            continue;
+        }
         if opener != b"{{" && opener != b"{%" {
             i += 1;
             continue;
@@ -463,12 +547,24 @@ fn check_nesting(text: &str, max: usize) -> std::result::Result<(), (u32, String
         let start = i;
         let close: &[u8] = if opener == b"{{" { b"}}" } else { b"%}" };
         i += 2;
-        let (mut brackets, mut quote) = (0usize, None::<u8>);
-        while i + 1 < bytes.len() && (quote.is_some() || &bytes[i..i + 2] != close) {
-            match (quote, bytes[i]) {
-                (Some(q), b) if b == q => quote = None,
+        let (mut brackets, mut quote, mut operators) = (0usize, None::<(u8, usize)>, 0usize);
+        loop {
+            if i - start > MAX_TAG_BYTES {
+                return Err((line_at(start), format!("a tag is longer than {MAX_TAG_BYTES} bytes")));
+            }
+            let Some(&b) = bytes.get(i) else {
+                return Err(match quote {
+                    Some((q, at)) => (line_at(at), format!("unterminated string `{}`", q as char)),
+                    None => (line_at(start), format!("unterminated tag `{}`", String::from_utf8_lossy(opener))),
+                });
+            };
+            if quote.is_none() && bytes[i..].starts_with(close) {
+                break;
+            }
+            match (quote, b) {
+                (Some((q, _)), b) if b == q => quote = None,
                 (Some(_), _) => {}
-                (None, b @ (b'"' | b'\'' | b'`')) => quote = Some(b),
+                (None, b'"' | b'\'' | b'`') => quote = Some((b, i)),
                 (None, b'(' | b'[' | b'{') => {
                     brackets += 1;
                     if brackets > max {
@@ -476,13 +572,42 @@ fn check_nesting(text: &str, max: usize) -> std::result::Result<(), (u32, String
                     }
                 }
                 (None, b')' | b']' | b'}') => brackets = brackets.saturating_sub(1),
+                (None, b'+' | b'-' | b'*' | b'/' | b'%' | b'~' | b'<' | b'>' | b'!') => operators += 1,
+                (None, b'=') if bytes.get(i + 1) == Some(&b'=') => {
+                    operators += 1;
+                    i += 1;
+                }
+                (None, b) if b.is_ascii_alphabetic() || b == b'_' => {
+                    let len = bytes[i..].iter().take_while(|c| c.is_ascii_alphanumeric() || **c == b'_').count();
+                    if WORD_OPERATORS.contains(&&bytes[i..i + len]) {
+                        operators += 1;
+                    }
+                    i += len - 1;
+                }
                 _ => {}
+            }
+            if operators > MAX_TAG_OPERATORS {
+                return Err((line_at(i), format!("a tag holds more than {MAX_TAG_OPERATORS} operators")));
             }
             i += 1;
         }
+        let inner = &bytes[start + 2..i];
+        i += 2;
         if opener == b"{%" {
-            let tag = text.get(start + 2..i).unwrap_or("").trim_start_matches('-').trim_start();
-            let word = tag.split(|c: char| !c.is_ascii_alphanumeric() && c != '_').next().unwrap_or("");
+            if is_raw_tag(inner) {
+                // Raw text runs to the first `endraw` tag, whatever it holds.
+                let Some(end) = (i..bytes.len()).find(|&at| bytes[at] == b'{' && endraw_at(bytes, at)) else {
+                    return Err((line_at(start), "`raw` without its `endraw`".into()));
+                };
+                let Some(close) = find(end, b"%}") else {
+                    return Err((line_at(end), "unterminated tag `{%`".into()));
+                };
+                i = close + 2;
+                continue;
+            }
+            let tag = pest_trim_start(inner.strip_prefix(b"-").unwrap_or(inner));
+            let len = tag.iter().take_while(|c| c.is_ascii_alphanumeric() || **c == b'_').count();
+            let word = &tag[..len];
             if OPEN.contains(&word) {
                 blocks += 1;
                 if blocks > max {
@@ -492,7 +617,6 @@ fn check_nesting(text: &str, max: usize) -> std::result::Result<(), (u32, String
                 blocks = blocks.saturating_sub(1);
             }
         }
-        i += 2;
     }
     Ok(())
 }
@@ -515,45 +639,100 @@ fn parse_error_line(message: &str) -> Option<u32> {
     digits.parse().ok()
 }
 
+/// Most names [`usage_line`] looks for, and their longest length.
+const USAGE_NAMES: usize = 8;
+const USAGE_NAME_BYTES: usize = 128;
+/// Longest message of an [`Error::Render`], in bytes.
+const MAX_MESSAGE_BYTES: usize = 1024;
+
 /// The line where a name from a render error's message (`Variable `env.X` not found`,
-/// `Filter call 'replace' failed`) is first used inside a tag.
+/// `Filter call 'replace' failed`) is first used inside a tag. At most [`USAGE_NAMES`]
+/// distinct names of at most [`USAGE_NAME_BYTES`] are looked for, each with a linear
+/// search, so a hostile message costs little.
 fn usage_line(source: &str, message: &str, file: &str) -> Option<u32> {
-    let mut names = Vec::new();
+    let mut names: Vec<&str> = Vec::new();
     for delimiter in ['`', '\''] {
         let mut parts = message.split(delimiter);
         parts.next();
         while let Some(name) = parts.next() {
-            if !name.is_empty() && name != file && !name.contains(char::is_whitespace) {
-                names.push(name.to_owned());
+            if names.len() >= USAGE_NAMES {
+                break;
+            }
+            if !name.is_empty()
+                && name.len() <= USAGE_NAME_BYTES
+                && name != file
+                && !name.contains(char::is_whitespace)
+                && !names.contains(&name)
+            {
+                names.push(name);
             }
             parts.next();
         }
     }
-    let mut line = 1u32;
-    let mut in_tag = false;
+    if names.is_empty() {
+        return None;
+    }
+    // Where tags are: [opener, closer) of each, in order.
     let bytes = source.as_bytes();
-    for (i, b) in bytes.iter().enumerate() {
-        if *b == b'\n' {
-            line += 1;
-        }
+    let mut tags: Vec<(usize, usize)> = Vec::new();
+    let mut open: Option<usize> = None;
+    for i in 0..bytes.len() {
         let two = &bytes[i..(i + 2).min(bytes.len())];
         if two == b"{{" || two == b"{%" {
-            in_tag = true;
+            open.get_or_insert(i);
         } else if two == b"}}" || two == b"%}" {
-            in_tag = false;
-        }
-        if in_tag && source.is_char_boundary(i) && names.iter().any(|n| source[i..].starts_with(n.as_str())) {
-            return Some(line);
+            if let Some(start) = open.take() {
+                tags.push((start, i));
+            }
         }
     }
-    None
+    if let Some(start) = open {
+        tags.push((start, bytes.len()));
+    }
+    let in_tag = |pos: usize| {
+        let after = tags.partition_point(|(start, _)| *start <= pos);
+        after > 0 && pos < tags[after - 1].1
+    };
+    let mut first: Option<usize> = None;
+    for name in names {
+        let mut from = 0;
+        while let Some(found) = source.get(from..).and_then(|rest| rest.find(name)) {
+            let pos = from + found;
+            if first.is_some_and(|f| pos >= f) {
+                break;
+            }
+            if in_tag(pos) {
+                first = Some(pos);
+                break;
+            }
+            from = pos + source[pos..].chars().next().map_or(1, char::len_utf8);
+        }
+    }
+    first.map(|pos| bytes[..pos].iter().filter(|b| **b == b'\n').count() as u32 + 1)
+}
+
+/// `message`, cut to at most [`MAX_MESSAGE_BYTES`] (on a character boundary).
+fn bounded_message(mut message: String) -> String {
+    if message.len() > MAX_MESSAGE_BYTES {
+        let mut cut = MAX_MESSAGE_BYTES - 3;
+        while !message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        message.truncate(cut);
+        message.push_str("...");
+    }
+    message
 }
 
 /// Renders one file (root-relative `file`, for messages) with `ctx`. Runs on the caller's
 /// thread: CPU-bound, so callers put it on the blocking pool.
 pub fn render(file: &str, source: &[u8], ctx: &RenderContext) -> Result<Rendered> {
     let limits = ctx.limits;
-    let fail = |line: Option<u32>, message: String| Error::Render { file: file.to_owned(), line, message };
+    let fail = |line: Option<u32>, message: String| Error::Render {
+        file: file.to_owned(),
+        line,
+        message: bounded_message(message),
+    };
     if source.len() > limits.max_input_bytes {
         return Err(fail(
             None,
@@ -562,6 +741,36 @@ pub fn render(file: &str, source: &[u8], ctx: &RenderContext) -> Result<Rendered
     }
     let Ok(text) = std::str::from_utf8(source) else { return Ok(Rendered::Binary) };
     check_nesting(text, limits.max_nesting).map_err(|(line, message)| fail(Some(line), message))?;
+    // On a thread of its own: a stack sized for the deepest template the checks above let
+    // through, whatever the caller's; and tera panics on some input (a float literal too
+    // large for an f64): that is a bad template, not a crash.
+    std::thread::scope(|scope| {
+        let worker = std::thread::Builder::new()
+            .name("nexus-render".into())
+            .stack_size(RENDER_STACK_BYTES)
+            .spawn_scoped(scope, || parse_and_render(file, text, ctx));
+        match worker {
+            Ok(handle) => handle.join().unwrap_or_else(|panic| {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".to_owned());
+                Err(fail(None, format!("tera failed on this template: {what}")))
+            }),
+            Err(e) => Err(fail(None, format!("could not start a render thread: {e}"))),
+        }
+    })
+}
+
+/// The parse and the render of [`render`], after the checks on the text.
+fn parse_and_render(file: &str, text: &str, ctx: &RenderContext) -> Result<Rendered> {
+    let limits = ctx.limits;
+    let fail = |line: Option<u32>, message: String| Error::Render {
+        file: file.to_owned(),
+        line,
+        message: bounded_message(message),
+    };
     let budget = Arc::new(Budget {
         steps: AtomicU64::new(0),
         work: AtomicU64::new(0),
@@ -712,6 +921,102 @@ mod tests {
         // Big literal arrays and concatenations.
         let _ = err(&format!("{{{{ [{}] | length }}}}", vec!["1"; 5000].join(",")));
         let _ = err(&format!("{{{{ {} }}}}", vec!["env.MOTD"; 100].join(" ~ ")));
+    }
+
+    /// Renders on a thread with a small stack: a template that recursed deeply would
+    /// overflow it and abort the test binary.
+    fn err_small_stack(template: String) -> (Option<u32>, String) {
+        std::thread::Builder::new().stack_size(1 << 20).spawn(move || err(&template)).unwrap().join().unwrap()
+    }
+
+    #[test]
+    fn long_operator_chains_are_refused_before_parsing() {
+        // ~50k terms: an expression tree 50k levels deep.
+        let chain = format!("{{{{ {}1 }}}}", "1+".repeat(50_000));
+        let (line, message) = err_small_stack(chain);
+        assert_eq!(line, Some(1));
+        assert!(message.contains("longer than") || message.contains("operators"), "{message}");
+        // Under the length cap, over the operator cap.
+        let (_, message) = err_small_stack(format!("x\n{{{{ {}1 }}}}", "1+".repeat(300)));
+        assert!(message.contains("more than 256 operators"), "{message}");
+        let (_, message) = err_small_stack(format!("{{% if {}true %}}{{% endif %}}", "true and ".repeat(300)));
+        assert!(message.contains("operators"), "{message}");
+        let (_, message) = err_small_stack(format!("{{{{ 'x{}' }}}}", "y".repeat(20_000)));
+        assert!(message.contains("longer than"), "{message}");
+        // Reasonable expressions still render.
+        assert_eq!(ok(&format!("{{{{ {}1 }}}}", "1+".repeat(200))), "201");
+        assert_eq!(ok("{{ 'a + b - c < d' }}"), "a + b - c < d");
+    }
+
+    #[test]
+    fn comments_and_raw_blocks_are_read_as_tera_reads_them() {
+        let deep = |n: usize| format!("{}{}", "{% if true %}".repeat(n), "{% endif %}".repeat(n));
+        // A `{{` and a quote inside a comment hid the statements after it.
+        let (_, message) = err_small_stack(format!("{{# {{{{ ' #}}{}", deep(40_000)));
+        assert!(message.contains("nest"), "{message}");
+        let (_, message) = err_small_stack(format!("{{#- ' -#}}{}", deep(40_000)));
+        assert!(message.contains("nest"), "{message}");
+        // The same through a raw block.
+        let (_, message) = err_small_stack(format!("{{% raw %}}{{{{ ' {{% endraw %}}{}", deep(40_000)));
+        assert!(message.contains("nest"), "{message}");
+        // An endraw with a form feed is not one for tera: the raw text runs on.
+        let (_, message) =
+            err_small_stack(format!("{{% raw %}}{{%\u{c}endraw %}}{{# {{% endraw %}}{} #}}", deep(40_000)));
+        assert!(message.contains("nest") || message.contains("comment"), "{message}");
+        // Unterminated comments, strings, tags and raw blocks are errors.
+        for bad in ["{# x", "{{ 'x }}", "{% if true", "{% raw %}x", "{{ x"] {
+            let _ = err(bad);
+        }
+        // What is inside comments and raw blocks is not a tag.
+        assert_eq!(ok("a{# {{ ' {% if #}b"), "ab");
+        assert_eq!(ok("{% raw %}{{ ' {% if x %}{%- endraw -%} c"), "{{ ' {% if x %}c");
+        assert_eq!(
+            ok(&format!("{{% raw %}}{}{{% endraw %}}", "{% if true %}".repeat(100))),
+            "{% if true %}".repeat(100)
+        );
+        assert_eq!(ok("{{ 'a %} b }}' }}"), "a %} b }}");
+    }
+
+    #[test]
+    fn range_is_bounded_and_refuses_a_zero_step() {
+        let (_, message) = err("{{ range(end=1, step_by=0) }}");
+        assert!(message.contains("step_by=0"), "{message}");
+        let (_, message) = err("{% for i in range(start=0, end=100, step_by=0) %}{% endfor %}");
+        assert!(message.contains("step_by=0"), "{message}");
+        for bad in
+            ["{{ range(end=-1) }}", "{{ range(end=1.5) }}", "{{ range(end='3') }}", "{{ range(start=5, end=1) }}"]
+        {
+            let _ = err(bad);
+        }
+        let _ = err("{{ range(start=0, end=9223372036854775807, step_by=2) }}");
+        assert_eq!(ok("{% for i in range(start=1, end=10, step_by=4) %}{{ i }},{% endfor %}"), "1,5,9,");
+        assert_eq!(
+            ok("{% for i in range(end=9223372036854775807, step_by=4611686018427387904) %}{{ i }},{% endfor %}"),
+            "0,4611686018427387904,"
+        );
+    }
+
+    #[test]
+    fn a_panic_in_tera_is_a_render_error() {
+        let (_, message) = err(&format!("{{{{ {}.0 }}}}", "9".repeat(400)));
+        assert!(message.contains("tera failed"), "{message}");
+    }
+
+    #[test]
+    fn failed_renders_have_bounded_messages() {
+        // Many long names in a message: line lookup stays cheap, the message short.
+        let name = "a".repeat(100_000);
+        let template = format!("{{{{ {name} }}}}{}", "{{ x }}".repeat(10_000));
+        let started = Instant::now();
+        let (_, message) = err(&template);
+        assert!(message.len() <= MAX_MESSAGE_BYTES, "{}", message.len());
+        assert!(started.elapsed() < Duration::from_secs(2));
+        let long_names: String = (0..1000).map(|i| format!("`{}{i}` ", "b".repeat(500))).collect();
+        let source = format!("{}{{{{ x }}}}", "b".repeat(1 << 20));
+        let started = Instant::now();
+        assert_eq!(usage_line(&source, &long_names, "t"), None);
+        assert_eq!(usage_line("a\n{{ env.X }}", "`env.X` `env.X`", "t"), Some(2));
+        assert!(started.elapsed() < Duration::from_secs(1));
     }
 
     #[test]

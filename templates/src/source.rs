@@ -7,6 +7,7 @@
 //!   publishing and never replaced.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
@@ -19,6 +20,13 @@ use crate::storage::{ObjectStoreConfig, StorageConfigError};
 
 /// Largest manifest read (100,000 entries take about 20 MB of JSON).
 pub const MAX_MANIFEST_BYTES: u64 = 64 << 20;
+/// Wait without progress when none is configured.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The error of a request that made no progress for `after`: `Generic`, so retryable.
+fn timed_out(after: Duration) -> object_store::Error {
+    object_store::Error::Generic { store: "templates", source: format!("no progress for {after:?}").into() }
+}
 
 /// Template layers in an object store: reads them ([`TemplateSource`]) and publishes them
 /// ([`publish_dir`](Self::publish_dir), [`publish_archive`](Self::publish_archive)).
@@ -26,17 +34,35 @@ pub const MAX_MANIFEST_BYTES: u64 = 64 << 20;
 pub struct ObjectStoreTemplates {
     pub(crate) store: Arc<dyn ObjectStore>,
     pub(crate) limits: PublishLimits,
+    /// Longest wait without progress (see [`ObjectStoreConfig::request_timeout_secs`]).
+    pub(crate) timeout: Duration,
 }
 
 impl ObjectStoreTemplates {
     /// Layers in `store` (already under its prefix), with the default [`PublishLimits`].
     pub fn new(store: Arc<dyn ObjectStore>) -> Self {
-        Self { store, limits: PublishLimits::default() }
+        Self { store, limits: PublishLimits::default(), timeout: DEFAULT_TIMEOUT }
     }
 
-    /// Opens the store `config` names.
+    /// Opens the store `config` names, with its
+    /// [`request_timeout_secs`](ObjectStoreConfig::request_timeout_secs).
     pub fn open(config: &ObjectStoreConfig) -> Result<Self, StorageConfigError> {
-        Ok(Self::new(config.open()?))
+        Ok(Self::new(config.open()?).with_timeout(config.request_timeout()))
+    }
+
+    /// The same store with another wait without progress: how long a small request, or a
+    /// blob download between two chunks, may go without an answer.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Runs one store request, failing it (retryably) after [`Self::with_timeout`]'s wait.
+    pub(crate) async fn bounded<T>(
+        &self,
+        fut: impl std::future::Future<Output = object_store::Result<T>>,
+    ) -> object_store::Result<T> {
+        tokio::time::timeout(self.timeout, fut).await.unwrap_or_else(|_| Err(timed_out(self.timeout)))
     }
 
     /// The same store with other publishing limits.
@@ -73,12 +99,35 @@ pub(crate) fn store_error(what: &str, e: object_store::Error) -> TemplateError {
     }
 }
 
+/// Parses and validates a manifest read for `layer` (which it must name).
+pub(crate) fn parse_manifest(layer: &LayerRef, bytes: &[u8]) -> Result<LayerManifest, TemplateError> {
+    let manifest: LayerManifest = serde_json::from_slice(bytes).map_err(|e| TemplateError::InvalidLayer {
+        layer: layer.to_string(),
+        reason: format!("manifest does not parse: {e}"),
+    })?;
+    check_manifest(layer, &manifest)?;
+    Ok(manifest)
+}
+
+/// Checks that a manifest names `layer` and is valid.
+pub(crate) fn check_manifest(layer: &LayerRef, manifest: &LayerManifest) -> Result<(), TemplateError> {
+    if &manifest.layer != layer {
+        return Err(TemplateError::InvalidLayer {
+            layer: layer.to_string(),
+            reason: format!("the manifest names {}", manifest.layer),
+        });
+    }
+    manifest.validate()
+}
+
 #[async_trait]
 impl TemplateSource for ObjectStoreTemplates {
     async fn list_layers(&self) -> Result<Vec<LayerRef>, TemplateError> {
         let prefix = ObjectPath::from("layers");
-        let metas: Vec<_> =
-            self.store.list(Some(&prefix)).try_collect().await.map_err(|e| store_error("listing layers", e))?;
+        let metas: Vec<_> = self
+            .bounded(self.store.list(Some(&prefix)).try_collect())
+            .await
+            .map_err(|e| store_error("listing layers", e))?;
         let mut layers = Vec::with_capacity(metas.len());
         for meta in metas {
             let parts: Vec<_> = meta.location.parts().collect();
@@ -100,26 +149,19 @@ impl TemplateSource for ObjectStoreTemplates {
 
     async fn manifest(&self, layer: &LayerRef) -> Result<LayerManifest, TemplateError> {
         let what = format!("reading the manifest of {layer}");
-        let got = self.store.get(&manifest_key(layer)).await.map_err(|e| store_error(&what, e))?;
+        let got = self.bounded(self.store.get(&manifest_key(layer))).await.map_err(|e| store_error(&what, e))?;
         if got.meta.size > MAX_MANIFEST_BYTES {
             return Err(TemplateError::InvalidLayer {
                 layer: layer.to_string(),
                 reason: format!("manifest of {} bytes, more than {MAX_MANIFEST_BYTES}", got.meta.size),
             });
         }
-        let bytes = got.bytes().await.map_err(|e| store_error(&what, e))?;
-        let manifest: LayerManifest = serde_json::from_slice(&bytes).map_err(|e| TemplateError::InvalidLayer {
-            layer: layer.to_string(),
-            reason: format!("manifest does not parse: {e}"),
-        })?;
-        if &manifest.layer != layer {
-            return Err(TemplateError::InvalidLayer {
-                layer: layer.to_string(),
-                reason: format!("the manifest names {}", manifest.layer),
-            });
-        }
-        manifest.validate()?;
-        Ok(manifest)
+        let bytes = self.bounded(got.bytes()).await.map_err(|e| store_error(&what, e))?;
+        // Parsing and validating up to 64 MiB of JSON is CPU work: not on an async thread.
+        let owned = layer.clone();
+        tokio::task::spawn_blocking(move || parse_manifest(&owned, &bytes))
+            .await
+            .map_err(|e| TemplateError::Source { what, source: Box::new(e) })?
     }
 
     async fn blob(&self, sha256: &str) -> Result<BlobStream, TemplateError> {
@@ -127,7 +169,17 @@ impl TemplateSource for ObjectStoreTemplates {
             return Err(TemplateError::InvalidPath { path: sha256.into(), reason: "not a SHA-256 digest".into() });
         }
         let what = format!("reading blob {sha256}");
-        let got = self.store.get(&blob_key(sha256)).await.map_err(|e| store_error(&what, e))?;
-        Ok(got.into_stream().map_err(move |e| store_error(&what, e)).boxed())
+        let got = self.bounded(self.store.get(&blob_key(sha256))).await.map_err(|e| store_error(&what, e))?;
+        // Each chunk within the wait: a stalled transfer fails, a slow steady one does not.
+        let (timeout, stream) = (self.timeout, got.into_stream());
+        let stream = futures::stream::unfold(Some(stream), move |state| async move {
+            let mut stream = state?;
+            match tokio::time::timeout(timeout, stream.next()).await {
+                Ok(Some(item)) => Some((item, Some(stream))),
+                Ok(None) => None,
+                Err(_) => Some((Err(timed_out(timeout)), None)),
+            }
+        });
+        Ok(stream.map_err(move |e| store_error(&what, e)).boxed())
     }
 }

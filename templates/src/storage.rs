@@ -36,11 +36,18 @@ pub struct ObjectStoreConfig {
     /// S3 secret access key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_access_key: Option<String>,
-    /// Allow a plain-HTTP endpoint (a server on loopback); refused otherwise.
+    /// Allow a plain-HTTP endpoint (`http://…`); refused otherwise. Nothing checks that the
+    /// endpoint is on loopback or a private network: set it only for such a server (a local
+    /// MinIO, a test), never across an untrusted network.
     #[serde(default)]
     pub allow_http: bool,
-    /// Longest single request, in seconds (`300` when unset). A request that makes no
-    /// progress fails instead of holding a download or an upload forever.
+    /// Longest wait without progress, in seconds (`300` when unset): for templates
+    /// ([`ObjectStoreTemplates`](crate::ObjectStoreTemplates)) a small request (a manifest,
+    /// a listing, a check, one upload request) fails after that long, and a blob download
+    /// after that long without receiving a byte; a big transfer that keeps making progress
+    /// is never cut, whatever its length. The store's client itself has no total timeout,
+    /// only a 10 s connect timeout; other users of the store (backups) bound their own
+    /// transfers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_timeout_secs: Option<u64>,
 }
@@ -83,9 +90,21 @@ pub enum StorageConfigError {
 }
 
 impl ObjectStoreConfig {
-    /// A store in a local directory.
+    /// A store in a local directory (`dir` made absolute against the current directory if
+    /// it is not; characters such as `#`, `%` or `?` in it are encoded in the URL).
     pub fn local(dir: &std::path::Path) -> Self {
-        Self::from_url(format!("file://{}", dir.display()))
+        let absolute = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+        match url::Url::from_directory_path(&absolute) {
+            Ok(url) => Self::from_url(url.as_str().trim_end_matches('/')),
+            // Not representable (not absolute): `open` refuses it, naming the path.
+            Err(()) => Self::from_url(format!("file://{}", dir.display())),
+        }
+    }
+
+    /// The wait without progress after which a template request fails (see
+    /// [`request_timeout_secs`](Self::request_timeout_secs)).
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs.unwrap_or(300).max(1))
     }
 
     /// A store at `url` with every other setting left unset.
@@ -106,8 +125,6 @@ impl ObjectStoreConfig {
         let bad = |reason: &str| StorageConfigError::Url { url: self.url.clone(), reason: reason.into() };
         let url = url::Url::parse(&self.url).map_err(|e| bad(&e.to_string()))?;
         let store_err = |source| StorageConfigError::Store { url: self.url.clone(), source };
-        let prefix = url.path().trim_matches('/');
-        let prefix = ObjectPath::parse(prefix).map_err(|e| bad(&e.to_string()))?;
         let store: Arc<dyn ObjectStore> = match url.scheme() {
             "memory" => Arc::new(object_store::memory::InMemory::new()),
             "file" => {
@@ -124,11 +141,13 @@ impl ObjectStoreConfig {
             "s3" => {
                 let bucket =
                     url.host_str().filter(|b| !b.is_empty()).ok_or_else(|| bad("no bucket: s3://bucket/prefix"))?;
-                let timeout = Duration::from_secs(self.request_timeout_secs.unwrap_or(300).max(1));
+                // No total timeout: it would cut a big blob on a slow link however steadily it
+                // flows. Stalls are caught by the connect timeout and by the readers' own
+                // timeouts without progress (`request_timeout`).
                 let client = object_store::ClientOptions::new()
                     .with_allow_http(self.allow_http)
                     .with_connect_timeout(Duration::from_secs(10))
-                    .with_timeout(timeout);
+                    .with_timeout_disabled();
                 let mut builder = object_store::aws::AmazonS3Builder::new()
                     .with_bucket_name(bucket)
                     .with_region(self.region.clone().unwrap_or_else(|| "us-east-1".into()))
@@ -151,6 +170,8 @@ impl ObjectStoreConfig {
             }
             other => return Err(bad(&format!("unknown scheme `{other}` (s3, file, memory)"))),
         };
+        // (A file URL's path is the directory, percent-encoded: not a prefix.)
+        let prefix = ObjectPath::parse(url.path().trim_matches('/')).map_err(|e| bad(&e.to_string()))?;
         Ok(if prefix.as_ref().is_empty() { store } else { Arc::new(PrefixStore::new(store, prefix)) })
     }
 }
@@ -164,6 +185,17 @@ mod tests {
         assert!(matches!(ObjectStoreConfig::from_url("ftp://x/y").open(), Err(StorageConfigError::Url { .. })));
         assert!(matches!(ObjectStoreConfig::from_url("file://host/dir").open(), Err(StorageConfigError::Url { .. })));
         assert!(matches!(ObjectStoreConfig::from_url("not a url").open(), Err(StorageConfigError::Url { .. })));
+    }
+
+    #[test]
+    fn local_paths_are_encoded() {
+        let dir = tempfile::tempdir().unwrap();
+        let odd = dir.path().join("a #b %c ?d");
+        let config = ObjectStoreConfig::local(&odd);
+        assert!(config.url.starts_with("file:///"), "{}", config.url);
+        assert!(!config.url.contains('#') && !config.url.contains('?'), "{}", config.url);
+        config.open().unwrap();
+        assert!(odd.is_dir());
     }
 
     #[test]

@@ -179,7 +179,8 @@ async fn core_cases(templates: ObjectStoreTemplates, corrupt_object: Corrupt) ->
     let (root, files) = fixture.server("server-1").await;
     let summary = cache.apply(&stack(), &files, &ctx()).await.unwrap();
     check_applied(&root, &fixture);
-    assert_eq!((summary.layers, summary.rendered), (3, 3), "{summary:?}");
+    // Two templates rendered; data/raw.bin is marked `render` but binary: copied, not counted.
+    assert_eq!((summary.layers, summary.rendered), (3, 2), "{summary:?}");
     let downloads = cache.stats().blob_downloads;
     assert_eq!(summary.downloaded, downloads);
     assert_eq!(cache.stats().manifest_downloads, 3);
@@ -221,18 +222,30 @@ async fn core_cases(templates: ObjectStoreTemplates, corrupt_object: Corrupt) ->
     assert_eq!(cold.stats().blob_downloads, downloads, "{:?}", cold.stats());
     assert_eq!(cold.stats().manifest_downloads, 3);
 
-    // LRU under a small bound: the 300 KB blob does not fit with the rest.
-    let small = open_cache(&fixture.dir("cache-small"), &templates, Some(200_000)).await;
+    // An apply whose files cannot all be in the cache at once is refused, before any download.
+    let tiny = open_cache(&fixture.dir("cache-tiny"), &templates, Some(200_000)).await;
+    let (_, files_tiny) = fixture.server("server-tiny").await;
+    let refused = tiny.apply(&stack(), &files_tiny, &ctx()).await;
+    assert!(matches!(refused, Err(Error::CacheTooSmall { max_bytes: 200_000, .. })), "{refused:?}");
+    assert_eq!(tiny.stats().blob_downloads, 0);
+
+    // LRU under a small bound: the stack fits, but not with a 100 KB filler applied after it.
+    let filler = fixture.dir("src-filler");
+    write(&filler, "filler.bin", &noise(100_000, 7));
+    templates.publish_dir(&layer("filler@1"), &filler).await.unwrap();
+    let small = open_cache(&fixture.dir("cache-small"), &templates, Some(350_000)).await;
     let (root4, files4) = fixture.server("server-4").await;
     small.apply(&stack(), &files4, &ctx()).await.unwrap();
     check_applied(&root4, &fixture);
+    let (_, files_filler) = fixture.server("server-filler").await;
+    small.apply(&[layer("filler@1")], &files_filler, &ctx()).await.unwrap();
     let stats = small.stats();
-    assert!(stats.evictions >= 1 && stats.bytes <= 200_000, "{stats:?}");
+    assert!(stats.evictions >= 1 && stats.bytes <= 350_000, "{stats:?}");
     assert!(!small.contains_blob(&blob));
     // The order survives a restart (mtimes): reopened, the newest blobs are still there.
     let before: Vec<_> = std::fs::read_dir(small.dir().join("blobs")).unwrap().count().to_string().into_bytes();
     drop(small);
-    let reopened = open_cache(&fixture.dir("cache-small"), &templates, Some(200_000)).await;
+    let reopened = open_cache(&fixture.dir("cache-small"), &templates, Some(350_000)).await;
     assert_eq!(std::fs::read_dir(reopened.dir().join("blobs")).unwrap().count().to_string().into_bytes(), before);
 
     // Hostile layers are refused at publishing, naming the path.

@@ -87,7 +87,7 @@ pub(crate) async fn download(state: Arc<PanelState>, call: Call) -> Result<Answe
     let path = nexus_wire::api::paths::backup(server.id, backup.id);
     let response =
         super::files::nodes(&state)?.forward(server.node, Method::GET, &path, ProxyBody::Empty, Deadline::Transfer).await?;
-    Ok(super::files::attachment(response, &archive_name(&backup), "application/zstd"))
+    Ok(super::files::attachment(response, &archive_name(&backup), nexus_wire::backups::ARCHIVE_CONTENT_TYPE))
 }
 
 /// `<name>.tar.zst` with the name's path separators and control characters replaced.

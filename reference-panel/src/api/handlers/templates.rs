@@ -18,6 +18,11 @@ use warp::http::StatusCode;
 
 /// Largest archive a layer is published from.
 pub const MAX_ARCHIVE_BYTES: u64 = 4 << 30;
+/// Publishes spooling and checking at once, in this process: each may hold up to
+/// [`MAX_ARCHIVE_BYTES`] of spool plus the layer's files in a temporary directory.
+const PUBLISHES: usize = 2;
+/// The gate on [`PUBLISHES`].
+static PUBLISH_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(PUBLISHES);
 
 /// `PUT /eggs/{id}/templates`, `PUT /servers/{id}/templates`.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -54,7 +59,7 @@ impl From<&LayerManifest> for LayerView {
                     nexus_core::template::EntryKind::File { size, .. } => size,
                     _ => 0,
                 })
-                .sum(),
+                .fold(0u64, u64::saturating_add),
         }
     }
 }
@@ -78,6 +83,11 @@ pub(crate) fn template_error(e: nexus_templates::Error) -> ApiError {
         E::AlreadyPublished(_) => ApiError::new(StatusCode::CONFLICT, "already_published", e.to_string()),
         E::Refused { .. } => ApiError::invalid("archive", e.to_string()),
         E::Source(nexus_core::template::TemplateError::NotFound(_)) => ApiError::not_found(e.to_string()),
+        // The panel's own disk (the spool, the temporary directory), not the store.
+        E::Io { .. } => {
+            tracing::warn!(error = %e, "publishing a template layer");
+            ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "publish_failed", e.to_string())
+        }
         _ => {
             tracing::warn!(error = %e, "template store");
             ApiError::new(StatusCode::BAD_GATEWAY, "template_store_unavailable", e.to_string())
@@ -104,6 +114,18 @@ pub(crate) async fn publish(state: Arc<PanelState>, mut call: Call) -> Result<An
     if upload.length.is_some_and(|l| l > MAX_ARCHIVE_BYTES) {
         return Err(too_large());
     }
+    // Refused before the body is received: versions are immutable (checked again when the
+    // manifest is written).
+    if templates.exists(&layer).await.map_err(template_error)? {
+        return Err(template_error(nexus_templates::Error::AlreadyPublished(layer)));
+    }
+    let _slot = PUBLISH_SLOTS.try_acquire().map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "publish_busy",
+            format!("{PUBLISHES} layers are being published; try again shortly"),
+        )
+    })?;
     let spool = tempfile::tempfile().map_err(|e| spool_error(&e))?;
     let mut file = tokio::fs::File::from_std(spool);
     let mut stream = upload.into_stream();
