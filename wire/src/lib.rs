@@ -6,6 +6,7 @@
 //! | module | what |
 //! |---|---|
 //! | [`api`] | panel → node: the node API's paths, request and answer bodies; the spec itself is [`ServerSpec`] |
+//! | [`backups`] | panel → node: the backup routes' bodies (create, restore, download) |
 //! | [`events`] | node → panel: heartbeats and lifecycle events posted to [`events::EVENTS_PATH`] |
 //! | [`token`] | the node token and the short-lived browser tokens the panel mints for one server's console and files |
 //! | [`error`] | the JSON body of every error the node API answers, with its stable codes |
@@ -19,6 +20,7 @@
 //! [`ConsoleEvent`]: nexus_core::console::ConsoleEvent
 
 pub mod api;
+pub mod backups;
 pub mod error;
 pub mod events;
 pub mod token;
