@@ -863,7 +863,10 @@ async fn template_layers_follow_the_install_script() {
         assert_eq!(std::fs::read_to_string(dir.join("base.txt")).unwrap(), "hi");
         assert!(dir.join("mods.txt").exists());
         let log = agent.install_log(id).await.unwrap();
-        assert!(log.contains("installing") && log.contains("applied base@1") && log.contains("applied mods@2"), "{log}");
+        assert!(
+            log.contains("installing") && log.contains("applied base@1") && log.contains("applied mods@2"),
+            "{log}"
+        );
 
         let mut broken = spec();
         broken.install.script = "echo installing".into();
@@ -959,13 +962,13 @@ async fn restores_hold_the_server_stopped_and_backup_reports_are_delivered() {
         let report = |outcome| BackupReport { server: id, backup: BackupId::new(), at: chrono::Utc::now(), outcome };
         let created = report(BackupOutcome::Created { bytes: 42, checksum: "ab".repeat(32) });
         let failed = report(BackupOutcome::RestoreFailed { error: "checksum mismatch".into() });
-        agent.publish_backup(created.clone());
-        agent.publish_backup(failed.clone());
-        eventually("the reports to be saved", || {
-            let saved = node.store.snapshot().unwrap().outbox;
-            saved.contains(&NodeMessage::Backup(created.clone())) && saved.contains(&NodeMessage::Backup(failed.clone()))
-        })
-        .await;
+        agent.publish_backup(created.clone()).await;
+        agent.publish_backup(failed.clone()).await;
+        let saved = node.store.snapshot().unwrap().outbox;
+        assert!(
+            saved.contains(&NodeMessage::Backup(created.clone()))
+                && saved.contains(&NodeMessage::Backup(failed.clone()))
+        );
         let gone = Arc::downgrade(&agent);
         drop(agent);
         eventually("the first agent to be gone", || gone.upgrade().is_none()).await;

@@ -28,8 +28,9 @@
 //!
 //! The apparent sizes of the files archived may add up to at most
 //! [`ArchiveLimits::max_total_bytes`](crate::ArchiveLimits::max_total_bytes)
-//! ([`FilesError::TooLarge`] otherwise): a backup the manager could not restore is not
-//! worth writing.
+//! ([`FilesError::TooLarge`] otherwise), and the entries may be at most as many and as deep
+//! as the limits allow ([`FilesError::ArchiveRejected`]): a backup the manager could not
+//! restore is not worth writing.
 //!
 //! `.pteroignore` (as with Pterodactyl's Wings): a file at the root, gitignore syntax
 //! (`*.log`, `cache/`, `!keep.log`), case-sensitive, at most [`MAX_PTEROIGNORE_BYTES`]
@@ -81,7 +82,7 @@
 //! next restore of that root is staged.
 
 use std::ffi::{OsStr, OsString};
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -117,8 +118,10 @@ pub const BACKUP_ZSTD_LEVEL: i32 = 3;
 const CHUNK: usize = 256 * 1024;
 /// Chunks queued between them.
 const QUEUE: usize = 4;
-/// Buffer of the reader under each archived file.
+/// Bytes read from an archived file at a time (one buffer, reused for every file).
 const FILE_BUFFER: usize = 256 * 1024;
+/// Bytes of tar stream handed to the compressor at a time (the tar writer writes 8 KiB).
+const TAR_BUFFER: usize = 256 * 1024;
 /// Most bytes accepted after the end of a restored archive's tar stream.
 const MAX_TRAILING_BYTES: u64 = 1 << 20;
 /// Prefix of restore staging directories next to the root (`<prefix><root name>-<id>`).
@@ -553,6 +556,47 @@ struct BackupWalk<'a, W: Write> {
     summary: BackupSummary,
     /// Apparent bytes of the files added so far.
     total: u64,
+    /// Where files are read into, [`FILE_BUFFER`] bytes.
+    buffer: Vec<u8>,
+}
+
+/// Exactly `left` bytes of a file, read in large reads through a reused buffer, padded with
+/// zeros if the file shrank meanwhile (tar needs the size its header declares).
+struct ExactRead<'a> {
+    file: std::fs::File,
+    buffer: &'a mut [u8],
+    at: usize,
+    filled: usize,
+    left: u64,
+}
+
+impl Read for ExactRead<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 || out.is_empty() {
+            return Ok(0);
+        }
+        if self.at == self.filled {
+            let want = self.buffer.len().min(usize::try_from(self.left).unwrap_or(usize::MAX));
+            let n = match self.file.read(&mut self.buffer[..want]) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => return self.read(out),
+                Err(e) => return Err(e),
+            };
+            if n == 0 {
+                // Shrunk since it was opened: zeros for the rest.
+                self.buffer[..want].fill(0);
+                self.filled = want;
+            } else {
+                self.filled = n;
+            }
+            self.at = 0;
+        }
+        let n = out.len().min(self.filled - self.at).min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        out[..n].copy_from_slice(&self.buffer[self.at..self.at + n]);
+        self.at += n;
+        self.left -= n as u64;
+        Ok(n)
+    }
 }
 
 impl<W: Write> BackupWalk<'_, W> {
@@ -584,7 +628,7 @@ impl<W: Write> BackupWalk<'_, W> {
         }
         let mut header = tar_header(tar::EntryType::Regular, &meta, meta.size);
         // Exactly `size` bytes whatever the file does meanwhile: tar needs the header right.
-        let exact = BufReader::with_capacity(FILE_BUFFER, file).take(meta.size).chain(io::repeat(0)).take(meta.size);
+        let exact = ExactRead { file, buffer: &mut self.buffer, at: 0, filled: 0, left: meta.size };
         self.builder.append_data(&mut header, os_path(e.rel), exact).map_err(|err| FilesError::from_io(e.rel, err))?;
         self.summary.files += 1;
         self.summary.bytes += meta.size;
@@ -592,13 +636,9 @@ impl<W: Write> BackupWalk<'_, W> {
     }
 
     fn symlink(&mut self, e: &WalkEntry<'_>) -> Result<()> {
-        let target = match read_link_at(e.dir, e.name, e.rel) {
-            Ok(target) => target,
-            Err(FilesError::NotFound { .. } | FilesError::InvalidPath { .. }) => {
-                self.summary.skipped += 1;
-                return Ok(());
-            }
-            Err(err) => return Err(err),
+        let Some(target) = read_link_if_any(e.dir, e.name, e.rel)? else {
+            self.summary.skipped += 1;
+            return Ok(());
         };
         if !symlink_target_is_confined(e.rel, &target) {
             tracing::debug!(path = %e.rel, "symlink leading outside the root left out of the backup");
@@ -618,6 +658,20 @@ impl<W: Write> Visitor for BackupWalk<'_, W> {
     fn visit(&mut self, e: &WalkEntry<'_>) -> Result<bool> {
         if is_temp_name(e.name) {
             return Ok(false);
+        }
+        // What a restore would refuse is not worth archiving.
+        let limits = &self.inner.limits;
+        if e.rel.components().len() > limits.max_depth {
+            return Err(FilesError::rejected(format!(
+                "`{}` is deeper than {} levels: an archive of it could not be restored",
+                e.rel, limits.max_depth
+            )));
+        }
+        if self.summary.files + self.summary.directories + self.summary.symlinks >= limits.max_entries {
+            return Err(FilesError::rejected(format!(
+                "more than {} entries: an archive of them could not be restored",
+                limits.max_entries
+            )));
         }
         let is_dir = e.meta.kind == Kind::Dir;
         if self.ignore.as_ref().is_some_and(|ignore| ignore.matched(e.rel.to_path_buf(), is_dir).is_ignore()) {
@@ -695,14 +749,15 @@ impl Inner {
         encoder.multithread(1).map_err(io_err)?;
         let mut packer = BackupWalk {
             inner: self,
-            builder: tar::Builder::new(encoder),
+            builder: tar::Builder::new(BufWriter::with_capacity(TAR_BUFFER, encoder)),
             ignore,
             summary: BackupSummary::default(),
             total: 0,
+            buffer: vec![0; FILE_BUFFER],
         };
         walk(self.fs.root_fd(), &root, &mut packer)?;
         let BackupWalk { builder, summary, .. } = packer;
-        let encoder = builder.into_inner().map_err(io_err)?;
+        let encoder = builder.into_inner().map_err(io_err)?.into_inner().map_err(|e| io_err(e.into_error()))?;
         let mut out = encoder.finish().map_err(io_err)?;
         out.flush().map_err(io_err)?;
         Ok(summary)
@@ -935,11 +990,7 @@ impl Inner {
                 Ok(())
             }
             Kind::Symlink => {
-                let target = match read_link_at(live, name, child) {
-                    Ok(target) => target,
-                    Err(FilesError::NotFound { .. } | FilesError::InvalidPath { .. }) => return Ok(()),
-                    Err(e) => return Err(e),
-                };
+                let Some(target) = read_link_if_any(live, name, child)? else { return Ok(()) };
                 if symlink_target_is_confined(child, &target) {
                     symlink_at(staging, name, &target, child, self.owner)?;
                     *kept += 1;
@@ -950,6 +1001,17 @@ impl Inner {
             }
             Kind::Special => Ok(()),
         }
+    }
+}
+
+/// The target of the symlink `name`; `None` when it is gone or no longer a symlink (the
+/// server may be running while a backup walks its tree).
+fn read_link_if_any(dir: BorrowedFd<'_>, name: &OsStr, path: &RelPath) -> Result<Option<Vec<u8>>> {
+    match read_link_at(dir, name, path) {
+        Ok(target) => Ok(Some(target)),
+        Err(FilesError::NotFound { .. }) => Ok(None),
+        Err(FilesError::Io { source, .. }) if source.raw_os_error() == Some(Errno::INVAL.raw_os_error()) => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
@@ -971,6 +1033,27 @@ fn drain(reader: &mut impl Read) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A file read for a tar entry gives exactly the size its header declared: cut when it
+    /// grew, padded with zeros when it shrank.
+    #[test]
+    fn exact_reads_cut_and_pad() {
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&[7u8; 1000]).unwrap();
+        let read = |left: u64, buffer: usize| {
+            let mut file = file.try_clone().unwrap();
+            io::Seek::seek(&mut file, io::SeekFrom::Start(0)).unwrap();
+            let mut buffer = vec![0u8; buffer];
+            let mut out = Vec::new();
+            ExactRead { file, buffer: &mut buffer, at: 0, filled: 0, left }.read_to_end(&mut out).unwrap();
+            out
+        };
+        assert_eq!(read(600, 256), vec![7u8; 600]);
+        let padded = read(1500, 300);
+        assert_eq!(padded.len(), 1500);
+        assert!(padded[..1000].iter().all(|b| *b == 7) && padded[1000..].iter().all(|b| *b == 0));
+        assert_eq!(read(0, 16), Vec::<u8>::new());
+    }
 
     #[test]
     fn staging_names_belong_to_their_root() {

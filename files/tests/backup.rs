@@ -506,8 +506,12 @@ async fn a_source_failing_mid_stream_fails_the_restore_with_its_error() {
     env.assert_unchanged(&before);
 }
 
+/// One generated entry: its path, a file's content and mode, or a symlink's target (a
+/// directory when neither).
+type TreeEntry = (String, Option<(Vec<u8>, u32)>, Option<String>);
+
 /// A random tree: directories, files (content, mode) and in-root symlinks.
-fn arb_tree() -> impl Strategy<Value = Vec<(String, Option<(Vec<u8>, u32)>, Option<String>)>> {
+fn arb_tree() -> impl Strategy<Value = Vec<TreeEntry>> {
     let name = prop::sample::select(vec!["a", "b", "c", "data", "x.txt", "World", "é"]);
     let path = prop::collection::vec(name, 1..4).prop_map(|parts| parts.join("/"));
     let content = prop::collection::vec(any::<u8>(), 0..5000);

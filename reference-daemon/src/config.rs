@@ -27,6 +27,7 @@
 use nexus_core::ids::NodeId;
 use nexus_core::runtime::{ContainerUser, Isolation};
 use nexus_files::FileOwner;
+use nexus_templates::ObjectStoreConfig;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -202,6 +203,66 @@ pub struct Config {
     pub node_commands_per_second: u32,
     /// Commands one server accepts at once with the node token. Default 1000.
     pub node_command_burst: u32,
+    /// Backups of server directories (the `[backups]` table; see [`BackupsConfig`]).
+    pub backups: BackupsConfig,
+    /// Template layers (the `[templates]` table; see [`TemplatesConfig`]).
+    pub templates: TemplatesConfig,
+}
+
+/// The `[templates]` table: where template layers are read from, and the node's cache.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TemplatesConfig {
+    /// The object store the panel publishes layers to (the same `url`, `endpoint`, keys as
+    /// the panel's `[templates]`). Unset: this node has no templates, and a server listing
+    /// layers fails its install saying so.
+    pub store: Option<ObjectStoreConfig>,
+    /// The cache of layer files. Default: `<state_dir>/template-cache`.
+    pub cache_dir: Option<PathBuf>,
+    /// Largest size of the cache in bytes; least recently used files go first. Default
+    /// 10 GiB.
+    pub cache_max_bytes: u64,
+}
+
+impl Default for TemplatesConfig {
+    fn default() -> Self {
+        Self { store: None, cache_dir: None, cache_max_bytes: 10 << 30 }
+    }
+}
+
+/// The `[backups]` table: where backup archives are kept and how many jobs run at once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackupsConfig {
+    /// The object store holding the archives (`<server uuid>/<backup uuid>.tar.zst` under
+    /// its prefix): `url = "s3://bucket/prefix"` with `endpoint`, `region`,
+    /// `access_key_id`, `secret_access_key`, `allow_http`, `request_timeout_secs` for an
+    /// S3-compatible bucket; `"file:///absolute/dir"` for a local directory; `"memory://"`
+    /// for tests. Default: `file://<data_root>/backups`.
+    pub store: Option<ObjectStoreConfig>,
+    /// Backups and restores running at once on the node (more wait their turn). Default 2.
+    pub max_concurrent: usize,
+    /// Attempts of one backup or restore when the store fails in a way that can pass (it
+    /// was unreachable, timed out, answered 5xx); 2 s, then 4 s, ... between them. Default 3.
+    pub attempts: u32,
+}
+
+impl Default for BackupsConfig {
+    fn default() -> Self {
+        Self { store: None, max_concurrent: 2, attempts: 3 }
+    }
+}
+
+impl BackupsConfig {
+    /// The store configured, or the default: a directory `backups` in `data_root`.
+    pub fn store(&self, data_root: &Path) -> ObjectStoreConfig {
+        self.store.clone().unwrap_or_else(|| ObjectStoreConfig::local(&data_root.join("backups")))
+    }
+
+    /// How often a backup or a restore is tried.
+    pub fn retry(&self) -> crate::backup::RetryPolicy {
+        crate::backup::RetryPolicy { attempts: self.attempts, ..crate::backup::RetryPolicy::default() }
+    }
 }
 
 impl Default for Config {
@@ -249,6 +310,8 @@ impl Default for Config {
             command_burst: 40,
             node_commands_per_second: 200,
             node_command_burst: 1000,
+            backups: BackupsConfig::default(),
+            templates: TemplatesConfig::default(),
         }
     }
 }
@@ -283,6 +346,13 @@ impl Config {
             ("token", c.token.is_some() && c.token_file.is_none()),
             ("token_secret", c.token_secret.is_some() && c.token_secret_file.is_none()),
         ];
+        if c.backups.store.as_ref().is_some_and(|store| store.secret_access_key.is_some()) && mode & 0o077 != 0 {
+            resolved.warnings.push(format!(
+                "`backups.store.secret_access_key` is written in {} which group or others may read (mode {:03o}): chmod 600 it",
+                path.display(),
+                mode & 0o777
+            ));
+        }
         for (name, used) in inline {
             if used && mode & 0o077 != 0 {
                 resolved.warnings.push(format!(
@@ -354,6 +424,11 @@ impl Config {
                 "`install_timeout_secs`, `disk_check_interval_secs`, `header_read_timeout_secs`, `idle_timeout_secs` \
                  and `max_connections` must be positive"
                     .into(),
+            ));
+        }
+        if self.backups.max_concurrent == 0 || self.backups.attempts == 0 {
+            return Err(ConfigError::Invalid(
+                "`backups.max_concurrent` and `backups.attempts` must be at least 1".into(),
             ));
         }
         for (rate, burst, name) in [
@@ -649,6 +724,25 @@ mod tests {
         assert_eq!(warnings.len(), 2, "{warnings:?}");
         assert!(warnings[0].contains("`token`") && warnings[0].contains("644"), "{warnings:?}");
         assert!(warnings[1].contains("`token_secret`"), "{warnings:?}");
+    }
+
+    #[test]
+    fn backups_default_to_a_directory_in_the_data_root() {
+        let config = Config::parse("[backups]\nmax_concurrent = 1\n", Path::new("t")).unwrap();
+        assert_eq!(config.backups.max_concurrent, 1);
+        assert_eq!(config.backups.store(Path::new("/srv/volumes")).url, "file:///srv/volumes/backups");
+        let s3 = Config::parse(
+            "[backups.store]\nurl = \"s3://bucket/node-1\"\nendpoint = \"http://127.0.0.1:9000\"\nallow_http = true\n",
+            Path::new("t"),
+        )
+        .unwrap();
+        assert_eq!(s3.backups.store(Path::new("/x")).url, "s3://bucket/node-1");
+        assert!(Config::parse("[backups]\nstorage = 1\n", Path::new("t")).is_err());
+        let none = Config {
+            backups: BackupsConfig { max_concurrent: 0, ..BackupsConfig::default() },
+            ..with_token("0123456789abcdef")
+        };
+        assert!(refusal(none).contains("backups.max_concurrent"));
     }
 
     #[test]

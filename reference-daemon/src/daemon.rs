@@ -46,6 +46,12 @@ pub enum DaemonError {
     /// The browser token secret is unusable.
     #[error("token secret: {0}")]
     Token(#[from] crate::auth::TokenError),
+    /// The backup or template store cannot be opened.
+    #[error("object store: {0}")]
+    Backups(#[from] nexus_templates::StorageConfigError),
+    /// The template cache cannot be opened.
+    #[error("template cache: {0}")]
+    Templates(#[from] nexus_templates::Error),
     /// Local I/O (listening socket, directories, tokio runtime).
     #[error("{what}: {source}")]
     Io {
@@ -103,9 +109,19 @@ impl Daemon {
         }
         let state = Arc::new(FileStateStore::open(&c.state_dir)?);
         let files = Arc::new(api::files::FileManagers::new(Some(c.file_owner())));
-        let egg_preparer = EggPreparer::new(c.timezone.clone())
+        let mut egg_preparer = EggPreparer::new(c.timezone.clone())
             .with_file_owner(Some(c.file_owner()))
             .with_disk_check(Arc::new(crate::disk::StartDiskCheck(Arc::clone(&files))));
+        if let Some(store) = &c.templates.store {
+            let source = nexus_templates::ObjectStoreTemplates::open(store)?;
+            let mut cache = nexus_templates::CacheConfig::new(
+                c.templates.cache_dir.clone().unwrap_or_else(|| c.state_dir.join("template-cache")),
+            );
+            cache.max_bytes = c.templates.cache_max_bytes;
+            let cache = nexus_templates::LayerCache::open(cache, Arc::new(source)).await?;
+            let layers = crate::templates::CachedLayers::new(Arc::new(cache), Some(c.file_owner()), Arc::clone(&files));
+            egg_preparer = egg_preparer.with_templates(Arc::new(layers));
+        }
         let preparer = Arc::new(egg_preparer.clone());
         let agent_config = AgentConfig {
             node: config.node_id,
@@ -132,12 +148,20 @@ impl Daemon {
             Some(secret) => Some(TokenSigner::new(secret, c.max_token_lifetime())?),
             None => None,
         };
+        let store = c.backups.store(&c.data_root).open()?;
+        let backups = crate::backup::Backups::new(
+            crate::backup::BackupStore::new(store, c.backups.retry()),
+            Arc::clone(&agent),
+            Arc::clone(&files),
+            c.backups.max_concurrent,
+        );
         let api = Arc::new(ApiState {
             agent: Arc::clone(&agent),
             node_token: NodeToken::new(&config.token),
             signer,
             http: HttpMetrics::default(),
             files,
+            backups: Arc::new(backups),
             listener: Arc::default(),
             consoles: api::console_slots::ConsoleSlots::new(api::console_slots::ConsoleCaps {
                 per_server: c.console_max_per_server,

@@ -6,6 +6,7 @@
 //!
 //! - [`api`]: the HTTP/WebSocket API (warp): servers, power, console, files, system, metrics.
 //! - [`auth`]: the node token (constant-time) and short-lived signed browser tokens.
+//! - [`backup`]: backups of server directories in an object store (disk or S3), restores.
 //! - [`config`]: the TOML configuration file and its defaults.
 //! - [`daemon`]: assembling runtime, agent and API; signals; logging.
 //! - [`metrics`]: Prometheus text format.
@@ -13,6 +14,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod backup;
 pub mod config;
 pub mod daemon;
 pub mod disk;
@@ -20,6 +22,7 @@ pub mod host;
 pub mod listener;
 pub mod metrics;
 pub mod panel;
+pub mod templates;
 
 pub use auth::{Caller, NodeToken, TokenClaims, TokenSigner};
 pub use config::{Config, ResolvedConfig};

@@ -162,7 +162,7 @@ impl TestPanel {
             .iter()
             .filter_map(|m| match m {
                 NodeMessage::Lifecycle(e) => Some(e.clone()),
-                NodeMessage::Heartbeat(_) => None,
+                NodeMessage::Heartbeat(_) | NodeMessage::Backup(_) => None,
             })
             .collect()
     }

@@ -85,7 +85,7 @@ async fn activity(session: &Client, server: &str, action: &str, n: usize) -> Val
     loop {
         let page = session.get(&format!("/api/v1/servers/{server}/activity?per_page=100")).await;
         let found: Vec<&Value> =
-            page["data"].as_array().unwrap().iter().filter(|e| e["event"]["action"] == action).collect();
+            page["data"].as_array().unwrap().iter().filter(|e| e["action"] == action).collect();
         if found.len() >= n {
             return found[0].clone();
         }
@@ -136,7 +136,7 @@ async fn layers_and_backups_through_the_panel() {
         .call(Method::PUT, &format!("/api/v1/eggs/{egg_id}/templates"), Some(json!({ "templates": ["no version"] })))
         .await;
     assert!(status == 400 || status == 422, "{status} {body}");
-    let owner = session.get("/api/v1/account").await["user"]["id"].clone();
+    let owner = session.get("/api/v1/account").await["id"].clone();
     let (status, created) = session
         .call(
             Method::POST,
@@ -241,7 +241,7 @@ async fn layers_and_backups_through_the_panel() {
             &format!("/api/v1/servers/{server}/schedules"),
             Some(json!({
                 "name": "nightly", "cron": "0 3 * * *", "timezone": "UTC", "enabled": true, "only_when_online": false,
-                "tasks": [{ "action": { "backup": ["*.tmp"] }, "offset_seconds": 0, "continue_on_failure": false }],
+                "tasks": [{ "action": { "kind": "backup", "payload": ["*.tmp"] }, "offset_seconds": 0, "continue_on_failure": false }],
             })),
         )
         .await;

@@ -33,7 +33,7 @@ use nexus_core::ids::ServerId;
 use nexus_core::model::Permission;
 use nexus_files::{ArchiveFormat, FileEntry, FileKind, FileOwner, FilesConfig, ServerFiles};
 use serde::Deserialize;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use warp::Filter;
 use warp::filters::BoxedFilter;
@@ -68,6 +68,25 @@ struct Managed {
 pub struct FileManagers {
     owner: Option<FileOwner>,
     open: Mutex<HashMap<ServerId, Managed>>,
+    /// Servers whose directory a restore is replacing: their files are refused meanwhile.
+    restoring: Mutex<HashSet<ServerId>>,
+}
+
+/// Marks a server's files as being restored ([`FileManagers::restoring`]); dropped, the
+/// mark goes and the server's cached manager is forgotten (it holds the old directory).
+#[derive(Debug)]
+pub struct RestoringMark {
+    managers: Arc<FileManagers>,
+    server: ServerId,
+}
+
+impl Drop for RestoringMark {
+    fn drop(&mut self) {
+        if let Ok(mut restoring) = self.managers.restoring.lock() {
+            restoring.remove(&self.server);
+        }
+        self.managers.forget(self.server);
+    }
 }
 
 impl std::fmt::Debug for FileManagers {
@@ -79,7 +98,38 @@ impl std::fmt::Debug for FileManagers {
 impl FileManagers {
     /// Managers creating files owned by `owner`.
     pub fn new(owner: Option<FileOwner>) -> Self {
-        Self { owner, open: Mutex::new(HashMap::new()) }
+        Self { owner, open: Mutex::new(HashMap::new()), restoring: Mutex::new(HashSet::new()) }
+    }
+
+    /// Refuses the files of `server` (`409 busy`) until the mark is dropped, then reopens
+    /// its manager: a restore replaces the server's directory, and a manager opened before
+    /// holds the old one.
+    pub fn restoring(self: &Arc<Self>, server: ServerId) -> RestoringMark {
+        if let Ok(mut restoring) = self.restoring.lock() {
+            restoring.insert(server);
+        }
+        self.forget(server);
+        RestoringMark { managers: Arc::clone(self), server }
+    }
+
+    /// A manager of the server `spec` describes, rooted at `data_dir`, with `limits` for its
+    /// archives, opened for one job and not cached (backups and restores: their own limits,
+    /// and a restore makes any manager of the old directory stale).
+    pub async fn open_dedicated(
+        &self,
+        spec: &nexus_core::transport::ServerSpec,
+        data_dir: &std::path::Path,
+        limits: nexus_files::ArchiveLimits,
+    ) -> Result<ServerFiles, ApiError> {
+        let rules = FileRules::of(spec);
+        let config = FilesConfig {
+            quota_bytes: rules.quota_bytes,
+            denylist: rules.denylist,
+            owner: self.owner,
+            archive_limits: limits,
+            ..FilesConfig::default()
+        };
+        Ok(ServerFiles::open(data_dir, config).await?)
     }
 
     /// Drops the cached manager of `server` (its spec changed or it was destroyed).
@@ -94,8 +144,15 @@ impl FileManagers {
     ///
     /// Refused (`409 busy`) while the server installs: the install script runs as root in
     /// its directory, and the node hands its files over afterwards; nothing else touches them
-    /// meanwhile.
+    /// meanwhile. Refused too while a backup is restored into it ([`restoring`](Self::restoring)).
     pub async fn get(&self, agent: &NodeAgent, server: ServerId) -> Result<ServerFiles, ApiError> {
+        if self.restoring.lock().is_ok_and(|restoring| restoring.contains(&server)) {
+            return Err(ApiError::new(
+                409,
+                "busy",
+                format!("a backup is being restored into server {server}; its files are not available"),
+            ));
+        }
         let state = agent.state(server);
         if state == Some(nexus_core::lifecycle::ServerState::Installing) {
             // What the script writes is not counted: the next use rescans.

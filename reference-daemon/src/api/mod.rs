@@ -16,6 +16,10 @@
 //! | PUT | `/api/servers/:id/files/*path` | node, or browser with `file_write` | write the body to the file (streamed, quota) |
 //! | DELETE | `/api/servers/:id/files/*path` | node, or browser with `file_write` | delete a file or tree |
 //! | POST | `/api/servers/:id/files/{compress,decompress,rename,copy,mkdir,chmod}` | node, or browser with `file_write` | JSON bodies, see [`files`] |
+//! | POST | `/api/servers/:id/backups` | node | `{"backup":"<uuid>","ignored":["*.log"]}`: `202`, the backup in the background, its outcome reported to the panel; see [`backups`] |
+//! | GET | `/api/servers/:id/backups/:backup` | node, or browser with `backup` | the archive, `application/zstd`, streamed |
+//! | POST | `/api/servers/:id/backups/:backup/restore` | node | `{"wipe":true,"checksum":"<sha256>"}`: `202` (`409 busy` unless the server is stopped), the restore in the background, reported |
+//! | DELETE | `/api/servers/:id/backups/:backup` | node | `204` (also when absent) |
 //! | GET | `/metrics` | node (unless `metrics_require_token = false`) | Prometheus text |
 //!
 //! "node" is `Authorization: Bearer <node token>`; "browser" is a signed token
@@ -34,6 +38,8 @@
 //! | 403 | `forbidden` | a browser token without the permission or for another server |
 //! | 404 | `not_found` | no route has this path |
 //! | 404 | `unknown_server` | no server with this id |
+//! | 404 | `unknown_backup` | no archive of this backup in the backup store |
+//! | 409 | `busy` | the server installs, a backup or restore of it runs, or a restore needs it stopped |
 //! | 405 | `method_not_allowed` | a route has this path, none this method |
 //! | 413 | `payload_too_large` | a JSON body over `max_json_body_bytes`, declared or (chunked) counted |
 //! | 415 | `unsupported_media_type` | a JSON route's body sent with another `content-type` (none is fine) |
@@ -42,6 +48,7 @@
 //!
 //! Chunked bodies (no `content-length`) are accepted on every route, up to the same limits.
 
+pub mod backups;
 pub mod console;
 pub mod console_slots;
 mod error;
@@ -81,6 +88,8 @@ pub struct ApiState {
     pub http: HttpMetrics,
     /// Per-server file managers.
     pub files: Arc<FileManagers>,
+    /// Backup and restore jobs, and the backup store.
+    pub backups: Arc<crate::backup::Backups>,
     /// Counters of the HTTP listener.
     pub listener: Arc<crate::listener::ListenerStats>,
     /// Open console WebSockets and their caps.
@@ -116,6 +125,8 @@ pub fn routes(state: Arc<ApiState>) -> BoxedFilter<(Response,)> {
         .or(wings_socket::route(Arc::clone(&state)))
         .unify()
         .or(files::routes(Arc::clone(&state)))
+        .unify()
+        .or(backups::routes(Arc::clone(&state)))
         .unify()
         .or(servers::metrics_route(state))
         .unify()

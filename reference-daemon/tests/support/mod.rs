@@ -484,6 +484,15 @@ pub struct TestDaemon {
 impl TestDaemon {
     /// Starts a daemon with [`config`], changed by `adjust`.
     pub async fn start(docker: DockerRuntime, adjust: impl FnOnce(&mut Config)) -> Self {
+        Self::start_with_panel(docker, std::sync::Arc::new(nexus_agent::NoPanel), adjust).await
+    }
+
+    /// Starts a daemon publishing to `panel`, with [`config`] changed by `adjust`.
+    pub async fn start_with_panel(
+        docker: DockerRuntime,
+        panel: std::sync::Arc<dyn nexus_core::transport::PanelTransport>,
+        adjust: impl FnOnce(&mut Config),
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let node = NodeId::new();
         let cleanup = Cleanup(node);
@@ -491,13 +500,7 @@ impl TestDaemon {
         adjust(&mut config);
         let config = config.resolve().unwrap();
         let docker = docker.with_install_dir(dir.path().join("install"));
-        let daemon = nexus_wings::daemon::Daemon::start(
-            &config,
-            std::sync::Arc::new(docker),
-            std::sync::Arc::new(nexus_agent::NoPanel),
-        )
-        .await
-        .unwrap();
+        let daemon = nexus_wings::daemon::Daemon::start(&config, std::sync::Arc::new(docker), panel).await.unwrap();
         let client = Client::new(daemon.local_addr());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(daemon.serve(async move {
@@ -517,5 +520,23 @@ impl Drop for TestDaemon {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+    }
+}
+
+/// A panel keeping every message a daemon publishes.
+#[derive(Default)]
+pub struct RecordingPanel {
+    pub received: std::sync::Mutex<Vec<nexus_core::transport::NodeMessage>>,
+}
+
+#[async_trait::async_trait]
+impl nexus_core::transport::PanelTransport for RecordingPanel {
+    async fn publish(
+        &self,
+        _node: NodeId,
+        message: nexus_core::transport::NodeMessage,
+    ) -> Result<(), nexus_core::transport::TransportError> {
+        self.received.lock().unwrap().push(message);
+        Ok(())
     }
 }

@@ -109,6 +109,14 @@ async fn up(args: UpArgs) -> Result<(), CliError> {
         data_root: node_dir.join("volumes"),
         state_dir: node_dir.join("state"),
         heartbeat_interval_secs: args.heartbeat_secs,
+        templates: nexus_wings::config::TemplatesConfig {
+            store: Some(template_store.clone()),
+            ..nexus_wings::config::TemplatesConfig::default()
+        },
+        backups: nexus_wings::config::BackupsConfig {
+            store: Some(nexus_templates::ObjectStoreConfig::local(&node_dir.join("backups"))),
+            ..nexus_wings::config::BackupsConfig::default()
+        },
         ..NodeConfig::default()
     }
     .resolve()
