@@ -30,6 +30,9 @@ pub const MAX_NAME_BYTES: usize = 191;
 pub use nexus_wire::backups::{MAX_IGNORED_PATTERNS, MAX_PATTERN_BYTES};
 /// Highest backup limit a server may be given.
 pub const MAX_BACKUP_LIMIT: u32 = 1000;
+/// The backup limit of a server created without one: archives live on the node's disk (or
+/// the operator's bucket) outside the server's disk limit, so "no limit" must be asked for.
+pub const DEFAULT_BACKUP_LIMIT: u32 = 3;
 
 /// What a new backup is made of.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -231,23 +234,25 @@ impl ControlPlane {
     }
 
     /// Takes a node's report about one of its servers' backups: records the outcome of a
-    /// backup, and audits restores. A report about a server of another node, or about a
-    /// backup of another server, is refused ([`ControlError::Forbidden`]): a node speaks
-    /// only for its own servers. Reports are idempotent (a node may send one again).
-    pub async fn ingest_backup_report(&self, node: NodeId, report: BackupReport) -> Result<(), ControlError> {
+    /// backup, and audits restores. A report about a server of another node changes nothing
+    /// (`Ok(false)`: a node speaks only for its own servers; answered as handled so the node
+    /// does not retry it forever), nor does one about a backup of another server. Reports are
+    /// idempotent (a node may send one again). `Ok(true)` when the report was taken.
+    pub async fn ingest_backup_report(&self, node: NodeId, report: BackupReport) -> Result<bool, ControlError> {
         let server = match self.server(report.server).await {
             Ok(server) => server,
             // A server removed meanwhile: nothing left to record.
-            Err(ControlError::UnknownServer(_)) => return Ok(()),
+            Err(ControlError::UnknownServer(_)) => return Ok(false),
             Err(e) => return Err(e),
         };
         if server.node != node {
-            return Err(ControlError::Forbidden(format!("server {} is not on node {node}", report.server)));
+            tracing::warn!(%node, server = %report.server, "a backup report about another node's server, ignored");
+            return Ok(false);
         }
         let mut backup = match self.backup(report.server, report.backup).await {
             Ok(backup) => backup,
             // Deleted meanwhile (or never stored here): nothing to record.
-            Err(ControlError::UnknownBackup(_)) => return Ok(()),
+            Err(ControlError::UnknownBackup(_)) => return Ok(false),
             Err(e) => return Err(e),
         };
         let (action, detail) = match &report.outcome {
@@ -288,7 +293,7 @@ impl ControlPlane {
         if let Err(e) = self.store.append_audit(&event).await {
             tracing::warn!(error = %e, "recording a backup report in the audit log");
         }
-        Ok(())
+        Ok(true)
     }
 }
 

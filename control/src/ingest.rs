@@ -103,8 +103,11 @@ impl ControlPlane {
             }
             NodeMessage::Lifecycle(event) => self.apply_event(from, &event).await,
             NodeMessage::Backup(report) => {
-                self.ingest_backup_report(from, report).await?;
-                Ok(Ingested::Backup)
+                let (server, backup) = (report.server, report.backup);
+                match self.ingest_backup_report(from, report).await? {
+                    true => Ok(Ingested::Backup),
+                    false => Ok(Ingested::Ignored(format!("backup {backup} of server {server}: not node {from}'s"))),
+                }
             }
         }
     }

@@ -47,7 +47,8 @@ pub struct NewServer {
     /// Who gives the values: users may set only the variables the egg lets them edit.
     pub editor: Editor,
     /// How many backups it may keep (`None`: no limit), see
-    /// [`Server::backup_limit`](nexus_core::model::Server::backup_limit).
+    /// [`Server::backup_limit`](nexus_core::model::Server::backup_limit); by default
+    /// [`DEFAULT_BACKUP_LIMIT`](crate::backups::DEFAULT_BACKUP_LIMIT).
     pub backup_limit: Option<u32>,
     /// Its own template layers, applied after the egg's (see [`crate::templates`]).
     pub templates: Vec<nexus_core::template::LayerRef>,
@@ -71,7 +72,7 @@ impl NewServer {
             port_ranges: Vec::new(),
             start_on_completion: false,
             editor: Editor::User,
-            backup_limit: None,
+            backup_limit: Some(crate::backups::DEFAULT_BACKUP_LIMIT),
             templates: Vec::new(),
         }
     }

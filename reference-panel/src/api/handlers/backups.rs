@@ -53,7 +53,10 @@ pub(crate) async fn list(state: Arc<PanelState>, call: Call) -> Result<Answer<Ve
 
 pub(crate) async fn create(state: Arc<PanelState>, call: Call, body: CreateBackup) -> Result<Answer<Backup>, ApiError> {
     let server = super::files::usable(&call)?.id;
-    let input = NewBackup { name: body.name, ignored: body.ignored, locked: body.locked };
+    // Locking is `backup.delete`'s right (as in Pterodactyl): without it a lock could fill
+    // the limit with backups nobody may remove.
+    let locked = body.locked && call.access()?.allows("backup.delete");
+    let input = NewBackup { name: body.name, ignored: body.ignored, locked };
     accepted(state.control.create_backup(server, input, false).await?)
 }
 

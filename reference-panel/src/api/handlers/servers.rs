@@ -108,9 +108,11 @@ pub(crate) struct CreateServer {
     /// Place it on this node.
     #[serde(default)]
     node: Option<NodeId>,
-    /// How many backups it may keep (none: no limit; `0`: no backups).
-    #[serde(default)]
-    backup_limit: Option<u32>,
+    /// How many backups it may keep: a number (`0`: no backups), or `null` for no limit;
+    /// 3 when absent.
+    #[serde(default, deserialize_with = "present")]
+    #[schemars(with = "Option<u32>")]
+    backup_limit: Option<Option<u32>>,
     /// Its own template layers (`name@version`), applied after the egg's once its install
     /// script succeeded.
     #[serde(default)]
@@ -156,7 +158,9 @@ pub(crate) async fn create(
     new.location = body.location;
     new.required_tags = body.tags;
     new.node = body.node;
-    new.backup_limit = body.backup_limit;
+    if let Some(limit) = body.backup_limit {
+        new.backup_limit = limit;
+    }
     new.templates = body.templates;
     // Only admins reach this route: they may set any variable and override image and startup.
     new.editor = Editor::Admin;

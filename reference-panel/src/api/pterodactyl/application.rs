@@ -966,9 +966,8 @@ pub(super) async fn create_server(state: Arc<PanelState>, call: Call) -> Answere
     new.startup = body.string("startup")?.filter(|s| !s.is_empty());
     new.editor = Editor::Admin;
     new.start_on_completion = body.boolean("start_on_completion")?.unwrap_or(false);
-    if let Some(limit) = backup_limit(&body)? {
-        new.backup_limit = limit;
-    }
+    // As Pterodactyl: no limit given (or `null`) is no backups.
+    new.backup_limit = Some(backup_limit(&body)?.flatten().unwrap_or(0));
     let locations: Vec<Option<LocationId>> = if let Some(default) = body.int("allocation.default")? {
         new.allocation =
             Some(record_by_number(&state, RecordKind::Allocation, default).await?.ok_or_else(|| {
@@ -1071,12 +1070,13 @@ pub(super) async fn update_build(state: Arc<PanelState>, call: Call) -> Answered
     let limits = body_limits(&body, server.limits)?;
     let mut server = state.control.update_build(server.id, limits).await?;
     if let Some(limit) = backup_limit(&body)? {
-        server = state.control.set_backup_limit(server.id, limit).await?;
+        server = state.control.set_backup_limit(server.id, Some(limit.unwrap_or(0))).await?;
     }
     one_server(&state, server, StatusCode::OK).await
 }
 
-/// `feature_limits.backups` when given: `null` is no limit.
+/// `feature_limits.backups` when given (`Some(None)` for `null`, which Pterodactyl treats as
+/// no backups).
 fn backup_limit(body: &Body) -> Result<Option<Option<u32>>, ApiError> {
     if !body.has("feature_limits.backups") {
         return Ok(None);

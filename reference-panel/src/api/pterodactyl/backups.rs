@@ -59,7 +59,9 @@ pub(super) async fn create(state: Arc<PanelState>, call: Call) -> Answered {
     let body = Body::of(&call)?;
     // Pterodactyl takes the patterns as one text, a pattern a line.
     let ignored = body.string("ignored")?.unwrap_or_default().lines().map(str::to_owned).collect();
-    let input = NewBackup { name: body.string("name")?, ignored, locked: body.boolean("is_locked")?.unwrap_or(false) };
+    // As Pterodactyl: `is_locked` counts only for callers who may delete backups.
+    let locked = body.boolean("is_locked")?.unwrap_or(false) && call.access()?.allows("backup.delete");
+    let input = NewBackup { name: body.string("name")?, ignored, locked };
     one(StatusCode::OK, &state.control.create_backup(server, input, false).await?)
 }
 
