@@ -72,6 +72,7 @@ macro_rules! assert_err {
 }
 
 pub mod bench;
+pub mod data;
 mod game;
 pub mod minetest;
 pub mod runtime;

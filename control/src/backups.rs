@@ -60,10 +60,9 @@ fn refused(reason: impl Into<String>) -> ControlError {
 /// Checks a backup limit given to a server.
 pub fn check_backup_limit(limit: Option<u32>) -> Result<Option<u32>, ControlError> {
     match limit {
-        Some(n) if n > MAX_BACKUP_LIMIT => Err(ControlError::Invalid {
-            field: "backup_limit",
-            reason: format!("at most {MAX_BACKUP_LIMIT}"),
-        }),
+        Some(n) if n > MAX_BACKUP_LIMIT => {
+            Err(ControlError::Invalid { field: "backup_limit", reason: format!("at most {MAX_BACKUP_LIMIT}") })
+        }
         other => Ok(other),
     }
 }
@@ -84,7 +83,10 @@ fn checked(input: NewBackup) -> Result<(String, Vec<String>), ControlError> {
     let ignored: Vec<String> =
         input.ignored.iter().map(|p| p.trim()).filter(|p| !p.is_empty()).map(str::to_owned).collect();
     if ignored.len() > MAX_IGNORED_PATTERNS {
-        return Err(ControlError::Invalid { field: "ignored", reason: format!("at most {MAX_IGNORED_PATTERNS} patterns") });
+        return Err(ControlError::Invalid {
+            field: "ignored",
+            reason: format!("at most {MAX_IGNORED_PATTERNS} patterns"),
+        });
     }
     if ignored.iter().any(|p| p.len() > MAX_PATTERN_BYTES || p.chars().any(char::is_control)) {
         return Err(ControlError::Invalid {
@@ -126,7 +128,12 @@ impl ControlPlane {
     /// Starts a backup of `server` (see the module docs for the rules). `rotate` replaces the
     /// oldest unlocked backup when the limit is reached (scheduled backups); otherwise the
     /// limit refuses. Returns the `pending` record.
-    pub async fn create_backup(&self, server: ServerId, input: NewBackup, rotate: bool) -> Result<Backup, ControlError> {
+    pub async fn create_backup(
+        &self,
+        server: ServerId,
+        input: NewBackup,
+        rotate: bool,
+    ) -> Result<Backup, ControlError> {
         let (name, ignored) = checked(input.clone())?;
         let srv = self.server(server).await?;
         refuse_if_deleting(&srv)?;
@@ -198,7 +205,12 @@ impl ControlPlane {
     }
 
     /// Locks or unlocks a backup (`None` toggles, as Pterodactyl's lock route does).
-    pub async fn lock_backup(&self, server: ServerId, id: BackupId, locked: Option<bool>) -> Result<Backup, ControlError> {
+    pub async fn lock_backup(
+        &self,
+        server: ServerId,
+        id: BackupId,
+        locked: Option<bool>,
+    ) -> Result<Backup, ControlError> {
         let mut backup = self.backup(server, id).await?;
         backup.locked = locked.unwrap_or(!backup.locked);
         self.store.update_backup(&backup).await?;
@@ -303,7 +315,8 @@ mod tests {
 
     #[test]
     fn names_and_patterns_are_checked() {
-        let (name, ignored) = checked(NewBackup::ignoring(vec!["  *.log ".into(), "".into(), "cache/".into()])).unwrap();
+        let (name, ignored) =
+            checked(NewBackup::ignoring(vec!["  *.log ".into(), "".into(), "cache/".into()])).unwrap();
         assert!(name.starts_with("Backup at "), "{name}");
         assert_eq!(ignored, ["*.log", "cache/"]);
         let long = NewBackup { name: Some("x".repeat(MAX_NAME_BYTES + 1)), ..NewBackup::default() };

@@ -142,7 +142,11 @@ impl ControlPlane {
 
     /// Sends a changed spec to the node, unless the node never got the server (it gets the
     /// whole spec when it is delivered).
-    pub(crate) async fn deliver_spec(&self, server: &Server, spec: nexus_core::transport::ServerSpec) -> Result<(), ControlError> {
+    pub(crate) async fn deliver_spec(
+        &self,
+        server: &Server,
+        spec: nexus_core::transport::ServerSpec,
+    ) -> Result<(), ControlError> {
         if server.state == nexus_core::lifecycle::ServerState::Requested {
             return Ok(());
         }

@@ -110,7 +110,9 @@ fn build(id: ScheduleId, server: ServerId, input: ScheduleInput, now: DateTime<U
             }
             TaskAction::Backup(ignored)
                 if ignored.len() > crate::backups::MAX_IGNORED_PATTERNS
-                    || ignored.iter().any(|p| p.len() > crate::backups::MAX_PATTERN_BYTES || p.chars().any(char::is_control)) =>
+                    || ignored
+                        .iter()
+                        .any(|p| p.len() > crate::backups::MAX_PATTERN_BYTES || p.chars().any(char::is_control)) =>
             {
                 return Err(invalid(
                     "tasks",
@@ -150,7 +152,9 @@ fn public_reason(e: &ControlError) -> &'static str {
         ControlError::Deleting(_) => "the server is being deleted",
         ControlError::Node { .. } => "the node could not do it",
         ControlError::Invalid { .. } => "the task is not valid",
-        ControlError::BackupRefused(_) => "the backup was refused (limit reached, every backup locked, or one in progress)",
+        ControlError::BackupRefused(_) => {
+            "the backup was refused (limit reached, every backup locked, or one in progress)"
+        }
         _ => "internal error",
     }
 }

@@ -45,7 +45,10 @@
 //! the old tree; dropping (or [`StagedRestore::discard`]ing) an uncommitted restore removes
 //! the staging directory. The root therefore holds either the whole old tree or the whole
 //! restored one, never a mix, and the caller can check what it read (a checksum) between
-//! staging and commit.
+//! staging and commit. On file systems without `RENAME_EXCHANGE` the commit is two renames
+//! (the root aside as `.nexus-replaced-<root name>-…`, then the staging tree in): a process
+//! dying between them leaves **no root** and the old tree aside, which
+//! [`sweep_restore_leftovers`] (the daemon runs it at start) renames back.
 //!
 //! Staging extracts the archive by every rule of [`ServerFiles::decompress`]: strict entry
 //! names (no absolute name, no `..`), regular files, directories and symlinks only (hard
@@ -79,7 +82,7 @@
 //! staging refuses one with [`FilesError::InvalidConfig`]. One restore per root is staged at
 //! a time in a process ([`FilesError::Busy`] otherwise); staging directories left by a
 //! process that died (`.nexus-restore-<root name>-…` next to the root) are removed when the
-//! next restore of that root is staged.
+//! next restore of that root is staged, or by [`sweep_restore_leftovers`].
 
 use std::ffi::{OsStr, OsString};
 use std::io::{self, BufWriter, Read, Write};
@@ -114,6 +117,8 @@ pub const MAX_PTEROIGNORE_BYTES: u64 = 64 * 1024;
 /// zstd level of backups: the `zstd` tool's default.
 pub const BACKUP_ZSTD_LEVEL: i32 = 3;
 
+/// Input of one job of the threaded compressor.
+const BACKUP_JOB_BYTES: u32 = 2 << 20;
 /// Bytes handed between the blocking job and the async side at a time.
 const CHUNK: usize = 256 * 1024;
 /// Chunks queued between them.
@@ -126,6 +131,10 @@ const TAR_BUFFER: usize = 256 * 1024;
 const MAX_TRAILING_BYTES: u64 = 1 << 20;
 /// Prefix of restore staging directories next to the root (`<prefix><root name>-<id>`).
 const RESTORE_PREFIX: &str = ".nexus-restore-";
+/// Prefix of the tree a commit replaced, on file systems without `RENAME_EXCHANGE`
+/// (`<prefix><root name>-<id>`): distinct from [`RESTORE_PREFIX`], so a sweep can tell the
+/// server's real data (put back when the root is missing) from a staging tree.
+const REPLACED_PREFIX: &str = ".nexus-replaced-";
 /// Bytes of the root's name kept in a staging directory's name.
 const NAME_IN_STAGING: usize = 128;
 
@@ -441,7 +450,7 @@ impl Staged {
         let old = match rfs::renameat_with(parent, staging, parent, root_name, RenameFlags::EXCHANGE) {
             Ok(()) => self.staging.clone(),
             Err(Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) => {
-                let old = staging_name(root_name);
+                let old = leftover_name(REPLACED_PREFIX, root_name);
                 if let Err(e) = rfs::renameat(parent, root_name, parent, &old) {
                     self.remove();
                     return Err(errno(e));
@@ -478,7 +487,12 @@ fn root_id_at(dir: BorrowedFd<'_>, name: &OsStr) -> Result<(u64, u64)> {
 
 /// A fresh staging directory name for the root `root_name`.
 fn staging_name(root_name: &OsStr) -> OsString {
-    let mut name = OsString::from(RESTORE_PREFIX);
+    leftover_name(RESTORE_PREFIX, root_name)
+}
+
+/// A fresh name `<prefix><root name>-<id>` next to the root `root_name`.
+fn leftover_name(prefix: &str, root_name: &OsStr) -> OsString {
+    let mut name = OsString::from(prefix);
     name.push(OsStr::from_bytes(staging_key(root_name)));
     name.push(format!("-{}", uuid::Uuid::new_v4().simple()));
     name
@@ -492,9 +506,88 @@ fn staging_key(root_name: &OsStr) -> &[u8] {
 
 /// Whether `name` (next to the root) is a staging directory of the root `root_name`.
 fn is_staging_of(name: &OsStr, root_name: &OsStr) -> bool {
-    let rest = name.as_bytes().strip_prefix(RESTORE_PREFIX.as_bytes());
-    rest.and_then(|r| r.strip_prefix(staging_key(root_name)))
-        .is_some_and(|r| r.len() == 33 && r[0] == b'-' && r[1..].iter().all(u8::is_ascii_hexdigit))
+    leftover_key(name, RESTORE_PREFIX) == Some(staging_key(root_name))
+}
+
+/// Whether `name` (next to the root) is a tree a commit of the root `root_name` replaced.
+fn is_replaced_of(name: &OsStr, root_name: &OsStr) -> bool {
+    leftover_key(name, REPLACED_PREFIX) == Some(staging_key(root_name))
+}
+
+/// The root key of `name` if it is `<prefix><key>-<32 hex digits>`.
+fn leftover_key<'a>(name: &'a OsStr, prefix: &str) -> Option<&'a [u8]> {
+    let rest = name.as_bytes().strip_prefix(prefix.as_bytes())?;
+    let (key, id) = rest.split_at_checked(rest.len().checked_sub(33)?)?;
+    (!key.is_empty() && id[0] == b'-' && id[1..].iter().all(u8::is_ascii_hexdigit)).then_some(key)
+}
+
+/// What [`sweep_restore_leftovers`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SweepSummary {
+    /// Staging trees and replaced trees removed.
+    pub removed: u64,
+    /// Server directories put back from the tree a commit had moved aside (the process died
+    /// between the two renames of a commit without `RENAME_EXCHANGE`).
+    pub recovered: u64,
+}
+
+/// Cleans what restores left in `parent` (the directory holding server roots, e.g. the
+/// daemon's data root) when the process died: staging trees (`.nexus-restore-…`) are
+/// removed; a replaced tree (`.nexus-replaced-<root>-…`) is **renamed back** to `<root>`
+/// when `<root>` is missing (the server's real data, moved aside by a commit that did not
+/// finish), and removed otherwise. With `roots` given, only leftovers of those root names
+/// are touched and none is put back (a destroyed server's, whose directory is gone for
+/// good). Blocking; call it before anything uses the roots (no restore may run meanwhile).
+pub fn sweep_restore_leftovers(parent: &Path, roots: Option<&[OsString]>) -> Result<SweepSummary> {
+    let dir = rfs::open(parent, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| FilesError::from_errno(parent.display(), e))?;
+    let mut summary = SweepSummary::default();
+    let names = read_dir_names(&dir, &RelPath::root())?;
+    let mine = |key: &[u8]| roots.is_none_or(|roots| roots.iter().any(|r| staging_key(r) == key));
+    // Put back first, so the same root's staging trees are removed below either way.
+    for name in &names {
+        let Some(key) = leftover_key(name, REPLACED_PREFIX).filter(|k| mine(k)) else { continue };
+        let root = OsStr::from_bytes(key);
+        let whole_name = key.len() < NAME_IN_STAGING;
+        if roots.is_none() && whole_name && try_lstat_at(&dir, root, &RelPath::root().join(root))?.is_none() {
+            match rfs::renameat_with(&dir, name.as_os_str(), &dir, root, RenameFlags::NOREPLACE) {
+                Ok(()) => {
+                    tracing::warn!(parent = %parent.display(), root = %root.to_string_lossy(), "put a server directory back: a restore's commit did not finish");
+                    summary.recovered += 1;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!(parent = %parent.display(), replaced = %name.to_string_lossy(), error = %e, "could not put a server directory back; left as is");
+                    continue;
+                }
+            }
+        }
+        if !whole_name && roots.is_none() && try_lstat_at(&dir, root, &RelPath::root().join(root))?.is_none() {
+            // A truncated name cannot be mapped back to its root: keep it for the operator.
+            tracing::error!(parent = %parent.display(), replaced = %name.to_string_lossy(), "a replaced server directory of an unknown root is left as is");
+            continue;
+        }
+        remove_leftover(&dir, name, &mut summary);
+    }
+    for name in &names {
+        if leftover_key(name, RESTORE_PREFIX).is_some_and(mine) {
+            remove_leftover(&dir, name, &mut summary);
+        }
+    }
+    Ok(summary)
+}
+
+fn remove_leftover(dir: &OwnedFd, name: &OsStr, summary: &mut SweepSummary) {
+    match remove_tree(dir.as_fd(), name, &RelPath::root().join(name), None) {
+        Ok(_) => {
+            tracing::info!(leftover = %name.to_string_lossy(), "removed a restore's leftover tree");
+            summary.removed += 1;
+        }
+        Err(e) => {
+            tracing::warn!(leftover = %name.to_string_lossy(), error = %e, "could not remove a restore's leftover tree")
+        }
+    }
 }
 
 /// Writes the compressed archive in chunks to the async side.
@@ -747,6 +840,9 @@ impl Inner {
         // Compression on a worker thread of its own, as the `zstd` tool does by default
         // (`-T1`): reading files and compressing overlap.
         encoder.multithread(1).map_err(io_err)?;
+        // 2 MiB jobs instead of the default 8 MiB at this level: a quarter of the buffers the
+        // threaded compressor holds, for the same output size.
+        encoder.set_parameter(zstd::stream::raw::CParameter::JobSize(BACKUP_JOB_BYTES)).map_err(io_err)?;
         let mut packer = BackupWalk {
             inner: self,
             builder: tar::Builder::new(BufWriter::with_capacity(TAR_BUFFER, encoder)),
@@ -840,7 +936,11 @@ impl Inner {
                 "the server directory is a mount point; a restore swaps directories and cannot replace one",
             ));
         }
-        for stale in read_dir_names(&parent, &RelPath::root())?.into_iter().filter(|n| is_staging_of(n, &root_name)) {
+        // The root exists (checked above): a replaced tree of it is an old one, removed too.
+        for stale in read_dir_names(&parent, &RelPath::root())?
+            .into_iter()
+            .filter(|n| is_staging_of(n, &root_name) || is_replaced_of(n, &root_name))
+        {
             tracing::info!(staging = %stale.to_string_lossy(), "removing a restore left over by an earlier run");
             if let Err(e) = remove_tree(parent.as_fd(), &stale, &RelPath::root().join(&stale), None) {
                 tracing::warn!(staging = %stale.to_string_lossy(), error = %e, "could not remove a leftover restore");

@@ -42,6 +42,12 @@ use super::quota::{Reservation, cost, dir_cost, file_cost, freed_by_unlink};
 const HEADER_BUDGET: u64 = 1 << 20;
 /// Longest symlink target read from a zip entry.
 const MAX_LINK_TARGET: u64 = 4096;
+/// Longest symlink target accepted from any archive entry (`PATH_MAX` less its NUL: the
+/// kernel refuses longer ones anyway).
+const MAX_SYMLINK_TARGET: usize = 4095;
+/// Bytes of symlink entries (names and targets) held until the symlinks are created at the
+/// end of an extraction.
+pub(crate) const MAX_SYMLINK_BYTES: u64 = 16 << 20;
 
 /// Byte counts shared by the reader under the decompressor and the one above it.
 #[derive(Default)]
@@ -118,6 +124,8 @@ struct Stage<'a> {
     /// Symlink entries, created at the end.
     symlinks: Vec<(RelPath, Vec<u8>)>,
     symlink_paths: HashSet<RelPath>,
+    /// Bytes held in `symlinks` and `symlink_paths` (bounded by [`MAX_SYMLINK_BYTES`]).
+    symlink_bytes: u64,
     entries: u64,
     /// Bytes of file content on disk in the staging directory.
     bytes: u64,
@@ -216,6 +224,22 @@ impl<'a> Stage<'a> {
 
     fn symlink(&mut self, path: &RelPath, target: Vec<u8>) -> Result<()> {
         self.begin(path, false)?;
+        if target.len() > MAX_SYMLINK_TARGET {
+            return Err(FilesError::rejected(format!(
+                "symlink entry `{path}` has a target of {} bytes, more than {MAX_SYMLINK_TARGET}",
+                target.len()
+            )));
+        }
+        // Held until the end (symlinks are created last): the name twice, and the target.
+        let held = (path.to_string().len() as u64).saturating_mul(2).saturating_add(target.len() as u64);
+        self.symlink_bytes = self.symlink_bytes.saturating_add(held);
+        if self.symlink_bytes > MAX_SYMLINK_BYTES {
+            return Err(FilesError::TooLarge {
+                path: "(the archive's symlink entries, names and targets)".into(),
+                size: self.symlink_bytes,
+                max: MAX_SYMLINK_BYTES,
+            });
+        }
         if !symlink_target_is_confined(&self.dest.concat(path), &target) {
             return Err(FilesError::rejected(format!(
                 "symlink entry `{path}` points outside the root (`{}`)",
@@ -265,6 +289,7 @@ pub(crate) fn extract_tar_into(
         prereserved: 0,
         symlinks: Vec::new(),
         symlink_paths: HashSet::new(),
+        symlink_bytes: 0,
         entries: 0,
         bytes: 0,
         total: 0,
@@ -428,6 +453,7 @@ impl Inner {
             prereserved: 0,
             symlinks: Vec::new(),
             symlink_paths: HashSet::new(),
+            symlink_bytes: 0,
             entries: 0,
             bytes: 0,
             total: 0,

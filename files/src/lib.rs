@@ -103,7 +103,7 @@
 //! permits until it has finished, even if its caller went away.
 
 mod archive;
-mod backup;
+pub mod backup;
 mod confine;
 mod denylist;
 mod entry;
@@ -123,7 +123,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, SemaphorePermit};
 
 pub use archive::{ArchiveFormat, ArchiveLimits};
-pub use backup::{BACKUP_ZSTD_LEVEL, BackupSummary, MAX_PTEROIGNORE_BYTES, PTEROIGNORE, RestoreSummary, StagedRestore};
+pub use backup::{
+    BACKUP_ZSTD_LEVEL, BackupSummary, MAX_PTEROIGNORE_BYTES, PTEROIGNORE, RestoreSummary, StagedRestore, SweepSummary,
+    sweep_restore_leftovers,
+};
 pub use entry::{ExtractSummary, FileEntry, FileKind};
 pub use error::{FilesError, Result};
 pub use quota::{BLOCK, ENTRY_COST, dir_cost, file_cost};

@@ -559,3 +559,92 @@ proptest! {
         });
     }
 }
+
+/// A tar.zst of `count` symlinks `l<i>` whose targets are `target_len` bytes of in-root
+/// names (GNU long link entries), varied so the archive does not compress like a bomb.
+fn symlinks_archive(count: usize, target_len: usize) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    for i in 0..count {
+        let target: String = (0..target_len)
+            .map(|j| {
+                if j % 100 == 99 {
+                    return '/';
+                }
+                seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                char::from(b'a' + (seed >> 59) as u8 % 26)
+            })
+            .collect();
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Symlink);
+        header.set_size(0);
+        header.set_mode(0o777);
+        builder.append_link(&mut header, format!("l{i}"), &target).unwrap();
+    }
+    zst(&builder.into_inner().unwrap())
+}
+
+#[tokio::test]
+async fn symlink_entries_are_bounded_while_held() {
+    // One target longer than the kernel takes: refused when read.
+    let env = Env::new().await;
+    let err = env.files.stage_restore(&symlinks_archive(1, 5000)[..], true).await.err().unwrap();
+    assert!(matches!(&err, FilesError::ArchiveRejected { reason } if reason.contains("target")), "{err:?}");
+    assert_eq!(siblings(&env), ["outside", "root"]);
+
+    // Many long targets (~20 MiB held until the symlinks are created at the end): refused
+    // past the cap, with nothing created.
+    let archive = symlinks_archive(5000, 4000);
+    assert!(archive.len() < 40 << 20, "{}", archive.len());
+    let before = tree_of(&env.root);
+    let err = env.files.stage_restore(&archive[..], true).await.err().unwrap();
+    assert!(matches!(err, FilesError::TooLarge { .. }), "{err:?}");
+    assert_eq!(tree_of(&env.root), before);
+    assert_eq!(siblings(&env), ["outside", "root"]);
+
+    // The tenant's decompress reads the same way.
+    std::fs::write(env.at("links.tar.zst"), &archive).unwrap();
+    let err = env.files.decompress("links.tar.zst", "/").await.err().unwrap();
+    assert!(matches!(err, FilesError::TooLarge { .. }), "{err:?}");
+    assert!(!env.at("l0").exists());
+
+    // Fewer of them are fine.
+    let env = Env::new().await;
+    restore(&env.files, &symlinks_archive(100, 4000), true).await;
+    assert_eq!(std::fs::read_link(env.at("l0")).unwrap().as_os_str().len(), 4000);
+}
+
+#[test]
+fn a_sweep_puts_a_moved_root_back_and_removes_staging_trees() {
+    let tmp = tempfile::tempdir().unwrap();
+    let at = |name: &str| tmp.path().join(name);
+    let id = |n: u8| format!("{:032x}", n);
+    // `srv` died between the two renames of a commit: no root, its tree aside, the new one staged.
+    std::fs::create_dir_all(at(&format!(".nexus-replaced-srv-{}/world", id(1)))).unwrap();
+    std::fs::write(at(&format!(".nexus-replaced-srv-{}/world/level.dat", id(1))), b"real data").unwrap();
+    std::fs::create_dir_all(at(&format!(".nexus-restore-srv-{}/x", id(2)))).unwrap();
+    // `other` finished its commit: the replaced tree is an old one.
+    std::fs::create_dir_all(at("other")).unwrap();
+    std::fs::write(at("other/new.txt"), b"new").unwrap();
+    std::fs::create_dir_all(at(&format!(".nexus-replaced-other-{}", id(3)))).unwrap();
+    // Unrelated names stay.
+    std::fs::create_dir_all(at(".nexus-restore-short")).unwrap();
+
+    let summary = nexus_files::sweep_restore_leftovers(tmp.path(), None).unwrap();
+    assert_eq!((summary.recovered, summary.removed), (1, 2));
+    assert_eq!(std::fs::read(at("srv/world/level.dat")).unwrap(), b"real data");
+    assert_eq!(std::fs::read(at("other/new.txt")).unwrap(), b"new");
+    let mut left: Vec<String> =
+        std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    left.sort();
+    assert_eq!(left, [".nexus-restore-short", "other", "srv"]);
+
+    // For a destroyed server: its leftovers go, nothing is put back, others stay.
+    std::fs::create_dir_all(at(&format!(".nexus-replaced-gone-{}", id(4)))).unwrap();
+    std::fs::create_dir_all(at(&format!(".nexus-restore-gone-{}", id(5)))).unwrap();
+    std::fs::create_dir_all(at(&format!(".nexus-restore-srv-{}", id(6)))).unwrap();
+    let summary = nexus_files::sweep_restore_leftovers(tmp.path(), Some(&["gone".into()])).unwrap();
+    assert_eq!((summary.recovered, summary.removed), (0, 2));
+    assert!(!at("gone").exists());
+    assert!(at(&format!(".nexus-restore-srv-{}", id(6))).exists());
+}

@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 
 use common::Env;

@@ -107,6 +107,17 @@ impl Daemon {
             }
             Err(error) => tracing::warn!(%error, "cannot tell which file system holds the data root"),
         }
+        // Before any server starts or any request is served: what restores of a daemon that
+        // died left next to the server directories (a directory moved aside is put back).
+        let data_root = c.data_root.clone();
+        match tokio::task::spawn_blocking(move || nexus_files::sweep_restore_leftovers(&data_root, None)).await {
+            Ok(Ok(swept)) if swept.removed + swept.recovered > 0 => {
+                tracing::warn!(removed = swept.removed, recovered = swept.recovered, "restore leftovers cleaned up");
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "cannot clean up restore leftovers in the data root"),
+            Err(error) => tracing::warn!(%error, "cannot clean up restore leftovers in the data root"),
+        }
         let state = Arc::new(FileStateStore::open(&c.state_dir)?);
         let files = Arc::new(api::files::FileManagers::new(Some(c.file_owner())));
         let mut egg_preparer = EggPreparer::new(c.timezone.clone())
@@ -148,13 +159,17 @@ impl Daemon {
             Some(secret) => Some(TokenSigner::new(secret, c.max_token_lifetime())?),
             None => None,
         };
-        let store = c.backups.store(&c.data_root).open()?;
+        let store_config = c.backups.store(&c.data_root);
+        let store = store_config.open()?;
         let backups = crate::backup::Backups::new(
-            crate::backup::BackupStore::new(store, c.backups.retry()),
+            crate::backup::BackupStore::new(store, c.backups.retry()).with_timeout(store_config.request_timeout()),
             Arc::clone(&agent),
             Arc::clone(&files),
             c.backups.max_concurrent,
-        );
+        )
+        .with_markers(c.state_dir.join("backup-jobs"));
+        // Jobs of a daemon that died are reported failed before anything is served.
+        backups.recover_interrupted().await;
         let api = Arc::new(ApiState {
             agent: Arc::clone(&agent),
             node_token: NodeToken::new(&config.token),

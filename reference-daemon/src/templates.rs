@@ -28,11 +28,7 @@ pub struct CachedLayers {
 impl CachedLayers {
     /// Layers from `cache`, files written as `owner`; the server's cached file manager in
     /// `files` is dropped after an apply (its usage counter is stale then).
-    pub fn new(
-        cache: Arc<LayerCache>,
-        owner: Option<FileOwner>,
-        files: Arc<crate::api::files::FileManagers>,
-    ) -> Self {
+    pub fn new(cache: Arc<LayerCache>, owner: Option<FileOwner>, files: Arc<crate::api::files::FileManagers>) -> Self {
         Self { cache, owner, files }
     }
 
@@ -71,7 +67,8 @@ impl TemplateLayers for CachedLayers {
             owner: self.owner,
             ..FilesConfig::default()
         };
-        let files = ServerFiles::open(data_dir, config).await.map_err(|e| format!("opening the server directory: {e}"))?;
+        let files =
+            ServerFiles::open(data_dir, config).await.map_err(|e| format!("opening the server directory: {e}"))?;
         let ctx = RenderContext::new(server_context(spec), env.clone());
         let applied = self.cache.apply(&spec.templates, &files, &ctx).await;
         self.files.forget(spec.id);

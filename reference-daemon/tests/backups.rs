@@ -15,6 +15,7 @@
 
 mod support;
 
+use nexus_conformance::data::{noise, put};
 use nexus_conformance::s3::S3Server;
 use nexus_core::ids::{BackupId, ServerId};
 use nexus_core::model::Permission;
@@ -64,26 +65,6 @@ fn tree_of(root: &Path) -> BTreeMap<String, Node> {
     }
     let mut out = BTreeMap::new();
     walk(root, root, &mut out);
-    out
-}
-
-fn put(root: &Path, rel: &str, content: &[u8]) {
-    let path = root.join(rel);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, content).unwrap();
-}
-
-/// `len` bytes that do not compress (xorshift).
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(len);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
     out
 }
 
@@ -504,4 +485,126 @@ async fn s3_killed_mid_upload_and_mid_restore() {
     assert_eq!(report(&panel, backup).await, BackupOutcome::Restored);
     assert_eq!(std::fs::read(root.join("world/chunk-0.bin")).unwrap(), noise(50 << 20, 1));
     assert!(!root.join("after.txt").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_interrupted_by_a_restart_are_reported_failed_at_start() {
+    let Some(docker) = docker().await else { return };
+    let panel = Arc::new(RecordingPanel::default());
+    let (server, created, restored) = (ServerId::new(), BackupId::new(), BackupId::new());
+    let mut partial = PathBuf::new();
+    let mut markers = PathBuf::new();
+    let daemon = TestDaemon::start_with_panel(docker, panel.clone(), |c| {
+        // What a daemon killed mid-backup and mid-restore leaves: markers, a partial archive.
+        markers = c.state_dir.join("backup-jobs");
+        std::fs::create_dir_all(&markers).unwrap();
+        std::fs::write(markers.join(format!("{server}.{created}.create")), b"").unwrap();
+        std::fs::write(markers.join(format!("{server}.{restored}.restore")), b"").unwrap();
+        partial = c.data_root.join("backups").join(server.to_string()).join(format!("{created}.tar.zst"));
+        std::fs::create_dir_all(partial.parent().unwrap()).unwrap();
+        std::fs::write(&partial, b"half an archive").unwrap();
+    })
+    .await;
+    assert_eq!(
+        report(&panel, created).await,
+        BackupOutcome::CreateFailed { error: "the node restarted during the backup".into() }
+    );
+    assert!(matches!(report(&panel, restored).await, BackupOutcome::RestoreFailed { .. }));
+    assert!(!partial.exists(), "the partial archive is removed");
+    assert_eq!(std::fs::read_dir(&markers).unwrap().count(), 0, "the markers are removed");
+
+    // A job run to its end leaves no marker either.
+    let spec = busybox_spec();
+    create_server(&daemon.client, &spec).await;
+    backup_now(&daemon.client, &panel, spec.id, &[]).await;
+    assert_eq!(std::fs::read_dir(&markers).unwrap().count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_store_fails_the_job_within_its_timeout() {
+    let Some(docker) = docker().await else { return };
+    // An "S3" that accepts connections and never answers.
+    let stalled = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", stalled.local_addr().unwrap());
+    let held = tokio::spawn(async move {
+        let mut connections = Vec::new();
+        while let Ok((socket, _)) = stalled.accept().await {
+            connections.push(socket);
+        }
+    });
+    let mut store = ObjectStoreConfig::from_url("s3://bucket/node");
+    store.endpoint = Some(endpoint);
+    store.region = Some("us-east-1".into());
+    store.access_key_id = Some("key".into());
+    store.secret_access_key = Some("secret-secret".into());
+    store.allow_http = true;
+    store.request_timeout_secs = Some(1);
+    let panel = Arc::new(RecordingPanel::default());
+    let daemon = TestDaemon::start_with_panel(docker, panel.clone(), |c| {
+        c.backups.store = Some(store);
+        c.backups.attempts = 1;
+    })
+    .await;
+    let c = &daemon.client;
+    let spec = busybox_spec();
+    let server = spec.id;
+    create_server(c, &spec).await;
+    put(&daemon.data_dir(server), "world/level.dat", &noise(1 << 20, 3));
+
+    let backup = BackupId::new();
+    let started = Instant::now();
+    start_backup(c, server, backup, &[]).await;
+    match report(&panel, backup).await {
+        BackupOutcome::CreateFailed { error } => {
+            assert!(error.contains("backup store") && error.contains("no answer"), "a clear error: {error}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
+
+    // A restore from it fails as fast, and the server's slot is free again.
+    let before = tree_of(&daemon.data_dir(server));
+    let (status, body) = restore(c, server, backup, true, &"0".repeat(64)).await;
+    assert_eq!(status, 202, "{body}");
+    match report(&panel, backup).await {
+        BackupOutcome::RestoreFailed { error } => assert!(error.contains("no answer"), "a clear error: {error}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(tree_of(&daemon.data_dir(server)), before);
+    let again = BackupId::new();
+    start_backup(c, server, again, &[]).await;
+    assert!(matches!(report(&panel, again).await, BackupOutcome::CreateFailed { .. }));
+    held.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destroying_a_server_removes_its_archives() {
+    let Some(docker) = docker().await else { return };
+    let panel = Arc::new(RecordingPanel::default());
+    let daemon = TestDaemon::start_with_panel(docker, panel.clone(), |_| {}).await;
+    let c = &daemon.client;
+    let spec = busybox_spec();
+    let server = spec.id;
+    create_server(c, &spec).await;
+    put(&daemon.data_dir(server), "a.txt", b"a");
+    let (first, _, _) = backup_now(c, &panel, server, &[]).await;
+    let (second, _, _) = backup_now(c, &panel, server, &[]).await;
+    let volumes = daemon.dir.path().join("volumes");
+    let stored = volumes.join("backups").join(server.to_string());
+    assert!(stored.join(format!("{first}.tar.zst")).exists() && stored.join(format!("{second}.tar.zst")).exists());
+    // Another server's archive, and a staging directory a crashed restore left.
+    let foreign =
+        volumes.join("backups").join(ServerId::new().to_string()).join(format!("{}.tar.zst", BackupId::new()));
+    std::fs::create_dir_all(foreign.parent().unwrap()).unwrap();
+    std::fs::write(&foreign, b"not mine").unwrap();
+    let staging = volumes.join(format!(".nexus-restore-{server}-{:032x}", 7));
+    std::fs::create_dir_all(staging.join("world")).unwrap();
+
+    let (status, body) = c.call(reqwest::Method::DELETE, &format!("/api/servers/{server}"), None).await;
+    assert_eq!(status, 204, "{body}");
+    let left: Vec<_> =
+        std::fs::read_dir(&stored).map(|d| d.map(|e| e.unwrap().file_name()).collect()).unwrap_or_default();
+    assert!(left.is_empty(), "archives left: {left:?}");
+    assert!(!staging.exists(), "the staging directory is removed");
+    assert_eq!(std::fs::read(&foreign).unwrap(), b"not mine");
 }

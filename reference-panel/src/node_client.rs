@@ -145,7 +145,9 @@ impl NodeTransport for HttpNodeTransport {
             NodeCommand::RestoreBackup { server, backup, wipe, checksum } => http
                 .post(format!("{base}{}", paths::backup_restore(*server, *backup)))
                 .json(&RestoreBackupRequest { wipe: *wipe, checksum: checksum.clone() }),
-            NodeCommand::DeleteBackup { server, backup } => http.delete(format!("{base}{}", paths::backup(*server, *backup))),
+            NodeCommand::DeleteBackup { server, backup } => {
+                http.delete(format!("{base}{}", paths::backup(*server, *backup)))
+            }
         };
         let target = format!("node {node}");
         let mut response = request

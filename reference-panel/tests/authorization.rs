@@ -244,7 +244,19 @@ async fn world() -> World {
         (AdminClientKey, key("admin", ApiKeyScope::Client).await),
         (ApplicationKey, key("admin", ApiKeyScope::Application).await),
     ]);
-    World { store, control, state, base, users, node, egg, server, schedule: ScheduleId::new(), backup: backup.id, keys }
+    World {
+        store,
+        control,
+        state,
+        base,
+        users,
+        node,
+        egg,
+        server,
+        schedule: ScheduleId::new(),
+        backup: backup.id,
+        keys,
+    }
 }
 
 impl World {

@@ -84,8 +84,7 @@ async fn activity(session: &Client, server: &str, action: &str, n: usize) -> Val
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let page = session.get(&format!("/api/v1/servers/{server}/activity?per_page=100")).await;
-        let found: Vec<&Value> =
-            page["data"].as_array().unwrap().iter().filter(|e| e["action"] == action).collect();
+        let found: Vec<&Value> = page["data"].as_array().unwrap().iter().filter(|e| e["action"] == action).collect();
         if found.len() >= n {
             return found[0].clone();
         }
@@ -109,7 +108,8 @@ async fn layers_and_backups_through_the_panel() {
     // Two layers: the egg's base, and the server's own on top of it.
     let base = dir.path().join("base");
     std::fs::create_dir_all(base.join("config")).unwrap();
-    std::fs::write(base.join("config/server.yml"), "port: {{ env.SERVER_PORT }}\nmemory: {{ server.memory }}\n").unwrap();
+    std::fs::write(base.join("config/server.yml"), "port: {{ env.SERVER_PORT }}\nmemory: {{ server.memory }}\n")
+        .unwrap();
     std::fs::write(base.join("readme.txt"), "from base").unwrap();
     let binary: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
     std::fs::write(base.join("plugin.bin"), &binary).unwrap();
@@ -128,8 +128,9 @@ async fn layers_and_backups_through_the_panel() {
 
     let egg = session.import_busybox_egg().await;
     let egg_id = egg["id"].as_str().unwrap();
-    let (status, body) =
-        session.call(Method::PUT, &format!("/api/v1/eggs/{egg_id}/templates"), Some(json!({ "templates": ["base@1"] }))).await;
+    let (status, body) = session
+        .call(Method::PUT, &format!("/api/v1/eggs/{egg_id}/templates"), Some(json!({ "templates": ["base@1"] })))
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["templates"], json!(["base@1"]));
     let (status, body) = session
@@ -195,7 +196,11 @@ async fn layers_and_backups_through_the_panel() {
     write(&session, &server, "world/level.dat", "level two").await;
     write(&session, &server, "new.txt", "after the backup").await;
     let (status, body) = session
-        .call(Method::POST, &format!("/api/v1/servers/{server}/backups/{first}/restore"), Some(json!({ "wipe": false })))
+        .call(
+            Method::POST,
+            &format!("/api/v1/servers/{server}/backups/{first}/restore"),
+            Some(json!({ "wipe": false })),
+        )
         .await;
     assert_eq!(status, 202, "{body}");
     activity(&session, &server, "backup.restore.completed", 1).await;
@@ -219,8 +224,9 @@ async fn layers_and_backups_through_the_panel() {
     assert_eq!(status, 409, "{body}");
 
     // The limit (2): a second by hand, then a third refused.
-    let (status, second) =
-        session.call(Method::POST, &format!("/api/v1/servers/{server}/backups"), Some(json!({ "name": "second" }))).await;
+    let (status, second) = session
+        .call(Method::POST, &format!("/api/v1/servers/{server}/backups"), Some(json!({ "name": "second" })))
+        .await;
     assert_eq!(status, 202, "{second}");
     let second = second["id"].as_str().unwrap().to_owned();
     assert_eq!(settled(&session, &server, &second).await["state"], "succeeded");
@@ -269,15 +275,8 @@ async fn layers_and_backups_through_the_panel() {
     let key = create_key(&data, "admin@nexus.local", "client");
     let http = reqwest::Client::new();
     let short = {
-        let list: Value = http
-            .get(format!("{}/api/client", up.url))
-            .bearer_auth(&key)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let list: Value =
+            http.get(format!("{}/api/client", up.url)).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
         list["data"][0]["attributes"]["identifier"].as_str().unwrap().to_owned()
     };
     let ptero = |method: Method, path: &str| {
@@ -295,12 +294,14 @@ async fn layers_and_backups_through_the_panel() {
     };
     assert_eq!(status, 400, "over the limit: {body}");
     assert_eq!(body["errors"][0]["code"], "DisplayException");
-    let signed: Value = ptero(Method::GET, &format!("/backups/{first}/download")).send().await.unwrap().json().await.unwrap();
+    let signed: Value =
+        ptero(Method::GET, &format!("/backups/{first}/download")).send().await.unwrap().json().await.unwrap();
     let url = signed["attributes"]["url"].as_str().unwrap();
     let direct = http.get(url).send().await.unwrap();
     assert_eq!(direct.status(), 200, "the signed link reads the archive from the node");
-    assert_eq!(hex(&sha2::Sha256::digest(&direct.bytes().await.unwrap())), checksum);
-    let toggled: Value = ptero(Method::POST, &format!("/backups/{first}/lock")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(hex(&sha2::Sha256::digest(direct.bytes().await.unwrap())), checksum);
+    let toggled: Value =
+        ptero(Method::POST, &format!("/backups/{first}/lock")).send().await.unwrap().json().await.unwrap();
     assert_eq!(toggled["attributes"]["is_locked"], false);
     assert_eq!(ptero(Method::DELETE, &format!("/backups/{first}")).send().await.unwrap().status(), 204);
     let gone = ptero(Method::GET, &format!("/backups/{first}")).send().await.unwrap();

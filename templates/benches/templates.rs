@@ -7,6 +7,7 @@
 //! Prints both medians and the warm/cold ratio. `cargo bench -p nexus-templates`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout, missing_docs)]
 
+use nexus_conformance::data::noise;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -19,19 +20,6 @@ use nexus_templates::{CacheConfig, LayerCache, LayerRef, ObjectStoreConfig, Obje
 const FILES: usize = 1_000;
 const TOTAL: usize = 50 << 20;
 const RUNS: usize = 5;
-
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
 
 /// Three layers; 1,000 files in all, 50 MB, sizes from 1 KB to ~200 KB, some paths shared
 /// by several layers (later wins), a few rendered configs.

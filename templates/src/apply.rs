@@ -3,7 +3,7 @@
 //!
 //! # Steps
 //! 1. The manifests, in parallel, from the cache or the source.
-//! 2. [`merge`](crate::merge::merge) in list order.
+//! 2. [`merge()`](crate::merge::merge) in list order.
 //! 3. Every blob the result needs, pinned against eviction and fetched in parallel (one
 //!    download per blob, see [`crate::cache`]); an apply whose distinct blobs add up to more
 //!    than the cache may hold is refused first ([`Error::CacheTooSmall`]). Any failure

@@ -45,7 +45,7 @@
 //! # Merge rules
 //! Later layers win; a whiteout removes a path and everything below it from *earlier*
 //! layers; a file replacing a directory removes the directory's descendants; the result is
-//! written parents first, in path order. See [`merge`].
+//! written parents first, in path order. See [`merge()`](merge::merge).
 //!
 //! # Rendering
 //! Files marked `render` are tera templates with `server` and `env` in their context; they
@@ -75,7 +75,7 @@
 //! | [`source`] | [`ObjectStoreTemplates`]: the [`TemplateSource`] over an object store |
 //! | [`publish`] | publishing a directory or a tar / tar.gz / tar.zst archive |
 //! | [`cache`] | [`LayerCache`]: the node's content-addressed, bounded, verified cache |
-//! | [`merge`] | [`merge()`](merge::merge): layers → the entries to write |
+//! | [`mod@merge`] | [`merge()`](merge::merge): layers → the entries to write |
 //! | [`render`] | [`render()`](render::render): sandboxed tera |
 //! | [`apply`] | [`LayerCache::apply`] |
 

@@ -46,8 +46,10 @@ pub struct ObjectStoreConfig {
     /// a listing, a check, one upload request) fails after that long, and a blob download
     /// after that long without receiving a byte; a big transfer that keeps making progress
     /// is never cut, whatever its length. The store's client itself has no total timeout,
-    /// only a 10 s connect timeout; other users of the store (backups) bound their own
-    /// transfers.
+    /// only a 10 s connect timeout. The daemon's backups (`nexus-wings`' `BackupStore`) use
+    /// the same value: each request (starting an upload, one 8 MiB part, completing,
+    /// `HEAD`, `GET`, listing, deleting) fails after that long without an answer, and an
+    /// archive being read after that long without a byte.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_timeout_secs: Option<u64>,
 }
@@ -101,7 +103,7 @@ impl ObjectStoreConfig {
         }
     }
 
-    /// The wait without progress after which a template request fails (see
+    /// The wait without progress after which a template or backup request fails (see
     /// [`request_timeout_secs`](Self::request_timeout_secs)).
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout_secs.unwrap_or(300).max(1))

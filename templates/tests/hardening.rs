@@ -2,6 +2,7 @@
 //! too small for an apply, a failing or stalled source, a third party's invalid manifest.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+use nexus_conformance::data::put as write;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -28,12 +29,6 @@ fn ctx() -> RenderContext {
 async fn server(root: &std::path::Path) -> Result<ServerFiles, nexus_files::FilesError> {
     std::fs::create_dir_all(root).unwrap();
     ServerFiles::open(root, FilesConfig::default()).await
-}
-
-fn write(root: &std::path::Path, rel: &str, content: &[u8]) {
-    let path = root.join(rel);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, content).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

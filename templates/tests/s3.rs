@@ -3,6 +3,7 @@
 //! `file://` stores (one shared body).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+use nexus_conformance::data::{noise, put as write};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::io::Write;
@@ -24,26 +25,6 @@ type Corrupt = Box<dyn Fn(String) -> Pin<Box<dyn Future<Output = ()> + Send>> + 
 
 fn layer(s: &str) -> LayerRef {
     s.parse().unwrap()
-}
-
-fn write(root: &Path, rel: &str, content: &[u8]) {
-    let path = root.join(rel);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, content).unwrap();
-}
-
-/// Deterministic incompressible bytes.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 fn ctx() -> RenderContext {

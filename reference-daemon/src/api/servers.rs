@@ -57,6 +57,10 @@ pub(super) fn routes(state: Arc<ApiState>) -> BoxedFilter<(Response,)> {
     let destroy = server_id().and(warp::path::end()).and(warp::delete()).and(node()).and(st()).and_then(
         |id: ServerId, _: Caller, state: Arc<ApiState>| async move {
             let result = state.agent.destroy_server(id).await;
+            if result.is_ok() {
+                // The archives and restore leftovers go with the server.
+                state.backups.server_destroyed(id).await;
+            }
             state.files.forget(id);
             state.commands.forget(id);
             state.power.forget(id);

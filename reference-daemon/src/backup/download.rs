@@ -8,7 +8,9 @@ use sha2::{Digest, Sha256};
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 use tokio::io::{AsyncRead, ReadBuf};
+use tokio::time::{Instant, Sleep};
 
 enum Source {
     /// A local store hands the open file over: read it directly (in large reads, not the
@@ -17,11 +19,18 @@ enum Source {
     Stream {
         stream: BoxStream<'static, object_store::Result<Bytes>>,
         current: Bytes,
+        /// Longest wait for the next chunk.
+        timeout: Duration,
+        /// When the wait for the next chunk fails; armed when the wait begins (a reader
+        /// whose consumer is slow is not the store's fault).
+        deadline: Pin<Box<Sleep>>,
+        waiting: bool,
     },
 }
 
-/// Reads a stored object, computing its SHA-256 and counting its bytes on the way. The
-/// first store error is kept ([`take_error`](Self::take_error)); the reader fails with it
+/// Reads a stored object, computing its SHA-256 and counting its bytes on the way. Waiting
+/// longer than the store's timeout for the next chunk of a streamed object fails the read
+/// (a `Generic` store error, so retried). The first store error is kept ([`take_error`](Self::take_error)); the reader fails with it
 /// as an `io::Error`.
 pub struct ObjectReader {
     source: Source,
@@ -38,8 +47,8 @@ impl std::fmt::Debug for ObjectReader {
 }
 
 impl ObjectReader {
-    /// The whole object `result` answers with.
-    pub(crate) fn new(result: GetResult) -> Self {
+    /// The whole object `result` answers with; `timeout` is the longest wait for a chunk.
+    pub(crate) fn new(result: GetResult, timeout: Duration) -> Self {
         let size = result.meta.size;
         let whole = result.range.start == 0 && result.range.end == size;
         let source = match result.payload {
@@ -47,7 +56,13 @@ impl ObjectReader {
                 use tokio::io::AsyncReadExt as _;
                 Source::File(tokio::fs::File::from_std(file).take(size))
             }
-            _ => Source::Stream { stream: result.into_stream(), current: Bytes::new() },
+            _ => Source::Stream {
+                stream: result.into_stream(),
+                current: Bytes::new(),
+                timeout,
+                deadline: Box::pin(tokio::time::sleep(timeout)),
+                waiting: false,
+            },
         };
         Self { source, size, hasher: Sha256::new(), bytes: 0, error: None }
     }
@@ -79,10 +94,24 @@ impl AsyncRead for ObjectReader {
         let before = buf.filled().len();
         match &mut this.source {
             Source::File(file) => ready!(Pin::new(file).poll_read(cx, buf))?,
-            Source::Stream { stream, current } => {
+            Source::Stream { stream, current, timeout, deadline, waiting } => {
                 while current.is_empty() {
-                    match ready!(stream.poll_next_unpin(cx)) {
-                        Some(Ok(chunk)) => *current = chunk,
+                    if !*waiting {
+                        deadline.as_mut().reset(Instant::now() + *timeout);
+                        *waiting = true;
+                    }
+                    let next = match stream.poll_next_unpin(cx) {
+                        Poll::Ready(next) => next,
+                        Poll::Pending => {
+                            ready!(deadline.as_mut().poll(cx));
+                            Some(Err(super::retry::timed_out("reading the archive", *timeout)))
+                        }
+                    };
+                    match next {
+                        Some(Ok(chunk)) => {
+                            *current = chunk;
+                            *waiting = false;
+                        }
                         Some(Err(error)) => {
                             let shown = io::Error::other(format!("backup store: {error}"));
                             this.error.get_or_insert(error);

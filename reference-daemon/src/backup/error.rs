@@ -34,12 +34,15 @@ pub enum BackupError {
         /// What was read (lower-case hex).
         actual: String,
     },
-    /// The store reports another size than was uploaded; the object was removed.
-    #[error("the backup store holds {stored} bytes for the archive, {written} were uploaded")]
+    /// The store's size of the archive is not the size of the bytes moved: after a backup,
+    /// the store reports another size than was uploaded (the object was removed); on a
+    /// restore, the store sent another number of bytes than the object's size it announced
+    /// (nothing was changed).
+    #[error("the backup store holds {stored} bytes for the archive, {written} were transferred")]
     SizeMismatch {
-        /// Bytes uploaded.
+        /// Bytes transferred: uploaded (backup) or received (restore).
         written: u64,
-        /// Bytes the store reports.
+        /// Bytes the store reports the archive holds.
         stored: u64,
     },
     /// Every attempt failed on a store error worth retrying; the last one's.

@@ -24,7 +24,7 @@ mod upload;
 
 pub use download::ObjectReader;
 pub use error::BackupError;
-pub use jobs::{Backups, backup_limits};
-pub use retry::RetryPolicy;
+pub use jobs::{Backups, RESTORE_MAX_RATIO, backup_limits};
+pub use retry::{DEFAULT_STORE_TIMEOUT, RetryPolicy};
 pub use store::{BackupStore, Created};
 pub use upload::{PART_SIZE, PARTS_IN_FLIGHT};

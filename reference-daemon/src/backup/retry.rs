@@ -35,6 +35,33 @@ pub(crate) fn is_retryable(error: &object_store::Error) -> bool {
     matches!(error, object_store::Error::Generic { .. } | object_store::Error::JoinError { .. })
 }
 
+/// The store's wait without progress when none is configured
+/// (`request_timeout_secs` of the store's configuration).
+pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The error of a store request that made no progress for `timeout`: `Generic`, so it is
+/// retried like any other store failure that can pass.
+pub(crate) fn timed_out(what: &str, timeout: Duration) -> object_store::Error {
+    object_store::Error::Generic {
+        store: "backup",
+        source: format!("{what}: no answer from the store within {}s", timeout.as_secs_f64()).into(),
+    }
+}
+
+/// Runs the store request `request`, failing with [`timed_out`] when it has not ended
+/// after `timeout` (the S3 client has no whole-request timeout of its own: a store that
+/// stalls would hold the job forever).
+pub(crate) async fn timed<T>(
+    timeout: Duration,
+    what: &str,
+    request: impl Future<Output = object_store::Result<T>>,
+) -> object_store::Result<T> {
+    match tokio::time::timeout(timeout, request).await {
+        Ok(result) => result,
+        Err(_) => Err(timed_out(what, timeout)),
+    }
+}
+
 /// How long an upload the store could not abort (it was down) keeps being retried in the
 /// background.
 const LINGER: Duration = Duration::from_secs(15 * 60);

@@ -3,14 +3,16 @@
 
 use super::download::ObjectReader;
 use super::error::BackupError;
-use super::retry::{RetryPolicy, abort_upload};
+use super::retry::{DEFAULT_STORE_TIMEOUT, RetryPolicy, abort_upload, timed, timed_out};
 use super::upload::{MultipartSink, PART_SIZE};
+use futures::StreamExt as _;
 use nexus_core::ids::{BackupId, ServerId};
 use nexus_files::{BackupSummary, RestoreSummary, ServerFiles};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt as _};
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// A backup written to the store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,23 +43,41 @@ impl Created {
 ///   hashing it on the way, and commits only when the hash is the one expected.
 /// - Both are retried as a whole, per [`RetryPolicy`], when the store failed in a way that
 ///   can pass (a store that died and came back); then the last error is reported.
+/// - Every store request (starting an upload, each part, completing it, `HEAD`, `GET`,
+///   each chunk of a streamed object, listing, deleting) fails after the store's timeout
+///   ([`with_timeout`](Self::with_timeout)) without an answer or, for a stream, without a
+///   byte: a stalled store fails the job (retried, then reported) instead of holding it.
 #[derive(Clone)]
 pub struct BackupStore {
     store: Arc<dyn ObjectStore>,
     retry: RetryPolicy,
     part_size: usize,
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for BackupStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BackupStore").field("store", &self.store.to_string()).field("retry", &self.retry).finish()
+        f.debug_struct("BackupStore")
+            .field("store", &self.store.to_string())
+            .field("retry", &self.retry)
+            .field("timeout", &self.timeout)
+            .finish()
     }
 }
 
 impl BackupStore {
-    /// Archives in `store`, tried as `retry` says.
+    /// Archives in `store`, tried as `retry` says, each request bounded by
+    /// [`DEFAULT_STORE_TIMEOUT`](super::DEFAULT_STORE_TIMEOUT).
     pub fn new(store: Arc<dyn ObjectStore>, retry: RetryPolicy) -> Self {
-        Self { store, retry, part_size: PART_SIZE }
+        Self { store, retry, part_size: PART_SIZE, timeout: DEFAULT_STORE_TIMEOUT }
+    }
+
+    /// The same, each store request failing after `timeout` (at least 1 ms) without an
+    /// answer, and a streamed read after `timeout` without a byte (the store
+    /// configuration's `request_timeout_secs`). One part (8 MiB) must be uploaded within it.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout.max(Duration::from_millis(1));
+        self
     }
 
     /// Where the archive of `backup` of `server` is kept.
@@ -79,8 +99,10 @@ impl BackupStore {
     }
 
     async fn create_once(&self, files: &ServerFiles, key: &Path, ignored: &[String]) -> Result<Created, BackupError> {
-        let upload = self.store.put_multipart(key).await.map_err(BackupError::Store)?;
-        let mut sink = MultipartSink::new(upload, self.part_size);
+        let upload = timed(self.timeout, "starting the upload", self.store.put_multipart(key))
+            .await
+            .map_err(BackupError::Store)?;
+        let mut sink = MultipartSink::new(upload, self.part_size, self.timeout);
         let written = match files.write_backup(&mut sink, ignored).await {
             Ok(summary) => sink.finish().await.map(|()| summary).map_err(BackupError::Store),
             // The sink's own error says more than the broken pipe the walk saw.
@@ -96,9 +118,10 @@ impl BackupStore {
             }
         };
         let (bytes, checksum) = (sink.bytes(), sink.checksum());
-        let stored = self.store.head(key).await.map_err(BackupError::Store)?.size;
+        let stored = timed(self.timeout, "checking the archive", self.store.head(key)).await;
+        let stored = stored.map_err(BackupError::Store)?.size;
         if stored != bytes {
-            if let Err(error) = self.store.delete(key).await {
+            if let Err(error) = timed(self.timeout, "removing the archive", self.store.delete(key)).await {
                 tracing::warn!(%key, %error, "could not remove an archive of the wrong size");
             }
             return Err(BackupError::SizeMismatch { written: bytes, stored });
@@ -149,7 +172,8 @@ impl BackupStore {
         }
         if reader.bytes() != reader.size() {
             staged.discard().await;
-            return Err(BackupError::SizeMismatch { written: reader.size(), stored: reader.bytes() });
+            // What the store announced against what it sent.
+            return Err(BackupError::SizeMismatch { written: reader.bytes(), stored: reader.size() });
         }
         Ok(staged.commit().await?)
     }
@@ -160,8 +184,8 @@ impl BackupStore {
     }
 
     async fn open_key(&self, server: ServerId, backup: BackupId, key: &Path) -> Result<ObjectReader, BackupError> {
-        match self.store.get(key).await {
-            Ok(result) => Ok(ObjectReader::new(result)),
+        match timed(self.timeout, "opening the archive", self.store.get(key)).await {
+            Ok(result) => Ok(ObjectReader::new(result, self.timeout)),
             Err(object_store::Error::NotFound { .. }) => Err(BackupError::NotFound { server, backup }),
             Err(e) => Err(BackupError::Store(e)),
         }
@@ -169,10 +193,38 @@ impl BackupStore {
 
     /// Removes the archive of `backup` of `server`; one that is not there is fine.
     pub async fn delete(&self, server: ServerId, backup: BackupId) -> Result<(), BackupError> {
-        match self.store.delete(&Self::key(server, backup)).await {
+        match timed(self.timeout, "removing the archive", self.store.delete(&Self::key(server, backup))).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(BackupError::Store(e)),
         }
+    }
+
+    /// Removes every object under `<server uuid>/` (the archives of a destroyed server);
+    /// the number removed. Objects already gone are fine.
+    pub async fn delete_server(&self, server: ServerId) -> Result<u64, BackupError> {
+        let prefix = Path::from(server.to_string());
+        let mut listing = self.store.list(Some(&prefix));
+        let mut keys = Vec::new();
+        loop {
+            let next = tokio::time::timeout(self.timeout, listing.next()).await;
+            match next {
+                Err(_) => return Err(BackupError::Store(timed_out("listing the archives", self.timeout))),
+                Ok(None) => break,
+                Ok(Some(Ok(meta))) => keys.push(meta.location),
+                Ok(Some(Err(object_store::Error::NotFound { .. }))) => {}
+                Ok(Some(Err(e))) => return Err(BackupError::Store(e)),
+            }
+        }
+        drop(listing);
+        let mut removed = 0;
+        for key in keys {
+            match timed(self.timeout, "removing an archive", self.store.delete(&key)).await {
+                Ok(()) => removed += 1,
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(BackupError::Store(e)),
+            }
+        }
+        Ok(removed)
     }
 
     /// Runs `attempt` until it succeeds, fails for good, or the policy's attempts are spent.

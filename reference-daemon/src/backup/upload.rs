@@ -7,8 +7,11 @@ use sha2::{Digest, Sha256};
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 use tokio::io::AsyncWrite;
 use tokio::task::JoinSet;
+
+use super::retry::timed;
 
 /// Bytes of one part: S3 wants at least 5 MiB for all parts but the last, and at most
 /// 10,000 parts (so archives up to 80 GiB).
@@ -18,7 +21,8 @@ pub const PARTS_IN_FLIGHT: usize = 2;
 
 /// Writes go into a part buffer; each full part is uploaded by a task of its own, at most
 /// [`PARTS_IN_FLIGHT`] at once (a write waits for one to finish), so at most
-/// `(PARTS_IN_FLIGHT + 1) × PART_SIZE` bytes are held. The first store error is kept
+/// `(PARTS_IN_FLIGHT + 1) × PART_SIZE` bytes are held. Each part upload and the completion
+/// fail after `timeout` without an answer. The first store error is kept
 /// ([`take_error`](Self::take_error)) and every later write fails.
 pub(crate) struct MultipartSink {
     upload: Option<Box<dyn MultipartUpload>>,
@@ -28,19 +32,21 @@ pub(crate) struct MultipartSink {
     /// 8 MiB allocation, and its page faults, per part).
     sent: Vec<Bytes>,
     part_size: usize,
+    timeout: Duration,
     hasher: Sha256,
     bytes: u64,
     error: Option<object_store::Error>,
 }
 
 impl MultipartSink {
-    pub(crate) fn new(upload: Box<dyn MultipartUpload>, part_size: usize) -> Self {
+    pub(crate) fn new(upload: Box<dyn MultipartUpload>, part_size: usize, timeout: Duration) -> Self {
         Self {
             upload: Some(upload),
             parts: JoinSet::new(),
             buffer: BytesMut::with_capacity(part_size),
             sent: Vec::new(),
             part_size,
+            timeout,
             hasher: Sha256::new(),
             bytes: 0,
             error: None,
@@ -74,7 +80,9 @@ impl MultipartSink {
         let part = std::mem::replace(&mut self.buffer, next).freeze();
         let Some(upload) = self.upload.as_mut() else { return };
         self.sent.push(part.clone());
-        self.parts.spawn(upload.put_part(PutPayload::from(part)));
+        let request = upload.put_part(PutPayload::from(part));
+        let timeout = self.timeout;
+        self.parts.spawn(async move { timed(timeout, "uploading a part", request).await });
     }
 
     /// An empty part buffer: one the store is done with, or a new one.
@@ -119,7 +127,7 @@ impl MultipartSink {
             }
         }
         match self.upload.as_mut() {
-            Some(upload) => upload.complete().await.map(|_| ()),
+            Some(upload) => timed(self.timeout, "completing the upload", upload.complete()).await.map(|_| ()),
             None => Err(object_store::Error::Generic { store: "backup", source: "upload already finished".into() }),
         }
     }
@@ -181,7 +189,7 @@ mod tests {
     async fn parts_are_uploaded_hashed_and_completed() {
         let store = InMemory::new();
         let key = Path::from("a/b.tar.zst");
-        let mut sink = MultipartSink::new(store.put_multipart(&key).await.unwrap(), 5 << 20);
+        let mut sink = MultipartSink::new(store.put_multipart(&key).await.unwrap(), 5 << 20, Duration::from_secs(30));
         let data: Vec<u8> = (0..12_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
         for chunk in data.chunks(300_000) {
             sink.write_all(chunk).await.unwrap();

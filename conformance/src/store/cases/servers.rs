@@ -165,8 +165,7 @@ pub async fn server_suspension_and_deletion_request_round_trip(store: Arc<dyn St
     let updated = store.update_server(&cleared).await.expect("clear");
     assert_eq!(updated, Server { version: flagged.version + 1, ..cleared }, "cleared by update");
     assert_eq!(store.get_server(flagged.id).await.expect("get"), updated, "stored");
-    let set =
-        Server { suspended: true, deletion_requested_at: Some(ts(70)), backup_limit: Some(0), ..updated.clone() };
+    let set = Server { suspended: true, deletion_requested_at: Some(ts(70)), backup_limit: Some(0), ..updated.clone() };
     let updated = store.update_server(&set).await.expect("set");
     assert_eq!(updated, Server { version: set.version + 1, ..set }, "set by update");
     assert_eq!(store.get_server(flagged.id).await.expect("get"), updated, "stored");

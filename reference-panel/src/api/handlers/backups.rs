@@ -76,7 +76,11 @@ pub(crate) async fn lock(state: Arc<PanelState>, call: Call, body: LockBackup) -
     ok(state.control.lock_backup(call.server()?.id, id, body.locked).await?)
 }
 
-pub(crate) async fn restore(state: Arc<PanelState>, call: Call, body: RestoreBackup) -> Result<Answer<Backup>, ApiError> {
+pub(crate) async fn restore(
+    state: Arc<PanelState>,
+    call: Call,
+    body: RestoreBackup,
+) -> Result<Answer<Backup>, ApiError> {
     let server = super::files::usable(&call)?.id;
     let id: BackupId = call.param(1)?;
     accepted(state.control.restore_backup(server, id, body.wipe).await?)
@@ -88,8 +92,9 @@ pub(crate) async fn download(state: Arc<PanelState>, call: Call) -> Result<Answe
     let id: BackupId = call.param(1)?;
     let (backup, server) = state.control.downloadable_backup(server, id).await?;
     let path = nexus_wire::api::paths::backup(server.id, backup.id);
-    let response =
-        super::files::nodes(&state)?.forward(server.node, Method::GET, &path, ProxyBody::Empty, Deadline::Transfer).await?;
+    let response = super::files::nodes(&state)?
+        .forward(server.node, Method::GET, &path, ProxyBody::Empty, Deadline::Transfer)
+        .await?;
     Ok(super::files::attachment(response, &archive_name(&backup), nexus_wire::backups::ARCHIVE_CONTENT_TYPE))
 }
 

@@ -66,7 +66,11 @@ impl From<&LayerManifest> for LayerView {
 
 fn store(state: &PanelState) -> Result<&Arc<nexus_templates::ObjectStoreTemplates>, ApiError> {
     state.templates.as_ref().ok_or_else(|| {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_template_store", "this panel has no template store configured")
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_template_store",
+            "this panel has no template store configured",
+        )
     })
 }
 
@@ -165,7 +169,11 @@ pub(crate) async fn set_egg(state: Arc<PanelState>, call: Call, body: Layers) ->
     ok(EggView::of(&egg, true))
 }
 
-pub(crate) async fn set_server(state: Arc<PanelState>, call: Call, body: Layers) -> Result<Answer<ServerView>, ApiError> {
+pub(crate) async fn set_server(
+    state: Arc<PanelState>,
+    call: Call,
+    body: Layers,
+) -> Result<Answer<ServerView>, ApiError> {
     let id: ServerId = call.param(0)?;
     let server = state.control.set_server_templates(id, body.templates).await?;
     ok(ServerView::from(&server))

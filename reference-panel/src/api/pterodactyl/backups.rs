@@ -46,10 +46,11 @@ pub(super) async fn list(state: Arc<PanelState>, call: Call) -> Answered {
     let kept = backups.iter().filter(|b| b.state != BackupState::Failed).count();
     let path = format!("/api/client/servers/{}/backups", call.params[0]);
     // As Pterodactyl: 20 a page unless asked.
-    let mut list = Paging::list(Paging::with_default(&call, &state, 20)?, backups, "backup", &path, |rows| async move {
-        Ok(rows.iter().map(attributes).collect())
-    })
-    .await?;
+    let mut list =
+        Paging::list(Paging::with_default(&call, &state, 20)?, backups, "backup", &path, |rows| async move {
+            Ok(rows.iter().map(attributes).collect())
+        })
+        .await?;
     list["meta"]["backup_count"] = json!(kept);
     answer(StatusCode::OK, &list)
 }
