@@ -101,9 +101,11 @@ async fn layers_and_backups_through_the_panel() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let mut up = Up::start_with_ports(&data, "30450-30459", "127.0.0.1:0");
-    up.node_containers = Some("name=nexus-server-".into());
     let password = up.password.clone().unwrap();
     let session = Client::login(&up.url, "admin@nexus.local", &password).await;
+    // The local node's containers go when the test ends, whatever happens.
+    let node = session.get("/api/v1/nodes").await["data"][0]["id"].as_str().unwrap().to_owned();
+    up.node_containers = Some(format!("label={}={node}", nexus_agent::NODE_LABEL));
 
     // Two layers: the egg's base, and the server's own on top of it.
     let base = dir.path().join("base");
@@ -306,7 +308,9 @@ async fn layers_and_backups_through_the_panel() {
     assert_eq!(ptero(Method::DELETE, &format!("/backups/{first}")).send().await.unwrap().status(), 204);
     let gone = ptero(Method::GET, &format!("/backups/{first}")).send().await.unwrap();
     assert_eq!(gone.status(), 404);
-    up.interrupt();
+    // Dropping `up` stops the panel and removes the node's containers (a running server
+    // would hold its port for the next test).
+    drop(up);
 }
 
 fn hex(bytes: &[u8]) -> String {
