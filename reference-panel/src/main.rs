@@ -30,6 +30,9 @@ enum Command {
     /// API keys.
     #[command(subcommand)]
     Keys(cli::keys::KeysCommand),
+    /// Template layers.
+    #[command(subcommand)]
+    Templates(cli::templates::TemplatesCommand),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +41,7 @@ fn main() -> ExitCode {
         Command::Up(args) => cli::up::run(args),
         Command::Serve(args) => cli::serve::run(args),
         Command::Keys(command) => cli::keys::run(command),
+        Command::Templates(command) => cli::templates::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

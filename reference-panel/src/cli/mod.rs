@@ -3,6 +3,7 @@
 pub(crate) mod keys;
 pub(crate) mod run;
 pub(crate) mod serve;
+pub(crate) mod templates;
 pub(crate) mod up;
 
 use nexus_control::{ControlConfig, ControlPlane, NodeSecret};
@@ -43,6 +44,11 @@ impl DataDir {
 
     pub(crate) fn node(&self) -> PathBuf {
         self.root.join("node")
+    }
+
+    /// The template store of `up` (the panel publishes there, the local node reads there).
+    pub(crate) fn templates(&self) -> PathBuf {
+        self.root.join("templates")
     }
 }
 

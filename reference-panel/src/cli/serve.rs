@@ -94,6 +94,11 @@ fn info() -> String {
 }
 
 impl ServeConfig {
+    /// The `[templates]` store, when configured.
+    pub(crate) fn templates(&self) -> Option<nexus_templates::ObjectStoreConfig> {
+        self.templates.clone()
+    }
+
     /// Reads and checks `path`.
     pub(crate) fn load(path: &Path) -> Result<Self, CliError> {
         let text = std::fs::read_to_string(path).map_err(fail(format!("read {}", path.display())))?;

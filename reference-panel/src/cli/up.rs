@@ -98,7 +98,7 @@ async fn up(args: UpArgs) -> Result<(), CliError> {
     let node_dir = data.node();
     // Template layers live in the data directory; the panel publishes there and the local
     // node reads from there, as remote nodes read the configured object store.
-    let template_store = nexus_templates::ObjectStoreConfig::local(&root.join("templates"));
+    let template_store = nexus_templates::ObjectStoreConfig::local(&data.templates());
     let token = control.node_token(node.id).ok_or_else(|| CliError("no node secret".into()))?;
     let node_config = NodeConfig {
         listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
