@@ -836,6 +836,19 @@ impl nexus_agent::TemplateLayers for WritingLayers {
     }
 }
 
+/// Installs a server listing `layers` on `agent` (of `node`) with a script that succeeds;
+/// answers its id and install log once the install ended in `outcome`.
+async fn install_with_layers(node: &Node, agent: &NodeAgent, layers: &[&str], outcome: S) -> (ServerId, String) {
+    let mut server = spec();
+    server.install.script = "echo installing".into();
+    server.templates = layers.iter().map(|l| l.parse().unwrap()).collect();
+    let id = server.id;
+    node.fake.script_install(id, 0, &["installing"]);
+    agent.create_server(server, true).await.unwrap();
+    Watch::new(agent, id).await.state(outcome).await;
+    (id, agent.install_log(id).await.unwrap())
+}
+
 /// Template layers are applied after a successful install script, with the install's
 /// environment, their lines in the install log; a failing layer fails the install with its
 /// reason; a spec with layers on a node without a template store fails the install too.
@@ -851,46 +864,22 @@ async fn template_layers_follow_the_install_script() {
             .start()
             .await
             .unwrap();
-        let mut good = spec();
-        good.install.script = "echo installing".into();
-        good.templates = vec!["base@1".parse().unwrap(), "mods@2".parse().unwrap()];
-        let id = good.id;
-        node.fake.script_install(id, 0, &["installing"]);
-        agent.create_server(good, true).await.unwrap();
-        let mut watch = Watch::new(&agent, id).await;
-        watch.state(S::Installed).await;
+        let (id, log) = install_with_layers(&node, &agent, &["base@1", "mods@2"], S::Installed).await;
         let dir = agent.data_dir(id);
         assert_eq!(std::fs::read_to_string(dir.join("base.txt")).unwrap(), "hi");
         assert!(dir.join("mods.txt").exists());
-        let log = agent.install_log(id).await.unwrap();
         assert!(
             log.contains("installing") && log.contains("applied base@1") && log.contains("applied mods@2"),
             "{log}"
         );
 
-        let mut broken = spec();
-        broken.install.script = "echo installing".into();
-        broken.templates = vec!["broken@1".parse().unwrap()];
-        let broken_id = broken.id;
-        node.fake.script_install(broken_id, 0, &["installing"]);
-        agent.create_server(broken, true).await.unwrap();
-        let mut watch = Watch::new(&agent, broken_id).await;
-        watch.state(S::InstallFailed).await;
-        let log = agent.install_log(broken_id).await.unwrap();
+        let (_, log) = install_with_layers(&node, &agent, &["broken@1"], S::InstallFailed).await;
         assert!(log.contains("config.yml line 3"), "{log}");
 
         // The shell preparer has no template store.
         let other = Node::new();
         let bare = other.agent().await;
-        let mut orphan = spec();
-        orphan.install.script = "echo installing".into();
-        orphan.templates = vec!["base@1".parse().unwrap()];
-        let orphan_id = orphan.id;
-        other.fake.script_install(orphan_id, 0, &["installing"]);
-        bare.create_server(orphan, true).await.unwrap();
-        let mut watch = Watch::new(&bare, orphan_id).await;
-        watch.state(S::InstallFailed).await;
-        let log = bare.install_log(orphan_id).await.unwrap();
+        let (_, log) = install_with_layers(&other, &bare, &["base@1"], S::InstallFailed).await;
         assert!(log.contains("no template store"), "{log}");
     })
     .await;

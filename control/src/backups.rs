@@ -67,6 +67,18 @@ pub fn check_backup_limit(limit: Option<u32>) -> Result<Option<u32>, ControlErro
     }
 }
 
+/// Why `patterns` are refused as a backup's ignore patterns (more than
+/// [`MAX_IGNORED_PATTERNS`], or one longer than [`MAX_PATTERN_BYTES`] or not one line).
+pub(crate) fn refused_patterns(patterns: &[String]) -> Option<String> {
+    if patterns.len() > MAX_IGNORED_PATTERNS {
+        return Some(format!("at most {MAX_IGNORED_PATTERNS} patterns"));
+    }
+    if patterns.iter().any(|p| p.len() > MAX_PATTERN_BYTES || p.chars().any(char::is_control)) {
+        return Some(format!("each pattern one line of at most {MAX_PATTERN_BYTES} bytes"));
+    }
+    None
+}
+
 /// The name and patterns of a new backup, checked: one line of at most [`MAX_NAME_BYTES`],
 /// at most [`MAX_IGNORED_PATTERNS`] patterns of one line each, blank lines dropped.
 fn checked(input: NewBackup) -> Result<(String, Vec<String>), ControlError> {
@@ -82,17 +94,8 @@ fn checked(input: NewBackup) -> Result<(String, Vec<String>), ControlError> {
     };
     let ignored: Vec<String> =
         input.ignored.iter().map(|p| p.trim()).filter(|p| !p.is_empty()).map(str::to_owned).collect();
-    if ignored.len() > MAX_IGNORED_PATTERNS {
-        return Err(ControlError::Invalid {
-            field: "ignored",
-            reason: format!("at most {MAX_IGNORED_PATTERNS} patterns"),
-        });
-    }
-    if ignored.iter().any(|p| p.len() > MAX_PATTERN_BYTES || p.chars().any(char::is_control)) {
-        return Err(ControlError::Invalid {
-            field: "ignored",
-            reason: format!("each pattern one line of at most {MAX_PATTERN_BYTES} bytes"),
-        });
+    if let Some(reason) = refused_patterns(&ignored) {
+        return Err(ControlError::Invalid { field: "ignored", reason });
     }
     Ok((name, ignored))
 }
@@ -111,8 +114,12 @@ impl ControlPlane {
 
     /// A server's backups, newest first.
     pub async fn backups(&self, server: ServerId) -> Result<Vec<Backup>, ControlError> {
-        self.server(server).await?;
-        Ok(self.store.list_backups(server).await?)
+        // The store answers `NotFound` for an unknown server (its contract): no read first.
+        match self.store.list_backups(server).await {
+            Ok(backups) => Ok(backups),
+            Err(StoreError::NotFound { .. }) => Err(ControlError::UnknownServer(server)),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// One backup of `server`; [`ControlError::UnknownBackup`] when it has none by that id
@@ -134,7 +141,8 @@ impl ControlPlane {
         input: NewBackup,
         rotate: bool,
     ) -> Result<Backup, ControlError> {
-        let (name, ignored) = checked(input.clone())?;
+        let locked = input.locked;
+        let (name, ignored) = checked(input)?;
         let srv = self.server(server).await?;
         refuse_if_deleting(&srv)?;
         if srv.suspended {
@@ -169,7 +177,7 @@ impl ControlPlane {
             state: BackupState::Pending,
             bytes: None,
             checksum: None,
-            locked: input.locked,
+            locked,
             created_at: Utc::now(),
             completed_at: None,
         };

@@ -108,19 +108,10 @@ fn build(id: ScheduleId, server: ServerId, input: ScheduleInput, now: DateTime<U
             TaskAction::Power(action) if power_action(action).is_none() => {
                 return Err(invalid("tasks", "power is start, stop, restart or kill"));
             }
-            TaskAction::Backup(ignored)
-                if ignored.len() > crate::backups::MAX_IGNORED_PATTERNS
-                    || ignored
-                        .iter()
-                        .any(|p| p.len() > crate::backups::MAX_PATTERN_BYTES || p.chars().any(char::is_control)) =>
-            {
-                return Err(invalid(
-                    "tasks",
-                    format!(
-                        "a backup ignores at most {} patterns of one line each",
-                        crate::backups::MAX_IGNORED_PATTERNS
-                    ),
-                ));
+            TaskAction::Backup(ignored) => {
+                if let Some(reason) = crate::backups::refused_patterns(ignored) {
+                    return Err(invalid("tasks", format!("a backup's ignore patterns: {reason}")));
+                }
             }
             _ => {}
         }

@@ -134,6 +134,30 @@ struct Stage<'a> {
 }
 
 impl<'a> Stage<'a> {
+    /// An empty stage in `staging`, entries going to `dest`.
+    fn new(
+        inner: &'a Inner,
+        staging: BorrowedFd<'a>,
+        dest: &'a RelPath,
+        limits: &'a ArchiveLimits,
+        reservation: &'a mut Reservation,
+    ) -> Self {
+        Self {
+            inner,
+            staging,
+            dest,
+            limits,
+            reservation,
+            prereserved: 0,
+            symlinks: Vec::new(),
+            symlink_paths: HashSet::new(),
+            symlink_bytes: 0,
+            entries: 0,
+            bytes: 0,
+            total: 0,
+        }
+    }
+
     fn begin(&mut self, path: &RelPath, is_dir: bool) -> Result<()> {
         self.entries += 1;
         if self.entries > self.limits.max_entries {
@@ -280,20 +304,7 @@ pub(crate) fn extract_tar_into(
     format: ArchiveFormat,
     archive: &RelPath,
 ) -> Result<ExtractSummary> {
-    let mut stage = Stage {
-        inner,
-        staging,
-        dest,
-        limits,
-        reservation,
-        prereserved: 0,
-        symlinks: Vec::new(),
-        symlink_paths: HashSet::new(),
-        symlink_bytes: 0,
-        entries: 0,
-        bytes: 0,
-        total: 0,
-    };
+    let mut stage = Stage::new(inner, staging, dest, limits, reservation);
     let read = extract_tar(reader, format, &mut stage, archive)?;
     // Even an empty tar stream has its end-of-archive block: nothing at all is no archive
     // (an empty object must not restore to an empty tree).
@@ -444,20 +455,7 @@ impl Inner {
         let staging_name = self.quota.temporary(temp_name());
         let mut reservation = self.quota.reserve(dir_cost())?;
         let (staging, _) = make_dir(&dest_fd, staging_name.name(), &dest_path, self.owner)?;
-        let mut stage = Stage {
-            inner: self,
-            staging: staging.as_fd(),
-            dest: &dest_path,
-            limits: &self.limits,
-            reservation: &mut reservation,
-            prereserved: 0,
-            symlinks: Vec::new(),
-            symlink_paths: HashSet::new(),
-            symlink_bytes: 0,
-            entries: 0,
-            bytes: 0,
-            total: 0,
-        };
+        let mut stage = Stage::new(self, staging.as_fd(), &dest_path, &self.limits, &mut reservation);
         let staged = match format {
             ArchiveFormat::Zip => extract_zip(file, archive_len, &mut stage, archive),
             _ => extract_tar(file, format, &mut stage, archive).map(|_| ()),

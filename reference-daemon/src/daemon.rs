@@ -48,7 +48,7 @@ pub enum DaemonError {
     Token(#[from] crate::auth::TokenError),
     /// The backup or template store cannot be opened.
     #[error("object store: {0}")]
-    Backups(#[from] nexus_templates::StorageConfigError),
+    ObjectStore(#[from] nexus_templates::StorageConfigError),
     /// The template cache cannot be opened.
     #[error("template cache: {0}")]
     Templates(#[from] nexus_templates::Error),

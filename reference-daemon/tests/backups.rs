@@ -332,11 +332,9 @@ fn partial_files(s3: &S3Server) -> Vec<String> {
 }
 
 fn s3_config(s3: &S3Server) -> ObjectStoreConfig {
-    let mut config = ObjectStoreConfig::from_url(format!("s3://{}/node", s3.bucket()));
-    config.endpoint = Some(s3.endpoint());
+    let url = format!("s3://{}/node", s3.bucket());
+    let mut config = ObjectStoreConfig::s3_compatible(url, s3.endpoint(), s3.access_key(), s3.secret_key());
     config.region = Some(nexus_conformance::s3::REGION.into());
-    config.access_key_id = Some(s3.access_key().into());
-    config.secret_access_key = Some(s3.secret_key().into());
     config.allow_http = true;
     config.request_timeout_secs = Some(30);
     config
@@ -532,11 +530,8 @@ async fn a_stalled_store_fails_the_job_within_its_timeout() {
             connections.push(socket);
         }
     });
-    let mut store = ObjectStoreConfig::from_url("s3://bucket/node");
-    store.endpoint = Some(endpoint);
+    let mut store = ObjectStoreConfig::s3_compatible("s3://bucket/node", endpoint, "key", "secret-secret");
     store.region = Some("us-east-1".into());
-    store.access_key_id = Some("key".into());
-    store.secret_access_key = Some("secret-secret".into());
     store.allow_http = true;
     store.request_timeout_secs = Some(1);
     let panel = Arc::new(RecordingPanel::default());

@@ -25,10 +25,7 @@ fn tar_of(dir: &Path) -> Vec<u8> {
 
 async fn publish(session: &Client, layer: &str, archive: Vec<u8>) -> (u16, Value) {
     let response = session
-        .http
-        .post(format!("{}/api/v1/templates/{layer}", session.base))
-        .header("cookie", &session.cookie)
-        .header("x-csrf-token", &session.csrf)
+        .request(Method::POST, &format!("/api/v1/templates/{layer}"))
         .header("content-type", "application/x-tar")
         .body(archive)
         .send()
@@ -40,9 +37,7 @@ async fn publish(session: &Client, layer: &str, archive: Vec<u8>) -> (u16, Value
 
 async fn file(session: &Client, server: &str, path: &str) -> Option<Vec<u8>> {
     let response = session
-        .http
-        .get(format!("{}/api/v1/servers/{server}/files/download?file={path}", session.base))
-        .header("cookie", &session.cookie)
+        .request(Method::GET, &format!("/api/v1/servers/{server}/files/download?file={path}"))
         .send()
         .await
         .unwrap();
@@ -55,10 +50,7 @@ async fn file(session: &Client, server: &str, path: &str) -> Option<Vec<u8>> {
 
 async fn write(session: &Client, server: &str, path: &str, content: &str) {
     let response = session
-        .http
-        .put(format!("{}/api/v1/servers/{server}/files/contents?file={path}", session.base))
-        .header("cookie", &session.cookie)
-        .header("x-csrf-token", &session.csrf)
+        .request(Method::PUT, &format!("/api/v1/servers/{server}/files/contents?file={path}"))
         .body(content.to_owned())
         .send()
         .await
@@ -101,11 +93,8 @@ async fn layers_and_backups_through_the_panel() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let mut up = Up::start_with_ports(&data, "30450-30459", "127.0.0.1:0");
-    let password = up.password.clone().unwrap();
-    let session = Client::login(&up.url, "admin@nexus.local", &password).await;
     // The local node's containers go when the test ends, whatever happens.
-    let node = session.get("/api/v1/nodes").await["data"][0]["id"].as_str().unwrap().to_owned();
-    up.node_containers = Some(format!("label={}={node}", nexus_agent::NODE_LABEL));
+    let session = up.admin_session().await;
 
     // Two layers: the egg's base, and the server's own on top of it.
     let base = dir.path().join("base");
@@ -197,9 +186,7 @@ async fn layers_and_backups_through_the_panel() {
     assert_eq!(done["state"], "succeeded", "{done}");
     let checksum = done["checksum"].as_str().unwrap().to_owned();
     let response = session
-        .http
-        .get(format!("{}/api/v1/servers/{server}/backups/{first}/download", session.base))
-        .header("cookie", &session.cookie)
+        .request(Method::GET, &format!("/api/v1/servers/{server}/backups/{first}/download"))
         .send()
         .await
         .unwrap();

@@ -7,7 +7,6 @@
 
 mod common;
 
-use common::Client;
 use common::up::{Up, create_key};
 use std::process::Command;
 
@@ -35,10 +34,7 @@ async fn py_dactyl_provisions_starts_commands_and_deletes_a_server() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let mut up = Up::start_with_ports(&data, "30450-30459", "127.0.0.1:0");
-    let password = up.password.clone().unwrap();
-    let session = Client::login(&up.url, "admin@nexus.local", &password).await;
-    let node = session.get("/api/v1/nodes").await["data"][0]["id"].as_str().unwrap().to_owned();
-    up.node_containers = Some(format!("label={}={node}", nexus_agent::NODE_LABEL));
+    let session = up.admin_session().await;
     session.import_busybox_egg_into_nest("Pydactyl").await;
     let admin = "admin@nexus.local";
     let (application, client) = (create_key(&data, admin, "application"), create_key(&data, admin, "client"));

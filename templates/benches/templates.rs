@@ -67,10 +67,8 @@ fn main() {
             return;
         };
         let work = tempfile::tempdir().unwrap();
-        let mut config = ObjectStoreConfig::from_url("s3://bench/templates");
-        config.endpoint = Some(s3.endpoint());
-        config.access_key_id = Some(s3.access_key().into());
-        config.secret_access_key = Some(s3.secret_key().into());
+        let mut config =
+            ObjectStoreConfig::s3_compatible("s3://bench/templates", s3.endpoint(), s3.access_key(), s3.secret_key());
         config.allow_http = true;
         let templates = ObjectStoreTemplates::open(&config).unwrap();
         let sources = build(&work.path().join("src"));

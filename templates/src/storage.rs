@@ -122,6 +122,22 @@ impl ObjectStoreConfig {
         }
     }
 
+    /// A bucket `url` (`s3://bucket/prefix`) on the S3-compatible server at `endpoint`,
+    /// signed with these keys; every other setting left unset (`allow_http` off).
+    pub fn s3_compatible(
+        url: impl Into<String>,
+        endpoint: impl Into<String>,
+        access_key_id: impl Into<String>,
+        secret_access_key: impl Into<String>,
+    ) -> Self {
+        Self {
+            endpoint: Some(endpoint.into()),
+            access_key_id: Some(access_key_id.into()),
+            secret_access_key: Some(secret_access_key.into()),
+            ..Self::from_url(url)
+        }
+    }
+
     /// Opens the store; every key it is asked for is under the URL's prefix.
     pub fn open(&self) -> Result<Arc<dyn ObjectStore>, StorageConfigError> {
         let bad = |reason: &str| StorageConfigError::Url { url: self.url.clone(), reason: reason.into() };

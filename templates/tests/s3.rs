@@ -328,10 +328,8 @@ async fn file_store() {
 }
 
 fn s3_config(s3: &S3Server) -> ObjectStoreConfig {
-    let mut config = ObjectStoreConfig::from_url(format!("s3://{}/templates", s3.bucket()));
-    config.endpoint = Some(s3.endpoint());
-    config.access_key_id = Some(s3.access_key().into());
-    config.secret_access_key = Some(s3.secret_key().into());
+    let url = format!("s3://{}/templates", s3.bucket());
+    let mut config = ObjectStoreConfig::s3_compatible(url, s3.endpoint(), s3.access_key(), s3.secret_key());
     config.allow_http = true;
     config.request_timeout_secs = Some(30);
     config

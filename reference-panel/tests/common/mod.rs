@@ -56,12 +56,17 @@ impl Client {
         Self { http, base: base.to_owned(), cookie, csrf: body["csrf_token"].as_str().unwrap().to_owned(), spec }
     }
 
-    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut request = self
-            .http
-            .request(method.clone(), format!("{}{path}", self.base))
+    /// A request to `path` as this session (cookie and CSRF token set), for bodies and
+    /// answers that are not JSON.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.base))
             .header("cookie", &self.cookie)
-            .header("x-csrf-token", &self.csrf);
+            .header("x-csrf-token", &self.csrf)
+    }
+
+    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut request = self.request(method.clone(), path);
         if let Some(body) = body {
             request = request.json(&body);
         }
@@ -97,10 +102,7 @@ impl Client {
     async fn import_busybox_egg_at(&self, path: &str) -> Value {
         let file = include_bytes!("../../../egg-engine/tests/fixtures/egg-busybox-echo.json").to_vec();
         let response = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .header("cookie", &self.cookie)
-            .header("x-csrf-token", &self.csrf)
+            .request(reqwest::Method::POST, path)
             .header("content-type", "application/json")
             .body(file)
             .send()

@@ -41,6 +41,16 @@ impl Up {
         Self { child, url, password, node_containers: None }
     }
 
+    /// A session of the first admin (this start printed its password); the local node's
+    /// containers are removed when `self` is dropped.
+    pub async fn admin_session(&mut self) -> super::Client {
+        let password = self.password.clone().expect("this start printed the admin password");
+        let session = super::Client::login(&self.url, "admin@nexus.local", &password).await;
+        let node = session.get("/api/v1/nodes").await["data"][0]["id"].as_str().unwrap().to_owned();
+        self.node_containers = Some(format!("label={}={node}", nexus_agent::NODE_LABEL));
+        session
+    }
+
     /// Ctrl-C; the panel exits cleanly in time.
     pub fn interrupt(mut self) {
         Command::new("kill").args(["-INT", &self.child.id().to_string()]).status().unwrap();

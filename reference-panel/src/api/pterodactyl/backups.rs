@@ -5,7 +5,6 @@
 
 use super::body::Body;
 use super::shapes::{Paging, answer, date, item, no_content};
-use super::store_error;
 use crate::api::router::Call;
 use crate::api::{ApiError, PanelState};
 use nexus_control::backups::NewBackup;
@@ -91,13 +90,6 @@ pub(super) async fn restore(state: Arc<PanelState>, call: Call) -> Answered {
 pub(super) async fn download(state: Arc<PanelState>, call: Call) -> Answered {
     let server = crate::api::handlers::files::usable(&call)?.id;
     let (backup, server) = state.control.downloadable_backup(server, backup_id(&call)?).await?;
-    let access = state.control.console_access(server.id, &[Permission::Backup]).await?;
-    let node = state.control.store().get_node(server.node).await.map_err(store_error)?;
-    let url = format!(
-        "{}{}?token={}",
-        state.control.node_origin(&node),
-        nexus_wire::api::paths::backup(server.id, backup.id),
-        access.token
-    );
-    answer(StatusCode::OK, &item("signed_url", json!({ "url": url })))
+    let path = nexus_wire::api::paths::backup(server.id, backup.id);
+    super::client::signed_url(&state, &server, &path, Permission::Backup).await
 }

@@ -487,14 +487,21 @@ pub(super) async fn download_file(state: Arc<PanelState>, call: Call) -> Answere
     if file.trim_matches('/').is_empty() {
         return Err(ApiError::invalid("file", "The file must name a file."));
     }
-    let access = state.control.console_access(server.id, &[nexus_core::model::Permission::FileRead]).await?;
+    let path = crate::node_proxy::file_path(server.id, &file);
+    signed_url(&state, &server, &path, nexus_core::model::Permission::FileRead).await
+}
+
+/// Pterodactyl's `signed_url` answer: `path` on the server's node with a short-lived token
+/// granting `permission` on that server.
+pub(super) async fn signed_url(
+    state: &PanelState,
+    server: &nexus_core::model::Server,
+    path: &str,
+    permission: nexus_core::model::Permission,
+) -> Answered {
+    let access = state.control.console_access(server.id, &[permission]).await?;
     let node = state.control.store().get_node(server.node).await.map_err(store_error)?;
-    let url = format!(
-        "{}{}?token={}",
-        state.control.node_origin(&node),
-        crate::node_proxy::file_path(server.id, &file),
-        access.token
-    );
+    let url = format!("{}{path}?token={}", state.control.node_origin(&node), access.token);
     answer(StatusCode::OK, &item("signed_url", json!({ "url": url })))
 }
 
