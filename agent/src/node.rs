@@ -214,6 +214,10 @@ impl NodeAgent {
     /// that stops being suspended becomes `Stopped`. A spec failing
     /// [`ServerSpec::validate`] is [`AgentError::InvalidSpec`].
     pub async fn create_server(&self, spec: ServerSpec, install: bool) -> Result<(), AgentError> {
+        self.to_completion(move |agent| async move { agent.create_server_now(spec, install).await }).await
+    }
+
+    async fn create_server_now(&self, spec: ServerSpec, install: bool) -> Result<(), AgentError> {
         self.check_open()?;
         let id = spec.id;
         let span = tracing::info_span!("server", server = %id);
@@ -288,6 +292,10 @@ impl NodeAgent {
     /// install log, and forgets the server. Console subscriptions end after the final
     /// `Destroyed` state event.
     pub async fn destroy_server(&self, server: ServerId) -> Result<(), AgentError> {
+        self.to_completion(move |agent| async move { agent.destroy_server_now(server).await }).await
+    }
+
+    async fn destroy_server_now(&self, server: ServerId) -> Result<(), AgentError> {
         self.check_open()?;
         let srv = self.server(server)?;
         Self::bump_intent(&srv);
@@ -545,6 +553,23 @@ impl NodeAgent {
 
     pub(super) fn forget(&self, id: ServerId) {
         self.write_servers().remove(&id);
+    }
+
+    /// Runs `work` on a task of its own and waits for it. A caller that gives up (an HTTP
+    /// client that disconnects, the panel killed mid-request, a timeout around the call)
+    /// then cannot cancel an operation between a state transition and the work it promises,
+    /// which left a server `Installing` with nothing behind it. (Power actions are not run
+    /// this way: they queue on the server's lock in the order they are called, which a task
+    /// of their own would not keep; the daemon runs them on its power queue's task.)
+    async fn to_completion<T, F>(&self, work: impl FnOnce(Arc<NodeAgent>) -> F) -> Result<T, AgentError>
+    where
+        F: std::future::Future<Output = Result<T, AgentError>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let agent = self.me.upgrade().ok_or(AgentError::ShuttingDown)?;
+        tokio::spawn(work(agent))
+            .await
+            .map_err(|e| AgentError::State(format!("the operation ended abnormally: {e}")))?
     }
 
     pub(super) fn check_open(&self) -> Result<(), AgentError> {

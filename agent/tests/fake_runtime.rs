@@ -980,3 +980,28 @@ async fn restores_hold_the_server_stopped_and_backup_reports_are_delivered() {
     })
     .await;
 }
+
+/// A caller that gives up on `create_server` (an HTTP client disconnecting, the panel killed
+/// mid-request) does not cancel it halfway: the install it began still runs to its end.
+/// Before, dropping the call between the `Installing` transition and the install's spawn left
+/// the server `Installing` on the node for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_create_still_installs() {
+    within_limit(async {
+        let node = Node::new();
+        let agent = node.agent().await;
+        let mut servers = Vec::new();
+        for _ in 0..8 {
+            let spec = spec();
+            node.fake.program(spec.id, Program::booting(&[READY]));
+            node.fake.script_install(spec.id, 0, &["installed"]);
+            servers.push(spec.id);
+            // Polled once, then dropped, as a request future is when its client goes away.
+            let _ = tokio::time::timeout(Duration::ZERO, agent.create_server(spec, true)).await;
+        }
+        for server in servers {
+            eventually(&format!("{server} installed"), || agent.state(server) == Some(S::Installed)).await;
+        }
+    })
+    .await;
+}

@@ -43,6 +43,11 @@ node_timeout_secs = 10
 # Log level: error, warn, info, debug, trace.
 log_level = "info"
 
+# Where a new server goes when its request names no node: `bin_pack` (the fullest node that
+# still fits, so fewer nodes are in use and large gaps stay free) or `spread` (the emptiest
+# node, spreading load and blast radius). Every panel process of one database should agree.
+placement = "bin_pack"
+
 # Addresses of reverse proxies in front of the panel. Requests from them are attributed to
 # the client their `X-Forwarded-For` names (login throttling, audit log); from anyone else
 # that header is ignored.
@@ -75,6 +80,8 @@ pub(crate) struct ServeConfig {
     node_timeout_secs: u64,
     #[serde(default = "info")]
     log_level: String,
+    #[serde(default)]
+    placement: nexus_core::placement::Strategy,
     #[serde(default)]
     trusted_proxies: Vec<std::net::IpAddr>,
     #[serde(default)]
@@ -124,6 +131,7 @@ impl ServeConfig {
         };
         config.heartbeat_interval = Duration::from_secs(self.heartbeat_interval_secs);
         config.node_timeout = Duration::from_secs(self.node_timeout_secs);
+        config.placement.strategy = self.placement;
         let nodes = Arc::new(HttpNodeTransport::new(config.node_timeout).map_err(fail("the node client"))?);
         let control = ControlPlane::new(store, nodes.clone(), config).await.map_err(fail("start the control plane"))?;
         Ok((Arc::new(control), nodes))
