@@ -567,9 +567,12 @@ impl NodeAgent {
         T: Send + 'static,
     {
         let agent = self.me.upgrade().ok_or(AgentError::ShuttingDown)?;
-        tokio::spawn(work(agent))
-            .await
-            .map_err(|e| AgentError::State(format!("the operation ended abnormally: {e}")))?
+        match tokio::spawn(work(agent).in_current_span()).await {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            // Only a runtime shutting down cancels the task.
+            Err(_) => Err(AgentError::ShuttingDown),
+        }
     }
 
     pub(super) fn check_open(&self) -> Result<(), AgentError> {

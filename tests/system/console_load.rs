@@ -6,6 +6,10 @@
 //! the command sent to the echoed line received, p50/p99) and the memory of the panel and the
 //! daemons, read from the kernel.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+// One cluster at a time: each test holds a std mutex for its whole (single-runtime) body.
+#![allow(clippy::await_holding_lock)]
+
 use futures::{SinkExt, StreamExt};
 use nexus_system_tests::{
     Cluster, ClusterConfig, busybox_egg, create_server, docker_ready, one_cluster_at_a_time, percentile,

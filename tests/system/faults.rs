@@ -12,6 +12,10 @@
 //!   servers;
 //! * a daemon `kill -9`ed with running servers: they keep running and are re-adopted.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+// One cluster at a time: each test holds a std mutex for its whole (single-runtime) body.
+#![allow(clippy::await_holding_lock)]
+
 use nexus_system_tests::api::wait_for;
 use nexus_system_tests::docker::{running, started_at, try_docker};
 use nexus_system_tests::{
@@ -96,8 +100,10 @@ async fn a_stopped_daemon_goes_offline_in_three_intervals_and_is_reconciled_on_r
         .collect();
     let before = p99(api, &paths, 25).await;
 
+    let stopping = Instant::now();
     cluster.stop_node(0);
-    let offline_after = cluster.wait_node(&cluster.nodes[0], "offline").await;
+    cluster.wait_node(&cluster.nodes[0], "offline").await;
+    let offline_after = stopping.elapsed();
     let during = p99(api, &paths, 25).await;
     // A request about the stopped node's server fails in words, and fast.
     let asked = Instant::now();
@@ -111,10 +117,10 @@ async fn a_stopped_daemon_goes_offline_in_three_intervals_and_is_reconciled_on_r
         (INTERVAL * 3).as_secs_f64(),
         refused_in.as_secs_f64() * 1000.0
     );
-    // Three intervals after the daemon's last heartbeat, which was at most `docker stop` ago;
-    // the poll adds up to 100 ms.
-    assert!(offline_after <= INTERVAL * 3 + Duration::from_millis(150), "offline after {offline_after:?}");
-    assert!(during <= before.max(5.0) * 3.0, "requests about other nodes slowed: {before:.1} → {during:.1} ms");
+    // Three intervals after the daemon's last heartbeat, which came before `docker stop`
+    // began; half an interval for the poll, the sweep's tick and a loaded machine.
+    assert!(offline_after <= INTERVAL * 3 + INTERVAL / 2, "offline after {offline_after:?}");
+    assert!(during <= before.max(50.0) * 3.0, "requests about other nodes slowed: {before:.1} → {during:.1} ms");
     assert!(status >= 500 && body["error"]["message"].is_string(), "{status} {body}");
     assert!(refused_in < Duration::from_secs(6), "the node timeout bounds it: {refused_in:?}");
     // The node's servers do not depend on its daemon.
@@ -317,7 +323,7 @@ async fn a_killed_daemon_leaves_its_servers_running_and_readopts_them() {
         return;
     }
     let _one = one_cluster_at_a_time();
-    let cluster = Cluster::start(ClusterConfig { nodes: 2, first_port: 31500, ..Default::default() }).await;
+    let cluster = Cluster::start(ClusterConfig { nodes: 2, first_port: 31900, ..Default::default() }).await;
     let api = &cluster.api;
     let egg = cluster.import_egg(busybox_egg()).await;
     let me = cluster.admin_id().await;

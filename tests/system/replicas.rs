@@ -5,6 +5,10 @@
 //! The test makes a schedule due by moving its `next_run_at` into the past in the database
 //! (a cron schedule is due at most once a minute; this stands in for waiting).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+// One cluster at a time: each test holds a std mutex for its whole (single-runtime) body.
+#![allow(clippy::await_holding_lock)]
+
 use nexus_system_tests::docker::docker;
 use nexus_system_tests::{
     Api, Cluster, ClusterConfig, Console, T, busybox_egg, docker_ready, one_cluster_at_a_time, running_server_on,

@@ -3,6 +3,10 @@
 //! server's files, console and power work through the panel and its node; the community
 //! Teeworlds egg runs a real game server on the Debian-built image.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+// One cluster at a time: each test holds a std mutex for its whole (single-runtime) body.
+#![allow(clippy::await_holding_lock)]
+
 use nexus_system_tests::{
     Api, Cluster, ClusterConfig, Console, busybox_egg, create_server, docker_ready, one_cluster_at_a_time,
 };
