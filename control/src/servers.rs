@@ -5,13 +5,17 @@ use crate::{ControlError, ControlPlane};
 use chrono::Utc;
 use nexus_core::ids::{AllocationId, EggId, LocationId, NodeId, ServerId, UserId};
 use nexus_core::lifecycle::ServerState;
-use nexus_core::model::{Allocation, Server, ServerLimits};
+use nexus_core::model::{Allocation, Egg, Server, ServerLimits};
 use nexus_core::placement::{Placement, PlacementRequest};
 use nexus_core::runtime::PortBinding;
 use nexus_core::store::{Store, StoreError};
 use nexus_core::transport::{NodeCommand, NodeResponse, PowerAction, ServerSpec, TransportError};
 use nexus_eggs::spec::{Editor, ServerSettings, server_spec};
 use std::collections::{BTreeMap, BTreeSet};
+
+/// Placement decisions one create may make: a node whose last port went to a concurrent
+/// create is left for the next best.
+const PLACEMENT_ATTEMPTS: usize = 3;
 
 /// What a caller asks for when creating a server.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -195,11 +199,54 @@ impl ControlPlane {
             Some(id) => Some(self.free_allocation(id, new.node).await?),
             None => None,
         };
-        let node = match (&chosen, new.node) {
-            (Some(allocation), _) => allocation.node,
-            (None, Some(node)) => node,
-            (None, None) => self.placement().decide(&request)?.node,
+        let placed = chosen.is_none() && new.node.is_none();
+        let mut attempts = 0;
+        let (server, spec) = loop {
+            let node = match (&chosen, new.node) {
+                (Some(allocation), _) => allocation.node,
+                (None, Some(node)) => node,
+                (None, None) => self.placement().decide(&request)?.node,
+            };
+            match self.insert_server(&new, &egg, node, chosen.clone()).await {
+                // Placement chose a node whose last port another create took meanwhile (this
+                // process's, or another panel's, whose bookings this placement does not see):
+                // it learns the node's usage from the store and chooses again.
+                Err(ControlError::NoFreeAllocation(full)) if placed && attempts < PLACEMENT_ATTEMPTS => {
+                    attempts += 1;
+                    self.refresh_usage(full).await?;
+                }
+                other => break other?,
+            }
         };
+        let node = server.node;
+        if new.start_on_completion {
+            self.start_after_install.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(server.id);
+        }
+        // Placement books what the store now holds, and the next decision sees it.
+        if let Err(e) = self.placement().commit(node, &request.resources()) {
+            tracing::warn!(%node, error = %e, "placement does not know the server's node");
+        }
+        let id = server.id;
+        let delivery =
+            match self.send(node, NodeCommand::CreateServer { spec: Box::new(spec.clone()), install: true }).await {
+                Ok(()) => Delivery::Sent,
+                Err(e) => {
+                    tracing::warn!(server = %id, %node, error = %e, "the node does not have the new server yet");
+                    Delivery::Pending(e.to_string())
+                }
+            };
+        Ok(CreatedServer { server, spec, delivery })
+    }
+
+    /// Stores `new` on `node` in one transaction: its allocation (`chosen`, or a free one of
+    /// the node's) claimed and its row written; nothing is left when it fails.
+    async fn insert_server(
+        &self,
+        new: &NewServer,
+        egg: &Egg,
+        node: NodeId,
+        chosen: Option<Allocation>,
+    ) -> Result<(Server, ServerSpec), ControlError> {
         let location = self.location_short(node).await?;
 
         let id = self.fresh_server_id().await?;
@@ -250,12 +297,12 @@ impl ControlPlane {
             Ok::<_, ControlError>((server, spec))
         }
         .await;
-        let (server, spec) = match built {
+        match built {
             Ok(built) => match tx.commit().await {
-                Ok(()) => built,
+                Ok(()) => Ok(built),
                 Err(e) => {
                     self.forget_server_ref(id).await;
-                    return Err(e.into());
+                    Err(e.into())
                 }
             },
             Err(e) => {
@@ -263,25 +310,9 @@ impl ControlPlane {
                     tracing::warn!(error = %rollback, "rollback after a failed create");
                 }
                 self.forget_server_ref(id).await;
-                return Err(e);
+                Err(e)
             }
-        };
-        if new.start_on_completion {
-            self.start_after_install.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(id);
         }
-        // Placement books what the store now holds, and the next decision sees it.
-        if let Err(e) = self.placement().commit(node, &request.resources()) {
-            tracing::warn!(%node, error = %e, "placement does not know the server's node");
-        }
-        let delivery =
-            match self.send(node, NodeCommand::CreateServer { spec: Box::new(spec.clone()), install: true }).await {
-                Ok(()) => Delivery::Sent,
-                Err(e) => {
-                    tracing::warn!(server = %id, %node, error = %e, "the node does not have the new server yet");
-                    Delivery::Pending(e.to_string())
-                }
-            };
-        Ok(CreatedServer { server, spec, delivery })
     }
 
     /// Asks the server's node to `action` it (start, stop, restart, kill); the state changes

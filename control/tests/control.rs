@@ -521,3 +521,32 @@ async fn pending_creates_are_delivered_when_the_panel_starts_again() {
     assert_eq!(w.control.resume_requested().await.unwrap(), vec![], "now the node has both");
     let _ = node;
 }
+
+/// Two panel processes on one store: each placement books only its own creates, so the second
+/// chooses the node whose last port the first just took. It learns the node's usage from the
+/// store and places the server on the next node instead of refusing it (`409`). Found by the
+/// 1,000-node simulation, where two replicas refused 106 of 114 creates.
+#[tokio::test]
+async fn a_create_whose_node_filled_up_meanwhile_is_placed_on_the_next_node() {
+    let w = world().await;
+    let (first, second) = (Arc::new(ScriptedNode::default()), Arc::new(ScriptedNode::default()));
+    // Bin-pack prefers the smaller node while it fits; it has one port.
+    let small = w.node("small", 2048, "30000", first.clone()).await;
+    let big = w.node("big", 8192, "30000-30009", second.clone()).await;
+    let egg = w.egg().await;
+    let mut config = ControlConfig::default();
+    config.node_timeout = Duration::from_millis(300);
+    let replica =
+        ControlPlane::new(w.store.clone() as Arc<dyn Store>, Arc::new(w.transport.clone()), config).await.unwrap();
+
+    let taken = w.control.create_server(w.request(egg, 256)).await.unwrap();
+    assert_eq!(taken.server.node, small, "bin-pack fills the smaller node first");
+    // The replica's placement still counts a free port on `small`.
+    let placed = replica.create_server(w.request(egg, 256)).await.unwrap();
+    assert_eq!(placed.server.node, big, "placed on the next node, not refused");
+    assert_eq!((w.claimed(small).await, w.claimed(big).await), (1, 1));
+    // A create pinned to the full node is still refused: there is nowhere else it may go.
+    let mut pinned = w.request(egg, 256);
+    pinned.node = Some(small);
+    assert_eq!(replica.create_server(pinned).await.unwrap_err().status_code(), 409);
+}
