@@ -14,7 +14,7 @@ use chrono::Utc;
 use nexus_core::ids::NodeId;
 use nexus_core::lifecycle::LifecycleEvent;
 use nexus_core::lifecycle::ServerState;
-use nexus_core::model::{NodeStatus, Server};
+use nexus_core::model::{Node, NodeStatus, Server};
 use nexus_core::placement::{Placement, PlacementRequest};
 use nexus_core::store::StoreError;
 use nexus_core::transport::NodeMessage;
@@ -70,11 +70,35 @@ impl ControlPlane {
     /// Applies one message `from` a node (whose token the caller checked).
     pub async fn ingest(&self, from: NodeId, message: NodeMessage) -> Result<Ingested, ControlError> {
         match message {
+            NodeMessage::Heartbeat(_) => {
+                let known = self.store.get_node(from).await?;
+                self.ingest_from(&known, message).await
+            }
+            other => self.ingest_message(from, None, other).await,
+        }
+    }
+
+    /// [`ingest`](Self::ingest) with the sender's record as
+    /// [`authenticate_node`](Self::authenticate_node) just read it (not read again).
+    pub async fn ingest_from(&self, node: &Node, message: NodeMessage) -> Result<Ingested, ControlError> {
+        self.ingest_message(node.id, Some(node), message).await
+    }
+
+    async fn ingest_message(
+        &self,
+        from: NodeId,
+        known: Option<&Node>,
+        message: NodeMessage,
+    ) -> Result<Ingested, ControlError> {
+        match message {
             NodeMessage::Heartbeat(beat) => {
                 if beat.node != from {
                     return Ok(Ingested::Ignored(format!("a heartbeat of node {} sent by {from}", beat.node)));
                 }
-                let known = self.store.get_node(from).await?;
+                let known = match known {
+                    Some(known) => known.clone(),
+                    None => self.store.get_node(from).await?,
+                };
                 let first_contact = known.last_heartbeat.is_none();
                 let returning = known.status != NodeStatus::Online;
                 let due = self.reconcile_due(from);

@@ -138,10 +138,16 @@ impl ControlPlane {
     /// [`node_secret`](crate::ControlConfig::node_secret) and checked against the stored hash
     /// (a node registered with a random token, or under another secret, is refused).
     pub async fn node_endpoint(&self, node: NodeId) -> Result<(String, String), ControlError> {
+        self.endpoint_of(&self.store.get_node(node).await?)
+    }
+
+    /// [`node_endpoint`](Self::node_endpoint) of a node record already read (a panel
+    /// re-routing every node each interval reads them with one `list_nodes`).
+    pub fn endpoint_of(&self, record: &Node) -> Result<(String, String), ControlError> {
         let Some(secret) = &self.config.node_secret else {
             return Err(ControlError::Invalid { field: "node_secret", reason: "no node secret configured".into() });
         };
-        let record = self.store.get_node(node).await?;
+        let node = record.id;
         let (token, _) = NodeToken::derive(&secret.0, node);
         if !NodeToken::from_stored(&record.token_hash).is_some_and(|stored| stored.matches(&token)) {
             return Err(ControlError::Invalid {
@@ -155,12 +161,19 @@ impl ControlPlane {
 
     /// Whether `presented` is `node`'s token (constant time); false for an unknown node.
     pub async fn node_token_matches(&self, node: NodeId, presented: &str) -> Result<bool, ControlError> {
+        Ok(self.authenticate_node(node, presented).await?.is_some())
+    }
+
+    /// The record of `node` when `presented` is its token (constant time); `None` for a
+    /// wrong token or an unknown node. What the node then sends goes to
+    /// [`ingest_from`](Self::ingest_from) with this record, so it is read once.
+    pub async fn authenticate_node(&self, node: NodeId, presented: &str) -> Result<Option<Node>, ControlError> {
         let node = match self.store.get_node(node).await {
             Ok(node) => node,
-            Err(nexus_core::store::StoreError::NotFound { .. }) => return Ok(false),
+            Err(nexus_core::store::StoreError::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(e.into()),
         };
-        Ok(NodeToken::from_stored(&node.token_hash).is_some_and(|token| token.matches(presented)))
+        Ok(NodeToken::from_stored(&node.token_hash).is_some_and(|token| token.matches(presented)).then_some(node))
     }
 
     /// Adds allocations on `node` for every port of `ports` (`25565-25665`, see

@@ -71,8 +71,9 @@ impl HttpNodeTransport {
     /// (registered without the panel's node secret) are left out and logged.
     pub async fn sync_endpoints(&self, control: &ControlPlane) -> Result<usize, ControlError> {
         let mut routed = 0;
+        // One read of every node, not one per node: this runs every heartbeat interval.
         for node in control.store().list_nodes().await? {
-            match control.node_endpoint(node.id).await {
+            match control.endpoint_of(&node) {
                 Ok((base_url, token)) => {
                     self.set_endpoint(node.id, NodeEndpoint { base_url, token });
                     routed += 1;
