@@ -272,7 +272,7 @@ impl ControlPlane {
             settings.editor = new.editor;
             settings.templates.clone_from(&new.templates);
             let spec =
-                server_spec(&egg, &settings, &[PortBinding { ip: allocation.ip, port: allocation.port }], &new.values)?;
+                server_spec(egg, &settings, &[PortBinding { ip: allocation.ip, port: allocation.port }], &new.values)?;
             let server = Server {
                 id,
                 name: new.name.clone(),
