@@ -69,13 +69,7 @@ impl ControlPlane {
 
     /// Applies one message `from` a node (whose token the caller checked).
     pub async fn ingest(&self, from: NodeId, message: NodeMessage) -> Result<Ingested, ControlError> {
-        match message {
-            NodeMessage::Heartbeat(_) => {
-                let known = self.store.get_node(from).await?;
-                self.ingest_from(&known, message).await
-            }
-            other => self.ingest_message(from, None, other).await,
-        }
+        self.ingest_message(from, None, message).await
     }
 
     /// [`ingest`](Self::ingest) with the sender's record as

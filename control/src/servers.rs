@@ -199,7 +199,9 @@ impl ControlPlane {
             Some(id) => Some(self.free_allocation(id, new.node).await?),
             None => None,
         };
-        let placed = chosen.is_none() && new.node.is_none();
+        // Only where placement chose the node and any free port will do: with port ranges, a
+        // node can have free ports and none in the ranges, and placement would choose it again.
+        let placed = chosen.is_none() && new.node.is_none() && new.port_ranges.is_empty();
         let mut attempts = 0;
         let (server, spec) = loop {
             let node = match (&chosen, new.node) {
@@ -211,9 +213,12 @@ impl ControlPlane {
                 // Placement chose a node whose last port another create took meanwhile (this
                 // process's, or another panel's, whose bookings this placement does not see):
                 // it learns the node's usage from the store and chooses again.
-                Err(ControlError::NoFreeAllocation(full)) if placed && attempts < PLACEMENT_ATTEMPTS => {
+                Err(ControlError::NoFreeAllocation(full)) if placed && attempts + 1 < PLACEMENT_ATTEMPTS => {
                     attempts += 1;
-                    self.refresh_usage(full).await?;
+                    if let Err(e) = self.refresh_usage(full).await {
+                        tracing::warn!(node = %full, error = %e, "re-reading a full node's usage");
+                        return Err(ControlError::NoFreeAllocation(full));
+                    }
                 }
                 other => break other?,
             }
@@ -250,7 +255,13 @@ impl ControlPlane {
         let location = self.location_short(node).await?;
 
         let id = self.fresh_server_id().await?;
-        let tx = self.store.begin().await?;
+        let tx = match self.store.begin().await {
+            Ok(tx) => tx,
+            Err(e) => {
+                self.forget_server_ref(id).await;
+                return Err(e.into());
+            }
+        };
         let built = async {
             let allocation = match chosen {
                 Some(allocation) => allocation,
