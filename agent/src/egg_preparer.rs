@@ -222,10 +222,11 @@ impl StartPreparer for EggPreparer {
         data_dir: &Path,
         env: &BTreeMap<String, String>,
     ) -> Result<Vec<String>, AgentError> {
-        match (&self.templates, spec.templates.is_empty()) {
-            (_, true) => Ok(Vec::new()),
-            (Some(layers), false) => layers.apply(spec, data_dir, env).await.map_err(AgentError::Prepare),
-            (None, false) => Err(AgentError::Prepare("this node has no template store configured".into())),
+        match &self.templates {
+            Some(layers) if !spec.templates.is_empty() => {
+                layers.apply(spec, data_dir, env).await.map_err(AgentError::Prepare)
+            }
+            _ => crate::prepare::no_template_store(spec),
         }
     }
 }

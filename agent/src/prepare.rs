@@ -77,10 +77,16 @@ pub trait StartPreparer: Send + Sync {
         env: &BTreeMap<String, String>,
     ) -> Result<Vec<String>, AgentError> {
         let _ = (data_dir, env);
-        match spec.templates.is_empty() {
-            true => Ok(Vec::new()),
-            false => Err(AgentError::Prepare("this node has no template store configured".into())),
-        }
+        no_template_store(spec)
+    }
+}
+
+/// What a preparer without a template store does with a spec's layers: nothing when it lists
+/// none, else it refuses the spec.
+pub(crate) fn no_template_store(spec: &ServerSpec) -> Result<Vec<String>, AgentError> {
+    match spec.templates.is_empty() {
+        true => Ok(Vec::new()),
+        false => Err(AgentError::Prepare("this node has no template store configured".into())),
     }
 }
 

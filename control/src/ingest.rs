@@ -89,12 +89,11 @@ impl ControlPlane {
                 if beat.node != from {
                     return Ok(Ingested::Ignored(format!("a heartbeat of node {} sent by {from}", beat.node)));
                 }
-                let known = match known {
-                    Some(known) => known.clone(),
-                    None => self.store.get_node(from).await?,
+                let facts = |node: &Node| (node.last_heartbeat.is_none(), node.status != NodeStatus::Online);
+                let (first_contact, returning) = match known {
+                    Some(known) => facts(known),
+                    None => facts(&self.store.get_node(from).await?),
                 };
-                let first_contact = known.last_heartbeat.is_none();
-                let returning = known.status != NodeStatus::Online;
                 let due = self.reconcile_due(from);
                 // The panel's clock, not the node's: a node with a clock running ahead must
                 // not stay online after it falls silent.

@@ -113,22 +113,19 @@ async fn layers_and_backups_through_the_panel() {
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["layer"], "base@1");
     // The second from the command line, into the running panel's store.
-    let out = std::process::Command::new(common::up::BIN)
-        .args(["templates", "publish", "extra@1"])
-        .arg(&extra)
-        .arg("--data-dir")
-        .arg(&data)
-        .output()
-        .unwrap();
+    let publish_extra = || {
+        std::process::Command::new(common::up::BIN)
+            .args(["templates", "publish", "extra@1"])
+            .arg(&extra)
+            .arg("--data-dir")
+            .arg(&data)
+            .output()
+            .unwrap()
+    };
+    let out = publish_extra();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("published extra@1"));
-    let again = std::process::Command::new(common::up::BIN)
-        .args(["templates", "publish", "extra@1"])
-        .arg(&extra)
-        .arg("--data-dir")
-        .arg(&data)
-        .output()
-        .unwrap();
+    let again = publish_extra();
     assert!(!again.status.success(), "versions are immutable");
     assert!(String::from_utf8_lossy(&again.stderr).contains("already published"), "{again:?}");
     assert_eq!(publish(&session, "base@1", tar_of(&base)).await.0, 409, "versions are immutable");
