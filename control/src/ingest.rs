@@ -7,17 +7,25 @@
 //! other mismatch is reported, never forced. A server that
 //! reaches `Destroyed` is removed from the store with its allocations; a late duplicate of
 //! that event then names an unknown server and changes nothing.
+//!
+//! Heartbeats and lifecycle events are written by group commit ([`group_commit`](crate::group_commit)):
+//! concurrent messages share one store transaction (a batch of heartbeats is one
+//! [`record_heartbeats`](nexus_core::store::NodeRepo::record_heartbeats), a batch of events
+//! one [`apply_node_events`](nexus_core::store::ServerRepo::apply_node_events)), and each is
+//! answered once its batch is written.
 
-use crate::servers::server_of;
+use crate::group_commit::{GroupCommit, Refused};
 use crate::{ControlError, ControlPlane};
 use chrono::Utc;
 use nexus_core::ids::NodeId;
 use nexus_core::lifecycle::LifecycleEvent;
 use nexus_core::lifecycle::ServerState;
-use nexus_core::model::{Node, NodeStatus, Server};
+use nexus_core::model::{NodeStatus, Server};
 use nexus_core::placement::{Placement, PlacementRequest};
-use nexus_core::store::StoreError;
+use nexus_core::store::{EventOutcome, HeartbeatRecorded, Store, StoreError};
 use nexus_core::transport::NodeMessage;
+use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Events of a server's history searched for a duplicate.
 const HISTORY: u64 = 50;
@@ -42,6 +50,64 @@ pub enum Ingested {
     /// Not applied, and why (another node's server, an unknown server, a state that does not
     /// match): left for reconciliation with the node's list.
     Ignored(String),
+}
+
+/// Heartbeats written together: node → what it was before (`None`: no such node).
+pub(crate) type HeartbeatBatches = GroupCommit<NodeId, Result<Option<HeartbeatRecorded>, StoreError>>;
+/// Lifecycle events applied together: (sender, event) → outcome.
+pub(crate) type EventBatches = GroupCommit<(NodeId, LifecycleEvent), Result<EventOutcome, StoreError>>;
+
+/// Heartbeats per transaction at most (1,000 nodes at one a second fit in two).
+const HEARTBEAT_BATCH: usize = 512;
+/// Lifecycle events per transaction at most.
+const EVENT_BATCH: usize = 256;
+/// Event batches written at once: one fills while the other commits.
+const EVENT_WORKERS: usize = 2;
+
+/// Heartbeats stamped with the panel's clock when their batch is written, not the node's: a
+/// node with a clock running ahead must not stay online after it falls silent.
+pub(crate) fn heartbeat_batches(store: Arc<dyn Store>) -> Arc<HeartbeatBatches> {
+    GroupCommit::new(
+        HEARTBEAT_BATCH,
+        1,
+        Arc::new(move |nodes: Vec<NodeId>| {
+            let store = Arc::clone(&store);
+            Box::pin(async move {
+                match store.record_heartbeats(&nodes, Utc::now()).await {
+                    Ok(recorded) => {
+                        let by_node: HashMap<NodeId, HeartbeatRecorded> =
+                            recorded.into_iter().map(|r| (r.node, r)).collect();
+                        nodes.iter().map(|node| Ok(by_node.get(node).copied())).collect()
+                    }
+                    Err(e) => nodes.iter().map(|_| Err(e.clone())).collect(),
+                }
+            })
+        }),
+    )
+}
+
+pub(crate) fn event_batches(store: Arc<dyn Store>) -> Arc<EventBatches> {
+    GroupCommit::new(
+        EVENT_BATCH,
+        EVENT_WORKERS,
+        Arc::new(move |events: Vec<(NodeId, LifecycleEvent)>| {
+            let store = Arc::clone(&store);
+            Box::pin(async move {
+                match store.apply_node_events(&events).await {
+                    Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
+                    Err(e) => events.iter().map(|_| Err(e.clone())).collect(),
+                }
+            })
+        }),
+    )
+}
+
+/// A message refused by a full queue or lost with its batch: the node delivers it again.
+fn refused(what: &str, refused: Refused) -> ControlError {
+    ControlError::Busy(match refused {
+        Refused::Full => format!("too many {what} waiting to be written; deliver it again"),
+        Refused::Lost => format!("the {what} batch failed; deliver it again"),
+    })
 }
 
 /// Heartbeat intervals between two reconciliations of a node that stays online: suspensions,
@@ -69,35 +135,15 @@ impl ControlPlane {
 
     /// Applies one message `from` a node (whose token the caller checked).
     pub async fn ingest(&self, from: NodeId, message: NodeMessage) -> Result<Ingested, ControlError> {
-        self.ingest_message(from, None, message).await
-    }
-
-    /// [`ingest`](Self::ingest) with the sender's record as
-    /// [`authenticate_node`](Self::authenticate_node) just read it (not read again).
-    pub async fn ingest_from(&self, node: &Node, message: NodeMessage) -> Result<Ingested, ControlError> {
-        self.ingest_message(node.id, Some(node), message).await
-    }
-
-    async fn ingest_message(
-        &self,
-        from: NodeId,
-        known: Option<&Node>,
-        message: NodeMessage,
-    ) -> Result<Ingested, ControlError> {
         match message {
             NodeMessage::Heartbeat(beat) => {
                 if beat.node != from {
                     return Ok(Ingested::Ignored(format!("a heartbeat of node {} sent by {from}", beat.node)));
                 }
-                let facts = |node: &Node| (node.last_heartbeat.is_none(), node.status != NodeStatus::Online);
-                let (first_contact, returning) = match known {
-                    Some(known) => facts(known),
-                    None => facts(&self.store.get_node(from).await?),
-                };
+                let recorded = self.heartbeat_batches.submit(from).await.map_err(|e| refused("heartbeats", e))??;
+                let Some(recorded) = recorded else { return Err(StoreError::not_found("node", from).into()) };
+                let (first_contact, returning) = (recorded.first, recorded.was != NodeStatus::Online);
                 let due = self.reconcile_due(from);
-                // The panel's clock, not the node's: a node with a clock running ahead must
-                // not stay online after it falls silent.
-                self.store.record_heartbeat(from, Utc::now()).await?;
                 if let Err(e) = self.placement().set_online(from, true) {
                     tracing::debug!(node = %from, error = %e, "heartbeat of a node placement does not know");
                 }
@@ -118,7 +164,7 @@ impl ControlPlane {
                 }
                 Ok(Ingested::Heartbeat)
             }
-            NodeMessage::Lifecycle(event) => self.apply_event(from, &event).await,
+            NodeMessage::Lifecycle(event) => self.apply_event(from, event).await,
             NodeMessage::Backup(report) => {
                 let (server, backup) = (report.server, report.backup);
                 match self.ingest_backup_report(from, report).await? {
@@ -129,46 +175,44 @@ impl ControlPlane {
         }
     }
 
-    async fn apply_event(&self, from: NodeId, event: &LifecycleEvent) -> Result<Ingested, ControlError> {
-        // One retry: a concurrent writer (a rename, a second panel) may bump the version
-        // between the read and the transition.
-        for _ in 0..2 {
-            let server = match server_of(self.store.as_ref(), event.server).await {
-                Ok(server) => server,
-                Err(ControlError::UnknownServer(id)) => return Ok(Ingested::Ignored(format!("unknown server {id}"))),
-                Err(e) => return Err(e),
-            };
-            if server.node != from {
-                return Ok(Ingested::Ignored(format!("server {} is not on node {from}", server.id)));
-            }
-            if server.state == ServerState::Destroyed {
-                // A cleanup that failed after the transition: finish it now (the node retries
-                // the event until the panel answers).
+    async fn apply_event(&self, from: NodeId, event: LifecycleEvent) -> Result<Ingested, ControlError> {
+        let outcome = self.event_batches.submit((from, event.clone())).await.map_err(|e| refused("events", e))?;
+        let server = match outcome {
+            Ok(EventOutcome::Applied(server)) if server.state == ServerState::Destroyed => {
                 self.remove_destroyed(&server).await?;
                 return Ok(Ingested::Removed(server.id));
             }
-            if server.state != event.from {
-                let history = self.store.server_events(server.id, HISTORY).await?;
-                if history.contains(event) {
-                    return Ok(Ingested::AlreadyApplied);
-                }
-                return Ok(Ingested::Ignored(format!(
-                    "server {} is {:?}; the event goes from {:?} to {:?}",
-                    server.id, server.state, event.from, event.to
-                )));
+            Ok(EventOutcome::Applied(server)) => return Ok(Ingested::Transitioned(server)),
+            Ok(EventOutcome::UnknownServer) => {
+                return Ok(Ingested::Ignored(format!("unknown server {}", event.server)));
             }
-            match self.store.transition_server(server.version, event).await {
-                Ok(server) if server.state == ServerState::Destroyed => {
-                    self.remove_destroyed(&server).await?;
-                    return Ok(Ingested::Removed(server.id));
-                }
-                Ok(server) => return Ok(Ingested::Transitioned(Box::new(server))),
-                Err(StoreError::VersionConflict { .. }) => continue,
-                Err(e) => return Err(e.into()),
+            Ok(EventOutcome::Refused(server)) => server,
+            // An outcome this version does not know: left for reconciliation.
+            Ok(other) => return Ok(Ingested::Ignored(format!("server {}: {other:?}", event.server))),
+            // The store failed or the server kept changing: answered as a failure, so the
+            // node delivers the event again.
+            Err(StoreError::VersionConflict { .. }) => {
+                return Err(ControlError::Busy(format!("server {} kept changing under the event", event.server)));
             }
+            Err(e) => return Err(e.into()),
+        };
+        if server.node != from {
+            return Ok(Ingested::Ignored(format!("server {} is not on node {from}", server.id)));
         }
-        // Answered as a failure, so the node delivers the event again.
-        Err(ControlError::Busy(format!("server {} kept changing under the event", event.server)))
+        if server.state == ServerState::Destroyed {
+            // A cleanup that failed after the transition: finish it now (the node retries
+            // the event until the panel answers).
+            self.remove_destroyed(&server).await?;
+            return Ok(Ingested::Removed(server.id));
+        }
+        let history = self.store.server_events(server.id, HISTORY).await?;
+        if history.contains(&event) {
+            return Ok(Ingested::AlreadyApplied);
+        }
+        Ok(Ingested::Ignored(format!(
+            "server {} is {:?}; the event goes from {:?} to {:?}",
+            server.id, server.state, event.from, event.to
+        )))
     }
 
     /// A server gone from its node: the row goes, its allocations are free again, and

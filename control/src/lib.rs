@@ -30,10 +30,12 @@ pub mod backups;
 pub mod console;
 pub mod eggs;
 mod error;
+mod group_commit;
 pub mod heartbeat;
 pub mod ingest;
 pub mod manage;
 pub mod nests;
+pub mod node_tokens;
 pub mod nodes;
 pub mod ports;
 pub mod reconcile;
@@ -132,6 +134,12 @@ pub struct ControlPlane {
     /// One second-factor check at a time in this process, so a code or recovery code is
     /// spent once even when sent twice at once.
     totp_check: tokio::sync::Mutex<()>,
+    /// Node token hashes read from the store, checked from memory.
+    node_tokens: node_tokens::NodeTokens,
+    /// Heartbeats written a batch per transaction ([`group_commit`]).
+    heartbeat_batches: Arc<ingest::HeartbeatBatches>,
+    /// Lifecycle events applied a batch per transaction ([`group_commit`]).
+    event_batches: Arc<ingest::EventBatches>,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -159,6 +167,8 @@ impl ControlPlane {
         }
         let placement = ScoringPlacement::new(&store.list_nodes().await?, &store.node_usage().await?, config.placement);
         let dummy_hash = accounts::hash_password("no account has this password")?;
+        let (heartbeat_batches, event_batches) =
+            (ingest::heartbeat_batches(Arc::clone(&store)), ingest::event_batches(Arc::clone(&store)));
         Ok(Self {
             store,
             nodes,
@@ -172,6 +182,9 @@ impl ControlPlane {
             running_schedules: Mutex::default(),
             start_after_install: Mutex::default(),
             totp_check: tokio::sync::Mutex::new(()),
+            node_tokens: node_tokens::NodeTokens::default(),
+            heartbeat_batches,
+            event_batches,
         })
     }
 

@@ -130,6 +130,7 @@ impl ControlPlane {
             }
         }
         self.store.delete_node(node).await?;
+        self.node_tokens.forget(node);
         self.refresh_placement().await?;
         Ok(servers.len())
     }
@@ -159,21 +160,22 @@ impl ControlPlane {
         Ok((url, token))
     }
 
-    /// Whether `presented` is `node`'s token (constant time); false for an unknown node.
+    /// Whether `presented` is `node`'s token (constant time); false for an unknown node. The
+    /// hash is read from the store once per [`TOKEN_TTL`](crate::node_tokens::TOKEN_TTL) and
+    /// node (see [`node_tokens`](crate::node_tokens)).
     pub async fn node_token_matches(&self, node: NodeId, presented: &str) -> Result<bool, ControlError> {
-        Ok(self.authenticate_node(node, presented).await?.is_some())
-    }
-
-    /// The record of `node` when `presented` is its token (constant time); `None` for a
-    /// wrong token or an unknown node. What the node then sends goes to
-    /// [`ingest_from`](Self::ingest_from) with this record, so it is read once.
-    pub async fn authenticate_node(&self, node: NodeId, presented: &str) -> Result<Option<Node>, ControlError> {
-        let node = match self.store.get_node(node).await {
-            Ok(node) => node,
-            Err(nexus_core::store::StoreError::NotFound { .. }) => return Ok(None),
+        if let Some(matches) = self.node_tokens.check(node, presented) {
+            return Ok(matches);
+        }
+        let record = match self.store.get_node(node).await {
+            Ok(record) => record,
+            Err(StoreError::NotFound { .. }) => return Ok(false),
             Err(e) => return Err(e.into()),
         };
-        Ok(NodeToken::from_stored(&node.token_hash).is_some_and(|token| token.matches(presented)).then_some(node))
+        let Some(token) = NodeToken::from_stored(&record.token_hash) else { return Ok(false) };
+        let matches = token.matches(presented);
+        self.node_tokens.remember(node, token);
+        Ok(matches)
     }
 
     /// Adds allocations on `node` for every port of `ports` (`25565-25665`, see

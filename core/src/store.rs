@@ -208,6 +208,57 @@ pub trait LocationRepo: Send + Sync {
     async fn delete_location(&self, id: LocationId) -> StoreResult<()>;
 }
 
+/// What [`NodeRepo::record_heartbeats`] found of a node before it recorded the heartbeat.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct HeartbeatRecorded {
+    /// The node.
+    pub node: NodeId,
+    /// Its status before this heartbeat.
+    pub was: NodeStatus,
+    /// It had never sent a heartbeat before.
+    pub first: bool,
+}
+
+impl HeartbeatRecorded {
+    /// `node` was `was`; `first`: it had never sent a heartbeat.
+    pub fn new(node: NodeId, was: NodeStatus, first: bool) -> Self {
+        Self { node, was, first }
+    }
+
+    /// What `node` (as stored before the heartbeat) was.
+    pub fn of(node: &Node) -> Self {
+        Self::new(node.id, node.status, node.last_heartbeat.is_none())
+    }
+}
+
+/// How one event of [`ServerRepo::apply_node_events`] went.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum EventOutcome {
+    /// Applied; the server after it.
+    Applied(Box<Server>),
+    /// No such server: nothing changed.
+    UnknownServer,
+    /// Not applied, the server as stored: it is on another node, or not in the event's
+    /// `from` state, or the event is not a valid transition ([`event_applies`]).
+    Refused(Box<Server>),
+}
+
+/// Whether `sender` may move `server` (as stored) by `event`: the server is placed on
+/// `sender`, is in the event's `from` state, and `from` goes to `to` by the event's trigger.
+/// What [`ServerRepo::apply_node_events`] checks, in every backend.
+pub fn event_applies(server: &Server, sender: NodeId, event: &LifecycleEvent) -> bool {
+    server.id == event.server
+        && server.node == sender
+        && server.state == event.from
+        && crate::lifecycle::next_state(event.from, event.trigger) == Some(event.to)
+}
+
+/// Reads of one server before [`ServerRepo::apply_node_events`]'s default gives up on a
+/// server that keeps changing between its read and its write.
+const EVENT_ATTEMPTS: usize = 5;
+
 /// Nodes.
 #[async_trait]
 pub trait NodeRepo: Send + Sync {
@@ -223,6 +274,31 @@ pub trait NodeRepo: Send + Sync {
     async fn delete_node(&self, id: NodeId) -> StoreResult<()>;
     /// Records a heartbeat and marks the node online.
     async fn record_heartbeat(&self, id: NodeId, at: DateTime<Utc>) -> StoreResult<()>;
+    /// Records a heartbeat at `at` of every node of `nodes` and marks them online, in one
+    /// transaction where the backend has them (a panel taking thousands of heartbeats a second
+    /// writes them a batch at a time). Returns, for each node that exists, what it was before
+    /// (unknown nodes are left out, in no particular order).
+    ///
+    /// The default calls [`get_node`](Self::get_node) and
+    /// [`record_heartbeat`](Self::record_heartbeat) per node; on a failure, some of the
+    /// heartbeats may have been recorded.
+    async fn record_heartbeats(&self, nodes: &[NodeId], at: DateTime<Utc>) -> StoreResult<Vec<HeartbeatRecorded>> {
+        let mut recorded = Vec::with_capacity(nodes.len());
+        let mut seen = std::collections::HashSet::with_capacity(nodes.len());
+        for &id in nodes.iter().filter(|id| seen.insert(**id)) {
+            let before = match self.get_node(id).await {
+                Ok(node) => node,
+                Err(StoreError::NotFound { .. }) => continue,
+                Err(e) => return Err(e),
+            };
+            match self.record_heartbeat(id, at).await {
+                Ok(()) => recorded.push(HeartbeatRecorded::of(&before)),
+                Err(StoreError::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(recorded)
+    }
     /// Marks online nodes whose last heartbeat is older than `cutoff` offline; returns them.
     async fn mark_stale_nodes_offline(&self, cutoff: DateTime<Utc>) -> StoreResult<Vec<NodeId>>;
     /// Booked resources per node, for placement.
@@ -293,6 +369,52 @@ pub trait ServerRepo: Send + Sync {
     async fn transition_server(&self, expected_version: u64, event: &LifecycleEvent) -> StoreResult<Server>;
     /// The newest `limit` events of a server, newest first.
     async fn server_events(&self, id: ServerId, limit: u64) -> StoreResult<Vec<LifecycleEvent>>;
+    /// Applies lifecycle events reported by nodes, in the order given, in one transaction
+    /// where the backend has them: each `(sender, event)` whose server is placed on `sender`,
+    /// is in the event's `from` state and moves by a valid transition ([`event_applies`]) is
+    /// applied as [`transition_server`](Self::transition_server) applies it (state set,
+    /// version bumped, event appended); the others change nothing. An event sees the ones
+    /// before it in the batch, so two events of one server may follow each other. One outcome
+    /// per event, in order. If the store fails, the caller cannot tell which events were
+    /// applied (a transactional backend applies none; delivering the batch again finds the
+    /// applied ones in the servers' histories).
+    ///
+    /// The default reads and transitions one event at a time (re-reading a server that changed
+    /// in between); it is not atomic.
+    async fn apply_node_events(&self, events: &[(NodeId, LifecycleEvent)]) -> StoreResult<Vec<EventOutcome>> {
+        let mut outcomes = Vec::with_capacity(events.len());
+        'events: for (sender, event) in events {
+            for attempt in 1..=EVENT_ATTEMPTS {
+                let server = match self.get_server(event.server).await {
+                    Ok(server) => server,
+                    Err(StoreError::NotFound { .. }) => {
+                        outcomes.push(EventOutcome::UnknownServer);
+                        continue 'events;
+                    }
+                    Err(e) => return Err(e),
+                };
+                if !event_applies(&server, *sender, event) {
+                    outcomes.push(EventOutcome::Refused(Box::new(server)));
+                    continue 'events;
+                }
+                match self.transition_server(server.version, event).await {
+                    Ok(server) => {
+                        outcomes.push(EventOutcome::Applied(Box::new(server)));
+                        continue 'events;
+                    }
+                    // Changed between the read and the write: read it again.
+                    Err(StoreError::VersionConflict { .. } | StoreError::StateMismatch { .. })
+                        if attempt < EVENT_ATTEMPTS => {}
+                    Err(StoreError::NotFound { .. }) => {
+                        outcomes.push(EventOutcome::UnknownServer);
+                        continue 'events;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(outcomes)
+    }
     /// Removes the server, its events, schedules and backups, and frees its allocations.
     async fn delete_server(&self, id: ServerId) -> StoreResult<()>;
 }

@@ -177,6 +177,7 @@ traced_repo!(NodeRepo {
     fn update_node(&self, node: &Node) -> StoreResult<()>;
     fn delete_node(&self, id: NodeId) -> StoreResult<()>;
     fn record_heartbeat(&self, id: NodeId, at: DateTime<Utc>) -> StoreResult<()>;
+    fn record_heartbeats(&self, nodes: &[NodeId], at: DateTime<Utc>) -> StoreResult<Vec<HeartbeatRecorded>>;
     fn mark_stale_nodes_offline(&self, cutoff: DateTime<Utc>) -> StoreResult<Vec<NodeId>>;
     fn node_usage(&self) -> StoreResult<Vec<NodeUsage>>;
 });
@@ -212,6 +213,7 @@ traced_repo!(ServerRepo {
     fn update_server(&self, server: &Server) -> StoreResult<Server>;
     fn transition_server(&self, expected_version: u64, event: &LifecycleEvent) -> StoreResult<Server>;
     fn server_events(&self, id: ServerId, limit: u64) -> StoreResult<Vec<LifecycleEvent>>;
+    fn apply_node_events(&self, events: &[(NodeId, LifecycleEvent)]) -> StoreResult<Vec<EventOutcome>>;
     fn delete_server(&self, id: ServerId) -> StoreResult<()>;
 });
 

@@ -42,12 +42,12 @@ async fn handle(control: Arc<ControlPlane>, authorization: Option<&str>, body: &
         Ok(envelope) => envelope,
         Err(e) => return error(StatusCode::BAD_REQUEST, "bad_request", &format!("invalid event: {e}")),
     };
-    let node = match control.authenticate_node(envelope.node, token).await {
-        Ok(Some(node)) => node,
-        Ok(None) => return error(StatusCode::UNAUTHORIZED, "unauthorized", "not this node's token"),
+    match control.node_token_matches(envelope.node, token).await {
+        Ok(true) => {}
+        Ok(false) => return error(StatusCode::UNAUTHORIZED, "unauthorized", "not this node's token"),
         Err(e) => return control_error(&e),
-    };
-    match control.ingest_from(&node, envelope.message).await {
+    }
+    match control.ingest(envelope.node, envelope.message).await {
         Ok(nexus_control::ingest::Ingested::Transitioned(server)) if control.take_start_after_install(&server) => {
             // Started after the node has its answer: the node is waiting on this request.
             tokio::spawn(async move {

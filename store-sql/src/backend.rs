@@ -187,6 +187,44 @@ pub(crate) fn claim_candidate(conn: &mut AnyConnection, node: &str) -> QueryResu
     Ok(rows.into_iter().next().map(|row| row.id))
 }
 
+/// A node as a heartbeat found it, before recording it.
+#[derive(QueryableByName, Debug)]
+pub(crate) struct NodeBeat {
+    #[diesel(sql_type = Text)]
+    pub id: String,
+    #[diesel(sql_type = Text)]
+    pub status: String,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamp>)]
+    pub last_heartbeat: Option<chrono::NaiveDateTime>,
+}
+
+/// The [`NodeBeat`]s of the nodes of `ids` that exist, in id order, locked for this
+/// transaction where the backend can lock rows: a stale-node sweep committing between this
+/// read and the heartbeat's write would otherwise be overwritten unseen (the node marked
+/// offline, then online again, without anyone noticing it had been away).
+pub(crate) fn lock_nodes_for_heartbeat(conn: &mut AnyConnection, ids: &[String]) -> QueryResult<Vec<NodeBeat>> {
+    let (placeholders, lock): (Vec<String>, &str) = match conn {
+        #[cfg(feature = "postgres")]
+        AnyConnection::Postgres(_) => ((1..=ids.len()).map(|i| format!("${i}")).collect(), " FOR UPDATE"),
+        #[cfg(feature = "mysql")]
+        AnyConnection::Mysql(_) => (vec!["?".to_owned(); ids.len()], " FOR UPDATE"),
+        #[cfg(feature = "sqlite")]
+        AnyConnection::Sqlite(_) => (vec!["?".to_owned(); ids.len()], ""),
+    };
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT id, status, last_heartbeat FROM nodes WHERE id IN ({}) ORDER BY id{lock}",
+        placeholders.join(", ")
+    );
+    let mut query = diesel::sql_query(sql).into_boxed();
+    for id in ids {
+        query = query.bind::<Text, _>(id);
+    }
+    query.load(conn)
+}
+
 /// Per node: servers placed and the sums of their limits.
 #[derive(QueryableByName, Debug)]
 pub(crate) struct ServerTotals {

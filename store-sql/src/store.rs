@@ -401,6 +401,14 @@ macro_rules! repositories {
             async fn record_heartbeat(&self, id: NodeId, at: DateTime<Utc>) -> StoreResult<()> {
                 self.run(Mode::Write, move |c| infra::record_heartbeat(c, id, at)).await
             }
+            async fn record_heartbeats(
+                &self,
+                nodes: &[NodeId],
+                at: DateTime<Utc>,
+            ) -> StoreResult<Vec<HeartbeatRecorded>> {
+                let nodes = nodes.to_vec();
+                self.run(Mode::Write, move |c| infra::record_heartbeats(c, &nodes, at)).await
+            }
             async fn mark_stale_nodes_offline(&self, cutoff: DateTime<Utc>) -> StoreResult<Vec<NodeId>> {
                 self.run(Mode::Write, move |c| infra::mark_stale_nodes_offline(c, cutoff)).await
             }
@@ -494,6 +502,10 @@ macro_rules! repositories {
             }
             async fn server_events(&self, id: ServerId, limit: u64) -> StoreResult<Vec<LifecycleEvent>> {
                 self.run(Mode::Read, move |c| servers::server_events(c, id, limit)).await
+            }
+            async fn apply_node_events(&self, events: &[(NodeId, LifecycleEvent)]) -> StoreResult<Vec<EventOutcome>> {
+                let events = events.to_vec();
+                self.run(Mode::Write, move |c| servers::apply_node_events(c, &events)).await
             }
             async fn delete_server(&self, id: ServerId) -> StoreResult<()> {
                 self.run(Mode::Write, move |c| servers::delete_server(c, id)).await

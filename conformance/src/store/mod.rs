@@ -147,6 +147,7 @@ macro_rules! __store_conformance_cases {
             nodes_unique_and_checked,
             node_delete_guarded_by_servers,
             heartbeats_and_stale_nodes,
+            heartbeats_recorded_in_batches,
             node_usage_sums_servers_per_node,
             allocations_round_trip_in_address_order,
             allocations_unique_per_node_all_or_nothing,
@@ -168,6 +169,7 @@ macro_rules! __store_conformance_cases {
             server_create_accepts_allocation_claimed_for_it,
             server_update_checks_version,
             server_transition_checks_version_and_state,
+            node_events_applied_in_order,
             server_events_newest_first,
             server_delete_cleans_up,
             schedules_round_trip,
@@ -182,6 +184,7 @@ macro_rules! __store_conformance_cases {
             concurrent_claims_more_tasks_than_allocations,
             concurrent_claims_fewer_tasks_than_allocations,
             concurrent_transitions_one_winner,
+            concurrent_node_event_batches_apply_each_event_once,
             concurrent_updates_one_winner,
             concurrent_schedule_claims_one_winner,
         ] }

@@ -370,6 +370,19 @@ impl State {
         Ok(())
     }
 
+    fn record_heartbeats(&mut self, ids: &[NodeId], at: DateTime<Utc>) -> Vec<HeartbeatRecorded> {
+        let mut recorded = Vec::with_capacity(ids.len());
+        let mut seen = HashSet::with_capacity(ids.len());
+        for id in ids.iter().filter(|id| seen.insert(**id)) {
+            if let Some(node) = self.nodes.get_mut(id) {
+                recorded.push(HeartbeatRecorded::of(node));
+                node.last_heartbeat = Some(at);
+                node.status = NodeStatus::Online;
+            }
+        }
+        recorded
+    }
+
     fn mark_stale_nodes_offline(&mut self, cutoff: DateTime<Utc>) -> StoreResult<Vec<NodeId>> {
         // A node that is online but never sent a heartbeat counts as stale.
         let stale: Vec<NodeId> = self
@@ -668,6 +681,23 @@ impl State {
         Ok(updated)
     }
 
+    fn apply_node_events(&mut self, events: &[(NodeId, LifecycleEvent)]) -> StoreResult<Vec<EventOutcome>> {
+        let mut outcomes = Vec::with_capacity(events.len());
+        for (sender, event) in events {
+            let Some(stored) = self.servers.get(&event.server) else {
+                outcomes.push(EventOutcome::UnknownServer);
+                continue;
+            };
+            if !event_applies(stored, *sender, event) {
+                outcomes.push(EventOutcome::Refused(Box::new(stored.clone())));
+                continue;
+            }
+            let version = stored.version;
+            outcomes.push(EventOutcome::Applied(Box::new(self.transition_server(version, event)?)));
+        }
+        Ok(outcomes)
+    }
+
     fn server_events(&self, id: ServerId, limit: u64) -> StoreResult<Vec<LifecycleEvent>> {
         found(&self.servers, &id, "server", id)?;
         // Newest appended first, then a stable sort: equal timestamps keep that order.
@@ -946,6 +976,9 @@ impl<B: Backing> NodeRepo for B {
     async fn record_heartbeat(&self, id: NodeId, at: DateTime<Utc>) -> StoreResult<()> {
         self.write(|s| s.record_heartbeat(id, at)).await
     }
+    async fn record_heartbeats(&self, nodes: &[NodeId], at: DateTime<Utc>) -> StoreResult<Vec<HeartbeatRecorded>> {
+        self.write(|s| Ok(s.record_heartbeats(nodes, at))).await
+    }
     async fn mark_stale_nodes_offline(&self, cutoff: DateTime<Utc>) -> StoreResult<Vec<NodeId>> {
         self.write(|s| s.mark_stale_nodes_offline(cutoff)).await
     }
@@ -1030,6 +1063,9 @@ impl<B: Backing> ServerRepo for B {
     }
     async fn server_events(&self, id: ServerId, limit: u64) -> StoreResult<Vec<LifecycleEvent>> {
         self.read(|s| s.server_events(id, limit)).await
+    }
+    async fn apply_node_events(&self, events: &[(NodeId, LifecycleEvent)]) -> StoreResult<Vec<EventOutcome>> {
+        self.write(|s| s.apply_node_events(events)).await
     }
     async fn delete_server(&self, id: ServerId) -> StoreResult<()> {
         self.write(|s| s.delete_server(id)).await

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use nexus_core::ids::*;
 use nexus_core::model::*;
-use nexus_core::store::{NodeUsage, StoreError};
+use nexus_core::store::{HeartbeatRecorded, NodeUsage, StoreError};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 #[derive(Queryable, Selectable, Insertable, AsChangeset)]
@@ -221,6 +221,39 @@ pub(crate) fn record_heartbeat(c: &mut AnyConnection, id: NodeId, at: DateTime<U
         .set((nodes::last_heartbeat.eq(Some(to_db_time(at))), nodes::status.eq(online)))
         .execute(c)?;
     Ok(())
+}
+
+/// Heartbeats of many nodes in one transaction: their rows locked and read (what each was),
+/// then one `UPDATE` per [`INSERT_CHUNK`] nodes.
+pub(crate) fn record_heartbeats(
+    c: &mut AnyConnection,
+    ids: &[NodeId],
+    at: DateTime<Utc>,
+) -> SqlResult<Vec<HeartbeatRecorded>> {
+    let mut keys: Vec<String> = ids.iter().map(NodeId::to_string).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let online = enum_name(&NodeStatus::Online, "node status")?;
+    let mut recorded = Vec::with_capacity(keys.len());
+    for chunk in keys.chunks(INSERT_CHUNK) {
+        let found = backend::lock_nodes_for_heartbeat(c, chunk)?;
+        if found.is_empty() {
+            continue;
+        }
+        let mut present = Vec::with_capacity(found.len());
+        for node in found {
+            recorded.push(HeartbeatRecorded::new(
+                parse_id(&node.id, "node id")?,
+                parse_enum(&node.status, "node status")?,
+                node.last_heartbeat.is_none(),
+            ));
+            present.push(node.id);
+        }
+        diesel::update(nodes::table.filter(nodes::id.eq_any(&present)))
+            .set((nodes::last_heartbeat.eq(Some(to_db_time(at))), nodes::status.eq(&online)))
+            .execute(c)?;
+    }
+    Ok(recorded)
 }
 
 pub(crate) fn mark_stale_nodes_offline(c: &mut AnyConnection, cutoff: DateTime<Utc>) -> SqlResult<Vec<NodeId>> {

@@ -11,7 +11,7 @@ use diesel::prelude::*;
 use nexus_core::ids::*;
 use nexus_core::lifecycle::{LifecycleEvent, next_state};
 use nexus_core::model::*;
-use nexus_core::store::{Page, ServerFilter, ServerOrder, StoreError};
+use nexus_core::store::{EventOutcome, Page, ServerFilter, ServerOrder, StoreError, event_applies};
 use std::collections::{HashMap, HashSet};
 
 #[derive(Queryable, Selectable, Insertable, Clone)]
@@ -331,6 +331,95 @@ pub(crate) fn transition_server(c: &mut AnyConnection, expected: u64, event: &Li
         ))
         .execute(c)?;
     ServerRow { state: to, version: expected_db + 1, ..stored }.into_model()
+}
+
+/// A lifecycle event as appended to a server's history.
+#[derive(Insertable)]
+#[diesel(table_name = server_events)]
+struct EventRow {
+    server_id: String,
+    from_state: String,
+    to_state: String,
+    trigger_name: String,
+    at: chrono::NaiveDateTime,
+}
+
+impl EventRow {
+    fn new(event: &LifecycleEvent) -> SqlResult<Self> {
+        Ok(Self {
+            server_id: event.server.to_string(),
+            from_state: enum_name(&event.from, "server state")?,
+            to_state: enum_name(&event.to, "server state")?,
+            trigger_name: enum_name(&event.trigger, "lifecycle trigger")?,
+            at: to_db_time(event.at),
+        })
+    }
+}
+
+/// Writes of one server that another writer beat before [`apply_node_events`] fails the batch
+/// (the caller delivers it again).
+const EVENT_ATTEMPTS: usize = 5;
+
+/// Applies node events in one transaction (see `ServerRepo::apply_node_events`): the servers
+/// are read with one query per [`INSERT_CHUNK`](super::infra::INSERT_CHUNK) ids, each applied
+/// event is one optimistic `UPDATE`, and the history rows go in with multi-row inserts. The
+/// `UPDATE`s run in server-id order (events of one server in their given order), so two panels
+/// applying overlapping batches lock rows in the same order.
+pub(crate) fn apply_node_events(
+    c: &mut AnyConnection,
+    events: &[(NodeId, LifecycleEvent)],
+) -> SqlResult<Vec<EventOutcome>> {
+    let mut keys: Vec<String> = events.iter().map(|(_, event)| event.server.to_string()).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let mut current: HashMap<String, ServerRow> = HashMap::with_capacity(keys.len());
+    for chunk in keys.chunks(super::infra::INSERT_CHUNK) {
+        let rows: Vec<ServerRow> =
+            servers::table.filter(servers::id.eq_any(chunk)).select(ServerRow::as_select()).load(c)?;
+        current.extend(rows.into_iter().map(|row| (row.id.clone(), row)));
+    }
+    let mut order: Vec<usize> = (0..events.len()).collect();
+    order.sort_by_key(|&i| (events[i].1.server, i));
+    let mut outcomes: Vec<Option<EventOutcome>> = vec![None; events.len()];
+    let mut history = Vec::new();
+    for i in order {
+        let (sender, event) = &events[i];
+        let key = event.server.to_string();
+        let mut attempts = 0;
+        let outcome = loop {
+            let Some(row) = current.get(&key) else { break EventOutcome::UnknownServer };
+            let server = row.clone().into_model()?;
+            if !event_applies(&server, *sender, event) {
+                break EventOutcome::Refused(Box::new(server));
+            }
+            let (version, to) = (row.version, enum_name(&event.to, "server state")?);
+            let changed = diesel::update(servers::table.find(&key).filter(servers::version.eq(version)))
+                .set((servers::state.eq(&to), servers::version.eq(version + 1)))
+                .execute(c)?;
+            if changed == 1 {
+                let applied = ServerRow { state: to, version: version + 1, ..row.clone() };
+                let server = applied.clone().into_model()?;
+                current.insert(key.clone(), applied);
+                history.push(EventRow::new(event)?);
+                break EventOutcome::Applied(Box::new(server));
+            }
+            // Another writer got there first (it has committed: the UPDATE waited for it):
+            // read the server again and decide on what is stored now.
+            attempts += 1;
+            if attempts == EVENT_ATTEMPTS {
+                return Err(conflict(c, event.server, to_u64(version, "server version")?)?);
+            }
+            match load_server(c, &key)? {
+                Some(row) => current.insert(key.clone(), row),
+                None => current.remove(&key),
+            };
+        };
+        outcomes[i] = Some(outcome);
+    }
+    for chunk in history.chunks(super::infra::INSERT_CHUNK) {
+        crate::backend::insert_rows!(c, server_events::table, chunk)?;
+    }
+    Ok(outcomes.into_iter().flatten().collect())
 }
 
 /// Appends a freshly claimed allocation to an existing server's extras and bumps its version,

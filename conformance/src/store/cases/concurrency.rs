@@ -216,6 +216,56 @@ pub async fn concurrent_transitions_one_winner(store: Arc<dyn Store>) {
     assert_eq!(store.server_events(server.id, 100).await.expect("events"), winners, "only the winner's event");
 }
 
+/// Many concurrent `apply_node_events` batches, each holding the same first event of one
+/// shared server (a node's retried delivery reaching two panels) and an event of a server of
+/// its own: the shared event is applied exactly once, every own event is applied, and no batch
+/// fails or waits on another for good.
+pub async fn concurrent_node_event_batches_apply_each_event_once(store: Arc<dyn Store>) {
+    let world = World::seed(&*store, RACERS + 1).await;
+    let shared = world.create_server(&*store, &[RACERS]).await;
+    let mut own = Vec::new();
+    for i in 0..RACERS {
+        own.push(world.create_server(&*store, &[i]).await);
+    }
+    let barrier = Arc::new(Barrier::new(RACERS));
+    let install = event(shared.id, ServerState::Requested, Trigger::InstallStarted, ts(1));
+    let handles: Vec<_> = own
+        .iter()
+        .enumerate()
+        .map(|(i, mine)| {
+            let (store, barrier) = (Arc::clone(&store), Arc::clone(&barrier));
+            let mine = (world.node.id, event(mine.id, ServerState::Requested, Trigger::InstallStarted, ts(2)));
+            let shared = (world.node.id, install.clone());
+            // Half the batches name the shared server first, half last: opposite orders.
+            let batch = if i % 2 == 0 { vec![shared, mine] } else { vec![mine, shared] };
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let outcomes = store.apply_node_events(&batch).await.expect("a batch failed");
+                if i % 2 == 0 { outcomes } else { outcomes.into_iter().rev().collect() }
+            })
+        })
+        .collect();
+    let mut applied_shared = 0;
+    for handle in handles {
+        let outcomes = handle.await.expect("batch task panicked");
+        assert_eq!(outcomes.len(), 2);
+        match &outcomes[0] {
+            EventOutcome::Applied(_) => applied_shared += 1,
+            EventOutcome::Refused(server) => {
+                assert_eq!(server.state, ServerState::Installing, "refused: already moved")
+            }
+            other => panic!("shared event: {other:?}"),
+        }
+        assert!(matches!(outcomes[1], EventOutcome::Applied(_)), "own event: {:?}", outcomes[1]);
+    }
+    assert_eq!(applied_shared, 1, "the shared event is applied exactly once");
+    assert_eq!(store.server_events(shared.id, 100).await.expect("events"), [install], "once in the history");
+    for mine in &own {
+        let stored = store.get_server(mine.id).await.expect("get");
+        assert_eq!((stored.state, stored.version), (ServerState::Installing, mine.version + 1));
+    }
+}
+
 /// Many concurrent `update_server` calls at one version: exactly one wins and its write is the
 /// one stored.
 pub async fn concurrent_updates_one_winner(store: Arc<dyn Store>) {

@@ -157,6 +157,49 @@ pub async fn heartbeats_and_stale_nodes(store: Arc<dyn Store>) {
     assert_err!(store.record_heartbeat(NodeId::new(), ts(1)).await, StoreError::NotFound { .. }, "unknown node");
 }
 
+/// `record_heartbeats` records one time for many nodes and marks them online, answering what
+/// each known node was before (status, whether it had ever reported) once per node, however
+/// often it is named; unknown nodes are left out and nothing else changes.
+pub async fn heartbeats_recorded_in_batches(store: Arc<dyn Store>) {
+    let never = Node { status: NodeStatus::Offline, ..node("never") };
+    let online = Node { last_heartbeat: Some(ts(50)), ..node("online") };
+    let away = Node { status: NodeStatus::Offline, last_heartbeat: Some(ts(40)), ..node("away") };
+    let untouched = Node { last_heartbeat: Some(ts(30)), ..node("untouched") };
+    for n in [&never, &online, &away, &untouched] {
+        store.create_node(n).await.expect("create node");
+    }
+    assert!(store.record_heartbeats(&[], ts(1)).await.expect("no nodes").is_empty(), "an empty batch");
+
+    let batch = [away.id, NodeId::new(), never.id, online.id, away.id];
+    let mut recorded = store.record_heartbeats(&batch, ts(100)).await.expect("record");
+    recorded.sort_by_key(|r| r.node);
+    let mut expected = vec![
+        HeartbeatRecorded::new(never.id, NodeStatus::Offline, true),
+        HeartbeatRecorded::new(online.id, NodeStatus::Online, false),
+        HeartbeatRecorded::new(away.id, NodeStatus::Offline, false),
+    ];
+    expected.sort_by_key(|r| r.node);
+    assert_eq!(recorded, expected, "each known node once, as it was before");
+    for n in [&never, &online, &away] {
+        assert_eq!(
+            store.get_node(n.id).await.expect("get"),
+            Node { status: NodeStatus::Online, last_heartbeat: Some(ts(100)), ..n.clone() },
+            "{} recorded, nothing else changed",
+            n.name
+        );
+    }
+    assert_eq!(store.get_node(untouched.id).await.expect("get"), untouched, "a node not in the batch");
+
+    let again = store.record_heartbeats(&[never.id], ts(101)).await.expect("again");
+    assert_eq!(again, [HeartbeatRecorded::new(never.id, NodeStatus::Online, false)], "now online, reported before");
+    let marked = store.mark_stale_nodes_offline(ts(101)).await.expect("mark");
+    assert_eq!(
+        marked.into_iter().collect::<HashSet<_>>(),
+        HashSet::from([online.id, away.id, untouched.id]),
+        "batched heartbeats are what the stale-node sweep reads"
+    );
+}
+
 /// `node_usage` has one entry per node (servers or not) summing its servers' limits and
 /// counting its free allocations.
 pub async fn node_usage_sums_servers_per_node(store: Arc<dyn Store>) {

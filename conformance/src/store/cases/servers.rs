@@ -320,6 +320,67 @@ pub async fn server_transition_checks_version_and_state(store: Arc<dyn Store>) {
     assert_err!(store.transition_server(0, &ghost).await, StoreError::NotFound { .. }, "unknown server");
 }
 
+/// `apply_node_events` applies, in order and each seeing the ones before it, the events whose
+/// server is on the sending node, in the event's `from` state, along the lifecycle table; the
+/// others change nothing and come back `Refused` with the server as stored, or
+/// `UnknownServer`. Applied events bump the version once each and are appended to the history
+/// in order.
+pub async fn node_events_applied_in_order(store: Arc<dyn Store>) {
+    let world = World::seed(&*store, 3).await;
+    let elsewhere = World::seed(&*store, 1).await;
+    let first = world.create_server(&*store, &[0]).await;
+    let second = world.create_server(&*store, &[1]).await;
+    let foreign = elsewhere.create_server(&*store, &[0]).await;
+    let node = world.node.id;
+    let install = event(first.id, ServerState::Requested, Trigger::InstallStarted, ts(10));
+    let installed = event(first.id, ServerState::Installing, Trigger::InstallSucceeded, ts(11));
+    let batch = vec![
+        (node, install.clone()),
+        (node, installed.clone()),
+        // Not in `from` any more: the two events before moved it on.
+        (node, install.clone()),
+        // Sent by another node.
+        (elsewhere.node.id, event(first.id, ServerState::Installed, Trigger::Start, ts(12))),
+        // Not in the lifecycle table.
+        (
+            node,
+            LifecycleEvent {
+                to: ServerState::Running,
+                ..event(second.id, ServerState::Requested, Trigger::InstallStarted, ts(13))
+            },
+        ),
+        // On another node.
+        (node, event(foreign.id, ServerState::Requested, Trigger::InstallStarted, ts(14))),
+        (node, event(ServerId::new(), ServerState::Requested, Trigger::InstallStarted, ts(15))),
+        (node, event(second.id, ServerState::Requested, Trigger::InstallStarted, ts(16))),
+    ];
+    let outcomes = store.apply_node_events(&batch).await.expect("apply");
+    let after_install = Server { state: ServerState::Installing, version: first.version + 1, ..first.clone() };
+    let after_installed = Server { state: ServerState::Installed, version: first.version + 2, ..first.clone() };
+    let second_after = Server { state: ServerState::Installing, version: second.version + 1, ..second.clone() };
+    assert_eq!(
+        outcomes,
+        vec![
+            EventOutcome::Applied(Box::new(after_install)),
+            EventOutcome::Applied(Box::new(after_installed.clone())),
+            EventOutcome::Refused(Box::new(after_installed.clone())),
+            EventOutcome::Refused(Box::new(after_installed.clone())),
+            EventOutcome::Refused(Box::new(second.clone())),
+            EventOutcome::Refused(Box::new(foreign.clone())),
+            EventOutcome::UnknownServer,
+            EventOutcome::Applied(Box::new(second_after.clone())),
+        ],
+        "one outcome per event, in order"
+    );
+    assert_eq!(store.get_server(first.id).await.expect("get"), after_installed, "stored");
+    assert_eq!(store.get_server(second.id).await.expect("get"), second_after, "stored");
+    assert_eq!(store.get_server(foreign.id).await.expect("get"), foreign, "refused events change nothing");
+    assert_eq!(store.server_events(first.id, 10).await.expect("events"), [installed, install], "history in order");
+    assert_eq!(store.server_events(second.id, 10).await.expect("events").len(), 1, "only the applied event");
+    assert!(store.server_events(foreign.id, 10).await.expect("events").is_empty());
+    assert!(store.apply_node_events(&[]).await.expect("empty").is_empty(), "an empty batch");
+}
+
 /// `server_events` returns the newest `limit` events, newest first; equal timestamps: last
 /// appended first.
 pub async fn server_events_newest_first(store: Arc<dyn Store>) {
