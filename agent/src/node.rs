@@ -49,7 +49,13 @@ pub struct NodeAgent {
     save_lock: tokio::sync::Mutex<()>,
     loops: Mutex<Vec<AbortHandle>>,
     closed: AtomicBool,
+    /// Held (shared) by every operation running [`to_completion`](Self::to_completion);
+    /// [`shutdown`](Self::shutdown) takes it exclusively, so it waits for them.
+    in_flight: Arc<tokio::sync::RwLock<()>>,
 }
+
+/// How long [`NodeAgent::shutdown`] waits for creates and deletes under way.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl fmt::Debug for NodeAgent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -179,6 +185,7 @@ impl NodeAgent {
             save_lock: tokio::sync::Mutex::new(()),
             loops: Mutex::new(Vec::new()),
             closed: AtomicBool::new(false),
+            in_flight: Arc::new(tokio::sync::RwLock::new(())),
         });
         for record in snapshot.servers {
             let id = record.spec.id;
@@ -527,6 +534,11 @@ impl NodeAgent {
     /// Containers keep running; the next agent re-adopts them.
     pub async fn shutdown(&self) {
         self.closed.store(true, Ordering::SeqCst);
+        // Creates and deletes under way finish first (they were promised to the panel and
+        // stop halfway otherwise), for at most SHUTDOWN_GRACE; new ones are refused now.
+        if tokio::time::timeout(SHUTDOWN_GRACE, self.in_flight.write()).await.is_err() {
+            tracing::warn!(grace = ?SHUTDOWN_GRACE, "creates or deletes still running at shutdown; stopped");
+        }
         self.abort_all();
         self.persist().await;
         tracing::info!(node = %self.config.node, "node agent shut down; containers left running");
@@ -567,7 +579,16 @@ impl NodeAgent {
         T: Send + 'static,
     {
         let agent = self.me.upgrade().ok_or(AgentError::ShuttingDown)?;
-        match tokio::spawn(work(agent).in_current_span()).await {
+        let held = Arc::clone(&self.in_flight).read_owned().await;
+        // Checked with the lock held: a shutdown that began meanwhile does not wait for this.
+        self.check_open()?;
+        let work = work(agent);
+        let guarded = async move {
+            let outcome = work.await;
+            drop(held);
+            outcome
+        };
+        match tokio::spawn(guarded.in_current_span()).await {
             Ok(result) => result,
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
             // Only a runtime shutting down cancels the task.

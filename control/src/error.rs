@@ -41,6 +41,10 @@ pub enum ControlError {
     /// The chosen node has no free allocation left (placement's view was stale).
     #[error("node {0} has no free allocation")]
     NoFreeAllocation(NodeId),
+    /// The node placement chose has no room left for the server's memory, disk or CPU by the
+    /// store's count (another panel process booked it meanwhile).
+    #[error("node {0} has no room left for the server")]
+    NodeFull(NodeId),
     /// The egg does not exist.
     #[error("egg {0} does not exist")]
     UnknownEgg(EggId),
@@ -93,7 +97,7 @@ impl ControlError {
                 StoreError::InvalidReference(_) => 422,
                 _ => 500,
             },
-            Self::Placement(_) | Self::NoFreeAllocation(_) => 409,
+            Self::Placement(_) | Self::NoFreeAllocation(_) | Self::NodeFull(_) => 409,
             Self::Spec(_) | Self::InvalidPorts { .. } => 422,
             Self::Node { source: TransportError::Rejected { status, .. }, .. } if (400..500).contains(status) => 409,
             Self::Node { .. } => 502,

@@ -30,13 +30,26 @@ impl ControlPlane {
     }
 }
 
+/// Heartbeat intervals between two re-reads of placement from the store by
+/// [`watch_heartbeats`](ControlPlane::watch_heartbeats).
+pub const PLACEMENT_REFRESH_INTERVALS: u32 = 10;
+
 impl ControlPlane {
     /// Runs [`mark_silent_nodes_offline`](Self::mark_silent_nodes_offline) every quarter
     /// heartbeat interval until `shutdown` resolves. A failing store is logged and tried again at the
     /// next tick.
+    ///
+    /// Every [`PLACEMENT_REFRESH_INTERVALS`] it also re-reads placement from the store
+    /// ([`refresh_placement`](Self::refresh_placement)): other panel processes on the same
+    /// database book and free room this process's placement does not see (their creates
+    /// cannot overbook a node, which each create checks in its transaction, but a stale view
+    /// keeps choosing nodes that are full).
     pub async fn watch_heartbeats(&self, shutdown: impl std::future::Future<Output = ()>) {
-        let mut tick = tokio::time::interval(self.config.heartbeat_interval / 4);
+        let quarter = self.config.heartbeat_interval / 4;
+        let mut tick = tokio::time::interval(quarter);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let refresh_every = self.config.heartbeat_interval.saturating_mul(PLACEMENT_REFRESH_INTERVALS);
+        let mut refreshed = tokio::time::Instant::now();
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -44,6 +57,12 @@ impl ControlPlane {
                 _ = tick.tick() => {
                     if let Err(e) = self.mark_silent_nodes_offline(Utc::now()).await {
                         tracing::warn!(error = %e, "heartbeat watch");
+                    }
+                    if refreshed.elapsed() >= refresh_every {
+                        refreshed = tokio::time::Instant::now();
+                        if let Err(e) = self.refresh_placement().await {
+                            tracing::warn!(error = %e, "re-reading placement from the store");
+                        }
                     }
                 }
             }

@@ -200,16 +200,19 @@ impl ControlPlane {
 
     /// The short code of `node`'s location (`P_SERVER_LOCATION`), if it has one.
     pub(crate) async fn location_short(&self, node: NodeId) -> Result<Option<String>, ControlError> {
-        let Some(location) = self.store.get_node(node).await?.location else { return Ok(None) };
+        self.location_short_of(&self.store.get_node(node).await?).await
+    }
+
+    /// [`location_short`](Self::location_short) of a node record already read.
+    pub(crate) async fn location_short_of(&self, node: &Node) -> Result<Option<String>, ControlError> {
+        let Some(location) = node.location else { return Ok(None) };
         Ok(self.store.list_locations().await?.into_iter().find(|l| l.id == location).map(|l| l.short))
     }
 
     /// Placement's booked usage of `node`, re-read from the store.
     pub(crate) async fn refresh_usage(&self, node: NodeId) -> Result<(), ControlError> {
-        let usage = self.store.node_usage().await?;
-        if let Some(usage) = usage.iter().find(|u| u.node == Some(node)) {
-            self.placement().set_usage(usage)?;
-        }
+        let usage = self.store.lock_node_usage(node).await?;
+        self.placement().set_usage(&usage)?;
         Ok(())
     }
 }

@@ -201,7 +201,8 @@ impl ControlPlane {
         };
         // Only where placement chose the node and any free port will do: with port ranges, a
         // node can have free ports and none in the ranges, and placement would choose it again.
-        let placed = chosen.is_none() && new.node.is_none() && new.port_ranges.is_empty();
+        let chose = chosen.is_none() && new.node.is_none();
+        let placed = chose && new.port_ranges.is_empty();
         let mut attempts = 0;
         let (server, spec) = loop {
             let node = match (&chosen, new.node) {
@@ -209,15 +210,17 @@ impl ControlPlane {
                 (None, Some(node)) => node,
                 (None, None) => self.placement().decide(&request)?.node,
             };
-            match self.insert_server(&new, &egg, node, chosen.clone()).await {
-                // Placement chose a node whose last port another create took meanwhile (this
-                // process's, or another panel's, whose bookings this placement does not see):
-                // it learns the node's usage from the store and chooses again.
-                Err(ControlError::NoFreeAllocation(full)) if placed && attempts + 1 < PLACEMENT_ATTEMPTS => {
+            match self.insert_server(&new, &egg, node, chosen.clone(), chose).await {
+                // Placement chose a node whose last port or room another create took
+                // meanwhile (this process's, or another panel's, whose bookings this placement
+                // does not see): it learns the node's usage from the store and chooses again.
+                Err(refused @ (ControlError::NoFreeAllocation(full) | ControlError::NodeFull(full)))
+                    if placed && attempts + 1 < PLACEMENT_ATTEMPTS =>
+                {
                     attempts += 1;
                     if let Err(e) = self.refresh_usage(full).await {
                         tracing::warn!(node = %full, error = %e, "re-reading a full node's usage");
-                        return Err(ControlError::NoFreeAllocation(full));
+                        return Err(refused);
                     }
                 }
                 other => break other?,
@@ -244,15 +247,20 @@ impl ControlPlane {
     }
 
     /// Stores `new` on `node` in one transaction: its allocation (`chosen`, or a free one of
-    /// the node's) claimed and its row written; nothing is left when it fails.
+    /// the node's) claimed and its row written; nothing is left when it fails. With
+    /// `check_room` (placement chose the node), the node is locked and its room checked by the
+    /// store's count first ([`NodeFull`](ControlError::NodeFull)): placement only sees this
+    /// process's bookings, and two panel processes must not both book a node's last room.
     async fn insert_server(
         &self,
         new: &NewServer,
         egg: &Egg,
         node: NodeId,
         chosen: Option<Allocation>,
+        check_room: bool,
     ) -> Result<(Server, ServerSpec), ControlError> {
-        let location = self.location_short(node).await?;
+        let record = self.store.get_node(node).await?;
+        let location = self.location_short_of(&record).await?;
 
         let id = self.fresh_server_id().await?;
         let tx = match self.store.begin().await {
@@ -263,6 +271,17 @@ impl ControlPlane {
             }
         };
         let built = async {
+            if check_room {
+                let usage = tx.lock_node_usage(node).await?;
+                let limits = record.overallocation.limits(&record.capacity);
+                let fits = |booked: u64, wanted: u64, limit: u64| booked.checked_add(wanted).is_some_and(|t| t <= limit);
+                if !(fits(usage.memory_mb, new.limits.memory_mb, limits.memory_mb)
+                    && fits(usage.disk_mb, new.limits.disk_mb, limits.disk_mb)
+                    && fits(usage.cpu_percent, new.limits.cpu_percent, limits.cpu_percent))
+                {
+                    return Err(ControlError::NodeFull(node));
+                }
+            }
             let allocation = match chosen {
                 Some(allocation) => allocation,
                 None if new.port_ranges.is_empty() => {

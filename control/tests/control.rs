@@ -550,3 +550,34 @@ async fn a_create_whose_node_filled_up_meanwhile_is_placed_on_the_next_node() {
     pinned.node = Some(small);
     assert_eq!(replica.create_server(pinned).await.unwrap_err().status_code(), 409);
 }
+
+/// Two panel processes on one store, each placing with only its own bookings: a create that
+/// would overbook a node's memory by the store's count goes to the next node, and one that
+/// fits nowhere is refused; no node ever holds more than its capacity.
+#[tokio::test]
+async fn replicas_never_overbook_a_node_they_both_choose() {
+    let w = world().await;
+    let (first, second) = (Arc::new(ScriptedNode::default()), Arc::new(ScriptedNode::default()));
+    let small = w.node("small", 1024, "30000-30009", first.clone()).await;
+    let big = w.node("big", 2048, "30000-30009", second.clone()).await;
+    let egg = w.egg().await;
+    let mut config = ControlConfig::default();
+    config.node_timeout = Duration::from_millis(300);
+    let replica =
+        ControlPlane::new(w.store.clone() as Arc<dyn Store>, Arc::new(w.transport.clone()), config).await.unwrap();
+
+    let taken = w.control.create_server(w.request(egg, 768)).await.unwrap();
+    assert_eq!(taken.server.node, small, "bin-pack fills the smaller node first");
+    // The replica's placement still sees `small` empty and chooses it: 768 + 768 > 1024.
+    let placed = replica.create_server(w.request(egg, 768)).await.unwrap();
+    assert_eq!(placed.server.node, big, "placed on the next node, not overbooked");
+    // The first process's placement has not seen the replica's booking on `big` either.
+    let more = w.control.create_server(w.request(egg, 1024)).await.unwrap();
+    assert_eq!(more.server.node, big, "768 + 1024 fits into 2048");
+    let refused = replica.create_server(w.request(egg, 512)).await.unwrap_err();
+    assert_eq!(refused.status_code(), 409, "nowhere has 512 MiB left: {refused}");
+    for usage in w.store.node_usage().await.unwrap() {
+        let capacity = if usage.node == Some(small) { 1024 } else { 2048 };
+        assert!(usage.memory_mb <= capacity, "overbooked: {usage:?}");
+    }
+}

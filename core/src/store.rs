@@ -303,6 +303,19 @@ pub trait NodeRepo: Send + Sync {
     async fn mark_stale_nodes_offline(&self, cutoff: DateTime<Utc>) -> StoreResult<Vec<NodeId>>;
     /// Booked resources per node, for placement.
     async fn node_usage(&self) -> StoreResult<Vec<NodeUsage>>;
+    /// The booked resources of one node (`NotFound` for an unknown node). Inside a
+    /// [`StoreTransaction`] the node stays locked until the transaction ends, where the
+    /// backend locks rows: creates that check a node's room and then book it, each in a
+    /// transaction, do so one at a time per node, also across panel processes.
+    ///
+    /// The default reads [`node_usage`](Self::node_usage) (all nodes) and locks nothing.
+    async fn lock_node_usage(&self, node: NodeId) -> StoreResult<NodeUsage> {
+        self.node_usage()
+            .await?
+            .into_iter()
+            .find(|usage| usage.node == Some(node))
+            .ok_or_else(|| StoreError::not_found("node", node))
+    }
 }
 
 /// Allocations (`ip:port` on a node).

@@ -180,6 +180,7 @@ traced_repo!(NodeRepo {
     fn record_heartbeats(&self, nodes: &[NodeId], at: DateTime<Utc>) -> StoreResult<Vec<HeartbeatRecorded>>;
     fn mark_stale_nodes_offline(&self, cutoff: DateTime<Utc>) -> StoreResult<Vec<NodeId>>;
     fn node_usage(&self) -> StoreResult<Vec<NodeUsage>>;
+    fn lock_node_usage(&self, node: NodeId) -> StoreResult<NodeUsage>;
 });
 
 traced_repo!(AllocationRepo {

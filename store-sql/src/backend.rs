@@ -199,10 +199,12 @@ pub(crate) struct NodeBeat {
 }
 
 /// The [`NodeBeat`]s of the nodes of `ids` that exist, in id order, locked for this
-/// transaction where the backend can lock rows: a stale-node sweep committing between this
-/// read and the heartbeat's write would otherwise be overwritten unseen (the node marked
-/// offline, then online again, without anyone noticing it had been away).
-pub(crate) fn lock_nodes_for_heartbeat(conn: &mut AnyConnection, ids: &[String]) -> QueryResult<Vec<NodeBeat>> {
+/// transaction where the backend can lock rows (SQLite's write transactions are serial
+/// already). A heartbeat locks so that a stale-node sweep committing between its read and its
+/// write is not overwritten unseen (the node marked offline, then online again, without anyone
+/// noticing it had been away); a create locks its node so that two panels cannot both book
+/// the node's last room.
+pub(crate) fn lock_nodes(conn: &mut AnyConnection, ids: &[String]) -> QueryResult<Vec<NodeBeat>> {
     let (placeholders, lock): (Vec<String>, &str) = match conn {
         #[cfg(feature = "postgres")]
         AnyConnection::Postgres(_) => ((1..=ids.len()).map(|i| format!("${i}")).collect(), " FOR UPDATE"),
@@ -242,7 +244,7 @@ pub(crate) struct ServerTotals {
 
 /// [`ServerTotals`] of every node with servers. `SUM` of a `BIGINT` is a `NUMERIC` on
 /// PostgreSQL and a `DECIMAL` on MySQL, which diesel's multi-backend types lack: cast back.
-pub(crate) fn server_totals(conn: &mut AnyConnection) -> QueryResult<Vec<ServerTotals>> {
+pub(crate) fn server_totals(conn: &mut AnyConnection, node: Option<&str>) -> QueryResult<Vec<ServerTotals>> {
     let cast: Option<&str> = match conn {
         #[cfg(feature = "postgres")]
         AnyConnection::Postgres(_) => Some("BIGINT"),
@@ -255,13 +257,23 @@ pub(crate) fn server_totals(conn: &mut AnyConnection) -> QueryResult<Vec<ServerT
         Some(cast) => format!("CAST(SUM({column}) AS {cast}) AS {column}"),
         None => format!("SUM({column}) AS {column}"),
     };
+    let filter = match (node, &*conn) {
+        (None, _) => "",
+        #[cfg(feature = "postgres")]
+        (Some(_), AnyConnection::Postgres(_)) => " WHERE node_id = $1",
+        #[cfg(any(feature = "mysql", feature = "sqlite"))]
+        (Some(_), _) => " WHERE node_id = ?",
+    };
     let sql = format!(
-        "SELECT node_id, COUNT(*) AS servers, {}, {}, {} FROM servers GROUP BY node_id",
+        "SELECT node_id, COUNT(*) AS servers, {}, {}, {} FROM servers{filter} GROUP BY node_id",
         sum("memory_mb"),
         sum("disk_mb"),
         sum("cpu_percent"),
     );
-    diesel::sql_query(sql).load(conn)
+    match node {
+        Some(node) => diesel::sql_query(sql).bind::<Text, _>(node).load(conn),
+        None => diesel::sql_query(sql).load(conn),
+    }
 }
 
 /// Arbitrary key of the PostgreSQL advisory lock guarding migrations ("nexus" in ASCII).

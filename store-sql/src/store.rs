@@ -415,6 +415,9 @@ macro_rules! repositories {
             async fn node_usage(&self) -> StoreResult<Vec<NodeUsage>> {
                 self.run(Mode::Read, infra::node_usage).await
             }
+            async fn lock_node_usage(&self, node: NodeId) -> StoreResult<NodeUsage> {
+                self.run(Mode::Write, move |c| infra::lock_node_usage(c, node)).await
+            }
         }
 
         #[async_trait]

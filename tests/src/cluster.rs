@@ -23,6 +23,12 @@ use std::time::Duration;
 
 /// The label every container of a cluster carries (its name as the value).
 const LABEL: &str = "nexus-system";
+/// The label naming the test process that started a container or network, so that the next
+/// run can sweep what a killed run left behind.
+const PID_LABEL: &str = "nexus-system.pid";
+/// The label of a daemon's container naming its node, whose servers' containers carry
+/// [`nexus_agent::NODE_LABEL`] with that id.
+const NODE_ID_LABEL: &str = "nexus-system.node";
 /// The port the panels and the daemons listen on inside their containers.
 const PORT: u16 = 8080;
 
@@ -109,6 +115,7 @@ impl Cluster {
     /// Starts PostgreSQL, the panels and the daemons, registers every node through the API
     /// and waits until all are online.
     pub async fn start(config: ClusterConfig) -> Self {
+        sweep_leftovers();
         let image = nexus_image();
         let name = format!("nexus-sys-{:08x}", std::process::id() ^ nanos());
         let dir = tempfile::Builder::new().prefix(&format!("{name}-")).tempdir().expect("a data directory");
@@ -170,9 +177,10 @@ impl Cluster {
 
     /// `docker run -d` on the cluster's network at `ip`, labelled for removal.
     fn run(&self, container: &str, ip: &str, image: &str, options: &[&str], command: &[&str]) {
-        let label = format!("{LABEL}={}", self.name);
-        let mut args =
-            vec!["run", "-d", "--name", container, "--label", &label, "--network", &self.network, "--ip", ip];
+        let (label, pid) = (format!("{LABEL}={}", self.name), format!("{PID_LABEL}={}", std::process::id()));
+        let mut args = vec![
+            "run", "-d", "--name", container, "--label", &label, "--label", &pid, "--network", &self.network, "--ip", ip,
+        ];
         args.extend_from_slice(options);
         args.push(image);
         args.extend_from_slice(command);
@@ -234,11 +242,12 @@ impl Cluster {
         let container = format!("{}-node-{i}", self.name);
         let mount = format!("{0}:{0}", dir.display());
         let config_path = dir.join("wings.toml");
+        let node_label = format!("{NODE_ID_LABEL}={id}");
         self.run(
             &container,
             &ip,
             &self.image,
-            &["-v", "/var/run/docker.sock:/var/run/docker.sock", "-v", &mount],
+            &["-v", "/var/run/docker.sock:/var/run/docker.sock", "-v", &mount, "--label", &node_label],
             &["nexus-wings", "--config", config_path.to_str().unwrap()],
         );
         let node = Node { id, container, ip, dir, ports: first..=last };
@@ -407,6 +416,56 @@ async fn wait_banner(container: &str) -> Option<String> {
     }
 }
 
+/// Removes what clusters of test processes that no longer run left behind (a run killed with
+/// `SIGKILL` never reaches [`Drop`]): their containers, the game servers their daemons
+/// started, their networks and their data directories. Clusters of live processes (another
+/// test binary running at the same time) are left alone.
+fn sweep_leftovers() {
+    let dead = |pid: &str| pid.parse::<u32>().is_ok_and(|pid| !Path::new(&format!("/proc/{pid}")).exists());
+    let format = format!("{{{{.ID}}}} {{{{.Label \"{PID_LABEL}\"}}}} {{{{.Label \"{NODE_ID_LABEL}\"}}}}");
+    let listed = try_docker(&["ps", "-a", "--filter", &format!("label={PID_LABEL}"), "--format", &format]);
+    let mut swept = 0;
+    for line in listed.unwrap_or_default().lines() {
+        let mut fields = line.split_whitespace();
+        let (Some(container), Some(pid)) = (fields.next(), fields.next()) else { continue };
+        if !dead(pid) {
+            continue;
+        }
+        if let Some(node) = fields.next() {
+            remove_containers(&format!("label={}={node}", nexus_agent::NODE_LABEL));
+        }
+        let _ = try_docker(&["rm", "-f", container]);
+        swept += 1;
+    }
+    let networks = try_docker(&[
+        "network",
+        "ls",
+        "--filter",
+        &format!("label={PID_LABEL}"),
+        "--format",
+        &format!("{{{{.Name}}}} {{{{.Label \"{PID_LABEL}\"}}}}"),
+    ]);
+    for line in networks.unwrap_or_default().lines() {
+        if let Some((network, pid)) = line.split_once(' ')
+            && dead(pid)
+        {
+            let _ = try_docker(&["network", "rm", network]);
+            // The data directory is named after the cluster (its network) and may hold files
+            // the containers wrote as root; gone with it.
+            if let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) {
+                for entry in entries.flatten() {
+                    if entry.file_name().to_string_lossy().starts_with(&format!("{network}-")) {
+                        let _ = std::fs::remove_dir_all(entry.path());
+                    }
+                }
+            }
+        }
+    }
+    if swept > 0 {
+        eprintln!("swept {swept} container(s) left behind by killed test runs");
+    }
+}
+
 /// Creates the cluster's network on a /24 of its own (fixed addresses need a configured
 /// subnet); the subnet's first address.
 fn create_network(name: &str) -> u32 {
@@ -415,8 +474,9 @@ fn create_network(name: &str) -> u32 {
     for attempt in 0..32u32 {
         let pick = seed.wrapping_add(attempt.wrapping_mul(2_654_435_761));
         let subnet = Ipv4Addr::new(10, 200 + (pick % 50) as u8, (pick >> 8) as u8, 0);
-        let label = format!("{LABEL}={name}");
-        match try_docker(&["network", "create", "--label", &label, "--subnet", &format!("{subnet}/24"), name]) {
+        let (label, pid) = (format!("{LABEL}={name}"), format!("{PID_LABEL}={}", std::process::id()));
+        let subnet_arg = format!("{subnet}/24");
+        match try_docker(&["network", "create", "--label", &label, "--label", &pid, "--subnet", &subnet_arg, name]) {
             Ok(_) => return subnet.into(),
             // Another network (a parallel run's, the host's) has it: try the next.
             Err(e) => last = e,

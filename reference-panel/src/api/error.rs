@@ -115,7 +115,7 @@ impl From<ControlError> for ApiError {
             ControlError::Store(StoreError::InUse { .. }) => "in_use",
             ControlError::Store(_) if status.is_client_error() => "conflict",
             ControlError::Store(_) => "internal",
-            ControlError::Placement(_) | ControlError::NoFreeAllocation(_) => "no_capacity",
+            ControlError::Placement(_) | ControlError::NoFreeAllocation(_) | ControlError::NodeFull(_) => "no_capacity",
             ControlError::Spec(_) | ControlError::InvalidPorts { .. } | ControlError::Invalid { .. } => "invalid",
             ControlError::Node { .. } if status.is_client_error() => "node_refused",
             ControlError::Node { .. } => "node_unavailable",

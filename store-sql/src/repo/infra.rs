@@ -236,7 +236,7 @@ pub(crate) fn record_heartbeats(
     let online = enum_name(&NodeStatus::Online, "node status")?;
     let mut recorded = Vec::with_capacity(keys.len());
     for chunk in keys.chunks(INSERT_CHUNK) {
-        let found = backend::lock_nodes_for_heartbeat(c, chunk)?;
+        let found = backend::lock_nodes(c, chunk)?;
         if found.is_empty() {
             continue;
         }
@@ -281,7 +281,7 @@ pub(crate) fn mark_stale_nodes_offline(c: &mut AnyConnection, cutoff: DateTime<U
 pub(crate) fn node_usage(c: &mut AnyConnection) -> SqlResult<Vec<NodeUsage>> {
     let ids: Vec<String> = nodes::table.order((nodes::name, nodes::id)).select(nodes::id).load(c)?;
     let totals: HashMap<String, backend::ServerTotals> =
-        backend::server_totals(c)?.into_iter().map(|t| (t.node_id.clone(), t)).collect();
+        backend::server_totals(c, None)?.into_iter().map(|t| (t.node_id.clone(), t)).collect();
     let free: HashMap<String, i64> = allocations::table
         .filter(allocations::server_id.is_null())
         .group_by(allocations::node_id)
@@ -302,6 +302,27 @@ pub(crate) fn node_usage(c: &mut AnyConnection) -> SqlResult<Vec<NodeUsage>> {
             Ok(usage)
         })
         .collect()
+}
+
+/// One node's usage, its row locked for the transaction (see `NodeRepo::lock_node_usage`).
+pub(crate) fn lock_node_usage(c: &mut AnyConnection, node: NodeId) -> SqlResult<NodeUsage> {
+    let key = node.to_string();
+    if backend::lock_nodes(c, std::slice::from_ref(&key))?.is_empty() {
+        return Err(StoreError::not_found("node", node).into());
+    }
+    let mut usage = NodeUsage { node: Some(node), ..NodeUsage::default() };
+    if let Some(t) = backend::server_totals(c, Some(&key))?.into_iter().next() {
+        usage.servers = to_u64(t.servers, "server count")?;
+        usage.memory_mb = to_u64(t.memory_mb, "memory sum")?;
+        usage.disk_mb = to_u64(t.disk_mb, "disk sum")?;
+        usage.cpu_percent = to_u64(t.cpu_percent, "cpu sum")?;
+    }
+    let free: i64 = allocations::table
+        .filter(allocations::node_id.eq(&key).and(allocations::server_id.is_null()))
+        .count()
+        .get_result(c)?;
+    usage.free_allocations = to_u64(free, "free allocations")?;
+    Ok(usage)
 }
 
 #[derive(Queryable, Selectable, Insertable, Clone)]
