@@ -1006,25 +1006,30 @@ async fn an_abandoned_create_still_installs() {
     .await;
 }
 
-/// `shutdown` waits for a create under way instead of returning while it still runs (the
-/// process would then exit in the middle of it), and refuses creates that arrive after it
-/// began.
+/// `shutdown` waits for a delete under way instead of returning while it still runs (the
+/// process would then exit in the middle of it, leaving a container or data behind), and
+/// refuses creates that arrive after it began.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shutdown_waits_for_a_create_under_way() {
+async fn shutdown_waits_for_a_delete_under_way() {
     within_limit(async {
         let node = Node::new();
         let agent = node.agent().await;
         let spec = spec();
-        node.fake.program(spec.id, Program::booting(&[READY]));
+        let id = spec.id;
+        node.fake.program(id, Program::booting(&[READY]));
+        agent.create_server(spec, false).await.unwrap();
+        agent.power(id, PowerAction::Start).await.unwrap();
+        // Every runtime call of the delete (kill, remove) now takes 300 ms.
         node.fake.set_latency(Duration::from_millis(300));
-        let create = tokio::spawn({
+        let delete = tokio::spawn({
             let agent = agent.clone();
-            async move { agent.create_server(spec, false).await }
+            async move { agent.destroy_server(id).await }
         });
         tokio::time::sleep(Duration::from_millis(50)).await;
         agent.shutdown().await;
-        assert!(create.is_finished(), "shutdown returned while a create was still running");
-        assert!(create.await.unwrap().is_ok(), "the create under way completed");
+        assert!(delete.is_finished(), "shutdown returned while a delete was still running");
+        assert!(delete.await.unwrap().is_ok(), "the delete under way completed");
+        assert!(node.fake.containers(id).is_empty(), "its container is gone");
         let late = agent.create_server(self::spec(), false).await;
         assert!(matches!(late, Err(AgentError::ShuttingDown)), "a create after shutdown: {late:?}");
     })

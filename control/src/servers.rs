@@ -274,7 +274,8 @@ impl ControlPlane {
             if check_room {
                 let usage = tx.lock_node_usage(node).await?;
                 let limits = record.overallocation.limits(&record.capacity);
-                let fits = |booked: u64, wanted: u64, limit: u64| booked.checked_add(wanted).is_some_and(|t| t <= limit);
+                let fits =
+                    |booked: u64, wanted: u64, limit: u64| booked.checked_add(wanted).is_some_and(|t| t <= limit);
                 if !(fits(usage.memory_mb, new.limits.memory_mb, limits.memory_mb)
                     && fits(usage.disk_mb, new.limits.disk_mb, limits.disk_mb)
                     && fits(usage.cpu_percent, new.limits.cpu_percent, limits.cpu_percent))

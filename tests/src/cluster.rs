@@ -179,7 +179,18 @@ impl Cluster {
     fn run(&self, container: &str, ip: &str, image: &str, options: &[&str], command: &[&str]) {
         let (label, pid) = (format!("{LABEL}={}", self.name), format!("{PID_LABEL}={}", std::process::id()));
         let mut args = vec![
-            "run", "-d", "--name", container, "--label", &label, "--label", &pid, "--network", &self.network, "--ip", ip,
+            "run",
+            "-d",
+            "--name",
+            container,
+            "--label",
+            &label,
+            "--label",
+            &pid,
+            "--network",
+            &self.network,
+            "--ip",
+            ip,
         ];
         args.extend_from_slice(options);
         args.push(image);

@@ -170,6 +170,7 @@ macro_rules! __store_conformance_cases {
             server_update_checks_version,
             server_transition_checks_version_and_state,
             node_events_applied_in_order,
+            node_events_match_a_sequential_oracle,
             server_events_newest_first,
             server_delete_cleans_up,
             schedules_round_trip,

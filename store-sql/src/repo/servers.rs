@@ -361,60 +361,91 @@ impl EventRow {
 const EVENT_ATTEMPTS: usize = 5;
 
 /// Applies node events in one transaction (see `ServerRepo::apply_node_events`): the servers
-/// are read with one query per [`INSERT_CHUNK`](super::infra::INSERT_CHUNK) ids, each applied
-/// event is one optimistic `UPDATE`, and the history rows go in with multi-row inserts. The
-/// `UPDATE`s run in server-id order (events of one server in their given order), so two panels
-/// applying overlapping batches lock rows in the same order.
+/// are read with one query per [`INSERT_CHUNK`](super::infra::INSERT_CHUNK) ids, the applied
+/// events are written in rounds (round `k` holds the `k`-th event of each server, so one
+/// server's events follow each other) of one [`set_server_states`](crate::backend::set_server_states)
+/// each, and the history rows go in with multi-row inserts. A server another writer changed
+/// since it was read is read again and its event decided again in the next round.
 pub(crate) fn apply_node_events(
     c: &mut AnyConnection,
     events: &[(NodeId, LifecycleEvent)],
 ) -> SqlResult<Vec<EventOutcome>> {
-    let mut keys: Vec<String> = events.iter().map(|(_, event)| event.server.to_string()).collect();
-    keys.sort_unstable();
-    keys.dedup();
+    use crate::backend::StateChange;
+    use std::collections::{BTreeMap, VecDeque};
+    // Per server (in id order, the order rows are written in), its events in the given order.
+    let mut queues: BTreeMap<String, VecDeque<usize>> = BTreeMap::new();
+    for (i, (_, event)) in events.iter().enumerate() {
+        queues.entry(event.server.to_string()).or_default().push_back(i);
+    }
+    let keys: Vec<String> = queues.keys().cloned().collect();
     let mut current: HashMap<String, ServerRow> = HashMap::with_capacity(keys.len());
     for chunk in keys.chunks(super::infra::INSERT_CHUNK) {
         let rows: Vec<ServerRow> =
             servers::table.filter(servers::id.eq_any(chunk)).select(ServerRow::as_select()).load(c)?;
         current.extend(rows.into_iter().map(|row| (row.id.clone(), row)));
     }
-    let mut order: Vec<usize> = (0..events.len()).collect();
-    order.sort_by_key(|&i| (events[i].1.server, i));
     let mut outcomes: Vec<Option<EventOutcome>> = vec![None; events.len()];
     let mut history = Vec::new();
-    for i in order {
-        let (sender, event) = &events[i];
-        let key = event.server.to_string();
-        let mut attempts = 0;
-        let outcome = loop {
-            let Some(row) = current.get(&key) else { break EventOutcome::UnknownServer };
-            let server = row.clone().into_model()?;
-            if !event_applies(&server, *sender, event) {
-                break EventOutcome::Refused(Box::new(server));
+    let mut attempts: HashMap<String, usize> = HashMap::new();
+    loop {
+        // The round: each server's next event that would change it; the events before it
+        // that would not are decided on the way.
+        let mut round: Vec<(usize, StateChange)> = Vec::new();
+        for (key, queue) in &mut queues {
+            while let Some(&i) = queue.front() {
+                let (sender, event) = &events[i];
+                let Some(row) = current.get(key) else {
+                    outcomes[i] = Some(EventOutcome::UnknownServer);
+                    queue.pop_front();
+                    continue;
+                };
+                let server = row.clone().into_model()?;
+                if !event_applies(&server, *sender, event) {
+                    outcomes[i] = Some(EventOutcome::Refused(Box::new(server)));
+                    queue.pop_front();
+                    continue;
+                }
+                let state = enum_name(&event.to, "server state")?;
+                round.push((i, StateChange { id: key.clone(), version: row.version, state }));
+                break;
             }
-            let (version, to) = (row.version, enum_name(&event.to, "server state")?);
-            let changed = diesel::update(servers::table.find(&key).filter(servers::version.eq(version)))
-                .set((servers::state.eq(&to), servers::version.eq(version + 1)))
-                .execute(c)?;
-            if changed == 1 {
-                let applied = ServerRow { state: to, version: version + 1, ..row.clone() };
-                let server = applied.clone().into_model()?;
-                current.insert(key.clone(), applied);
-                history.push(EventRow::new(event)?);
-                break EventOutcome::Applied(Box::new(server));
+        }
+        if round.is_empty() {
+            break;
+        }
+        let changes: Vec<StateChange> = round.iter().map(|(_, change)| change.clone()).collect();
+        let changed = crate::backend::set_server_states(c, &changes)?;
+        for (i, change) in round {
+            let event = &events[i].1;
+            if changed.contains(&change.id) {
+                // The round was built from `current`: the row is there.
+                outcomes[i] = Some(match current.remove(&change.id) {
+                    Some(row) => {
+                        let applied = ServerRow { state: change.state, version: change.version + 1, ..row };
+                        let server = applied.clone().into_model()?;
+                        current.insert(change.id.clone(), applied);
+                        history.push(EventRow::new(event)?);
+                        EventOutcome::Applied(Box::new(server))
+                    }
+                    None => EventOutcome::UnknownServer,
+                });
+                if let Some(queue) = queues.get_mut(&change.id) {
+                    queue.pop_front();
+                }
+                continue;
             }
             // Another writer got there first (it has committed: the UPDATE waited for it):
-            // read the server again and decide on what is stored now.
-            attempts += 1;
-            if attempts == EVENT_ATTEMPTS {
-                return Err(conflict(c, event.server, to_u64(version, "server version")?)?);
+            // read the server again; the next round decides on what is stored now.
+            let tries = attempts.entry(change.id.clone()).or_default();
+            *tries += 1;
+            if *tries == EVENT_ATTEMPTS {
+                return Err(conflict(c, event.server, to_u64(change.version, "server version")?)?);
             }
-            match load_server(c, &key)? {
-                Some(row) => current.insert(key.clone(), row),
-                None => current.remove(&key),
+            match load_server(c, &change.id)? {
+                Some(row) => current.insert(change.id.clone(), row),
+                None => current.remove(&change.id),
             };
-        };
-        outcomes[i] = Some(outcome);
+        }
     }
     for chunk in history.chunks(super::infra::INSERT_CHUNK) {
         crate::backend::insert_rows!(c, server_events::table, chunk)?;

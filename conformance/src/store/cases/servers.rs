@@ -381,6 +381,98 @@ pub async fn node_events_applied_in_order(store: Arc<dyn Store>) {
     assert!(store.apply_node_events(&[]).await.expect("empty").is_empty(), "an empty batch");
 }
 
+/// `apply_node_events` against a brute-force oracle: seeded random batches (several events
+/// per server, valid and invalid transitions, the wrong sender, unknown servers) give, event
+/// by event, the outcome a sequential replay of [`event_applies`] gives, and leave every server
+/// in the oracle's state, version and history length.
+pub async fn node_events_match_a_sequential_oracle(store: Arc<dyn Store>) {
+    use nexus_core::lifecycle::{TRANSITIONS, next_state};
+    use std::collections::HashMap;
+    let world = World::seed(&*store, 6).await;
+    let other = World::seed(&*store, 0).await;
+    let mut servers = Vec::new();
+    for i in 0..6 {
+        servers.push(world.create_server(&*store, &[i]).await);
+    }
+    // The oracle: (state, version, events) per server, replayed one event at a time.
+    let mut oracle: HashMap<ServerId, (ServerState, u64, usize)> =
+        servers.iter().map(|s| (s.id, (s.state, s.version, 0))).collect();
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = |bound: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % bound as u64) as usize
+    };
+    let (mut at, mut chains) = (0, 0);
+    for _ in 0..25 {
+        let mut batch = Vec::new();
+        // Where the batch's events so far would take each server: most events follow on, so
+        // a batch holds chains of several events of one server.
+        let mut planned: HashMap<ServerId, ServerState> = oracle.iter().map(|(id, o)| (*id, o.0)).collect();
+        for _ in 0..1 + next(24) {
+            at += 1;
+            let pick = next(servers.len() + 1);
+            let server = servers.get(pick).map_or_else(ServerId::new, |s| s.id);
+            let state = planned.get(&server).copied().unwrap_or(ServerState::Requested);
+            // Mostly a transition out of the state the oracle holds, sometimes any other.
+            // Not towards removal, which would end a server's part in the test early.
+            let candidates: Vec<_> = TRANSITIONS
+                .iter()
+                .filter(|(from, _, to)| {
+                    *from == state && !matches!(to, ServerState::Destroying | ServerState::Destroyed)
+                })
+                .collect();
+            let (from, trigger, to) = match (next(5), candidates.is_empty()) {
+                (0, _) | (_, true) => TRANSITIONS[next(TRANSITIONS.len())],
+                _ => *candidates[next(candidates.len())],
+            };
+            let to = if next(10) == 0 { ServerState::Running } else { to };
+            let sender = if next(8) == 0 { other.node.id } else { world.node.id };
+            if from == state && sender == world.node.id && next_state(from, trigger) == Some(to) {
+                planned.insert(server, to);
+            }
+            batch.push((sender, LifecycleEvent { server, from, to, trigger, at: ts(at) }));
+        }
+        let outcomes = store.apply_node_events(&batch).await.expect("apply");
+        assert_eq!(outcomes.len(), batch.len(), "one outcome per event");
+        let mut applied_here: HashMap<ServerId, usize> = HashMap::new();
+        for (outcome, (_, event)) in outcomes.iter().zip(&batch) {
+            if matches!(outcome, EventOutcome::Applied(_)) {
+                *applied_here.entry(event.server).or_default() += 1;
+            }
+        }
+        chains += applied_here.values().filter(|&&n| n > 1).count();
+        for ((sender, event), outcome) in batch.iter().zip(outcomes) {
+            let Some(expected) = oracle.get_mut(&event.server) else {
+                assert_eq!(outcome, EventOutcome::UnknownServer, "{event:?}");
+                continue;
+            };
+            let stored = Server { state: expected.0, version: expected.1, node: world.node.id, ..servers[0].clone() };
+            let applies = event_applies(&Server { id: event.server, ..stored }, *sender, event);
+            match outcome {
+                EventOutcome::Applied(server) => {
+                    assert!(applies, "applied, the oracle refuses: {event:?}");
+                    *expected = (event.to, expected.1 + 1, expected.2 + 1);
+                    assert_eq!((server.id, server.state, server.version), (event.server, expected.0, expected.1));
+                }
+                EventOutcome::Refused(server) => {
+                    assert!(!applies, "refused, the oracle applies: {event:?}");
+                    assert_eq!((server.state, server.version), (expected.0, expected.1), "refused as stored");
+                }
+                other => panic!("{event:?}: {other:?}"),
+            }
+        }
+    }
+    assert!(chains >= 10, "only {chains} batches applied several events of one server");
+    for server in &servers {
+        let stored = store.get_server(server.id).await.expect("get");
+        let expected = oracle[&server.id];
+        assert_eq!((stored.state, stored.version), (expected.0, expected.1), "final state of {}", server.id);
+        assert_eq!(store.server_events(server.id, 1_000).await.expect("events").len(), expected.2, "history");
+    }
+}
+
 /// `server_events` returns the newest `limit` events, newest first; equal timestamps: last
 /// appended first.
 pub async fn server_events_newest_first(store: Arc<dyn Store>) {
