@@ -110,6 +110,51 @@ fn refused(what: &str, refused: Refused) -> ControlError {
     })
 }
 
+/// Messages of one node being ingested at once, at most ([`PerNode`]).
+pub const MAX_IN_FLIGHT_PER_NODE: usize = 16;
+
+/// Counts each node's messages being ingested, refusing past [`MAX_IN_FLIGHT_PER_NODE`].
+#[derive(Default)]
+pub(crate) struct PerNode {
+    counts: std::sync::Mutex<HashMap<NodeId, usize>>,
+}
+
+/// One message of a node counted in [`PerNode`] until dropped.
+pub(crate) struct Slot<'a> {
+    of: &'a PerNode,
+    node: NodeId,
+}
+
+impl PerNode {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<NodeId, usize>> {
+        self.counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn enter(&self, node: NodeId) -> Result<Slot<'_>, ControlError> {
+        let mut counts = self.lock();
+        let count = counts.entry(node).or_default();
+        if *count >= MAX_IN_FLIGHT_PER_NODE {
+            return Err(ControlError::Busy(format!(
+                "node {node} has {MAX_IN_FLIGHT_PER_NODE} messages being ingested; deliver one at a time"
+            )));
+        }
+        *count += 1;
+        Ok(Slot { of: self, node })
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        let mut counts = self.of.lock();
+        if let Some(count) = counts.get_mut(&self.node) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.node);
+            }
+        }
+    }
+}
+
 /// Heartbeat intervals between two reconciliations of a node that stays online: suspensions,
 /// deletions and creates that could not be delivered while it was briefly unreachable (but
 /// not silent long enough to go offline) are retried at least this often.
@@ -135,6 +180,9 @@ impl ControlPlane {
 
     /// Applies one message `from` a node (whose token the caller checked).
     pub async fn ingest(&self, from: NodeId, message: NodeMessage) -> Result<Ingested, ControlError> {
+        // A node delivers one message at a time; one sending many at once (a bug, a replay)
+        // must not fill the queues every other node shares.
+        let _slot = self.ingesting.enter(from)?;
         match message {
             NodeMessage::Heartbeat(beat) => {
                 if beat.node != from {
@@ -231,5 +279,25 @@ impl ControlPlane {
             tracing::debug!(node = %server.node, error = %e, "release on a node placement does not know");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn a_node_has_at_most_its_share_of_messages_in_flight_and_others_are_not_affected() {
+        let per_node = PerNode::default();
+        let (busy, other) = (NodeId::new(), NodeId::new());
+        let mut held: Vec<Slot<'_>> = (0..MAX_IN_FLIGHT_PER_NODE).map(|_| per_node.enter(busy).unwrap()).collect();
+        let refused = per_node.enter(busy).err().expect("one past the bound is refused");
+        assert_eq!(refused.status_code(), 503, "the node retries: {refused}");
+        let _other = per_node.enter(other).expect("another node is not affected");
+        held.pop();
+        let _again = per_node.enter(busy).expect("a finished message frees its slot");
+        drop(held);
+        assert_eq!(per_node.lock().get(&busy), Some(&1), "counts follow the slots");
     }
 }

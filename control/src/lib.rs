@@ -140,6 +140,8 @@ pub struct ControlPlane {
     heartbeat_batches: Arc<ingest::HeartbeatBatches>,
     /// Lifecycle events applied a batch per transaction ([`group_commit`]).
     event_batches: Arc<ingest::EventBatches>,
+    /// Messages being ingested per node, bounded.
+    ingesting: ingest::PerNode,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -185,6 +187,7 @@ impl ControlPlane {
             node_tokens: node_tokens::NodeTokens::default(),
             heartbeat_batches,
             event_batches,
+            ingesting: ingest::PerNode::default(),
         })
     }
 
