@@ -8,7 +8,7 @@
 //! reaches `Destroyed` is removed from the store with its allocations; a late duplicate of
 //! that event then names an unknown server and changes nothing.
 //!
-//! Heartbeats and lifecycle events are written by group commit ([`group_commit`](crate::group_commit)):
+//! Heartbeats and lifecycle events are written by group commit (`group_commit.rs`):
 //! concurrent messages share one store transaction (a batch of heartbeats is one
 //! [`record_heartbeats`](nexus_core::store::NodeRepo::record_heartbeats), a batch of events
 //! one [`apply_node_events`](nexus_core::store::ServerRepo::apply_node_events)), and each is
@@ -110,7 +110,7 @@ fn refused(what: &str, refused: Refused) -> ControlError {
     })
 }
 
-/// Messages of one node being ingested at once, at most ([`PerNode`]).
+/// Messages of one node being ingested at once, at most; past it a message is answered 503.
 pub const MAX_IN_FLIGHT_PER_NODE: usize = 16;
 
 /// Counts each node's messages being ingested, refusing past [`MAX_IN_FLIGHT_PER_NODE`].
