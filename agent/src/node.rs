@@ -55,7 +55,7 @@ pub struct NodeAgent {
 }
 
 /// How long [`NodeAgent::shutdown`] waits for creates and deletes under way.
-pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+pub(crate) const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl fmt::Debug for NodeAgent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -534,8 +534,10 @@ impl NodeAgent {
     /// Containers keep running; the next agent re-adopts them.
     pub async fn shutdown(&self) {
         self.closed.store(true, Ordering::SeqCst);
-        // Creates and deletes under way finish first (they were promised to the panel and
-        // stop halfway otherwise), for at most SHUTDOWN_GRACE; new ones are refused now.
+        // Creates and deletes under way finish their own steps first (they were promised to
+        // the panel and stop halfway otherwise), for at most SHUTDOWN_GRACE; new ones are
+        // refused now. An install a create began runs on a task of its own and is stopped
+        // below with the others.
         if tokio::time::timeout(SHUTDOWN_GRACE, self.in_flight.write()).await.is_err() {
             tracing::warn!(grace = ?SHUTDOWN_GRACE, "creates or deletes still running at shutdown; stopped");
         }
@@ -579,6 +581,9 @@ impl NodeAgent {
         T: Send + 'static,
     {
         let agent = self.me.upgrade().ok_or(AgentError::ShuttingDown)?;
+        // Before waiting for the lock too: a shutdown waiting for it goes first, and a caller
+        // arriving then should hear at once, not after the shutdown's grace.
+        self.check_open()?;
         let held = Arc::clone(&self.in_flight).read_owned().await;
         // Checked with the lock held: a shutdown that began meanwhile does not wait for this.
         self.check_open()?;

@@ -1021,15 +1021,21 @@ async fn shutdown_waits_for_a_delete_under_way() {
         agent.power(id, PowerAction::Start).await.unwrap();
         // Every runtime call of the delete (kill, remove) now takes 300 ms.
         node.fake.set_latency(Duration::from_millis(300));
+        let before = node.fake.changes(id).len();
         let delete = tokio::spawn({
             let agent = agent.clone();
             async move { agent.destroy_server(id).await }
         });
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Shut down once the delete is under way (its first container-changing call began),
+        // however slowly the machine schedules its task.
+        eventually("the delete began", || node.fake.changes(id).len() > before).await;
         agent.shutdown().await;
-        assert!(delete.is_finished(), "shutdown returned while a delete was still running");
-        assert!(delete.await.unwrap().is_ok(), "the delete under way completed");
-        assert!(node.fake.containers(id).is_empty(), "its container is gone");
+        // What the delete does was done before shutdown returned (its caller's task may not
+        // have run yet to collect the answer).
+        assert!(node.fake.containers(id).is_empty(), "shutdown returned mid-delete: {:?}", node.fake.ops(id));
+        assert_eq!(agent.state(id), None, "the server is forgotten");
+        let done = delete.await.unwrap();
+        assert!(done.is_ok(), "the delete under way completed: {done:?}");
         let late = agent.create_server(self::spec(), false).await;
         assert!(matches!(late, Err(AgentError::ShuttingDown)), "a create after shutdown: {late:?}");
     })

@@ -97,7 +97,8 @@ impl<I: Send + 'static, O: Send + 'static> GroupCommit<I, O> {
             let (items, senders): (Vec<I>, Vec<oneshot::Sender<O>>) = batch.into_iter().unzip();
             // On a task of its own, so that a panicking write fails its batch (the senders
             // are dropped) instead of this worker, which would leave `running` counted.
-            let written = tokio::spawn((self.flush)(items)).await;
+            let flush = Arc::clone(&self.flush);
+            let written = tokio::spawn(async move { flush(items).await }).await;
             match written {
                 Ok(outcomes) => {
                     for (sender, outcome) in senders.into_iter().zip(outcomes) {

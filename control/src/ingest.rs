@@ -75,9 +75,20 @@ pub(crate) fn heartbeat_batches(store: Arc<dyn Store>) -> Arc<HeartbeatBatches> 
             Box::pin(async move {
                 match store.record_heartbeats(&nodes, Utc::now()).await {
                     Ok(recorded) => {
-                        let by_node: HashMap<NodeId, HeartbeatRecorded> =
+                        let mut by_node: HashMap<NodeId, HeartbeatRecorded> =
                             recorded.into_iter().map(|r| (r.node, r)).collect();
-                        nodes.iter().map(|node| Ok(by_node.get(node).copied())).collect()
+                        // A node's second heartbeat in one batch (a retry) finds it online and
+                        // known: only the first may start a reconciliation.
+                        nodes
+                            .iter()
+                            .map(|node| {
+                                let recorded = by_node.get(node).copied();
+                                if let Some(seen) = by_node.get_mut(node) {
+                                    *seen = HeartbeatRecorded::new(*node, NodeStatus::Online, false);
+                                }
+                                Ok(recorded)
+                            })
+                            .collect()
                     }
                     Err(e) => nodes.iter().map(|_| Err(e.clone())).collect(),
                 }
@@ -189,7 +200,13 @@ impl ControlPlane {
                     return Ok(Ingested::Ignored(format!("a heartbeat of node {} sent by {from}", beat.node)));
                 }
                 let recorded = self.heartbeat_batches.submit(from).await.map_err(|e| refused("heartbeats", e))??;
-                let Some(recorded) = recorded else { return Err(StoreError::not_found("node", from).into()) };
+                let Some(recorded) = recorded else {
+                    // Deleted (through another panel process, whose deletion this process's
+                    // token cache has not seen): the node's next message is checked against
+                    // the store again and refused.
+                    self.node_tokens.forget(from);
+                    return Err(StoreError::not_found("node", from).into());
+                };
                 let (first_contact, returning) = (recorded.first, recorded.was != NodeStatus::Online);
                 let due = self.reconcile_due(from);
                 if let Err(e) = self.placement().set_online(from, true) {
@@ -235,6 +252,14 @@ impl ControlPlane {
                 return Ok(Ingested::Ignored(format!("unknown server {}", event.server)));
             }
             Ok(EventOutcome::Refused(server)) => server,
+            // Answered as a failure, so the node delivers the event again.
+            Ok(EventOutcome::Contended) => {
+                return Err(ControlError::Busy(format!("server {} kept changing under the event", event.server)));
+            }
+            Ok(EventOutcome::Unreadable(reason)) => {
+                tracing::warn!(server = %event.server, %reason, "an event of a server the store cannot read");
+                return Ok(Ingested::Ignored(format!("server {} cannot be read: {reason}", event.server)));
+            }
             // An outcome this version does not know: left for reconciliation.
             Ok(other) => return Ok(Ingested::Ignored(format!("server {}: {other:?}", event.server))),
             // The store failed or the server kept changing: answered as a failure, so the
@@ -267,15 +292,19 @@ impl ControlPlane {
     /// placement stops booking it.
     pub(crate) async fn remove_destroyed(&self, server: &Server) -> Result<(), ControlError> {
         self.forget_start_after_install(server.id);
-        match self.store.delete_server(server.id).await {
-            Ok(()) | Err(StoreError::NotFound { .. }) => {}
+        // Released from placement only by the call that removed the row: a duplicate of the
+        // `Destroyed` event (in the same batch, or from another panel) must not free the
+        // server's room twice.
+        let removed_now = match self.store.delete_server(server.id).await {
+            Ok(()) => true,
+            Err(StoreError::NotFound { .. }) => false,
             Err(e) => return Err(e.into()),
-        }
+        };
         // Its number stays spent; its external id and kept attributes go with it.
         self.forget_server_ref(server.id).await;
         let request = PlacementRequest::new(server.limits.memory_mb, server.limits.disk_mb, server.limits.cpu_percent)
             .with_allocations(1 + server.extra_allocations.len() as u64);
-        if let Err(e) = self.placement().release(server.node, &request.resources()) {
+        if removed_now && let Err(e) = self.placement().release(server.node, &request.resources()) {
             tracing::debug!(node = %server.node, error = %e, "release on a node placement does not know");
         }
         Ok(())

@@ -214,12 +214,21 @@ impl ControlPlane {
                 // Placement chose a node whose last port or room another create took
                 // meanwhile (this process's, or another panel's, whose bookings this placement
                 // does not see): it learns the node's usage from the store and chooses again.
+                // (A node without a free port in the create's port ranges is not retried:
+                // placement would choose it again.)
                 Err(refused @ (ControlError::NoFreeAllocation(full) | ControlError::NodeFull(full)))
-                    if placed && attempts + 1 < PLACEMENT_ATTEMPTS =>
+                    if attempts + 1 < PLACEMENT_ATTEMPTS
+                        && (placed || (chose && matches!(refused, ControlError::NodeFull(_)))) =>
                 {
                     attempts += 1;
-                    if let Err(e) = self.refresh_usage(full).await {
-                        tracing::warn!(node = %full, error = %e, "re-reading a full node's usage");
+                    // The node as stored too: another process may have lowered its capacity.
+                    let fresh = async {
+                        let record = self.store.get_node(full).await?;
+                        self.placement().upsert_node(&record);
+                        self.refresh_usage(full).await
+                    };
+                    if let Err(e) = fresh.await {
+                        tracing::warn!(node = %full, error = %e, "re-reading a full node");
                         return Err(refused);
                     }
                 }

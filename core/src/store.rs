@@ -243,6 +243,12 @@ pub enum EventOutcome {
     /// Not applied, the server as stored: it is on another node, or not in the event's
     /// `from` state, or the event is not a valid transition ([`event_applies`]).
     Refused(Box<Server>),
+    /// Not applied: the server kept changing under the event (other writers won every
+    /// attempt). Delivering the event again decides it on what is stored then.
+    Contended,
+    /// Not applied: the stored server could not be read (a row another version of the
+    /// software wrote, say); why. The other events of the batch are not affected.
+    Unreadable(String),
 }
 
 /// Whether `sender` may move `server` (as stored) by `event`: the server is placed on
@@ -388,7 +394,9 @@ pub trait ServerRepo: Send + Sync {
     /// applied as [`transition_server`](Self::transition_server) applies it (state set,
     /// version bumped, event appended); the others change nothing. An event sees the ones
     /// before it in the batch, so two events of one server may follow each other. One outcome
-    /// per event, in order. If the store fails, the caller cannot tell which events were
+    /// per event, in order; a server that cannot be read or keeps changing fails its own
+    /// events only ([`EventOutcome::Unreadable`], [`EventOutcome::Contended`]). If the store
+    /// fails as a whole, the caller cannot tell which events were
     /// applied (a transactional backend applies none; delivering the batch again finds the
     /// applied ones in the servers' histories).
     ///
@@ -416,8 +424,12 @@ pub trait ServerRepo: Send + Sync {
                         continue 'events;
                     }
                     // Changed between the read and the write: read it again.
-                    Err(StoreError::VersionConflict { .. } | StoreError::StateMismatch { .. })
-                        if attempt < EVENT_ATTEMPTS => {}
+                    Err(StoreError::VersionConflict { .. } | StoreError::StateMismatch { .. }) => {
+                        if attempt == EVENT_ATTEMPTS {
+                            outcomes.push(EventOutcome::Contended);
+                            continue 'events;
+                        }
+                    }
                     Err(StoreError::NotFound { .. }) => {
                         outcomes.push(EventOutcome::UnknownServer);
                         continue 'events;

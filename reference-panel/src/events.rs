@@ -47,22 +47,36 @@ async fn handle(control: Arc<ControlPlane>, authorization: Option<&str>, body: &
         Ok(false) => return error(StatusCode::UNAUTHORIZED, "unauthorized", "not this node's token"),
         Err(e) => return control_error(&e),
     }
-    match control.ingest(envelope.node, envelope.message).await {
-        Ok(nexus_control::ingest::Ingested::Transitioned(server)) if control.take_start_after_install(&server) => {
-            // Started after the node has its answer: the node is waiting on this request.
+    let node = envelope.node;
+    // On a task of its own: a node that gives up on the request (a timeout, a restart) must
+    // not cancel what follows the write its message may already be part of (the
+    // reconciliation of a node back from silence, the start after an install).
+    let ingested = tokio::spawn(async move {
+        let outcome = control.ingest(node, envelope.message).await;
+        if let Ok(nexus_control::ingest::Ingested::Transitioned(server)) = &outcome
+            && control.take_start_after_install(server)
+        {
+            // Not awaited: the node is waiting on this request's answer.
+            let id = server.id;
             tokio::spawn(async move {
-                if let Err(e) = control.power(server.id, nexus_core::transport::PowerAction::Start).await {
-                    tracing::warn!(server = %server.id, error = %e, "starting a server after its install");
+                if let Err(e) = control.power(id, nexus_core::transport::PowerAction::Start).await {
+                    tracing::warn!(server = %id, error = %e, "starting a server after its install");
                 }
             });
-            StatusCode::NO_CONTENT.into_response()
         }
-        Ok(outcome) => {
-            tracing::debug!(node = %envelope.node, ?outcome, "node message");
+        outcome
+    });
+    match ingested.await {
+        Ok(Ok(outcome)) => {
+            tracing::debug!(%node, ?outcome, "node message");
             StatusCode::NO_CONTENT.into_response()
         }
         // The store failed or the server kept changing: the node delivers it again.
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", &e.to_string()),
+        Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", &e.to_string()),
+        Err(e) => {
+            tracing::error!(%node, error = %e, "ingesting a node message failed");
+            error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "ingesting the message failed")
+        }
     }
 }
 

@@ -137,7 +137,10 @@ pub(crate) fn begin(conn: &mut AnyConnection, mode: Mode) -> QueryResult<()> {
             c,
             match mode {
                 Mode::Read => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
-                Mode::Write => "BEGIN",
+                // Said, not assumed from the server's default: the writes that lock a row
+                // and then read (a create checking its node's room, the rounds of a batch of
+                // events) must see what the transactions they waited for committed.
+                Mode::Write => "BEGIN ISOLATION LEVEL READ COMMITTED",
             },
         ),
         #[cfg(feature = "mysql")]
@@ -207,7 +210,9 @@ pub(crate) struct NodeBeat {
 pub(crate) fn lock_nodes(conn: &mut AnyConnection, ids: &[String]) -> QueryResult<Vec<NodeBeat>> {
     let (placeholders, lock): (Vec<String>, &str) = match conn {
         #[cfg(feature = "postgres")]
-        AnyConnection::Postgres(_) => ((1..=ids.len()).map(|i| format!("${i}")).collect(), " FOR UPDATE"),
+        // NO KEY UPDATE: inserts of rows that reference the node (servers, allocations) take
+        // KEY SHARE locks on it and must not wait for a heartbeat batch, nor it for them.
+        AnyConnection::Postgres(_) => ((1..=ids.len()).map(|i| format!("${i}")).collect(), " FOR NO KEY UPDATE"),
         #[cfg(feature = "mysql")]
         AnyConnection::Mysql(_) => (vec!["?".to_owned(); ids.len()], " FOR UPDATE"),
         #[cfg(feature = "sqlite")]

@@ -208,6 +208,49 @@ pub async fn newer_schema_is_refused<B: TestBackend>() {
     }
 }
 
+/// A row this build cannot read (a state or status another version wrote) fails only the
+/// messages about it: in a batch of lifecycle events, its event is `Unreadable` and the others
+/// are applied; in a batch of heartbeats, its node counts as offline before and every node is
+/// recorded.
+pub async fn an_unreadable_row_fails_only_its_own_message<B: TestBackend>() {
+    use nexus_core::lifecycle::{ServerState, Trigger};
+    let Some(store) = fresh_store::<B>().await else { return };
+    let world = fixtures::World::seed(&store, 2).await;
+    let odd = world.create_server(&store, &[0]).await;
+    let fine = world.create_server(&store, &[1]).await;
+    let other = fixtures::node("other");
+    store.create_node(&other).await.expect("create node");
+    let (odd_key, node_key) = (odd.id.to_string(), world.node.id.to_string());
+    store
+        .with_connection(move |c| {
+            diesel::sql_query(format!("UPDATE servers SET state = 'warping' WHERE id = '{odd_key}'"))
+                .execute(c)
+                .and_then(|_| {
+                    diesel::sql_query(format!("UPDATE nodes SET status = 'degraded' WHERE id = '{node_key}'"))
+                        .execute(c)
+                })
+                .map_err(crate::SqlError::from)
+        })
+        .await
+        .expect("write rows from another version");
+    let node = world.node.id;
+    let install =
+        |server: ServerId| fixtures::event(server, ServerState::Requested, Trigger::InstallStarted, fixtures::ts(1));
+    let outcomes = store.apply_node_events(&[(node, install(odd.id)), (node, install(fine.id))]).await.expect("batch");
+    assert!(matches!(&outcomes[0], EventOutcome::Unreadable(why) if why.contains("warping")), "{:?}", outcomes[0]);
+    assert!(
+        matches!(&outcomes[1], EventOutcome::Applied(s) if s.state == ServerState::Installing),
+        "{:?}",
+        outcomes[1]
+    );
+
+    let mut recorded = store.record_heartbeats(&[node, other.id], fixtures::ts(5)).await.expect("heartbeats");
+    recorded.sort_by_key(|r| r.node == other.id);
+    assert_eq!(recorded.len(), 2, "every node recorded: {recorded:?}");
+    assert_eq!(recorded[0].was, NodeStatus::Offline, "an unreadable status counts as offline");
+    assert_eq!(store.get_node(node).await.expect("readable again").status, NodeStatus::Online);
+}
+
 /// The schema has a migration to undo: applying, reverting and re-applying works (the
 /// `down.sql` files are kept honest).
 pub async fn migrations_revert_cleanly<B: TestBackend>() {
@@ -371,6 +414,11 @@ macro_rules! migration_tests {
         #[test]
         fn migrations_revert_cleanly() {
             $crate::testing::block_on($crate::testing::migrations_revert_cleanly::<$backend>());
+        }
+
+        #[test]
+        fn an_unreadable_row_fails_only_its_own_message() {
+            $crate::testing::block_on($crate::testing::an_unreadable_row_fails_only_its_own_message::<$backend>());
         }
     };
 }

@@ -23,8 +23,8 @@ use std::time::Duration;
 
 /// The label every container of a cluster carries (its name as the value).
 const LABEL: &str = "nexus-system";
-/// The label naming the test process that started a container or network, so that the next
-/// run can sweep what a killed run left behind.
+/// The label naming the test process that started a container or network (see [`owner`]), so
+/// that the next run can sweep what a killed run left behind.
 const PID_LABEL: &str = "nexus-system.pid";
 /// The label of a daemon's container naming its node, whose servers' containers carry
 /// [`nexus_agent::NODE_LABEL`] with that id.
@@ -177,7 +177,7 @@ impl Cluster {
 
     /// `docker run -d` on the cluster's network at `ip`, labelled for removal.
     fn run(&self, container: &str, ip: &str, image: &str, options: &[&str], command: &[&str]) {
-        let (label, pid) = (format!("{LABEL}={}", self.name), format!("{PID_LABEL}={}", std::process::id()));
+        let (label, pid) = (format!("{LABEL}={}", self.name), format!("{PID_LABEL}={}", owner()));
         let mut args = vec![
             "run",
             "-d",
@@ -432,7 +432,20 @@ async fn wait_banner(container: &str) -> Option<String> {
 /// started, their networks and their data directories. Clusters of live processes (another
 /// test binary running at the same time) are left alone.
 fn sweep_leftovers() {
-    let dead = |pid: &str| pid.parse::<u32>().is_ok_and(|pid| !Path::new(&format!("/proc/{pid}")).exists());
+    let this_boot = boot_id();
+    let this_namespace = pid_namespace();
+    // Dead: started before this machine's last boot, or a process of this PID namespace
+    // that is gone. A run in another PID namespace (another CI job's container sharing the
+    // Docker socket) cannot be told from here and is left alone.
+    let dead = |owner: &str| {
+        let mut parts = owner.splitn(3, ':');
+        let (Some(boot), Some(namespace), Some(pid)) = (parts.next(), parts.next(), parts.next()) else {
+            return false;
+        };
+        boot != this_boot
+            || (namespace == this_namespace
+                && pid.parse::<u32>().is_ok_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()))
+    };
     let format = format!("{{{{.ID}}}} {{{{.Label \"{PID_LABEL}\"}}}} {{{{.Label \"{NODE_ID_LABEL}\"}}}}");
     let listed = try_docker(&["ps", "-a", "--filter", &format!("label={PID_LABEL}"), "--format", &format]);
     let mut swept = 0;
@@ -477,6 +490,24 @@ fn sweep_leftovers() {
     }
 }
 
+/// `<boot id>:<PID namespace>:<pid>` of this test process: what [`sweep_leftovers`] needs to
+/// tell a dead run from a live one.
+fn owner() -> String {
+    format!("{}:{}:{}", boot_id(), pid_namespace(), std::process::id())
+}
+
+fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id").map_or_else(|_| "unknown".into(), |id| id.trim().into())
+}
+
+fn pid_namespace() -> String {
+    // `pid:[4026531836]`: the inode names the namespace.
+    std::fs::read_link("/proc/self/ns/pid")
+        .ok()
+        .and_then(|link| link.to_str().map(|s| s.trim_start_matches("pid:[").trim_end_matches(']').to_owned()))
+        .unwrap_or_else(|| "unknown".into())
+}
+
 /// Creates the cluster's network on a /24 of its own (fixed addresses need a configured
 /// subnet); the subnet's first address.
 fn create_network(name: &str) -> u32 {
@@ -485,7 +516,7 @@ fn create_network(name: &str) -> u32 {
     for attempt in 0..32u32 {
         let pick = seed.wrapping_add(attempt.wrapping_mul(2_654_435_761));
         let subnet = Ipv4Addr::new(10, 200 + (pick % 50) as u8, (pick >> 8) as u8, 0);
-        let (label, pid) = (format!("{LABEL}={name}"), format!("{PID_LABEL}={}", std::process::id()));
+        let (label, pid) = (format!("{LABEL}={name}"), format!("{PID_LABEL}={}", owner()));
         let subnet_arg = format!("{subnet}/24");
         match try_docker(&["network", "create", "--label", &label, "--label", &pid, "--subnet", &subnet_arg, name]) {
             Ok(_) => return subnet.into(),

@@ -242,11 +242,11 @@ pub(crate) fn record_heartbeats(
         }
         let mut present = Vec::with_capacity(found.len());
         for node in found {
-            recorded.push(HeartbeatRecorded::new(
-                parse_id(&node.id, "node id")?,
-                parse_enum(&node.status, "node status")?,
-                node.last_heartbeat.is_none(),
-            ));
+            // A status this version cannot read (written by another version) counts as
+            // offline: the heartbeat then reconciles the node, and one odd row cannot fail
+            // the heartbeats of every node in the batch.
+            let was = parse_enum(&node.status, "node status").unwrap_or(NodeStatus::Offline);
+            recorded.push(HeartbeatRecorded::new(parse_id(&node.id, "node id")?, was, node.last_heartbeat.is_none()));
             present.push(node.id);
         }
         diesel::update(nodes::table.filter(nodes::id.eq_any(&present)))
@@ -264,7 +264,8 @@ pub(crate) fn mark_stale_nodes_offline(c: &mut AnyConnection, cutoff: DateTime<U
     let stale =
         nodes::status.eq(online.clone()).and(nodes::last_heartbeat.is_null().or(nodes::last_heartbeat.lt(cutoff)));
     let candidates: Vec<String> =
-        nodes::table.filter(stale.clone()).order((nodes::name, nodes::id)).select(nodes::id).load(c)?;
+        // Id order, as heartbeat batches lock nodes: the two cannot deadlock.
+        nodes::table.filter(stale.clone()).order(nodes::id).select(nodes::id).load(c)?;
     let mut marked = Vec::with_capacity(candidates.len());
     for id in candidates {
         // Re-checked per row: of two panels sweeping at once, only one reports each node.

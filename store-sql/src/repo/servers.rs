@@ -356,8 +356,8 @@ impl EventRow {
     }
 }
 
-/// Writes of one server that another writer beat before [`apply_node_events`] fails the batch
-/// (the caller delivers it again).
+/// Writes of one server that another writer beat before [`apply_node_events`] gives up on an
+/// event (`EventOutcome::Contended`: the node delivers it again).
 const EVENT_ATTEMPTS: usize = 5;
 
 /// Applies node events in one transaction (see `ServerRepo::apply_node_events`): the servers
@@ -399,7 +399,14 @@ pub(crate) fn apply_node_events(
                     queue.pop_front();
                     continue;
                 };
-                let server = row.clone().into_model()?;
+                let server = match row.clone().into_model() {
+                    Ok(server) => server,
+                    Err(e) => {
+                        outcomes[i] = Some(EventOutcome::Unreadable(e.to_string()));
+                        queue.pop_front();
+                        continue;
+                    }
+                };
                 if !event_applies(&server, *sender, event) {
                     outcomes[i] = Some(EventOutcome::Refused(Box::new(server)));
                     queue.pop_front();
@@ -438,8 +445,11 @@ pub(crate) fn apply_node_events(
             // read the server again; the next round decides on what is stored now.
             let tries = attempts.entry(change.id.clone()).or_default();
             *tries += 1;
-            if *tries == EVENT_ATTEMPTS {
-                return Err(conflict(c, event.server, to_u64(change.version, "server version")?)?);
+            if *tries >= EVENT_ATTEMPTS {
+                outcomes[i] = Some(EventOutcome::Contended);
+                if let Some(queue) = queues.get_mut(&change.id) {
+                    queue.pop_front();
+                }
             }
             match load_server(c, &change.id)? {
                 Some(row) => current.insert(change.id.clone(), row),
