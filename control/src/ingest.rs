@@ -256,6 +256,8 @@ impl ControlPlane {
             Ok(EventOutcome::Contended) => {
                 return Err(ControlError::Busy(format!("server {} kept changing under the event", event.server)));
             }
+            // Acknowledged, not refused: the node's outbox is ordered, and an event it had to
+            // deliver again and again would hold back every later message of the node.
             Ok(EventOutcome::Unreadable(reason)) => {
                 tracing::warn!(server = %event.server, %reason, "an event of a server the store cannot read");
                 return Ok(Ingested::Ignored(format!("server {} cannot be read: {reason}", event.server)));

@@ -280,8 +280,10 @@ impl ControlPlane {
             }
         };
         let built = async {
+            // Every create locks its node, so a room check never misses a create on the same
+            // node that has not committed yet (a pinned one included).
+            let usage = tx.lock_node_usage(node).await?;
             if check_room {
-                let usage = tx.lock_node_usage(node).await?;
                 let limits = record.overallocation.limits(&record.capacity);
                 let fits =
                     |booked: u64, wanted: u64, limit: u64| booked.checked_add(wanted).is_some_and(|t| t <= limit);

@@ -187,6 +187,7 @@ macro_rules! __store_conformance_cases {
             concurrent_transitions_one_winner,
             concurrent_node_event_batches_apply_each_event_once,
             concurrent_updates_one_winner,
+            concurrent_deletes_one_winner,
             concurrent_schedule_claims_one_winner,
         ] }
     };

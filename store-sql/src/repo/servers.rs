@@ -439,6 +439,7 @@ pub(crate) fn apply_node_events(
                 if let Some(queue) = queues.get_mut(&change.id) {
                     queue.pop_front();
                 }
+                attempts.remove(&change.id);
                 continue;
             }
             // Another writer got there first (it has committed: the UPDATE waited for it):
@@ -450,6 +451,8 @@ pub(crate) fn apply_node_events(
                 if let Some(queue) = queues.get_mut(&change.id) {
                     queue.pop_front();
                 }
+                // The server's next event gets its own attempts.
+                attempts.remove(&change.id);
             }
             match load_server(c, &change.id)? {
                 Some(row) => current.insert(change.id.clone(), row),
@@ -519,7 +522,11 @@ pub(crate) fn delete_server(c: &mut AnyConnection, id: ServerId) -> SqlResult<()
         .execute(c)?;
     // Events, schedules with their tasks, subuser grants and backups (locked ones too: the
     // lock guards against deleting one backup, not the server) go by ON DELETE CASCADE.
-    diesel::delete(servers::table.find(&key)).execute(c)?;
+    // Counted: a concurrent delete that got there first (after the check above) makes this
+    // one `NotFound`, so exactly one caller learns it removed the server.
+    if diesel::delete(servers::table.find(&key)).execute(c)? == 0 {
+        return Err(StoreError::not_found("server", id).into());
+    }
     Ok(())
 }
 

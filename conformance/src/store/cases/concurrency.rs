@@ -266,6 +266,33 @@ pub async fn concurrent_node_event_batches_apply_each_event_once(store: Arc<dyn 
     }
 }
 
+/// Many concurrent `delete_server` calls for one server: exactly one succeeds, the others are
+/// `NotFound` (a panel frees the server's room in placement only on the call that removed it).
+pub async fn concurrent_deletes_one_winner(store: Arc<dyn Store>) {
+    let world = World::seed(&*store, 1).await;
+    let server = world.create_server(&*store, &[0]).await;
+    let barrier = Arc::new(Barrier::new(RACERS));
+    let handles: Vec<_> = (0..RACERS)
+        .map(|_| {
+            let (store, barrier) = (Arc::clone(&store), Arc::clone(&barrier));
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store.delete_server(server.id).await
+            })
+        })
+        .collect();
+    let mut removed = 0;
+    for handle in handles {
+        match handle.await.expect("delete task panicked") {
+            Ok(()) => removed += 1,
+            Err(StoreError::NotFound { .. }) => {}
+            Err(other) => panic!("losers must get NotFound, got {other:?}"),
+        }
+    }
+    assert_eq!(removed, 1, "exactly one delete removes the server");
+    assert_eq!(store.get_allocation(world.allocation(0)).await.expect("allocation").server, None, "freed");
+}
+
 /// Many concurrent `update_server` calls at one version: exactly one wins and its write is the
 /// one stored.
 pub async fn concurrent_updates_one_winner(store: Arc<dyn Store>) {
