@@ -45,8 +45,7 @@ impl ControlPlane {
     /// cannot overbook a node, which each create checks in its transaction, but a stale view
     /// keeps choosing nodes that are full).
     pub async fn watch_heartbeats(&self, shutdown: impl std::future::Future<Output = ()>) {
-        let quarter = self.config.heartbeat_interval / 4;
-        let mut tick = tokio::time::interval(quarter);
+        let mut tick = tokio::time::interval(self.config.heartbeat_interval / 4);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let refresh_every = self.config.heartbeat_interval.saturating_mul(PLACEMENT_REFRESH_INTERVALS);
         let mut refreshed = tokio::time::Instant::now();

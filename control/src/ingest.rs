@@ -252,8 +252,9 @@ impl ControlPlane {
                 return Ok(Ingested::Ignored(format!("unknown server {}", event.server)));
             }
             Ok(EventOutcome::Refused(server)) => server,
-            // Answered as a failure, so the node delivers the event again.
-            Ok(EventOutcome::Contended) => {
+            // Answered as a failure, so the node delivers the event again. (A store may also
+            // report it as a version conflict of the whole batch.)
+            Ok(EventOutcome::Contended) | Err(StoreError::VersionConflict { .. }) => {
                 return Err(ControlError::Busy(format!("server {} kept changing under the event", event.server)));
             }
             // Acknowledged, not refused: the node's outbox is ordered, and an event it had to
@@ -264,11 +265,7 @@ impl ControlPlane {
             }
             // An outcome this version does not know: left for reconciliation.
             Ok(other) => return Ok(Ingested::Ignored(format!("server {}: {other:?}", event.server))),
-            // The store failed or the server kept changing: answered as a failure, so the
-            // node delivers the event again.
-            Err(StoreError::VersionConflict { .. }) => {
-                return Err(ControlError::Busy(format!("server {} kept changing under the event", event.server)));
-            }
+            // The store failed: answered as a failure, so the node delivers the event again.
             Err(e) => return Err(e.into()),
         };
         if server.node != from {

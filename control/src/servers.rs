@@ -6,7 +6,7 @@ use chrono::Utc;
 use nexus_core::ids::{AllocationId, EggId, LocationId, NodeId, ServerId, UserId};
 use nexus_core::lifecycle::ServerState;
 use nexus_core::model::{Allocation, Egg, Server, ServerLimits};
-use nexus_core::placement::{Placement, PlacementRequest};
+use nexus_core::placement::{Placement, PlacementRequest, fits};
 use nexus_core::runtime::PortBinding;
 use nexus_core::store::{Store, StoreError};
 use nexus_core::transport::{NodeCommand, NodeResponse, PowerAction, ServerSpec, TransportError};
@@ -199,8 +199,10 @@ impl ControlPlane {
             Some(id) => Some(self.free_allocation(id, new.node).await?),
             None => None,
         };
-        // Only where placement chose the node and any free port will do: with port ranges, a
-        // node can have free ports and none in the ranges, and placement would choose it again.
+        // `chose`: placement chose the node, so its room is checked and a full one is left for
+        // the next best. A node without a free port is left only where any free port will do:
+        // with port ranges, a node can have free ports and none in the ranges, and placement
+        // would choose it again.
         let chose = chosen.is_none() && new.node.is_none();
         let placed = chose && new.port_ranges.is_empty();
         let mut attempts = 0;
@@ -214,8 +216,6 @@ impl ControlPlane {
                 // Placement chose a node whose last port or room another create took
                 // meanwhile (this process's, or another panel's, whose bookings this placement
                 // does not see): it learns the node's usage from the store and chooses again.
-                // (A node without a free port in the create's port ranges is not retried:
-                // placement would choose it again.)
                 Err(refused @ (ControlError::NoFreeAllocation(full) | ControlError::NodeFull(full)))
                     if attempts + 1 < PLACEMENT_ATTEMPTS
                         && (placed || (chose && matches!(refused, ControlError::NodeFull(_)))) =>
@@ -255,11 +255,11 @@ impl ControlPlane {
         Ok(CreatedServer { server, spec, delivery })
     }
 
-    /// Stores `new` on `node` in one transaction: its allocation (`chosen`, or a free one of
-    /// the node's) claimed and its row written; nothing is left when it fails. With
-    /// `check_room` (placement chose the node), the node is locked and its room checked by the
-    /// store's count first ([`NodeFull`](ControlError::NodeFull)): placement only sees this
-    /// process's bookings, and two panel processes must not both book a node's last room.
+    /// Stores `new` on `node` in one transaction: the node locked, its allocation (`chosen`,
+    /// or a free one of the node's) claimed and its row written; nothing is left when it fails.
+    /// With `check_room` (placement chose the node), the node's room is checked by the store's
+    /// count first ([`NodeFull`](ControlError::NodeFull)): placement only sees this process's
+    /// bookings, and two panel processes must not both book a node's last room.
     async fn insert_server(
         &self,
         new: &NewServer,
@@ -285,8 +285,6 @@ impl ControlPlane {
             let usage = tx.lock_node_usage(node).await?;
             if check_room {
                 let limits = record.overallocation.limits(&record.capacity);
-                let fits =
-                    |booked: u64, wanted: u64, limit: u64| booked.checked_add(wanted).is_some_and(|t| t <= limit);
                 if !(fits(usage.memory_mb, new.limits.memory_mb, limits.memory_mb)
                     && fits(usage.disk_mb, new.limits.disk_mb, limits.disk_mb)
                     && fits(usage.cpu_percent, new.limits.cpu_percent, limits.cpu_percent))

@@ -165,6 +165,17 @@ pub(crate) fn begin(conn: &mut AnyConnection, mode: Mode) -> QueryResult<()> {
     }
 }
 
+/// The `n`-th (from 1) bind parameter of a raw statement: `$n` on PostgreSQL, `?` elsewhere.
+#[cfg_attr(not(feature = "postgres"), allow(unused_variables))]
+fn placeholder(conn: &AnyConnection, n: usize) -> String {
+    match conn {
+        #[cfg(feature = "postgres")]
+        AnyConnection::Postgres(_) => format!("${n}"),
+        #[cfg(any(feature = "mysql", feature = "sqlite"))]
+        _ => "?".to_owned(),
+    }
+}
+
 #[derive(QueryableByName)]
 struct IdRow {
     #[diesel(sql_type = Text)]
@@ -178,14 +189,15 @@ pub(crate) fn claim_candidate(conn: &mut AnyConnection, node: &str) -> QueryResu
     const ORDER: &str = " AND server_id IS NULL ORDER BY ip_key, port, id LIMIT 1";
     // SKIP LOCKED: concurrent claimers each take a different row instead of queueing on the
     // lowest one and retrying.
-    let sql = match conn {
+    let lock = match conn {
         #[cfg(feature = "postgres")]
-        AnyConnection::Postgres(_) => format!("{SELECT}$1{ORDER} FOR UPDATE SKIP LOCKED"),
+        AnyConnection::Postgres(_) => " FOR UPDATE SKIP LOCKED",
         #[cfg(feature = "mysql")]
-        AnyConnection::Mysql(_) => format!("{SELECT}?{ORDER} FOR UPDATE SKIP LOCKED"),
+        AnyConnection::Mysql(_) => " FOR UPDATE SKIP LOCKED",
         #[cfg(feature = "sqlite")]
-        AnyConnection::Sqlite(_) => format!("{SELECT}?{ORDER}"),
+        AnyConnection::Sqlite(_) => "",
     };
+    let sql = format!("{SELECT}{}{ORDER}{lock}", placeholder(conn, 1));
     let rows: Vec<IdRow> = diesel::sql_query(sql).bind::<Text, _>(node).load(conn)?;
     Ok(rows.into_iter().next().map(|row| row.id))
 }
@@ -208,19 +220,20 @@ pub(crate) struct NodeBeat {
 /// noticing it had been away); a create locks its node so that two panels cannot both book
 /// the node's last room.
 pub(crate) fn lock_nodes(conn: &mut AnyConnection, ids: &[String]) -> QueryResult<Vec<NodeBeat>> {
-    let (placeholders, lock): (Vec<String>, &str) = match conn {
-        #[cfg(feature = "postgres")]
-        // NO KEY UPDATE: inserts of rows that reference the node (servers, allocations) take
-        // KEY SHARE locks on it and must not wait for a heartbeat batch, nor it for them.
-        AnyConnection::Postgres(_) => ((1..=ids.len()).map(|i| format!("${i}")).collect(), " FOR NO KEY UPDATE"),
-        #[cfg(feature = "mysql")]
-        AnyConnection::Mysql(_) => (vec!["?".to_owned(); ids.len()], " FOR UPDATE"),
-        #[cfg(feature = "sqlite")]
-        AnyConnection::Sqlite(_) => (vec!["?".to_owned(); ids.len()], ""),
-    };
     if ids.is_empty() {
         return Ok(Vec::new());
     }
+    let lock = match conn {
+        // NO KEY UPDATE: inserts of rows that reference the node (servers, allocations) take
+        // KEY SHARE locks on it and must not wait for a heartbeat batch, nor it for them.
+        #[cfg(feature = "postgres")]
+        AnyConnection::Postgres(_) => " FOR NO KEY UPDATE",
+        #[cfg(feature = "mysql")]
+        AnyConnection::Mysql(_) => " FOR UPDATE",
+        #[cfg(feature = "sqlite")]
+        AnyConnection::Sqlite(_) => "",
+    };
+    let placeholders: Vec<String> = (1..=ids.len()).map(|n| placeholder(conn, n)).collect();
     let sql = format!(
         "SELECT id, status, last_heartbeat FROM nodes WHERE id IN ({}) ORDER BY id{lock}",
         placeholders.join(", ")
@@ -245,6 +258,8 @@ pub(crate) struct StateChange {
 /// FROM UNNEST(..)`: a batch of lifecycle events costs one statement instead of one per event,
 /// which is most of the database's work at thousands of events a second. MySQL and SQLite
 /// take one `UPDATE` each (SQLite has no round trips to save).
+// With PostgreSQL alone, the `if let` below always matches.
+#[allow(irrefutable_let_patterns)]
 pub(crate) fn set_server_states(
     conn: &mut AnyConnection,
     changes: &[StateChange],
@@ -309,12 +324,9 @@ pub(crate) fn server_totals(conn: &mut AnyConnection, node: Option<&str>) -> Que
         Some(cast) => format!("CAST(SUM({column}) AS {cast}) AS {column}"),
         None => format!("SUM({column}) AS {column}"),
     };
-    let filter = match (node, &*conn) {
-        (None, _) => "",
-        #[cfg(feature = "postgres")]
-        (Some(_), AnyConnection::Postgres(_)) => " WHERE node_id = $1",
-        #[cfg(any(feature = "mysql", feature = "sqlite"))]
-        (Some(_), _) => " WHERE node_id = ?",
+    let filter = match node {
+        None => String::new(),
+        Some(_) => format!(" WHERE node_id = {}", placeholder(conn, 1)),
     };
     let sql = format!(
         "SELECT node_id, COUNT(*) AS servers, {}, {}, {} FROM servers{filter} GROUP BY node_id",

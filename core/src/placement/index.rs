@@ -43,8 +43,9 @@ pub(crate) struct Slot {
     pub(crate) tie: u64,
 }
 
-/// `booked + requested <= limit`, where an overflowing sum never fits.
-fn fits(booked: u64, requested: u64, limit: u64) -> bool {
+/// `booked + requested <= limit`, where an overflowing sum never fits: the one capacity rule,
+/// for placement's index and for a create re-checking a node's room in its transaction.
+pub fn fits(booked: u64, requested: u64, limit: u64) -> bool {
     booked.checked_add(requested).is_some_and(|total| total <= limit)
 }
 

@@ -73,6 +73,7 @@ mod tags;
 mod tests;
 
 pub use error::{PlacementError, Rejections};
+pub use index::fits;
 pub use request::{PlacementConfig, PlacementDecision, PlacementRequest, Resources, Strategy};
 pub use scoring::ScoringPlacement;
 

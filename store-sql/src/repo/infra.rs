@@ -294,15 +294,21 @@ pub(crate) fn node_usage(c: &mut AnyConnection) -> SqlResult<Vec<NodeUsage>> {
         .map(|id| {
             let mut usage = NodeUsage { node: Some(parse_id(&id, "node id")?), ..NodeUsage::default() };
             if let Some(t) = totals.get(&id) {
-                usage.servers = to_u64(t.servers, "server count")?;
-                usage.memory_mb = to_u64(t.memory_mb, "memory sum")?;
-                usage.disk_mb = to_u64(t.disk_mb, "disk sum")?;
-                usage.cpu_percent = to_u64(t.cpu_percent, "cpu sum")?;
+                add_totals(&mut usage, t)?;
             }
             usage.free_allocations = to_u64(free.get(&id).copied().unwrap_or(0), "free allocations")?;
             Ok(usage)
         })
         .collect()
+}
+
+/// A node's server count and limit sums, as [`backend::server_totals`] read them.
+fn add_totals(usage: &mut NodeUsage, t: &backend::ServerTotals) -> SqlResult<()> {
+    usage.servers = to_u64(t.servers, "server count")?;
+    usage.memory_mb = to_u64(t.memory_mb, "memory sum")?;
+    usage.disk_mb = to_u64(t.disk_mb, "disk sum")?;
+    usage.cpu_percent = to_u64(t.cpu_percent, "cpu sum")?;
+    Ok(())
 }
 
 /// One node's usage, its row locked for the transaction (see `NodeRepo::lock_node_usage`).
@@ -313,10 +319,7 @@ pub(crate) fn lock_node_usage(c: &mut AnyConnection, node: NodeId) -> SqlResult<
     }
     let mut usage = NodeUsage { node: Some(node), ..NodeUsage::default() };
     if let Some(t) = backend::server_totals(c, Some(&key))?.into_iter().next() {
-        usage.servers = to_u64(t.servers, "server count")?;
-        usage.memory_mb = to_u64(t.memory_mb, "memory sum")?;
-        usage.disk_mb = to_u64(t.disk_mb, "disk sum")?;
-        usage.cpu_percent = to_u64(t.cpu_percent, "cpu sum")?;
+        add_totals(&mut usage, &t)?;
     }
     let free: i64 = allocations::table
         .filter(allocations::node_id.eq(&key).and(allocations::server_id.is_null()))
